@@ -1,0 +1,1 @@
+"""Drop-in APIs of the services seawall was made from: change one import line."""

@@ -1,0 +1,11 @@
+#!/usr/bin/env bash
+# Builds seawall into .venv and runs every test: lints, the Rust core's tests (no Python), pytest.
+source "$(dirname "$0")/_env.sh" dev
+cargo fmt --check
+cargo clippy --all-targets -- -D warnings
+cargo clippy --features python -- -D warnings
+cargo test
+ruff check python tests benches
+ruff format --check python tests benches
+mypy
+python -m pytest

@@ -1,0 +1,42 @@
+//! The one error type of the core. The Python bindings turn it into `ValueError`.
+
+use std::fmt;
+
+/// What can go wrong when configuring or calling a limiter.
+///
+/// ```
+/// use seawall::error::Error;
+///
+/// let e = Error::invalid("capacity", "must be at least 1, got 0");
+/// assert_eq!(e.to_string(), "capacity must be at least 1, got 0");
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Error {
+    /// An argument outside its allowed range; names the parameter.
+    InvalidArgument {
+        /// The parameter's name as the user wrote it.
+        param: &'static str,
+        /// What was wrong, and what is allowed.
+        message: String,
+    },
+}
+
+impl Error {
+    /// An [`Error::InvalidArgument`] for `param`.
+    pub fn invalid(param: &'static str, message: impl Into<String>) -> Self {
+        Error::InvalidArgument {
+            param,
+            message: message.into(),
+        }
+    }
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Error::InvalidArgument { param, message } => write!(f, "{param} {message}"),
+        }
+    }
+}
+
+impl std::error::Error for Error {}

@@ -1,0 +1,15 @@
+//! seawall's native core: rate limiting, quotas, circuit breaking and backpressure for Python
+//! servers, decided in Rust.
+//!
+//! The core builds and tests without Python: [`clock`] says what time it is, [`algorithm`] holds
+//! the pure state transitions, [`store`] keeps keyed state, [`limiter`] is what users configure.
+//! The pyo3 bindings live in `python` behind the `python` feature, which the maturin build turns on.
+
+pub mod algorithm;
+pub mod clock;
+pub mod error;
+pub mod limiter;
+pub mod store;
+
+#[cfg(feature = "python")]
+mod python;

@@ -1,0 +1,169 @@
+use pyo3::exceptions::{PyTypeError, PyValueError};
+use pyo3::prelude::*;
+use pyo3::types::{PyDelta, PyDeltaAccess, PyDict, PyString};
+
+use super::bucket::{stats_dict, str_arg};
+use super::clock::ClockSource;
+use super::config::PyTokenBucketConfig;
+use super::errors::cost_arg;
+use crate::limiter::client::ClientLimiter;
+
+#[pyclass(frozen, subclass, module = "seawall._seawall", name = "ClientRateLimiter")]
+pub(crate) struct PyClientRateLimiter {
+    limiter: ClientLimiter,
+    default_config: Py<PyTokenBucketConfig>,
+    cleanup_interval: Py<PyDelta>,
+    clock: ClockSource,
+}
+
+fn config_arg<'a, 'py>(
+    param: &str,
+    value: &'a Bound<'py, PyAny>,
+) -> PyResult<&'a Bound<'py, PyTokenBucketConfig>> {
+    value
+        .cast::<PyTokenBucketConfig>()
+        .map_err(|_| PyTypeError::new_err(format!("{param} must be a TokenBucketConfig")))
+}
+
+#[pymethods]
+impl PyClientRateLimiter {
+    #[new]
+    #[pyo3(signature = (default_config, cleanup_interval=None, *, max_clients=1_000_000, clock=None))]
+    fn new(
+        py: Python<'_>,
+        default_config: &Bound<'_, PyAny>,
+        cleanup_interval: Option<&Bound<'_, PyAny>>,
+        max_clients: i64,
+        clock: Option<&Bound<'_, PyAny>>,
+    ) -> PyResult<Self> {
+        let default_config = config_arg("default_config", default_config)?;
+        let cleanup_interval = match cleanup_interval {
+            None => PyDelta::new(py, 0, 3600, 0, false)?,
+            Some(v) => v.cast::<PyDelta>().cloned().map_err(|_| {
+                PyTypeError::new_err("cleanup_interval must be a datetime.timedelta")
+            })?,
+        };
+        if cleanup_interval.get_days() < 0
+            || (cleanup_interval.get_days() == 0
+                && cleanup_interval.get_seconds() == 0
+                && cleanup_interval.get_microseconds() == 0)
+        {
+            return Err(PyValueError::new_err(
+                "cleanup_interval must be a positive timedelta",
+            ));
+        }
+        let max_clients = usize::try_from(max_clients)
+            .ok()
+            .filter(|&m| m >= 1)
+            .ok_or_else(|| {
+                PyValueError::new_err(format!("max_clients must be at least 1, got {max_clients}"))
+            })?;
+        Ok(PyClientRateLimiter {
+            limiter: ClientLimiter::new(default_config.get().params, max_clients),
+            default_config: default_config.clone().unbind(),
+            cleanup_interval: cleanup_interval.unbind(),
+            clock: ClockSource::from_arg(clock)?,
+        })
+    }
+
+    #[pyo3(signature = (client_id, tokens=1))]
+    fn try_consume(&self, py: Python<'_>, client_id: &str, tokens: i64) -> PyResult<bool> {
+        let now = self.clock.now(py)?;
+        Ok(self.limiter.consume(client_id, now, cost_arg(tokens)?)?)
+    }
+
+    #[pyo3(signature = (client_id, tokens=1))]
+    fn check_limit_sync(&self, py: Python<'_>, client_id: &str, tokens: i64) -> PyResult<bool> {
+        let now = self.clock.now(py)?;
+        Ok(self.limiter.check(client_id, now, cost_arg(tokens)?)?)
+    }
+
+    fn peek_sync(&self, py: Python<'_>, client_id: &str) -> PyResult<f64> {
+        Ok(self.limiter.tokens(client_id, self.clock.now(py)?))
+    }
+
+    fn set_client_config_sync(
+        &self,
+        py: Python<'_>,
+        client_id: &Bound<'_, PyAny>,
+        config: &Bound<'_, PyAny>,
+    ) -> PyResult<()> {
+        let client_id = str_arg("client_id", client_id)?;
+        let config = config_arg("config", config)?;
+        let now = self.clock.now(py)?;
+        self.limiter
+            .set_config(client_id.to_str()?, config.get().params, now);
+        Ok(())
+    }
+
+    fn get_client_stats_sync<'py>(
+        &self,
+        py: Python<'py>,
+        client_id: &Bound<'py, PyAny>,
+    ) -> PyResult<Option<Bound<'py, PyDict>>> {
+        let id = str_arg("client_id", client_id)?;
+        let now = self.clock.now(py)?;
+        self.limiter
+            .stats(id.to_str()?, now)
+            .map(|s| stats_dict(py, id.as_any(), &s))
+            .transpose()
+    }
+
+    fn get_all_stats_sync<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
+        let now = self.clock.now(py)?;
+        let (clients, totals) = self.limiter.all_stats(now);
+        let per_client = PyDict::new(py);
+        for (id, stats) in &clients {
+            let key = PyString::new(py, id);
+            per_client.set_item(&key, stats_dict(py, key.as_any(), stats)?)?;
+        }
+        let d = PyDict::new(py);
+        d.set_item("total_clients", totals.keys)?;
+        d.set_item("total_requests", totals.total)?;
+        d.set_item("total_rejected", totals.rejected)?;
+        let rate = if totals.total > 0 {
+            totals.rejected as f64 / totals.total as f64
+        } else {
+            0.0
+        };
+        d.set_item("global_rejection_rate", rate)?;
+        d.set_item("clients", per_client)?;
+        d.set_item("evicted_clients", totals.evicted)?;
+        d.set_item("evicted_before_full", totals.evicted_early)?;
+        Ok(d)
+    }
+
+    fn reset_client_sync(&self, py: Python<'_>, client_id: &Bound<'_, PyAny>) -> PyResult<bool> {
+        let id = str_arg("client_id", client_id)?;
+        let now = self.clock.now(py)?;
+        Ok(self.limiter.reset(id.to_str()?, now))
+    }
+
+    fn cleanup(&self, py: Python<'_>) -> PyResult<usize> {
+        let now = self.clock.now(py)?;
+        Ok(self.limiter.cleanup(now))
+    }
+
+    fn memory_bytes(&self) -> usize {
+        self.limiter.heap_bytes()
+    }
+
+    #[getter]
+    fn default_config(&self, py: Python<'_>) -> Py<PyTokenBucketConfig> {
+        self.default_config.clone_ref(py)
+    }
+
+    #[getter]
+    fn cleanup_interval(&self, py: Python<'_>) -> Py<PyDelta> {
+        self.cleanup_interval.clone_ref(py)
+    }
+
+    #[getter]
+    fn max_clients(&self) -> usize {
+        self.limiter.max_clients()
+    }
+
+    fn __len__(&self) -> usize {
+        self.limiter.len()
+    }
+}

@@ -1,0 +1,136 @@
+use pyo3::exceptions::{PyTypeError, PyValueError};
+use pyo3::prelude::*;
+
+use crate::clock::{
+    self, nanos_to_secs, secs_to_nanos, Clock, DefaultClock, ManualClock, Nanos, SystemClock,
+};
+
+#[pyclass(frozen, module = "seawall._seawall", name = "ManualClock")]
+pub(crate) struct PyManualClock {
+    pub(crate) inner: ManualClock,
+}
+
+fn seconds(param: &str, value: f64) -> PyResult<Nanos> {
+    secs_to_nanos(value).ok_or_else(|| {
+        PyValueError::new_err(format!(
+            "{param} must be a finite number of seconds, at least 0, got {value}"
+        ))
+    })
+}
+
+#[pymethods]
+impl PyManualClock {
+    #[new]
+    #[pyo3(signature = (start=None))]
+    fn new(start: Option<f64>) -> PyResult<Self> {
+        let inner = match start {
+            None => ManualClock::new(),
+            Some(s) => ManualClock::at(seconds("start", s)?),
+        };
+        Ok(PyManualClock { inner })
+    }
+
+    fn now(&self) -> f64 {
+        nanos_to_secs(self.inner.now())
+    }
+
+    fn advance(&self, seconds_: f64) -> PyResult<()> {
+        self.inner.advance(seconds("seconds", seconds_)?);
+        Ok(())
+    }
+
+    fn set(&self, seconds_: f64) -> PyResult<()> {
+        self.inner.set(seconds("seconds", seconds_)?);
+        Ok(())
+    }
+
+    fn __repr__(&self) -> String {
+        format!("ManualClock(now={})", nanos_to_secs(self.inner.now()))
+    }
+}
+
+#[pyclass(frozen, module = "seawall._seawall", name = "SystemClock")]
+pub(crate) struct PySystemClock;
+
+#[pymethods]
+impl PySystemClock {
+    #[new]
+    fn new() -> Self {
+        PySystemClock
+    }
+
+    fn now(&self) -> f64 {
+        nanos_to_secs(SystemClock.now())
+    }
+
+    fn __repr__(&self) -> &'static str {
+        "SystemClock()"
+    }
+}
+
+#[pyfunction]
+pub(crate) fn set_default_clock(
+    py: Python<'_>,
+    clock: Option<&Bound<'_, PyManualClock>>,
+) -> PyResult<Option<Py<PyManualClock>>> {
+    let previous = clock::set_default_clock(clock.map(|c| c.get().inner.clone()));
+    previous
+        .map(|inner| Py::new(py, PyManualClock { inner }))
+        .transpose()
+}
+
+#[pyfunction]
+pub(crate) fn get_default_clock(py: Python<'_>) -> PyResult<Option<Py<PyManualClock>>> {
+    clock::default_clock()
+        .map(|inner| Py::new(py, PyManualClock { inner }))
+        .transpose()
+}
+
+/// The clock a limiter reads: the default (followed at every call), a native clock, or any Python
+/// callable returning seconds since the epoch.
+pub(crate) enum ClockSource {
+    Default,
+    Manual(ManualClock),
+    System,
+    Callable(Py<PyAny>),
+}
+
+impl ClockSource {
+    pub(crate) fn from_arg(clock: Option<&Bound<'_, PyAny>>) -> PyResult<Self> {
+        let Some(clock) = clock else {
+            return Ok(ClockSource::Default);
+        };
+        if let Ok(manual) = clock.cast::<PyManualClock>() {
+            return Ok(ClockSource::Manual(manual.get().inner.clone()));
+        }
+        if clock.is_instance_of::<PySystemClock>() {
+            return Ok(ClockSource::System);
+        }
+        if let Ok(now) = clock.getattr("now") {
+            if now.is_callable() {
+                return Ok(ClockSource::Callable(now.unbind()));
+            }
+        }
+        if clock.is_callable() {
+            return Ok(ClockSource::Callable(clock.clone().unbind()));
+        }
+        Err(PyTypeError::new_err(format!(
+            "clock must be a ManualClock, a SystemClock, an object with a now() method or a \
+             callable returning seconds since the epoch, got {}",
+            clock.get_type().name()?
+        )))
+    }
+
+    #[inline]
+    pub(crate) fn now(&self, py: Python<'_>) -> PyResult<Nanos> {
+        match self {
+            ClockSource::Default => Ok(DefaultClock.now()),
+            ClockSource::Manual(m) => Ok(m.now()),
+            ClockSource::System => Ok(SystemClock.now()),
+            ClockSource::Callable(f) => {
+                let secs: f64 = f.call0(py)?.extract(py)?;
+                seconds("clock reading", secs)
+            }
+        }
+    }
+}

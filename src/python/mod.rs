@@ -1,0 +1,23 @@
+//! The pyo3 bindings: thin types that convert arguments, read the clock and map errors. The logic
+//! and its documentation live in the core modules.
+
+mod bucket;
+mod client;
+mod clock;
+mod config;
+mod errors;
+
+use pyo3::prelude::*;
+
+#[pymodule]
+fn _seawall(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add("__version__", env!("CARGO_PKG_VERSION"))?;
+    m.add_class::<clock::PyManualClock>()?;
+    m.add_class::<clock::PySystemClock>()?;
+    m.add_function(wrap_pyfunction!(clock::set_default_clock, m)?)?;
+    m.add_function(wrap_pyfunction!(clock::get_default_clock, m)?)?;
+    m.add_class::<config::PyTokenBucketConfig>()?;
+    m.add_class::<bucket::PyTokenBucket>()?;
+    m.add_class::<client::PyClientRateLimiter>()?;
+    Ok(())
+}

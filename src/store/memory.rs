@@ -1,0 +1,558 @@
+//! The in-process store: keyed algorithm state in a sharded map, bounded, with lossless eviction.
+//!
+//! Layout, chosen for bytes per key: each shard keeps its entries densely in a `Vec` (the slab)
+//! and an index of `u32` slab positions in a `hashbrown::HashTable`, so the hash table costs about
+//! five bytes per slot instead of a whole entry. A key is a `CompactString`: up to 24 bytes inline,
+//! no heap allocation. Looking up a key that is already there allocates nothing.
+//!
+//! Eviction:
+//! * [`MemoryStore::cleanup`] drops every entry that is back to its fresh state. Such an entry is
+//!   identical to one that was never created, so nothing is lost (lossless).
+//! * At the bound (`max_keys`), a new key takes the place of the entry, among 16 sampled at random
+//!   from its shard, that is back to fresh soonest. Under a flood of distinct keys most entries
+//!   refill quickly, so the victim is almost always already fresh (lossless); when it is not, the
+//!   key that loses the least is chosen and [`StoreTotals::evicted_early`] counts it. The map never
+//!   grows past the bound, and no request is refused for lack of room.
+
+use compact_str::CompactString;
+use foldhash::fast::RandomState;
+use hashbrown::HashTable;
+use parking_lot::Mutex;
+use std::hash::BuildHasher;
+
+use crate::clock::Nanos;
+
+/// What a store needs from an algorithm's parameters to keep its state.
+pub trait Keyed: Clone + PartialEq {
+    /// The per-key state.
+    type State: Copy;
+    /// The state of a key seen for the first time at `now`.
+    fn fresh(&self, now: Nanos) -> Self::State;
+    /// Whether `state` is, at `now`, the same as a fresh key's: dropping it loses nothing.
+    fn is_fresh(&self, state: &Self::State, now: Nanos) -> bool;
+    /// The eviction order at the bound, least loss first: when `state` will be fresh again, then
+    /// how much it is missing (in the algorithm's own units) for states that never refill.
+    fn eviction_rank(&self, state: &Self::State, now: Nanos) -> (Nanos, u128);
+    /// `state`, kept under `old` parameters, carried over to `self`.
+    fn rebase(&self, old: &Self, state: &Self::State, now: Nanos) -> Self::State;
+}
+
+/// Per-key counters.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct KeyStats {
+    /// Decisions made for the key.
+    pub total: u64,
+    /// Decisions that denied.
+    pub rejected: u64,
+    /// When the last denial happened; 0 if never.
+    pub last_rejection: Nanos,
+}
+
+impl KeyStats {
+    /// Counts one decision.
+    #[inline]
+    pub fn record(&mut self, allowed: bool, now: Nanos) {
+        self.total += 1;
+        if !allowed {
+            self.rejected += 1;
+            self.last_rejection = now;
+        }
+    }
+}
+
+/// Store-wide counters, including what evicted keys had counted.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct StoreTotals {
+    /// Keys held now.
+    pub keys: usize,
+    /// Decisions made, over live and evicted keys.
+    pub total: u64,
+    /// Denials, over live and evicted keys.
+    pub rejected: u64,
+    /// Keys evicted (lossless or not).
+    pub evicted: u64,
+    /// Keys evicted at the bound before they were back to fresh.
+    pub evicted_early: u64,
+}
+
+struct Entry<S> {
+    key: CompactString,
+    state: S,
+    stats: KeyStats,
+    config: u32,
+}
+
+struct Shard<A: Keyed> {
+    index: HashTable<u32>,
+    slab: Vec<Entry<A::State>>,
+    /// Parameters; 0 is the default, the rest are per-key overrides (interned).
+    configs: Vec<A>,
+    /// Per-key overrides of the keys that hash to this shard.
+    overrides: hashbrown::HashMap<CompactString, u32, RandomState>,
+    capacity: usize,
+    rng: u64,
+    evicted_total: u64,
+    evicted_rejected: u64,
+    evicted: u64,
+    evicted_early: u64,
+}
+
+/// A bounded, sharded map from string keys to algorithm state.
+///
+/// ```
+/// use seawall::algorithm::token_bucket::TokenBucket;
+/// use seawall::store::memory::MemoryStore;
+///
+/// let store = MemoryStore::new(TokenBucket::new(2, 1.0, 2).unwrap(), 1000);
+/// let take = |now| store.update("alice", now, |bucket, state, stats| {
+///     let ok = bucket.try_acquire(state, now, 1);
+///     stats.record(ok, now);
+///     ok
+/// });
+/// assert!(take(0) && take(0) && !take(0));
+/// assert_eq!(store.len(), 1);
+/// assert_eq!(store.cleanup(10_000_000_000), 1); // full again: dropped, nothing lost
+/// ```
+pub struct MemoryStore<A: Keyed> {
+    shards: Box<[Mutex<Shard<A>>]>,
+    shard_mask: u64,
+    hasher: RandomState,
+    max_keys: usize,
+}
+
+/// Entries sampled when the bound is reached.
+const EVICTION_SAMPLE: usize = 16;
+const MAX_SHARDS: usize = 16;
+/// A shard is split off only when each would still hold this many keys, so that small bounds
+/// are exact per store rather than per shard.
+const MIN_KEYS_PER_SHARD: usize = 4096;
+
+impl<A: Keyed> MemoryStore<A> {
+    /// A store whose keys start with `default` parameters, holding at most `max_keys` keys
+    /// (at least 1).
+    pub fn new(default: A, max_keys: usize) -> Self {
+        let max_keys = max_keys.max(1);
+        let shards = (max_keys / MIN_KEYS_PER_SHARD).clamp(1, MAX_SHARDS);
+        let shards = if shards.is_power_of_two() {
+            shards
+        } else {
+            shards.next_power_of_two() / 2
+        };
+        let hasher = RandomState::default();
+        let per_shard = max_keys.div_ceil(shards);
+        let seed = hasher.hash_one(0xfeed_u64) | 1;
+        MemoryStore {
+            shards: (0..shards)
+                .map(|i| {
+                    Mutex::new(Shard {
+                        index: HashTable::new(),
+                        slab: Vec::new(),
+                        configs: vec![default.clone()],
+                        overrides: hashbrown::HashMap::with_hasher(hasher.clone()),
+                        capacity: per_shard,
+                        rng: seed.wrapping_add(i as u64).max(1),
+                        evicted_total: 0,
+                        evicted_rejected: 0,
+                        evicted: 0,
+                        evicted_early: 0,
+                    })
+                })
+                .collect(),
+            shard_mask: shards as u64 - 1,
+            hasher,
+            max_keys,
+        }
+    }
+
+    /// The bound on keys held.
+    pub fn max_keys(&self) -> usize {
+        self.max_keys
+    }
+
+    /// The default parameters.
+    pub fn default_config(&self) -> A {
+        self.shards[0].lock().configs[0].clone()
+    }
+
+    #[inline]
+    fn shard_of(&self, hash: u64) -> &Mutex<Shard<A>> {
+        // Bits 32.. pick the shard: hashbrown uses the low bits for the slot and the top 7 for
+        // its tag, so the three stay independent.
+        &self.shards[((hash >> 32) & self.shard_mask) as usize]
+    }
+
+    /// Runs `f` on `key`'s parameters, state and counters, creating a fresh entry first if the key
+    /// is new. Holds the shard's lock for the duration of `f`, which makes `f` atomic.
+    #[inline]
+    pub fn update<R>(
+        &self,
+        key: &str,
+        now: Nanos,
+        f: impl FnOnce(&A, &mut A::State, &mut KeyStats) -> R,
+    ) -> R {
+        let hash = self.hasher.hash_one(key);
+        let mut guard = self.shard_of(hash).lock();
+        let shard = &mut *guard;
+        let pos = match shard
+            .index
+            .find(hash, |&i| shard.slab[i as usize].key == key)
+        {
+            Some(&pos) => pos as usize,
+            None => shard.insert(key, hash, now, &self.hasher),
+        };
+        let entry = &mut shard.slab[pos];
+        f(
+            &shard.configs[entry.config as usize],
+            &mut entry.state,
+            &mut entry.stats,
+        )
+    }
+
+    /// Runs `f` on `key`'s parameters, state and counters without creating it: a key not held is
+    /// shown as fresh, with no counters.
+    pub fn read<R>(
+        &self,
+        key: &str,
+        now: Nanos,
+        f: impl FnOnce(&A, &A::State, Option<&KeyStats>) -> R,
+    ) -> R {
+        let hash = self.hasher.hash_one(key);
+        let guard = self.shard_of(hash).lock();
+        match guard
+            .index
+            .find(hash, |&i| guard.slab[i as usize].key == key)
+        {
+            Some(&pos) => {
+                let e = &guard.slab[pos as usize];
+                f(&guard.configs[e.config as usize], &e.state, Some(&e.stats))
+            }
+            None => {
+                let config = &guard.configs[guard.config_for(key) as usize];
+                f(config, &config.fresh(now), None)
+            }
+        }
+    }
+
+    /// Whether `key` is held.
+    pub fn contains(&self, key: &str) -> bool {
+        let hash = self.hasher.hash_one(key);
+        let guard = self.shard_of(hash).lock();
+        guard
+            .index
+            .find(hash, |&i| guard.slab[i as usize].key == key)
+            .is_some()
+    }
+
+    /// Gives `key` its own parameters, now and for when it is next created. A held key keeps its
+    /// state, carried over with [`Keyed::rebase`].
+    pub fn set_override(&self, key: &str, config: A, now: Nanos) {
+        let hash = self.hasher.hash_one(key);
+        let mut guard = self.shard_of(hash).lock();
+        let shard = &mut *guard;
+        let id = match shard.configs.iter().position(|c| *c == config) {
+            Some(id) => id as u32,
+            None => {
+                shard.configs.push(config);
+                (shard.configs.len() - 1) as u32
+            }
+        };
+        shard.overrides.insert(CompactString::from(key), id);
+        if let Some(&pos) = shard
+            .index
+            .find(hash, |&i| shard.slab[i as usize].key == key)
+        {
+            let entry = &mut shard.slab[pos as usize];
+            let old = &shard.configs[entry.config as usize];
+            entry.state = shard.configs[id as usize].rebase(old, &entry.state, now);
+            entry.config = id;
+        }
+    }
+
+    /// Puts `key` back to fresh and zeroes its counters. Returns whether it was held.
+    pub fn reset(&self, key: &str, now: Nanos) -> bool {
+        let hash = self.hasher.hash_one(key);
+        let mut guard = self.shard_of(hash).lock();
+        let shard = &mut *guard;
+        match shard
+            .index
+            .find(hash, |&i| shard.slab[i as usize].key == key)
+        {
+            Some(&pos) => {
+                let entry = &mut shard.slab[pos as usize];
+                entry.state = shard.configs[entry.config as usize].fresh(now);
+                entry.stats = KeyStats::default();
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Drops every key that is back to fresh at `now` (lossless) and returns how many.
+    pub fn cleanup(&self, now: Nanos) -> usize {
+        let mut removed = 0;
+        for shard in self.shards.iter() {
+            let mut guard = shard.lock();
+            let shard = &mut *guard;
+            let mut pos = 0;
+            while pos < shard.slab.len() {
+                let e = &shard.slab[pos];
+                if shard.configs[e.config as usize].is_fresh(&e.state, now) {
+                    shard.remove_at(pos, &self.hasher, false);
+                    removed += 1;
+                } else {
+                    pos += 1;
+                }
+            }
+            shard.shrink(&self.hasher);
+        }
+        removed
+    }
+
+    /// Keys held now.
+    pub fn len(&self) -> usize {
+        self.shards.iter().map(|s| s.lock().slab.len()).sum()
+    }
+
+    /// Whether no key is held.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Calls `f` for every key held, one shard locked at a time.
+    pub fn for_each(&self, mut f: impl FnMut(&str, &A, &A::State, &KeyStats)) {
+        for shard in self.shards.iter() {
+            let guard = shard.lock();
+            for e in &guard.slab {
+                f(
+                    &e.key,
+                    &guard.configs[e.config as usize],
+                    &e.state,
+                    &e.stats,
+                );
+            }
+        }
+    }
+
+    /// Store-wide counters.
+    pub fn totals(&self) -> StoreTotals {
+        let mut t = StoreTotals::default();
+        for shard in self.shards.iter() {
+            let g = shard.lock();
+            t.keys += g.slab.len();
+            t.total += g.evicted_total + g.slab.iter().map(|e| e.stats.total).sum::<u64>();
+            t.rejected += g.evicted_rejected + g.slab.iter().map(|e| e.stats.rejected).sum::<u64>();
+            t.evicted += g.evicted;
+            t.evicted_early += g.evicted_early;
+        }
+        t
+    }
+
+    /// Heap bytes held by the store: slabs, indexes and out-of-line key bytes (overrides excluded).
+    pub fn heap_bytes(&self) -> usize {
+        self.shards
+            .iter()
+            .map(|s| {
+                let g = s.lock();
+                let keys: usize = g
+                    .slab
+                    .iter()
+                    .filter(|e| e.key.is_heap_allocated())
+                    .map(|e| e.key.capacity())
+                    .sum();
+                g.slab.capacity() * std::mem::size_of::<Entry<A::State>>()
+                    + g.index.allocation_size()
+                    + keys
+            })
+            .sum()
+    }
+}
+
+impl<A: Keyed> Shard<A> {
+    fn config_for(&self, key: &str) -> u32 {
+        if self.overrides.is_empty() {
+            return 0;
+        }
+        self.overrides.get(key).copied().unwrap_or(0)
+    }
+
+    /// Inserts a fresh entry for `key` (known to be absent), evicting one first at the bound.
+    #[cold]
+    #[inline(never)]
+    fn insert(&mut self, key: &str, hash: u64, now: Nanos, hasher: &RandomState) -> usize {
+        if self.slab.len() >= self.capacity {
+            self.evict_one(now, hasher);
+        }
+        let config = self.config_for(key);
+        let pos = self.slab.len();
+        self.slab.push(Entry {
+            key: CompactString::from(key),
+            state: self.configs[config as usize].fresh(now),
+            stats: KeyStats::default(),
+            config,
+        });
+        let slab = &self.slab;
+        self.index.insert_unique(hash, pos as u32, |&i| {
+            hasher.hash_one(slab[i as usize].key.as_str())
+        });
+        pos
+    }
+
+    fn next_random(&mut self) -> u64 {
+        // xorshift64: cheap, and only picks eviction candidates.
+        let mut x = self.rng;
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        self.rng = x;
+        x
+    }
+
+    fn evict_one(&mut self, now: Nanos, hasher: &RandomState) {
+        let len = self.slab.len();
+        if len == 0 {
+            return;
+        }
+        let mut best = ((Nanos::MAX, u128::MAX), 0usize);
+        for n in 0..EVICTION_SAMPLE.min(len) {
+            let pos = if len <= EVICTION_SAMPLE {
+                n
+            } else {
+                (self.next_random() % len as u64) as usize
+            };
+            let e = &self.slab[pos];
+            let rank = self.configs[e.config as usize].eviction_rank(&e.state, now);
+            if rank < best.0 {
+                best = (rank, pos);
+            }
+            if rank.0 <= now {
+                break;
+            }
+        }
+        self.remove_at(best.1, hasher, best.0 .0 > now);
+    }
+
+    fn remove_at(&mut self, pos: usize, hasher: &RandomState, early: bool) {
+        let removed_hash = hasher.hash_one(self.slab[pos].key.as_str());
+        if let Ok(slot) = self.index.find_entry(removed_hash, |&i| i as usize == pos) {
+            slot.remove();
+        }
+        let last = self.slab.len() - 1;
+        if pos != last {
+            let moved_hash = hasher.hash_one(self.slab[last].key.as_str());
+            if let Some(slot) = self.index.find_mut(moved_hash, |&i| i as usize == last) {
+                *slot = pos as u32;
+            }
+        }
+        let e = self.slab.swap_remove(pos);
+        self.evicted_total += e.stats.total;
+        self.evicted_rejected += e.stats.rejected;
+        self.evicted += 1;
+        self.evicted_early += u64::from(early);
+    }
+
+    fn shrink(&mut self, hasher: &RandomState) {
+        // Give memory back after a flood has drained, but not on every small dip.
+        if self.slab.capacity() > 64 && self.slab.len() < self.slab.capacity() / 4 {
+            self.slab.shrink_to(self.slab.len() * 2);
+            let slab = &self.slab;
+            self.index.shrink_to(slab.len() * 2, |&i| {
+                hasher.hash_one(slab[i as usize].key.as_str())
+            });
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::algorithm::token_bucket::TokenBucket;
+    use crate::clock::NANOS_PER_SEC as S;
+
+    fn take(store: &MemoryStore<TokenBucket>, key: &str, now: Nanos) -> bool {
+        store.update(key, now, |b, s, st| {
+            let ok = b.try_acquire(s, now, 1);
+            st.record(ok, now);
+            ok
+        })
+    }
+
+    #[test]
+    fn cleanup_drops_only_full_buckets() {
+        let store = MemoryStore::new(TokenBucket::new(10, 1.0, 10).unwrap(), 100);
+        assert!(take(&store, "busy", 0));
+        assert!(take(&store, "idle", 0));
+        // After 1 s "idle" is full again; "busy" took another token meanwhile.
+        assert!(take(&store, "busy", S / 2));
+        assert_eq!(store.cleanup(S), 1);
+        assert!(store.contains("busy") && !store.contains("idle"));
+        let t = store.totals();
+        assert_eq!((t.keys, t.total, t.evicted, t.evicted_early), (1, 3, 1, 0));
+    }
+
+    #[test]
+    fn bound_is_never_exceeded_and_prefers_fresh_victims() {
+        let store = MemoryStore::new(TokenBucket::new(1, 1.0, 1).unwrap(), 50);
+        for i in 0..1000 {
+            assert!(take(&store, &format!("flood-{i}"), i * S));
+            assert!(store.len() <= 50);
+        }
+        // Every victim had a second to refill: nothing was lost.
+        assert_eq!(store.totals().evicted_early, 0);
+        assert_eq!(store.totals().total, 1000);
+    }
+
+    #[test]
+    fn at_the_bound_the_least_loss_is_taken() {
+        let store = MemoryStore::new(TokenBucket::new(10, 1.0, 10).unwrap(), 3);
+        for (key, cost) in [("a", 1), ("b", 9), ("c", 5)] {
+            store.update(key, 0, |b, s, _| b.try_acquire(s, 0, cost));
+        }
+        take(&store, "d", 0);
+        assert!(!store.contains("a"), "a is closest to full");
+        assert_eq!(store.totals().evicted_early, 1);
+    }
+
+    #[test]
+    fn buckets_that_never_refill_are_ranked_by_what_they_miss() {
+        let store = MemoryStore::new(TokenBucket::new(5, 0.0, 5).unwrap(), 3);
+        for (key, cost) in [("emptied", 5), ("b", 1), ("c", 2)] {
+            store.update(key, 0, |b, s, _| b.try_acquire(s, 0, cost));
+        }
+        take(&store, "d", 0);
+        assert!(store.contains("emptied") && !store.contains("b"));
+    }
+
+    #[test]
+    fn overrides_apply_to_new_and_held_keys() {
+        let store = MemoryStore::new(TokenBucket::new(1, 0.0, 1).unwrap(), 100);
+        assert!(take(&store, "vip", 0));
+        assert!(!take(&store, "vip", 0));
+        store.set_override("vip", TokenBucket::new(5, 0.0, 5).unwrap(), 0);
+        // Held: the 0 tokens it had carry over; the larger capacity does not refill by itself.
+        assert!(!take(&store, "vip", 0));
+        store.reset("vip", 0);
+        for _ in 0..5 {
+            assert!(take(&store, "vip", 0));
+        }
+        store.set_override("new", TokenBucket::new(3, 0.0, 3).unwrap(), 0);
+        assert_eq!(
+            store.read("new", 0, |b, _, stats| (b.capacity(), stats.is_none())),
+            (3, true)
+        );
+    }
+
+    #[test]
+    fn many_keys_across_shards_stay_findable_through_removals() {
+        let store = MemoryStore::new(TokenBucket::new(2, 1.0, 2).unwrap(), 100_000);
+        for i in 0..20_000u64 {
+            store.update(&format!("k{i}"), 0, |b, s, _| {
+                b.try_acquire(s, 0, 1 + (i % 2))
+            });
+        }
+        // Keys that took 1 token are full after 1 s; those that took 2 need 2 s.
+        assert_eq!(store.cleanup(S), 10_000);
+        for i in 0..20_000u64 {
+            assert_eq!(store.contains(&format!("k{i}")), i % 2 == 1, "k{i}");
+        }
+    }
+}

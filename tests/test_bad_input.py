@@ -1,0 +1,117 @@
+"""Bad input is a clear ValueError or TypeError that names the parameter; never a crash."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import pytest
+
+from seawall import ClientRateLimiter, TokenBucket, TokenBucketConfig
+from seawall.testing import ManualClock, use_clock
+
+
+@pytest.mark.parametrize("capacity", [0, -1, 10**13])
+def test_capacity_out_of_range(capacity: int) -> None:
+    with pytest.raises(ValueError, match="capacity"):
+        TokenBucketConfig(capacity, 1.0, 0)
+
+
+@pytest.mark.parametrize("rate", [-1.0, math.nan, math.inf, -math.inf, 1e-12, 1e10])
+def test_refill_rate_out_of_range(rate: float) -> None:
+    with pytest.raises(ValueError, match="refill_rate"):
+        TokenBucketConfig(10, rate, 0)
+
+
+def test_negative_initial_tokens() -> None:
+    with pytest.raises(ValueError, match="initial_tokens"):
+        TokenBucketConfig(10, 1.0, -1)
+
+
+@pytest.mark.parametrize(
+    ("args", "param"),
+    [(("10", 1.0, 0), "capacity"), ((10, "fast", 0), "refill_rate"), ((10, 1.0, 2.5), "initial")],
+)
+def test_config_wrong_types(args: tuple[Any, ...], param: str) -> None:
+    with pytest.raises(TypeError, match=param):
+        TokenBucketConfig(*args)
+
+
+@pytest.mark.parametrize("tokens", [0, -3, 11, 2**40])
+def test_tokens_out_of_range(tokens: int) -> None:
+    bucket = TokenBucket(TokenBucketConfig(10, 1.0, 10))
+    limiter = ClientRateLimiter(TokenBucketConfig(10, 1.0, 10))
+    with pytest.raises(ValueError, match="tokens"):
+        bucket.try_consume(tokens)
+    with pytest.raises(ValueError, match="tokens"):
+        limiter.try_consume("a", tokens)
+    with pytest.raises(ValueError, match="tokens"):
+        limiter.check_limit_sync("a", tokens)
+    assert bucket.get_stats()["total_requests"] == 0
+    assert len(limiter) == 0
+
+
+def test_tokens_checked_against_the_clients_own_capacity() -> None:
+    limiter = ClientRateLimiter(TokenBucketConfig(10, 1.0, 10))
+    limiter.set_client_config_sync("big", TokenBucketConfig(100, 1.0, 100))
+    assert limiter.try_consume("big", 50)
+    with pytest.raises(ValueError, match=r"capacity \(10\)"):
+        limiter.try_consume("small", 50)
+
+
+@pytest.mark.parametrize("client_id", [None, 42, b"bytes", ["list"]])
+def test_client_id_must_be_a_str(client_id: Any) -> None:
+    limiter = ClientRateLimiter(TokenBucketConfig(10, 1.0, 10))
+    for call in (
+        limiter.try_consume,
+        limiter.check_limit_sync,
+        limiter.peek_sync,
+        limiter.get_client_stats_sync,
+        limiter.reset_client_sync,
+    ):
+        with pytest.raises(TypeError, match="client_id"):
+            call(client_id)
+    if client_id is not None:  # None means the default, "unknown"
+        with pytest.raises(TypeError, match="client_id"):
+            TokenBucket(TokenBucketConfig(10, 1.0, 10), client_id)
+
+
+def test_wrong_config_objects() -> None:
+    with pytest.raises(TypeError, match="config"):
+        TokenBucket({"capacity": 10})  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match="default_config"):
+        ClientRateLimiter(None)  # type: ignore[arg-type]
+    limiter = ClientRateLimiter(TokenBucketConfig(10, 1.0, 10))
+    with pytest.raises(TypeError, match="config"):
+        limiter.set_client_config_sync("a", 10)  # type: ignore[arg-type]
+
+
+def test_limiter_options() -> None:
+    config = TokenBucketConfig(10, 1.0, 10)
+    with pytest.raises(ValueError, match="max_clients"):
+        ClientRateLimiter(config, max_clients=0)
+    with pytest.raises(TypeError, match="cleanup_interval"):
+        ClientRateLimiter(config, 3600)  # type: ignore[arg-type]
+    from datetime import timedelta
+
+    with pytest.raises(ValueError, match="cleanup_interval"):
+        ClientRateLimiter(config, timedelta(0))
+
+
+def test_clocks() -> None:
+    with pytest.raises(ValueError, match="seconds"):
+        ManualClock().advance(-1)
+    with pytest.raises(ValueError, match="seconds"):
+        ManualClock().advance(math.nan)
+    with pytest.raises(ValueError, match="start"):
+        ManualClock(start=-5)
+    with pytest.raises(TypeError, match="clock"):
+        TokenBucket(TokenBucketConfig(1, 1.0, 1), clock=42)
+    with pytest.raises(TypeError, match="clock"), use_clock("not a clock"):  # type: ignore[arg-type]
+        pass
+    with pytest.raises(ValueError, match="clock reading"):
+        TokenBucket(TokenBucketConfig(1, 1.0, 1), clock=lambda: -1.0)
+    readings = iter([10.0, math.inf])
+    broken = TokenBucket(TokenBucketConfig(1, 1.0, 1), clock=lambda: next(readings))
+    with pytest.raises(ValueError, match="clock reading"):
+        broken.try_consume()
