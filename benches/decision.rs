@@ -1,1 +1,66 @@
-fn main() {}
+//! Criterion benches of the core decision, with no Python in the way.
+//!
+//! `cargo bench --bench decision`
+
+use criterion::{criterion_group, criterion_main, BatchSize, Criterion};
+use std::hint::black_box;
+
+use seawall::algorithm::token_bucket::TokenBucket;
+use seawall::clock::{Clock, SystemClock, NANOS_PER_SEC};
+use seawall::limiter::client::ClientLimiter;
+
+fn token_bucket(c: &mut Criterion) {
+    let bucket = TokenBucket::new(1_000_000, 1e6, 1_000_000).unwrap();
+    let mut state = bucket.fresh(0);
+    let mut now = 0u64;
+    c.bench_function("token_bucket/try_acquire", |b| {
+        b.iter(|| {
+            now += 1_000;
+            black_box(bucket.try_acquire(&mut state, black_box(now), 1))
+        })
+    });
+    c.bench_function("token_bucket/decide", |b| {
+        b.iter(|| {
+            now += 1_000;
+            black_box(bucket.decide(&mut state, black_box(now), 1))
+        })
+    });
+}
+
+fn client_limiter(c: &mut Criterion) {
+    let params = TokenBucket::new(1_000_000, 1e6, 1_000_000).unwrap();
+    let limiter = ClientLimiter::new(params, 1_000_000);
+    let now = 100 * NANOS_PER_SEC;
+    c.bench_function("client_limiter/consume hot key", |b| {
+        b.iter(|| black_box(limiter.consume(black_box("client-42"), now, 1)))
+    });
+    let keys: Vec<String> = (0..100_000).map(|i| format!("client-{i}")).collect();
+    for k in &keys {
+        limiter.consume(k, now, 1).unwrap();
+    }
+    let mut i = 0;
+    c.bench_function("client_limiter/consume 100k keys", |b| {
+        b.iter(|| {
+            i = (i + 1) % keys.len();
+            black_box(limiter.consume(&keys[i], now, 1))
+        })
+    });
+    c.bench_function("client_limiter/new key at the bound", |b| {
+        let small = ClientLimiter::new(params, 10_000);
+        let mut n = 0u64;
+        b.iter_batched(
+            || {
+                n += 1;
+                format!("flood-{n}")
+            },
+            |key| black_box(small.consume(&key, now, 1)),
+            BatchSize::SmallInput,
+        )
+    });
+    c.bench_function("clock/system now", |b| {
+        b.iter(|| black_box(SystemClock.now()))
+    });
+}
+
+criterion_group!(benches, token_bucket, client_limiter);
+criterion_main!(benches);

@@ -77,7 +77,7 @@ def test_stats_shapes_match_the_seed(config: TokenBucketConfig) -> None:
         await limiter.consume("alice")
         await limiter.consume("bob")
         stats = await limiter.get_all_stats()
-        assert ALL_STATS_KEYS <= set(stats)
+        assert set(stats) >= ALL_STATS_KEYS
         assert stats["total_clients"] == 2
         assert stats["total_requests"] == 3
         assert stats["total_rejected"] == 1

@@ -45,13 +45,13 @@ def test_8_threads_admit_exactly_the_capacity() -> None:
         counts = [[0, 0] for _ in range(8)]
         start = threading.Barrier(8)
 
-        def hammer(mine: list[int]) -> None:
+        def hammer(mine: list[int], start: threading.Barrier) -> None:
             start.wait()
             for _ in range(2_000):
                 mine[0] += bucket.try_consume()
                 mine[1] += limiter.try_consume("shared")
 
-        threads = [threading.Thread(target=hammer, args=(counts[i],)) for i in range(8)]
+        threads = [threading.Thread(target=hammer, args=(counts[i], start)) for i in range(8)]
         for t in threads:
             t.start()
         for t in threads:

@@ -5,8 +5,6 @@ from __future__ import annotations
 import asyncio
 import inspect
 
-import pytest
-
 from seawall import TokenBucket, TokenBucketConfig
 from seawall.testing import ManualClock
 

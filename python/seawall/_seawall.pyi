@@ -8,8 +8,6 @@ __version__: str
 class _NowMethod(Protocol):
     def now(self) -> float: ...
 
-_ClockArg = ManualClock | SystemClock | _NowMethod | Any | None
-
 @final
 class ManualClock:
     """A clock that moves only when told to; starts at the system clock's reading."""
@@ -35,18 +33,22 @@ def set_default_clock(clock: ManualClock | None) -> ManualClock | None:
 def get_default_clock() -> ManualClock | None:
     """The manual clock installed as the default, if any."""
 
+_ClockArg = ManualClock | SystemClock | _NowMethod | Any | None
+
 @final
 class TokenBucketConfig:
     """``capacity`` tokens, refilled at ``refill_rate`` per second, ``initial_tokens`` at start."""
 
-    def __new__(cls, capacity: int, refill_rate: float, initial_tokens: int) -> TokenBucketConfig: ...
+    def __new__(
+        cls, capacity: int, refill_rate: float, initial_tokens: int
+    ) -> TokenBucketConfig: ...
     @property
     def capacity(self) -> int: ...
     @property
     def refill_rate(self) -> float: ...
     @property
     def initial_tokens(self) -> int: ...
-    def __eq__(self, other: object) -> bool: ...
+    def __eq__(self, value: object, /) -> bool: ...
     def __hash__(self) -> int: ...
 
 class TokenBucket:

@@ -53,6 +53,7 @@ class ClientRateLimiter(_seawall.ClientRateLimiter):
     """
 
     __slots__ = ("_cleanup_task",)
+    _cleanup_task: asyncio.Task[None] | None
 
     async def start(self) -> None:
         """Start the background cleanup (idempotent)."""

@@ -30,19 +30,19 @@ class Client:
 def _clients() -> list[Client]:
     steps_per_second = round(1 / TICK)
     return [
-        Client("steady", "4 req/s, evenly", lambda n: 1 if n % 5 == 0 else 0),
+        Client("steady", "4/s steady", lambda n: 1 if n % 5 == 0 else 0),
         Client(
             "bursty",
-            "15 at once every 3 s",
+            "15 every 3 s",
             lambda n: 15 if n % (3 * steps_per_second) == 0 else 0,
         ),
-        Client("abusive", "40 req/s flood", lambda n: 2),
+        Client("abusive", "40/s flood", lambda n: 2),
     ]
 
 
-def _bar(client: Client, width: int = 30) -> str:
+def _bar(client: Client, width: int = 20) -> str:
     marks = client.recent[-width:]
-    return "".join("[green]█[/]" if ok else "[red]█[/]" for ok in marks).ljust(width)
+    return "".join("[green]█[/]" if ok else "[red]█[/]" for ok in marks)
 
 
 def run(simulated_seconds: float = 12.0, speed: float = 3.0) -> int:
@@ -62,12 +62,13 @@ def run(simulated_seconds: float = 12.0, speed: float = 3.0) -> int:
     def table(final: bool = False) -> Table:
         elapsed = clock.now() - start
         title = (
-            f"seawall demo: ClientRateLimiter(capacity={CONFIG.capacity}, "
-            f"refill_rate={CONFIG.refill_rate}/s) · t = {elapsed:5.2f} s"
+            f"ClientRateLimiter: burst {CONFIG.capacity}, refill {CONFIG.refill_rate:g}/s"
+            f" · t = {elapsed:5.2f} s{' · done' if final else ''}"
         )
-        t = Table(title=title if not final else title + " · done")
-        for column in ("client", "pattern", "allowed", "limited", "tokens", "last requests"):
-            t.add_column(column, justify="right" if column in ("allowed", "limited") else "left")
+        t = Table(title=title)
+        for column in ("client", "sends", "allowed", "limited", "tokens"):
+            t.add_column(column, justify="left" if column in ("client", "sends") else "right")
+        t.add_column("latest: [green]█[/] ok [red]█[/] 429", no_wrap=True, min_width=20)
         for c in clients:
             t.add_row(
                 c.name,

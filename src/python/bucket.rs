@@ -18,7 +18,10 @@ pub(crate) struct PyTokenBucket {
     clock: ClockSource,
 }
 
-pub(crate) fn str_arg<'py>(param: &str, value: &Bound<'py, PyAny>) -> PyResult<Bound<'py, PyString>> {
+pub(crate) fn str_arg<'py>(
+    param: &str,
+    value: &Bound<'py, PyAny>,
+) -> PyResult<Bound<'py, PyString>> {
     value.cast::<PyString>().cloned().map_err(|_| {
         PyTypeError::new_err(format!(
             "{param} must be a str, got {}",
@@ -67,9 +70,9 @@ impl PyTokenBucket {
         client_id: Option<&Bound<'_, PyAny>>,
         clock: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<Self> {
-        let config = config.cast::<PyTokenBucketConfig>().map_err(|_| {
-            PyTypeError::new_err("config must be a TokenBucketConfig")
-        })?;
+        let config = config
+            .cast::<PyTokenBucketConfig>()
+            .map_err(|_| PyTypeError::new_err("config must be a TokenBucketConfig"))?;
         let client_id = match client_id {
             Some(c) => str_arg("client_id", c)?,
             None => PyString::new(py, "unknown"),
@@ -116,9 +119,9 @@ impl PyTokenBucket {
 
     #[setter]
     fn set_config(&self, py: Python<'_>, config: &Bound<'_, PyAny>) -> PyResult<()> {
-        let config = config.cast::<PyTokenBucketConfig>().map_err(|_| {
-            PyTypeError::new_err("config must be a TokenBucketConfig")
-        })?;
+        let config = config
+            .cast::<PyTokenBucketConfig>()
+            .map_err(|_| PyTypeError::new_err("config must be a TokenBucketConfig"))?;
         let now = self.clock.now(py)?;
         let mut slot = self.config.lock();
         self.bucket.set_params(config.get().params, now);

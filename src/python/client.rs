@@ -1,6 +1,6 @@
 use pyo3::exceptions::{PyTypeError, PyValueError};
 use pyo3::prelude::*;
-use pyo3::types::{PyDelta, PyDeltaAccess, PyDict, PyString};
+use pyo3::types::{PyDelta, PyDict, PyString};
 
 use super::bucket::{stats_dict, str_arg};
 use super::clock::ClockSource;
@@ -8,7 +8,12 @@ use super::config::PyTokenBucketConfig;
 use super::errors::cost_arg;
 use crate::limiter::client::ClientLimiter;
 
-#[pyclass(frozen, subclass, module = "seawall._seawall", name = "ClientRateLimiter")]
+#[pyclass(
+    frozen,
+    subclass,
+    module = "seawall._seawall",
+    name = "ClientRateLimiter"
+)]
 pub(crate) struct PyClientRateLimiter {
     limiter: ClientLimiter,
     default_config: Py<PyTokenBucketConfig>,
@@ -43,14 +48,13 @@ impl PyClientRateLimiter {
                 PyTypeError::new_err("cleanup_interval must be a datetime.timedelta")
             })?,
         };
-        if cleanup_interval.get_days() < 0
-            || (cleanup_interval.get_days() == 0
-                && cleanup_interval.get_seconds() == 0
-                && cleanup_interval.get_microseconds() == 0)
-        {
-            return Err(PyValueError::new_err(
-                "cleanup_interval must be a positive timedelta",
-            ));
+        let interval_secs: f64 = cleanup_interval
+            .call_method0(pyo3::intern!(py, "total_seconds"))?
+            .extract()?;
+        if interval_secs <= 0.0 {
+            return Err(PyValueError::new_err(format!(
+                "cleanup_interval must be a positive timedelta, got {interval_secs} seconds"
+            )));
         }
         let max_clients = usize::try_from(max_clients)
             .ok()

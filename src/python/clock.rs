@@ -10,7 +10,7 @@ pub(crate) struct PyManualClock {
     pub(crate) inner: ManualClock,
 }
 
-fn seconds(param: &str, value: f64) -> PyResult<Nanos> {
+fn to_nanos(param: &str, value: f64) -> PyResult<Nanos> {
     secs_to_nanos(value).ok_or_else(|| {
         PyValueError::new_err(format!(
             "{param} must be a finite number of seconds, at least 0, got {value}"
@@ -25,7 +25,7 @@ impl PyManualClock {
     fn new(start: Option<f64>) -> PyResult<Self> {
         let inner = match start {
             None => ManualClock::new(),
-            Some(s) => ManualClock::at(seconds("start", s)?),
+            Some(s) => ManualClock::at(to_nanos("start", s)?),
         };
         Ok(PyManualClock { inner })
     }
@@ -34,13 +34,13 @@ impl PyManualClock {
         nanos_to_secs(self.inner.now())
     }
 
-    fn advance(&self, seconds_: f64) -> PyResult<()> {
-        self.inner.advance(seconds("seconds", seconds_)?);
+    fn advance(&self, seconds: f64) -> PyResult<()> {
+        self.inner.advance(to_nanos("seconds", seconds)?);
         Ok(())
     }
 
-    fn set(&self, seconds_: f64) -> PyResult<()> {
-        self.inner.set(seconds("seconds", seconds_)?);
+    fn set(&self, seconds: f64) -> PyResult<()> {
+        self.inner.set(to_nanos("seconds", seconds)?);
         Ok(())
     }
 
@@ -129,7 +129,7 @@ impl ClockSource {
             ClockSource::System => Ok(SystemClock.now()),
             ClockSource::Callable(f) => {
                 let secs: f64 = f.call0(py)?.extract(py)?;
-                seconds("clock reading", secs)
+                to_nanos("clock reading", secs)
             }
         }
     }

@@ -22,8 +22,9 @@ impl PyTokenBucketConfig {
 impl PyTokenBucketConfig {
     #[new]
     fn new(capacity: i64, refill_rate: f64, initial_tokens: i64) -> PyResult<Self> {
-        let capacity = u64::try_from(capacity)
-            .map_err(|_| Error::invalid("capacity", format!("must be at least 1, got {capacity}")))?;
+        let capacity = u64::try_from(capacity).map_err(|_| {
+            Error::invalid("capacity", format!("must be at least 1, got {capacity}"))
+        })?;
         let initial = u64::try_from(initial_tokens).map_err(|_| {
             Error::invalid(
                 "initial_tokens",
