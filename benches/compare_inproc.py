@@ -388,8 +388,7 @@ class MemRow:
 
 def memory_seawall(n: int) -> list[MemRow]:
     keys = [f"client-{i}" for i in range(n)]  # built before, excluded: the caller owns them
-    # Headroom: the bound is kept per shard, so exactly n slots can evict a few keys at n keys.
-    limiter = seawall.ClientRateLimiter(sw_config(), max_clients=2 * n)
+    limiter = seawall.ClientRateLimiter(sw_config(), max_clients=n)
     gc.collect()
     before, kind = rss_bytes()
     consume = limiter.try_consume
@@ -583,8 +582,8 @@ def main() -> int:
         f"`{LIMITS_ITEM}`): the cost of a decision, not of a denial"
     )
     print(
-        "- seed-style = benches/seed000.py: seed 000's TokenBucket / ClientRateLimiter without "
-        "its per-call logger.debug/warning f-strings (so faster than the seed as written)"
+        "- seed-style = benches/seed000.py: seed 000's TokenBucket / ClientRateLimiter as written, "
+        "including its per-call logger.debug f-strings (logging at Python's default level)"
     )
     print(flush=True)
 
@@ -628,8 +627,8 @@ def main() -> int:
         "beforehand and not counted (the caller owns them; seawall stores its own copy, which "
         "is counted, while seed-style only references the caller's). limits' own composite "
         f"keys are counted; its memory runs use `{LIMITS_MEMORY_ITEM}` so nothing expires "
-        "mid-measurement. seawall's memory runs use `max_clients=2 * keys`: its bound is kept per "
-        "shard, so `max_clients == keys` evicts a few (full, so lossless) buckets."
+        "mid-measurement. seawall's memory runs use `max_clients == keys`: the store is exactly "
+        "full, the case its layout is sized for."
     )
     print()
 

@@ -1,6 +1,6 @@
 //! A token bucket per client, in a bounded in-memory store.
 
-use compact_str::CompactString;
+use ecow::EcoString;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use super::bucket::snapshot;
@@ -105,10 +105,10 @@ impl ClientLimiter {
 
     /// Snapshots of every bucket held, and store-wide totals (which include evicted buckets'
     /// counts).
-    pub fn all_stats(&self, now: Nanos) -> (Vec<(CompactString, BucketStats)>, StoreTotals) {
+    pub fn all_stats(&self, now: Nanos) -> (Vec<(EcoString, BucketStats)>, StoreTotals) {
         let mut out = Vec::with_capacity(self.store.len());
         self.store.for_each(|k, b, s, st| {
-            out.push((CompactString::from(k), snapshot(b, s, st, now)));
+            out.push((EcoString::from(k), snapshot(b, s, st, now)));
         });
         (out, self.store.totals())
     }

@@ -2,23 +2,25 @@
 //!
 //! Layout, chosen for bytes per key: each shard keeps its entries densely in a `Vec` (the slab)
 //! and an index of `u32` slab positions in a `hashbrown::HashTable`, so the hash table costs about
-//! five bytes per slot instead of a whole entry. A key is a `CompactString`: up to 24 bytes inline,
+//! five bytes per slot instead of a whole entry. A key is an `EcoString`: up to 15 bytes inline,
 //! no heap allocation. Looking up a key that is already there allocates nothing.
 //!
 //! Eviction:
 //! * [`MemoryStore::cleanup`] drops every entry that is back to its fresh state. Such an entry is
 //!   identical to one that was never created, so nothing is lost (lossless).
-//! * At the bound (`max_keys`), a new key takes the place of the entry, among 16 sampled at random
-//!   from its shard, that is back to fresh soonest. Under a flood of distinct keys most entries
+//! * At the bound (`max_keys`, counted over the whole store; a shard with no entry to give up lets
+//!   the store go one over, and threads inserting at once may each go one over: a few keys at most),
+//!   a new key takes the place of the entry, among 16 sampled at random from its shard, that is back to fresh soonest. Under a flood of distinct keys most entries
 //!   refill quickly, so the victim is almost always already fresh (lossless); when it is not, the
 //!   key that loses the least is chosen and [`StoreTotals::evicted_early`] counts it. The map never
 //!   grows past the bound, and no request is refused for lack of room.
 
-use compact_str::CompactString;
+use ecow::EcoString;
 use foldhash::fast::RandomState;
 use hashbrown::HashTable;
 use parking_lot::Mutex;
 use std::hash::BuildHasher;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use crate::clock::Nanos;
 
@@ -75,8 +77,11 @@ pub struct StoreTotals {
     pub evicted_early: u64,
 }
 
+/// One key's record. Aligned to a cache line: with a 16-byte key (inline up to 15 bytes) and a
+/// token bucket's 16-byte state it is exactly 64 bytes, so a decision touches one line of the slab.
+#[repr(align(64))]
 struct Entry<S> {
-    key: CompactString,
+    key: EcoString,
     state: S,
     stats: KeyStats,
     config: u32,
@@ -88,8 +93,7 @@ struct Shard<A: Keyed> {
     /// Parameters; 0 is the default, the rest are per-key overrides (interned).
     configs: Vec<A>,
     /// Per-key overrides of the keys that hash to this shard.
-    overrides: hashbrown::HashMap<CompactString, u32, RandomState>,
-    capacity: usize,
+    overrides: hashbrown::HashMap<EcoString, u32, RandomState>,
     rng: u64,
     evicted_total: u64,
     evicted_rejected: u64,
@@ -118,6 +122,9 @@ pub struct MemoryStore<A: Keyed> {
     shard_mask: u64,
     hasher: RandomState,
     max_keys: usize,
+    /// Keys held across all shards; the bound is checked against it, not per shard, so that an
+    /// unevenly filled shard does not evict before the store is full.
+    held: AtomicUsize,
 }
 
 /// Entries sampled when the bound is reached.
@@ -139,7 +146,6 @@ impl<A: Keyed> MemoryStore<A> {
             shards.next_power_of_two() / 2
         };
         let hasher = RandomState::default();
-        let per_shard = max_keys.div_ceil(shards);
         let seed = hasher.hash_one(0xfeed_u64) | 1;
         MemoryStore {
             shards: (0..shards)
@@ -149,7 +155,6 @@ impl<A: Keyed> MemoryStore<A> {
                         slab: Vec::new(),
                         configs: vec![default.clone()],
                         overrides: hashbrown::HashMap::with_hasher(hasher.clone()),
-                        capacity: per_shard,
                         rng: seed.wrapping_add(i as u64).max(1),
                         evicted_total: 0,
                         evicted_rejected: 0,
@@ -161,6 +166,7 @@ impl<A: Keyed> MemoryStore<A> {
             shard_mask: shards as u64 - 1,
             hasher,
             max_keys,
+            held: AtomicUsize::new(0),
         }
     }
 
@@ -198,7 +204,14 @@ impl<A: Keyed> MemoryStore<A> {
             .find(hash, |&i| shard.slab[i as usize].key == key)
         {
             Some(&pos) => pos as usize,
-            None => shard.insert(key, hash, now, &self.hasher),
+            None => {
+                let at_bound = self.held.load(Ordering::Relaxed) >= self.max_keys;
+                let (pos, evicted) = shard.insert(key, hash, now, &self.hasher, at_bound);
+                if !evicted {
+                    self.held.fetch_add(1, Ordering::Relaxed);
+                }
+                pos
+            }
         };
         let entry = &mut shard.slab[pos];
         f(
@@ -256,7 +269,7 @@ impl<A: Keyed> MemoryStore<A> {
                 (shard.configs.len() - 1) as u32
             }
         };
-        shard.overrides.insert(CompactString::from(key), id);
+        shard.overrides.insert(EcoString::from(key), id);
         if let Some(&pos) = shard
             .index
             .find(hash, |&i| shard.slab[i as usize].key == key)
@@ -305,12 +318,13 @@ impl<A: Keyed> MemoryStore<A> {
             }
             shard.shrink(&self.hasher);
         }
+        self.held.fetch_sub(removed, Ordering::Relaxed);
         removed
     }
 
     /// Keys held now.
     pub fn len(&self) -> usize {
-        self.shards.iter().map(|s| s.lock().slab.len()).sum()
+        self.held.load(Ordering::Relaxed)
     }
 
     /// Whether no key is held.
@@ -353,11 +367,12 @@ impl<A: Keyed> MemoryStore<A> {
             .iter()
             .map(|s| {
                 let g = s.lock();
+                // Keys longer than the inline limit live in a shared heap buffer (16-byte header).
                 let keys: usize = g
                     .slab
                     .iter()
-                    .filter(|e| e.key.is_heap_allocated())
-                    .map(|e| e.key.capacity())
+                    .filter(|e| e.key.len() > EcoString::INLINE_LIMIT)
+                    .map(|e| e.key.capacity() + 16)
                     .sum();
                 g.slab.capacity() * std::mem::size_of::<Entry<A::State>>()
                     + g.index.allocation_size()
@@ -375,17 +390,27 @@ impl<A: Keyed> Shard<A> {
         self.overrides.get(key).copied().unwrap_or(0)
     }
 
-    /// Inserts a fresh entry for `key` (known to be absent), evicting one first at the bound.
+    /// Inserts a fresh entry for `key` (known to be absent), evicting one of this shard's first
+    /// when the store is at its bound. Returns the position and whether it evicted.
     #[cold]
     #[inline(never)]
-    fn insert(&mut self, key: &str, hash: u64, now: Nanos, hasher: &RandomState) -> usize {
-        if self.slab.len() >= self.capacity {
+    fn insert(
+        &mut self,
+        key: &str,
+        hash: u64,
+        now: Nanos,
+        hasher: &RandomState,
+        at_bound: bool,
+    ) -> (usize, bool) {
+        // A shard with nothing to evict lets the store go one key over (see the module docs).
+        let evicted = at_bound && !self.slab.is_empty();
+        if evicted {
             self.evict_one(now, hasher);
         }
         let config = self.config_for(key);
         let pos = self.slab.len();
         self.slab.push(Entry {
-            key: CompactString::from(key),
+            key: EcoString::from(key),
             state: self.configs[config as usize].fresh(now),
             stats: KeyStats::default(),
             config,
@@ -394,7 +419,7 @@ impl<A: Keyed> Shard<A> {
         self.index.insert_unique(hash, pos as u32, |&i| {
             hasher.hash_one(slab[i as usize].key.as_str())
         });
-        pos
+        (pos, evicted)
     }
 
     fn next_random(&mut self) -> u64 {
@@ -477,6 +502,14 @@ mod tests {
     }
 
     #[test]
+    fn a_token_bucket_entry_is_one_cache_line() {
+        assert_eq!(
+            std::mem::size_of::<Entry<crate::algorithm::token_bucket::BucketState>>(),
+            64
+        );
+    }
+
+    #[test]
     fn cleanup_drops_only_full_buckets() {
         let store = MemoryStore::new(TokenBucket::new(10, 1.0, 10).unwrap(), 100);
         assert!(take(&store, "busy", 0));
@@ -495,6 +528,7 @@ mod tests {
         for i in 0..1000 {
             assert!(take(&store, &format!("flood-{i}"), i * S));
             assert!(store.len() <= 50);
+            assert_eq!(store.len(), store.totals().keys);
         }
         // Every victim had a second to refill: nothing was lost.
         assert_eq!(store.totals().evicted_early, 0);
@@ -550,7 +584,9 @@ mod tests {
             });
         }
         // Keys that took 1 token are full after 1 s; those that took 2 need 2 s.
+        assert_eq!(store.len(), 20_000, "below the bound nothing is evicted");
         assert_eq!(store.cleanup(S), 10_000);
+        assert_eq!(store.len(), 10_000);
         for i in 0..20_000u64 {
             assert_eq!(store.contains(&format!("k{i}")), i % 2 == 1, "k{i}");
         }
