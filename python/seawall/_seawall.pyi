@@ -3,6 +3,17 @@
 from datetime import timedelta
 from typing import Any, Protocol, final
 
+__all__ = [
+    "ClientRateLimiter",
+    "ManualClock",
+    "SystemClock",
+    "TokenBucket",
+    "TokenBucketConfig",
+    "__version__",
+    "get_default_clock",
+    "set_default_clock",
+]
+
 __version__: str
 
 class _NowMethod(Protocol):
