@@ -4,7 +4,11 @@
 //! locks, no I/O. Stores keep the state and call these functions atomically; proofs against simple
 //! reference models live beside each algorithm.
 
+pub mod fixed_window;
+pub mod gcra;
 pub mod rate;
+pub mod sliding_counter;
+pub mod sliding_log;
 pub mod token_bucket;
 
 use crate::clock::Nanos;

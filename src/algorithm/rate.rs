@@ -58,6 +58,31 @@ impl Rate {
         })
     }
 
+    /// `num / den` per second, in lowest terms; `None` if `den` is 0, or if the rate is outside
+    /// `0` ∪ [[`MIN_RATE`], [`MAX_RATE`]] or its reduced denominator is above 2³².
+    ///
+    /// ```
+    /// use seawall::algorithm::rate::Rate;
+    ///
+    /// let r = Rate::new(10, 3600).unwrap(); // 10 per hour
+    /// assert_eq!((r.num(), r.den()), (1, 360));
+    /// ```
+    pub fn new(num: u64, den: u64) -> Option<Rate> {
+        if den == 0 {
+            return None;
+        }
+        if num == 0 {
+            return Some(Rate::ZERO);
+        }
+        let g = gcd(num, den);
+        let (num, den) = (num / g, den / g);
+        let as_f64 = num as f64 / den as f64;
+        if u128::from(den) > MAX_DEN || !(MIN_RATE..=MAX_RATE).contains(&as_f64) {
+            return None;
+        }
+        Some(Rate { num, den })
+    }
+
     /// Tokens added per second: the numerator.
     pub fn num(&self) -> u64 {
         self.num
@@ -72,6 +97,13 @@ impl Rate {
     pub fn as_f64(&self) -> f64 {
         self.num as f64 / self.den as f64
     }
+}
+
+fn gcd(mut a: u64, mut b: u64) -> u64 {
+    while b != 0 {
+        (a, b) = (b, a % b);
+    }
+    a
 }
 
 /// The last continued-fraction convergent of `a / b` whose denominator is at most [`MAX_DEN`].

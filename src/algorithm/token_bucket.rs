@@ -64,12 +64,6 @@ impl TokenBucket {
     /// Validates and builds the parameters. `initial` above `capacity` is lowered to it (as the
     /// pure-Python original did); every other out-of-range value is an [`Error`] naming it.
     pub fn new(capacity: u64, refill_rate: f64, initial: u64) -> Result<Self, Error> {
-        if capacity == 0 || capacity > MAX_CAPACITY {
-            return Err(Error::invalid(
-                "capacity",
-                format!("must be between 1 and {MAX_CAPACITY}, got {capacity}"),
-            ));
-        }
         let rate = Rate::from_per_second(refill_rate).ok_or_else(|| {
             Error::invalid(
                 "refill_rate",
@@ -81,6 +75,18 @@ impl TokenBucket {
                 ),
             )
         })?;
+        Self::with_rate(capacity, rate, initial)
+    }
+
+    /// A bucket refilled at exactly `rate`: for limits written as a count per period, such as
+    /// GCRA's "10 per 3 seconds", whose rate (10/3 per second) no `f64` holds exactly.
+    pub fn with_rate(capacity: u64, rate: Rate, initial: u64) -> Result<Self, Error> {
+        if capacity == 0 || capacity > MAX_CAPACITY {
+            return Err(Error::invalid(
+                "capacity",
+                format!("must be between 1 and {MAX_CAPACITY}, got {capacity}"),
+            ));
+        }
         let unit = u128::from(rate.den()) * u128::from(NANOS_PER_SEC);
         Ok(TokenBucket {
             capacity,
@@ -178,7 +184,22 @@ impl TokenBucket {
 
     /// Takes `cost` tokens if they are all there, and reports the full [`Decision`].
     pub fn decide(&self, state: &mut BucketState, now: Nanos, cost: u64) -> Decision {
-        let allowed = self.try_acquire(state, now, cost);
+        self.decide_with(state, now, cost, true)
+    }
+
+    /// [`TokenBucket::decide`], or with `commit` false only what it would decide, changing nothing.
+    pub fn decide_with(
+        &self,
+        state: &mut BucketState,
+        now: Nanos,
+        cost: u64,
+        commit: bool,
+    ) -> Decision {
+        let allowed = if commit {
+            self.try_acquire(state, now, cost)
+        } else {
+            self.can_acquire(state, now, cost)
+        };
         let deficit = self.deficit(state, now);
         let retry_after = if allowed {
             0
