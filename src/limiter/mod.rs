@@ -3,6 +3,8 @@
 
 pub mod bucket;
 pub mod client;
+pub mod parse;
+pub mod tiered;
 
 use crate::algorithm::token_bucket::TokenBucket;
 use crate::clock::Nanos;

@@ -27,7 +27,7 @@ use crate::clock::Nanos;
 /// What a store needs from an algorithm's parameters to keep its state.
 pub trait Keyed: Clone + PartialEq {
     /// The per-key state.
-    type State: Copy;
+    type State: Clone;
     /// The state of a key seen for the first time at `now`.
     fn fresh(&self, now: Nanos) -> Self::State;
     /// Whether `state` is, at `now`, the same as a fresh key's: dropping it loses nothing.

@@ -1,0 +1,561 @@
+//! seawall's own limiter: several limits on one key, each with its algorithm, decided together.
+//!
+//! A request is admitted only if every limit admits it, and then it is counted by every limit; a
+//! request that any limit denies is counted by none (all or nothing). The combined decision reports
+//! the binding limit: when admitted, the one with the fewest units left; when denied, the one
+//! whose wait is longest, since the request needs every limit to have room.
+
+use std::str::FromStr;
+
+use super::parse::{parse_limits, LimitSpec};
+use crate::algorithm::fixed_window::{FixedWindow, WindowState};
+use crate::algorithm::gcra::{gcra, leaky_bucket};
+use crate::algorithm::sliding_counter::{CounterState, SlidingCounter};
+use crate::algorithm::sliding_log::{LogState, SlidingLog};
+use crate::algorithm::token_bucket::{BucketState, TokenBucket};
+use crate::algorithm::Decision;
+use crate::clock::Nanos;
+use crate::error::Error;
+use crate::store::memory::{KeyStats, Keyed, MemoryStore, StoreTotals};
+
+/// Which algorithm enforces a limit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum AlgorithmKind {
+    /// GCRA: smooth, bursts up to the count (or `burst`); one timestamp of state. The default.
+    Gcra,
+    /// A token bucket holding the count (or `burst`), refilled at count per period.
+    TokenBucket,
+    /// A leaky bucket (meter) as deep as the count (or `burst`), draining count per period.
+    LeakyBucket,
+    /// Epoch-aligned windows with a counter each.
+    FixedWindow,
+    /// An exact log of the last window's admissions.
+    SlidingLog,
+    /// A two-window weighted estimate of the sliding window.
+    SlidingCounter,
+}
+
+impl AlgorithmKind {
+    /// The name users write.
+    pub fn name(self) -> &'static str {
+        match self {
+            AlgorithmKind::Gcra => "gcra",
+            AlgorithmKind::TokenBucket => "token_bucket",
+            AlgorithmKind::LeakyBucket => "leaky_bucket",
+            AlgorithmKind::FixedWindow => "fixed_window",
+            AlgorithmKind::SlidingLog => "sliding_window_log",
+            AlgorithmKind::SlidingCounter => "sliding_window_counter",
+        }
+    }
+}
+
+impl FromStr for AlgorithmKind {
+    type Err = Error;
+
+    /// ```
+    /// use seawall::limiter::tiered::AlgorithmKind;
+    ///
+    /// assert_eq!("sliding_log".parse::<AlgorithmKind>().unwrap(), AlgorithmKind::SlidingLog);
+    /// assert!("fast".parse::<AlgorithmKind>().is_err());
+    /// ```
+    fn from_str(s: &str) -> Result<Self, Error> {
+        Ok(
+            match s.trim().to_ascii_lowercase().replace('-', "_").as_str() {
+                "gcra" => AlgorithmKind::Gcra,
+                "token_bucket" => AlgorithmKind::TokenBucket,
+                "leaky_bucket" => AlgorithmKind::LeakyBucket,
+                "fixed_window" => AlgorithmKind::FixedWindow,
+                "sliding_window_log" | "sliding_log" | "moving_window" => AlgorithmKind::SlidingLog,
+                "sliding_window_counter" | "sliding_counter" => AlgorithmKind::SlidingCounter,
+                _ => {
+                    return Err(Error::invalid(
+                        "algorithm",
+                        format!(
+                            "must be one of gcra, token_bucket, leaky_bucket, fixed_window, \
+                         sliding_window_log, sliding_window_counter; got '{s}'"
+                        ),
+                    ))
+                }
+            },
+        )
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+enum Alg {
+    Bucket(TokenBucket),
+    Fixed(FixedWindow),
+    Log(SlidingLog),
+    Counter(SlidingCounter),
+}
+
+/// One limit's state for one key.
+#[derive(Debug, Clone, PartialEq)]
+pub enum TierState {
+    /// GCRA, token bucket, leaky bucket.
+    Bucket(BucketState),
+    /// Fixed window.
+    Fixed(WindowState),
+    /// Sliding window log.
+    Log(LogState),
+    /// Sliding window counter.
+    Counter(CounterState),
+}
+
+/// One limit: a count per period, and the algorithm that enforces it.
+///
+/// ```
+/// use seawall::limiter::tiered::{AlgorithmKind, Limit};
+///
+/// let l = Limit::new("10/second".parse().unwrap(), AlgorithmKind::FixedWindow, None).unwrap();
+/// assert_eq!(l.to_string(), "10/second (fixed_window)");
+/// ```
+#[derive(Debug, Clone, PartialEq)]
+pub struct Limit {
+    spec: LimitSpec,
+    kind: AlgorithmKind,
+    burst: Option<u64>,
+    alg: Alg,
+}
+
+impl Limit {
+    /// `spec` enforced by `kind`; `burst` sets the bucket size of the bucket algorithms (default:
+    /// the count) and is refused for the others.
+    pub fn new(spec: LimitSpec, kind: AlgorithmKind, burst: Option<u64>) -> Result<Self, Error> {
+        if burst == Some(0) {
+            return Err(Error::invalid("burst", "must be at least 1, got 0"));
+        }
+        let alg = match kind {
+            AlgorithmKind::Gcra | AlgorithmKind::TokenBucket => {
+                Alg::Bucket(gcra(spec.count, spec.period, burst)?)
+            }
+            AlgorithmKind::LeakyBucket => Alg::Bucket(leaky_bucket(
+                burst.unwrap_or(spec.count),
+                spec.count,
+                spec.period,
+            )?),
+            _ if burst.is_some() => {
+                return Err(Error::invalid(
+                    "burst",
+                    format!(
+                        "applies to gcra, token_bucket and leaky_bucket, not {}",
+                        kind.name()
+                    ),
+                ))
+            }
+            AlgorithmKind::FixedWindow => Alg::Fixed(FixedWindow::new(spec.count, spec.period)),
+            AlgorithmKind::SlidingLog => Alg::Log(SlidingLog::new(spec.count, spec.period)),
+            AlgorithmKind::SlidingCounter => {
+                Alg::Counter(SlidingCounter::new(spec.count, spec.period))
+            }
+        };
+        Ok(Limit {
+            spec,
+            kind,
+            burst,
+            alg,
+        })
+    }
+
+    /// The count and period.
+    pub fn spec(&self) -> LimitSpec {
+        self.spec
+    }
+
+    /// The algorithm.
+    pub fn kind(&self) -> AlgorithmKind {
+        self.kind
+    }
+
+    /// The bucket size, if set.
+    pub fn burst(&self) -> Option<u64> {
+        self.burst
+    }
+
+    /// The most one request may cost: more could never be admitted.
+    pub fn max_cost(&self) -> u64 {
+        match &self.alg {
+            Alg::Bucket(b) => b.capacity(),
+            _ => self.spec.count,
+        }
+    }
+
+    fn fresh(&self, now: Nanos) -> TierState {
+        match &self.alg {
+            Alg::Bucket(a) => TierState::Bucket(a.fresh(now)),
+            Alg::Fixed(a) => TierState::Fixed(a.fresh(now)),
+            Alg::Log(a) => TierState::Log(a.fresh(now)),
+            Alg::Counter(a) => TierState::Counter(a.fresh(now)),
+        }
+    }
+
+    fn decide(&self, state: &mut TierState, now: Nanos, cost: u64, commit: bool) -> Decision {
+        match (&self.alg, state) {
+            (Alg::Bucket(a), TierState::Bucket(s)) => a.decide_with(s, now, cost, commit),
+            (Alg::Fixed(a), TierState::Fixed(s)) => a.decide(s, now, cost, commit),
+            (Alg::Log(a), TierState::Log(s)) => a.decide(s, now, cost, commit),
+            (Alg::Counter(a), TierState::Counter(s)) => a.decide(s, now, cost, commit),
+            (_, state) => {
+                // Unreachable by construction (a key's states are built from its limits); recover
+                // rather than panic.
+                *state = self.fresh(now);
+                self.decide(state, now, cost, commit)
+            }
+        }
+    }
+
+    fn fresh_at(&self, state: &TierState, now: Nanos) -> Nanos {
+        match (&self.alg, state) {
+            (Alg::Bucket(a), TierState::Bucket(s)) => a.full_at(s, now),
+            (Alg::Fixed(a), TierState::Fixed(s)) => a.fresh_at(s, now),
+            (Alg::Log(a), TierState::Log(s)) => a.fresh_at(s, now),
+            (Alg::Counter(a), TierState::Counter(s)) => a.fresh_at(s, now),
+            _ => now,
+        }
+    }
+}
+
+impl std::fmt::Display for Limit {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} ({}", self.spec, self.kind.name())?;
+        if let Some(b) = self.burst {
+            write!(f, ", burst {b}")?;
+        }
+        write!(f, ")")
+    }
+}
+
+/// The limits one key is held to.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LimitSet {
+    limits: Vec<Limit>,
+    max_cost: u64,
+}
+
+impl LimitSet {
+    /// At least one limit.
+    pub fn new(limits: Vec<Limit>) -> Result<Self, Error> {
+        let max_cost =
+            limits.iter().map(Limit::max_cost).min().ok_or_else(|| {
+                Error::invalid("limits", "must hold at least one limit, got none")
+            })?;
+        Ok(LimitSet { limits, max_cost })
+    }
+
+    /// Parses "10/second; 1000/day", every limit enforced by `kind`.
+    ///
+    /// ```
+    /// use seawall::limiter::tiered::{AlgorithmKind, LimitSet};
+    ///
+    /// let set = LimitSet::parse("10/second; 1000/day", AlgorithmKind::Gcra).unwrap();
+    /// assert_eq!(set.limits().len(), 2);
+    /// ```
+    pub fn parse(text: &str, kind: AlgorithmKind) -> Result<Self, Error> {
+        let limits = parse_limits(text)?
+            .into_iter()
+            .map(|spec| Limit::new(spec, kind, None))
+            .collect::<Result<_, _>>()?;
+        Self::new(limits)
+    }
+
+    /// The limits.
+    pub fn limits(&self) -> &[Limit] {
+        &self.limits
+    }
+
+    /// The most one request may cost.
+    pub fn max_cost(&self) -> u64 {
+        self.max_cost
+    }
+
+    fn check_cost(&self, cost: u64) -> Result<(), Error> {
+        if cost == 0 || cost > self.max_cost {
+            return Err(Error::invalid(
+                "cost",
+                format!(
+                    "must be between 1 and the smallest limit ({}), got {cost}",
+                    self.max_cost
+                ),
+            ));
+        }
+        Ok(())
+    }
+
+    /// Decides `cost` for a key in `state` across every limit, all or nothing. With `commit`
+    /// false, changes nothing. Returns the combined decision and the binding limit's index.
+    pub fn decide(
+        &self,
+        state: &mut [TierState],
+        now: Nanos,
+        cost: u64,
+        commit: bool,
+    ) -> (Decision, usize) {
+        if let ([limit], [s]) = (self.limits.as_slice(), &mut *state) {
+            return (limit.decide(s, now, cost, commit), 0);
+        }
+        // First ask every limit; only if all admit does any of them count it.
+        let mut all = true;
+        let mut decisions = Vec::with_capacity(self.limits.len());
+        for (limit, s) in self.limits.iter().zip(state.iter_mut()) {
+            let d = limit.decide(s, now, cost, false);
+            all &= d.allowed;
+            decisions.push(d);
+        }
+        if all && commit {
+            for ((limit, s), d) in self.limits.iter().zip(state.iter_mut()).zip(&mut decisions) {
+                *d = limit.decide(s, now, cost, true);
+            }
+        }
+        combine(&decisions, all)
+    }
+
+    fn fresh_states(&self, now: Nanos) -> Box<[TierState]> {
+        self.limits.iter().map(|l| l.fresh(now)).collect()
+    }
+}
+
+fn combine(decisions: &[Decision], allowed: bool) -> (Decision, usize) {
+    let binding = if allowed {
+        (0..decisions.len()).min_by_key(|&i| decisions[i].remaining)
+    } else {
+        (0..decisions.len())
+            .filter(|&i| !decisions[i].allowed)
+            .max_by_key(|&i| decisions[i].retry_after)
+    }
+    .unwrap_or(0);
+    let b = decisions[binding];
+    (
+        Decision {
+            allowed,
+            limit: b.limit,
+            remaining: if allowed {
+                b.remaining
+            } else {
+                decisions.iter().map(|d| d.remaining).min().unwrap_or(0)
+            },
+            reset_after: decisions.iter().map(|d| d.reset_after).max().unwrap_or(0),
+            retry_after: if allowed { 0 } else { b.retry_after },
+        },
+        binding,
+    )
+}
+
+impl Keyed for LimitSet {
+    type State = Box<[TierState]>;
+
+    fn fresh(&self, now: Nanos) -> Self::State {
+        self.fresh_states(now)
+    }
+
+    fn is_fresh(&self, state: &Self::State, now: Nanos) -> bool {
+        self.eviction_rank(state, now).0 <= now
+    }
+
+    fn eviction_rank(&self, state: &Self::State, now: Nanos) -> (Nanos, u128) {
+        let at = self
+            .limits
+            .iter()
+            .zip(state.iter())
+            .map(|(l, s)| l.fresh_at(s, now))
+            .max()
+            .unwrap_or(now);
+        (at, 0)
+    }
+
+    fn rebase(&self, old: &Self, state: &Self::State, now: Nanos) -> Self::State {
+        // A limit that stays keeps its state; a new one starts fresh.
+        self.limits
+            .iter()
+            .map(|l| {
+                old.limits
+                    .iter()
+                    .position(|o| o == l)
+                    .map(|i| state[i].clone())
+                    .unwrap_or_else(|| l.fresh(now))
+            })
+            .collect()
+    }
+}
+
+/// A combined decision with the limit that bound it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TieredDecision {
+    /// The combined decision.
+    pub decision: Decision,
+    /// The binding limit's count and period.
+    pub binding: LimitSpec,
+}
+
+/// Several limits per key, in a bounded in-memory store, with per-key overrides.
+///
+/// ```
+/// use seawall::limiter::tiered::{AlgorithmKind, LimitSet, Limiter};
+/// use seawall::clock::NANOS_PER_SEC as S;
+///
+/// let limiter = Limiter::new(LimitSet::parse("2/second; 3/minute", AlgorithmKind::Gcra).unwrap(), 1000);
+/// assert!(limiter.hit("k", 0, 2).unwrap().decision.allowed);
+/// // One more per second is fine, but the minute has room for only one more.
+/// assert!(!limiter.hit("k", S, 2).unwrap().decision.allowed);
+/// assert!(limiter.hit("k", S, 1).unwrap().decision.allowed);
+/// ```
+pub struct Limiter {
+    store: MemoryStore<LimitSet>,
+}
+
+impl Limiter {
+    /// Keys held to `limits`, at most `max_keys` keys held.
+    pub fn new(limits: LimitSet, max_keys: usize) -> Self {
+        Limiter {
+            store: MemoryStore::new(limits, max_keys),
+        }
+    }
+
+    /// The default limits.
+    pub fn limits(&self) -> LimitSet {
+        self.store.default_config()
+    }
+
+    /// The bound on keys held.
+    pub fn max_keys(&self) -> usize {
+        self.store.max_keys()
+    }
+
+    /// Decides `cost` for `key` and counts it if admitted.
+    #[inline]
+    pub fn hit(&self, key: &str, now: Nanos, cost: u64) -> Result<TieredDecision, Error> {
+        self.store.update(key, now, |set, state, stats| {
+            set.check_cost(cost)?;
+            let (decision, i) = set.decide(state, now, cost, true);
+            stats.record(decision.allowed, now);
+            Ok(TieredDecision {
+                decision,
+                binding: set.limits[i].spec,
+            })
+        })
+    }
+
+    /// What [`Limiter::hit`] would decide, changing nothing and creating no key.
+    pub fn test(&self, key: &str, now: Nanos, cost: u64) -> Result<TieredDecision, Error> {
+        self.store.read(key, now, |set, state, _| {
+            set.check_cost(cost)?;
+            let mut scratch = state.clone();
+            let (decision, i) = set.decide(&mut scratch, now, cost, false);
+            Ok(TieredDecision {
+                decision,
+                binding: set.limits[i].spec,
+            })
+        })
+    }
+
+    /// Back to fresh, counters zeroed; false if `key` is not held.
+    pub fn reset(&self, key: &str, now: Nanos) -> bool {
+        self.store.reset(key, now)
+    }
+
+    /// Holds `key` to `limits` instead of the default; limits it had before keep their state.
+    pub fn set_override(&self, key: &str, limits: LimitSet, now: Nanos) {
+        self.store.set_override(key, limits, now);
+    }
+
+    /// Drops every key that is back to fresh (lossless); returns how many.
+    pub fn cleanup(&self, now: Nanos) -> usize {
+        self.store.cleanup(now)
+    }
+
+    /// `key`'s counters, if held.
+    pub fn key_stats(&self, key: &str, now: Nanos) -> Option<KeyStats> {
+        self.store.read(key, now, |_, _, stats| stats.copied())
+    }
+
+    /// Store-wide counters.
+    pub fn totals(&self) -> StoreTotals {
+        self.store.totals()
+    }
+
+    /// Keys held.
+    pub fn len(&self) -> usize {
+        self.store.len()
+    }
+
+    /// Whether no key is held.
+    pub fn is_empty(&self) -> bool {
+        self.store.is_empty()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::clock::NANOS_PER_SEC as S;
+
+    fn limiter(text: &str, kind: AlgorithmKind) -> Limiter {
+        Limiter::new(LimitSet::parse(text, kind).unwrap(), 1000)
+    }
+
+    #[test]
+    fn a_denied_request_is_counted_by_no_limit() {
+        for kind in [
+            AlgorithmKind::Gcra,
+            AlgorithmKind::FixedWindow,
+            AlgorithmKind::SlidingLog,
+            AlgorithmKind::SlidingCounter,
+        ] {
+            let l = limiter("5/second; 6/minute", kind);
+            assert!(l.hit("k", 0, 5).unwrap().decision.allowed);
+            // The second is full: this is denied by it and must not use the minute's last unit.
+            let d = l.hit("k", 0, 1).unwrap();
+            assert!(!d.decision.allowed, "{kind:?}");
+            assert_eq!(d.binding.count, 5);
+            // Two seconds on, even the sliding counter's previous second weighs nothing.
+            assert!(l.hit("k", 2 * S, 1).unwrap().decision.allowed, "{kind:?}");
+            let d = l.hit("k", 2 * S, 1).unwrap();
+            assert!(!d.decision.allowed, "{kind:?}");
+            assert_eq!(d.binding.count, 6, "{kind:?}: the minute binds now");
+        }
+    }
+
+    #[test]
+    fn test_changes_nothing() {
+        let l = limiter("1/second", AlgorithmKind::SlidingLog);
+        for _ in 0..3 {
+            assert!(l.test("k", 0, 1).unwrap().decision.allowed);
+        }
+        assert!(l.is_empty());
+        assert!(l.hit("k", 0, 1).unwrap().decision.allowed);
+        assert!(!l.test("k", 0, 1).unwrap().decision.allowed);
+    }
+
+    #[test]
+    fn cost_above_the_smallest_limit_is_an_error() {
+        let l = limiter("5/second; 100/minute", AlgorithmKind::Gcra);
+        let e = l.hit("k", 0, 6).unwrap_err();
+        assert!(e.to_string().contains("smallest limit (5)"), "{e}");
+        assert!(l.hit("k", 0, 0).is_err());
+    }
+
+    #[test]
+    fn overrides_keep_the_state_of_limits_that_stay() {
+        let l = limiter("2/minute", AlgorithmKind::FixedWindow);
+        assert!(l.hit("vip", 0, 2).unwrap().decision.allowed);
+        let more = LimitSet::parse("2/minute; 100/day", AlgorithmKind::FixedWindow).unwrap();
+        l.set_override("vip", more, 0);
+        assert!(!l.hit("vip", 0, 1).unwrap().decision.allowed);
+        let other = LimitSet::parse("10/minute", AlgorithmKind::FixedWindow).unwrap();
+        l.set_override("vip", other, 0);
+        assert!(l.hit("vip", 0, 10).unwrap().decision.allowed);
+    }
+
+    #[test]
+    fn unknown_algorithms_and_bursts_are_refused() {
+        assert!("nope".parse::<AlgorithmKind>().is_err());
+        let spec: LimitSpec = "1/second".parse().unwrap();
+        assert!(Limit::new(spec, AlgorithmKind::FixedWindow, Some(5)).is_err());
+        assert!(Limit::new(spec, AlgorithmKind::Gcra, Some(0)).is_err());
+        assert_eq!(
+            Limit::new(spec, AlgorithmKind::Gcra, Some(5))
+                .unwrap()
+                .max_cost(),
+            5
+        );
+    }
+}
