@@ -4,11 +4,15 @@ The decisions are made in Rust (``seawall._seawall``); this package adds what mu
 ``async`` forms, the ASGI and MCP glue, the test aids and the CLI.
 """
 
-from seawall._seawall import SystemClock, TokenBucketConfig, __version__
+from seawall._limiter import Limiter
+from seawall._seawall import Decision, Limit, SystemClock, TokenBucketConfig, __version__
 from seawall._token_bucket import ClientRateLimiter, TokenBucket
 
 __all__ = [
     "ClientRateLimiter",
+    "Decision",
+    "Limit",
+    "Limiter",
     "SystemClock",
     "TokenBucket",
     "TokenBucketConfig",

@@ -3,6 +3,7 @@
 
 pub mod bucket;
 pub mod client;
+pub mod log_service;
 pub mod parse;
 pub mod tiered;
 

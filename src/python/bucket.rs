@@ -90,7 +90,7 @@ impl PyTokenBucket {
     #[pyo3(signature = (tokens=1))]
     fn try_consume(&self, py: Python<'_>, tokens: i64) -> PyResult<bool> {
         let now = self.clock.now(py)?;
-        Ok(self.bucket.consume(now, cost_arg(tokens)?)?)
+        Ok(self.bucket.consume(now, cost_arg("tokens", tokens)?)?)
     }
 
     fn peek_sync(&self, py: Python<'_>) -> PyResult<f64> {

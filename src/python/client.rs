@@ -73,13 +73,17 @@ impl PyClientRateLimiter {
     #[pyo3(signature = (client_id, tokens=1))]
     fn try_consume(&self, py: Python<'_>, client_id: &str, tokens: i64) -> PyResult<bool> {
         let now = self.clock.now(py)?;
-        Ok(self.limiter.consume(client_id, now, cost_arg(tokens)?)?)
+        Ok(self
+            .limiter
+            .consume(client_id, now, cost_arg("tokens", tokens)?)?)
     }
 
     #[pyo3(signature = (client_id, tokens=1))]
     fn check_limit_sync(&self, py: Python<'_>, client_id: &str, tokens: i64) -> PyResult<bool> {
         let now = self.clock.now(py)?;
-        Ok(self.limiter.check(client_id, now, cost_arg(tokens)?)?)
+        Ok(self
+            .limiter
+            .check(client_id, now, cost_arg("tokens", tokens)?)?)
     }
 
     fn peek_sync(&self, py: Python<'_>, client_id: &str) -> PyResult<f64> {

@@ -9,10 +9,10 @@ impl From<Error> for PyErr {
     }
 }
 
-/// A cost argument as a `u64`, or a `ValueError` naming it.
-pub(crate) fn cost_arg(tokens: i64) -> Result<u64, Error> {
-    u64::try_from(tokens)
+/// A cost argument (named `param`) as a `u64`, or a `ValueError` naming it.
+pub(crate) fn cost_arg(param: &'static str, cost: i64) -> Result<u64, Error> {
+    u64::try_from(cost)
         .ok()
         .filter(|&t| t > 0)
-        .ok_or_else(|| Error::invalid("tokens", format!("must be at least 1, got {tokens}")))
+        .ok_or_else(|| Error::invalid(param, format!("must be at least 1, got {cost}")))
 }

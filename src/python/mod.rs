@@ -6,6 +6,7 @@ mod client;
 mod clock;
 mod config;
 mod errors;
+mod limiter;
 
 use pyo3::prelude::*;
 
@@ -19,5 +20,9 @@ fn _seawall(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<config::PyTokenBucketConfig>()?;
     m.add_class::<bucket::PyTokenBucket>()?;
     m.add_class::<client::PyClientRateLimiter>()?;
+    m.add_class::<limiter::PyLimit>()?;
+    m.add_class::<limiter::PyDecision>()?;
+    m.add_class::<limiter::PyLimiter>()?;
+    m.add_class::<limiter::PySlidingLogService>()?;
     Ok(())
 }

@@ -1,0 +1,402 @@
+use pyo3::exceptions::PyTypeError;
+use pyo3::prelude::*;
+use pyo3::types::{PyDict, PyList, PyString};
+
+use super::clock::ClockSource;
+use super::errors::cost_arg;
+use crate::algorithm::Decision;
+use crate::clock::{nanos_to_secs, Nanos};
+use crate::error::Error;
+use crate::limiter::log_service::LogService;
+use crate::limiter::parse::{parse_limits, LimitSpec};
+use crate::limiter::tiered::{AlgorithmKind, Limit, LimitSet, Limiter, TieredDecision};
+use crate::store::memory::KeyStats;
+
+fn secs(n: Nanos) -> f64 {
+    if n == Nanos::MAX {
+        f64::INFINITY
+    } else {
+        nanos_to_secs(n)
+    }
+}
+
+fn max_keys_arg(max_keys: i64) -> Result<usize, Error> {
+    usize::try_from(max_keys)
+        .ok()
+        .filter(|&m| m >= 1)
+        .ok_or_else(|| Error::invalid("max_keys", format!("must be at least 1, got {max_keys}")))
+}
+
+#[pyclass(frozen, module = "seawall._seawall", name = "Limit")]
+pub(crate) struct PyLimit {
+    limit: Limit,
+}
+
+#[pymethods]
+impl PyLimit {
+    #[new]
+    #[pyo3(signature = (limit, algorithm="gcra", burst=None))]
+    fn new(limit: &str, algorithm: &str, burst: Option<i64>) -> PyResult<Self> {
+        let spec: LimitSpec = limit.parse()?;
+        let burst = burst
+            .map(|b| {
+                u64::try_from(b)
+                    .map_err(|_| Error::invalid("burst", format!("must be at least 1, got {b}")))
+            })
+            .transpose()?;
+        Ok(PyLimit {
+            limit: Limit::new(spec, algorithm.parse()?, burst)?,
+        })
+    }
+
+    #[getter]
+    fn count(&self) -> u64 {
+        self.limit.spec().count
+    }
+
+    #[getter]
+    fn period(&self) -> f64 {
+        nanos_to_secs(self.limit.spec().period)
+    }
+
+    #[getter]
+    fn algorithm(&self) -> &'static str {
+        self.limit.kind().name()
+    }
+
+    #[getter]
+    fn burst(&self) -> Option<u64> {
+        self.limit.burst()
+    }
+
+    fn __str__(&self) -> String {
+        self.limit.spec().to_string()
+    }
+
+    fn __repr__(&self) -> String {
+        match self.limit.burst() {
+            Some(b) => format!(
+                "Limit('{}', algorithm='{}', burst={b})",
+                self.limit.spec(),
+                self.limit.kind().name()
+            ),
+            None => format!(
+                "Limit('{}', algorithm='{}')",
+                self.limit.spec(),
+                self.limit.kind().name()
+            ),
+        }
+    }
+
+    fn __eq__(&self, other: &Bound<'_, PyAny>) -> bool {
+        other
+            .cast::<PyLimit>()
+            .is_ok_and(|o| o.get().limit == self.limit)
+    }
+
+    fn __hash__(&self) -> u64 {
+        use std::hash::{BuildHasher, BuildHasherDefault};
+        let spec = self.limit.spec();
+        BuildHasherDefault::<std::collections::hash_map::DefaultHasher>::default().hash_one((
+            spec.count,
+            spec.period,
+            self.limit.kind(),
+            self.limit.burst(),
+        ))
+    }
+}
+
+/// Builds a limit set from a str ("10/second; 1000/day"), a `Limit`, or a sequence of either.
+pub(crate) fn limit_set_arg(value: &Bound<'_, PyAny>, algorithm: &str) -> PyResult<LimitSet> {
+    let kind: AlgorithmKind = algorithm.parse()?;
+    let mut limits = Vec::new();
+    let mut push = |item: &Bound<'_, PyAny>| -> PyResult<()> {
+        if let Ok(text) = item.cast::<PyString>() {
+            for spec in parse_limits(text.to_str()?)? {
+                limits.push(Limit::new(spec, kind, None)?);
+            }
+        } else if let Ok(limit) = item.cast::<PyLimit>() {
+            limits.push(limit.get().limit.clone());
+        } else {
+            return Err(PyTypeError::new_err(format!(
+                "limits must be a str such as '10/second; 1000/day', a seawall.Limit, or a list \
+                 of them; got {}",
+                item.get_type().name()?
+            )));
+        }
+        Ok(())
+    };
+    if value.is_instance_of::<PyString>() || value.is_instance_of::<PyLimit>() {
+        push(value)?;
+    } else if let Ok(iter) = value.try_iter() {
+        for item in iter {
+            push(&item?)?;
+        }
+    } else {
+        push(value)?;
+    }
+    Ok(LimitSet::new(limits)?)
+}
+
+#[pyclass(frozen, module = "seawall._seawall", name = "Decision")]
+pub(crate) struct PyDecision {
+    d: Decision,
+    window: Nanos,
+}
+
+impl PyDecision {
+    fn from(t: TieredDecision) -> Self {
+        PyDecision {
+            d: t.decision,
+            window: t.binding.period,
+        }
+    }
+}
+
+#[pymethods]
+impl PyDecision {
+    #[getter]
+    fn allowed(&self) -> bool {
+        self.d.allowed
+    }
+
+    #[getter]
+    fn limited(&self) -> bool {
+        !self.d.allowed
+    }
+
+    #[getter]
+    fn limit(&self) -> u64 {
+        self.d.limit
+    }
+
+    #[getter]
+    fn remaining(&self) -> u64 {
+        self.d.remaining
+    }
+
+    #[getter]
+    fn reset_after(&self) -> f64 {
+        secs(self.d.reset_after)
+    }
+
+    #[getter]
+    fn retry_after(&self) -> f64 {
+        secs(self.d.retry_after)
+    }
+
+    #[getter]
+    fn window(&self) -> f64 {
+        nanos_to_secs(self.window)
+    }
+
+    fn __bool__(&self) -> bool {
+        self.d.allowed
+    }
+
+    fn __repr__(&self) -> String {
+        format!(
+            "Decision(allowed={}, limit={}, remaining={}, reset_after={:?}, retry_after={:?}, window={:?})",
+            if self.d.allowed { "True" } else { "False" },
+            self.d.limit,
+            self.d.remaining,
+            secs(self.d.reset_after),
+            secs(self.d.retry_after),
+            nanos_to_secs(self.window)
+        )
+    }
+}
+
+fn key_stats_dict<'py>(py: Python<'py>, s: &KeyStats) -> PyResult<Bound<'py, PyDict>> {
+    let d = PyDict::new(py);
+    d.set_item("hits", s.total)?;
+    d.set_item("limited", s.rejected)?;
+    d.set_item(
+        "last_limited",
+        (s.rejected > 0).then(|| nanos_to_secs(s.last_rejection)),
+    )?;
+    Ok(d)
+}
+
+#[pyclass(frozen, subclass, module = "seawall._seawall", name = "Limiter")]
+pub(crate) struct PyLimiter {
+    limiter: Limiter,
+    clock: ClockSource,
+    algorithm: AlgorithmKind,
+}
+
+#[pymethods]
+impl PyLimiter {
+    #[new]
+    #[pyo3(signature = (limits, *, algorithm="gcra", max_keys=1_000_000, clock=None))]
+    fn new(
+        limits: &Bound<'_, PyAny>,
+        algorithm: &str,
+        max_keys: i64,
+        clock: Option<&Bound<'_, PyAny>>,
+    ) -> PyResult<Self> {
+        Ok(PyLimiter {
+            limiter: Limiter::new(limit_set_arg(limits, algorithm)?, max_keys_arg(max_keys)?),
+            clock: ClockSource::from_arg(clock)?,
+            algorithm: algorithm.parse()?,
+        })
+    }
+
+    #[pyo3(signature = (key, cost=1))]
+    fn hit(&self, py: Python<'_>, key: &str, cost: i64) -> PyResult<PyDecision> {
+        let now = self.clock.now(py)?;
+        Ok(PyDecision::from(self.limiter.hit(
+            key,
+            now,
+            cost_arg("cost", cost)?,
+        )?))
+    }
+
+    #[pyo3(signature = (key, cost=1))]
+    fn allow(&self, py: Python<'_>, key: &str, cost: i64) -> PyResult<bool> {
+        let now = self.clock.now(py)?;
+        Ok(self
+            .limiter
+            .hit(key, now, cost_arg("cost", cost)?)?
+            .decision
+            .allowed)
+    }
+
+    #[pyo3(signature = (key, cost=1))]
+    fn test(&self, py: Python<'_>, key: &str, cost: i64) -> PyResult<PyDecision> {
+        let now = self.clock.now(py)?;
+        Ok(PyDecision::from(self.limiter.test(
+            key,
+            now,
+            cost_arg("cost", cost)?,
+        )?))
+    }
+
+    fn reset(&self, py: Python<'_>, key: &str) -> PyResult<bool> {
+        Ok(self.limiter.reset(key, self.clock.now(py)?))
+    }
+
+    #[pyo3(signature = (key, limits, *, algorithm=None))]
+    fn set_override(
+        &self,
+        py: Python<'_>,
+        key: &str,
+        limits: &Bound<'_, PyAny>,
+        algorithm: Option<&str>,
+    ) -> PyResult<()> {
+        let set = limit_set_arg(limits, algorithm.unwrap_or(self.algorithm.name()))?;
+        self.limiter.set_override(key, set, self.clock.now(py)?);
+        Ok(())
+    }
+
+    fn clear_override(&self, py: Python<'_>, key: &str) -> PyResult<()> {
+        self.limiter
+            .set_override(key, self.limiter.limits(), self.clock.now(py)?);
+        Ok(())
+    }
+
+    fn cleanup(&self, py: Python<'_>) -> PyResult<usize> {
+        Ok(self.limiter.cleanup(self.clock.now(py)?))
+    }
+
+    fn key_stats<'py>(&self, py: Python<'py>, key: &str) -> PyResult<Option<Bound<'py, PyDict>>> {
+        let now = self.clock.now(py)?;
+        self.limiter
+            .key_stats(key, now)
+            .map(|s| key_stats_dict(py, &s))
+            .transpose()
+    }
+
+    fn stats<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
+        let t = self.limiter.totals();
+        let d = PyDict::new(py);
+        d.set_item("keys", t.keys)?;
+        d.set_item("hits", t.total)?;
+        d.set_item("limited", t.rejected)?;
+        d.set_item("evicted", t.evicted)?;
+        d.set_item("evicted_before_fresh", t.evicted_early)?;
+        Ok(d)
+    }
+
+    #[getter]
+    fn limits<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyList>> {
+        let items = self
+            .limiter
+            .limits()
+            .limits()
+            .iter()
+            .map(|l| Py::new(py, PyLimit { limit: l.clone() }))
+            .collect::<PyResult<Vec<_>>>()?;
+        PyList::new(py, items)
+    }
+
+    #[getter]
+    fn max_keys(&self) -> usize {
+        self.limiter.max_keys()
+    }
+
+    fn __len__(&self) -> usize {
+        self.limiter.len()
+    }
+}
+
+#[pyclass(frozen, module = "seawall._seawall", name = "SlidingLogService")]
+pub(crate) struct PySlidingLogService {
+    service: LogService,
+    clock: ClockSource,
+}
+
+#[pymethods]
+impl PySlidingLogService {
+    #[new]
+    #[pyo3(signature = (*, max_keys=1_000_000, clock=None))]
+    fn new(max_keys: i64, clock: Option<&Bound<'_, PyAny>>) -> PyResult<Self> {
+        Ok(PySlidingLogService {
+            service: LogService::new(max_keys_arg(max_keys)?),
+            clock: ClockSource::from_arg(clock)?,
+        })
+    }
+
+    /// Returns (allowed, remaining, reset_after, retry_after, now), times in seconds.
+    fn check_and_record(
+        &self,
+        py: Python<'_>,
+        client_id: &str,
+        limit: i64,
+        window: f64,
+    ) -> PyResult<(bool, u64, f64, f64, f64)> {
+        let now = self.clock.now(py)?;
+        let limit = u64::try_from(limit)
+            .map_err(|_| Error::invalid("limit", format!("must be at least 1, got {limit}")))?;
+        let window_ns = crate::clock::secs_to_nanos(window)
+            .filter(|&w| w > 0)
+            .ok_or_else(|| {
+                Error::invalid(
+                    "window",
+                    format!("must be a positive number of seconds, got {window}"),
+                )
+            })?;
+        let d = self
+            .service
+            .check_and_record(client_id, now, limit, window_ns)?;
+        Ok((
+            d.allowed,
+            d.remaining,
+            secs(d.reset_after),
+            secs(d.retry_after),
+            nanos_to_secs(now),
+        ))
+    }
+
+    fn reset(&self, py: Python<'_>, client_id: &str) -> PyResult<bool> {
+        Ok(self.service.reset(client_id, self.clock.now(py)?))
+    }
+
+    fn cleanup(&self, py: Python<'_>) -> PyResult<usize> {
+        Ok(self.service.cleanup(self.clock.now(py)?))
+    }
+
+    fn __len__(&self) -> usize {
+        self.service.len()
+    }
+}
