@@ -97,13 +97,13 @@ class RateLimiter:
             value = getattr(config, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ValueError(f"{name} must be an int of at least 1, got {value!r}")
-        per_minute = f"{config.requests_per_minute}/minute"
+        minute_limit = f"{config.requests_per_minute}/minute"
         self._limiter = Limiter(
             [
-                Limit(per_minute, "sliding_window_log"),
+                Limit(minute_limit, "sliding_window_log"),
                 Limit(f"{config.requests_per_hour}/hour", "sliding_window_counter"),
                 Limit(f"{config.requests_per_day}/day", "sliding_window_counter"),
-                Limit(per_minute, "token_bucket", burst=config.burst_size),
+                Limit(minute_limit, "token_bucket", burst=config.burst_size),
             ],
             max_keys=max_keys,
             clock=clock,
