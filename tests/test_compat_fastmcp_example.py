@@ -64,17 +64,21 @@ def test_bad_input() -> None:
 
 
 class SeedService:
-    """Seed 004's algorithm: a list of timestamps per client, pruned by each call's window."""
+    """Seed 004's algorithm: a list of timestamps per client, pruned by each call's window.
+
+    Times are whole milliseconds here, so that the model is exact: the seed's float seconds would
+    decide `now - t < window` at the boundary by rounding noise.
+    """
 
     def __init__(self) -> None:
-        self.log: dict[str, list[float]] = {}
+        self.log: dict[str, list[int]] = {}
 
-    def check_and_record(self, client: str, limit: int, window: float, now: float) -> bool:
-        kept = [t for t in self.log.get(client, []) if now - t < window]
+    def check_and_record(self, client: str, limit: int, window_ms: int, now_ms: int) -> bool:
+        kept = [t for t in self.log.get(client, []) if now_ms - t < window_ms]
         self.log[client] = kept
         if len(kept) >= limit:
             return False
-        kept.append(now)
+        kept.append(now_ms)
         return True
 
 
@@ -100,9 +104,9 @@ def test_same_admissions_as_the_seed(calls: list[tuple[int, str, int, int]]) -> 
         clock.advance(gap / 1000)
         elapsed_ms += gap
         allowed, info = ours.check_and_record(client, limit, window)
-        assert allowed == seed.check_and_record(client, limit, window, elapsed_ms / 1000)
+        assert allowed == seed.check_and_record(client, limit, window * 1000, elapsed_ms)
         assert info["remaining"] == max(0, limit - len(seed.log[client]))
         if not allowed:
             oldest = seed.log[client][len(seed.log[client]) - limit]
-            wait = oldest + window - elapsed_ms / 1000
-            assert info["retry_after"] == math.ceil(round(wait, 6))
+            wait_ms = oldest + window * 1000 - elapsed_ms
+            assert info["retry_after"] == math.ceil(wait_ms / 1000)
