@@ -5,6 +5,10 @@
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion};
 use std::hint::black_box;
 
+use seawall::algorithm::fixed_window::FixedWindow;
+use seawall::algorithm::gcra::gcra;
+use seawall::algorithm::sliding_counter::SlidingCounter;
+use seawall::algorithm::sliding_log::SlidingLog;
 use seawall::algorithm::token_bucket::TokenBucket;
 use seawall::clock::{Clock, SystemClock, NANOS_PER_SEC};
 use seawall::limiter::client::ClientLimiter;
@@ -25,6 +29,58 @@ fn token_bucket(c: &mut Criterion) {
             black_box(bucket.decide(&mut state, black_box(now), 1))
         })
     });
+}
+
+/// Every algorithm's full decision (admitting), against the token bucket's: one limit of 10⁹ per
+/// second, one request per simulated microsecond.
+fn algorithms(c: &mut Criterion) {
+    let mut g = c.benchmark_group("algorithm/decide");
+    let (count, window) = (1_000_000_000u64, NANOS_PER_SEC);
+    let bucket = TokenBucket::new(count, 1e9, count).unwrap();
+    let mut s = bucket.fresh(0);
+    let mut now = 0u64;
+    g.bench_function("token_bucket", |b| {
+        b.iter(|| {
+            now += 1_000;
+            black_box(bucket.decide(&mut s, black_box(now), 1))
+        })
+    });
+    let g_alg = gcra(count, window, None).unwrap();
+    let mut s = g_alg.fresh(0);
+    g.bench_function("gcra", |b| {
+        b.iter(|| {
+            now += 1_000;
+            black_box(g_alg.decide(&mut s, black_box(now), 1))
+        })
+    });
+    let fixed = FixedWindow::new(count, window);
+    let mut s = fixed.fresh(0);
+    g.bench_function("fixed_window", |b| {
+        b.iter(|| {
+            now += 1_000;
+            black_box(fixed.decide(&mut s, black_box(now), 1, true))
+        })
+    });
+    let counter = SlidingCounter::new(count, window);
+    let mut s = counter.fresh(0);
+    g.bench_function("sliding_window_counter", |b| {
+        b.iter(|| {
+            now += 1_000;
+            black_box(counter.decide(&mut s, black_box(now), 1, true))
+        })
+    });
+    // The log holds one entry per admitted request in the window: a 1 ms window at one request
+    // per microsecond keeps it at a steady thousand entries, each decision adding one and
+    // expiring one.
+    let log = SlidingLog::new(count, NANOS_PER_SEC / 1_000);
+    let mut s = log.fresh(0);
+    g.bench_function("sliding_window_log", |b| {
+        b.iter(|| {
+            now += 1_000;
+            black_box(log.decide(&mut s, black_box(now), 1, true))
+        })
+    });
+    g.finish();
 }
 
 fn client_limiter(c: &mut Criterion) {
@@ -62,5 +118,5 @@ fn client_limiter(c: &mut Criterion) {
     });
 }
 
-criterion_group!(benches, token_bucket, client_limiter);
+criterion_group!(benches, token_bucket, algorithms, client_limiter);
 criterion_main!(benches);
