@@ -9,8 +9,9 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
-from seawall import ClientRateLimiter, TokenBucketConfig
+from seawall import ClientRateLimiter, Limiter, TokenBucketConfig
 from seawall.testing import ManualClock
 
 TICK = 0.05  # simulated seconds per step
@@ -102,4 +103,45 @@ def run(simulated_seconds: float = 12.0, speed: float = 3.0) -> int:
         f"{CONFIG.capacity} and then {CONFIG.refill_rate:g} per second; the flood did not "
         "slow the others down."
     )
+    _algorithms(console, Table)
     return 0
+
+
+ALGORITHMS = (
+    "gcra",
+    "token_bucket",
+    "leaky_bucket",
+    "fixed_window",
+    "sliding_window_log",
+    "sliding_window_counter",
+)
+
+
+def _algorithms(console: Any, table_type: Any) -> None:
+    """The same bursty sender against every algorithm, each holding it to 10 per second."""
+    clock = ManualClock(start=1_800_000_000.0)
+    limiters = {name: Limiter("10/second", algorithm=name, clock=clock) for name in ALGORITHMS}
+    allowed = dict.fromkeys(ALGORITHMS, 0)
+    worst = dict.fromkeys(ALGORITHMS, 0)
+    recent: dict[str, list[float]] = {name: [] for name in ALGORITHMS}
+    sent = 0
+    for step in range(200):  # 10 s in 50 ms steps: 25 at once every 2.5 s, else 4 per step
+        burst = 25 if step % 50 == 45 else 4
+        for _ in range(burst):
+            sent += 1
+            for name, limiter in limiters.items():
+                if limiter.allow("sender"):
+                    allowed[name] += 1
+                    window = [t for t in recent[name] if t > clock.now() - 1.0]
+                    window.append(clock.now())
+                    recent[name] = window
+                    worst[name] = max(worst[name], len(window))
+        clock.advance(TICK)
+    t = table_type(
+        title=f"Limiter('10/second', algorithm=...) · one sender, {sent} requests in 10 s"
+    )
+    for column in ("algorithm", "allowed", "most in any 1 s"):
+        t.add_column(column, justify="left" if column == "algorithm" else "right")
+    for name in ALGORITHMS:
+        t.add_row(name, str(allowed[name]), str(worst[name]))
+    console.print(t)
