@@ -357,35 +357,46 @@ impl PySlidingLogService {
         })
     }
 
-    /// Returns (allowed, remaining, reset_after, retry_after, now), times in seconds.
-    fn check_and_record(
+    /// Returns `(allowed, info)`, `info` as seed 004 shapes it: `limit` and `window` as given,
+    /// `remaining`, `reset_time` (epoch seconds), `retry_after` (whole seconds, rounded up).
+    fn check_and_record<'py>(
         &self,
-        py: Python<'_>,
+        py: Python<'py>,
         client_id: &str,
-        limit: i64,
-        window: f64,
-    ) -> PyResult<(bool, u64, f64, f64, f64)> {
+        limit: &Bound<'py, PyAny>,
+        window: &Bound<'py, PyAny>,
+    ) -> PyResult<(bool, Bound<'py, PyDict>)> {
         let now = self.clock.now(py)?;
-        let limit = u64::try_from(limit)
-            .map_err(|_| Error::invalid("limit", format!("must be at least 1, got {limit}")))?;
-        let window_ns = crate::clock::secs_to_nanos(window)
+        let limit_n: i64 = limit.extract()?;
+        let limit_n = u64::try_from(limit_n)
+            .map_err(|_| Error::invalid("limit", format!("must be at least 1, got {limit_n}")))?;
+        let window_s: f64 = window.extract()?;
+        let window_ns = crate::clock::secs_to_nanos(window_s)
             .filter(|&w| w > 0)
             .ok_or_else(|| {
                 Error::invalid(
                     "window",
-                    format!("must be a positive number of seconds, got {window}"),
+                    format!("must be a positive number of seconds, got {window_s}"),
                 )
             })?;
         let d = self
             .service
-            .check_and_record(client_id, now, limit, window_ns)?;
-        Ok((
-            d.allowed,
-            d.remaining,
-            secs(d.reset_after),
-            secs(d.retry_after),
-            nanos_to_secs(now),
-        ))
+            .check_and_record(client_id, now, limit_n, window_ns)?;
+        let info = PyDict::new(py);
+        info.set_item(pyo3::intern!(py, "limit"), limit)?;
+        info.set_item(pyo3::intern!(py, "window"), window)?;
+        info.set_item(pyo3::intern!(py, "remaining"), d.remaining)?;
+        info.set_item(
+            pyo3::intern!(py, "reset_time"),
+            nanos_to_secs(now.saturating_add(d.reset_after)),
+        )?;
+        let retry = if d.allowed {
+            0
+        } else {
+            d.retry_after.div_ceil(crate::clock::NANOS_PER_SEC)
+        };
+        info.set_item(pyo3::intern!(py, "retry_after"), retry)?;
+        Ok((d.allowed, info))
     }
 
     fn reset(&self, py: Python<'_>, client_id: &str) -> PyResult<bool> {

@@ -130,7 +130,8 @@ class RateLimiter:
         decision = self._limiter.hit(key)
         if not decision.allowed:
             self._violations[key] = self._violations.get(key, 0) + 1
-            logger.warning("Rate limit exceeded for %s", key)
+            # DEBUG, not WARNING: a record per denied request is an amplifier under attack.
+            logger.debug("Rate limit exceeded for %s", key)
         return decision.allowed, RateLimitInfo.from_decision(decision)
 
     async def is_allowed(self, key: str) -> tuple[bool, RateLimitInfo]:
