@@ -9,17 +9,8 @@ from typing import Any
 
 import pytest
 
-from seawall import Decision, Limit, Limiter
+from seawall import ALGORITHMS, Decision, Limit, Limiter
 from seawall.testing import ManualClock
-
-ALGORITHMS = [
-    "gcra",
-    "token_bucket",
-    "leaky_bucket",
-    "fixed_window",
-    "sliding_window_log",
-    "sliding_window_counter",
-]
 
 
 def aligned_clock() -> ManualClock:
@@ -201,3 +192,16 @@ def test_decision_repr_and_infinity() -> None:
     d = Limiter("1/second", clock=aligned_clock()).hit("k")
     assert repr(d).startswith("Decision(allowed=True, limit=1, remaining=0")
     assert math.isfinite(d.reset_after)
+
+
+def test_algorithms_are_the_documented_six() -> None:
+    assert ALGORITHMS == (
+        "gcra",
+        "token_bucket",
+        "leaky_bucket",
+        "fixed_window",
+        "sliding_window_log",
+        "sliding_window_counter",
+    )
+    for name in ALGORITHMS:
+        assert Limit("1/second", name).algorithm == name

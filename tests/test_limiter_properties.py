@@ -10,17 +10,8 @@ from __future__ import annotations
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from seawall import Limit, Limiter
+from seawall import ALGORITHMS, Limit, Limiter
 from seawall.testing import ManualClock
-
-ALGORITHMS = [
-    "gcra",
-    "token_bucket",
-    "leaky_bucket",
-    "fixed_window",
-    "sliding_window_log",
-    "sliding_window_counter",
-]
 
 limits = st.tuples(
     st.integers(1, 8),

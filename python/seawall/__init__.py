@@ -5,10 +5,18 @@ The decisions are made in Rust (``seawall._seawall``); this package adds what mu
 """
 
 from seawall._limiter import Limiter
-from seawall._seawall import Decision, Limit, SystemClock, TokenBucketConfig, __version__
+from seawall._seawall import (
+    ALGORITHMS,
+    Decision,
+    Limit,
+    SystemClock,
+    TokenBucketConfig,
+    __version__,
+)
 from seawall._token_bucket import ClientRateLimiter, TokenBucket
 
 __all__ = [
+    "ALGORITHMS",
     "ClientRateLimiter",
     "Decision",
     "Limit",

@@ -5,6 +5,7 @@ from datetime import timedelta
 from typing import Any, Literal, Protocol, final
 
 __all__ = [
+    "ALGORITHMS",
     "ClientRateLimiter",
     "Decision",
     "Limit",
@@ -20,6 +21,7 @@ __all__ = [
 ]
 
 __version__: str
+ALGORITHMS: tuple[str, ...]
 
 class _NowMethod(Protocol):
     def now(self) -> float: ...

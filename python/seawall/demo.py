@@ -11,7 +11,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from seawall import ClientRateLimiter, Limiter, TokenBucketConfig
+from seawall import ALGORITHMS, ClientRateLimiter, Limiter, TokenBucketConfig
 from seawall.testing import ManualClock
 
 TICK = 0.05  # simulated seconds per step
@@ -105,16 +105,6 @@ def run(simulated_seconds: float = 12.0, speed: float = 3.0) -> int:
     )
     _algorithms(console, Table)
     return 0
-
-
-ALGORITHMS = (
-    "gcra",
-    "token_bucket",
-    "leaky_bucket",
-    "fixed_window",
-    "sliding_window_log",
-    "sliding_window_counter",
-)
 
 
 def _algorithms(console: Any, table_type: Any) -> None:

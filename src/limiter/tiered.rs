@@ -36,6 +36,16 @@ pub enum AlgorithmKind {
 }
 
 impl AlgorithmKind {
+    /// Every algorithm, in the order the docs list them.
+    pub const ALL: [AlgorithmKind; 6] = [
+        AlgorithmKind::Gcra,
+        AlgorithmKind::TokenBucket,
+        AlgorithmKind::LeakyBucket,
+        AlgorithmKind::FixedWindow,
+        AlgorithmKind::SlidingLog,
+        AlgorithmKind::SlidingCounter,
+    ];
+
     /// The name users write.
     pub fn name(self) -> &'static str {
         match self {
