@@ -31,8 +31,6 @@ import gc
 import logging
 import math
 import os
-import platform
-import shlex
 import sys
 import time
 from collections.abc import Callable
@@ -48,20 +46,26 @@ from limits.strategies import (
     RateLimiter,
     SlidingWindowCounterRateLimiter,
 )
+from timing import (
+    SyncTimer,
+    best_of,
+    noop1,
+    ns,
+    plan_units,
+    print_header,
+    stop_timer,
+    t_call1,
+    t_call2,
+    t_empty,
+    t_keys1,
+    t_keys2,
+    table,
+)
 
 import seawall
 from seawall.compat import fastmcp_example
 
-SyncTimer = Callable[[int], int]
-
-ALGORITHMS = (
-    "gcra",
-    "token_bucket",
-    "leaky_bucket",
-    "fixed_window",
-    "sliding_window_log",
-    "sliding_window_counter",
-)
+ALGORITHMS = seawall.ALGORITHMS
 BIG = 1_000_000_000
 SINGLE = f"{BIG}/second"
 TIERED = f"{BIG}/second; {BIG}/minute; {BIG}/day"
@@ -100,11 +104,6 @@ class Measured:
 # Measurement core
 
 
-def _plan(elapsed_ns: int, units: int, target_ns: int) -> int:
-    per_unit = max(elapsed_ns / units, 1.0)
-    return max(1, round(target_ns / per_unit))
-
-
 def _nothing() -> None:
     pass
 
@@ -131,80 +130,16 @@ def measure(
         if elapsed >= s.target_ns // 20 or n >= most:
             break
         n = min(n * 2, most)
-    planned = _plan(elapsed, n, s.target_ns)
+    planned = plan_units(elapsed, n, s.target_ns)
     per = min(planned, most)
     repeats = s.repeats
     if per < planned:
         repeats = min(MAX_SHORT_REPEATS, max(s.repeats, math.ceil(planned / per)))
-    best = sys.maxsize
-    for _ in range(repeats):
-        prepare()
-        gc.collect()
-        gc.disable()
-        try:
-            best = min(best, timer(per))
-        finally:
-            gc.enable()
+    best = best_of(timer, per, repeats, prepare)
     return Measured(best / (per * unit_size), per * unit_size, repeats)
 
 
 # Loop bodies. Each binds what it calls to locals before starting the clock.
-
-
-def t_empty() -> SyncTimer:
-    def timer(n: int) -> int:
-        t0 = time.perf_counter_ns()
-        for _ in range(n):
-            pass
-        return time.perf_counter_ns() - t0
-
-    return timer
-
-
-def t_call1(fn: Callable[[str], object], key: str) -> SyncTimer:
-    def timer(n: int) -> int:
-        f, k = fn, key
-        t0 = time.perf_counter_ns()
-        for _ in range(n):
-            f(k)
-        return time.perf_counter_ns() - t0
-
-    return timer
-
-
-def t_call2(fn: Callable[[Any, str], object], first: Any, key: str) -> SyncTimer:
-    def timer(n: int) -> int:
-        f, a, k = fn, first, key
-        t0 = time.perf_counter_ns()
-        for _ in range(n):
-            f(a, k)
-        return time.perf_counter_ns() - t0
-
-    return timer
-
-
-def t_keys1(fn: Callable[[str], object], keys: list[str]) -> SyncTimer:
-    def timer(rounds: int) -> int:
-        f, ks = fn, keys
-        t0 = time.perf_counter_ns()
-        for _ in range(rounds):
-            for k in ks:
-                f(k)
-        return time.perf_counter_ns() - t0
-
-    return timer
-
-
-def t_keys2(fn: Callable[[Any, str], object], first: Any, keys: list[str]) -> SyncTimer:
-    def timer(rounds: int) -> int:
-        f, a, ks = fn, first, keys
-        t0 = time.perf_counter_ns()
-        for _ in range(rounds):
-            for k in ks:
-                f(a, k)
-        return time.perf_counter_ns() - t0
-
-    return timer
 
 
 CheckAndRecord = Callable[..., tuple[bool, dict[str, Any]]]
@@ -219,10 +154,6 @@ def t_check_and_record(fn: CheckAndRecord, client: str, limit: int, window: int)
         return time.perf_counter_ns() - t0
 
     return timer
-
-
-def noop1(key: str) -> None:
-    pass
 
 
 def rss_bytes() -> int:
@@ -323,12 +254,6 @@ class LimitsRow:
     config: str
     hot: Measured | None  # None: skipped (see the note printed with the table)
     keys: Measured
-
-
-def stop_timer(storage: MemoryStorage) -> None:
-    """Let the storage's expiry thread finish so it does not run during the next row."""
-    storage.timer.cancel()
-    storage.timer.join()
 
 
 def _limits_timer(
@@ -510,24 +435,6 @@ def run_logs(s: Settings) -> list[LogRow]:
 # Output
 
 
-def table(header: list[str], rows: list[list[str]], right: set[int]) -> str:
-    widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
-
-    def fmt(cells: list[str]) -> str:
-        out = [
-            c.rjust(w) if i in right else c.ljust(w)
-            for i, (c, w) in enumerate(zip(cells, widths, strict=True))
-        ]
-        return "| " + " | ".join(out) + " |"
-
-    sep = ["-" * (w - 1) + (":" if i in right else "-") for i, w in enumerate(widths)]
-    return "\n".join([fmt(header), "| " + " | ".join(sep) + " |", *[fmt(r) for r in rows]])
-
-
-def ns(x: float) -> str:
-    return f"{x:,.0f}" if x >= 100 else f"{x:.1f}"
-
-
 def times(x: float) -> str:
     """A ratio: 2 decimals near 1, whole numbers when large."""
     if x >= 100:
@@ -638,17 +545,6 @@ def logs_table(rows: list[LogRow]) -> str:
     return table(header, out, {0, 2, 3, 4, 6})
 
 
-def cpu_model() -> str:
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown CPU"
-
-
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--quick", action="store_true", help="short run (~20 ms repeats, 3 of)")
@@ -659,15 +555,10 @@ def main() -> int:
     configure_logging(False)
 
     started = time.perf_counter()
-    affinity = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None
-    print("# seawall's algorithms vs limits; seed 004's sliding log vs seawall's")
-    print()
-    print(f"- command: `{shlex.join([sys.executable, *sys.argv])}`")
-    print(f"- machine: {platform.platform()}, {cpu_model()}")
-    cpus = f"{os.cpu_count()} CPUs" + (f" ({affinity} usable)" if affinity is not None else "")
-    impl = platform.python_implementation()
-    print(f"- python: {impl} {platform.python_version()}, {cpus}")
-    print(f"- seawall {seawall.__version__}, limits {limits.__version__}")
+    print_header(
+        "# seawall's algorithms vs limits; seed 004's sliding log vs seawall's",
+        {"seawall": seawall.__version__, "limits": limits.__version__},
+    )
     print(
         f"- method: perf_counter_ns around a plain `for` loop, best of {s.repeats} repeats of "
         f"~{target_ms:g} ms (calls per repeat calibrated per row), GC off while timing"

@@ -24,8 +24,6 @@ import argparse
 import asyncio
 import gc
 import os
-import platform
-import shlex
 import sys
 import time
 import tracemalloc
@@ -37,10 +35,24 @@ import limits
 import seed000
 from limits.storage import MemoryStorage
 from limits.strategies import FixedWindowRateLimiter, MovingWindowRateLimiter, RateLimiter
+from timing import (
+    SyncTimer,
+    best_of,
+    noop1,
+    ns,
+    plan_units,
+    print_header,
+    stop_timer,
+    t_call1,
+    t_call2,
+    t_empty,
+    t_keys1,
+    t_keys2,
+    table,
+)
 
 import seawall
 
-SyncTimer = Callable[[int], int]
 AsyncTimer = Callable[[int], Coroutine[Any, Any, int]]
 
 HOT_KEY = "client-0"
@@ -70,31 +82,19 @@ class Measured:
 # Measurement core
 
 
-def _plan(elapsed_ns: int, units: int, target_ns: int) -> int:
-    per_unit = max(elapsed_ns / units, 1.0)
-    return max(1, round(target_ns / per_unit))
-
-
 def measure_sync(timer: SyncTimer, unit_size: int, s: Settings) -> Measured:
     """``timer(n)`` runs ``n`` units of ``unit_size`` decisions and returns the elapsed ns."""
     n0 = 1 if unit_size > 1 else 2_000
     timer(n0)  # warm-up; for the keyed rows a full pass, so every key exists before timing
-    n = _plan(timer(n0), n0, s.target_ns)
-    best = sys.maxsize
-    for _ in range(s.repeats):
-        gc.collect()
-        gc.disable()
-        try:
-            best = min(best, timer(n))
-        finally:
-            gc.enable()
+    n = plan_units(timer(n0), n0, s.target_ns)
+    best = best_of(timer, n, s.repeats)
     return Measured(best / (n * unit_size), n * unit_size)
 
 
 async def _measure_async(timer: AsyncTimer, unit_size: int, s: Settings) -> Measured:
     n0 = 1 if unit_size > 1 else 2_000
     await timer(n0)
-    n = _plan(await timer(n0), n0, s.target_ns)
+    n = plan_units(await timer(n0), n0, s.target_ns)
     best = sys.maxsize
     for _ in range(s.repeats):
         gc.collect()
@@ -119,62 +119,6 @@ def t_call0(fn: Callable[[], object]) -> SyncTimer:
         t0 = time.perf_counter_ns()
         for _ in range(n):
             f()
-        return time.perf_counter_ns() - t0
-
-    return timer
-
-
-def t_empty() -> SyncTimer:
-    def timer(n: int) -> int:
-        t0 = time.perf_counter_ns()
-        for _ in range(n):
-            pass
-        return time.perf_counter_ns() - t0
-
-    return timer
-
-
-def t_call1(fn: Callable[[str], object], key: str) -> SyncTimer:
-    def timer(n: int) -> int:
-        f, k = fn, key
-        t0 = time.perf_counter_ns()
-        for _ in range(n):
-            f(k)
-        return time.perf_counter_ns() - t0
-
-    return timer
-
-
-def t_call2(fn: Callable[[Any, str], object], first: Any, key: str) -> SyncTimer:
-    def timer(n: int) -> int:
-        f, a, k = fn, first, key
-        t0 = time.perf_counter_ns()
-        for _ in range(n):
-            f(a, k)
-        return time.perf_counter_ns() - t0
-
-    return timer
-
-
-def t_keys1(fn: Callable[[str], object], keys: list[str]) -> SyncTimer:
-    def timer(rounds: int) -> int:
-        f, ks = fn, keys
-        t0 = time.perf_counter_ns()
-        for _ in range(rounds):
-            for k in ks:
-                f(k)
-        return time.perf_counter_ns() - t0
-
-    return timer
-
-
-def t_keys2(fn: Callable[[Any, str], object], first: Any, keys: list[str]) -> SyncTimer:
-    def timer(rounds: int) -> int:
-        f, a, ks = fn, first, keys
-        t0 = time.perf_counter_ns()
-        for _ in range(rounds):
-            for k in ks:
-                f(a, k)
         return time.perf_counter_ns() - t0
 
     return timer
@@ -218,10 +162,6 @@ def noop() -> None:
     pass
 
 
-def noop1(key: str) -> None:
-    pass
-
-
 async def anoop() -> None:
     pass
 
@@ -236,12 +176,6 @@ def sw_config() -> seawall.TokenBucketConfig:
 
 def seed_config() -> seed000.TokenBucketConfig:
     return seed000.TokenBucketConfig(BIG_CAPACITY, BIG_RATE, BIG_CAPACITY)
-
-
-def stop_timer(storage: MemoryStorage) -> None:
-    """Let the storage's expiry thread finish so it does not run during the next row."""
-    storage.timer.cancel()
-    storage.timer.join()
 
 
 class Denied(Exception):
@@ -472,24 +406,6 @@ def run_memory(s: Settings) -> list[MemRow]:
 # Output
 
 
-def table(header: list[str], rows: list[list[str]], right: set[int]) -> str:
-    widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
-
-    def fmt(cells: list[str]) -> str:
-        out = [
-            c.rjust(w) if i in right else c.ljust(w)
-            for i, (c, w) in enumerate(zip(cells, widths, strict=True))
-        ]
-        return "| " + " | ".join(out) + " |"
-
-    sep = ["-" * (w - 1) + (":" if i in right else "-") for i, w in enumerate(widths)]
-    return "\n".join([fmt(header), "| " + " | ".join(sep) + " |", *[fmt(r) for r in rows]])
-
-
-def ns(x: float) -> str:
-    return f"{x:,.0f}" if x >= 100 else f"{x:.1f}"
-
-
 def ratio(slow: float, fast: float) -> str:
     return f"{slow / fast:.1f}x"
 
@@ -538,17 +454,6 @@ def check_line(num: int, what: str, speedup: float, need: float) -> str:
     return f"check {num}: {what}: {speedup:.1f}x (need >= {need:g}x) {verdict}"
 
 
-def cpu_model() -> str:
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown CPU"
-
-
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--quick", action="store_true", help="short run; memory at 100k keys")
@@ -563,15 +468,10 @@ def main() -> int:
     )
 
     started = time.perf_counter()
-    affinity = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None
-    print("# seawall vs seed-000-style vs limits: in-process cost of one decision")
-    print()
-    print(f"- command: `{shlex.join([sys.executable, *sys.argv])}`")
-    print(f"- machine: {platform.platform()}, {cpu_model()}")
-    cpus = f"{os.cpu_count()} CPUs" + (f" ({affinity} usable)" if affinity is not None else "")
-    impl = platform.python_implementation()
-    print(f"- python: {impl} {platform.python_version()}, {cpus}")
-    print(f"- seawall {seawall.__version__}, limits {limits.__version__}")
+    print_header(
+        "# seawall vs seed-000-style vs limits: in-process cost of one decision",
+        {"seawall": seawall.__version__, "limits": limits.__version__},
+    )
     print(
         f"- method: perf_counter_ns around a plain `for` loop, best of {s.repeats} repeats of "
         f"~{target_ms:g} ms, GC off while timing; async rows loop `await x.consume()` "
