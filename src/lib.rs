@@ -8,6 +8,7 @@
 pub mod algorithm;
 pub mod clock;
 pub mod error;
+pub mod http;
 pub mod limiter;
 pub mod store;
 

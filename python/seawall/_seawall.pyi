@@ -1,6 +1,6 @@
 """Type stubs for the native module ``seawall._seawall``."""
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import timedelta
 from typing import Any, Literal, Protocol, final
 
@@ -8,6 +8,7 @@ __all__ = [
     "ALGORITHMS",
     "ClientRateLimiter",
     "Decision",
+    "HttpLimiter",
     "Limit",
     "Limiter",
     "ManualClock",
@@ -207,3 +208,41 @@ class SlidingLogService:
     def reset(self, client_id: str) -> bool: ...
     def cleanup(self) -> int: ...
     def __len__(self) -> int: ...
+
+_Rule = (
+    tuple[str, _Limits]
+    | tuple[str, _Limits, Sequence[str] | None]
+    | tuple[str, _Limits, Sequence[str] | None, str | None]
+)
+
+@final
+class HttpLimiter:
+    """Per-request decisions for the ASGI middleware: one call per request."""
+
+    def __new__(
+        cls,
+        *,
+        limits: _Limits | None = None,
+        rules: Sequence[_Rule] | None = None,
+        global_limits: _Limits | None = None,
+        algorithm: _Algorithm | str = "gcra",
+        key: str = "ip",
+        trusted_proxies: Sequence[str] | None = None,
+        ipv6_prefix: int = 64,
+        max_key_length: int = 256,
+        exempt_ips: Sequence[str] | None = None,
+        exempt_clients: Sequence[str] | None = None,
+        bypass_header: str | None = None,
+        bypass_secret: str | None = None,
+        headers: str = "x-ratelimit",
+        draft_version: int = 11,
+        max_keys: int = 1_000_000,
+        clock: _ClockArg = None,
+    ) -> HttpLimiter: ...
+    @property
+    def needs_body(self) -> bool: ...
+    def check(
+        self, scope: Mapping[str, Any], key: str | None = None, body: bytes | None = None
+    ) -> tuple[bool, list[tuple[bytes, bytes]], bytes | None] | None: ...
+    def key_for(self, scope: Mapping[str, Any], body: bytes | None = None) -> str: ...
+    def reset(self, key: str) -> None: ...

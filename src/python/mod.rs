@@ -6,6 +6,7 @@ mod client;
 mod clock;
 mod config;
 mod errors;
+mod http;
 mod limiter;
 
 use pyo3::prelude::*;
@@ -26,5 +27,6 @@ fn _seawall(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<limiter::PyDecision>()?;
     m.add_class::<limiter::PyLimiter>()?;
     m.add_class::<limiter::PySlidingLogService>()?;
+    m.add_class::<http::PyHttpLimiter>()?;
     Ok(())
 }

@@ -1,0 +1,558 @@
+//! Everything per HTTP request that can be done without Python: who the client is, which limits
+//! apply, the decision, and the response headers and 429 body as bytes.
+//!
+//! The ASGI middleware hands over the request once ([`RequestView`]) and gets back an
+//! [`Outcome`]: pass through untouched, allowed with headers to add, or denied with the whole 429.
+
+pub mod client_ip;
+pub mod render;
+
+use std::net::IpAddr;
+
+use sha2::{Digest, Sha256};
+use subtle::ConstantTimeEq;
+use wildmatch::WildMatch;
+
+use crate::algorithm::Decision;
+use crate::clock::Nanos;
+use crate::error::Error;
+use crate::limiter::tiered::{LimitSet, Limiter};
+use client_ip::{client_ip, group, Proxies};
+pub use render::{HeaderStyle, Headers};
+
+/// A request as the middleware sees it. Header names are lower-case, as ASGI delivers them.
+#[derive(Debug, Clone, Copy)]
+pub struct RequestView<'a> {
+    /// The peer address (ASGI `client[0]`), if any.
+    pub peer: Option<&'a str>,
+    /// The headers.
+    pub headers: &'a [(&'a [u8], &'a [u8])],
+    /// The path.
+    pub path: &'a str,
+    /// The method.
+    pub method: &'a str,
+    /// The raw query string.
+    pub query: &'a [u8],
+}
+
+impl RequestView<'_> {
+    fn header(&self, name: &[u8]) -> Option<&[u8]> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| *v)
+            .filter(|v| !v.is_empty())
+    }
+
+    fn query_param(&self, name: &str) -> Option<String> {
+        self.query.split(|&b| b == b'&').find_map(|pair| {
+            let (k, v) = match pair.iter().position(|&b| b == b'=') {
+                Some(i) => (&pair[..i], &pair[i + 1..]),
+                None => (pair, &b""[..]),
+            };
+            (percent_decode(k) == name.as_bytes())
+                .then(|| String::from_utf8_lossy(&percent_decode(v)).into_owned())
+                .filter(|v| !v.is_empty())
+        })
+    }
+}
+
+fn percent_decode(bytes: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'+' => out.push(b' '),
+            b'%' if i + 2 < bytes.len() => {
+                let hex = std::str::from_utf8(&bytes[i + 1..i + 3]).ok();
+                match hex.and_then(|h| u8::from_str_radix(h, 16).ok()) {
+                    Some(b) => {
+                        out.push(b);
+                        i += 2;
+                    }
+                    None => out.push(b'%'),
+                }
+            }
+            b => out.push(b),
+        }
+        i += 1;
+    }
+    out
+}
+
+/// Where a client's key comes from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum KeySource {
+    /// The client address (after trusted proxies), IPv6 grouped by prefix.
+    Ip,
+    /// A request header (lower-case name); `Authorization` is always hashed.
+    Header(Vec<u8>),
+    /// A query parameter.
+    Query(String),
+    /// The MCP session header, `Mcp-Session-Id`.
+    McpSession,
+    /// A field of a JSON-RPC body, by dotted path (`params._client_id`).
+    JsonRpc(Vec<String>),
+}
+
+impl std::str::FromStr for KeySource {
+    type Err = Error;
+
+    /// ```
+    /// use seawall::http::KeySource;
+    ///
+    /// assert_eq!("header:X-Client-ID".parse::<KeySource>().unwrap(), KeySource::Header(b"x-client-id".to_vec()));
+    /// assert!("cookie:x".parse::<KeySource>().is_err());
+    /// ```
+    fn from_str(s: &str) -> Result<Self, Error> {
+        let bad = || {
+            Error::invalid(
+                "key",
+                format!(
+                    "must be 'ip', 'header:<name>', 'query:<name>', 'mcp-session' or \
+                     'jsonrpc:<dotted.path>', got '{s}'"
+                ),
+            )
+        };
+        let (kind, arg) = match s.split_once(':') {
+            Some((k, a)) => (k.trim(), Some(a.trim()).filter(|a| !a.is_empty())),
+            None => (s.trim(), None),
+        };
+        Ok(match (kind.to_ascii_lowercase().as_str(), arg) {
+            ("ip", None) => KeySource::Ip,
+            ("mcp-session" | "mcp_session", None) => KeySource::McpSession,
+            ("header", Some(a)) => KeySource::Header(a.to_ascii_lowercase().into_bytes()),
+            ("query", Some(a)) => KeySource::Query(a.to_string()),
+            ("jsonrpc", Some(a)) => KeySource::JsonRpc(a.split('.').map(str::to_string).collect()),
+            _ => return Err(bad()),
+        })
+    }
+}
+
+/// A route rule: requests whose path matches (and method, if given) are held to `limits` per
+/// client instead of the default.
+pub struct Rule {
+    name: String,
+    pattern: Pattern,
+    methods: Option<Vec<String>>,
+    limiter: Limiter,
+}
+
+enum Pattern {
+    Exact(String),
+    Glob(WildMatch),
+}
+
+impl Pattern {
+    fn new(text: &str) -> Self {
+        if text.contains(['*', '?']) {
+            Pattern::Glob(WildMatch::new(text))
+        } else {
+            Pattern::Exact(text.to_string())
+        }
+    }
+
+    fn matches(&self, path: &str) -> bool {
+        match self {
+            Pattern::Exact(p) => p == path,
+            Pattern::Glob(g) => g.matches(path),
+        }
+    }
+}
+
+impl Rule {
+    /// `limits` per client on paths matching `pattern` (exact, or a glob with `*` and `?`), for
+    /// `methods` (all if `None`). `name` labels it in the `RateLimit-Policy` header.
+    pub fn new(
+        pattern: &str,
+        limits: LimitSet,
+        methods: Option<Vec<String>>,
+        name: Option<String>,
+        max_keys: usize,
+    ) -> Self {
+        Rule {
+            name: name.unwrap_or_else(|| pattern.to_string()),
+            pattern: Pattern::new(pattern),
+            methods: methods.map(|m| m.iter().map(|m| m.to_ascii_uppercase()).collect()),
+            limiter: Limiter::new(limits, max_keys),
+        }
+    }
+
+    fn applies(&self, req: &RequestView<'_>) -> bool {
+        self.pattern.matches(req.path)
+            && self
+                .methods
+                .as_ref()
+                .is_none_or(|m| m.iter().any(|m| m.eq_ignore_ascii_case(req.method)))
+    }
+}
+
+/// The middleware's whole configuration.
+pub struct HttpPolicy {
+    /// Where keys come from.
+    pub key_source: KeySource,
+    /// Trusted proxies.
+    pub proxies: Proxies,
+    /// IPv6 clients are grouped by this prefix.
+    pub ipv6_prefix: u8,
+    /// Longer keys are replaced by their SHA-256.
+    pub max_key_length: usize,
+    /// Never limited, by client address.
+    pub exempt_ips: Proxies,
+    /// Never limited, by client id.
+    pub exempt_clients: Vec<String>,
+    /// Internal-service bypass: (lower-case header name, secret).
+    pub bypass: Option<(Vec<u8>, Vec<u8>)>,
+    /// One budget for everyone.
+    pub global: Option<Limiter>,
+    /// Per client, where no rule matches.
+    pub default: Option<Limiter>,
+    /// Route rules, first match wins.
+    pub rules: Vec<Rule>,
+    /// Which rate-limit headers to render.
+    pub headers: HeaderStyle,
+}
+
+/// What to do with a request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    /// Not limited: call the app untouched.
+    Pass,
+    /// Admitted: call the app, adding these headers to its response.
+    Allowed(Headers),
+    /// Denied: answer 429 with these headers and body; do not call the app.
+    Denied(Headers, Vec<u8>),
+}
+
+/// The resolved identity of a request: its key and the raw id exemptions are checked against.
+struct Identity {
+    key: String,
+    raw: String,
+    ip: Option<IpAddr>,
+}
+
+fn sha256_hex(bytes: &[u8]) -> String {
+    let digest = Sha256::digest(bytes);
+    digest.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+impl HttpPolicy {
+    /// Parses an exempt-address list or a proxy list, naming `param` on error.
+    pub fn nets(param: &'static str, items: &[String]) -> Result<Proxies, Error> {
+        Proxies::parse(items).map_err(|bad| {
+            Error::invalid(
+                param,
+                format!("must hold IP addresses or CIDR networks, got '{bad}'"),
+            )
+        })
+    }
+
+    /// Whether keys come from the body.
+    pub fn needs_body(&self) -> bool {
+        matches!(self.key_source, KeySource::JsonRpc(_))
+    }
+
+    fn identity(&self, req: &RequestView<'_>, key: Option<&str>, body: Option<&[u8]>) -> Identity {
+        let peer = req.peer.and_then(|p| p.parse::<IpAddr>().ok());
+        let ip = client_ip(peer, req.headers, &self.proxies);
+        let ip_identity = || {
+            let raw = ip
+                .map(|ip| group(ip, self.ipv6_prefix))
+                .unwrap_or_else(|| "unknown".into());
+            Identity {
+                key: format!("ip:{raw}"),
+                raw,
+                ip,
+            }
+        };
+        let from = |prefix: &str, raw: String| Identity {
+            key: format!("{prefix}:{raw}"),
+            raw,
+            ip,
+        };
+        let identity = if let Some(k) = key {
+            Identity {
+                key: k.to_string(),
+                raw: k.to_string(),
+                ip,
+            }
+        } else {
+            match &self.key_source {
+                KeySource::Ip => ip_identity(),
+                KeySource::Header(name) if name == b"authorization" => match req.header(name) {
+                    Some(v) => from("auth", sha256_hex(v)),
+                    None => ip_identity(),
+                },
+                KeySource::Header(name) => match req.header(name) {
+                    Some(v) => from("header", String::from_utf8_lossy(v).into_owned()),
+                    None => ip_identity(),
+                },
+                KeySource::McpSession => match req.header(b"mcp-session-id") {
+                    Some(v) => from("mcp", String::from_utf8_lossy(v).into_owned()),
+                    None => ip_identity(),
+                },
+                KeySource::Query(name) => match req.query_param(name) {
+                    Some(v) => from("query", v),
+                    None => ip_identity(),
+                },
+                KeySource::JsonRpc(path) => match body.and_then(|b| json_field(b, path)) {
+                    Some(v) => from("rpc", v),
+                    None => ip_identity(),
+                },
+            }
+        };
+        if identity.key.len() > self.max_key_length {
+            return Identity {
+                key: format!("sha256:{}", sha256_hex(identity.key.as_bytes())),
+                ..identity
+            };
+        }
+        identity
+    }
+
+    /// The key a request is counted under.
+    pub fn key_for(&self, req: &RequestView<'_>, body: Option<&[u8]>) -> String {
+        self.identity(req, None, body).key
+    }
+
+    fn bypassed(&self, req: &RequestView<'_>) -> bool {
+        let Some((name, secret)) = &self.bypass else {
+            return false;
+        };
+        req.header(name)
+            .is_some_and(|v| bool::from(v.ct_eq(secret.as_slice())))
+    }
+
+    /// Decides a request: one call per request.
+    pub fn decide(
+        &self,
+        req: &RequestView<'_>,
+        now: Nanos,
+        key: Option<&str>,
+        body: Option<&[u8]>,
+    ) -> Result<Outcome, Error> {
+        if self.bypassed(req) {
+            return Ok(Outcome::Pass);
+        }
+        let id = self.identity(req, key, body);
+        if id.ip.is_some_and(|ip| self.exempt_ips.contains(ip))
+            || self.exempt_clients.contains(&id.raw)
+        {
+            return Ok(Outcome::Pass);
+        }
+        let rule = self.rules.iter().find(|r| r.applies(req));
+        let mut applicable: Vec<(&Limiter, &str, &str)> = Vec::with_capacity(2);
+        if let Some(g) = &self.global {
+            applicable.push((g, "global", "global"));
+        }
+        match (rule, &self.default) {
+            (Some(r), _) => applicable.push((&r.limiter, &r.name, id.key.as_str())),
+            (None, Some(d)) => applicable.push((d, "default", id.key.as_str())),
+            (None, None) => {}
+        }
+        if applicable.is_empty() {
+            return Ok(Outcome::Pass);
+        }
+        // All or nothing across the applicable limiters: ask each first, count only if all admit.
+        // One call under the GIL, so no other Python thread interleaves.
+        let mut decisions: Vec<(Decision, Nanos, &str)> = Vec::with_capacity(applicable.len());
+        for (limiter, name, key) in &applicable {
+            let t = limiter.test(key, now, 1)?;
+            decisions.push((t.decision, t.binding.period, name));
+        }
+        let allowed = decisions.iter().all(|(d, _, _)| d.allowed);
+        if allowed {
+            for ((limiter, name, key), slot) in applicable.iter().zip(decisions.iter_mut()) {
+                let t = limiter.hit(key, now, 1)?;
+                *slot = (t.decision, t.binding.period, name);
+            }
+        }
+        let binding = if allowed {
+            decisions.iter().min_by_key(|(d, _, _)| d.remaining)
+        } else {
+            decisions
+                .iter()
+                .filter(|(d, _, _)| !d.allowed)
+                .max_by_key(|(d, _, _)| d.retry_after)
+        };
+        let (d, window, name) = *binding.expect("at least one decision");
+        let headers = render::headers(self.headers, &d, window, name);
+        Ok(if allowed {
+            Outcome::Allowed(headers)
+        } else {
+            let (headers, body) = render::denial(headers, &d);
+            Outcome::Denied(headers, body)
+        })
+    }
+
+    /// Forgets `key` in every store.
+    pub fn reset(&self, key: &str, now: Nanos) {
+        for limiter in self
+            .global
+            .iter()
+            .chain(self.default.iter())
+            .chain(self.rules.iter().map(|r| &r.limiter))
+        {
+            limiter.reset(key, now);
+        }
+    }
+}
+
+/// The string at `path` in a JSON body (the first element of a batch), if any.
+fn json_field(body: &[u8], path: &[String]) -> Option<String> {
+    let value: serde_json::Value = serde_json::from_slice(body).ok()?;
+    let mut v = match value {
+        serde_json::Value::Array(mut items) if !items.is_empty() => items.swap_remove(0),
+        other => other,
+    };
+    for part in path {
+        v = v.get_mut(part.as_str())?.take();
+    }
+    match v {
+        serde_json::Value::String(s) if !s.is_empty() => Some(s),
+        serde_json::Value::Number(n) => Some(n.to_string()),
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::limiter::tiered::AlgorithmKind;
+
+    fn set(text: &str) -> LimitSet {
+        LimitSet::parse(text, AlgorithmKind::Gcra).unwrap()
+    }
+
+    fn policy() -> HttpPolicy {
+        HttpPolicy {
+            key_source: KeySource::Ip,
+            proxies: Proxies::default(),
+            ipv6_prefix: 64,
+            max_key_length: 128,
+            exempt_ips: Proxies::parse(&["192.0.2.0/24"]).unwrap(),
+            exempt_clients: vec![],
+            bypass: Some((b"x-internal-service".to_vec(), b"s3cret".to_vec())),
+            global: None,
+            default: Some(Limiter::new(set("2/minute"), 1000)),
+            rules: vec![Rule::new(
+                "/auth/login",
+                set("1/minute"),
+                Some(vec!["post".into()]),
+                None,
+                1000,
+            )],
+            headers: HeaderStyle::XRateLimit,
+        }
+    }
+
+    fn req<'a>(
+        peer: &'a str,
+        path: &'a str,
+        method: &'a str,
+        headers: &'a [(&'a [u8], &'a [u8])],
+    ) -> RequestView<'a> {
+        RequestView {
+            peer: Some(peer),
+            headers,
+            path,
+            method,
+            query: b"",
+        }
+    }
+
+    #[test]
+    fn rules_defaults_exemptions_and_bypass() {
+        let p = policy();
+        let login = req("203.0.113.1", "/auth/login", "POST", &[]);
+        assert!(matches!(
+            p.decide(&login, 0, None, None).unwrap(),
+            Outcome::Allowed(_)
+        ));
+        assert!(matches!(
+            p.decide(&login, 0, None, None).unwrap(),
+            Outcome::Denied(_, _)
+        ));
+        // GET on the same path is not the rule's: the default applies, with its own budget.
+        let get = req("203.0.113.1", "/auth/login", "GET", &[]);
+        assert!(matches!(
+            p.decide(&get, 0, None, None).unwrap(),
+            Outcome::Allowed(_)
+        ));
+        let exempt = req("192.0.2.5", "/auth/login", "POST", &[]);
+        for _ in 0..5 {
+            assert_eq!(p.decide(&exempt, 0, None, None).unwrap(), Outcome::Pass);
+        }
+        let wrong: &[(&[u8], &[u8])] = &[(b"x-internal-service", b"guess")];
+        assert!(matches!(
+            p.decide(
+                &req("203.0.113.1", "/auth/login", "POST", wrong),
+                0,
+                None,
+                None
+            )
+            .unwrap(),
+            Outcome::Denied(_, _)
+        ));
+        let bare: &[(&[u8], &[u8])] = &[(b"x-internal-service", b"")];
+        assert!(matches!(
+            p.decide(
+                &req("203.0.113.1", "/auth/login", "POST", bare),
+                0,
+                None,
+                None
+            )
+            .unwrap(),
+            Outcome::Denied(_, _)
+        ));
+        let right: &[(&[u8], &[u8])] = &[(b"x-internal-service", b"s3cret")];
+        assert_eq!(
+            p.decide(
+                &req("203.0.113.1", "/auth/login", "POST", right),
+                0,
+                None,
+                None
+            )
+            .unwrap(),
+            Outcome::Pass
+        );
+    }
+
+    #[test]
+    fn keys_from_each_source() {
+        let mut p = policy();
+        let h: &[(&[u8], &[u8])] = &[
+            (b"authorization", b"Bearer t0k3n"),
+            (b"mcp-session-id", b"abc"),
+        ];
+        let r = RequestView {
+            query: b"client_id=a%20b&x=1",
+            ..req("2001:db8:1:2::9", "/", "GET", h)
+        };
+        assert_eq!(p.key_for(&r, None), "ip:2001:db8:1:2::/64");
+        p.key_source = "header:Authorization".parse().unwrap();
+        let k = p.key_for(&r, None);
+        assert!(k.starts_with("auth:") && !k.contains("t0k3n"));
+        p.key_source = "mcp-session".parse().unwrap();
+        assert_eq!(p.key_for(&r, None), "mcp:abc");
+        p.key_source = "query:client_id".parse().unwrap();
+        assert_eq!(p.key_for(&r, None), "query:a b");
+        p.key_source = "jsonrpc:params._client_id".parse().unwrap();
+        let body = br#"{"jsonrpc":"2.0","method":"tools/call","params":{"_client_id":"c1"}}"#;
+        assert_eq!(p.key_for(&r, Some(body)), "rpc:c1");
+        assert_eq!(p.key_for(&r, Some(b"not json")), "ip:2001:db8:1:2::/64");
+        p.key_source = "header:x-client-id".parse().unwrap();
+        let long = "x".repeat(500);
+        let h2: &[(&[u8], &[u8])] = &[(b"x-client-id", long.as_bytes())];
+        let k = p.key_for(&req("203.0.113.1", "/", "GET", h2), None);
+        assert!(k.starts_with("sha256:") && k.len() == 64 + 7);
+    }
+
+    #[test]
+    fn globs_and_percent_decoding() {
+        assert!(Pattern::new("/api/*").matches("/api/v1/items"));
+        assert!(!Pattern::new("/api/*").matches("/apix"));
+        assert!(Pattern::new("/v?/x").matches("/v2/x"));
+        assert_eq!(percent_decode(b"a%2Fb+c%zz%"), b"a/b c%zz%".to_vec());
+    }
+}

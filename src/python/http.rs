@@ -1,0 +1,347 @@
+use pyo3::exceptions::{PyTypeError, PyValueError};
+use pyo3::prelude::*;
+use pyo3::types::{PyBytes, PyDict, PyList, PyString, PyTuple};
+
+use super::clock::ClockSource;
+use super::limiter::limit_set_arg;
+use crate::http::{HeaderStyle, HttpPolicy, KeySource, Outcome, RequestView, Rule};
+use crate::limiter::tiered::Limiter;
+
+#[pyclass(frozen, module = "seawall._seawall", name = "HttpLimiter")]
+pub(crate) struct PyHttpLimiter {
+    policy: HttpPolicy,
+    clock: ClockSource,
+    /// Whether any feature reads headers; if not, they are not even looked at.
+    reads_headers: bool,
+}
+
+fn strings(param: &'static str, value: Option<&Bound<'_, PyAny>>) -> PyResult<Vec<String>> {
+    let Some(value) = value else {
+        return Ok(Vec::new());
+    };
+    if value.is_instance_of::<PyString>() {
+        return Err(PyTypeError::new_err(format!(
+            "{param} must be a list of strings, not a single string"
+        )));
+    }
+    value
+        .try_iter()
+        .map_err(|_| PyTypeError::new_err(format!("{param} must be a list of strings")))?
+        .map(|item| {
+            item?
+                .extract::<String>()
+                .map_err(|_| PyTypeError::new_err(format!("{param} must be a list of strings")))
+        })
+        .collect()
+}
+
+fn rule_arg(item: &Bound<'_, PyAny>, algorithm: &str, max_keys: usize) -> PyResult<Rule> {
+    let bad = || {
+        PyTypeError::new_err(
+            "rules must be (path, limits[, methods[, name]]) tuples or seawall.Rule objects",
+        )
+    };
+    let tuple = item.cast::<PyTuple>().map_err(|_| bad())?;
+    if !(2..=4).contains(&tuple.len()) {
+        return Err(bad());
+    }
+    let path: String = tuple.get_item(0)?.extract().map_err(|_| bad())?;
+    let limits = limit_set_arg(&tuple.get_item(1)?, algorithm)?;
+    let methods = match tuple.get_item(2).ok().filter(|m| !m.is_none()) {
+        Some(m) => Some(strings("methods", Some(&m))?),
+        None => None,
+    };
+    let name = match tuple.get_item(3).ok().filter(|n| !n.is_none()) {
+        Some(n) => Some(n.extract::<String>()?),
+        None => None,
+    };
+    Ok(Rule::new(&path, limits, methods, name, max_keys))
+}
+
+fn optional_limiter(
+    value: Option<&Bound<'_, PyAny>>,
+    algorithm: &str,
+    max_keys: usize,
+) -> PyResult<Option<Limiter>> {
+    match value.filter(|v| !v.is_none()) {
+        Some(v) => Ok(Some(Limiter::new(limit_set_arg(v, algorithm)?, max_keys))),
+        None => Ok(None),
+    }
+}
+
+struct Scope<'py> {
+    peer: Option<Bound<'py, PyString>>,
+    headers: Vec<(Bound<'py, PyBytes>, Bound<'py, PyBytes>)>,
+    path: Bound<'py, PyString>,
+    method: Bound<'py, PyString>,
+    query: Option<Bound<'py, PyBytes>>,
+}
+
+fn item<'py>(
+    scope: &Bound<'py, PyDict>,
+    name: &Bound<'py, PyString>,
+) -> PyResult<Option<Bound<'py, PyAny>>> {
+    scope.get_item(name)
+}
+
+impl<'py> Scope<'py> {
+    /// Reads what the policy needs from an ASGI HTTP scope; `None` if the scope is not HTTP.
+    fn read(
+        py: Python<'py>,
+        scope: &Bound<'py, PyAny>,
+        with_headers: bool,
+    ) -> PyResult<Option<Self>> {
+        let scope = scope
+            .cast::<PyDict>()
+            .map_err(|_| PyTypeError::new_err("scope must be an ASGI scope dict"))?;
+        match item(scope, pyo3::intern!(py, "type"))? {
+            Some(t)
+                if t.cast::<PyString>()
+                    .is_ok_and(|s| s.to_str().is_ok_and(|s| s == "http")) => {}
+            _ => return Ok(None),
+        }
+        let peer = match item(scope, pyo3::intern!(py, "client"))? {
+            Some(c) if !c.is_none() => c
+                .get_item(0)
+                .ok()
+                .and_then(|h| h.cast_into::<PyString>().ok()),
+            _ => None,
+        };
+        let mut headers = Vec::new();
+        if with_headers {
+            if let Some(list) = item(scope, pyo3::intern!(py, "headers"))? {
+                for pair in list.try_iter()? {
+                    let pair = pair?;
+                    let (Ok(name), Ok(value)) = (pair.get_item(0), pair.get_item(1)) else {
+                        continue;
+                    };
+                    if let (Ok(n), Ok(v)) =
+                        (name.cast_into::<PyBytes>(), value.cast_into::<PyBytes>())
+                    {
+                        headers.push((n, v));
+                    }
+                }
+            }
+        }
+        let text = |name: &Bound<'py, PyString>, default: &str| -> PyResult<Bound<'py, PyString>> {
+            Ok(item(scope, name)?
+                .and_then(|v| v.cast_into::<PyString>().ok())
+                .unwrap_or_else(|| PyString::new(py, default)))
+        };
+        Ok(Some(Scope {
+            peer,
+            headers,
+            path: text(pyo3::intern!(py, "path"), "/")?,
+            method: text(pyo3::intern!(py, "method"), "GET")?,
+            query: item(scope, pyo3::intern!(py, "query_string"))?
+                .and_then(|q| q.cast_into::<PyBytes>().ok()),
+        }))
+    }
+}
+
+fn header_list<'py>(
+    py: Python<'py>,
+    headers: &[(Vec<u8>, Vec<u8>)],
+) -> PyResult<Bound<'py, PyList>> {
+    PyList::new(
+        py,
+        headers
+            .iter()
+            .map(|(n, v)| (PyBytes::new(py, n), PyBytes::new(py, v))),
+    )
+}
+
+#[pymethods]
+impl PyHttpLimiter {
+    #[new]
+    #[pyo3(signature = (
+        *,
+        limits=None,
+        rules=None,
+        global_limits=None,
+        algorithm="gcra",
+        key="ip",
+        trusted_proxies=None,
+        ipv6_prefix=64,
+        max_key_length=256,
+        exempt_ips=None,
+        exempt_clients=None,
+        bypass_header=None,
+        bypass_secret=None,
+        headers="x-ratelimit",
+        draft_version=11,
+        max_keys=1_000_000,
+        clock=None,
+    ))]
+    #[allow(clippy::too_many_arguments)]
+    fn new(
+        limits: Option<&Bound<'_, PyAny>>,
+        rules: Option<&Bound<'_, PyAny>>,
+        global_limits: Option<&Bound<'_, PyAny>>,
+        algorithm: &str,
+        key: &str,
+        trusted_proxies: Option<&Bound<'_, PyAny>>,
+        ipv6_prefix: i64,
+        max_key_length: i64,
+        exempt_ips: Option<&Bound<'_, PyAny>>,
+        exempt_clients: Option<&Bound<'_, PyAny>>,
+        bypass_header: Option<String>,
+        bypass_secret: Option<String>,
+        headers: &str,
+        draft_version: i64,
+        max_keys: i64,
+        clock: Option<&Bound<'_, PyAny>>,
+    ) -> PyResult<Self> {
+        let max_keys = usize::try_from(max_keys)
+            .ok()
+            .filter(|&m| m >= 1)
+            .ok_or_else(|| {
+                PyValueError::new_err(format!("max_keys must be at least 1, got {max_keys}"))
+            })?;
+        let ipv6_prefix = u8::try_from(ipv6_prefix)
+            .ok()
+            .filter(|&p| p <= 128)
+            .ok_or_else(|| {
+                PyValueError::new_err(format!(
+                    "ipv6_prefix must be between 0 and 128, got {ipv6_prefix}"
+                ))
+            })?;
+        let max_key_length = usize::try_from(max_key_length)
+            .ok()
+            .filter(|&m| m >= 16)
+            .ok_or_else(|| {
+                PyValueError::new_err(format!(
+                    "max_key_length must be at least 16, got {max_key_length}"
+                ))
+            })?;
+        if draft_version != 11 {
+            return Err(PyValueError::new_err(format!(
+                "draft_version must be 11 (draft-ietf-httpapi-ratelimit-headers-11), got {draft_version}"
+            )));
+        }
+        let bypass = match (bypass_header, bypass_secret) {
+            (Some(h), Some(s)) if !h.is_empty() && !s.is_empty() => {
+                Some((h.to_ascii_lowercase().into_bytes(), s.into_bytes()))
+            }
+            (None, None) => None,
+            _ => {
+                return Err(PyValueError::new_err(
+                    "bypass_header and bypass_secret must be given together, both non-empty",
+                ))
+            }
+        };
+        let mut rule_list = Vec::new();
+        if let Some(rules) = rules.filter(|r| !r.is_none()) {
+            for r in rules.try_iter()? {
+                rule_list.push(rule_arg(&r?, algorithm, max_keys)?);
+            }
+        }
+        let key_source: KeySource = key.parse()?;
+        let proxies = HttpPolicy::nets(
+            "trusted_proxies",
+            &strings("trusted_proxies", trusted_proxies)?,
+        )?;
+        let bypass_set = bypass.is_some();
+        let reads_headers = !proxies.is_empty()
+            || bypass_set
+            || matches!(key_source, KeySource::Header(_) | KeySource::McpSession);
+        let policy = HttpPolicy {
+            key_source,
+            proxies,
+            ipv6_prefix,
+            max_key_length,
+            exempt_ips: HttpPolicy::nets("exempt_ips", &strings("exempt_ips", exempt_ips)?)?,
+            exempt_clients: strings("exempt_clients", exempt_clients)?,
+            bypass,
+            global: optional_limiter(global_limits, algorithm, 1)?,
+            default: optional_limiter(limits, algorithm, max_keys)?,
+            rules: rule_list,
+            headers: headers.parse::<HeaderStyle>()?,
+        };
+        Ok(PyHttpLimiter {
+            policy,
+            clock: ClockSource::from_arg(clock)?,
+            reads_headers,
+        })
+    }
+
+    #[getter]
+    fn needs_body(&self) -> bool {
+        self.policy.needs_body()
+    }
+
+    #[pyo3(signature = (scope, key=None, body=None))]
+    fn check<'py>(
+        &self,
+        py: Python<'py>,
+        scope: &Bound<'py, PyAny>,
+        key: Option<&str>,
+        body: Option<&[u8]>,
+    ) -> PyResult<Option<Bound<'py, PyTuple>>> {
+        let Some(s) = Scope::read(py, scope, self.reads_headers)? else {
+            return Ok(None);
+        };
+        let headers: Vec<(&[u8], &[u8])> = s
+            .headers
+            .iter()
+            .map(|(n, v)| (n.as_bytes(), v.as_bytes()))
+            .collect();
+        let req = RequestView {
+            peer: s.peer.as_ref().map(|p| p.to_str()).transpose()?,
+            headers: &headers,
+            path: s.path.to_str()?,
+            method: s.method.to_str()?,
+            query: s.query.as_ref().map(|q| q.as_bytes()).unwrap_or(b""),
+        };
+        let now = self.clock.now(py)?;
+        Ok(match self.policy.decide(&req, now, key, body)? {
+            Outcome::Pass => None,
+            Outcome::Allowed(h) => Some(PyTuple::new(
+                py,
+                [
+                    true.into_pyobject(py)?.to_owned().into_any(),
+                    header_list(py, &h)?.into_any(),
+                    py.None().into_bound(py),
+                ],
+            )?),
+            Outcome::Denied(h, b) => Some(PyTuple::new(
+                py,
+                [
+                    false.into_pyobject(py)?.to_owned().into_any(),
+                    header_list(py, &h)?.into_any(),
+                    PyBytes::new(py, &b).into_any(),
+                ],
+            )?),
+        })
+    }
+
+    #[pyo3(signature = (scope, body=None))]
+    fn key_for(
+        &self,
+        py: Python<'_>,
+        scope: &Bound<'_, PyAny>,
+        body: Option<&[u8]>,
+    ) -> PyResult<String> {
+        let Some(s) = Scope::read(py, scope, true)? else {
+            return Err(PyValueError::new_err("scope must be an http scope"));
+        };
+        let headers: Vec<(&[u8], &[u8])> = s
+            .headers
+            .iter()
+            .map(|(n, v)| (n.as_bytes(), v.as_bytes()))
+            .collect();
+        let req = RequestView {
+            peer: s.peer.as_ref().map(|p| p.to_str()).transpose()?,
+            headers: &headers,
+            path: s.path.to_str()?,
+            method: s.method.to_str()?,
+            query: s.query.as_ref().map(|q| q.as_bytes()).unwrap_or(b""),
+        };
+        Ok(self.policy.key_for(&req, body))
+    }
+
+    fn reset(&self, py: Python<'_>, key: &str) -> PyResult<()> {
+        self.policy.reset(key, self.clock.now(py)?);
+        Ok(())
+    }
+}
