@@ -354,19 +354,25 @@ impl HttpPolicy {
             return Ok(Outcome::Pass);
         }
         // All or nothing across the applicable limiters: ask each first, count only if all admit.
-        // One call under the GIL, so no other Python thread interleaves.
+        // One call under the GIL, so no other Python thread interleaves. A single limiter is
+        // all or nothing by itself.
         let mut decisions: Vec<(Decision, Nanos, &str)> = Vec::with_capacity(applicable.len());
-        for (limiter, name, key) in &applicable {
-            let t = limiter.test(key, now, 1)?;
+        if let [(limiter, name, key)] = applicable.as_slice() {
+            let t = limiter.hit(key, now, 1)?;
             decisions.push((t.decision, t.binding.period, name));
-        }
-        let allowed = decisions.iter().all(|(d, _, _)| d.allowed);
-        if allowed {
-            for ((limiter, name, key), slot) in applicable.iter().zip(decisions.iter_mut()) {
-                let t = limiter.hit(key, now, 1)?;
-                *slot = (t.decision, t.binding.period, name);
+        } else {
+            for (limiter, name, key) in &applicable {
+                let t = limiter.test(key, now, 1)?;
+                decisions.push((t.decision, t.binding.period, name));
+            }
+            if decisions.iter().all(|(d, _, _)| d.allowed) {
+                for ((limiter, name, key), slot) in applicable.iter().zip(decisions.iter_mut()) {
+                    let t = limiter.hit(key, now, 1)?;
+                    *slot = (t.decision, t.binding.period, name);
+                }
             }
         }
+        let allowed = decisions.iter().all(|(d, _, _)| d.allowed);
         let binding = if allowed {
             decisions.iter().min_by_key(|(d, _, _)| d.remaining)
         } else {

@@ -8,8 +8,20 @@
 use crate::algorithm::Decision;
 use crate::clock::{Nanos, NANOS_PER_SEC};
 
-/// Response headers: (lower-case name, value).
-pub type Headers = Vec<(Vec<u8>, Vec<u8>)>;
+/// Response headers: (lower-case name, one of [`NAMES`], value).
+pub type Headers = Vec<(&'static [u8], Vec<u8>)>;
+
+/// Every header name rendered here, so that bindings can keep one object per name.
+pub static NAMES: [&[u8]; 8] = [
+    b"x-ratelimit-limit",
+    b"x-ratelimit-remaining",
+    b"x-ratelimit-reset",
+    b"ratelimit-policy",
+    b"ratelimit",
+    b"retry-after",
+    b"content-type",
+    b"content-length",
+];
 
 /// Which rate-limit headers a response carries.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -68,25 +80,25 @@ fn sf_string(name: &str) -> String {
 ///
 /// let d = Decision { allowed: true, limit: 100, remaining: 50, reset_after: 29_500_000_000, retry_after: 0 };
 /// let h = headers(HeaderStyle::Both, &d, 60_000_000_000, "api");
-/// assert!(h.contains(&(b"x-ratelimit-reset".to_vec(), b"30".to_vec())));
-/// assert!(h.contains(&(b"ratelimit-policy".to_vec(), b"\"api\";q=100;w=60".to_vec())));
-/// assert!(h.contains(&(b"ratelimit".to_vec(), b"\"api\";r=50;t=30".to_vec())));
+/// assert!(h.contains(&(&b"x-ratelimit-reset"[..], b"30".to_vec())));
+/// assert!(h.contains(&(&b"ratelimit-policy"[..], b"\"api\";q=100;w=60".to_vec())));
+/// assert!(h.contains(&(&b"ratelimit"[..], b"\"api\";r=50;t=30".to_vec())));
 /// ```
 pub fn headers(style: HeaderStyle, d: &Decision, window: Nanos, name: &str) -> Headers {
     let mut out = Vec::with_capacity(5);
     if matches!(style, HeaderStyle::XRateLimit | HeaderStyle::Both) {
-        out.push((b"x-ratelimit-limit".to_vec(), num(d.limit)));
-        out.push((b"x-ratelimit-remaining".to_vec(), num(d.remaining)));
-        out.push((b"x-ratelimit-reset".to_vec(), num(ceil_secs(d.reset_after))));
+        out.push((NAMES[0], num(d.limit)));
+        out.push((NAMES[1], num(d.remaining)));
+        out.push((NAMES[2], num(ceil_secs(d.reset_after))));
     }
     if matches!(style, HeaderStyle::Draft | HeaderStyle::Both) {
         let name = sf_string(name);
         out.push((
-            b"ratelimit-policy".to_vec(),
+            NAMES[3],
             format!("\"{name}\";q={};w={}", d.limit, ceil_secs(window)).into_bytes(),
         ));
         out.push((
-            b"ratelimit".to_vec(),
+            NAMES[4],
             format!(
                 "\"{name}\";r={};t={}",
                 d.remaining,
@@ -112,8 +124,8 @@ pub fn denial(mut headers: Headers, d: &Decision) -> (Headers, Vec<u8>) {
         "{{\"error\":{{\"code\":429,\"message\":\"Rate limit exceeded\",\"retry_after\":{retry}}}}}"
     )
     .into_bytes();
-    headers.push((b"retry-after".to_vec(), num(retry)));
-    headers.push((b"content-type".to_vec(), b"application/json".to_vec()));
-    headers.push((b"content-length".to_vec(), num(body.len() as u64)));
+    headers.push((NAMES[5], num(retry)));
+    headers.push((NAMES[6], b"application/json".to_vec()));
+    headers.push((NAMES[7], num(body.len() as u64)));
     (headers, body)
 }

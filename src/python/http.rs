@@ -4,12 +4,15 @@ use pyo3::types::{PyBytes, PyDict, PyList, PyString, PyTuple};
 
 use super::clock::ClockSource;
 use super::limiter::limit_set_arg;
-use crate::http::{HeaderStyle, HttpPolicy, KeySource, Outcome, RequestView, Rule};
+use crate::http::render::NAMES;
+use crate::http::{HeaderStyle, Headers, HttpPolicy, KeySource, Outcome, RequestView, Rule};
 use crate::limiter::tiered::Limiter;
 
 #[pyclass(frozen, module = "seawall._seawall", name = "HttpLimiter")]
 pub(crate) struct PyHttpLimiter {
     policy: HttpPolicy,
+    /// One bytes object per header name, made once.
+    names: Vec<Py<PyBytes>>,
     clock: ClockSource,
     /// Whether any feature reads headers; if not, they are not even looked at.
     reads_headers: bool,
@@ -139,16 +142,19 @@ impl<'py> Scope<'py> {
     }
 }
 
-fn header_list<'py>(
-    py: Python<'py>,
-    headers: &[(Vec<u8>, Vec<u8>)],
-) -> PyResult<Bound<'py, PyList>> {
-    PyList::new(
-        py,
-        headers
-            .iter()
-            .map(|(n, v)| (PyBytes::new(py, n), PyBytes::new(py, v))),
-    )
+impl PyHttpLimiter {
+    fn header_list<'py>(&self, py: Python<'py>, headers: &Headers) -> PyResult<Bound<'py, PyList>> {
+        PyList::new(
+            py,
+            headers.iter().map(|(n, v)| {
+                let name = match NAMES.iter().position(|m| std::ptr::eq(*m, *n)) {
+                    Some(i) => self.names[i].bind(py).clone(),
+                    None => PyBytes::new(py, n),
+                };
+                (name, PyBytes::new(py, v))
+            }),
+        )
+    }
 }
 
 #[pymethods]
@@ -175,6 +181,7 @@ impl PyHttpLimiter {
     ))]
     #[allow(clippy::too_many_arguments)]
     fn new(
+        py: Python<'_>,
         limits: Option<&Bound<'_, PyAny>>,
         rules: Option<&Bound<'_, PyAny>>,
         global_limits: Option<&Bound<'_, PyAny>>,
@@ -260,6 +267,7 @@ impl PyHttpLimiter {
         };
         Ok(PyHttpLimiter {
             policy,
+            names: NAMES.iter().map(|n| PyBytes::new(py, n).unbind()).collect(),
             clock: ClockSource::from_arg(clock)?,
             reads_headers,
         })
@@ -300,7 +308,7 @@ impl PyHttpLimiter {
                 py,
                 [
                     true.into_pyobject(py)?.to_owned().into_any(),
-                    header_list(py, &h)?.into_any(),
+                    self.header_list(py, &h)?.into_any(),
                     py.None().into_bound(py),
                 ],
             )?),
@@ -308,7 +316,7 @@ impl PyHttpLimiter {
                 py,
                 [
                     false.into_pyobject(py)?.to_owned().into_any(),
-                    header_list(py, &h)?.into_any(),
+                    self.header_list(py, &h)?.into_any(),
                     PyBytes::new(py, &b).into_any(),
                 ],
             )?),
