@@ -1,7 +1,8 @@
 """seawall: native rate limiting, quotas, circuit breakers and backpressure for Python servers.
 
 The decisions are made in Rust (``seawall._seawall``); this package adds what must be Python: the
-``async`` forms, the ASGI and MCP glue, the test aids and the CLI.
+``async`` forms, the ASGI and MCP glue, the test aids and the CLI. ``seawall.fastapi`` (the FastAPI
+dependency) is imported on its own, so that ``import seawall`` needs no web framework.
 """
 
 from seawall._limiter import Limiter
@@ -14,6 +15,9 @@ from seawall._seawall import (
     __version__,
 )
 from seawall._token_bucket import ClientRateLimiter, TokenBucket
+from seawall.asgi import RateLimitMiddleware, Rule
+from seawall.decorators import rate_limit
+from seawall.errors import RateLimitExceeded, SeawallError
 
 __all__ = [
     "ALGORITHMS",
@@ -21,8 +25,13 @@ __all__ = [
     "Decision",
     "Limit",
     "Limiter",
+    "RateLimitExceeded",
+    "RateLimitMiddleware",
+    "Rule",
+    "SeawallError",
     "SystemClock",
     "TokenBucket",
     "TokenBucketConfig",
     "__version__",
+    "rate_limit",
 ]

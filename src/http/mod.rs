@@ -16,7 +16,7 @@ use wildmatch::WildMatch;
 use crate::algorithm::Decision;
 use crate::clock::Nanos;
 use crate::error::Error;
-use crate::limiter::tiered::{LimitSet, Limiter};
+use crate::limiter::tiered::{LimitSet, Limiter, TieredDecision};
 use client_ip::{client_ip, group, Proxies};
 pub use render::{HeaderStyle, Headers};
 
@@ -231,6 +231,18 @@ struct Identity {
     ip: Option<IpAddr>,
 }
 
+/// Header bytes as key text: UTF-8 as is; anything else as hex, so that distinct byte strings
+/// never share a key (lossy decoding would map them all to U+FFFD).
+fn exact_text(bytes: &[u8]) -> String {
+    match std::str::from_utf8(bytes) {
+        Ok(s) => s.to_string(),
+        Err(_) => format!(
+            "0x{}",
+            bytes.iter().map(|b| format!("{b:02x}")).collect::<String>()
+        ),
+    }
+}
+
 fn sha256_hex(bytes: &[u8]) -> String {
     let digest = Sha256::digest(bytes);
     digest.iter().map(|b| format!("{b:02x}")).collect()
@@ -284,11 +296,11 @@ impl HttpPolicy {
                     None => ip_identity(),
                 },
                 KeySource::Header(name) => match req.header(name) {
-                    Some(v) => from("header", String::from_utf8_lossy(v).into_owned()),
+                    Some(v) => from("header", exact_text(v)),
                     None => ip_identity(),
                 },
                 KeySource::McpSession => match req.header(b"mcp-session-id") {
-                    Some(v) => from("mcp", String::from_utf8_lossy(v).into_owned()),
+                    Some(v) => from("mcp", exact_text(v)),
                     None => ip_identity(),
                 },
                 KeySource::Query(name) => match req.query_param(name) {
@@ -356,19 +368,24 @@ impl HttpPolicy {
         // All or nothing across the applicable limiters: ask each first, count only if all admit.
         // One call under the GIL, so no other Python thread interleaves. A single limiter is
         // all or nothing by itself.
+        // Headers describe the binding policy: its limit, remaining, period, and its own reset.
+        let policy = |t: TieredDecision| Decision {
+            reset_after: t.binding_reset_after,
+            ..t.decision
+        };
         let mut decisions: Vec<(Decision, Nanos, &str)> = Vec::with_capacity(applicable.len());
         if let [(limiter, name, key)] = applicable.as_slice() {
             let t = limiter.hit(key, now, 1)?;
-            decisions.push((t.decision, t.binding.period, name));
+            decisions.push((policy(t), t.binding.period, name));
         } else {
             for (limiter, name, key) in &applicable {
                 let t = limiter.test(key, now, 1)?;
-                decisions.push((t.decision, t.binding.period, name));
+                decisions.push((policy(t), t.binding.period, name));
             }
             if decisions.iter().all(|(d, _, _)| d.allowed) {
                 for ((limiter, name, key), slot) in applicable.iter().zip(decisions.iter_mut()) {
                     let t = limiter.hit(key, now, 1)?;
-                    *slot = (t.decision, t.binding.period, name);
+                    *slot = (policy(t), t.binding.period, name);
                 }
             }
         }
@@ -552,6 +569,47 @@ mod tests {
         let h2: &[(&[u8], &[u8])] = &[(b"x-client-id", long.as_bytes())];
         let k = p.key_for(&req("203.0.113.1", "/", "GET", h2), None);
         assert!(k.starts_with("sha256:") && k.len() == 64 + 7);
+    }
+
+    #[test]
+    fn headers_describe_the_binding_policy_alone() {
+        let mut p = policy();
+        p.headers = HeaderStyle::Draft;
+        p.rules = vec![Rule::new(
+            "/auth/login",
+            set("5/minute; 20/hour; 100/day"),
+            None,
+            None,
+            1000,
+        )];
+        let Outcome::Allowed(h) = p
+            .decide(
+                &req("203.0.113.1", "/auth/login", "POST", &[]),
+                0,
+                None,
+                None,
+            )
+            .unwrap()
+        else {
+            panic!("denied")
+        };
+        let field = |name: &[u8]| {
+            h.iter()
+                .find(|(n, _)| *n == name)
+                .map(|(_, v)| String::from_utf8(v.clone()).unwrap())
+        };
+        assert_eq!(
+            field(b"ratelimit-policy").unwrap(),
+            "\"/auth/login\";q=5;w=60"
+        );
+        // The minute's reset (12 s for one of five), not the day's.
+        assert_eq!(field(b"ratelimit").unwrap(), "\"/auth/login\";r=4;t=12");
+    }
+
+    #[test]
+    fn non_utf8_header_keys_stay_distinct() {
+        assert_eq!(exact_text(b"ab"), "ab");
+        assert_ne!(exact_text(b"\xff\x01"), exact_text(b"\xff\x02"));
     }
 
     #[test]

@@ -292,16 +292,18 @@ impl LimitSet {
     }
 
     /// Decides `cost` for a key in `state` across every limit, all or nothing. With `commit`
-    /// false, changes nothing. Returns the combined decision and the binding limit's index.
+    /// false, changes nothing. Returns the combined decision, the binding limit's index, and when
+    /// the binding limit alone is fresh again.
     pub fn decide(
         &self,
         state: &mut [TierState],
         now: Nanos,
         cost: u64,
         commit: bool,
-    ) -> (Decision, usize) {
+    ) -> (Decision, usize, Nanos) {
         if let ([limit], [s]) = (self.limits.as_slice(), &mut *state) {
-            return (limit.decide(s, now, cost, commit), 0);
+            let d = limit.decide(s, now, cost, commit);
+            return (d, 0, d.reset_after);
         }
         // First ask every limit; only if all admit does any of them count it.
         let mut all = true;
@@ -324,7 +326,7 @@ impl LimitSet {
     }
 }
 
-fn combine(decisions: &[Decision], allowed: bool) -> (Decision, usize) {
+fn combine(decisions: &[Decision], allowed: bool) -> (Decision, usize, Nanos) {
     let binding = if allowed {
         (0..decisions.len()).min_by_key(|&i| decisions[i].remaining)
     } else {
@@ -347,6 +349,7 @@ fn combine(decisions: &[Decision], allowed: bool) -> (Decision, usize) {
             retry_after: if allowed { 0 } else { b.retry_after },
         },
         binding,
+        b.reset_after,
     )
 }
 
@@ -394,6 +397,9 @@ pub struct TieredDecision {
     pub decision: Decision,
     /// The binding limit's count and period.
     pub binding: LimitSpec,
+    /// Nanoseconds until the binding limit alone is fresh again (the combined `reset_after` is
+    /// until every limit is): what a per-policy header such as `RateLimit: ...;t=` reports.
+    pub binding_reset_after: Nanos,
 }
 
 /// Several limits per key, in a bounded in-memory store, with per-key overrides.
@@ -435,11 +441,12 @@ impl Limiter {
     pub fn hit(&self, key: &str, now: Nanos, cost: u64) -> Result<TieredDecision, Error> {
         self.store.update(key, now, |set, state, stats| {
             set.check_cost(cost)?;
-            let (decision, i) = set.decide(state, now, cost, true);
+            let (decision, i, binding_reset_after) = set.decide(state, now, cost, true);
             stats.record(decision.allowed, now);
             Ok(TieredDecision {
                 decision,
                 binding: set.limits[i].spec,
+                binding_reset_after,
             })
         })
     }
@@ -449,10 +456,11 @@ impl Limiter {
         self.store.read(key, now, |set, state, _| {
             set.check_cost(cost)?;
             let mut scratch = state.clone();
-            let (decision, i) = set.decide(&mut scratch, now, cost, false);
+            let (decision, i, binding_reset_after) = set.decide(&mut scratch, now, cost, false);
             Ok(TieredDecision {
                 decision,
                 binding: set.limits[i].spec,
+                binding_reset_after,
             })
         })
     }

@@ -6,16 +6,24 @@ pruned by the window of each call. The original rebuilt that list on every call,
 here each call costs amortised O(1) whatever the limit, and the log never holds more entries than
 the largest limit used. A denied request is logged at DEBUG, not WARNING: under a flood, a log
 record per denial costs more than the decision and fills the disk.
+
+``RateLimitMiddleware(app, limiter=None, limit=20, window=60)`` is the original's HTTP middleware,
+as pure ASGI instead of ``BaseHTTPMiddleware``: each client's requests are recorded in the
+service under ``http_{ip}`` (the peer address, never a proxy header).
 """
 
 from __future__ import annotations
 
+import json
 import logging
+import math
 from typing import Any
 
 from seawall import _seawall
+from seawall.asgi import _send_with_headers
+from seawall.types import ASGIApp, Receive, Scope, Send
 
-__all__ = ["RateLimiterService"]
+__all__ = ["RateLimitMiddleware", "RateLimiterService"]
 
 logger = logging.getLogger("seawall.compat.fastmcp_example")
 
@@ -74,3 +82,63 @@ class RateLimiterService:
 
     def __len__(self) -> int:
         return len(self._log)
+
+
+class RateLimitMiddleware:
+    """``limit`` HTTP requests per ``window`` seconds per client IP, on a ``RateLimiterService``.
+
+    ``app.add_middleware(RateLimitMiddleware, limiter=rate_limiter, limit=20, window=60)``.
+    Without ``limiter`` the middleware makes its own service. Admitted responses carry
+    ``X-RateLimit-Limit``, ``X-RateLimit-Remaining`` and ``X-RateLimit-Reset`` (epoch seconds,
+    the service's ``reset_time``); a refused request gets a 429 JSON body
+    ``{"error": "Rate limit exceeded", "retry_after": <s>, "limit": ..., "window": ...}`` with
+    ``Retry-After``, and the app is not called. Other ASGI scopes pass straight through.
+    """
+
+    def __init__(
+        self,
+        app: ASGIApp,
+        limiter: RateLimiterService | None = None,
+        limit: int = 20,
+        window: int = 60,
+    ) -> None:
+        if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:
+            raise ValueError(f"limit must be an int of at least 1, got {limit!r}")
+        if isinstance(window, bool) or not isinstance(window, (int, float)) or not window > 0:
+            raise ValueError(f"window must be a positive number of seconds, got {window!r}")
+        self.app = app
+        self.limiter = limiter if limiter is not None else RateLimiterService()
+        self.limit = limit
+        self.window = window
+        logger.info("RateLimitMiddleware initialized: %d req/%ss for HTTP", limit, window)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        client = scope.get("client")
+        client_id = f"http_{client[0] if client else 'unknown'}"
+        allowed, info = self.limiter.check_and_record(client_id, self.limit, self.window)
+        headers = [
+            (b"x-ratelimit-limit", str(self.limit).encode()),
+            (b"x-ratelimit-remaining", str(info["remaining"]).encode()),
+            (b"x-ratelimit-reset", str(math.ceil(info["reset_time"])).encode()),
+        ]
+        if allowed:
+            await self.app(scope, receive, _send_with_headers(send, headers))
+            return
+        body = json.dumps(
+            {
+                "error": "Rate limit exceeded",
+                "retry_after": info["retry_after"],
+                "limit": self.limit,
+                "window": self.window,
+            }
+        ).encode()
+        headers += [
+            (b"retry-after", str(info["retry_after"]).encode()),
+            (b"content-type", b"application/json"),
+            (b"content-length", str(len(body)).encode()),
+        ]
+        await send({"type": "http.response.start", "status": 429, "headers": headers})
+        await send({"type": "http.response.body", "body": body})

@@ -1,15 +1,52 @@
-"""Seed 000 (Snowflake MCP server), ``rate_limiting/token_bucket.py``, on seawall's native types.
+"""Seed 000 (Snowflake MCP server), ``rate_limiting/token_bucket.py`` and ``middleware.py``, on
+seawall's native types.
 
-Same names, parameters, defaults and stats keys. Fixed behaviour: cleanup drops only buckets that
-are full again (the original dropped active buckets that had never been rejected, handing their
-clients a fresh bucket), and memory is bounded by ``max_clients``.
+Same names, parameters, defaults and stats keys. Fixed behaviour:
+
+- cleanup drops only buckets that are full again (the original dropped active buckets that had
+  never been rejected, handing their clients a fresh bucket), and memory is bounded by
+  ``max_clients``;
+- ``RateLimitMiddleware`` enforces its own ``requests_per_second`` and ``burst_size`` (the
+  original consumed from the global ``client_rate_limiter`` whatever they were), never takes the
+  client's key from ``X-Forwarded-For`` (anyone can send one), and answers 429 with the real wait
+  in ``Retry-After`` (the original always said 60);
+- ``rate_limit(requests_per_minute)`` enforces ``requests_per_minute`` (the original ignored it).
 """
 
 from __future__ import annotations
 
-from seawall import ClientRateLimiter, TokenBucket, TokenBucketConfig
+import contextvars
+import hashlib
+import inspect
+import logging
+import math
+from collections.abc import Awaitable, Callable
+from fractions import Fraction
+from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
 
-__all__ = ["ClientRateLimiter", "TokenBucket", "TokenBucketConfig", "client_rate_limiter"]
+from seawall import ClientRateLimiter, Limit, Limiter, TokenBucket, TokenBucketConfig
+from seawall.compat._util import now, whole_seconds
+from seawall.decorators import rate_limit as _rate_limit
+from seawall.errors import RateLimitExceeded
+
+if TYPE_CHECKING:
+    from starlette.requests import Request
+    from starlette.responses import Response
+
+__all__ = [
+    "ClientRateLimiter",
+    "RateLimitMiddleware",
+    "TokenBucket",
+    "TokenBucketConfig",
+    "client_rate_limiter",
+    "current_client_id",
+    "rate_limit",
+]
+
+logger = logging.getLogger("seawall.compat.snowflake")
+
+P = ParamSpec("P")
+R = TypeVar("R")
 
 # Global client rate limiter, with the original's defaults.
 client_rate_limiter = ClientRateLimiter(
@@ -19,3 +56,144 @@ client_rate_limiter = ClientRateLimiter(
         initial_tokens=50,  # start with half capacity
     )
 )
+
+# The client of the request being handled (the original's ``utils.request_context``).
+# ``RateLimitMiddleware`` sets it for the handlers it calls; ``rate_limit`` reads it.
+current_client_id: contextvars.ContextVar[str | None] = contextvars.ContextVar(
+    "current_client_id", default=None
+)
+
+_MAX_CLIENT_ID = 256  # longer client-chosen ids are replaced by their sha256
+
+
+class RateLimitMiddleware:
+    """Per-client token buckets for FastAPI's ``@app.middleware("http")``.
+
+    ``app.middleware("http")(RateLimitMiddleware(requests_per_second=10.0, burst_size=100))``.
+    Each client has a bucket of ``burst_size`` requests (starting full) refilled at
+    ``requests_per_second``. The client is ``key_func(request)`` (sync or async), by default the
+    original's order: ``params._client_id`` of a JSON body already parsed, the ``X-Client-ID``
+    header, the ``client_id`` query parameter, then the peer address — never ``X-Forwarded-For``.
+    Behind a proxy, let the server resolve the peer (uvicorn's ``--forwarded-allow-ips``) or use
+    :class:`seawall.RateLimitMiddleware` with ``trusted_proxies``.
+
+    Responses carry ``X-RateLimit-Limit`` (``burst_size``), ``X-RateLimit-Remaining`` and
+    ``X-RateLimit-Reset`` (epoch seconds when the bucket is full again, as the original's was an
+    epoch time); a refusal is the original's 429 JSON with the real ``retry_after``.
+    ``current_client_id`` holds the client while the handler runs.
+    """
+
+    def __init__(
+        self,
+        requests_per_second: float = 10.0,
+        burst_size: int = 100,
+        key_func: Callable[[Request], str | Awaitable[str]] | None = None,
+        *,
+        max_clients: int = 1_000_000,
+        clock: Any = None,
+    ) -> None:
+        if isinstance(burst_size, bool) or not isinstance(burst_size, int) or burst_size < 1:
+            raise ValueError(f"burst_size must be an int of at least 1, got {burst_size!r}")
+        if (
+            isinstance(requests_per_second, bool)
+            or not isinstance(requests_per_second, (int, float))
+            or not 0 < requests_per_second < math.inf
+        ):
+            raise ValueError(
+                f"requests_per_second must be a positive number, got {requests_per_second!r}"
+            )
+        self.requests_per_second = requests_per_second
+        self.burst_size = burst_size
+        self.key_func = key_func or self._default_key_func
+        self._clock = clock
+        rate = Fraction(requests_per_second).limit_denominator(1_000_000)
+        self.limiter = Limiter(
+            Limit(f"{rate.numerator}/{rate.denominator} seconds", "token_bucket", burst=burst_size),
+            max_keys=max_clients,
+            clock=clock,
+        )
+
+    def _default_key_func(self, request: Request) -> str:
+        """The original's order, without ``X-Forwarded-For``."""
+        client_id: Any = None
+        parsed = getattr(request, "_json", None)  # a body some earlier code already parsed
+        if isinstance(parsed, dict):
+            params = parsed.get("params")
+            if isinstance(params, dict):
+                client_id = params.get("_client_id")
+        if not client_id:
+            client_id = request.headers.get("X-Client-ID")
+        if not client_id:
+            client_id = request.query_params.get("client_id")
+        if not client_id:
+            client_id = request.client.host if request.client else None
+        key = str(client_id) if client_id else "unknown"
+        if len(key) > _MAX_CLIENT_ID:
+            key = "sha256:" + hashlib.sha256(key.encode()).hexdigest()
+        return key
+
+    async def __call__(
+        self, request: Request, call_next: Callable[[Request], Awaitable[Response]]
+    ) -> Response:
+        """Process request with rate limiting."""
+        from starlette.responses import JSONResponse
+
+        client_id = self.key_func(request)
+        if inspect.isawaitable(client_id):
+            client_id = await client_id
+        decision = self.limiter.hit(client_id)
+        reset = str(math.ceil(now(self._clock) + decision.reset_after))
+        if not decision.allowed:
+            retry_after = whole_seconds(decision.retry_after)
+            # DEBUG, not the original's WARNING: a record per refusal amplifies a flood.
+            logger.debug("Rate limit exceeded for client %s", client_id)
+            return JSONResponse(
+                status_code=429,
+                content={
+                    "error": {
+                        "code": 429,
+                        "message": "Rate limit exceeded",
+                        "retry_after": retry_after,
+                    }
+                },
+                headers={
+                    "Retry-After": str(retry_after),
+                    "X-RateLimit-Limit": str(self.burst_size),
+                    "X-RateLimit-Remaining": "0",
+                    "X-RateLimit-Reset": reset,
+                },
+            )
+        token = current_client_id.set(client_id)
+        try:
+            response = await call_next(request)
+        finally:
+            current_client_id.reset(token)
+        response.headers["X-RateLimit-Limit"] = str(self.burst_size)
+        response.headers["X-RateLimit-Remaining"] = str(decision.remaining)
+        response.headers["X-RateLimit-Reset"] = reset
+        return response
+
+
+def rate_limit(requests_per_minute: int = 60) -> Callable[[Callable[P, R]], Callable[P, R]]:
+    """Limit a handler to ``requests_per_minute`` per client (``current_client_id``, or
+    ``"unknown"``); a refusal raises FastAPI's ``HTTPException(429)``, with ``Retry-After``."""
+    if (
+        isinstance(requests_per_minute, bool)
+        or not isinstance(requests_per_minute, int)
+        or requests_per_minute < 1
+    ):
+        raise ValueError(
+            f"requests_per_minute must be an int of at least 1, got {requests_per_minute!r}"
+        )
+    return _rate_limit(f"{requests_per_minute}/minute", key=current_client_id, on_limit=_http_429)
+
+
+def _http_429(error: RateLimitExceeded) -> Any:
+    from fastapi import HTTPException
+
+    logger.debug("Rate limit exceeded for client %s", error.key)
+    raise HTTPException(
+        status_code=429,
+        detail="Rate limit exceeded for this operation",
+        headers={"Retry-After": str(error.retry_after_seconds)},
+    )

@@ -12,21 +12,49 @@ together in one native call, all or nothing:
 
 Violations are counted per key for repeat offenders; ``cleanup()`` (or the task
 ``start_cleanup()`` runs) drops keys whose limits are all back to fresh, losing nothing.
+
+``RateLimitMiddleware(app, config=None, limiter=None)`` is the original's Starlette middleware as
+pure ASGI on :class:`seawall.RateLimitMiddleware`: the same four limits per client, exemptions
+and switch. Fixed: the client is the peer address, never ``X-Forwarded-For`` / ``X-Real-IP``
+unless the peer is in ``trusted_proxies`` (the original believed any client's), and the user id
+(and so the key and the ``exempt_user_ids`` check) comes from a header only when
+``user_id_header`` names one (the original read ``X-User-ID`` from anyone, so a client could
+claim an exempt id or a fresh key per request). ``rate_limit(...)`` limits an async function;
+the original skipped functions called without a ``Request``, here they share one budget.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import math
 import time
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar, cast
 
 from seawall import Decision, Limit, Limiter
+from seawall.asgi import RateLimitMiddleware as _AsgiRateLimitMiddleware
+from seawall.compat._util import now
+from seawall.errors import SeawallError
+from seawall.types import ASGIApp, Receive, Scope, Send
 
-__all__ = ["RateLimitConfig", "RateLimitInfo", "RateLimiter"]
+if TYPE_CHECKING:
+    from starlette.requests import Request
+
+__all__ = [
+    "RateLimitConfig",
+    "RateLimitError",
+    "RateLimitInfo",
+    "RateLimitMiddleware",
+    "RateLimiter",
+    "rate_limit",
+]
+
+P = ParamSpec("P")
+R = TypeVar("R")
 
 logger = logging.getLogger("seawall.compat.mahavishnu.rate_limit")
 
@@ -67,6 +95,21 @@ class RateLimitInfo:
         )
 
 
+def _tiers(config: RateLimitConfig) -> list[Limit]:
+    """The original's four limits per client, each with the algorithm that fits it."""
+    for name in ("requests_per_minute", "requests_per_hour", "requests_per_day", "burst_size"):
+        value = getattr(config, name)
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ValueError(f"{name} must be an int of at least 1, got {value!r}")
+    minute_limit = f"{config.requests_per_minute}/minute"
+    return [
+        Limit(minute_limit, "sliding_window_log"),
+        Limit(f"{config.requests_per_hour}/hour", "sliding_window_counter"),
+        Limit(f"{config.requests_per_day}/day", "sliding_window_counter"),
+        Limit(minute_limit, "token_bucket", burst=config.burst_size),
+    ]
+
+
 def _whole_seconds(seconds: float) -> int:
     return max(1, math.ceil(seconds)) if math.isfinite(seconds) else 2**31 - 1
 
@@ -93,21 +136,7 @@ class RateLimiter:
                 burst_size=burst_size,
             )
         self.config = config
-        for name in ("requests_per_minute", "requests_per_hour", "requests_per_day", "burst_size"):
-            value = getattr(config, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"{name} must be an int of at least 1, got {value!r}")
-        minute_limit = f"{config.requests_per_minute}/minute"
-        self._limiter = Limiter(
-            [
-                Limit(minute_limit, "sliding_window_log"),
-                Limit(f"{config.requests_per_hour}/hour", "sliding_window_counter"),
-                Limit(f"{config.requests_per_day}/day", "sliding_window_counter"),
-                Limit(minute_limit, "token_bucket", burst=config.burst_size),
-            ],
-            max_keys=max_keys,
-            clock=clock,
-        )
+        self._limiter = Limiter(_tiers(config), max_keys=max_keys, clock=clock)
         self._violations: dict[str, int] = {}
         self._cleanup_task: asyncio.Task[None] | None = None
 
@@ -199,3 +228,144 @@ class RateLimiter:
                 "burst_size": self.config.burst_size,
             },
         }
+
+
+class RateLimitError(SeawallError):
+    """The original's exception, ``RateLimitError(message, retry_after=None)``, under
+    :class:`seawall.SeawallError`; ``limit`` and ``key`` say which budget refused."""
+
+    def __init__(
+        self, message: str, retry_after: int | None = None, *, limit: int = 0, key: str = ""
+    ) -> None:
+        super().__init__(message)
+        self.message = message
+        self.retry_after = retry_after
+        self.limit = limit
+        self.key = key
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (_rebuild_error, (self.message, self.retry_after, self.limit, self.key))
+
+
+def _rebuild_error(message: str, retry_after: int | None, limit: int, key: str) -> RateLimitError:
+    return RateLimitError(message, retry_after, limit=limit, key=key)
+
+
+class RateLimitMiddleware:
+    """The original's Starlette middleware, pure ASGI: ``app.add_middleware(RateLimitMiddleware,
+    config=RateLimitConfig(...))``.
+
+    Every HTTP request spends from its client's four limits (``config``, or ``limiter.config``
+    when only a ``limiter`` is given; the middleware keeps its own state). The client is the peer
+    address, or the ``user_id_header`` value when that names a header set by your own auth layer
+    (never by the client). ``config.exempt_ips`` (IPs or CIDRs) and ``config.exempt_user_ids``
+    are never limited; ``config.enabled = False`` switches the middleware off at once. The
+    exemption sets are read when the middleware is built.
+
+    Responses carry ``X-RateLimit-Limit``, ``X-RateLimit-Remaining`` and ``X-RateLimit-Reset``
+    (seconds from now); a refusal is 429 with ``Retry-After`` and the original's body,
+    ``{"error": "Rate limit exceeded", "retry_after": <s>, "reset_time": <epoch s>}``.
+    """
+
+    def __init__(
+        self,
+        app: ASGIApp,
+        config: RateLimitConfig | None = None,
+        limiter: RateLimiter | None = None,
+        *,
+        trusted_proxies: Iterable[str] = (),
+        user_id_header: str | None = None,
+        key_func: Callable[[Request], str | Awaitable[str | None] | None] | None = None,
+        max_keys: int = 1_000_000,
+        clock: Any = None,
+    ) -> None:
+        if config is None:
+            config = limiter.config if limiter is not None else RateLimitConfig()
+        self.app = app
+        self.config = config
+        self._clock = clock
+        self._limited = _AsgiRateLimitMiddleware(
+            app,
+            limits=_tiers(config),
+            key="ip" if user_id_header is None else f"header:{user_id_header}",
+            key_func=key_func,
+            trusted_proxies=trusted_proxies,
+            exempt_ips=sorted(config.exempt_ips),
+            exempt_clients=sorted(config.exempt_user_ids),
+            error_body=self._error_body,
+            max_keys=max_keys,
+            clock=clock,
+        )
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if self.config.enabled:
+            await self._limited(scope, receive, send)
+        else:
+            await self.app(scope, receive, send)
+
+    def _error_body(self, retry_after: int) -> dict[str, Any]:
+        return {
+            "error": "Rate limit exceeded",
+            "retry_after": retry_after,
+            "reset_time": now(self._clock) + retry_after,
+        }
+
+
+def rate_limit(
+    requests_per_minute: int = 60,
+    requests_per_hour: int = 1000,
+    burst_size: int = 10,
+    key_func: Callable[[Request], str] | None = None,
+    *,
+    clock: Any = None,
+) -> Callable[[Callable[P, Awaitable[R]]], Callable[P, Awaitable[R]]]:
+    """Limit an async function: the original's decorator.
+
+    The key is ``key_func(request)`` for the first Starlette ``Request`` among the arguments, or
+    that request's peer address; a call without a ``Request`` spends the function's one shared
+    budget. A refusal raises :class:`RateLimitError` with ``retry_after`` in whole seconds.
+    """
+
+    def decorator(func: Callable[P, Awaitable[R]]) -> Callable[P, Awaitable[R]]:
+        limiter = RateLimiter(
+            per_minute=requests_per_minute,
+            per_hour=requests_per_hour,
+            burst_size=burst_size,
+            clock=clock,
+        )
+        name = getattr(func, "__name__", "function")
+        shared_key = f"function:{getattr(func, '__qualname__', name)}"
+
+        @functools.wraps(func)
+        async def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+            request = _find_request(args, kwargs)
+            if request is None:
+                key = shared_key
+            elif key_func is not None:
+                key = key_func(request)
+            else:
+                key = request.client.host if request.client else "unknown"
+            allowed, info = limiter.check(key)
+            if not allowed:
+                raise RateLimitError(
+                    f"Rate limit exceeded for {name}",
+                    retry_after=info.retry_after,
+                    limit=info.limit,
+                    key=key,
+                )
+            return await func(*args, **kwargs)
+
+        return cast("Callable[P, Awaitable[R]]", wrapper)
+
+    return decorator
+
+
+def _find_request(args: tuple[Any, ...], kwargs: dict[str, Any]) -> Request | None:
+    try:
+        from starlette.requests import Request
+    except ImportError:  # no Starlette, so no Request can be among them
+        return None
+    for value in (*args, *kwargs.values()):
+        if isinstance(value, Request):
+            return value
+    return None

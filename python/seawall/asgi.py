@@ -1,0 +1,373 @@
+"""``seawall.RateLimitMiddleware``: rate limits in front of an ASGI app (Starlette, FastAPI, MCP).
+
+Pure ASGI, not ``BaseHTTPMiddleware``. Per HTTP request there is one call into Rust
+(``HttpLimiter.check``): it reads the scope (client, headers, path, method), derives the key
+(trusted proxies, IPv6 prefixes, hashed ``Authorization``), matches the route rules, decides every
+limit that applies and returns the response headers already rendered as bytes. This module adds
+those headers to ``http.response.start`` (streaming untouched) or sends the 429 itself, and the app
+is never called for a denied request.
+
+What only Python can do lives here too: a ``key_func`` taking a Starlette ``Request``, and reading
+the request body ahead of the app when the key is a JSON-RPC field, then replaying it to the app
+message for message.
+"""
+
+from __future__ import annotations
+
+import inspect
+import json
+import logging
+from collections import deque
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Literal
+
+from seawall import _seawall
+from seawall.types import ASGIApp, Limits, Message, Receive, Scope, Send
+
+if TYPE_CHECKING:
+    from starlette.requests import Request
+
+__all__ = ["RateLimitMiddleware", "Rule"]
+
+logger = logging.getLogger("seawall.asgi")
+
+Headers = list[tuple[bytes, bytes]]
+KeyFunc = Callable[["Request"], "str | Awaitable[str | None] | None"]
+ErrorBody = Callable[[int], "bytes | Mapping[str, Any]"]
+RuleTuple = tuple[str, Limits, "Sequence[str] | None", "str | None"]
+
+_RATE_LIMITED_CLOSE_CODE = 1008  # policy violation: the close code for a refused websocket
+
+
+@dataclass(frozen=True)
+class Rule:
+    """Per-client limits for the requests whose path matches ``path``.
+
+    ``path`` is an exact path (``"/auth/login"``) or a glob: ``*`` matches any run of characters,
+    ``/`` included, and ``?`` one character (``"/api/*"``, ``"/v?/items/*"``). ``methods``: the
+    HTTP methods it applies to (``None``: all). ``name``: the policy name in the ``RateLimit``
+    headers (default: the pattern). The first rule that matches a request wins, and its limits
+    replace the middleware's default ``limits`` for that request.
+    """
+
+    path: str
+    limits: Limits
+    methods: Sequence[str] | None = None
+    name: str | None = None
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.path, str):
+            raise TypeError(f"Rule.path must be a str, got {type(self.path).__name__}")
+        if self.methods is not None:
+            methods = _strings("Rule.methods", self.methods)
+            object.__setattr__(self, "methods", tuple(m.upper() for m in methods))
+        if self.name is not None and not isinstance(self.name, str):
+            raise TypeError(f"Rule.name must be a str or None, got {type(self.name).__name__}")
+
+    def as_tuple(self) -> RuleTuple:
+        """The ``(path, limits, methods, name)`` tuple the native limiter takes."""
+        methods = None if self.methods is None else list(self.methods)
+        return (self.path, _limits(self.limits, "Rule.limits"), methods, self.name)
+
+
+class RateLimitMiddleware:
+    """Rate limits for every HTTP request of an ASGI app, decided in one native call.
+
+    ``app.add_middleware(RateLimitMiddleware, limits="100/minute")``. The main arguments:
+
+    - ``limits``: per-client limits for requests no rule matches; ``rules``: per-route limits, as
+      :class:`Rule` objects or ``(path, limits, methods, name)`` tuples (the last two optional);
+      ``global_limits``: one budget shared by all clients, on every request.
+    - ``key``: whose budget a request spends: ``"ip"`` (default), ``"header:<Name>"``
+      (``Authorization`` is hashed), ``"query:<name>"``, ``"mcp-session"`` or
+      ``"jsonrpc:<dotted.path>"`` (read from the body, at most ``max_body_bytes``); a missing
+      source falls back to the client IP. ``key_func``: a function of a Starlette ``Request``
+      (sync or async) returning the key, or ``None`` to use ``key``.
+    - ``trusted_proxies``: IPs / CIDRs whose ``Forwarded``, ``X-Forwarded-For`` and ``X-Real-IP``
+      are believed (default: none); ``ipv6_prefix``: IPv6 clients share a budget per prefix.
+    - ``exempt_ips``, ``exempt_clients``: never limited. ``bypass_header`` + ``bypass_secret``:
+      a request carrying the secret (compared in constant time) skips the limits.
+    - ``headers``: ``"x-ratelimit"``, ``"draft"`` (IETF ``RateLimit`` / ``RateLimit-Policy``,
+      ``draft_version`` 11), ``"both"`` or ``"none"``. ``error_body``: ``(retry_after) -> bytes |
+      dict`` replacing the default 429 JSON body.
+    - ``websockets``: also limit websocket handshakes (a refused one is closed with code 1008).
+    """
+
+    def __init__(
+        self,
+        app: ASGIApp,
+        *,
+        limits: Limits | None = None,
+        rules: Iterable[Rule | Sequence[Any]] = (),
+        global_limits: Limits | None = None,
+        algorithm: str = "gcra",
+        key: str = "ip",
+        key_func: KeyFunc | None = None,
+        trusted_proxies: Iterable[str] = (),
+        ipv6_prefix: int = 64,
+        max_key_length: int = 256,
+        exempt_ips: Iterable[str] = (),
+        exempt_clients: Iterable[str] = (),
+        bypass_header: str | None = None,
+        bypass_secret: str | None = None,
+        headers: Literal["x-ratelimit", "draft", "both", "none"] | str = "x-ratelimit",
+        draft_version: int = 11,
+        error_body: ErrorBody | None = None,
+        max_body_bytes: int = 65536,
+        websockets: bool = False,
+        max_keys: int = 1_000_000,
+        clock: Any = None,
+    ) -> None:
+        if not callable(app):
+            raise TypeError(f"app must be an ASGI application, got {type(app).__name__}")
+        if key_func is not None and not callable(key_func):
+            raise TypeError(f"key_func must be callable or None, got {type(key_func).__name__}")
+        if error_body is not None and not callable(error_body):
+            raise TypeError(f"error_body must be callable or None, got {type(error_body).__name__}")
+        if isinstance(max_body_bytes, bool) or not isinstance(max_body_bytes, int):
+            raise TypeError(f"max_body_bytes must be an int, got {type(max_body_bytes).__name__}")
+        if max_body_bytes < 0:
+            raise ValueError(f"max_body_bytes must be at least 0, got {max_body_bytes}")
+        if not isinstance(websockets, bool):
+            raise TypeError(f"websockets must be a bool, got {type(websockets).__name__}")
+        self.app = app
+        self.limiter = _seawall.HttpLimiter(
+            limits=None if limits is None else _limits(limits, "limits"),
+            rules=[_rule(rule) for rule in _iterable("rules", rules)],
+            global_limits=(
+                None if global_limits is None else _limits(global_limits, "global_limits")
+            ),
+            algorithm=algorithm,
+            key=key,
+            trusted_proxies=_strings("trusted_proxies", trusted_proxies),
+            ipv6_prefix=ipv6_prefix,
+            max_key_length=max_key_length,
+            exempt_ips=_strings("exempt_ips", exempt_ips),
+            exempt_clients=_strings("exempt_clients", exempt_clients),
+            bypass_header=bypass_header,
+            bypass_secret=bypass_secret,
+            headers=headers,
+            draft_version=draft_version,
+            max_keys=max_keys,
+            clock=clock,
+        )
+        self.key_func = key_func
+        self.error_body = error_body
+        self.max_body_bytes = max_body_bytes
+        self.websockets = websockets
+        self._check = self.limiter.check
+        self._needs_body = self.limiter.needs_body
+        # The fast path: no Python per request beyond the one native call.
+        self._fast = key_func is None and not self._needs_body
+        self._request_class: type[Request] | None = None
+        if key_func is not None:
+            from starlette.requests import Request
+
+            self._request_class = Request
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            if scope["type"] == "websocket" and self.websockets:
+                await self._websocket(scope, receive, send)
+            else:
+                await self.app(scope, receive, send)
+            return
+        if self._fast:
+            result = self._check(scope)
+        else:
+            result, receive = await self._decide_with_python(scope, receive)
+        if result is None:
+            await self.app(scope, receive, send)
+        elif result[0]:
+            await self.app(scope, receive, _send_with_headers(send, result[1]))
+        else:
+            await self._deny(scope, send, result[1], result[2])
+
+    async def _decide_with_python(
+        self, scope: Scope, receive: Receive
+    ) -> tuple[tuple[bool, Headers, bytes | None] | None, Receive]:
+        """The decision when a ``key_func`` or the body is needed: returns it with the
+        ``receive`` the app must use (one that hands over first what was read ahead)."""
+        key = None
+        if self.key_func is not None:
+            ahead = _ReadAhead(receive)
+            key = await self._call_key_func(scope, ahead.read)
+            if ahead.pending:
+                receive = ahead.receive
+        body = None
+        if key is None and self._needs_body:
+            body, receive = await self._read_body(receive)
+        return self._check(scope, key, body), receive
+
+    async def _call_key_func(self, scope: Scope, receive: Receive | None) -> str | None:
+        assert self.key_func is not None and self._request_class is not None
+        if receive is None:
+            request = self._request_class(scope)
+        else:
+            request = self._request_class(scope, receive)
+        value = self.key_func(request)
+        if inspect.isawaitable(value):
+            value = await value
+        if value is None or value == "":
+            return None
+        if not isinstance(value, str):
+            raise TypeError(f"key_func must return a str or None, got {type(value).__name__}")
+        return value
+
+    async def _read_body(self, receive: Receive) -> tuple[bytes | None, Receive]:
+        """Read the body ahead of the app, at most ``max_body_bytes`` of it.
+
+        Returns the body (``None`` if it is larger than that, or the client left first) and the
+        ``receive`` that replays every message read, unchanged, before the rest of the stream.
+        """
+        ahead = _ReadAhead(receive)
+        parts: list[bytes] = []
+        size = 0
+        while True:
+            message = await ahead.read()
+            if message["type"] != "http.request":  # http.disconnect: the app will see it too
+                return None, ahead.receive
+            chunk = message.get("body", b"")
+            size += len(chunk)
+            if size > self.max_body_bytes:
+                return None, ahead.receive
+            if chunk:
+                parts.append(chunk)
+            if not message.get("more_body", False):
+                return b"".join(parts), ahead.receive
+
+    async def _deny(self, scope: Scope, send: Send, headers: Headers, body: bytes | None) -> None:
+        if self.error_body is not None:
+            headers, body = self._custom_error(headers, body)
+        if logger.isEnabledFor(logging.DEBUG):
+            logger.debug("Rate limited %s %s", scope.get("method"), scope.get("path"))
+        await send({"type": "http.response.start", "status": 429, "headers": headers})
+        await send({"type": "http.response.body", "body": body or b""})
+
+    def _custom_error(self, headers: Headers, body: bytes | None) -> tuple[Headers, bytes | None]:
+        assert self.error_body is not None
+        retry_after = _retry_after(headers)
+        try:
+            content = self.error_body(retry_after)
+            if isinstance(content, (bytes, bytearray, memoryview)):
+                custom = bytes(content)
+            elif isinstance(content, Mapping):
+                custom = json.dumps(dict(content), separators=(",", ":")).encode()
+            else:
+                raise TypeError(
+                    f"error_body must return bytes or a dict, got {type(content).__name__}"
+                )
+        except Exception:
+            logger.exception("error_body failed; sending the default 429 body")
+            return headers, body
+        length = str(len(custom)).encode()
+        fixed = [(n, length) if n == b"content-length" else (n, v) for n, v in headers]
+        return fixed, custom
+
+    async def _websocket(self, scope: Scope, receive: Receive, send: Send) -> None:
+        # The native check reads HTTP scopes; a handshake is an HTTP GET in all that matters.
+        handshake = dict(scope)
+        handshake["type"] = "http"
+        handshake["method"] = "GET"
+        key = None
+        if self.key_func is not None:
+            key = await self._call_key_func(handshake, None)
+        result = self._check(handshake, key, None)
+        if result is None or result[0]:
+            await self.app(scope, receive, send)
+            return
+        if logger.isEnabledFor(logging.DEBUG):
+            logger.debug("Rate limited websocket %s", scope.get("path"))
+        message = await receive()
+        if message["type"] == "websocket.connect":
+            await send(
+                {
+                    "type": "websocket.close",
+                    "code": _RATE_LIMITED_CLOSE_CODE,
+                    "reason": "Rate limit exceeded",
+                }
+            )
+
+
+def _send_with_headers(send: Send, headers: Headers) -> Send:
+    """``send``, adding ``headers`` to ``http.response.start``; every other message untouched."""
+
+    async def send_with_headers(message: Message) -> None:
+        if message["type"] == "http.response.start":
+            # A new list: the app's own may be shared (a Response object sent twice).
+            message["headers"] = [*message.get("headers", ()), *headers]
+        await send(message)
+
+    return send_with_headers
+
+
+class _ReadAhead:
+    """Messages read from ``receive`` before the app runs, handed to the app first, in order,
+    unchanged; then the live channel."""
+
+    __slots__ = ("_receive", "pending")
+
+    def __init__(self, receive: Receive) -> None:
+        self._receive = receive
+        self.pending: deque[Message] = deque()
+
+    async def read(self) -> Message:
+        """Read one message for the middleware, keeping it for the app."""
+        message = await self._receive()
+        self.pending.append(message)
+        return message
+
+    async def receive(self) -> Message:
+        """The app's ``receive``."""
+        if self.pending:
+            return self.pending.popleft()
+        return await self._receive()
+
+
+def _retry_after(headers: Headers) -> int:
+    for name, value in headers:
+        if name == b"retry-after":
+            try:
+                return int(value)
+            except ValueError:
+                break
+    return 1
+
+
+def _iterable(name: str, value: Any) -> Iterable[Any]:
+    if isinstance(value, (str, bytes)) or not isinstance(value, Iterable):
+        raise TypeError(f"{name} must be a list, got {type(value).__name__}")
+    return value
+
+
+def _strings(name: str, value: Any) -> list[str]:
+    """A list of str from a list (or one str, taken as a list of one)."""
+    if isinstance(value, str):
+        return [value]
+    items = list(_iterable(name, value))
+    for item in items:
+        if not isinstance(item, str):
+            raise TypeError(f"{name} must hold str, got {type(item).__name__}")
+    return items
+
+
+def _limits(value: Any, name: str) -> str | _seawall.Limit | list[str | _seawall.Limit]:
+    if isinstance(value, (str, _seawall.Limit)):
+        return value
+    if isinstance(value, Iterable) and not isinstance(value, (bytes, Mapping)):
+        return list(value)
+    raise TypeError(
+        f"{name} must be a limit string, a Limit or a list of them, got {type(value).__name__}"
+    )
+
+
+def _rule(rule: Any) -> RuleTuple:
+    if isinstance(rule, Rule):
+        return rule.as_tuple()
+    if isinstance(rule, (tuple, list)) and 2 <= len(rule) <= 4:
+        return Rule(*rule).as_tuple()
+    raise TypeError(
+        "rules must hold Rule objects or (path, limits, methods, name) tuples, "
+        f"got {type(rule).__name__}"
+    )

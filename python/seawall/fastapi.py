@@ -1,0 +1,120 @@
+"""``seawall.fastapi.limit``: a rate limit as a FastAPI dependency, for one endpoint or a router.
+
+``@app.get("/search", dependencies=[Depends(limit("10/minute"))])``. The client is found as the
+middleware finds it (the same native ``HttpLimiter``: trusted proxies, IPv6 prefixes), so a
+dependency and :class:`seawall.RateLimitMiddleware` never disagree on who a client is. A refused
+request raises ``HTTPException(429)`` with ``Retry-After`` and the ``X-RateLimit-*`` headers; an
+admitted one gets the ``X-RateLimit-*`` headers on its response.
+
+This module imports FastAPI; ``import seawall`` does not. (No ``from __future__ import
+annotations`` here: FastAPI reads the dependency's annotations at run time.)
+"""
+
+import inspect
+from collections.abc import Awaitable, Callable, Iterable
+from typing import Any
+
+from fastapi import HTTPException, Request, Response
+
+from seawall import _seawall
+from seawall.asgi import _limits, _strings
+from seawall.types import Limits
+
+__all__ = ["RateLimitDependency", "limit"]
+
+# Not passed on to HTTPException: FastAPI renders its own body, with its own length and type.
+_BODY_HEADERS = (b"content-length", b"content-type")
+
+
+def limit(
+    limits: Limits,
+    *,
+    key_func: Callable[[Request], str | Awaitable[str | None] | None] | None = None,
+    algorithm: str = "gcra",
+    trusted_proxies: Iterable[str] = (),
+    ipv6_prefix: int = 64,
+    max_key_length: int = 256,
+    exempt_ips: Iterable[str] = (),
+    headers: bool | str = True,
+    detail: Any = "Rate limit exceeded",
+    max_keys: int = 1_000_000,
+    clock: Any = None,
+) -> "RateLimitDependency":
+    """A dependency admitting ``limits`` per client: ``Depends(limit("10/minute"))``.
+
+    The key is the client IP (``trusted_proxies``: IPs / CIDRs whose proxy headers are believed;
+    IPv6 clients grouped by ``ipv6_prefix``), or what ``key_func(request)`` returns (sync or
+    async; ``None`` falls back to the IP). ``headers``: ``True`` for ``X-RateLimit-*``, ``False``
+    for none on admitted responses, or a mode of the middleware (``"draft"``, ``"both"``).
+    ``detail``: the ``HTTPException`` detail of a refusal.
+
+    Each call of ``limit(...)`` is one budget: reuse the returned dependency on several endpoints
+    to share it. Headers on admitted responses reach the client when the endpoint returns data
+    (FastAPI merges them); an endpoint returning its own ``Response`` sends only its own.
+    """
+    if key_func is not None and not callable(key_func):
+        raise TypeError(f"key_func must be callable or None, got {type(key_func).__name__}")
+    if headers is True or headers is False:
+        mode = "x-ratelimit" if headers else "none"
+    elif isinstance(headers, str):
+        mode = headers
+    else:
+        raise TypeError(f"headers must be a bool or a str, got {type(headers).__name__}")
+    native = _seawall.HttpLimiter(
+        limits=_limits(limits, "limits"),
+        algorithm=algorithm,
+        key="ip",
+        trusted_proxies=_strings("trusted_proxies", trusted_proxies),
+        ipv6_prefix=ipv6_prefix,
+        max_key_length=max_key_length,
+        exempt_ips=_strings("exempt_ips", exempt_ips),
+        headers=mode,
+        max_keys=max_keys,
+        clock=clock,
+    )
+    return RateLimitDependency(native, key_func, detail)
+
+
+class RateLimitDependency:
+    """What :func:`limit` returns: a FastAPI dependency over one native ``HttpLimiter``
+    (``.limiter``: its ``key_for`` and ``reset`` are there for tests and admin tools)."""
+
+    __slots__ = ("_check", "detail", "key_func", "limiter")
+
+    def __init__(
+        self,
+        limiter: _seawall.HttpLimiter,
+        key_func: Callable[[Request], str | Awaitable[str | None] | None] | None,
+        detail: Any,
+    ) -> None:
+        self.limiter = limiter
+        self.key_func = key_func
+        self.detail = detail
+        self._check = limiter.check
+
+    async def __call__(self, request: Request, response: Response) -> None:
+        key = None
+        if self.key_func is not None:
+            value = self.key_func(request)
+            if inspect.isawaitable(value):
+                value = await value
+            if value is not None and not isinstance(value, str):
+                raise TypeError(f"key_func must return a str or None, got {type(value).__name__}")
+            key = value or None
+        result = self._check(request.scope, key)
+        if result is None:
+            return
+        allowed, rendered, _ = result
+        if allowed:
+            for name, field in rendered:
+                response.headers.append(name.decode("latin-1"), field.decode("latin-1"))
+            return
+        raise HTTPException(
+            status_code=429,
+            detail=self.detail,
+            headers={
+                name.decode("latin-1"): field.decode("latin-1")
+                for name, field in rendered
+                if name not in _BODY_HEADERS
+            },
+        )
