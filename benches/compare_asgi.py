@@ -1,0 +1,882 @@
+"""seawall's ``RateLimitMiddleware`` vs slowapi vs a seed-004-style limiter, in front of a
+Starlette hello-world: served requests/s under uvicorn + wrk, and the in-process cost per request.
+
+Part 1 (served): ``PlainTextResponse("Hello, world!")`` on ``/``, served by uvicorn (uvloop +
+httptools, one worker, log level warning, no access log) on 127.0.0.1, one fresh server process per
+variant and round, pinned to CPU 0 (``taskset -c 0``); wrk drives it from CPU 1
+(``taskset -c 1 wrk -t1 -c32 -d<secs>s``). Each slot is a warm-up run, then a measured run;
+rounds are interleaved (round-robin over the variants, each round starting one variant later) and
+every variant reports its best and median round. A variant with any non-2xx/3xx response
+(a 429 or a 5xx) is invalid: every limiter here is configured to admit everything, so this
+measures the cost of an admitted request, not of a denial.
+
+Part 2 (in-process): each middleware wrapped around a trivial inner ASGI app (sends start + body)
+and called directly with a fixed ``http`` scope (shallow-copied per call: Starlette's ``Request``
+writes ``scope["state"]``), N calls in a plain loop inside one ``asyncio.run`` (default loop),
+best of 5 repeats, GC off while timing; the bare inner app's time is subtracted.
+
+Variants: no middleware; a pure-ASGI pass-through (the floor of any middleware); seawall
+``RateLimitMiddleware(limits="1000000000/second")`` (key: client IP, X-RateLimit headers on);
+slowapi ``SlowAPIMiddleware`` and, when installed, ``SlowAPIASGIMiddleware`` (default limit
+``1000000000/second``, headers on); a seed-004-style ``BaseHTTPMiddleware`` keeping a per-client
+list of timestamps (``benches/seed004.py``, limit 1e9 per ``--seed-window`` s, DEBUG log per
+admitted request, dropped by Python's default level).
+
+Only 127.0.0.1 is contacted; every loop is bounded in count and time; servers are always stopped.
+Timings are never tests: this script always exits 0.
+
+Run from the repository root::
+
+    .venv/bin/python benches/compare_asgi.py [--quick]
+
+The server processes are this script: ``compare_asgi.py --serve <variant> --port <port>``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import gc
+import http.client
+import os
+import re
+import shutil
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Coroutine
+from dataclasses import dataclass, field, replace
+from importlib import metadata
+from pathlib import Path
+from typing import IO, Any
+
+import seed004
+import slowapi.middleware
+from limits.storage import MemoryStorage
+from slowapi import Limiter, _rate_limit_exceeded_handler
+from slowapi.errors import RateLimitExceeded
+from slowapi.util import get_remote_address
+from starlette.applications import Starlette
+from starlette.middleware import Middleware
+from starlette.middleware.base import BaseHTTPMiddleware, RequestResponseEndpoint
+from starlette.requests import Request
+from starlette.responses import JSONResponse, PlainTextResponse, Response
+from starlette.routing import Route
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from timing import plan_units, print_header, stop_timer, table
+
+from seawall import RateLimitMiddleware
+
+AsyncTimer = Callable[[int], Coroutine[Any, Any, int]]
+
+LIMIT = "1000000000/second"
+SEED_LIMIT = 1_000_000_000
+HELLO = b"Hello, world!"
+CLIENT = ("203.0.113.7", 1234)
+# Response headers a limiter variant must add to an admitted response (lower-case).
+RATELIMIT_HEADERS = ("x-ratelimit-limit", "x-ratelimit-remaining", "x-ratelimit-reset")
+NEED_SERVED_FRACTION = 0.90
+NEED_ADDED_US = 3.0
+STARTUP_TIMEOUT_S = 20.0
+STOP_TIMEOUT_S = 10.0
+
+
+# --------------------------------------------------------------------------------------------
+# The app and the variants
+
+
+async def homepage(request: Request) -> PlainTextResponse:
+    return PlainTextResponse("Hello, world!")
+
+
+class PassThrough:
+    """A pure-ASGI middleware that does nothing: the floor of any middleware."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        await self.app(scope, receive, send)
+
+
+class SeedRateLimitMiddleware(BaseHTTPMiddleware):
+    """Seed 004's HTTP limiter: ``BaseHTTPMiddleware``, key ``http_{client ip}``, its
+    ``RateLimiterService`` (a list of timestamps per client, rebuilt on every call), a 429
+    ``JSONResponse`` on denial and ``X-RateLimit-*`` headers on the response when admitted."""
+
+    def __init__(
+        self, app: ASGIApp, limiter: seed004.RateLimiterService, limit: int, window: float
+    ) -> None:
+        super().__init__(app)
+        self.limiter = limiter
+        self.limit = limit
+        self.window = window
+
+    async def dispatch(self, request: Request, call_next: RequestResponseEndpoint) -> Response:
+        client_id = f"http_{request.client.host if request.client else 'unknown'}"
+        is_allowed, rate_info = self.limiter.check_and_record(client_id, self.limit, self.window)
+        if not is_allowed:
+            return JSONResponse(
+                {
+                    "error": "Rate limit exceeded",
+                    "message": f"Too many requests. Limit: {self.limit} per {self.window}s",
+                    "retry_after": rate_info["retry_after"],
+                },
+                status_code=429,
+                headers={"Retry-After": str(rate_info["retry_after"])},
+            )
+        response = await call_next(request)
+        response.headers["X-RateLimit-Limit"] = str(rate_info["limit"])
+        response.headers["X-RateLimit-Remaining"] = str(rate_info["remaining"])
+        response.headers["X-RateLimit-Reset"] = str(rate_info["reset_time"])
+        return response
+
+
+SLOWAPI_ASGI: Callable[[ASGIApp], ASGIApp] | None = getattr(
+    slowapi.middleware, "SlowAPIASGIMiddleware", None
+)
+
+
+@dataclass(frozen=True)
+class Variant:
+    key: str
+    label: str
+    limiter: bool  # a rate limiter: must add X-RateLimit-* headers to an admitted response
+
+
+VARIANTS: list[Variant] = [
+    Variant("none", "no middleware", False),
+    Variant("passthrough", "pure-ASGI pass-through", False),
+    Variant("seawall", "seawall `RateLimitMiddleware`", True),
+    Variant("seawall_noheaders", 'seawall `RateLimitMiddleware(headers="none")`', False),
+    Variant("slowapi", "slowapi `SlowAPIMiddleware`", True),
+    *(
+        [Variant("slowapi_asgi", "slowapi `SlowAPIASGIMiddleware`", True)]
+        if SLOWAPI_ASGI is not None
+        else []
+    ),
+    Variant("seed004", "seed-004-style `BaseHTTPMiddleware`", True),
+]
+BY_KEY = {v.key: v for v in VARIANTS}
+
+
+@dataclass
+class Built:
+    """One variant's middleware (``None``: no middleware) and the state it needs on the app."""
+
+    middleware: Middleware | None
+    slowapi_limiter: Limiter | None = None
+    seed_service: seed004.RateLimiterService | None = None
+
+
+def build(key: str, seed_window: float) -> Built:
+    """A fresh middleware (fresh limiter state) for variant ``key``."""
+    if key == "none":
+        return Built(None)
+    if key == "passthrough":
+        return Built(Middleware(PassThrough))
+    if key == "seawall":
+        return Built(Middleware(RateLimitMiddleware, limits=LIMIT))
+    if key == "seawall_noheaders":
+        return Built(Middleware(RateLimitMiddleware, limits=LIMIT, headers="none"))
+    if key in ("slowapi", "slowapi_asgi"):
+        limiter = Limiter(key_func=get_remote_address, default_limits=[LIMIT], headers_enabled=True)
+        cls = slowapi.middleware.SlowAPIMiddleware if key == "slowapi" else SLOWAPI_ASGI
+        assert cls is not None
+        return Built(Middleware(cls), slowapi_limiter=limiter)
+    if key == "seed004":
+        service = seed004.RateLimiterService(default_limit=20, default_window=60)
+        mw = Middleware(
+            SeedRateLimitMiddleware, limiter=service, limit=SEED_LIMIT, window=seed_window
+        )
+        return Built(mw, seed_service=service)
+    raise ValueError(f"unknown variant {key!r}")
+
+
+def make_app(built: Built) -> Starlette:
+    """The hello-world app with the variant's middleware added the documented way."""
+    app = Starlette(routes=[Route("/", homepage)])
+    if built.slowapi_limiter is not None:
+        app.state.limiter = built.slowapi_limiter
+        app.add_exception_handler(RateLimitExceeded, _rate_limit_exceeded_handler)  # type: ignore[arg-type]
+    if built.middleware is not None:
+        cls, args, kwargs = built.middleware
+        app.add_middleware(cls, *args, **kwargs)
+    return app
+
+
+def serve(key: str, port: int, seed_window: float) -> int:
+    import uvicorn
+
+    app = make_app(build(key, seed_window))
+    uvicorn.run(
+        app,
+        host="127.0.0.1",
+        port=port,
+        loop="uvloop",
+        http="httptools",
+        log_level="warning",
+        access_log=False,
+    )
+    return 0
+
+
+# --------------------------------------------------------------------------------------------
+# Part 1: served requests/s
+
+
+@dataclass(frozen=True)
+class WrkResult:
+    rps: float
+    requests: int
+    non_2xx: int
+    socket_errors: int
+    p50_ms: float | None
+    p99_ms: float | None
+    error: str | None = None  # set when the run could not be measured
+    cpu_us: float | None = None  # server process CPU time (user + system) per request
+
+
+@dataclass
+class ServedRow:
+    variant: Variant
+    runs: list[WrkResult] = field(default_factory=list)
+    headers_seen: str = ""
+    problems: list[str] = field(default_factory=list)
+
+    @property
+    def valid(self) -> bool:
+        return not self.problems and bool(self.runs)
+
+    @property
+    def rps(self) -> list[float]:
+        return [r.rps for r in self.runs if r.error is None]
+
+
+_UNITS_MS = {"us": 1e-3, "ms": 1.0, "s": 1000.0, "m": 60_000.0}
+
+
+def _latency_ms(text: str, pct: str) -> float | None:
+    m = re.search(rf"^\s*{re.escape(pct)}%\s+([\d.]+)(us|ms|s|m)\s*$", text, re.MULTILINE)
+    return float(m.group(1)) * _UNITS_MS[m.group(2)] if m else None
+
+
+def parse_wrk(text: str) -> WrkResult:
+    rps = re.search(r"^Requests/sec:\s+([\d.]+)", text, re.MULTILINE)
+    total = re.search(r"^\s*(\d+) requests in", text, re.MULTILINE)
+    non2xx = re.search(r"Non-2xx or 3xx responses:\s+(\d+)", text)
+    sock = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", text)
+    if rps is None or total is None:
+        return WrkResult(0.0, 0, 0, 0, None, None, error="no Requests/sec in wrk output")
+    return WrkResult(
+        rps=float(rps.group(1)),
+        requests=int(total.group(1)),
+        non_2xx=int(non2xx.group(1)) if non2xx else 0,
+        socket_errors=sum(int(g) for g in sock.groups()) if sock else 0,
+        p50_ms=_latency_ms(text, "50"),
+        p99_ms=_latency_ms(text, "99"),
+    )
+
+
+@dataclass(frozen=True)
+class Pinning:
+    server: list[str]
+    client: list[str]
+    note: str
+
+
+def pinning() -> Pinning:
+    usable = os.sched_getaffinity(0) if hasattr(os, "sched_getaffinity") else set()
+    if shutil.which("taskset") and {0, 1} <= usable:
+        return Pinning(["taskset", "-c", "0"], ["taskset", "-c", "1"], "server CPU 0, wrk CPU 1")
+    return Pinning([], [], "NOT pinned (no taskset or CPUs 0 and 1 not both usable)")
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def get_root(port: int) -> tuple[int, dict[str, str], bytes]:
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=2.0)
+    try:
+        conn.request("GET", "/")
+        resp = conn.getresponse()
+        return resp.status, {k.lower(): v for k, v in resp.getheaders()}, resp.read()
+    finally:
+        conn.close()
+
+
+def wait_ready(proc: subprocess.Popen[bytes], port: int) -> str | None:
+    """``None`` once the server answers on ``port``, else why it did not (bounded in time)."""
+    deadline = time.monotonic() + STARTUP_TIMEOUT_S
+    for _ in range(int(STARTUP_TIMEOUT_S / 0.05) + 1):
+        if proc.poll() is not None:
+            return f"server exited with {proc.returncode} before answering"
+        try:
+            get_root(port)
+            return None
+        except (OSError, http.client.HTTPException):
+            pass
+        if time.monotonic() > deadline:
+            break
+        time.sleep(0.05)
+    return f"server not answering after {STARTUP_TIMEOUT_S:g} s"
+
+
+def stop(proc: subprocess.Popen[bytes]) -> None:
+    if proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(timeout=STOP_TIMEOUT_S)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(timeout=STOP_TIMEOUT_S)
+
+
+def process_cpu_s(pid: int) -> float | None:
+    """User + system CPU seconds of process ``pid`` so far (Linux ``/proc``; else ``None``)."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+def run_wrk(pin: Pinning, port: int, secs: float, connections: int) -> WrkResult:
+    cmd = [
+        *pin.client,
+        "wrk",
+        "-t1",
+        f"-c{connections}",
+        f"-d{secs:g}s",
+        "--latency",
+        f"http://127.0.0.1:{port}/",
+    ]
+    try:
+        out = subprocess.run(cmd, capture_output=True, text=True, timeout=secs + 30, check=False)
+    except subprocess.TimeoutExpired:
+        return WrkResult(0.0, 0, 0, 0, None, None, error="wrk timed out")
+    if out.returncode != 0:
+        return WrkResult(0.0, 0, 0, 0, None, None, error=f"wrk exit {out.returncode}: {out.stderr}")
+    return parse_wrk(out.stdout)
+
+
+def tail(f: IO[bytes], n: int = 2000) -> str:
+    f.flush()
+    f.seek(0)
+    return f.read().decode(errors="replace")[-n:].strip()
+
+
+def check_response(row: ServedRow, status: int, headers: dict[str, str], body: bytes) -> None:
+    added = sorted(h for h in headers if h.startswith(("x-ratelimit", "ratelimit", "retry-after")))
+    row.headers_seen = ", ".join(added) if added else "(none)"
+    if status != 200 or body != HELLO:
+        row.problems.append(f"GET / answered {status} {body[:80]!r}")
+    if row.variant.limiter:
+        missing = [h for h in RATELIMIT_HEADERS if h not in headers]
+        if missing:
+            row.problems.append(f"admitted response lacks {', '.join(missing)}")
+
+
+def served_slot(
+    row: ServedRow, pin: Pinning, a: argparse.Namespace, first: bool
+) -> WrkResult | None:
+    """One warm-up + measured run of a fresh server for ``row``'s variant."""
+    port = free_port()
+    cmd = [
+        *pin.server,
+        sys.executable,
+        str(Path(__file__).resolve()),
+        "--serve",
+        row.variant.key,
+        "--port",
+        str(port),
+        "--seed-window",
+        repr(a.seed_window),
+    ]
+    with tempfile.TemporaryFile() as log:
+        proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, cwd=os.getcwd())
+        try:
+            why = wait_ready(proc, port)
+            if why is not None:
+                row.problems.append(f"{why}: {tail(log)}")
+                return None
+            if first:
+                try:
+                    check_response(row, *get_root(port))
+                except (OSError, http.client.HTTPException) as exc:
+                    row.problems.append(f"GET / failed: {exc!r}")
+            warm = run_wrk(pin, port, a.warmup, a.connections)
+            cpu0 = process_cpu_s(proc.pid)
+            result = run_wrk(pin, port, a.duration, a.connections)
+            cpu1 = process_cpu_s(proc.pid)
+            if cpu0 is not None and cpu1 is not None and result.requests:
+                result = replace(result, cpu_us=(cpu1 - cpu0) * 1e6 / result.requests)
+            for r in (warm, result):
+                if r.error is not None:
+                    row.problems.append(r.error)
+                elif r.non_2xx:
+                    kind = "warm-up" if r is warm else "measured"
+                    row.problems.append(f"{r.non_2xx} non-2xx/3xx responses in a {kind} run")
+            if proc.poll() is not None:
+                row.problems.append(f"server died during the run: {tail(log)}")
+            return result
+        finally:
+            stop(proc)
+
+
+def run_served(a: argparse.Namespace) -> tuple[list[ServedRow], Pinning]:
+    pin = pinning()
+    rows = [ServedRow(v) for v in VARIANTS if v.key in a.variants]
+    for rnd in range(a.rounds):
+        shift = rnd % len(rows)
+        order = rows[shift:] + rows[:shift]
+        done = []
+        for row in order:
+            result = served_slot(row, pin, a, first=rnd == 0)
+            if result is not None:
+                row.runs.append(result)
+                done.append(f"{row.variant.key} {result.rps:,.0f}")
+        print(f"round {rnd + 1}/{a.rounds}: " + ", ".join(done), file=sys.stderr, flush=True)
+    return rows, pin
+
+
+def pct(x: float) -> str:
+    return f"{100 * x:.0f}%"
+
+
+def median_cpu(row: ServedRow) -> float | None:
+    cpus = [w.cpu_us for w in row.runs if w.error is None and w.cpu_us is not None]
+    return statistics.median(cpus) if cpus else None
+
+
+def served_table(rows: list[ServedRow]) -> str:
+    base = rows[0]  # "none"
+    b_best = max(base.rps) if base.rps else 0.0
+    b_med = statistics.median(base.rps) if base.rps else 0.0
+    b_cpu = median_cpu(base)
+    header = [
+        "variant",
+        "best req/s",
+        "median req/s",
+        "best vs none",
+        "median vs none",
+        "rounds req/s (run order)",
+        "p50 / p99 ms (median round)",
+        "server CPU µs/request (median)",
+        "added CPU µs vs none",
+        "non-2xx",
+        "socket errors",
+        "valid",
+    ]
+    out: list[list[str]] = []
+    for r in rows:
+        rps = r.rps
+        if not rps:
+            out.append([r.variant.label, *["-"] * 10, "no"])
+            continue
+        best, med = max(rps), statistics.median(rps)
+        mid = sorted(r.runs, key=lambda w: w.rps)[len(r.runs) // 2]
+        cpu = median_cpu(r)
+        lat = (
+            f"{mid.p50_ms:.2f} / {mid.p99_ms:.2f}"
+            if mid.p50_ms is not None and mid.p99_ms is not None
+            else "-"
+        )
+        out.append(
+            [
+                r.variant.label,
+                f"{best:,.0f}",
+                f"{med:,.0f}",
+                pct(best / b_best) if b_best else "-",
+                pct(med / b_med) if b_med else "-",
+                " / ".join(f"{x:,.0f}" for x in rps),
+                lat,
+                "-" if cpu is None else f"{cpu:.1f}",
+                "-" if cpu is None or b_cpu is None or r is base else f"{cpu - b_cpu:+.1f}",
+                str(sum(w.non_2xx for w in r.runs)),
+                str(sum(w.socket_errors for w in r.runs)),
+                "yes" if r.valid else "NO",
+            ]
+        )
+    return table(header, out, {1, 2, 3, 4, 6, 7, 8, 9, 10})
+
+
+# --------------------------------------------------------------------------------------------
+# Part 2: in-process cost
+
+
+def base_scope(app: Starlette) -> Scope:
+    return {
+        "type": "http",
+        "asgi": {"version": "3.0", "spec_version": "2.3"},  # what uvicorn's httptools sends
+        "http_version": "1.1",
+        "server": ("127.0.0.1", 8000),
+        "client": CLIENT,
+        "scheme": "http",
+        "method": "GET",
+        "root_path": "",
+        "path": "/",
+        "raw_path": b"/",
+        "query_string": b"",
+        "headers": [
+            (b"host", b"127.0.0.1:8000"),
+            (b"user-agent", b"compare_asgi/1"),
+            (b"accept", b"*/*"),
+        ],
+        # Starlette puts the app in the scope; slowapi's middlewares read its state and routes.
+        "app": app,
+    }
+
+
+async def inner_app(scope: Scope, receive: Receive, send: Send) -> None:
+    """The trivial app: fresh messages each call (slowapi edits the header list in place)."""
+    await send(
+        {
+            "type": "http.response.start",
+            "status": 200,
+            "headers": [
+                (b"content-type", b"text/plain; charset=utf-8"),
+                (b"content-length", b"13"),
+            ],
+        }
+    )
+    await send({"type": "http.response.body", "body": HELLO, "more_body": False})
+
+
+REQUEST_MESSAGE: Message = {"type": "http.request", "body": b"", "more_body": False}
+
+
+async def receive_request() -> Message:
+    return REQUEST_MESSAGE
+
+
+@dataclass(frozen=True)
+class InprocRow:
+    variant: Variant
+    ns: float  # best ns per request, inner app included
+    calls: int  # requests per timed repeat
+    headers_seen: str
+    problems: list[str]
+    note: str = ""
+
+
+def wrap_inner(built: Built) -> ASGIApp:
+    if built.middleware is None:
+        return inner_app
+    cls, args, kwargs = built.middleware
+    wrapped: ASGIApp = cls(inner_app, *args, **kwargs)
+    return wrapped
+
+
+async def _validate(app: ASGIApp, scope: Scope, variant: Variant) -> tuple[str, list[str]]:
+    sent: list[Message] = []
+
+    async def send(message: Message) -> None:
+        sent.append(message)
+
+    await app(dict(scope), receive_request, send)
+    problems: list[str] = []
+    starts = [m for m in sent if m["type"] == "http.response.start"]
+    body = b"".join(m.get("body", b"") for m in sent if m["type"] == "http.response.body")
+    if len(starts) != 1 or starts[0]["status"] != 200 or body != HELLO:
+        problems.append(f"unexpected response: {sent!r:.200}")
+        return "", problems
+    names = {bytes(k).decode("latin-1").lower() for k, _ in starts[0]["headers"]}
+    added = sorted(h for h in names if h.startswith(("x-ratelimit", "ratelimit", "retry-after")))
+    if variant.limiter:
+        missing = [h for h in RATELIMIT_HEADERS if h not in names]
+        if missing:
+            problems.append(f"admitted response lacks {', '.join(missing)}")
+    return (", ".join(added) if added else "(none)"), problems
+
+
+async def _measure_inproc(
+    variant: Variant, built: Built, target_ns: int, repeats: int
+) -> InprocRow:
+    app = wrap_inner(built)
+    scope = base_scope(make_app(built))
+    headers_seen, problems = await _validate(app, scope, variant)
+    bad: list[int] = []
+
+    async def send(message: Message) -> None:
+        if message["type"] == "http.response.start" and message["status"] != 200:
+            bad.append(message["status"])
+
+    async def timer(n: int) -> int:
+        a, copy, sc, rcv, snd = app, dict, scope, receive_request, send
+        t0 = time.perf_counter_ns()
+        for _ in range(n):
+            await a(copy(sc), rcv, snd)
+        return time.perf_counter_ns() - t0
+
+    def prepare() -> None:
+        # The seed-style log keeps every admitted request of the window: start each repeat empty.
+        if built.seed_service is not None:
+            built.seed_service._request_log.clear()
+
+    n0 = 200
+    await timer(n0)
+    n = plan_units(await timer(n0), n0, target_ns)
+    best = sys.maxsize
+    log_max = 0
+    for _ in range(repeats):
+        prepare()
+        gc.collect()
+        gc.disable()
+        try:
+            best = min(best, await timer(n))
+        finally:
+            gc.enable()
+        if built.seed_service is not None:
+            log_max = max([log_max, *map(len, built.seed_service._request_log.values())])
+    if bad:
+        problems.append(f"{len(bad)} responses were not 200 (e.g. {bad[0]})")
+    note = f"log grows 0 -> {log_max:,} entries per repeat" if built.seed_service else ""
+    return InprocRow(variant, best / n, n, headers_seen, problems, note)
+
+
+def run_inproc(a: argparse.Namespace) -> list[InprocRow]:
+    rows: list[InprocRow] = []
+    for v in VARIANTS:
+        if v.key not in a.variants:
+            continue
+        built = build(v.key, a.seed_window)
+        try:
+            rows.append(asyncio.run(_measure_inproc(v, built, int(a.target_ms * 1e6), a.repeats)))
+        finally:
+            if built.slowapi_limiter is not None:
+                storage = built.slowapi_limiter._storage
+                if isinstance(storage, MemoryStorage):
+                    stop_timer(storage)
+    return rows
+
+
+def us(x: float) -> str:
+    return f"{x / 1000:.2f}"
+
+
+def inproc_table(rows: list[InprocRow]) -> str:
+    bare = rows[0].ns
+    out = [
+        [
+            r.variant.label,
+            us(r.ns),
+            "-" if r.variant.key == "none" else us(r.ns - bare),
+            f"{r.calls:,}",
+            r.headers_seen,
+            "yes" if not r.problems else "NO: " + "; ".join(r.problems),
+        ]
+        for r in rows
+    ]
+    header = [
+        "variant",
+        "µs/request",
+        "added µs/request",
+        "requests/repeat",
+        "rate-limit headers added",
+        "valid",
+    ]
+    return table(header, out, {1, 2, 3})
+
+
+# --------------------------------------------------------------------------------------------
+# Output
+
+
+def versions() -> dict[str, str]:
+    out: dict[str, str] = {}
+    for dist in ("seawall", "starlette", "uvicorn", "uvloop", "httptools", "slowapi", "limits"):
+        try:
+            out[dist] = metadata.version(dist)
+        except metadata.PackageNotFoundError:
+            out[dist] = "not installed"
+    return out
+
+
+def wrk_version() -> str:
+    if shutil.which("wrk") is None:
+        return "not installed"
+    out = subprocess.run(["wrk", "--version"], capture_output=True, text=True, timeout=10)
+    first = (out.stdout or out.stderr).splitlines()
+    return first[0].split(" Copyright")[0] if first else "unknown"
+
+
+def served_check(rows: list[ServedRow]) -> str:
+    by = {r.variant.key: r for r in rows}
+    base = by["none"]
+    what = f"seawall keeps >= {pct(NEED_SERVED_FRACTION)} of no-middleware requests/s"
+    if not base.valid or not base.rps:
+        return f"check: {what}: no valid no-middleware baseline FAIL"
+
+    def frac(key: str) -> tuple[float, float] | None:
+        r = by.get(key)
+        if r is None or not r.rps:
+            return None
+        return (
+            statistics.median(r.rps) / statistics.median(base.rps),
+            max(r.rps) / max(base.rps),
+        )
+
+    others = []
+    for key in ("slowapi", "slowapi_asgi", "seed004"):
+        f = frac(key)
+        if f is not None:
+            flag = "" if by[key].valid else ", invalid"
+            others.append(f"{BY_KEY[key].label}: {pct(f[0])}{flag}")
+    beside = f" (median; {'; '.join(others)})" if others else " (median)"
+    sw = frac("seawall")
+    if sw is None:
+        return f"check: {what}: not measured{beside} FAIL"
+    valid = by["seawall"].valid
+    verdict = "PASS" if valid and sw[0] >= NEED_SERVED_FRACTION else "FAIL"
+    invalid = "" if valid else " [seawall run INVALID: " + "; ".join(by["seawall"].problems) + "]"
+    return f"check: {what}: {pct(sw[0])} (best-of-rounds {pct(sw[1])}){beside}{invalid} {verdict}"
+
+
+def cpu_info(rows: list[ServedRow]) -> str:
+    """Informational: the server CPU time each limiter adds per request over no middleware."""
+    cpu = {r.variant.key: median_cpu(r) for r in rows}
+    base = cpu.get("none")
+    parts = [
+        f"{BY_KEY[k].label}: {c - base:+.1f} µs"
+        for k, c in cpu.items()
+        if k != "none" and c is not None and base is not None
+    ]
+    return "info: server CPU time added per request vs no middleware (median): " + (
+        "; ".join(parts) if parts else "not measured"
+    )
+
+
+def inproc_check(rows: list[InprocRow]) -> str:
+    bare = rows[0].ns
+    by = {r.variant.key: r for r in rows}
+    sw = by["seawall"]
+    added = (sw.ns - bare) / 1000
+    others = "; ".join(
+        f"{by[k].variant.label}: {(by[k].ns - bare) / 1000:.2f} µs"
+        for k in ("passthrough", "slowapi", "slowapi_asgi", "seed004")
+        if k in by
+    )
+    verdict = "PASS" if not sw.problems and added <= NEED_ADDED_US else "FAIL"
+    invalid = "" if not sw.problems else " [seawall INVALID: " + "; ".join(sw.problems) + "]"
+    return (
+        f"check: seawall adds <= {NEED_ADDED_US:g} µs per request in-process: {added:.2f} µs "
+        f"({others}){invalid} {verdict}"
+    )
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    parser.add_argument("--quick", action="store_true", help="2 s measured runs, shorter repeats")
+    parser.add_argument("--rounds", type=int, default=3, help="interleaved rounds (default 3)")
+    parser.add_argument("--duration", type=float, default=None, help="measured wrk run, s")
+    parser.add_argument("--warmup", type=float, default=2.0, help="warm-up wrk run, s")
+    parser.add_argument("--connections", type=int, default=32, help="wrk connections")
+    parser.add_argument("--target-ms", type=float, default=None, help="in-process repeat, ms")
+    parser.add_argument("--repeats", type=int, default=5, help="in-process repeats (best of)")
+    parser.add_argument(
+        "--seed-window", type=float, default=1.0, help="seed-style log window, s (limit 1e9)"
+    )
+    parser.add_argument(
+        "--variants",
+        type=lambda text: [v.strip() for v in text.split(",")],
+        default=[v.key for v in VARIANTS],
+        help="comma-separated variants to run (default: all; 'none' is always needed for ratios)",
+    )
+    parser.add_argument("--no-served", action="store_true", help="skip the uvicorn + wrk part")
+    parser.add_argument("--no-inproc", action="store_true", help="skip the in-process part")
+    parser.add_argument("--serve", choices=sorted(BY_KEY), help=argparse.SUPPRESS)
+    parser.add_argument("--port", type=int, default=0, help=argparse.SUPPRESS)
+    a = parser.parse_args()
+    if a.serve is not None:
+        return serve(a.serve, a.port, a.seed_window)
+    a.duration = a.duration if a.duration is not None else (2.0 if a.quick else 5.0)
+    a.target_ms = a.target_ms if a.target_ms is not None else (50.0 if a.quick else 250.0)
+    a.rounds = max(1, min(a.rounds, 20))
+    a.repeats = max(1, min(a.repeats, 20))
+    a.duration = max(1.0, min(a.duration, 120.0))
+    a.warmup = max(0.0, min(a.warmup, 60.0))
+
+    started = time.perf_counter()
+    print_header(
+        "# seawall `RateLimitMiddleware` vs slowapi vs seed-004-style: Starlette hello-world",
+        {**versions(), "wrk": wrk_version()},
+    )
+    pin = pinning()
+    print(
+        "- served: uvicorn `--loop uvloop --http httptools`, 1 worker, log level warning, no "
+        f"access log, on 127.0.0.1; `wrk -t1 -c{a.connections} -d{a.duration:g}s --latency`; "
+        f"{pin.note}; per variant and round a fresh server, {a.warmup:g} s warm-up then "
+        f"{a.duration:g} s measured; {a.rounds} rounds interleaved (round-robin, each round "
+        "starting one variant later); best and median of the rounds; server CPU µs/request = "
+        "the server process's user + system CPU time during the measured run / requests served "
+        "(less sensitive than req/s to other load on the machine)"
+    )
+    print(
+        "- in-process: the middleware around a trivial ASGI app (start + body), called directly "
+        f"with a fixed http scope (shallow copy per call), client {CLIENT[0]}, in a plain loop "
+        f"inside one asyncio.run (default loop), best of {a.repeats} repeats of "
+        f"~{a.target_ms:g} ms, GC off while timing; added = minus the bare app"
+    )
+    print(
+        f"- every limiter admits everything: seawall `limits={LIMIT!r}` (key: client IP, "
+        f"X-RateLimit headers); slowapi `default_limits=[{LIMIT!r}]`, headers_enabled, "
+        f"fixed-window, memory storage; seed-style: limit {SEED_LIMIT:.0e} per {a.seed_window:g} s "
+        "window (benches/seed004.py; its per-client log holds every request of the last "
+        f"{a.seed_window:g} s), DEBUG log per admitted request dropped by Python's default level"
+    )
+    if SLOWAPI_ASGI is None:
+        print("- slowapi has no `SlowAPIASGIMiddleware` in this version: that row is left out")
+    print(flush=True)
+
+    served: list[ServedRow] = []
+    if not a.no_served:
+        if shutil.which("wrk") is None:
+            print("## Served requests/s: skipped (wrk is not installed: `apt-get install wrk`)")
+            print()
+        else:
+            served, _ = run_served(a)
+            print("## Served requests/s (uvicorn + httptools + uvloop, 1 worker; wrk)")
+            print()
+            print(served_table(served))
+            print()
+            for r in served:
+                print(f"- {r.variant.label}: rate-limit headers on `GET /`: {r.headers_seen}")
+                for p in r.problems:
+                    print(f"  - INVALID: {p}")
+            print(flush=True)
+
+    inproc: list[InprocRow] = []
+    if not a.no_inproc:
+        inproc = run_inproc(a)
+        print("## In-process cost per request (ASGI app called directly, no server)")
+        print()
+        print(inproc_table(inproc))
+        notes = [f"{r.variant.label}: {r.note}" for r in inproc if r.note]
+        if notes:
+            print()
+            for note in notes:
+                print(f"- {note}")
+        print(flush=True)
+
+    print("## Checks (informational; timings are never tests)")
+    print()
+    if served:
+        print(served_check(served))
+        print(cpu_info(served))
+    if inproc:
+        print(inproc_check(inproc))
+    print()
+    print(f"total run time: {time.perf_counter() - started:.0f} s")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
