@@ -400,7 +400,10 @@ impl HttpPolicy {
         };
         let (d, window, name) = *binding.expect("at least one decision");
         let headers = render::headers(self.headers, &d, window, name);
-        Ok(if allowed {
+        Ok(if allowed && headers.is_empty() {
+            // Nothing to add: the middleware need not wrap `send`.
+            Outcome::Pass
+        } else if allowed {
             Outcome::Allowed(headers)
         } else {
             let (headers, body) = render::denial(headers, &d);
