@@ -291,13 +291,17 @@ class RateLimitMiddleware:
 
 
 def _send_with_headers(send: Send, headers: Headers) -> Send:
-    """``send``, adding ``headers`` to ``http.response.start``; every other message untouched."""
+    """``send``, adding ``headers`` to ``http.response.start``; every other message untouched.
 
-    async def send_with_headers(message: Message) -> None:
+    A plain function returning ``send``'s awaitable, not a coroutine of its own: one frame less
+    per message on the hot path, and ``await send_with_headers(message)`` works the same.
+    """
+
+    def send_with_headers(message: Message) -> Awaitable[None]:
         if message["type"] == "http.response.start":
             # A new list: the app's own may be shared (a Response object sent twice).
             message["headers"] = [*message.get("headers", ()), *headers]
-        await send(message)
+        return send(message)
 
     return send_with_headers
 
