@@ -6,6 +6,7 @@
 //! The pyo3 bindings live in `python` behind the `python` feature, which the maturin build turns on.
 
 pub mod algorithm;
+pub mod breaker;
 pub mod clock;
 pub mod error;
 pub mod http;

@@ -6,6 +6,7 @@ from typing import Any, Literal, Protocol, final
 
 __all__ = [
     "ALGORITHMS",
+    "BreakerCore",
     "ClientRateLimiter",
     "Decision",
     "HttpLimiter",
@@ -246,3 +247,40 @@ class HttpLimiter:
     ) -> tuple[bool, list[tuple[bytes, bytes]], bytes | None] | None: ...
     def key_for(self, scope: Mapping[str, Any], body: bytes | None = None) -> str: ...
     def reset(self, key: str) -> None: ...
+
+@final
+class BreakerCore:
+    """The circuit breaker's state machine; ``seawall.CircuitBreaker`` wraps it."""
+
+    def __new__(
+        cls,
+        *,
+        failure_threshold: int = 5,
+        success_threshold: int = 1,
+        recovery_timeout: float = 30.0,
+        half_open_max_calls: int = 1,
+        probe_timeout: float | None = None,
+        failure_rate_threshold: float | None = None,
+        slow_call_rate_threshold: float | None = None,
+        slow_call_duration: float | None = None,
+        window_type: str = "count",
+        window_size: int = 100,
+        window_duration: float = 60.0,
+        minimum_calls: int = 10,
+        backoff_multiplier: float = 2.0,
+        max_recovery_timeout: float = 600.0,
+        jitter: float = 0.1,
+        clock: _ClockArg = None,
+    ) -> BreakerCore: ...
+    def try_acquire(self) -> int: ...
+    def record(self, permit: int, outcome: int, duration: float = 0.0) -> None: ...
+    @property
+    def state(self) -> str: ...
+    def retry_after(self) -> float: ...
+    @property
+    def transitions(self) -> int: ...
+    def last_transition(self) -> tuple[str, str, str, float] | None: ...
+    def stats(self) -> dict[str, Any]: ...
+    def reset(self) -> None: ...
+    def force_open(self) -> None: ...
+    def force_closed(self) -> None: ...

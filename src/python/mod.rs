@@ -1,6 +1,7 @@
 //! The pyo3 bindings: thin types that convert arguments, read the clock and map errors. The logic
 //! and its documentation live in the core modules.
 
+mod breaker;
 mod bucket;
 mod client;
 mod clock;
@@ -28,5 +29,6 @@ fn _seawall(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<limiter::PyLimiter>()?;
     m.add_class::<limiter::PySlidingLogService>()?;
     m.add_class::<http::PyHttpLimiter>()?;
+    m.add_class::<breaker::PyBreakerCore>()?;
     Ok(())
 }

@@ -1,0 +1,206 @@
+use pyo3::exceptions::PyValueError;
+use pyo3::prelude::*;
+use pyo3::types::PyDict;
+
+use super::clock::ClockSource;
+use crate::breaker::{Breaker, BreakerConfig, Outcome, Permit, WindowKind};
+use crate::clock::{nanos_to_secs, secs_to_nanos, Nanos};
+
+#[pyclass(frozen, module = "seawall._seawall", name = "BreakerCore")]
+pub(crate) struct PyBreakerCore {
+    breaker: Breaker,
+    clock: ClockSource,
+}
+
+fn seconds(param: &'static str, value: f64) -> PyResult<Nanos> {
+    secs_to_nanos(value).ok_or_else(|| {
+        PyValueError::new_err(format!(
+            "{param} must be a finite number of seconds, at least 0, got {value}"
+        ))
+    })
+}
+
+fn count(param: &'static str, value: i64) -> PyResult<u32> {
+    u32::try_from(value)
+        .ok()
+        .filter(|&v| v >= 1)
+        .ok_or_else(|| PyValueError::new_err(format!("{param} must be at least 1, got {value}")))
+}
+
+fn secs_or_inf(n: Nanos) -> f64 {
+    if n == Nanos::MAX {
+        f64::INFINITY
+    } else {
+        nanos_to_secs(n)
+    }
+}
+
+#[pymethods]
+impl PyBreakerCore {
+    #[new]
+    #[pyo3(signature = (
+        *,
+        failure_threshold=5,
+        success_threshold=1,
+        recovery_timeout=30.0,
+        half_open_max_calls=1,
+        probe_timeout=None,
+        failure_rate_threshold=None,
+        slow_call_rate_threshold=None,
+        slow_call_duration=None,
+        window_type="count",
+        window_size=100,
+        window_duration=60.0,
+        minimum_calls=10,
+        backoff_multiplier=2.0,
+        max_recovery_timeout=600.0,
+        jitter=0.1,
+        clock=None,
+    ))]
+    #[allow(clippy::too_many_arguments)]
+    fn new(
+        py: Python<'_>,
+        failure_threshold: i64,
+        success_threshold: i64,
+        recovery_timeout: f64,
+        half_open_max_calls: i64,
+        probe_timeout: Option<f64>,
+        failure_rate_threshold: Option<f64>,
+        slow_call_rate_threshold: Option<f64>,
+        slow_call_duration: Option<f64>,
+        window_type: &str,
+        window_size: i64,
+        window_duration: f64,
+        minimum_calls: i64,
+        backoff_multiplier: f64,
+        max_recovery_timeout: f64,
+        jitter: f64,
+        clock: Option<&Bound<'_, PyAny>>,
+    ) -> PyResult<Self> {
+        let recovery = seconds("recovery_timeout", recovery_timeout)?;
+        let window = match window_type {
+            "count" => WindowKind::Count(count("window_size", window_size)?),
+            "time" => WindowKind::Time(seconds("window_duration", window_duration)?),
+            other => {
+                return Err(PyValueError::new_err(format!(
+                    "window_type must be 'count' or 'time', got '{other}'"
+                )))
+            }
+        };
+        let config = BreakerConfig {
+            failure_threshold: count("failure_threshold", failure_threshold)?,
+            success_threshold: count("success_threshold", success_threshold)?,
+            recovery_timeout: recovery,
+            half_open_max_calls: count("half_open_max_calls", half_open_max_calls)?,
+            probe_timeout: match probe_timeout {
+                Some(t) => seconds("probe_timeout", t)?,
+                None => recovery,
+            },
+            failure_rate_threshold,
+            slow_call_rate_threshold,
+            slow_call_duration: slow_call_duration
+                .map(|d| seconds("slow_call_duration", d))
+                .transpose()?,
+            window,
+            minimum_calls: count("minimum_calls", minimum_calls)?,
+            backoff_multiplier,
+            max_recovery_timeout: seconds("max_recovery_timeout", max_recovery_timeout)?,
+            jitter,
+        };
+        let clock = ClockSource::from_arg(clock)?;
+        let now = clock.now(py)?;
+        Ok(PyBreakerCore {
+            breaker: Breaker::new(config, now)?,
+            clock,
+        })
+    }
+
+    fn try_acquire(&self, py: Python<'_>) -> PyResult<Permit> {
+        Ok(self.breaker.try_acquire(self.clock.now(py)?))
+    }
+
+    #[pyo3(signature = (permit, outcome, duration=0.0))]
+    fn record(&self, py: Python<'_>, permit: Permit, outcome: u8, duration: f64) -> PyResult<()> {
+        let outcome = match outcome {
+            0 => Outcome::Success,
+            1 => Outcome::Failure,
+            2 => Outcome::Ignored,
+            other => {
+                return Err(PyValueError::new_err(format!(
+                    "outcome must be 0 (success), 1 (failure) or 2 (ignored), got {other}"
+                )))
+            }
+        };
+        let duration = secs_to_nanos(duration).unwrap_or(0);
+        self.breaker
+            .record(permit, outcome, duration, self.clock.now(py)?);
+        Ok(())
+    }
+
+    #[getter]
+    fn state(&self, py: Python<'_>) -> PyResult<&'static str> {
+        Ok(self.breaker.state(self.clock.now(py)?).name())
+    }
+
+    fn retry_after(&self, py: Python<'_>) -> PyResult<f64> {
+        Ok(secs_or_inf(self.breaker.retry_after(self.clock.now(py)?)))
+    }
+
+    #[getter]
+    fn transitions(&self) -> u64 {
+        self.breaker.transitions()
+    }
+
+    fn last_transition(&self) -> Option<(&'static str, &'static str, &'static str, f64)> {
+        self.breaker
+            .last_transition()
+            .map(|t| (t.from.name(), t.to.name(), t.reason, nanos_to_secs(t.at)))
+    }
+
+    fn stats<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
+        let now = self.clock.now(py)?;
+        let state = self.breaker.state(now);
+        let (s, consecutive, time_in) = self.breaker.stats(now);
+        let d = PyDict::new(py);
+        d.set_item("state", state.name())?;
+        d.set_item("calls", s.calls)?;
+        d.set_item("successes", s.successes)?;
+        d.set_item("failures", s.failures)?;
+        d.set_item("ignored", s.ignored)?;
+        d.set_item("slow_calls", s.slow_calls)?;
+        d.set_item("rejections", s.rejections)?;
+        d.set_item("opened_count", s.opened_count)?;
+        d.set_item("consecutive_failures", consecutive)?;
+        d.set_item("time_closed", nanos_to_secs(time_in[0]))?;
+        d.set_item("time_open", nanos_to_secs(time_in[1]))?;
+        d.set_item("time_half_open", nanos_to_secs(time_in[2]))?;
+        let last = match self.breaker.last_transition() {
+            Some(t) => {
+                let l = PyDict::new(py);
+                l.set_item("from", t.from.name())?;
+                l.set_item("to", t.to.name())?;
+                l.set_item("reason", t.reason)?;
+                l.set_item("at", nanos_to_secs(t.at))?;
+                Some(l)
+            }
+            None => None,
+        };
+        d.set_item("last_transition", last)?;
+        Ok(d)
+    }
+
+    fn reset(&self, py: Python<'_>) -> PyResult<()> {
+        self.breaker.reset(self.clock.now(py)?);
+        Ok(())
+    }
+
+    fn force_open(&self, py: Python<'_>) -> PyResult<()> {
+        self.breaker.force_open(self.clock.now(py)?);
+        Ok(())
+    }
+
+    fn force_closed(&self, py: Python<'_>) -> PyResult<()> {
+        self.breaker.force_closed(self.clock.now(py)?);
+        Ok(())
+    }
+}
