@@ -88,6 +88,23 @@ fn item<'py>(
 }
 
 impl<'py> Scope<'py> {
+    fn header_slices(&self) -> Vec<(&[u8], &[u8])> {
+        self.headers
+            .iter()
+            .map(|(n, v)| (n.as_bytes(), v.as_bytes()))
+            .collect()
+    }
+
+    fn view<'a>(&'a self, headers: &'a [(&'a [u8], &'a [u8])]) -> PyResult<RequestView<'a>> {
+        Ok(RequestView {
+            peer: self.peer.as_ref().map(|p| p.to_str()).transpose()?,
+            headers,
+            path: self.path.to_str()?,
+            method: self.method.to_str()?,
+            query: self.query.as_ref().map(|q| q.as_bytes()).unwrap_or(b""),
+        })
+    }
+
     /// Reads what the policy needs from an ASGI HTTP scope; `None` if the scope is not HTTP.
     fn read(
         py: Python<'py>,
@@ -289,18 +306,8 @@ impl PyHttpLimiter {
         let Some(s) = Scope::read(py, scope, self.reads_headers)? else {
             return Ok(None);
         };
-        let headers: Vec<(&[u8], &[u8])> = s
-            .headers
-            .iter()
-            .map(|(n, v)| (n.as_bytes(), v.as_bytes()))
-            .collect();
-        let req = RequestView {
-            peer: s.peer.as_ref().map(|p| p.to_str()).transpose()?,
-            headers: &headers,
-            path: s.path.to_str()?,
-            method: s.method.to_str()?,
-            query: s.query.as_ref().map(|q| q.as_bytes()).unwrap_or(b""),
-        };
+        let headers = s.header_slices();
+        let req = s.view(&headers)?;
         let now = self.clock.now(py)?;
         Ok(match self.policy.decide(&req, now, key, body)? {
             Outcome::Pass => None,
@@ -333,18 +340,8 @@ impl PyHttpLimiter {
         let Some(s) = Scope::read(py, scope, true)? else {
             return Err(PyValueError::new_err("scope must be an http scope"));
         };
-        let headers: Vec<(&[u8], &[u8])> = s
-            .headers
-            .iter()
-            .map(|(n, v)| (n.as_bytes(), v.as_bytes()))
-            .collect();
-        let req = RequestView {
-            peer: s.peer.as_ref().map(|p| p.to_str()).transpose()?,
-            headers: &headers,
-            path: s.path.to_str()?,
-            method: s.method.to_str()?,
-            query: s.query.as_ref().map(|q| q.as_bytes()).unwrap_or(b""),
-        };
+        let headers = s.header_slices();
+        let req = s.view(&headers)?;
         Ok(self.policy.key_for(&req, body))
     }
 
