@@ -16,11 +16,14 @@ from seawall._seawall import (
 )
 from seawall._token_bucket import ClientRateLimiter, TokenBucket
 from seawall.asgi import RateLimitMiddleware, Rule
+from seawall.breaker import CircuitBreaker, breakers
 from seawall.decorators import rate_limit
-from seawall.errors import RateLimitExceeded, SeawallError
+from seawall.errors import CircuitOpenError, RateLimitExceeded, SeawallError
 
 __all__ = [
     "ALGORITHMS",
+    "CircuitBreaker",
+    "CircuitOpenError",
     "ClientRateLimiter",
     "Decision",
     "Limit",
@@ -33,5 +36,6 @@ __all__ = [
     "TokenBucket",
     "TokenBucketConfig",
     "__version__",
+    "breakers",
     "rate_limit",
 ]

@@ -1,4 +1,4 @@
-"""seawall's exceptions: one base class, :class:`SeawallError`, and what the limiters raise.
+"""seawall's exceptions: the base class :class:`SeawallError`, and what limiters and breakers raise.
 
 Bad arguments are ``ValueError`` / ``TypeError`` as everywhere in Python; these are for the
 decisions themselves.
@@ -8,11 +8,42 @@ from __future__ import annotations
 
 import math
 
-__all__ = ["RateLimitExceeded", "SeawallError"]
+__all__ = ["CircuitOpenError", "RateLimitExceeded", "SeawallError"]
 
 
 class SeawallError(Exception):
     """Base class of every exception seawall raises for its own decisions."""
+
+
+def _whole_seconds(seconds: float) -> int:
+    """``seconds`` rounded up, at least 1 (for a ``Retry-After``); ``2**31 - 1`` for never."""
+    if not math.isfinite(seconds):
+        return 2**31 - 1
+    return max(1, math.ceil(seconds))
+
+
+class CircuitOpenError(SeawallError):
+    """A call was rejected by a circuit breaker (open, or half-open with every probe slot busy).
+
+    ``name``: the breaker's name. ``retry_after``: seconds until it could admit a call (exact, not
+    rounded; ``inf`` while it is forced open).
+    """
+
+    name: str
+    retry_after: float
+
+    def __init__(self, name: str, retry_after: float) -> None:
+        super().__init__(name, retry_after)
+        self.name = name
+        self.retry_after = retry_after
+
+    @property
+    def retry_after_seconds(self) -> int:
+        """``retry_after`` in whole seconds, rounded up, at least 1 (for a ``Retry-After``)."""
+        return _whole_seconds(self.retry_after)
+
+    def __str__(self) -> str:
+        return f"circuit breaker {self.name!r} is open; retry after {self.retry_after:.3f} s"
 
 
 class RateLimitExceeded(SeawallError):
@@ -36,9 +67,7 @@ class RateLimitExceeded(SeawallError):
     @property
     def retry_after_seconds(self) -> int:
         """``retry_after`` in whole seconds, rounded up, at least 1 (for a ``Retry-After``)."""
-        if not math.isfinite(self.retry_after):
-            return 2**31 - 1
-        return max(1, math.ceil(self.retry_after))
+        return _whole_seconds(self.retry_after)
 
     def __str__(self) -> str:
         return (

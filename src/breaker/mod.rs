@@ -184,6 +184,12 @@ impl BreakerConfig {
                 format!("must be at least 0 and below 1, got {}", self.jitter),
             ));
         }
+        if self.probe_timeout == 0 {
+            return Err(Error::invalid(
+                "probe_timeout",
+                "must be positive: a zero timeout would free every probe slot at once",
+            ));
+        }
         if self.max_recovery_timeout < self.recovery_timeout {
             return Err(Error::invalid(
                 "max_recovery_timeout",
@@ -446,7 +452,14 @@ impl Breaker {
                 next_probe: 1,
                 window: Window::default(),
                 stats: BreakerStats::default(),
-                rng: now | 1,
+                rng: {
+                    // Distinct seeds for breakers made at the same instant (tests with one
+                    // manual clock), so that their jitter differs.
+                    static MADE: std::sync::atomic::AtomicU64 =
+                        std::sync::atomic::AtomicU64::new(0);
+                    let n = MADE.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    (now ^ n.wrapping_mul(0x9e37_79b9_7f4a_7c15)) | 1
+                },
                 transitions: 0,
                 last: None,
                 since: now,

@@ -158,14 +158,18 @@ fn jitter_stays_within_its_fraction() {
         jitter: 0.5,
         ..config()
     };
-    for seed in 1..50u64 {
-        let b = Breaker::new(cfg.clone(), seed * 7_919).unwrap();
+    let mut waits = std::collections::HashSet::new();
+    for _ in 1..50u64 {
+        // Made at the same instant, they still draw different jitter.
+        let b = Breaker::new(cfg.clone(), 0).unwrap();
         for _ in 0..3 {
             fail(&b, 0);
         }
         let wait = b.retry_after(0);
         assert!((5 * S..=15 * S).contains(&wait), "{wait}");
+        waits.insert(wait);
     }
+    assert!(waits.len() > 40);
 }
 
 #[test]

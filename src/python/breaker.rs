@@ -78,9 +78,17 @@ impl PyBreakerCore {
         clock: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<Self> {
         let recovery = seconds("recovery_timeout", recovery_timeout)?;
+        // Both window settings are checked, whichever is in use.
+        let size = count("window_size", window_size)?;
+        let duration = seconds("window_duration", window_duration)?;
+        if duration < crate::clock::NANOS_PER_SEC {
+            return Err(PyValueError::new_err(format!(
+                "window_duration must be at least 1 second, got {window_duration}"
+            )));
+        }
         let window = match window_type {
-            "count" => WindowKind::Count(count("window_size", window_size)?),
-            "time" => WindowKind::Time(seconds("window_duration", window_duration)?),
+            "count" => WindowKind::Count(size),
+            "time" => WindowKind::Time(duration),
             other => {
                 return Err(PyValueError::new_err(format!(
                     "window_type must be 'count' or 'time', got '{other}'"
@@ -94,7 +102,8 @@ impl PyBreakerCore {
             half_open_max_calls: count("half_open_max_calls", half_open_max_calls)?,
             probe_timeout: match probe_timeout {
                 Some(t) => seconds("probe_timeout", t)?,
-                None => recovery,
+                // The recovery timeout, but never zero (a zero one frees every slot at once).
+                None => recovery.max(crate::clock::NANOS_PER_SEC),
             },
             failure_rate_threshold,
             slow_call_rate_threshold,

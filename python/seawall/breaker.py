@@ -1,0 +1,758 @@
+"""``seawall.CircuitBreaker``: a circuit breaker whose state machine is native, and the registry.
+
+The state (closed / open / half-open, the rate windows, backoff, probe slots) lives in Rust
+(``seawall._seawall.BreakerCore``); this module decides what counts as a failure and wraps calls.
+A call asks the core for a permit, runs with no lock held, then reports its outcome:
+
+* it returned: a **success**;
+* it raised an exception listed in ``expected_exceptions`` (default: any :class:`Exception`) and
+  not in ``excluded_exceptions``: a **failure** (so is the breaker's own ``timeout`` expiring);
+* anything else counts as **neither** ("ignored"; seen only by the statistics): an exception in
+  ``excluded_exceptions``, an :class:`Exception` not in ``expected_exceptions`` (as with
+  resilience4j's ``recordExceptions``, only the listed ones are failures), and every exception
+  that is not an :class:`Exception` at all: :class:`asyncio.CancelledError`,
+  :class:`KeyboardInterrupt`, :class:`SystemExit`, :class:`GeneratorExit`. The exception always
+  propagates.
+
+Exclusion wins over expectation: ``expected_exceptions=(OSError,),
+excluded_exceptions=(FileNotFoundError,)`` counts every ``OSError`` but ``FileNotFoundError``.
+
+Every breaker has a unique name and is listed in :data:`breakers` while it is alive.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+import functools
+import inspect
+import linecache
+import logging
+import math
+import threading
+import time
+import weakref
+from collections.abc import Awaitable, Callable, Iterator
+from types import TracebackType
+from typing import Any, ParamSpec, TypeVar, cast, overload
+
+from seawall._seawall import BreakerCore, ManualClock, SystemClock, get_default_clock
+from seawall.errors import CircuitOpenError
+
+__all__ = ["BreakerRegistry", "CircuitBreaker", "Listener", "breakers"]
+
+P = ParamSpec("P")
+R = TypeVar("R")
+T = TypeVar("T")
+
+#: A state-change listener: ``callback(breaker, old_state, new_state, reason)``.
+Listener = Callable[["CircuitBreaker", str, str, str], object]
+ExceptionTypes = type[BaseException] | tuple[type[BaseException], ...]
+
+_SUCCESS = 0
+_FAILURE = 1
+_IGNORED = 2
+
+_logger = logging.getLogger("seawall.breaker")
+_perf_counter = time.perf_counter
+_isawaitable = inspect.isawaitable
+_wait_for = asyncio.wait_for
+_AsyncTimeout = asyncio.TimeoutError  # the builtin TimeoutError from Python 3.11
+
+
+class _Hold:
+    """A permit held by a ``with breaker:`` block; the innermost block's is on top."""
+
+    __slots__ = ("breaker", "outer", "permit", "start")
+
+    def __init__(
+        self, breaker: CircuitBreaker, permit: int, start: float, outer: _Hold | None
+    ) -> None:
+        self.breaker = breaker
+        self.permit = permit
+        self.start = start
+        self.outer = outer
+
+
+# One variable for every breaker: each thread and each asyncio task sees its own stack of held
+# permits, so concurrent ``with`` / ``async with`` blocks on one breaker never mix their permits.
+_held: contextvars.ContextVar[_Hold | None] = contextvars.ContextVar(
+    "seawall_breaker_held", default=None
+)
+
+
+def _default_clock_now() -> float:
+    """Durations for a breaker on the default clock: the manual clock if one is installed."""
+    clock = get_default_clock()
+    return clock.now() if clock is not None else _perf_counter()
+
+
+def _duration_timer(clock: object) -> Callable[[], float]:
+    """What measures a call's duration: the breaker's own clock, so that a manual clock makes
+    slow calls testable without sleeping; ``time.perf_counter`` for the system clock."""
+    if clock is None:
+        return _default_clock_now
+    if isinstance(clock, ManualClock):
+        return clock.now
+    if isinstance(clock, SystemClock):
+        return _perf_counter
+    now = getattr(clock, "now", None)
+    if callable(now):
+        return cast(Callable[[], float], now)
+    if callable(clock):
+        return cast(Callable[[], float], clock)
+    return _perf_counter
+
+
+def _exception_types(param: str, value: object) -> tuple[type[BaseException], ...]:
+    types = value if isinstance(value, tuple | list | set | frozenset) else (value,)
+    for t in types:
+        if not (isinstance(t, type) and issubclass(t, BaseException)):
+            raise TypeError(
+                f"{param} must be an exception class or a tuple of exception classes, got {t!r}"
+            )
+    return tuple(types)
+
+
+def _timed_out(exc: BaseException) -> bool:
+    """Whether ``exc`` is ``asyncio.wait_for``'s own timeout (raised from the cancellation of the
+    call), not a ``TimeoutError`` raised by the guarded code itself (classified as any other)."""
+    return isinstance(exc, _AsyncTimeout) and isinstance(exc.__cause__, asyncio.CancelledError)
+
+
+def _is_async(func: Callable[..., Any]) -> bool:
+    if inspect.iscoroutinefunction(func):
+        return True
+    # An object whose ``__call__`` is an ``async def``.
+    return not inspect.isroutine(func) and inspect.iscoroutinefunction(type(func).__call__)
+
+
+# --------------------------------------------------------------------------------------------
+# The decorator's wrappers are generated: for a plain function, the wrapper takes the function's
+# own parameters and passes them on (``def guarded(a, b=_sw_d1, *, c): ... _sw_func(a, b, c=c)``),
+# so that a call packs no ``*args`` tuple and no ``**kwargs`` dict; anything else (callable
+# objects, partials, ``*args`` / ``**kwargs`` functions) gets ``(*_sw_args, **_sw_kwargs)``.
+# One template makes every variant: sync / async, timed (slow calls) or not, timeout or not.
+
+
+class _CallShape:
+    """How a wrapper takes and passes on its arguments."""
+
+    __slots__ = ("call", "defaults", "params", "reject")
+
+    def __init__(self, params: str, call: str, reject: str, defaults: tuple[object, ...]) -> None:
+        self.params = params  # the wrapper's parameter list
+        self.call = call  # the arguments of the guarded call
+        self.reject = reject  # ``args, kwargs`` for the fallback
+        self.defaults = defaults  # bound to ``_sw_d0``, ``_sw_d1``, ...
+
+
+_GENERIC = _CallShape(
+    "*_sw_args, **_sw_kwargs", "*_sw_args, **_sw_kwargs", "_sw_args, _sw_kwargs", ()
+)
+
+
+def _call_shape(func: Callable[..., Any]) -> _CallShape:
+    """The exact shape of a plain function's parameters, or the generic one."""
+    if (
+        not inspect.isfunction(func)
+        or hasattr(func, "__wrapped__")
+        or hasattr(func, "__signature__")
+    ):
+        return _GENERIC
+    try:
+        parameters = list(inspect.signature(func, follow_wrapped=False).parameters.values())
+    except (TypeError, ValueError):
+        return _GENERIC
+    params: list[str] = []
+    call: list[str] = []
+    positional: list[str] = []
+    keywords: list[str] = []
+    defaults: list[object] = []
+    kind = inspect.Parameter
+    previous = None
+    for p in parameters:
+        if p.kind in (kind.VAR_POSITIONAL, kind.VAR_KEYWORD) or p.name.startswith("_sw_"):
+            return _GENERIC
+        if previous is kind.POSITIONAL_ONLY and p.kind is not kind.POSITIONAL_ONLY:
+            params.append("/")
+        if p.kind is kind.KEYWORD_ONLY and previous is not kind.KEYWORD_ONLY:
+            params.append("*")
+        text = p.name
+        if p.default is not p.empty:
+            text += f"=_sw_d{len(defaults)}"
+            defaults.append(p.default)
+        params.append(text)
+        if p.kind is kind.KEYWORD_ONLY:
+            call.append(f"{p.name}={p.name}")
+            keywords.append(f"{p.name!r}: {p.name}")
+        else:
+            call.append(p.name)
+            positional.append(p.name)
+        previous = p.kind
+    if previous is kind.POSITIONAL_ONLY:
+        params.append("/")
+    reject = f"({''.join(f'{n}, ' for n in positional)}), {{{', '.join(keywords)}}}"
+    return _CallShape(", ".join(params), ", ".join(call), reject, tuple(defaults))
+
+
+def _wrapper_source(shape: _CallShape, is_async: bool, timed: bool, timeout: bool) -> str:
+    """The source of ``_sw_make(...)``, which returns the wrapper (its arguments become the
+    wrapper's closure variables: the fastest to read)."""
+    aw = "await " if is_async else ""
+    duration = ", _sw_now() - _sw_start" if timed else ""
+    call = f"_sw_func({shape.call})"
+    if timeout:
+        call = f"_sw_wait_for({call}, _sw_timeout)"
+    outcome = "_sw_classify(_sw_exc)"
+    if timeout:  # the breaker's own timeout is a failure, whatever the classification says
+        outcome = f"1 if _sw_timed_out(_sw_exc) else {outcome}"
+    defaults = "".join(f", _sw_d{i}" for i in range(len(shape.defaults)))
+    reject = (
+        """            _sw_result = _sw_reject({reject})
+            if _sw_isawaitable(_sw_result):
+                _sw_result = await _sw_result
+            return _sw_result"""
+        if is_async
+        else "            return _sw_reject({reject})"
+    ).format(reject=shape.reject)
+    start = "        _sw_start = _sw_now()\n" if timed else ""
+    return f"""\
+def _sw_make(_sw_func, _sw_acquire, _sw_record, _sw_classify, _sw_reject, _sw_listeners,
+             _sw_observe, _sw_now, _sw_timeout{defaults}):
+    {"async " if is_async else ""}def guarded({shape.params}):
+        _sw_permit = _sw_acquire()
+        if _sw_permit < 0:
+{reject}
+        if _sw_listeners:
+            _sw_observe()
+{start}        try:
+            _sw_result = {aw}{call}
+        except BaseException as _sw_exc:
+            _sw_record(_sw_permit, {outcome}{duration})
+            if _sw_listeners:
+                _sw_observe()
+            raise
+        _sw_record(_sw_permit, 0{duration})
+        if _sw_listeners:
+            _sw_observe()
+        return _sw_result
+    return guarded
+"""
+
+
+_wrapper_cache: dict[str, Callable[..., Callable[..., Any]]] = {}
+_wrapper_cache_lock = threading.Lock()
+
+
+def _compile_wrapper(source: str) -> Callable[..., Callable[..., Any]]:
+    """The ``_sw_make`` factory of ``source``, compiled once per distinct source."""
+    with _wrapper_cache_lock:
+        make = _wrapper_cache.get(source)
+        if make is None:
+            filename = f"<seawall.breaker wrapper {len(_wrapper_cache)}>"
+            # Tracebacks through a wrapper show its lines.
+            linecache.cache[filename] = (len(source), None, source.splitlines(True), filename)
+            namespace: dict[str, Any] = {
+                "_sw_isawaitable": _isawaitable,
+                "_sw_wait_for": _wait_for,
+                "_sw_timed_out": _timed_out,
+            }
+            exec(compile(source, filename, "exec"), namespace)
+            make = cast(Callable[..., Callable[..., Any]], namespace["_sw_make"])
+            _wrapper_cache[source] = make
+    return make
+
+
+class CircuitBreaker:
+    """A circuit breaker: ``CircuitBreaker("payments", failure_threshold=5, recovery_timeout=30)``.
+
+    **Trips** after ``failure_threshold`` failures in a row, or, when ``failure_rate_threshold``
+    / ``slow_call_rate_threshold`` is set (a fraction, ``0 < r <= 1``), when that share of the
+    calls in the window failed / took at least ``slow_call_duration`` seconds, once the window
+    holds ``minimum_calls`` calls. The window is the last ``window_size`` calls
+    (``window_type="count"``) or the calls of the last ``window_duration`` seconds
+    (``window_type="time"``, one-second buckets).
+
+    **Recovers**: open for ``recovery_timeout`` seconds, then half-open: ``half_open_max_calls``
+    probes run at once, the rest are rejected. ``success_threshold`` successful probes close it;
+    a failed probe opens it again for ``backoff_multiplier`` times longer than the last time, up
+    to ``max_recovery_timeout``, each open time varied by ``± jitter`` (a fraction). A probe
+    that reports nothing within ``probe_timeout`` seconds (default: ``recovery_timeout``) frees
+    its slot.
+
+    **Use**: ``@breaker`` on a function or an ``async def`` (which stays a coroutine function);
+    ``with breaker:`` / ``async with breaker:`` around a block; ``breaker.call(fn, *args)``;
+    ``await breaker.call_async(fn, *args)`` (``fn`` sync or async). No lock is held while the
+    guarded code runs. A rejected call raises :class:`seawall.CircuitOpenError` (with the name
+    and ``retry_after``), unless ``fallback`` is set: then the decorated function, ``call`` and
+    ``call_async`` return ``fallback(*args, **kwargs)`` (awaited if awaitable) instead, called
+    with the call's arguments (for a decorated plain function: as its parameters bind them,
+    defaults filled in); a ``with`` block always raises.
+
+    ``timeout`` (seconds) bounds each async call (``asyncio.wait_for``); expiry raises
+    :class:`TimeoutError` and counts as a failure, whatever ``expected_exceptions`` /
+    ``excluded_exceptions`` say. A sync call cannot be interrupted, so it ignores ``timeout``.
+    How outcomes are classified: see the module documentation.
+
+    ``clock`` (a :class:`seawall.testing.ManualClock` in tests) drives the open time, the time
+    window and the slow-call durations; with the default clock, durations are measured with
+    ``time.perf_counter``, or on the manual clock installed by ``seawall.testing.use_clock``.
+
+    The breaker is listed in :data:`seawall.breakers` under ``name`` while it is alive; a name
+    already taken by a live breaker raises :class:`ValueError` unless ``replace=True``.
+    """
+
+    __slots__ = (
+        "__weakref__",
+        "_acquire",
+        "_core",
+        "_excluded",
+        "_expected",
+        "_fallback",
+        "_listeners",
+        "_name",
+        "_notify_lock",
+        "_now",
+        "_record",
+        "_seen",
+        "_timed",
+        "_timeout",
+    )
+
+    def __init__(
+        self,
+        name: str,
+        *,
+        failure_threshold: int = 5,
+        success_threshold: int = 1,
+        recovery_timeout: float = 30.0,
+        half_open_max_calls: int = 1,
+        probe_timeout: float | None = None,
+        failure_rate_threshold: float | None = None,
+        slow_call_rate_threshold: float | None = None,
+        slow_call_duration: float | None = None,
+        window_type: str = "count",
+        window_size: int = 100,
+        window_duration: float = 60.0,
+        minimum_calls: int = 10,
+        backoff_multiplier: float = 2.0,
+        max_recovery_timeout: float = 600.0,
+        jitter: float = 0.1,
+        expected_exceptions: ExceptionTypes = (Exception,),
+        excluded_exceptions: ExceptionTypes = (),
+        timeout: float | None = None,
+        fallback: Callable[..., Any] | None = None,
+        clock: ManualClock | SystemClock | object | None = None,
+        replace: bool = False,
+    ) -> None:
+        if not isinstance(name, str):
+            raise TypeError(f"name must be a str, got {type(name).__name__}")
+        if not name:
+            raise ValueError("name must not be empty")
+        expected = _exception_types("expected_exceptions", expected_exceptions)
+        for t in expected:
+            if not issubclass(t, Exception):
+                raise ValueError(
+                    f"expected_exceptions must hold Exception subclasses, got {t.__name__}: "
+                    "exceptions that are not Exceptions (CancelledError, KeyboardInterrupt, "
+                    "SystemExit, GeneratorExit) never count as failures"
+                )
+        excluded = _exception_types("excluded_exceptions", excluded_exceptions)
+        if timeout is not None:
+            if isinstance(timeout, bool) or not isinstance(timeout, int | float):
+                raise TypeError(
+                    f"timeout must be a number of seconds or None, got {type(timeout).__name__}"
+                )
+            if not (math.isfinite(timeout) and timeout > 0):
+                raise ValueError(
+                    f"timeout must be a finite number of seconds above 0, got {timeout}"
+                )
+        if fallback is not None and not callable(fallback):
+            raise TypeError(f"fallback must be callable or None, got {type(fallback).__name__}")
+        if not isinstance(window_type, str):
+            raise TypeError(f"window_type must be 'count' or 'time', got {window_type!r}")
+
+        core = BreakerCore(
+            failure_threshold=failure_threshold,
+            success_threshold=success_threshold,
+            recovery_timeout=recovery_timeout,
+            half_open_max_calls=half_open_max_calls,
+            probe_timeout=probe_timeout,
+            failure_rate_threshold=failure_rate_threshold,
+            slow_call_rate_threshold=slow_call_rate_threshold,
+            slow_call_duration=slow_call_duration,
+            window_type=window_type,
+            window_size=window_size,
+            window_duration=window_duration,
+            minimum_calls=minimum_calls,
+            backoff_multiplier=backoff_multiplier,
+            max_recovery_timeout=max_recovery_timeout,
+            jitter=jitter,
+            clock=clock,
+        )
+        self._name = name
+        self._core = core
+        # Bound once: the hot path calls these without an attribute lookup on the core.
+        self._acquire = core.try_acquire
+        self._record = core.record
+        self._expected = expected
+        self._excluded = excluded
+        self._timeout = None if timeout is None else float(timeout)
+        self._fallback = fallback
+        self._timed = slow_call_duration is not None
+        self._now = _duration_timer(clock)
+        self._listeners: list[Listener] = []
+        self._notify_lock = threading.Lock()
+        self._seen = core.transitions
+        breakers._register(self, replace)
+
+    # ----------------------------------------------------------------------------------------
+    # Observability and control
+
+    @property
+    def name(self) -> str:
+        """The name it is registered under in :data:`seawall.breakers`."""
+        return self._name
+
+    @property
+    def state(self) -> str:
+        """``"closed"``, ``"open"`` or ``"half_open"`` (an open breaker whose time has come reads
+        as half-open)."""
+        state = self._core.state
+        if self._listeners:
+            self._observe()
+        return state
+
+    @property
+    def retry_after(self) -> float:
+        """Seconds until a call could be admitted: 0.0 if now, ``inf`` while forced open."""
+        seconds = self._core.retry_after()
+        if self._listeners:
+            self._observe()
+        return seconds
+
+    def stats(self) -> dict[str, Any]:
+        """``name``, ``state``, counters since creation (``calls``, ``successes``, ``failures``,
+        ``ignored``, ``slow_calls``, ``rejections``, ``opened_count``),
+        ``consecutive_failures``, seconds spent in each state (``time_closed``, ``time_open``,
+        ``time_half_open``, including the current stretch) and ``last_transition``
+        (``{"from", "to", "reason", "at"}`` or ``None``)."""
+        stats: dict[str, Any] = {"name": self._name}
+        stats.update(self._core.stats())
+        if self._listeners:
+            self._observe()
+        return stats
+
+    def reset(self) -> None:
+        """Closed, with the window and the backoff cleared (the statistics are kept); ends
+        ``force_open`` / ``force_closed``."""
+        self._core.reset()
+        if self._listeners:
+            self._observe()
+
+    def force_open(self) -> None:
+        """Reject every call until :meth:`reset` or :meth:`force_closed`."""
+        self._core.force_open()
+        if self._listeners:
+            self._observe()
+
+    def force_closed(self) -> None:
+        """Admit every call, and never open, until :meth:`reset`."""
+        self._core.force_closed()
+        if self._listeners:
+            self._observe()
+
+    def add_listener(self, callback: Listener) -> None:
+        """Call ``callback(breaker, old_state, new_state, reason)`` after each state change.
+
+        Listeners run in the thread (or task) whose call noticed the change, after that call's
+        outcome is recorded, with no lock held. An exception from a listener is logged to
+        ``seawall.breaker`` and never reaches the call. Changes are noticed when the breaker is
+        used or read; if several happen between two looks (concurrent threads), listeners hear
+        of the latest. ``reason`` is one of ``failure_threshold``, ``failure_rate``,
+        ``slow_call_rate``, ``recovery_timeout``, ``probe_failed``, ``probes_succeeded``,
+        ``reset``, ``forced_open``, ``forced_closed``.
+        """
+        if not callable(callback):
+            raise TypeError(f"callback must be callable, got {type(callback).__name__}")
+        with self._notify_lock:
+            if not self._listeners:
+                self._seen = self._core.transitions  # only what happens from now on
+            self._listeners.append(callback)
+
+    def remove_listener(self, callback: Listener) -> None:
+        """Stop calling ``callback``; :class:`ValueError` if it was not listening."""
+        with self._notify_lock:
+            self._listeners.remove(callback)
+
+    def _observe(self) -> None:
+        """Tell the listeners of a state change since the last look, if there was one."""
+        core = self._core
+        if core.transitions == self._seen:  # the common case, without the lock
+            return
+        with self._notify_lock:
+            while True:
+                count = core.transitions
+                last = core.last_transition()
+                if core.transitions == count:
+                    break
+            if count == self._seen or last is None:
+                return
+            self._seen = count
+            listeners = tuple(self._listeners)
+        old, new, reason, _at = last
+        for callback in listeners:
+            try:
+                callback(self, old, new, reason)
+            except Exception:
+                _logger.exception(
+                    "listener %r of circuit breaker %r failed on %s -> %s",
+                    callback,
+                    self._name,
+                    old,
+                    new,
+                )
+
+    def __repr__(self) -> str:
+        return f"<CircuitBreaker {self._name!r} state={self._core.state}>"
+
+    # ----------------------------------------------------------------------------------------
+    # Outcomes
+
+    def _classify(self, exc: BaseException) -> int:
+        """The outcome of a call that raised ``exc`` (see the module documentation)."""
+        if not isinstance(exc, Exception) or isinstance(exc, self._excluded):
+            return _IGNORED
+        if isinstance(exc, self._expected):
+            return _FAILURE
+        return _IGNORED
+
+    def _reject(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+        """A rejected call: the fallback's answer, or :class:`CircuitOpenError`."""
+        if self._listeners:
+            self._observe()
+        fallback = self._fallback
+        if fallback is None:
+            raise CircuitOpenError(self._name, self._core.retry_after())
+        return fallback(*args, **kwargs)
+
+    # ----------------------------------------------------------------------------------------
+    # Decorator
+
+    def __call__(self, func: Callable[P, R]) -> Callable[P, R]:
+        """Guard ``func`` (sync or ``async def``); see the class documentation."""
+        if not callable(func):
+            raise TypeError(f"CircuitBreaker decorates a callable, got {type(func).__name__}")
+        if inspect.isgeneratorfunction(func) or inspect.isasyncgenfunction(func):
+            raise TypeError(
+                "CircuitBreaker cannot guard a generator function (a generator's outcome is "
+                "known only when it is exhausted): use `with breaker:` inside it"
+            )
+        wrapper = self._wrap(func, _is_async(func))
+        return cast(Callable[P, R], functools.wraps(func)(wrapper))
+
+    def _wrap(self, func: Callable[..., Any], is_async: bool) -> Callable[..., Any]:
+        shape = _call_shape(func)
+        source = _wrapper_source(shape, is_async, self._timed, self._timeout is not None)
+        make = _compile_wrapper(source)
+        return make(
+            func,
+            self._acquire,
+            self._record,
+            self._classify,
+            self._reject,
+            self._listeners,
+            self._observe,
+            self._now,
+            self._timeout,
+            *shape.defaults,
+        )
+
+    # ----------------------------------------------------------------------------------------
+    # call / call_async
+
+    def call(self, fn: Callable[P, R], /, *args: P.args, **kwargs: P.kwargs) -> R:
+        """``fn(*args, **kwargs)`` through the breaker. ``fn`` must be sync: a call that returns
+        a coroutine raises :class:`TypeError` (use :meth:`call_async`)."""
+        permit = self._acquire()
+        if permit < 0:
+            return cast(R, self._reject(args, kwargs))
+        if self._listeners:
+            self._observe()
+        timed = self._timed
+        start = self._now() if timed else 0.0
+        try:
+            result = fn(*args, **kwargs)
+        except BaseException as exc:
+            self._finish(permit, self._classify(exc), start)
+            raise
+        if inspect.iscoroutine(result):
+            result.close()
+            self._finish(permit, _IGNORED, start)
+            raise TypeError(
+                f"{fn!r} returned a coroutine, which breaker.call() cannot wait for: "
+                "use `await breaker.call_async(...)`"
+            )
+        self._finish(permit, _SUCCESS, start)
+        return result
+
+    @overload
+    async def call_async(
+        self, fn: Callable[P, Awaitable[T]], /, *args: P.args, **kwargs: P.kwargs
+    ) -> T: ...
+    @overload
+    async def call_async(self, fn: Callable[P, T], /, *args: P.args, **kwargs: P.kwargs) -> T: ...
+    async def call_async(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Any:
+        """``fn(*args, **kwargs)`` through the breaker, awaited if it returns an awaitable (with
+        ``timeout``, if set); a sync ``fn`` is simply called."""
+        permit = self._acquire()
+        if permit < 0:
+            result = self._reject(args, kwargs)
+            if _isawaitable(result):
+                result = await result
+            return result
+        if self._listeners:
+            self._observe()
+        timed, timeout = self._timed, self._timeout
+        start = self._now() if timed else 0.0
+        try:
+            result = fn(*args, **kwargs)
+            if _isawaitable(result):
+                if timeout is None:
+                    result = await result
+                else:
+                    result = await _wait_for(result, timeout)
+        except BaseException as exc:
+            outcome = _FAILURE if timeout is not None and _timed_out(exc) else self._classify(exc)
+            self._finish(permit, outcome, start)
+            raise
+        self._finish(permit, _SUCCESS, start)
+        return result
+
+    def _finish(self, permit: int, outcome: int, start: float) -> None:
+        self._record(permit, outcome, self._now() - start if self._timed else 0.0)
+        if self._listeners:
+            self._observe()
+
+    # ----------------------------------------------------------------------------------------
+    # with / async with
+
+    def __enter__(self) -> CircuitBreaker:
+        permit = self._acquire()
+        if permit < 0:
+            if self._listeners:
+                self._observe()
+            raise CircuitOpenError(self._name, self._core.retry_after())
+        if self._listeners:
+            self._observe()
+        _held.set(_Hold(self, permit, self._now() if self._timed else 0.0, _held.get()))
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        hold = self._release()
+        outcome = _SUCCESS if exc is None else self._classify(exc)
+        self._finish(hold.permit, outcome, hold.start)
+
+    async def __aenter__(self) -> CircuitBreaker:
+        return self.__enter__()
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.__exit__(exc_type, exc, tb)
+
+    def _release(self) -> _Hold:
+        """Take this breaker's innermost held permit off the current context's stack."""
+        top = _held.get()
+        if top is not None and top.breaker is self:
+            _held.set(top.outer)
+            return top
+        # Blocks closed out of order (interleaved generators, hand-called __exit__): unlink it.
+        above: list[_Hold] = []
+        node = top
+        while node is not None and node.breaker is not self:
+            above.append(node)
+            node = node.outer
+        if node is None:
+            raise RuntimeError(f"circuit breaker {self._name!r}: __exit__ without __enter__")
+        rest = node.outer
+        for h in reversed(above):
+            rest = _Hold(h.breaker, h.permit, h.start, rest)
+        _held.set(rest)
+        return node
+
+
+class BreakerRegistry:
+    """Every live :class:`CircuitBreaker` by name (:data:`seawall.breakers`).
+
+    ``breakers["db"]`` / ``breakers.get("db")``, ``len(breakers)``, ``"db" in breakers``;
+    iterating yields the breakers in name order; ``all()`` maps names to breakers and
+    ``stats()`` names to their statistics. Breakers are held weakly: one that is no longer
+    referenced anywhere else drops out (and frees its name).
+    """
+
+    __slots__ = ("_by_name", "_lock")
+
+    def __init__(self) -> None:
+        self._by_name: weakref.WeakValueDictionary[str, CircuitBreaker] = (
+            weakref.WeakValueDictionary()
+        )
+        self._lock = threading.Lock()
+
+    def _register(self, breaker: CircuitBreaker, replace: bool) -> None:
+        with self._lock:
+            existing = self._by_name.get(breaker.name)
+            if existing is not None and existing is not breaker and not replace:
+                raise ValueError(
+                    f"a circuit breaker named {breaker.name!r} already exists; "
+                    "pass replace=True to replace it"
+                )
+            self._by_name[breaker.name] = breaker
+
+    def get(self, name: str) -> CircuitBreaker | None:
+        """The breaker called ``name``, or ``None``."""
+        return self._by_name.get(name)
+
+    def __getitem__(self, name: str) -> CircuitBreaker:
+        breaker = self._by_name.get(name)
+        if breaker is None:
+            raise KeyError(name)
+        return breaker
+
+    def __contains__(self, item: object) -> bool:
+        """A name, or a breaker (is it the one registered under its name?)."""
+        if isinstance(item, CircuitBreaker):
+            return self._by_name.get(item.name) is item
+        return isinstance(item, str) and self._by_name.get(item) is not None
+
+    def all(self) -> dict[str, CircuitBreaker]:
+        """Names to breakers, in name order (a snapshot)."""
+        with self._lock:
+            items = list(self._by_name.items())
+        return dict(sorted(items))
+
+    def __iter__(self) -> Iterator[CircuitBreaker]:
+        return iter(self.all().values())
+
+    def __len__(self) -> int:
+        return len(self._by_name)
+
+    def stats(self) -> dict[str, dict[str, Any]]:
+        """Names to :meth:`CircuitBreaker.stats`, in name order."""
+        return {name: breaker.stats() for name, breaker in self.all().items()}
+
+    def __repr__(self) -> str:
+        return f"<BreakerRegistry {sorted(self.all())!r}>"
+
+
+#: The registry of every live circuit breaker.
+breakers = BreakerRegistry()
