@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import gc
 import importlib
 import importlib.metadata
 import sys
@@ -34,12 +33,11 @@ from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from typing import Any
 
-from timing import SyncTimer, best_of, ns, plan_units, print_header, table
+from timing import AsyncTimer, SyncTimer, abest_of, best_of, ns, plan_units, print_header, table
 
 import seawall
 
 AsyncFn = Callable[[], Coroutine[Any, Any, object]]
-AsyncTimer = Callable[[int], Coroutine[Any, Any, int]]
 OTHERS = ("pybreaker", "circuitbreaker", "aiobreaker", "purgatory")
 
 
@@ -88,15 +86,7 @@ async def _measure_async(fn: AsyncFn, s: Settings) -> float:
     n0 = 2_000
     await timer(n0)
     n = plan_units(await timer(n0), n0, s.target_ns)
-    best = sys.maxsize
-    for _ in range(s.repeats):
-        gc.collect()
-        gc.disable()
-        try:
-            best = min(best, await timer(n))
-        finally:
-            gc.enable()
-    return best / n
+    return await abest_of(timer, n, s.repeats) / n
 
 
 def measure_async(fn: AsyncFn, s: Settings) -> float:

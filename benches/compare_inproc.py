@@ -36,7 +36,9 @@ import seed000
 from limits.storage import MemoryStorage
 from limits.strategies import FixedWindowRateLimiter, MovingWindowRateLimiter, RateLimiter
 from timing import (
+    AsyncTimer,
     SyncTimer,
+    abest_of,
     best_of,
     noop1,
     ns,
@@ -52,8 +54,6 @@ from timing import (
 )
 
 import seawall
-
-AsyncTimer = Callable[[int], Coroutine[Any, Any, int]]
 
 HOT_KEY = "client-0"
 N_KEYS = 100_000
@@ -95,14 +95,7 @@ async def _measure_async(timer: AsyncTimer, unit_size: int, s: Settings) -> Meas
     n0 = 1 if unit_size > 1 else 2_000
     await timer(n0)
     n = plan_units(await timer(n0), n0, s.target_ns)
-    best = sys.maxsize
-    for _ in range(s.repeats):
-        gc.collect()
-        gc.disable()
-        try:
-            best = min(best, await timer(n))
-        finally:
-            gc.enable()
+    best = await abest_of(timer, n, s.repeats)
     return Measured(best / (n * unit_size), n * unit_size)
 
 

@@ -1,6 +1,6 @@
 """The shared measurement harness for the comparison benchmarks.
 
-Used by ``benches/compare_inproc.py`` and ``benches/compare_algorithms.py`` (each imports it as
+Used by the ``benches/compare_*.py`` scripts (each imports it as
 ``timing``: a script's own directory is on ``sys.path``). It holds what the two measure and print
 the same way: the timer closures, the repeat planning and best-of-N loop, ``limits``' storage
 shutdown, the environment header and the markdown table formatting. How each script calibrates
@@ -20,7 +20,7 @@ import platform
 import shlex
 import sys
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Coroutine, Mapping
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -51,6 +51,26 @@ def best_of(
         gc.disable()
         try:
             best = min(best, timer(n))
+        finally:
+            gc.enable()
+    return best
+
+
+AsyncTimer = Callable[[int], Coroutine[Any, Any, int]]
+
+
+async def abest_of(
+    timer: AsyncTimer, n: int, repeats: int, prepare: Callable[[], None] | None = None
+) -> int:
+    """:func:`best_of` for a timer that must be awaited (inside one running event loop)."""
+    best = sys.maxsize
+    for _ in range(repeats):
+        if prepare is not None:
+            prepare()
+        gc.collect()
+        gc.disable()
+        try:
+            best = min(best, await timer(n))
         finally:
             gc.enable()
     return best
