@@ -6,6 +6,7 @@ dependency) is imported on its own, so that ``import seawall`` needs no web fram
 """
 
 from seawall._limiter import Limiter
+from seawall._redis import RedisLimiter
 from seawall._seawall import (
     ALGORITHMS,
     Decision,
@@ -30,6 +31,7 @@ __all__ = [
     "Limiter",
     "RateLimitExceeded",
     "RateLimitMiddleware",
+    "RedisLimiter",
     "Rule",
     "SeawallError",
     "SystemClock",

@@ -7,7 +7,12 @@ wait, since the in-memory state answers at once.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Any, overload
+
 from seawall import _seawall
+
+if TYPE_CHECKING:
+    from seawall._redis import RedisLimiter
 
 
 class Limiter(_seawall.Limiter):
@@ -16,9 +21,66 @@ class Limiter(_seawall.Limiter):
     ``limits`` is a limit string (several joined by ``;``), a :class:`seawall.Limit` (to choose the
     algorithm or burst of one limit), or a list of either. A request is admitted only if every
     limit admits it, and only then counted by all of them.
+
+    ``store``: where the state lives. ``None`` (or ``"memory://"``): this process's memory, as
+    above. A Redis URL (``redis://``, ``rediss://``, ``redis+cluster://``, ``redis+sentinel://``)
+    returns a :class:`seawall.RedisLimiter` with the same limits, shared by every process that
+    names that Redis; the keyword arguments it takes besides these (``key_prefix``, ``on_error``,
+    the timeouts) pass through, and ``max_keys`` bounds its local fallback.
     """
 
     __slots__ = ()
+
+    @overload
+    def __new__(
+        cls,
+        limits: Any,
+        *,
+        store: None = None,
+        algorithm: str = "gcra",
+        max_keys: int = 1_000_000,
+        clock: Any = None,
+    ) -> Limiter: ...
+    @overload
+    def __new__(  # type: ignore[misc]
+        cls,
+        limits: Any,
+        *,
+        store: str,
+        algorithm: str = "gcra",
+        max_keys: int = 1_000_000,
+        clock: Any = None,
+        **options: Any,
+    ) -> RedisLimiter: ...
+    def __new__(
+        cls,
+        limits: Any,
+        *,
+        store: str | None = None,
+        algorithm: str = "gcra",
+        max_keys: int = 1_000_000,
+        clock: Any = None,
+        **options: Any,
+    ) -> Any:
+        if store is None or store == "memory://":
+            if options:
+                raise TypeError(
+                    f"Limiter() got unexpected keyword arguments {sorted(options)}; they "
+                    "apply only with a Redis store"
+                )
+            return super().__new__(cls, limits, algorithm=algorithm, max_keys=max_keys, clock=clock)
+        if not isinstance(store, str):
+            raise TypeError(f"store must be a URL string or None, got {type(store).__name__}")
+        from seawall._redis import RedisLimiter
+
+        return RedisLimiter(
+            limits,
+            store=store,
+            algorithm=algorithm,
+            max_local_keys=max_keys,
+            clock=clock,
+            **options,
+        )
 
     async def ahit(self, key: str, cost: int = 1) -> _seawall.Decision:
         """``hit``, awaitable."""

@@ -7,12 +7,14 @@ from typing import Any, Literal, Protocol, final
 __all__ = [
     "ALGORITHMS",
     "BreakerCore",
+    "Bridge",
     "ClientRateLimiter",
     "Decision",
     "HttpLimiter",
     "Limit",
     "Limiter",
     "ManualClock",
+    "RedisLimiter",
     "SlidingLogService",
     "SystemClock",
     "TokenBucket",
@@ -195,6 +197,52 @@ class Limiter:
     @property
     def max_keys(self) -> int: ...
     def __len__(self) -> int: ...
+
+class RedisLimiter:
+    """Limits per key with state in Redis (see ``seawall.RedisLimiter``)."""
+
+    def __new__(
+        cls,
+        limits: _Limits,
+        *,
+        store: str,
+        algorithm: _Algorithm | str = "gcra",
+        key_prefix: str = "seawall:",
+        on_error: Literal["allow", "deny", "local"] | str = "allow",
+        connect_timeout: float = 1.0,
+        command_timeout: float = 0.25,
+        log_interval: float = 60.0,
+        max_local_keys: int = 100_000,
+        breaker_failures: int = 3,
+        breaker_recovery: float = 1.0,
+        clock: _ClockArg = None,
+    ) -> RedisLimiter: ...
+    def hit(self, key: str, cost: int = 1) -> Decision: ...
+    def allow(self, key: str, cost: int = 1) -> bool: ...
+    def test(self, key: str, cost: int = 1) -> Decision: ...
+    def reset(self, key: str) -> bool: ...
+    def _submit(
+        self, bridge: Bridge, future: Any, key: str, cost: int, commit: bool
+    ) -> Decision | None: ...
+    def _submit_reset(self, bridge: Bridge, future: Any, key: str) -> None: ...
+    def redis_keys(self, key: str) -> list[str]: ...
+    def stats(self) -> dict[str, Any]: ...
+    @property
+    def limits(self) -> list[Limit]: ...
+    @property
+    def store(self) -> str: ...
+    @property
+    def on_error(self) -> str: ...
+    @property
+    def key_prefix(self) -> str: ...
+
+@final
+class Bridge:
+    """Carries async Redis results back to one asyncio loop (see ``seawall._redis``)."""
+
+    def __new__(cls) -> Bridge: ...
+    def fileno(self) -> int: ...
+    def drain(self) -> int: ...
 
 @final
 class SlidingLogService:

@@ -16,7 +16,7 @@ use crate::error::Error;
 
 fn per_period(count: u64, period: Nanos) -> Result<Rate, Error> {
     // Periods are whole seconds in limit strings; sub-second ones are kept exact too.
-    let (num, den) = if period % NANOS_PER_SEC == 0 {
+    let (num, den) = if period.is_multiple_of(NANOS_PER_SEC) {
         (count, period / NANOS_PER_SEC)
     } else {
         (count.saturating_mul(NANOS_PER_SEC), period)

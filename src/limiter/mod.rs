@@ -5,6 +5,7 @@ pub mod bucket;
 pub mod client;
 pub mod log_service;
 pub mod parse;
+pub mod shared;
 pub mod tiered;
 
 use crate::algorithm::token_bucket::TokenBucket;

@@ -99,6 +99,28 @@ enum Alg {
     Counter(SlidingCounter),
 }
 
+/// A limit's parameters as [`Limit::params`] reports them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Params {
+    /// GCRA, token bucket, leaky bucket: `capacity` tokens refilled at exactly `num / den` per
+    /// second.
+    Bucket {
+        /// Tokens the bucket holds.
+        capacity: u64,
+        /// The refill rate's numerator.
+        num: u64,
+        /// The refill rate's denominator.
+        den: u64,
+    },
+    /// Fixed window, sliding log, sliding counter: `limit` per `window` nanoseconds.
+    Window {
+        /// Units per window.
+        limit: u64,
+        /// The window in nanoseconds.
+        window: Nanos,
+    },
+}
+
 /// One limit's state for one key.
 #[derive(Debug, Clone, PartialEq)]
 pub enum TierState {
@@ -180,6 +202,29 @@ impl Limit {
     /// The bucket size, if set.
     pub fn burst(&self) -> Option<u64> {
         self.burst
+    }
+
+    /// The algorithm's own parameters, for stores that run the transitions elsewhere (Redis).
+    ///
+    /// ```
+    /// use seawall::limiter::tiered::{AlgorithmKind, Limit, Params};
+    ///
+    /// let l = Limit::new("10/minute".parse().unwrap(), AlgorithmKind::Gcra, None).unwrap();
+    /// // 10 tokens, refilled at 10/60 = 1/6 per second.
+    /// assert_eq!(l.params(), Params::Bucket { capacity: 10, num: 1, den: 6 });
+    /// ```
+    pub fn params(&self) -> Params {
+        match &self.alg {
+            Alg::Bucket(b) => Params::Bucket {
+                capacity: b.capacity(),
+                num: b.rate().num(),
+                den: b.rate().den(),
+            },
+            Alg::Fixed(_) | Alg::Log(_) | Alg::Counter(_) => Params::Window {
+                limit: self.spec.count,
+                window: self.spec.period,
+            },
+        }
     }
 
     /// The most one request may cost: more could never be admitted.
@@ -278,7 +323,8 @@ impl LimitSet {
         self.max_cost
     }
 
-    fn check_cost(&self, cost: u64) -> Result<(), Error> {
+    /// Checks that one request of `cost` could ever be admitted.
+    pub fn check_cost(&self, cost: u64) -> Result<(), Error> {
         if cost == 0 || cost > self.max_cost {
             return Err(Error::invalid(
                 "cost",

@@ -12,7 +12,7 @@ use crate::limiter::parse::{parse_limits, LimitSpec};
 use crate::limiter::tiered::{AlgorithmKind, Limit, LimitSet, Limiter, TieredDecision};
 use crate::store::memory::KeyStats;
 
-fn secs(n: Nanos) -> f64 {
+pub(crate) fn secs(n: Nanos) -> f64 {
     if n == Nanos::MAX {
         f64::INFINITY
     } else {
@@ -20,7 +20,7 @@ fn secs(n: Nanos) -> f64 {
     }
 }
 
-fn max_keys_arg(max_keys: i64) -> Result<usize, Error> {
+pub(crate) fn max_keys_arg(max_keys: i64) -> Result<usize, Error> {
     usize::try_from(max_keys)
         .ok()
         .filter(|&m| m >= 1)
@@ -29,7 +29,7 @@ fn max_keys_arg(max_keys: i64) -> Result<usize, Error> {
 
 #[pyclass(frozen, module = "seawall._seawall", name = "Limit")]
 pub(crate) struct PyLimit {
-    limit: Limit,
+    pub(crate) limit: Limit,
 }
 
 #[pymethods]
@@ -145,7 +145,7 @@ pub(crate) struct PyDecision {
 }
 
 impl PyDecision {
-    fn from(t: TieredDecision) -> Self {
+    pub(crate) fn from(t: TieredDecision) -> Self {
         PyDecision {
             d: t.decision,
             window: t.binding.period,

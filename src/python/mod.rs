@@ -6,9 +6,11 @@ mod bucket;
 mod client;
 mod clock;
 mod config;
+mod direct;
 mod errors;
 mod http;
 mod limiter;
+mod redis;
 
 use pyo3::prelude::*;
 
@@ -30,5 +32,7 @@ fn _seawall(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<limiter::PySlidingLogService>()?;
     m.add_class::<http::PyHttpLimiter>()?;
     m.add_class::<breaker::PyBreakerCore>()?;
+    m.add_class::<redis::PyRedisLimiter>()?;
+    m.add_class::<redis::PyBridge>()?;
     Ok(())
 }

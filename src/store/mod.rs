@@ -2,6 +2,7 @@
 //! algorithm's transition on it atomically.
 
 pub mod memory;
+pub mod redis;
 
 use crate::algorithm::token_bucket::{BucketState, TokenBucket};
 use crate::clock::Nanos;

@@ -1,0 +1,88 @@
+"""``seawall.RedisLimiter``: the limits of :class:`seawall.Limiter`, shared through Redis.
+
+Every worker and host that names the same Redis shares each key's budget exactly: one Lua script
+decides all of a key's limits atomically, on the server's clock. ``hit`` / ``allow`` / ``test`` /
+``reset`` block without holding the GIL; ``ahit`` / ``aallow`` / ``atest`` / ``areset`` are
+awaited on asyncio. An async decision that needs Redis runs on seawall's own I/O thread, and its
+result comes back through a pipe the event loop watches (one wake-up per batch of results, no GIL
+taken off the loop's thread); one known at once (the breaker around Redis is open) is returned
+without touching either.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import weakref
+
+from seawall import _seawall
+
+__all__ = ["RedisLimiter"]
+
+_bridges: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _seawall.Bridge] = (
+    weakref.WeakKeyDictionary()
+)
+# The last loop seen, so that the common case (one loop) skips the dictionary.
+_last: tuple[asyncio.AbstractEventLoop | None, _seawall.Bridge | None] = (None, None)
+
+
+def _bridge(loop: asyncio.AbstractEventLoop) -> _seawall.Bridge:
+    global _last
+    bridge = _bridges.get(loop)
+    if bridge is None:
+        bridge = _seawall.Bridge()
+        os.set_blocking(bridge.fileno(), False)
+        loop.add_reader(bridge.fileno(), bridge.drain)
+        _bridges[loop] = bridge
+    _last = (loop, bridge)
+    return bridge
+
+
+class RedisLimiter(_seawall.RedisLimiter):
+    """Limits per key with state in Redis.
+
+    ``RedisLimiter("10/second; 1000/day", store="redis://127.0.0.1:6379/0")``; also reached as
+    ``seawall.Limiter(limits, store=url)``. ``store`` takes ``redis://``, ``rediss://``,
+    ``unix://``, ``redis+cluster://h1:p1,h2:p2`` and ``redis+sentinel://h:p/service`` URLs, with
+    ``user:password@``. When Redis fails or is slower than ``command_timeout``, ``on_error``
+    decides: ``"allow"`` (admit), ``"deny"`` (refuse, ``retry_after`` until the next probe) or
+    ``"local"`` (an in-memory limiter with the same limits). After ``breaker_failures`` failures
+    in a row, no call is made for ``breaker_recovery`` seconds (doubling while Redis stays down),
+    so an outage costs one timeout per probe, not one per request; failures are logged on
+    ``seawall.redis`` at most once per ``log_interval`` seconds.
+
+    The time is Redis's ``TIME``, so hosts with skewed clocks agree; a ``ManualClock`` (or an
+    installed default one) is sent instead, for tests.
+    """
+
+    __slots__ = ()
+
+    async def _decide(self, key: str, cost: int, commit: bool) -> _seawall.Decision:
+        loop = asyncio.get_running_loop()
+        last_loop, bridge = _last
+        if last_loop is not loop or bridge is None:
+            bridge = _bridge(loop)
+        future: asyncio.Future[_seawall.Decision] = loop.create_future()
+        decision = self._submit(bridge, future, key, cost, commit)
+        if decision is not None:
+            return decision
+        return await future
+
+    async def ahit(self, key: str, cost: int = 1) -> _seawall.Decision:
+        """``hit``, awaitable."""
+        return await self._decide(key, cost, True)
+
+    async def aallow(self, key: str, cost: int = 1) -> bool:
+        """``allow``, awaitable."""
+        return (await self._decide(key, cost, True)).allowed
+
+    async def atest(self, key: str, cost: int = 1) -> _seawall.Decision:
+        """``test``, awaitable."""
+        return await self._decide(key, cost, False)
+
+    async def areset(self, key: str) -> bool:
+        """``reset``, awaitable: whether Redis held any state for ``key``."""
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[bool] = loop.create_future()
+        self._submit_reset(_bridge(loop), future, key)
+        return await future

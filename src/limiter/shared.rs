@@ -1,0 +1,525 @@
+//! Limits shared by every process that names the same Redis: [`SharedLimiter`].
+//!
+//! The decisions are the in-memory [`Limiter`]'s (the same algorithms, all or nothing across a
+//! key's limits), made by one script in Redis. What happens when Redis cannot answer is the
+//! operator's choice ([`OnError`]), applied within `command_timeout`; a circuit breaker around
+//! Redis turns an outage into one timeout per recovery probe, not one per request, and a failure
+//! is reported once per `log_interval`, with the number of failures in between.
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use parking_lot::Mutex;
+
+use super::tiered::{LimitSet, Limiter, Params, TieredDecision};
+use crate::algorithm::Decision;
+use crate::breaker::{Breaker, BreakerConfig, Outcome, REJECTED};
+use crate::clock::{Nanos, NANOS_PER_SEC};
+use crate::error::Error;
+use crate::store::redis::{runtime, RedisConfig, RedisStore};
+
+/// Lua numbers are doubles: integers are exact below 2^53.
+const LUA_EXACT: u128 = 1 << 53;
+const MICROS_PER_SEC: u64 = 1_000_000;
+const NEVER: i64 = -1;
+
+/// What a decision is when Redis cannot make it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OnError {
+    /// Admit (fail open): an outage never turns users away.
+    Allow,
+    /// Refuse (fail closed): an outage never lets more through than the limits.
+    Deny,
+    /// An in-memory limiter with the same limits decides, per process.
+    Local,
+}
+
+impl std::str::FromStr for OnError {
+    type Err = Error;
+
+    fn from_str(s: &str) -> Result<Self, Error> {
+        match s {
+            "allow" => Ok(OnError::Allow),
+            "deny" => Ok(OnError::Deny),
+            "local" => Ok(OnError::Local),
+            _ => Err(Error::invalid(
+                "on_error",
+                format!("must be 'allow', 'deny' or 'local', got {s:?}"),
+            )),
+        }
+    }
+}
+
+/// Why a decision was made without Redis.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Fallback {
+    /// Redis answered.
+    None,
+    /// The call failed or timed out.
+    Error,
+    /// The breaker around Redis was open: no call was made.
+    BreakerOpen,
+}
+
+/// A decision and where it came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SharedDecision {
+    /// The decision.
+    pub decision: TieredDecision,
+    /// Whether the failure policy made it.
+    pub fallback: Fallback,
+}
+
+/// One limit as the script takes it.
+struct Tier {
+    kind: &'static str,
+    params: [u64; 3],
+    /// The key suffix: the algorithm and limit, so that a changed configuration starts afresh.
+    suffix: String,
+    /// A sliding log keeps its running total in a second key.
+    log: bool,
+}
+
+fn tiers(limits: &LimitSet) -> Result<Vec<Tier>, Error> {
+    limits
+        .limits()
+        .iter()
+        .map(|l| {
+            let spec = l.spec();
+            let mut suffix = format!(
+                "{}:{}/{}s",
+                l.kind().name(),
+                spec.count,
+                spec.period / NANOS_PER_SEC
+            );
+            if let Some(b) = l.burst() {
+                suffix.push_str(&format!(":b{b}"));
+            }
+            let too_fine = |why: String| {
+                Error::invalid(
+                    "limits",
+                    format!("{l} cannot be kept exactly in Redis ({why}); use a coarser limit"),
+                )
+            };
+            if spec.period % 1000 != 0 {
+                return Err(too_fine("its period is not a whole number of µs".into()));
+            }
+            let window_us = spec.period / 1000;
+            let (kind, params) = match l.params() {
+                Params::Bucket { capacity, num, den } => {
+                    let unit = u128::from(den) * u128::from(MICROS_PER_SEC);
+                    if num == 0 || u128::from(capacity) * unit >= LUA_EXACT {
+                        return Err(too_fine(format!(
+                            "capacity {capacity} × {unit} units per token reaches 2^53"
+                        )));
+                    }
+                    ("b", [capacity, num, unit as u64])
+                }
+                Params::Window { limit, .. } => {
+                    let kind = match l.kind() {
+                        super::tiered::AlgorithmKind::FixedWindow => "f",
+                        super::tiered::AlgorithmKind::SlidingLog => "l",
+                        _ => "c",
+                    };
+                    // limit × window and its neighbours must stay exact.
+                    if u128::from(limit + 1) * u128::from(window_us) * 2 >= LUA_EXACT {
+                        return Err(too_fine(format!("{limit} × {window_us} µs reaches 2^53")));
+                    }
+                    (kind, [limit, window_us, 0])
+                }
+            };
+            Ok(Tier {
+                kind,
+                params,
+                log: kind == "l",
+                suffix,
+            })
+        })
+        .collect()
+}
+
+/// Failures, reported at most once per interval.
+struct ErrorLog {
+    interval: Nanos,
+    state: Mutex<(Option<Instant>, u64)>,
+    pending: Mutex<Option<String>>,
+    has_pending: AtomicBool,
+}
+
+impl ErrorLog {
+    fn note(&self, what: &str) {
+        let mut g = self.state.lock();
+        let due =
+            g.0.is_none_or(|t| t.elapsed() >= Duration::from_nanos(self.interval));
+        if !due {
+            g.1 += 1;
+            return;
+        }
+        let suppressed = std::mem::take(&mut g.1);
+        g.0 = Some(Instant::now());
+        let mut msg = what.to_owned();
+        if suppressed > 0 {
+            msg.push_str(&format!(
+                " ({suppressed} more failures since the last report)"
+            ));
+        }
+        *self.pending.lock() = Some(msg);
+        self.has_pending.store(true, Ordering::Release);
+    }
+}
+
+/// Counters of what a shared limiter did.
+#[derive(Debug, Default)]
+pub struct SharedStats {
+    /// Decisions asked for.
+    pub decisions: AtomicU64,
+    /// Decisions that denied.
+    pub denied: AtomicU64,
+    /// Calls to Redis that failed or timed out.
+    pub errors: AtomicU64,
+    /// Decisions the failure policy made (failures and open-breaker short cuts).
+    pub fallbacks: AtomicU64,
+}
+
+/// The settings of a [`SharedLimiter`] besides its limits.
+#[derive(Debug, Clone)]
+pub struct SharedConfig {
+    /// Where and how to reach Redis.
+    pub redis: RedisConfig,
+    /// Prepended to every key; must not hold `{` or `}` (the key's hash tag follows it).
+    pub prefix: String,
+    /// The failure policy.
+    pub on_error: OnError,
+    /// Keys the `Local` policy's in-memory limiter holds at most.
+    pub max_local_keys: usize,
+    /// Least time between two failure reports.
+    pub log_interval: Nanos,
+    /// The breaker around Redis.
+    pub breaker: BreakerConfig,
+}
+
+/// Limits per key, with state in Redis.
+pub struct SharedLimiter {
+    limits: LimitSet,
+    tiers: Vec<Tier>,
+    config: SharedConfig,
+    store: Mutex<(u32, Arc<RedisStore>)>,
+    local: Limiter,
+    breaker: Breaker,
+    log: ErrorLog,
+    /// What it did.
+    pub stats: SharedStats,
+}
+
+/// A decision that needs Redis: the script's keys and arguments, and the breaker's permit.
+pub struct Pending {
+    key: String,
+    keys: Vec<String>,
+    args: Vec<String>,
+    cost: u64,
+    commit: bool,
+    permit: crate::breaker::Permit,
+    local_now: Nanos,
+}
+
+impl SharedLimiter {
+    /// Checks the limits and the settings; connects on first use.
+    pub fn new(limits: LimitSet, config: SharedConfig, now: Nanos) -> Result<Self, Error> {
+        if config.prefix.contains(['{', '}']) {
+            return Err(Error::invalid(
+                "key_prefix",
+                format!("must not contain '{{' or '}}', got {:?}", config.prefix),
+            ));
+        }
+        let tiers = tiers(&limits)?;
+        let store = Self::connect(&config.redis)?;
+        Ok(SharedLimiter {
+            local: Limiter::new(limits.clone(), config.max_local_keys),
+            breaker: Breaker::new(config.breaker.clone(), now)?,
+            log: ErrorLog {
+                interval: config.log_interval,
+                state: Mutex::new((None, 0)),
+                pending: Mutex::new(None),
+                has_pending: AtomicBool::new(false),
+            },
+            store: Mutex::new((std::process::id(), Arc::new(store))),
+            limits,
+            tiers,
+            config,
+            stats: SharedStats::default(),
+        })
+    }
+
+    fn connect(redis: &RedisConfig) -> Result<RedisStore, Error> {
+        let _guard = runtime::handle().enter();
+        RedisStore::new(redis.clone())
+    }
+
+    /// The store, made again in a child process after `fork()`.
+    fn store(&self) -> Arc<RedisStore> {
+        let mut g = self.store.lock();
+        let pid = std::process::id();
+        if g.0 != pid {
+            if let Ok(s) = Self::connect(&self.config.redis) {
+                *g = (pid, Arc::new(s));
+            }
+        }
+        g.1.clone()
+    }
+
+    /// The limits.
+    pub fn limits(&self) -> &LimitSet {
+        &self.limits
+    }
+
+    /// The settings.
+    pub fn config(&self) -> &SharedConfig {
+        &self.config
+    }
+
+    /// The breaker around Redis.
+    pub fn breaker(&self) -> &Breaker {
+        &self.breaker
+    }
+
+    /// Every Redis key that holds `key`'s state.
+    pub fn keys(&self, key: &str) -> Vec<String> {
+        let mut keys = Vec::with_capacity(self.tiers.len() + 1);
+        for t in &self.tiers {
+            let k = format!("{}{{{key}}}:{}", self.config.prefix, t.suffix);
+            if t.log {
+                keys.push(format!("{k}:total"));
+                keys.insert(keys.len() - 1, k);
+            } else {
+                keys.push(k);
+            }
+        }
+        keys
+    }
+
+    /// Starts a decision: either it is known at once (the breaker is open, so the policy
+    /// decides) or it needs Redis, and [`SharedLimiter::finish`] makes it. `now`: the caller's
+    /// clock if it is not the server's (a manual clock in tests); `local_now`: the time the
+    /// breaker and the local policy use.
+    pub fn begin(
+        &self,
+        key: &str,
+        cost: u64,
+        commit: bool,
+        now: Option<Nanos>,
+        local_now: Nanos,
+    ) -> Result<Result<Pending, SharedDecision>, Error> {
+        self.limits.check_cost(cost)?;
+        self.stats.decisions.fetch_add(1, Ordering::Relaxed);
+        let permit = self.breaker.try_acquire(local_now);
+        if permit == REJECTED {
+            return Ok(Err(self.fallback(
+                key,
+                cost,
+                commit,
+                local_now,
+                Fallback::BreakerOpen,
+            )));
+        }
+        let mut args = Vec::with_capacity(4 + 4 * self.tiers.len());
+        args.push(if commit { "1" } else { "0" }.to_owned());
+        args.push(cost.to_string());
+        args.push(now.map_or_else(String::new, |n| (n / 1000).to_string()));
+        args.push(self.tiers.len().to_string());
+        for t in &self.tiers {
+            args.push(t.kind.to_owned());
+            args.extend(t.params.iter().map(u64::to_string));
+        }
+        Ok(Ok(Pending {
+            key: key.to_owned(),
+            keys: self.keys(key),
+            args,
+            cost,
+            commit,
+            permit,
+            local_now,
+        }))
+    }
+
+    /// Makes a decision [`SharedLimiter::begin`] could not, within `command_timeout`.
+    pub async fn finish(&self, p: Pending) -> SharedDecision {
+        let store = self.store();
+        let started = Instant::now();
+        let r = tokio::time::timeout(
+            self.config.redis.command_timeout,
+            store.decide(&p.keys, &p.args),
+        )
+        .await;
+        let took = started.elapsed().as_nanos() as Nanos;
+        let r = r.unwrap_or_else(|_| {
+            Err(std::io::Error::new(
+                std::io::ErrorKind::TimedOut,
+                format!(
+                    "no reply within command_timeout ({:?})",
+                    self.config.redis.command_timeout
+                ),
+            )
+            .into())
+        });
+        self.settle(p, r, took)
+    }
+
+    /// The script call for `p` as bytes on the wire: `EVALSHA` (or `EVAL` with the source, after
+    /// a `NOSCRIPT` reply).
+    pub fn packed(&self, p: &Pending, by_hash: bool) -> Vec<u8> {
+        let mut cmd = if by_hash {
+            let mut c = redis::cmd("EVALSHA");
+            c.arg(crate::store::redis::decide_hash());
+            c
+        } else {
+            let mut c = redis::cmd("EVAL");
+            c.arg(crate::store::redis::DECIDE_LUA);
+            c
+        };
+        cmd.arg(p.keys.len());
+        for k in &p.keys {
+            cmd.arg(k.as_str());
+        }
+        for a in &p.args {
+            cmd.arg(a.as_str());
+        }
+        cmd.get_packed_command()
+    }
+
+    /// Turns the script's reply (or the failure) into the decision, reporting to the breaker;
+    /// `took` is how long the call took.
+    pub fn settle(
+        &self,
+        p: Pending,
+        reply: redis::RedisResult<[i64; 8]>,
+        took: Nanos,
+    ) -> SharedDecision {
+        let done_at = p.local_now.saturating_add(took);
+        match reply {
+            Ok(raw) => {
+                self.breaker
+                    .record(p.permit, Outcome::Success, took, done_at);
+                let decision = self.decision_of(raw);
+                if !decision.decision.allowed {
+                    self.stats.denied.fetch_add(1, Ordering::Relaxed);
+                }
+                SharedDecision {
+                    decision,
+                    fallback: Fallback::None,
+                }
+            }
+            Err(e) => self.failed(&p, &e.to_string(), took, done_at),
+        }
+    }
+
+    fn failed(&self, p: &Pending, why: &str, took: Nanos, now: Nanos) -> SharedDecision {
+        self.breaker.record(p.permit, Outcome::Failure, took, now);
+        self.stats.errors.fetch_add(1, Ordering::Relaxed);
+        self.log.note(&format!(
+            "Redis at {} failed: {why}; decisions follow on_error={:?} until it recovers",
+            crate::store::redis::url::redact(&self.config.redis.url),
+            self.config.on_error
+        ));
+        self.fallback(&p.key, p.cost, p.commit, now, Fallback::Error)
+    }
+
+    fn fallback(
+        &self,
+        key: &str,
+        cost: u64,
+        commit: bool,
+        now: Nanos,
+        why: Fallback,
+    ) -> SharedDecision {
+        self.stats.fallbacks.fetch_add(1, Ordering::Relaxed);
+        let first = self.limits.limits()[0].spec();
+        let decision = match self.config.on_error {
+            OnError::Local => {
+                let r = if commit {
+                    self.local.hit(key, now, cost)
+                } else {
+                    self.local.test(key, now, cost)
+                };
+                // The cost was checked in `begin`: the local limiter has the same limits.
+                r.unwrap_or_else(|_| self.synthetic(false, 0))
+            }
+            OnError::Allow => self.synthetic(true, first.count),
+            OnError::Deny => {
+                // Retry once the breaker would let a probe through (at least a second).
+                let wait = self.breaker.retry_after(now).max(NANOS_PER_SEC);
+                let mut d = self.synthetic(false, 0);
+                d.decision.retry_after = wait;
+                d.decision.reset_after = wait;
+                d
+            }
+        };
+        if !decision.decision.allowed {
+            self.stats.denied.fetch_add(1, Ordering::Relaxed);
+        }
+        SharedDecision {
+            decision,
+            fallback: why,
+        }
+    }
+
+    fn synthetic(&self, allowed: bool, remaining: u64) -> TieredDecision {
+        let first = self.limits.limits()[0].spec();
+        TieredDecision {
+            decision: Decision {
+                allowed,
+                limit: first.count,
+                remaining,
+                reset_after: 0,
+                retry_after: 0,
+            },
+            binding: first,
+            binding_reset_after: 0,
+        }
+    }
+
+    fn decision_of(&self, r: [i64; 8]) -> TieredDecision {
+        let us = |v: i64| -> Nanos {
+            if v == NEVER {
+                Nanos::MAX
+            } else {
+                (v.max(0) as u64).saturating_mul(1000)
+            }
+        };
+        let index = usize::try_from(r[5])
+            .ok()
+            .filter(|&i| i < self.limits.limits().len())
+            .unwrap_or(0);
+        TieredDecision {
+            decision: Decision {
+                allowed: r[0] == 1,
+                limit: r[1].max(0) as u64,
+                remaining: r[2].max(0) as u64,
+                reset_after: us(r[3]),
+                retry_after: us(r[4]),
+            },
+            binding: self.limits.limits()[index].spec(),
+            binding_reset_after: us(r[6]),
+        }
+    }
+
+    /// Forgets `key`'s state in Redis (and in the local fallback); whether Redis held any.
+    pub async fn reset(&self, key: &str, local_now: Nanos) -> Result<bool, String> {
+        self.local.reset(key, local_now);
+        let store = self.store();
+        let keys = self.keys(key);
+        match tokio::time::timeout(self.config.redis.command_timeout, store.delete(&keys)).await {
+            Ok(Ok(existed)) => Ok(existed),
+            Ok(Err(e)) => Err(e.to_string()),
+            Err(_) => Err("no reply within command_timeout".to_owned()),
+        }
+    }
+
+    /// The failure report due now, if any (at most one per `log_interval`).
+    pub fn take_report(&self) -> Option<String> {
+        if !self.log.has_pending.swap(false, Ordering::AcqRel) {
+            return None;
+        }
+        self.log.pending.lock().take()
+    }
+}

@@ -1,0 +1,418 @@
+//! `RedisLimiter` (limits shared through Redis) and `Bridge` (how its async decisions come back to
+//! an asyncio loop).
+//!
+//! The bridge: a decision that needs Redis runs as a task on seawall's tokio thread, which puts
+//! the result in a queue and, if the queue was empty, writes one byte to a pipe. The asyncio loop
+//! watches the pipe (`loop.add_reader`) and then sets every queued result on its future in one
+//! call. The tokio thread never takes the GIL, so it never waits for the Python thread, and a
+//! burst of results costs one wake-up of the loop. pyo3-async-runtimes' `future_into_py` instead
+//! takes the GIL on the tokio thread for every result to schedule it with
+//! `call_soon_threadsafe`; measured in `benches/compare_redis.py`.
+
+use std::io::{Read, Write};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use parking_lot::Mutex;
+use pyo3::exceptions::{PyOSError, PyValueError};
+use pyo3::intern;
+use pyo3::prelude::*;
+use pyo3::types::{PyDict, PyList};
+
+use super::clock::ClockSource;
+use super::direct::DirectShared;
+use super::errors::cost_arg;
+use super::limiter::{limit_set_arg, max_keys_arg, secs, PyDecision, PyLimit};
+use crate::breaker::BreakerConfig;
+use crate::clock::{self, secs_to_nanos, Clock, DefaultClock, Nanos, NANOS_PER_SEC};
+use crate::limiter::shared::{OnError, SharedConfig, SharedLimiter};
+use crate::limiter::tiered::TieredDecision;
+use crate::store::redis::{runtime, url, RedisConfig};
+
+enum Completion {
+    Decision(TieredDecision),
+    Flag(Result<bool, String>),
+}
+
+struct Done {
+    future: Py<PyAny>,
+    completion: Completion,
+    report: Option<String>,
+}
+
+struct BridgeInner {
+    queue: Mutex<Vec<Done>>,
+    signaled: AtomicBool,
+    reader: Mutex<std::io::PipeReader>,
+    writer: Mutex<std::io::PipeWriter>,
+}
+
+impl BridgeInner {
+    fn complete(&self, done: Done) {
+        self.queue.lock().push(done);
+        if !self.signaled.swap(true, Ordering::AcqRel) {
+            // One byte per batch; the reader drains the queue after clearing the flag, so a
+            // result pushed meanwhile either rides this batch or signals again.
+            let _ = self.writer.lock().write_all(&[1]);
+        }
+    }
+}
+
+#[pyclass(frozen, module = "seawall._seawall", name = "Bridge")]
+pub(crate) struct PyBridge {
+    inner: Arc<BridgeInner>,
+}
+
+#[pymethods]
+impl PyBridge {
+    #[new]
+    fn new() -> PyResult<Self> {
+        let (reader, writer) = std::io::pipe().map_err(|e| PyOSError::new_err(e.to_string()))?;
+        Ok(PyBridge {
+            inner: Arc::new(BridgeInner {
+                queue: Mutex::new(Vec::new()),
+                signaled: AtomicBool::new(false),
+                reader: Mutex::new(reader),
+                writer: Mutex::new(writer),
+            }),
+        })
+    }
+
+    /// The pipe's read end, for `loop.add_reader`; set it non-blocking.
+    fn fileno(&self) -> i32 {
+        use std::os::fd::AsRawFd;
+        self.inner.reader.lock().as_raw_fd()
+    }
+
+    /// Sets every finished result on its future; returns how many.
+    fn drain(&self, py: Python<'_>) -> PyResult<usize> {
+        let mut buf = [0u8; 256];
+        {
+            let mut r = self.inner.reader.lock();
+            while let Ok(n) = r.read(&mut buf) {
+                if n < buf.len() {
+                    break;
+                }
+            }
+        }
+        self.inner.signaled.store(false, Ordering::Release);
+        let batch = std::mem::take(&mut *self.inner.queue.lock());
+        let n = batch.len();
+        for done in batch {
+            if let Some(msg) = done.report {
+                report(py, &msg);
+            }
+            let value: Bound<'_, PyAny> = match done.completion {
+                Completion::Decision(d) => Bound::new(py, PyDecision::from(d))?.into_any(),
+                Completion::Flag(Ok(b)) => pyo3::types::PyBool::new(py, b).to_owned().into_any(),
+                Completion::Flag(Err(e)) => {
+                    report(py, &format!("Redis reset failed: {e}"));
+                    pyo3::types::PyBool::new(py, false).to_owned().into_any()
+                }
+            };
+            // A cancelled future refuses its result; nobody is waiting for it.
+            if done
+                .future
+                .call_method1(py, intern!(py, "set_result"), (value,))
+                .is_err()
+            {
+                let _ = PyErr::take(py);
+            }
+        }
+        Ok(n)
+    }
+}
+
+pub(crate) fn report(py: Python<'_>, msg: &str) {
+    let r = py
+        .import("logging")
+        .and_then(|m| m.call_method1("getLogger", ("seawall.redis",)))
+        .and_then(|l| l.call_method1("warning", (msg,)));
+    if r.is_err() {
+        let _ = PyErr::take(py);
+    }
+}
+
+fn seconds_arg(name: &'static str, v: f64, min: f64) -> PyResult<Nanos> {
+    secs_to_nanos(v)
+        .filter(|_| v >= min && v.is_finite())
+        .ok_or_else(|| {
+            PyValueError::new_err(format!(
+                "{name} must be a finite number of seconds, at least {min}, got {v}"
+            ))
+        })
+}
+
+#[pyclass(frozen, subclass, module = "seawall._seawall", name = "RedisLimiter")]
+pub(crate) struct PyRedisLimiter {
+    core: Arc<SharedLimiter>,
+    direct: Arc<DirectShared>,
+    clock: ClockSource,
+}
+
+impl PyRedisLimiter {
+    /// The time for the script (None: the server's TIME) and for the breaker and local policy.
+    fn times(&self, py: Python<'_>) -> PyResult<(Option<Nanos>, Nanos)> {
+        Ok(match &self.clock {
+            ClockSource::Default => match clock::default_clock() {
+                Some(m) => (Some(m.now()), m.now()),
+                None => (None, DefaultClock.now()),
+            },
+            ClockSource::System => (None, DefaultClock.now()),
+            other => {
+                let n = other.now(py)?;
+                (Some(n), n)
+            }
+        })
+    }
+
+    fn decide_sync(
+        &self,
+        py: Python<'_>,
+        key: &str,
+        cost: i64,
+        commit: bool,
+    ) -> PyResult<TieredDecision> {
+        let (now, local_now) = self.times(py)?;
+        let pending = match self
+            .core
+            .begin(key, cost_arg("cost", cost)?, commit, now, local_now)?
+        {
+            Ok(p) => p,
+            Err(d) => return Ok(d.decision),
+        };
+        let core = self.core.clone();
+        let d = py.detach(move || runtime::handle().block_on(core.finish(pending)));
+        if let Some(msg) = self.core.take_report() {
+            report(py, &msg);
+        }
+        Ok(d.decision)
+    }
+}
+
+#[pymethods]
+impl PyRedisLimiter {
+    #[new]
+    #[pyo3(signature = (
+        limits, *, store, algorithm="gcra", key_prefix="seawall:", on_error="allow",
+        connect_timeout=1.0, command_timeout=0.25, log_interval=60.0, max_local_keys=100_000,
+        breaker_failures=3, breaker_recovery=1.0, clock=None
+    ))]
+    #[allow(clippy::too_many_arguments)]
+    fn new(
+        limits: &Bound<'_, PyAny>,
+        store: &str,
+        algorithm: &str,
+        key_prefix: &str,
+        on_error: &str,
+        connect_timeout: f64,
+        command_timeout: f64,
+        log_interval: f64,
+        max_local_keys: i64,
+        breaker_failures: i64,
+        breaker_recovery: f64,
+        clock: Option<&Bound<'_, PyAny>>,
+    ) -> PyResult<Self> {
+        let limits = limit_set_arg(limits, algorithm)?;
+        let connect = seconds_arg("connect_timeout", connect_timeout, 0.001)?;
+        let command = seconds_arg("command_timeout", command_timeout, 0.001)?;
+        let recovery = seconds_arg("breaker_recovery", breaker_recovery, 0.001)?;
+        let failures = u32::try_from(breaker_failures)
+            .ok()
+            .filter(|&n| n >= 1)
+            .ok_or_else(|| {
+                PyValueError::new_err(format!(
+                    "breaker_failures must be at least 1, got {breaker_failures}"
+                ))
+            })?;
+        let breaker = BreakerConfig {
+            failure_threshold: failures,
+            recovery_timeout: recovery,
+            // A probe that outlives a command has timed out anyway.
+            probe_timeout: command.saturating_mul(2).max(NANOS_PER_SEC / 100),
+            max_recovery_timeout: (30 * NANOS_PER_SEC).max(recovery),
+            ..BreakerConfig::default()
+        };
+        let clock = ClockSource::from_arg(clock)?;
+        let now = match &clock {
+            ClockSource::Manual(m) => m.now(),
+            _ => DefaultClock.now(),
+        };
+        let config = SharedConfig {
+            redis: RedisConfig {
+                url: store.to_owned(),
+                connect_timeout: Duration::from_nanos(connect),
+                command_timeout: Duration::from_nanos(command),
+            },
+            prefix: key_prefix.to_owned(),
+            on_error: on_error.parse()?,
+            max_local_keys: max_keys_arg(max_local_keys)?,
+            log_interval: seconds_arg("log_interval", log_interval, 0.0)?,
+            breaker,
+        };
+        let core = Arc::new(SharedLimiter::new(limits, config, now)?);
+        Ok(PyRedisLimiter {
+            direct: DirectShared::new(core.clone()),
+            core,
+            clock,
+        })
+    }
+
+    #[pyo3(signature = (key, cost=1))]
+    fn hit(&self, py: Python<'_>, key: &str, cost: i64) -> PyResult<PyDecision> {
+        Ok(PyDecision::from(self.decide_sync(py, key, cost, true)?))
+    }
+
+    #[pyo3(signature = (key, cost=1))]
+    fn allow(&self, py: Python<'_>, key: &str, cost: i64) -> PyResult<bool> {
+        Ok(self.decide_sync(py, key, cost, true)?.decision.allowed)
+    }
+
+    #[pyo3(signature = (key, cost=1))]
+    fn test(&self, py: Python<'_>, key: &str, cost: i64) -> PyResult<PyDecision> {
+        Ok(PyDecision::from(self.decide_sync(py, key, cost, false)?))
+    }
+
+    fn reset(&self, py: Python<'_>, key: &str) -> PyResult<bool> {
+        let (_, local_now) = self.times(py)?;
+        let core = self.core.clone();
+        let key = key.to_owned();
+        let r = py.detach(move || runtime::handle().block_on(core.reset(&key, local_now)));
+        r.map_err(|e| PyOSError::new_err(format!("Redis reset failed: {e}")))
+    }
+
+    /// Starts an async decision: the Decision if it is known at once, else None, and the
+    /// bridge sets it on `future` later.
+    fn _submit(
+        &self,
+        py: Python<'_>,
+        bridge: &Bound<'_, PyBridge>,
+        future: &Bound<'_, PyAny>,
+        key: &str,
+        cost: i64,
+        commit: bool,
+    ) -> PyResult<Option<PyDecision>> {
+        let (now, local_now) = self.times(py)?;
+        let pending = match self
+            .core
+            .begin(key, cost_arg("cost", cost)?, commit, now, local_now)?
+        {
+            Ok(p) => p,
+            Err(d) => return Ok(Some(PyDecision::from(d.decision))),
+        };
+        let inner = bridge.get().inner.clone();
+        let pending = match self
+            .direct
+            .try_send(py, Arc::as_ptr(&inner) as usize, future, pending)
+        {
+            Ok(Some(d)) => return Ok(Some(PyDecision::from(d.decision))),
+            Ok(None) => return Ok(None),
+            Err(pending) => pending,
+        };
+        let core = self.core.clone();
+        let future = future.clone().unbind();
+        runtime::handle().spawn(async move {
+            let d = core.finish(pending).await;
+            inner.complete(Done {
+                future,
+                completion: Completion::Decision(d.decision),
+                report: core.take_report(),
+            });
+        });
+        Ok(None)
+    }
+
+    /// Starts an async reset; the bridge sets whether Redis held the key on `future`.
+    fn _submit_reset(
+        &self,
+        py: Python<'_>,
+        bridge: &Bound<'_, PyBridge>,
+        future: &Bound<'_, PyAny>,
+        key: &str,
+    ) -> PyResult<()> {
+        let (_, local_now) = self.times(py)?;
+        let core = self.core.clone();
+        let inner = bridge.get().inner.clone();
+        let future = future.clone().unbind();
+        let key = key.to_owned();
+        runtime::handle().spawn(async move {
+            let r = core.reset(&key, local_now).await;
+            inner.complete(Done {
+                future,
+                completion: Completion::Flag(r),
+                report: None,
+            });
+        });
+        Ok(())
+    }
+
+    /// Every Redis key that holds `key`'s state.
+    fn redis_keys(&self, key: &str) -> Vec<String> {
+        self.core.keys(key)
+    }
+
+    fn stats<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
+        let (_, local_now) = self.times(py)?;
+        let s = &self.core.stats;
+        let d = PyDict::new(py);
+        d.set_item("decisions", s.decisions.load(Ordering::Relaxed))?;
+        d.set_item("limited", s.denied.load(Ordering::Relaxed))?;
+        d.set_item("errors", s.errors.load(Ordering::Relaxed))?;
+        d.set_item("fallbacks", s.fallbacks.load(Ordering::Relaxed))?;
+        d.set_item("breaker", self.core.breaker().state(local_now).name())?;
+        d.set_item(
+            "breaker_retry_after",
+            secs(self.core.breaker().retry_after(local_now)),
+        )?;
+        Ok(d)
+    }
+
+    #[getter]
+    fn limits<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyList>> {
+        let items = self
+            .core
+            .limits()
+            .limits()
+            .iter()
+            .map(|l| Py::new(py, PyLimit { limit: l.clone() }))
+            .collect::<PyResult<Vec<_>>>()?;
+        PyList::new(py, items)
+    }
+
+    /// The store URL, password hidden.
+    #[getter]
+    fn store(&self) -> String {
+        url::redact(&self.core.config().redis.url)
+    }
+
+    #[getter]
+    fn on_error(&self) -> &'static str {
+        match self.core.config().on_error {
+            OnError::Allow => "allow",
+            OnError::Deny => "deny",
+            OnError::Local => "local",
+        }
+    }
+
+    #[getter]
+    fn key_prefix(&self) -> String {
+        self.core.config().prefix.clone()
+    }
+
+    fn __repr__(&self) -> String {
+        let limits: Vec<String> = self
+            .core
+            .limits()
+            .limits()
+            .iter()
+            .map(|l| l.to_string())
+            .collect();
+        format!(
+            "RedisLimiter([{}], store={:?}, on_error={:?})",
+            limits.join(", "),
+            self.store(),
+            self.on_error()
+        )
+    }
+}

@@ -1,0 +1,309 @@
+-- seawall: one decision for every limit of one key, all or nothing, run atomically in Redis.
+--
+-- The same transitions as src/algorithm/, in integer microseconds (Lua numbers are doubles, exact
+-- up to 2^53; the Rust side refuses limits whose arithmetic would go past that). Time is the
+-- server's TIME unless the caller passes its own (a test's manual clock), so hosts with skewed
+-- clocks agree.
+--
+-- KEYS: one per limit, in order; a sliding log has a second key (its running total) right after
+--       its own. Every key of one call shares a hash tag, so the script runs on Redis Cluster.
+-- ARGV: commit ("1" hit, "0" test), cost, now in µs ("" for TIME), number of limits, then four
+--       values per limit: kind ("b" bucket, "f" fixed window, "l" sliding log, "c" sliding
+--       counter) and its parameters:
+--         b: capacity, num, unit   (a token is `unit` units; one µs refills `num` units)
+--         f, l, c: limit, window in µs, unused
+-- Returns: allowed (0/1), limit, remaining, reset_after µs, retry_after µs (-1: never), index of
+--          the binding limit (from 0), its reset_after µs, now µs.
+-- Every key written expires when its state is back to fresh.
+
+local commit = ARGV[1] == '1'
+local cost = tonumber(ARGV[2])
+local now
+if ARGV[3] == '' then
+    local t = redis.call('TIME')
+    now = tonumber(t[1]) * 1000000 + tonumber(t[2])
+else
+    now = tonumber(ARGV[3])
+end
+local count = tonumber(ARGV[4])
+local NEVER = -1
+
+local function fmt(x)
+    return string.format('%.0f', x)
+end
+
+-- Exact floor(a / b) and ceil(a / b) for integers 0 <= a < 2^53, b >= 1.
+local function floordiv(a, b)
+    local q = math.floor(a / b)
+    if q * b > a then
+        q = q - 1
+    elseif (q + 1) * b <= a then
+        q = q + 1
+    end
+    return q
+end
+
+local function ceildiv(a, b)
+    local q = floordiv(a, b)
+    if q * b < a then
+        q = q + 1
+    end
+    return q
+end
+
+local function expire_in(key, us)
+    -- PEXPIRE takes whole milliseconds: round up, so a key never outlives its state by less.
+    redis.call('PEXPIRE', key, math.max(1, ceildiv(us, 1000)))
+end
+
+local function window_start(w)
+    return now - math.fmod(now, w)
+end
+
+-- GCRA, token bucket, leaky bucket (src/algorithm/token_bucket.rs). State "deficit at": units
+-- missing from a full bucket at µs `at`.
+local function bucket(key, cap, num, unit, write)
+    local d = 0
+    local raw = redis.call('GET', key)
+    if raw then
+        local sd, sat = string.match(raw, '^(%d+) (%d+)$')
+        d = tonumber(sd)
+        local elapsed = now - tonumber(sat)
+        if elapsed < 0 then
+            d = d - elapsed * num -- time went backwards: nothing extra is granted
+        elseif elapsed >= d or elapsed * num >= d then
+            d = 0
+        else
+            d = d - elapsed * num
+        end
+    end
+    local capu = cap * unit
+    local need = cost * unit
+    local allowed = d + need <= capu
+    if allowed and write then
+        d = d + need
+        local full_in = ceildiv(d, num)
+        redis.call('SET', key, fmt(d) .. ' ' .. fmt(now), 'PX', math.max(1, ceildiv(full_in, 1000)))
+    end
+    local retry = 0
+    if not allowed then
+        if need > capu then
+            retry = NEVER
+        else
+            retry = ceildiv(d + need - capu, num)
+        end
+    end
+    return allowed, cap, floordiv(capu - math.min(d, capu), unit), ceildiv(d, num), retry
+end
+
+-- Fixed window (src/algorithm/fixed_window.rs). State "start count".
+local function fixed(key, limit, w, write)
+    local start = window_start(w)
+    local n = 0
+    local raw = redis.call('GET', key)
+    if raw then
+        local ss, sn = string.match(raw, '^(%d+) (%d+)$')
+        if not (start > tonumber(ss)) then
+            start, n = tonumber(ss), tonumber(sn)
+        end
+    end
+    local allowed = cost <= limit - math.min(n, limit)
+    local ends = start + w
+    if allowed and write then
+        n = n + cost
+        redis.call('SET', key, fmt(start) .. ' ' .. fmt(n), 'PX', math.max(1, ceildiv(math.max(ends - now, 1), 1000)))
+    end
+    local retry = 0
+    if not allowed then
+        if cost > limit then retry = NEVER else retry = math.max(ends - now, 0) end
+    end
+    local reset = 0
+    if n > 0 then reset = math.max(ends - now, 0) end
+    return allowed, limit, limit - math.min(n, limit), reset, retry
+end
+
+-- Sliding window counter (src/algorithm/sliding_counter.rs). State "start current previous".
+local function counter(key, limit, w, write)
+    local start = window_start(w)
+    local s, cur, prev = start, 0, 0
+    local raw = redis.call('GET', key)
+    if raw then
+        local ss, sc, sp = string.match(raw, '^(%d+) (%d+) (%d+)$')
+        ss, sc, sp = tonumber(ss), tonumber(sc), tonumber(sp)
+        if start <= ss then
+            s, cur, prev = ss, sc, sp
+        elseif start == ss + w then
+            prev = sc
+        end
+    end
+    local elapsed = math.min(math.max(now - s, 0), w - 1)
+    local capacity = limit * w
+    local function weighted(p, c)
+        return p * (w - elapsed) + c * w
+    end
+    local allowed = weighted(prev, cur + cost) <= capacity
+    if allowed and write then
+        cur = cur + cost
+    end
+    local fresh_at = now
+    if cur > 0 then
+        fresh_at = s + 2 * w
+    elseif prev > 0 then
+        fresh_at = s + w
+    end
+    if allowed and write then
+        redis.call('SET', key, fmt(s) .. ' ' .. fmt(cur) .. ' ' .. fmt(prev), 'PX',
+            math.max(1, ceildiv(math.max(fresh_at - now, 1), 1000)))
+    end
+    local retry = 0
+    if not allowed then
+        if cost > limit then
+            retry = NEVER
+        else
+            local function at(st, p, c)
+                local room = limit - c - cost
+                if room < 0 then return nil end
+                if p == 0 then return st end
+                local keep = floordiv(room * w, p)
+                if keep >= w then return st end
+                return st + (w - keep)
+            end
+            local when = at(s, prev, cur) or at(s + w, cur, 0) or (s + 2 * w)
+            retry = math.max(when - now, 0)
+        end
+    end
+    local remaining = floordiv(math.max(capacity - weighted(prev, cur), 0), w)
+    return allowed, limit, remaining, math.max(fresh_at - now, 0), retry
+end
+
+-- Sliding window log (src/algorithm/sliding_log.rs). A list of "at cost" entries, oldest first,
+-- and its running total in a second key.
+local function log(key, total_key, limit, w, write)
+    local total = tonumber(redis.call('GET', total_key) or '0')
+    local expired = false
+    while true do
+        local e = redis.call('LINDEX', key, 0)
+        if not e then break end
+        local sat, sc = string.match(e, '^(%d+) (%d+)$')
+        if tonumber(sat) + w > now then break end
+        redis.call('LPOP', key)
+        total = total - tonumber(sc)
+        expired = true
+    end
+    local allowed = cost <= limit - math.min(total, limit)
+    local changed = expired
+    if allowed and write then
+        local last = redis.call('LINDEX', key, -1)
+        local lat, lc = nil, nil
+        if last then lat, lc = string.match(last, '^(%d+) (%d+)$') end
+        if lat and tonumber(lat) == now then
+            redis.call('LSET', key, -1, fmt(now) .. ' ' .. fmt(tonumber(lc) + cost))
+        else
+            redis.call('RPUSH', key, fmt(now) .. ' ' .. fmt(cost))
+        end
+        total = total + cost
+        changed = true
+    end
+    local newest = redis.call('LINDEX', key, -1)
+    local fresh_at = now
+    if newest then
+        fresh_at = math.max(tonumber(string.match(newest, '^(%d+)')) + w, now)
+    end
+    if changed then
+        if total > 0 then
+            redis.call('SET', total_key, fmt(total))
+            expire_in(key, math.max(fresh_at - now, 1))
+            expire_in(total_key, math.max(fresh_at - now, 1))
+        else
+            redis.call('DEL', key, total_key)
+        end
+    end
+    local retry = 0
+    if not allowed then
+        if cost > limit then
+            retry = NEVER
+        else
+            local need = total + cost - limit
+            local freed, leave, i = 0, now, 0
+            while freed < need do
+                local chunk = redis.call('LRANGE', key, i, i + 63)
+                if #chunk == 0 then break end
+                for _, e in ipairs(chunk) do
+                    local sat, sc = string.match(e, '^(%d+) (%d+)$')
+                    freed = freed + tonumber(sc)
+                    leave = tonumber(sat) + w
+                    if freed >= need then break end
+                end
+                i = i + 64
+            end
+            retry = math.max(leave - now, 0)
+        end
+    end
+    return allowed, limit, limit - math.min(total, limit), math.max(fresh_at - now, 0), retry
+end
+
+local function run(write)
+    local out = {}
+    local k = 1
+    for i = 0, count - 1 do
+        local base = 5 + i * 4
+        local kind = ARGV[base]
+        local a, b, c = tonumber(ARGV[base + 1]), tonumber(ARGV[base + 2]), tonumber(ARGV[base + 3])
+        local r
+        if kind == 'b' then
+            r = { bucket(KEYS[k], a, b, c, write) }
+            k = k + 1
+        elseif kind == 'f' then
+            r = { fixed(KEYS[k], a, b, write) }
+            k = k + 1
+        elseif kind == 'c' then
+            r = { counter(KEYS[k], a, b, write) }
+            k = k + 1
+        elseif kind == 'l' then
+            r = { log(KEYS[k], KEYS[k + 1], a, b, write) }
+            k = k + 2
+        else
+            return redis.error_reply('seawall: unknown limit kind ' .. tostring(kind))
+        end
+        out[i + 1] = r
+    end
+    return out
+end
+
+-- First ask every limit; only if all admit does any of them count it (src/limiter/tiered.rs).
+local decisions = run(false)
+if type(decisions) ~= 'table' or decisions.err then return decisions end
+local all = true
+for _, d in ipairs(decisions) do
+    all = all and d[1]
+end
+if all and commit then
+    decisions = run(true)
+end
+
+-- The binding limit: when admitted, the first with the fewest left; when denied, the last of the
+-- denying limits with the longest wait (as Rust's min_by_key / max_by_key choose).
+local function wait(d)
+    if d[5] == NEVER then return math.huge end
+    return d[5]
+end
+local binding = nil
+for i, d in ipairs(decisions) do
+    if all then
+        if binding == nil or d[3] < decisions[binding][3] then binding = i end
+    elseif not d[1] then
+        if binding == nil or wait(d) >= wait(decisions[binding]) then binding = i end
+    end
+end
+local b = decisions[binding]
+local remaining = b[3]
+local reset = 0
+for _, d in ipairs(decisions) do
+    if not all then remaining = math.min(remaining, d[3]) end
+    reset = math.max(reset, d[4])
+end
+local retry = 0
+if not all then retry = b[5] end
+local allowed = 0
+if all then allowed = 1 end
+return { allowed, b[2], remaining, reset, retry, binding - 1, b[4], now }
