@@ -319,7 +319,13 @@ class BreakerCore:
         max_recovery_timeout: float = 600.0,
         jitter: float = 0.1,
         clock: _ClockArg = None,
+        store: str | None = None,
+        store_key: str | None = None,
+        sync_interval: float = 0.5,
+        connect_timeout: float = 1.0,
+        command_timeout: float = 0.25,
     ) -> BreakerCore: ...
+    def sync(self) -> float: ...
     def try_acquire(self) -> int: ...
     def record(self, permit: int, outcome: int, duration: float = 0.0) -> None: ...
     @property

@@ -301,6 +301,16 @@ class CircuitBreaker:
 
     The breaker is listed in :data:`seawall.breakers` under ``name`` while it is alive; a name
     already taken by a live breaker raises :class:`ValueError` unless ``replace=True``.
+
+    **Shared** (``store="redis://..."``): every process whose breaker has this ``name`` (and
+    ``key_prefix``) on that Redis shares one breaker. Each process still decides its calls
+    locally, without waiting for Redis; every ``sync_interval`` seconds (and at once when it
+    opens) it sends what it saw and adopts the shared state. Failures in a row and the failure /
+    slow-call rates are then counted over every process's calls (a count window is shared as a
+    60-second time window), and a breaker opened in any process is open in all within
+    ``sync_interval`` plus one round trip to Redis. Half-open probes are each process's own. If
+    Redis is unreachable, each breaker goes on alone and sends its counts later; ``stats()``
+    reports the sharing under ``"shared"``. ``sync()`` shares at once.
     """
 
     __slots__ = (
@@ -345,6 +355,9 @@ class CircuitBreaker:
         fallback: Callable[..., Any] | None = None,
         clock: ManualClock | SystemClock | object | None = None,
         replace: bool = False,
+        store: str | None = None,
+        key_prefix: str = "seawall:",
+        sync_interval: float = 0.5,
     ) -> None:
         if not isinstance(name, str):
             raise TypeError(f"name must be a str, got {type(name).__name__}")
@@ -390,6 +403,9 @@ class CircuitBreaker:
             max_recovery_timeout=max_recovery_timeout,
             jitter=jitter,
             clock=clock,
+            store=store,
+            store_key=None if store is None else f"{key_prefix}breaker:{{{name}}}",
+            sync_interval=sync_interval,
         )
         self._name = name
         self._core = core
@@ -409,6 +425,13 @@ class CircuitBreaker:
 
     # ----------------------------------------------------------------------------------------
     # Observability and control
+
+    def sync(self) -> float:
+        """With a ``store``: share the state now; the seconds it stays open for every process.
+
+        Raises :class:`OSError` if Redis cannot be reached, :class:`ValueError` without a store.
+        """
+        return self._core.sync()
 
     @property
     def name(self) -> str:

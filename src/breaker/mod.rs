@@ -23,6 +23,8 @@ use parking_lot::Mutex;
 use crate::clock::{Nanos, NANOS_PER_SEC};
 use crate::error::Error;
 
+pub mod shared;
+
 /// The three states.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum State {
@@ -328,6 +330,27 @@ struct Inner {
     last: Option<Transition>,
     since: Nanos,
     time_in: [Nanos; 3],
+    delta: Delta,
+}
+
+/// What a breaker saw since the last [`Breaker::take_delta`]: what a process tells the others
+/// when breakers share their state ([`shared`]).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Delta {
+    /// Calls reported in the closed state.
+    pub calls: u64,
+    /// Of those, failures.
+    pub failures: u64,
+    /// Of those, slow calls.
+    pub slow: u64,
+    /// Failures in a row at the end (since the last success).
+    pub trailing_failures: u64,
+    /// Whether any of them succeeded.
+    pub success_seen: bool,
+    /// If it opened on its own: for how long.
+    pub opened_for: Option<Nanos>,
+    /// Whether its probes closed it.
+    pub closed: bool,
 }
 
 /// A circuit breaker, safe to share between threads.
@@ -389,6 +412,7 @@ impl Inner {
         let capped = base.min(self.cfg.max_recovery_timeout as f64);
         let timeout = (capped * self.jitter()).max(0.0) as Nanos;
         self.open_until = now.saturating_add(timeout);
+        self.delta.opened_for = Some(timeout);
         self.stats.opened_count += 1;
         self.probes.clear();
         self.move_to(State::Open, reason, now);
@@ -464,6 +488,7 @@ impl Breaker {
                 last: None,
                 since: now,
                 time_in: [0; 3],
+                delta: Delta::default(),
             }),
         })
     }
@@ -535,6 +560,7 @@ impl Breaker {
                 Outcome::Success => {
                     g.probe_successes += 1;
                     if g.probe_successes >= g.cfg.success_threshold {
+                        g.delta.closed = true;
                         g.close("probes_succeeded", now);
                     }
                 }
@@ -549,6 +575,16 @@ impl Breaker {
             return;
         }
         let failed = outcome == Outcome::Failure;
+        let d = &mut g.delta;
+        d.calls += 1;
+        d.slow += u64::from(slow);
+        if failed {
+            d.failures += 1;
+            d.trailing_failures += 1;
+        } else {
+            d.success_seen = true;
+            d.trailing_failures = 0;
+        }
         g.consecutive_failures = if failed {
             g.consecutive_failures.saturating_add(1)
         } else {
@@ -621,6 +657,72 @@ impl Breaker {
         g.probes.clear();
         g.stats.opened_count += 1;
         g.move_to(State::Open, "forced_open", now);
+    }
+
+    /// What it saw since the last call, for sharing; starts a new delta.
+    pub fn take_delta(&self) -> Delta {
+        std::mem::take(&mut self.inner.lock().delta)
+    }
+
+    /// Puts back a delta that could not be shared, ahead of what was seen since.
+    pub fn return_delta(&self, earlier: Delta) {
+        let mut g = self.inner.lock();
+        let later = g.delta;
+        g.delta = Delta {
+            calls: earlier.calls + later.calls,
+            failures: earlier.failures + later.failures,
+            slow: earlier.slow + later.slow,
+            trailing_failures: if later.success_seen {
+                later.trailing_failures
+            } else {
+                earlier.trailing_failures + later.trailing_failures
+            },
+            success_seen: earlier.success_seen || later.success_seen,
+            opened_for: later.opened_for.or(earlier.opened_for),
+            closed: earlier.closed || later.closed,
+        };
+    }
+
+    /// The settings.
+    pub fn config(&self) -> BreakerConfig {
+        self.inner.lock().cfg.clone()
+    }
+
+    /// Whether it opened on its own since the last [`Breaker::take_delta`].
+    #[inline]
+    pub fn opened_since_delta(&self) -> bool {
+        self.inner.lock().delta.opened_for.is_some()
+    }
+
+    /// Opens it for `remaining` because another process's breaker opened (or tripped on the
+    /// outcomes all processes share), without counting it as a reopen of its own; an open one
+    /// stays open at least that long. Forced modes are left alone.
+    ///
+    /// ```
+    /// use seawall::breaker::{Breaker, BreakerConfig, State};
+    /// use seawall::clock::NANOS_PER_SEC as S;
+    ///
+    /// let b = Breaker::new(BreakerConfig::default(), 0).unwrap();
+    /// b.adopt_open(5 * S, S);
+    /// assert_eq!(b.state(2 * S), State::Open);
+    /// assert_eq!(b.state(6 * S), State::HalfOpen);
+    /// ```
+    pub fn adopt_open(&self, remaining: Nanos, now: Nanos) {
+        let mut g = self.inner.lock();
+        if g.mode != Mode::Normal || remaining == 0 {
+            return;
+        }
+        g.refresh(now);
+        let until = now.saturating_add(remaining);
+        match g.state {
+            State::Open => g.open_until = g.open_until.max(until),
+            State::Closed | State::HalfOpen => {
+                g.open_until = until;
+                g.probes.clear();
+                g.stats.opened_count += 1;
+                g.move_to(State::Open, "shared_open", now);
+            }
+        }
     }
 
     /// Closed, and never opens, until [`Breaker::reset`].

@@ -2,14 +2,54 @@ use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
 use pyo3::types::PyDict;
 
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Duration;
+
 use super::clock::ClockSource;
+use crate::breaker::shared::{BreakerSync, Times};
 use crate::breaker::{Breaker, BreakerConfig, Outcome, Permit, WindowKind};
-use crate::clock::{nanos_to_secs, secs_to_nanos, Nanos};
+use crate::clock::{self as core_clock, nanos_to_secs, secs_to_nanos, Clock, DefaultClock, Nanos};
+use crate::store::redis::{runtime, RedisConfig};
+
+struct Shared {
+    sync: Arc<BreakerSync>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for Shared {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
 
 #[pyclass(frozen, module = "seawall._seawall", name = "BreakerCore")]
 pub(crate) struct PyBreakerCore {
-    breaker: Breaker,
+    breaker: Arc<Breaker>,
     clock: ClockSource,
+    shared: Option<Shared>,
+}
+
+/// The shared breaker's clock, readable off the Python thread: Redis's TIME unless a manual
+/// clock is in use (then its reading is sent).
+fn shared_times(clock: &ClockSource) -> PyResult<Times> {
+    Ok(match clock {
+        ClockSource::Manual(m) => {
+            let m = m.clone();
+            Box::new(move || (Some(m.now()), m.now()))
+        }
+        ClockSource::System => Box::new(|| (None, DefaultClock.now())),
+        ClockSource::Default => Box::new(|| match core_clock::default_clock() {
+            Some(m) => (Some(m.now()), m.now()),
+            None => (None, DefaultClock.now()),
+        }),
+        ClockSource::Callable(_) => {
+            return Err(PyValueError::new_err(
+                "a breaker with a store needs a ManualClock, a SystemClock or the default \
+                 clock, not a Python callable (the sharing runs off the Python thread)",
+            ))
+        }
+    })
 }
 
 fn seconds(param: &'static str, value: f64) -> PyResult<Nanos> {
@@ -56,6 +96,11 @@ impl PyBreakerCore {
         max_recovery_timeout=600.0,
         jitter=0.1,
         clock=None,
+        store=None,
+        store_key=None,
+        sync_interval=0.5,
+        connect_timeout=1.0,
+        command_timeout=0.25,
     ))]
     #[allow(clippy::too_many_arguments)]
     fn new(
@@ -76,6 +121,11 @@ impl PyBreakerCore {
         max_recovery_timeout: f64,
         jitter: f64,
         clock: Option<&Bound<'_, PyAny>>,
+        store: Option<&str>,
+        store_key: Option<&str>,
+        sync_interval: f64,
+        connect_timeout: f64,
+        command_timeout: f64,
     ) -> PyResult<Self> {
         let recovery = seconds("recovery_timeout", recovery_timeout)?;
         // Both window settings are checked, whichever is in use.
@@ -118,10 +168,52 @@ impl PyBreakerCore {
         };
         let clock = ClockSource::from_arg(clock)?;
         let now = clock.now(py)?;
+        let breaker = Arc::new(Breaker::new(config, now)?);
+        let shared = match store {
+            None => None,
+            Some(url) => {
+                let key = store_key
+                    .ok_or_else(|| PyValueError::new_err("store_key is required with a store"))?;
+                let positive = |name: &str, v: f64| {
+                    if v.is_finite() && v >= 0.001 {
+                        Ok(Duration::from_secs_f64(v))
+                    } else {
+                        Err(PyValueError::new_err(format!(
+                            "{name} must be a finite number of seconds, at least 0.001, got {v}"
+                        )))
+                    }
+                };
+                let sync = BreakerSync::new(
+                    breaker.clone(),
+                    RedisConfig {
+                        url: url.to_owned(),
+                        connect_timeout: positive("connect_timeout", connect_timeout)?,
+                        command_timeout: positive("command_timeout", command_timeout)?,
+                    },
+                    key.to_owned(),
+                    positive("sync_interval", sync_interval)?,
+                    shared_times(&clock)?,
+                )?;
+                let task = sync.start();
+                Some(Shared { sync, task })
+            }
+        };
         Ok(PyBreakerCore {
-            breaker: Breaker::new(config, now)?,
+            breaker,
             clock,
+            shared,
         })
+    }
+
+    /// Shares the breaker's state now (with a store): the seconds it stays open for everyone.
+    fn sync(&self, py: Python<'_>) -> PyResult<f64> {
+        let Some(shared) = &self.shared else {
+            return Err(PyValueError::new_err("this breaker has no store"));
+        };
+        let sync = shared.sync.clone();
+        let r = py.detach(move || runtime::handle().block_on(sync.sync_once()));
+        r.map(nanos_to_secs)
+            .map_err(|e| pyo3::exceptions::PyOSError::new_err(format!("Redis sync failed: {e}")))
     }
 
     fn try_acquire(&self, py: Python<'_>) -> PyResult<Permit> {
@@ -143,6 +235,12 @@ impl PyBreakerCore {
         let duration = secs_to_nanos(duration).unwrap_or(0);
         self.breaker
             .record(permit, outcome, duration, self.clock.now(py)?);
+        if let Some(shared) = &self.shared {
+            if outcome == Outcome::Failure && self.breaker.opened_since_delta() {
+                // Opened here: tell the others now, not at the next interval.
+                shared.sync.poke();
+            }
+        }
         Ok(())
     }
 
@@ -195,6 +293,17 @@ impl PyBreakerCore {
             None => None,
         };
         d.set_item("last_transition", last)?;
+        if let Some(shared) = &self.shared {
+            let sh = PyDict::new(py);
+            let (consec, total, failed) = *shared.sync.shared.lock();
+            sh.set_item("syncs", shared.sync.syncs.load(Ordering::Relaxed))?;
+            sh.set_item("errors", shared.sync.errors.load(Ordering::Relaxed))?;
+            sh.set_item("last_error", shared.sync.last_error.lock().clone())?;
+            sh.set_item("consecutive_failures", consec)?;
+            sh.set_item("window_calls", total)?;
+            sh.set_item("window_failures", failed)?;
+            d.set_item("shared", sh)?;
+        }
         Ok(d)
     }
 

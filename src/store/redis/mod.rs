@@ -219,9 +219,14 @@ impl RedisStore {
         r
     }
 
-    /// Runs the decision script with `keys` and `args` and returns its eight integers.
-    pub async fn decide(&self, keys: &[String], args: &[String]) -> RedisResult<[i64; 8]> {
-        let mut inv = self.script.prepare_invoke();
+    /// Runs `script` with `keys` and `args` (EVALSHA, and the source again after NOSCRIPT).
+    pub async fn eval(
+        &self,
+        script: &Script,
+        keys: &[String],
+        args: &[String],
+    ) -> RedisResult<Value> {
+        let mut inv = script.prepare_invoke();
         for k in keys {
             inv.key(k.as_str());
         }
@@ -233,7 +238,12 @@ impl RedisStore {
             Handle::Lazy(Conn::Cluster(mut c)) => inv.invoke_async(&mut c).await,
             Handle::Lazy(Conn::Single(mut c)) => inv.invoke_async(&mut c).await,
         };
-        parse_reply(self.after(r).await?)
+        self.after(r).await
+    }
+
+    /// Runs the decision script with `keys` and `args` and returns its eight integers.
+    pub async fn decide(&self, keys: &[String], args: &[String]) -> RedisResult<[i64; 8]> {
+        parse_reply(self.eval(&self.script, keys, args).await?)
     }
 
     /// Deletes `keys` (one key's state under every limit); whether any existed.

@@ -1,0 +1,169 @@
+//! Breakers shared through Redis: every process that names the same breaker adds its outcomes
+//! to one count, and a breaker opened in one process opens in all.
+//!
+//! Each process keeps its own [`Breaker`], so a guarded call never waits for Redis. A task on
+//! seawall's I/O thread sends what the breaker saw ([`Delta`]) every `interval`, and at once when
+//! it opens; the script (`shared.lua`) adds it to the shared counts, trips the shared breaker on
+//! the same thresholds (failures in a row across processes, or the failure / slow-call rate over
+//! the time window), and answers how long the breaker stays open for everyone, which the process
+//! adopts. So a breaker opened anywhere is open everywhere within `interval` plus one round trip
+//! to Redis. Half-open probes are each process's own. When Redis is down, each breaker goes on
+//! alone and the counts it could not send are sent later.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use parking_lot::Mutex;
+use redis::{Script, Value};
+use tokio::sync::Notify;
+
+use super::{Breaker, WindowKind};
+use crate::clock::Nanos;
+use crate::error::Error;
+use crate::store::redis::{runtime, RedisConfig, RedisStore};
+
+const SHARED_LUA: &str = include_str!("shared.lua");
+
+/// The clock of a shared breaker: the time to send (None: Redis's own) and the local time.
+pub type Times = Box<dyn Fn() -> (Option<Nanos>, Nanos) + Send + Sync>;
+
+/// The task that shares one breaker's state.
+pub struct BreakerSync {
+    breaker: Arc<Breaker>,
+    store: RedisStore,
+    script: Script,
+    key: String,
+    interval: Duration,
+    timeout: Duration,
+    notify: Notify,
+    times: Times,
+    /// Syncs that succeeded.
+    pub syncs: AtomicU64,
+    /// Syncs that failed.
+    pub errors: AtomicU64,
+    /// The last failure.
+    pub last_error: Mutex<Option<String>>,
+    /// The shared counts at the last sync: failures in a row, calls and failures in the window.
+    pub shared: Mutex<(i64, i64, i64)>,
+}
+
+impl BreakerSync {
+    /// Prepares the sharing of `breaker` under `key`; [`BreakerSync::start`] starts it.
+    pub fn new(
+        breaker: Arc<Breaker>,
+        redis: RedisConfig,
+        key: String,
+        interval: Duration,
+        times: Times,
+    ) -> Result<Arc<Self>, Error> {
+        let timeout = redis.command_timeout;
+        let store = {
+            let _guard = runtime::handle().enter();
+            RedisStore::new(redis)?
+        };
+        Ok(Arc::new(BreakerSync {
+            breaker,
+            store,
+            script: Script::new(SHARED_LUA),
+            key,
+            interval,
+            timeout,
+            notify: Notify::new(),
+            times,
+            syncs: AtomicU64::new(0),
+            errors: AtomicU64::new(0),
+            last_error: Mutex::new(None),
+            shared: Mutex::new((0, 0, 0)),
+        }))
+    }
+
+    /// Runs the sharing loop until the handle is aborted.
+    pub fn start(self: &Arc<Self>) -> tokio::task::JoinHandle<()> {
+        let me = self.clone();
+        runtime::handle().spawn(async move {
+            loop {
+                tokio::select! {
+                    _ = tokio::time::sleep(me.interval) => {}
+                    _ = me.notify.notified() => {}
+                }
+                let _ = me.sync_once().await;
+            }
+        })
+    }
+
+    /// Asks for a sync now (the breaker just opened).
+    pub fn poke(&self) {
+        self.notify.notify_one();
+    }
+
+    /// Sends what the breaker saw and adopts the shared state; the seconds it stays open for
+    /// everyone.
+    pub async fn sync_once(&self) -> Result<Nanos, String> {
+        let delta = self.breaker.take_delta();
+        let (now, _) = (self.times)();
+        let cfg = self.breaker.config();
+        let window = match cfg.window {
+            WindowKind::Time(d) => d,
+            // A count window has no meaning across processes: its time equivalent is a minute.
+            WindowKind::Count(_) => 60 * crate::clock::NANOS_PER_SEC,
+        };
+        let rate = |r: Option<f64>| r.map_or_else(|| "-1".to_owned(), |r| r.to_string());
+        let args = vec![
+            now.map_or_else(String::new, |n| (n / 1000).to_string()),
+            delta.calls.to_string(),
+            delta.failures.to_string(),
+            delta.slow.to_string(),
+            delta.trailing_failures.to_string(),
+            u8::from(delta.success_seen).to_string(),
+            delta
+                .opened_for
+                .map_or(0, |d| (d / 1000).max(1))
+                .to_string(),
+            u8::from(delta.closed).to_string(),
+            cfg.failure_threshold.to_string(),
+            rate(cfg.failure_rate_threshold),
+            rate(cfg.slow_call_rate_threshold),
+            cfg.minimum_calls.to_string(),
+            (window / 1000).to_string(),
+            (cfg.recovery_timeout / 1000).max(1).to_string(),
+        ];
+        let keys = [self.key.clone()];
+        let r = tokio::time::timeout(self.timeout, self.store.eval(&self.script, &keys, &args))
+            .await
+            .map_err(|_| format!("no reply within command_timeout ({:?})", self.timeout))
+            .and_then(|r| r.map_err(|e| e.to_string()))
+            .and_then(|v| parse(v).ok_or_else(|| "unexpected reply".to_owned()));
+        match r {
+            Ok([open_us, consec, total, failed]) => {
+                self.syncs.fetch_add(1, Ordering::Relaxed);
+                *self.shared.lock() = (consec, total, failed);
+                let open = (open_us.max(0) as u64).saturating_mul(1000);
+                if open > 0 && delta.opened_for.is_none() {
+                    let (_, local) = (self.times)();
+                    self.breaker.adopt_open(open, local);
+                }
+                Ok(open)
+            }
+            Err(e) => {
+                self.breaker.return_delta(delta);
+                self.errors.fetch_add(1, Ordering::Relaxed);
+                *self.last_error.lock() = Some(e.clone());
+                Err(e)
+            }
+        }
+    }
+}
+
+fn parse(v: Value) -> Option<[i64; 4]> {
+    let Value::Array(items) = v else { return None };
+    let mut out = [0i64; 4];
+    if items.len() != 4 {
+        return None;
+    }
+    for (o, v) in out.iter_mut().zip(items) {
+        let Value::Int(n) = v else { return None };
+        *o = n;
+    }
+    Some(out)
+}
