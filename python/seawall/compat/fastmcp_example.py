@@ -17,13 +17,16 @@ from __future__ import annotations
 import json
 import logging
 import math
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 from seawall import _seawall
 from seawall.asgi import _send_with_headers
 from seawall.types import ASGIApp, Receive, Scope, Send
 
-__all__ = ["RateLimitMiddleware", "RateLimiterService"]
+__all__ = ["RateLimitMiddleware", "RateLimiterService", "rate_limit_mcp_tool"]
+
+F = TypeVar("F", bound=Callable[..., Any])
 
 logger = logging.getLogger("seawall.compat.fastmcp_example")
 
@@ -142,3 +145,59 @@ class RateLimitMiddleware:
         ]
         await send({"type": "http.response.start", "status": 429, "headers": headers})
         await send({"type": "http.response.body", "body": body})
+
+
+_default_service: RateLimiterService | None = None
+
+
+def _service() -> RateLimiterService:
+    global _default_service
+    if _default_service is None:
+        _default_service = RateLimiterService()
+    return _default_service
+
+
+def rate_limit_mcp_tool(
+    limit: int, window: int, *, limiter: RateLimiterService | None = None
+) -> Callable[[F], F]:
+    """Seed 004's tool decorator: ``limit`` calls per ``window`` seconds per MCP session.
+
+    Each session is recorded as ``mcp_session_{id}`` on ``limiter`` (default: the module's
+    shared :class:`RateLimiterService`), ``id`` being :func:`seawall.mcp.session_identity`: the
+    session id on handshake-era connections, a stable client identity on 2026-07-28 ones. A
+    refused call returns ``{"success": False, "error": "Rate limit exceeded", "rate_limited":
+    True, "retry_after": <s>}``. Unlike the original it keeps the tool's signature (so its
+    schema) and works without a ``ctx`` parameter, sync or async. Write it below
+    ``@mcp.tool()``, as the seed does (see :mod:`seawall.mcp` for the other order).
+    """
+    from seawall.mcp import rate_limit_tool, session_identity
+
+    def decorator(func: F) -> F:
+        service = limiter if limiter is not None else _service()
+        adapter = _ServiceAdapter(service, limit, window)
+        return rate_limit_tool(
+            # Not ``ctx.session_id``: on 2026-07-28 connections it is new on every request.
+            key=lambda ctx, args: f"mcp_session_{session_identity(ctx)}",
+            limiter=adapter,
+        )(func)
+
+    return decorator
+
+
+class _ServiceAdapter:
+    """``Limiter.hit`` over a ``RateLimiterService`` (seawall.mcp namespaces keys per tool)."""
+
+    def __init__(self, service: RateLimiterService, limit: int, window: int) -> None:
+        self.service, self.limit, self.window = service, limit, window
+
+    def hit(self, key: str) -> _Decision:
+        client_id = key.split(":", 1)[1]
+        allowed, info = self.service.check_and_record(client_id, self.limit, self.window)
+        return _Decision(allowed, float(info["retry_after"]), self.limit)
+
+
+class _Decision:
+    __slots__ = ("allowed", "limit", "retry_after")
+
+    def __init__(self, allowed: bool, retry_after: float, limit: int) -> None:
+        self.allowed, self.retry_after, self.limit = allowed, retry_after, limit

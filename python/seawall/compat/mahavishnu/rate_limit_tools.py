@@ -1,0 +1,99 @@
+"""Seed 001 (Mahavishnu core), ``mahavishnu/core/rate_limit_tools.py``, on seawall.
+
+``@rate_limit_tool(requests_per_minute=60)`` limits an MCP tool per ``user_id`` argument (calls
+without one share the ``"anonymous"`` budget) and returns an error dict instead of raising:
+``{"success": False, "error": "Rate limit exceeded", "rate_limited": True, "retry_after": <s>}``.
+Write it below ``@mcp.tool()`` (see :mod:`seawall.mcp` for the other order); it keeps the
+tool's signature (so its schema), sync or async. ``get_rate_limiter(config=None)`` is the shared
+:class:`RateLimiter` singleton (a ``config`` replaces it). Statistics per tool:
+``get_tool_stats(name)``, ``get_all_tool_stats()``, ``reset_tool_stats(name)``,
+``reset_all_tool_stats()``.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+from seawall.compat.mahavishnu.rate_limit import RateLimitConfig, RateLimiter
+from seawall.mcp import rate_limit_tool as _rate_limit_tool
+from seawall.mcp import reset_tool_stats as _reset
+from seawall.mcp import tool_stats as _stats
+
+__all__ = [
+    "get_all_tool_stats",
+    "get_rate_limiter",
+    "get_tool_stats",
+    "rate_limit_tool",
+    "reset_all_tool_stats",
+    "reset_tool_stats",
+]
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+_lock = threading.Lock()
+_limiter: RateLimiter | None = None
+_tools: set[str] = set()
+
+
+def get_rate_limiter(config: RateLimitConfig | None = None) -> RateLimiter:
+    """The shared limiter, made on first use; passing a ``config`` replaces it."""
+    global _limiter
+    with _lock:
+        if _limiter is None or config is not None:
+            _limiter = RateLimiter(config=config)
+        return _limiter
+
+
+def rate_limit_tool(
+    requests_per_minute: int = 60, *, clock: Any = None, name: str | None = None
+) -> Callable[[F], F]:
+    """Limit a tool to ``requests_per_minute`` per ``user_id`` (error dict when limited)."""
+    if isinstance(requests_per_minute, bool) or not isinstance(requests_per_minute, int):
+        raise TypeError("requests_per_minute must be an int")
+    if requests_per_minute < 1:
+        raise ValueError(f"requests_per_minute must be at least 1, got {requests_per_minute}")
+    inner = _rate_limit_tool(
+        f"{requests_per_minute}/minute",
+        key="user_id",
+        on_limit="error",
+        algorithm="sliding_window_log",
+        clock=clock,
+        name=name,
+    )
+
+    def decorator(func: F) -> F:
+        wrapped = inner(func)
+        _tools.add(name or str(getattr(func, "__name__", "tool")))
+        return wrapped
+
+    return decorator
+
+
+def _seed_stats(entry: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "total_calls": entry["total_calls"],
+        "rate_limited_calls": entry["limited_calls"],
+        "last_limited": entry["last_limited"],
+    }
+
+
+def get_tool_stats(tool_name: str) -> dict[str, Any]:
+    """``{"total_calls", "rate_limited_calls", "last_limited"}`` for one tool."""
+    return _seed_stats(_stats(tool_name)[tool_name])
+
+
+def get_all_tool_stats() -> dict[str, dict[str, Any]]:
+    """Statistics of every tool called so far."""
+    return {k: _seed_stats(v) for k, v in _stats().items()}
+
+
+def reset_tool_stats(tool_name: str) -> None:
+    """Forget one tool's statistics."""
+    _reset(tool_name)
+
+
+def reset_all_tool_stats() -> None:
+    """Forget every tool's statistics."""
+    _reset()
