@@ -1,6 +1,20 @@
 #!/usr/bin/env bash
 # Builds seawall into .venv and runs every test: lints, the Rust core's tests (no Python), pytest.
 source "$(dirname "$0")/_env.sh" dev
+# tests/test_redis.py starts real redis-servers (its fixtures do, on free loopback ports), uses
+# redis-cli for the Cluster, and libfaketime for clients with skewed clocks; the Redis benchmark
+# uses redis-benchmark. Install what is missing (Debian packages).
+missing=()
+command -v redis-server >/dev/null || missing+=(redis-server)
+{ command -v redis-cli && command -v redis-benchmark; } >/dev/null || missing+=(redis-tools)
+command -v faketime >/dev/null || missing+=(faketime)
+if [ ${#missing[@]} -gt 0 ]; then
+    sudo=()
+    [ "$(id -u)" -eq 0 ] || sudo=(sudo)
+    "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" ||
+        { "${sudo[@]}" apt-get update -qq &&
+            "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}"; }
+fi
 cargo fmt --check
 cargo clippy --all-targets -- -D warnings
 cargo clippy --features abi3 -- -D warnings

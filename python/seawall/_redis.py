@@ -57,28 +57,32 @@ class RedisLimiter(_seawall.RedisLimiter):
 
     __slots__ = ()
 
-    async def _decide(self, key: str, cost: int, commit: bool) -> _seawall.Decision:
+    # Each async method is written out in full: one coroutine per decision, not two.
+
+    async def ahit(self, key: str, cost: int = 1) -> _seawall.Decision:
+        """``hit``, awaitable."""
         loop = asyncio.get_running_loop()
         last_loop, bridge = _last
         if last_loop is not loop or bridge is None:
             bridge = _bridge(loop)
         future: asyncio.Future[_seawall.Decision] = loop.create_future()
-        decision = self._submit(bridge, future, key, cost, commit)
+        decision = self._submit(bridge, future, key, cost, True)
         if decision is not None:
             return decision
         return await future
 
-    async def ahit(self, key: str, cost: int = 1) -> _seawall.Decision:
-        """``hit``, awaitable."""
-        return await self._decide(key, cost, True)
-
     async def aallow(self, key: str, cost: int = 1) -> bool:
         """``allow``, awaitable."""
-        return (await self._decide(key, cost, True)).allowed
+        return (await self.ahit(key, cost)).allowed
 
     async def atest(self, key: str, cost: int = 1) -> _seawall.Decision:
         """``test``, awaitable."""
-        return await self._decide(key, cost, False)
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[_seawall.Decision] = loop.create_future()
+        decision = self._submit(_bridge(loop), future, key, cost, False)
+        if decision is not None:
+            return decision
+        return await future
 
     async def areset(self, key: str) -> bool:
         """``reset``, awaitable: whether Redis held any state for ``key``."""

@@ -27,6 +27,12 @@ local minimum, window, recovery = tonumber(ARGV[12]), tonumber(ARGV[13]), tonumb
 
 local function fmt(x) return string.format('%.0f', x) end
 
+local function clear_buckets()
+    for _, f in ipairs(redis.call('HKEYS', key)) do
+        if string.sub(f, 1, 1) == 'b' then redis.call('HDEL', key, f) end
+    end
+end
+
 local consec = tonumber(redis.call('HGET', key, 'consec') or '0')
 local open_until = tonumber(redis.call('HGET', key, 'until') or '0')
 local second = math.floor(now / 1000000)
@@ -34,10 +40,7 @@ local oldest = second - math.floor(window / 1000000) + 1
 
 if closed and open_until <= now then
     -- A process's probes closed it: everyone starts afresh, as a closed breaker does.
-    local fields = redis.call('HKEYS', key)
-    for _, f in ipairs(fields) do
-        if string.sub(f, 1, 1) == 'b' then redis.call('HDEL', key, f) end
-    end
+    clear_buckets()
     consec = 0
 end
 
@@ -71,9 +74,7 @@ if opened_for > 0 then
     -- A process's breaker opened on its own: open for everyone, and the counts start afresh.
     open_until = math.max(open_until, now + opened_for)
     consec = 0
-    for _, f in ipairs(redis.call('HKEYS', key)) do
-        if string.sub(f, 1, 1) == 'b' then redis.call('HDEL', key, f) end
-    end
+    clear_buckets()
     total, failed = 0, 0
 end
 if open_until <= now then
@@ -85,9 +86,7 @@ if open_until <= now then
     if trip then
         open_until = now + recovery
         consec = 0
-        for _, f in ipairs(redis.call('HKEYS', key)) do
-            if string.sub(f, 1, 1) == 'b' then redis.call('HDEL', key, f) end
-        end
+        clear_buckets()
         total, failed = 0, 0
     end
 end

@@ -35,6 +35,17 @@ pub enum OnError {
     Local,
 }
 
+impl OnError {
+    /// The name users write.
+    pub fn name(self) -> &'static str {
+        match self {
+            OnError::Allow => "allow",
+            OnError::Deny => "deny",
+            OnError::Local => "local",
+        }
+    }
+}
+
 impl std::str::FromStr for OnError {
     type Err = Error;
 
@@ -82,7 +93,7 @@ struct Tier {
 }
 
 fn tiers(limits: &LimitSet) -> Result<Vec<Tier>, Error> {
-    limits
+    let mut tiers: Vec<Tier> = limits
         .limits()
         .iter()
         .map(|l| {
@@ -136,7 +147,19 @@ fn tiers(limits: &LimitSet) -> Result<Vec<Tier>, Error> {
                 suffix,
             })
         })
-        .collect()
+        .collect::<Result<_, Error>>()?;
+    // A limit written twice is two limits in memory (each counts every request); here each
+    // needs its own key too, or one key would count every request twice.
+    for i in 1..tiers.len() {
+        let same = tiers[..i]
+            .iter()
+            .filter(|t| t.suffix.split('#').next() == Some(tiers[i].suffix.as_str()))
+            .count();
+        if same > 0 {
+            tiers[i].suffix = format!("{}#{same}", tiers[i].suffix);
+        }
+    }
+    Ok(tiers)
 }
 
 /// Failures, reported at most once per interval.
@@ -213,14 +236,27 @@ pub struct SharedLimiter {
 }
 
 /// A decision that needs Redis: the script's keys and arguments, and the breaker's permit.
+///
+/// Decisions at one time can share a script call ([`SharedLimiter::packed_batch`]).
 pub struct Pending {
     key: String,
     keys: Vec<String>,
+    /// This decision's part of ARGV (see `decide.lua`).
     args: Vec<String>,
+    /// The time to send, in µs (None: Redis's TIME).
+    now_us: Option<u64>,
     cost: u64,
     commit: bool,
     permit: crate::breaker::Permit,
     local_now: Nanos,
+}
+
+impl Pending {
+    /// Whether `self` and `other` are decided at the same time (both on Redis's clock, or at the
+    /// same caller-given time), so that one script call can make both.
+    pub fn same_time(&self, other: &Pending) -> bool {
+        self.now_us == other.now_us
+    }
 }
 
 impl SharedLimiter {
@@ -325,7 +361,6 @@ impl SharedLimiter {
         let mut args = Vec::with_capacity(4 + 4 * self.tiers.len());
         args.push(if commit { "1" } else { "0" }.to_owned());
         args.push(cost.to_string());
-        args.push(now.map_or_else(String::new, |n| (n / 1000).to_string()));
         args.push(self.tiers.len().to_string());
         for t in &self.tiers {
             args.push(t.kind.to_owned());
@@ -335,6 +370,7 @@ impl SharedLimiter {
             key: key.to_owned(),
             keys: self.keys(key),
             args,
+            now_us: now.map(|n| n / 1000),
             cost,
             commit,
             permit,
@@ -346,9 +382,10 @@ impl SharedLimiter {
     pub async fn finish(&self, p: Pending) -> SharedDecision {
         let store = self.store();
         let started = Instant::now();
+        let (keys, args) = Self::script_input(&[&p]);
         let r = tokio::time::timeout(
             self.config.redis.command_timeout,
-            store.decide(&p.keys, &p.args),
+            store.decide(&keys, &args),
         )
         .await;
         let took = started.elapsed().as_nanos() as Nanos;
@@ -368,6 +405,12 @@ impl SharedLimiter {
     /// The script call for `p` as bytes on the wire: `EVALSHA` (or `EVAL` with the source, after
     /// a `NOSCRIPT` reply).
     pub fn packed(&self, p: &Pending, by_hash: bool) -> Vec<u8> {
+        self.packed_batch(&[p], by_hash)
+    }
+
+    /// One script call making every decision of `batch`, in order. They must share one time
+    /// ([`Pending::same_time`]).
+    pub fn packed_batch(&self, batch: &[&Pending], by_hash: bool) -> Vec<u8> {
         let mut cmd = if by_hash {
             let mut c = redis::cmd("EVALSHA");
             c.arg(crate::store::redis::decide_hash());
@@ -377,14 +420,35 @@ impl SharedLimiter {
             c.arg(crate::store::redis::DECIDE_LUA);
             c
         };
-        cmd.arg(p.keys.len());
-        for k in &p.keys {
-            cmd.arg(k.as_str());
+        let (keys, args) = Self::script_input(batch);
+        cmd.arg(keys.len());
+        for k in keys {
+            cmd.arg(k);
         }
-        for a in &p.args {
+        for a in &args {
             cmd.arg(a.as_str());
         }
         cmd.get_packed_command()
+    }
+
+    /// The script's KEYS and ARGV for `batch`.
+    fn script_input<'a>(batch: &[&'a Pending]) -> (Vec<&'a str>, Vec<String>) {
+        let keys = batch
+            .iter()
+            .flat_map(|p| p.keys.iter().map(String::as_str))
+            .collect();
+        let mut args = Vec::with_capacity(2 + batch.iter().map(|p| p.args.len()).sum::<usize>());
+        args.push(batch.len().to_string());
+        args.push(
+            batch
+                .first()
+                .and_then(|p| p.now_us)
+                .map_or_else(String::new, |n| n.to_string()),
+        );
+        for p in batch {
+            args.extend(p.args.iter().cloned());
+        }
+        (keys, args)
     }
 
     /// Turns the script's reply (or the failure) into the decision, reporting to the breaker;
@@ -417,9 +481,9 @@ impl SharedLimiter {
         self.breaker.record(p.permit, Outcome::Failure, took, now);
         self.stats.errors.fetch_add(1, Ordering::Relaxed);
         self.log.note(&format!(
-            "Redis at {} failed: {why}; decisions follow on_error={:?} until it recovers",
+            "Redis at {} failed: {why}; decisions follow on_error={} until it recovers",
             crate::store::redis::url::redact(&self.config.redis.url),
-            self.config.on_error
+            self.config.on_error.name()
         ));
         self.fallback(&p.key, p.cost, p.commit, now, Fallback::Error)
     }

@@ -485,7 +485,7 @@ impl Limiter {
     /// Decides `cost` for `key` and counts it if admitted.
     #[inline]
     pub fn hit(&self, key: &str, now: Nanos, cost: u64) -> Result<TieredDecision, Error> {
-        self.store.update(key, now, |set, state, stats| {
+        self.store.try_update(key, now, |set, state, stats| {
             set.check_cost(cost)?;
             let (decision, i, binding_reset_after) = set.decide(state, now, cost, true);
             stats.record(decision.allowed, now);

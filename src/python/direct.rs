@@ -20,6 +20,11 @@ pub(crate) struct Waiter {
     future: Py<PyAny>,
     pending: Pending,
     sent: Instant,
+}
+
+/// The decisions of one script call, and whether it named the script by hash.
+pub(crate) struct Batch {
+    waiters: Vec<Waiter>,
     by_hash: bool,
 }
 
@@ -29,13 +34,17 @@ enum Slot {
     /// Connecting on the I/O thread.
     Connecting,
     /// Connected, not yet watched by a loop.
-    Connected(Direct<Waiter>),
+    Connected(Direct<Batch>),
     /// Watched by the loop whose bridge is `bridge`.
     Ready {
-        conn: Direct<Waiter>,
+        conn: Direct<Batch>,
+        /// Decisions asked for while others were in flight, sent together by `flush`.
+        queued: Vec<Waiter>,
         bridge: usize,
         event_loop: Py<PyAny>,
         timer: bool,
+        /// A flush of queued commands is scheduled on the loop.
+        flushing: bool,
         pid: u32,
     },
 }
@@ -91,21 +100,67 @@ impl DirectShared {
         })
     }
 
+    /// Whether the store is one server over plain TCP or a Unix socket.
+    pub(crate) fn enabled(&self) -> bool {
+        self.enabled
+    }
+
     /// Fails every request waiting on the connection in `slot` and forgets the connection.
     fn break_connection(&self, py: Python<'_>, slot: &mut Slot, why: &str, done: &mut Finished) {
         if let Slot::Ready {
-            conn, event_loop, ..
+            mut conn,
+            event_loop,
+            queued,
+            ..
         } = std::mem::replace(slot, Slot::Idle)
         {
             let _ = event_loop.call_method1(py, intern!(py, "remove_reader"), (conn.fd(),));
             let _ = PyErr::take(py);
-            let mut conn = conn;
-            for w in conn.waiting.drain(..) {
+            let waiters = conn.waiting.drain(..).flat_map(|b| b.waiters).chain(queued);
+            for w in waiters {
                 let t = took(&w);
                 let err = std::io::Error::other(why.to_owned()).into();
                 done.push((w.future, self.core.settle(w.pending, Err(err), t)));
             }
         }
+    }
+
+    /// Sends the decisions of `waiters` (made at one time) in one script call.
+    fn send_batch(
+        &self,
+        conn: &mut Direct<Batch>,
+        waiters: Vec<Waiter>,
+        by_hash: bool,
+    ) -> std::io::Result<()> {
+        let refs: Vec<&Pending> = waiters.iter().map(|w| &w.pending).collect();
+        let packed = self.core.packed_batch(&refs, by_hash);
+        drop(refs);
+        conn.send(&packed, Batch { waiters, by_hash })
+            .map_err(|(e, batch)| {
+                // Put them back so that breaking the connection fails them too.
+                conn.waiting.push_back(batch);
+                e
+            })
+    }
+
+    /// Sends what was queued, one script call per run of decisions made at one time.
+    fn flush_queued(
+        &self,
+        conn: &mut Direct<Batch>,
+        queued: &mut Vec<Waiter>,
+    ) -> std::io::Result<()> {
+        let mut rest = std::mem::take(queued).into_iter().peekable();
+        while let Some(first) = rest.next() {
+            let mut group = vec![first];
+            while let Some(w) = rest.next_if(|w| w.pending.same_time(&group[0].pending)) {
+                group.push(w);
+            }
+            if let Err(e) = self.send_batch(conn, group, true) {
+                queued.extend(rest);
+                return Err(e);
+            }
+        }
+        Ok(())
     }
 
     /// Sends `pending` on the direct connection if this loop owns it; gives it back otherwise
@@ -128,6 +183,22 @@ impl DirectShared {
                 if *pid != std::process::id() {
                     // A forked child: the socket is the parent's.
                     *slot = Slot::Idle;
+                }
+            }
+            let closed_while_idle = matches!(
+                &*slot,
+                Slot::Ready { conn, bridge: owner, .. }
+                    if *owner == bridge && conn.waiting.is_empty() && conn.closed_while_idle()
+            );
+            if closed_while_idle {
+                // Redis closed it while nothing was waiting (an idle timeout, CLIENT KILL, a
+                // restart): nothing is lost, so connect again now rather than fail this call.
+                // This blocks the loop for at most connect_timeout, and only when Redis has
+                // just closed the connection, which a live server answers at once.
+                self.break_connection(py, &mut slot, "closed while idle", &mut done);
+                let cfg = &self.core.config().redis;
+                if let Ok(conn) = Direct::connect(&cfg.url, cfg.connect_timeout) {
+                    *slot = Slot::Connected(conn);
                 }
             }
             match std::mem::replace(&mut *slot, Slot::Idle) {
@@ -164,7 +235,9 @@ impl DirectShared {
                         conn,
                         bridge,
                         event_loop: event_loop.unbind(),
+                        queued: Vec::new(),
                         timer: false,
+                        flushing: false,
                         pid: std::process::id(),
                     };
                 }
@@ -174,7 +247,9 @@ impl DirectShared {
                 conn,
                 bridge: owner,
                 event_loop,
+                queued,
                 timer,
+                flushing,
                 ..
             } = &mut *slot
             else {
@@ -183,33 +258,51 @@ impl DirectShared {
             if *owner != bridge {
                 return Err(pending);
             }
-            let packed = self.core.packed(&pending, true);
             let waiter = Waiter {
                 future: future.clone().unbind(),
                 pending,
                 sent: Instant::now(),
-                by_hash: true,
             };
-            match conn.send(&packed, waiter) {
-                Ok(()) => {
-                    if !*timer {
-                        *timer = self.arm_timer(py, event_loop);
+            let mut broke = None;
+            if conn.waiting.is_empty() && queued.is_empty() {
+                // Nothing in flight: send at once.
+                broke = self.send_batch(conn, vec![waiter], true).err();
+            } else {
+                // Others are in flight: queue behind them, and send all that this turn of the
+                // loop queued in one script call.
+                queued.push(waiter);
+                if !*flushing {
+                    *flushing = self.schedule(py, event_loop, "flush", false);
+                    if !*flushing {
+                        broke = self.flush_queued(conn, queued).err();
                     }
-                    result = Ok(None);
-                }
-                Err((e, w)) => {
-                    let t = took(&w);
-                    let d = self.core.settle(w.pending, Err(e.into()), t);
-                    self.break_connection(py, &mut slot, "the connection broke", &mut done);
-                    result = Ok(Some(d));
                 }
             }
+            if !*timer {
+                *timer = self.arm_timer(py, event_loop);
+            }
+            if let Some(e) = broke {
+                let why = format!("the connection broke: {e}");
+                self.break_connection(py, &mut slot, &why, &mut done);
+            }
+            result = Ok(None);
         }
         finish(py, &self.core, done);
         result
     }
 
     fn arm_timer(self: &Arc<Self>, py: Python<'_>, event_loop: &Py<PyAny>) -> bool {
+        self.schedule(py, event_loop, "check", true)
+    }
+
+    /// Schedules the reader's `method` on the loop: soon, or after half a command timeout.
+    fn schedule(
+        self: &Arc<Self>,
+        py: Python<'_>,
+        event_loop: &Py<PyAny>,
+        method: &str,
+        later: bool,
+    ) -> bool {
         let interval = self.core.config().redis.command_timeout.as_secs_f64() / 2.0;
         let r = Bound::new(
             py,
@@ -217,11 +310,14 @@ impl DirectShared {
                 shared: self.clone(),
             },
         )
-        .and_then(|r| r.getattr(intern!(py, "check")))
+        .and_then(|r| r.getattr(method))
         .and_then(|cb| {
-            event_loop
-                .bind(py)
-                .call_method1(intern!(py, "call_later"), (interval, cb))
+            let l = event_loop.bind(py);
+            if later {
+                l.call_method1(intern!(py, "call_later"), (interval, cb))
+            } else {
+                l.call_method1(intern!(py, "call_soon"), (cb,))
+            }
         });
         match r {
             Ok(_) => true,
@@ -261,37 +357,84 @@ impl PyDirectReader {
             match conn.receive() {
                 Ok(replies) => {
                     let mut broken = None;
-                    for (w, reply) in replies {
+                    for (batch, reply) in replies {
                         let noscript = matches!(&reply, Err(e) if e.kind() == redis::ErrorKind::Server(redis::ServerErrorKind::NoScript));
-                        if noscript && w.by_hash {
+                        if noscript && batch.by_hash {
                             // Redis restarted or its scripts were flushed: send the source.
-                            let packed = shared.core.packed(&w.pending, false);
-                            let w = Waiter {
-                                by_hash: false,
-                                ..w
-                            };
-                            if let Err((e, w)) = conn.send(&packed, w) {
-                                let t = took(&w);
-                                done.push((
-                                    w.future,
-                                    shared.core.settle(w.pending, Err(e.into()), t),
-                                ));
-                                broken = Some("the connection broke");
+                            if let Err(e) = shared.send_batch(conn, batch.waiters, false) {
+                                broken = Some(format!("the connection broke: {e}"));
                             }
                             continue;
                         }
-                        let t = took(&w);
-                        let parsed = reply.and_then(parse_reply);
-                        done.push((w.future, shared.core.settle(w.pending, parsed, t)));
+                        let decisions = reply.and_then(parse_reply).and_then(|d| {
+                            if d.len() == batch.waiters.len() {
+                                Ok(d)
+                            } else {
+                                Err(std::io::Error::other("a reply for another batch").into())
+                            }
+                        });
+                        match decisions {
+                            Ok(d) => {
+                                for (w, raw) in batch.waiters.into_iter().zip(d) {
+                                    let t = took(&w);
+                                    done.push((
+                                        w.future,
+                                        shared.core.settle(w.pending, Ok(raw), t),
+                                    ));
+                                }
+                            }
+                            Err(e) => {
+                                let why = e.to_string();
+                                for w in batch.waiters {
+                                    let t = took(&w);
+                                    let err = std::io::Error::other(why.clone()).into();
+                                    done.push((
+                                        w.future,
+                                        shared.core.settle(w.pending, Err(err), t),
+                                    ));
+                                }
+                            }
+                        }
                     }
                     if let Some(why) = broken {
-                        shared.break_connection(py, &mut slot, why, &mut done);
+                        shared.break_connection(py, &mut slot, &why, &mut done);
                     }
                 }
                 Err(e) => {
                     let why = format!("the connection to Redis closed: {e}");
                     shared.break_connection(py, &mut slot, &why, &mut done);
                 }
+            }
+        }
+        finish(py, &shared.core, done);
+    }
+
+    /// Writes the commands queued this turn of the loop.
+    fn flush(&self, py: Python<'_>) {
+        let shared = &self.shared;
+        let mut done = Vec::new();
+        {
+            let mut slot = shared.slot.lock();
+            let Slot::Ready {
+                conn,
+                queued,
+                flushing,
+                timer,
+                event_loop,
+                ..
+            } = &mut *slot
+            else {
+                return;
+            };
+            *flushing = false;
+            let broke = shared.flush_queued(conn, queued).err();
+            if broke.is_none() && !*timer {
+                let event_loop = event_loop.clone_ref(py);
+                *timer = shared.arm_timer(py, &event_loop);
+            }
+            if let Some(e) = broke {
+                let why = format!("the connection broke: {e}");
+                shared.break_connection(py, &mut slot, &why, &mut done);
             }
         }
         finish(py, &shared.core, done);
@@ -312,7 +455,8 @@ impl PyDirectReader {
             else {
                 return;
             };
-            match conn.waiting.front() {
+            let oldest = conn.waiting.front().and_then(|b| b.waiters.first());
+            match oldest {
                 None => *timer = false,
                 Some(w) if w.sent.elapsed() > limit => {
                     let why = format!("no reply within command_timeout ({limit:?})");

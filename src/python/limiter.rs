@@ -29,7 +29,7 @@ pub(crate) fn max_keys_arg(max_keys: i64) -> Result<usize, Error> {
 
 #[pyclass(frozen, module = "seawall._seawall", name = "Limit")]
 pub(crate) struct PyLimit {
-    pub(crate) limit: Limit,
+    limit: Limit,
 }
 
 #[pymethods]
@@ -136,6 +136,16 @@ pub(crate) fn limit_set_arg(value: &Bound<'_, PyAny>, algorithm: &str) -> PyResu
         push(value)?;
     }
     Ok(LimitSet::new(limits)?)
+}
+
+/// A limit set as the `limits` property returns it: a list of `Limit`.
+pub(crate) fn limits_list<'py>(py: Python<'py>, set: &LimitSet) -> PyResult<Bound<'py, PyList>> {
+    let items = set
+        .limits()
+        .iter()
+        .map(|l| Py::new(py, PyLimit { limit: l.clone() }))
+        .collect::<PyResult<Vec<_>>>()?;
+    PyList::new(py, items)
 }
 
 #[pyclass(frozen, module = "seawall._seawall", name = "Decision")]
@@ -320,14 +330,7 @@ impl PyLimiter {
 
     #[getter]
     fn limits<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyList>> {
-        let items = self
-            .limiter
-            .limits()
-            .limits()
-            .iter()
-            .map(|l| Py::new(py, PyLimit { limit: l.clone() }))
-            .collect::<PyResult<Vec<_>>>()?;
-        PyList::new(py, items)
+        limits_list(py, &self.limiter.limits())
     }
 
     #[getter]

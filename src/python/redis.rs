@@ -23,12 +23,13 @@ use pyo3::types::{PyDict, PyList};
 use super::clock::ClockSource;
 use super::direct::DirectShared;
 use super::errors::cost_arg;
-use super::limiter::{limit_set_arg, max_keys_arg, secs, PyDecision, PyLimit};
+use super::limiter::{limit_set_arg, limits_list, max_keys_arg, secs, PyDecision};
 use crate::breaker::BreakerConfig;
 use crate::clock::{self, secs_to_nanos, Clock, DefaultClock, Nanos, NANOS_PER_SEC};
-use crate::limiter::shared::{OnError, SharedConfig, SharedLimiter};
+use crate::limiter::shared::{SharedConfig, SharedLimiter};
 use crate::limiter::tiered::TieredDecision;
-use crate::store::redis::{runtime, url, RedisConfig};
+use crate::store::redis::direct::Direct;
+use crate::store::redis::{parse_reply, runtime, url, RedisConfig};
 
 enum Completion {
     Decision(TieredDecision),
@@ -148,6 +149,8 @@ fn seconds_arg(name: &'static str, v: f64, min: f64) -> PyResult<Nanos> {
 pub(crate) struct PyRedisLimiter {
     core: Arc<SharedLimiter>,
     direct: Arc<DirectShared>,
+    /// Blocking connections for the sync methods, one per thread calling at once.
+    sync_pool: Mutex<Vec<Direct<()>>>,
     clock: ClockSource,
 }
 
@@ -182,8 +185,44 @@ impl PyRedisLimiter {
             Ok(p) => p,
             Err(d) => return Ok(d.decision),
         };
-        let core = self.core.clone();
-        let d = py.detach(move || runtime::handle().block_on(core.finish(pending)));
+        let d = if self.direct.enabled() {
+            let core = &self.core;
+            let pool = &self.sync_pool;
+            py.detach(move || {
+                let cfg = &core.config().redis;
+                let started = std::time::Instant::now();
+                let conn = {
+                    let mut pool = pool.lock();
+                    // Redis may have closed idle ones since they were last used.
+                    pool.retain(|c| !c.closed_while_idle());
+                    pool.pop()
+                };
+                let conn = match conn {
+                    Some(c) => Ok(c),
+                    None => Direct::connect_blocking(&cfg.url, cfg.connect_timeout, cfg.command_timeout),
+                };
+                let reply = match conn {
+                    Ok(mut c) => {
+                        let mut r = c.call(&core.packed(&pending, true));
+                        if matches!(&r, Err(e) if e.kind() == redis::ErrorKind::Server(redis::ServerErrorKind::NoScript)) {
+                            // Redis restarted or its scripts were flushed: send the source.
+                            r = c.call(&core.packed(&pending, false));
+                        }
+                        if r.is_ok() {
+                            pool.lock().push(c);
+                        }
+                        r.and_then(parse_reply).and_then(|mut v| {
+                            v.pop().ok_or_else(|| std::io::Error::other("no decision").into())
+                        })
+                    }
+                    Err(e) => Err(e.into()),
+                };
+                core.settle(pending, reply, started.elapsed().as_nanos() as Nanos)
+            })
+        } else {
+            let core = self.core.clone();
+            py.detach(move || runtime::handle().block_on(core.finish(pending)))
+        };
         if let Some(msg) = self.core.take_report() {
             report(py, &msg);
         }
@@ -254,6 +293,7 @@ impl PyRedisLimiter {
         let core = Arc::new(SharedLimiter::new(limits, config, now)?);
         Ok(PyRedisLimiter {
             direct: DirectShared::new(core.clone()),
+            sync_pool: Mutex::new(Vec::new()),
             core,
             clock,
         })
@@ -370,14 +410,7 @@ impl PyRedisLimiter {
 
     #[getter]
     fn limits<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyList>> {
-        let items = self
-            .core
-            .limits()
-            .limits()
-            .iter()
-            .map(|l| Py::new(py, PyLimit { limit: l.clone() }))
-            .collect::<PyResult<Vec<_>>>()?;
-        PyList::new(py, items)
+        limits_list(py, self.core.limits())
     }
 
     /// The store URL, password hidden.
@@ -388,11 +421,7 @@ impl PyRedisLimiter {
 
     #[getter]
     fn on_error(&self) -> &'static str {
-        match self.core.config().on_error {
-            OnError::Allow => "allow",
-            OnError::Deny => "deny",
-            OnError::Local => "local",
-        }
+        self.core.config().on_error.name()
     }
 
     #[getter]

@@ -221,6 +221,44 @@ impl<A: Keyed> MemoryStore<A> {
         )
     }
 
+    /// [`MemoryStore::update`] for an `f` that may refuse: a key created for the call is dropped
+    /// again when `f` returns an error, so a refused call leaves no state behind.
+    pub fn try_update<R, E>(
+        &self,
+        key: &str,
+        now: Nanos,
+        f: impl FnOnce(&A, &mut A::State, &mut KeyStats) -> Result<R, E>,
+    ) -> Result<R, E> {
+        let hash = self.hasher.hash_one(key);
+        let mut guard = self.shard_of(hash).lock();
+        let shard = &mut *guard;
+        let (pos, created) = match shard
+            .index
+            .find(hash, |&i| shard.slab[i as usize].key == key)
+        {
+            Some(&pos) => (pos as usize, false),
+            None => {
+                let at_bound = self.held.load(Ordering::Relaxed) >= self.max_keys;
+                let (pos, evicted) = shard.insert(key, hash, now, &self.hasher, at_bound);
+                if !evicted {
+                    self.held.fetch_add(1, Ordering::Relaxed);
+                }
+                (pos, true)
+            }
+        };
+        let entry = &mut shard.slab[pos];
+        let r = f(
+            &shard.configs[entry.config as usize],
+            &mut entry.state,
+            &mut entry.stats,
+        );
+        if r.is_err() && created {
+            shard.unlink(pos, &self.hasher);
+            self.held.fetch_sub(1, Ordering::Relaxed);
+        }
+        r
+    }
+
     /// Runs `f` on `key`'s parameters, state and counters without creating it: a key not held is
     /// shown as fresh, with no counters.
     pub fn read<R>(
@@ -457,6 +495,15 @@ impl<A: Keyed> Shard<A> {
     }
 
     fn remove_at(&mut self, pos: usize, hasher: &RandomState, early: bool) {
+        let e = self.unlink(pos, hasher);
+        self.evicted_total += e.stats.total;
+        self.evicted_rejected += e.stats.rejected;
+        self.evicted += 1;
+        self.evicted_early += u64::from(early);
+    }
+
+    /// Takes the entry at `pos` out of the slab and the index.
+    fn unlink(&mut self, pos: usize, hasher: &RandomState) -> Entry<A::State> {
         let removed_hash = hasher.hash_one(self.slab[pos].key.as_str());
         if let Ok(slot) = self.index.find_entry(removed_hash, |&i| i as usize == pos) {
             slot.remove();
@@ -468,11 +515,7 @@ impl<A: Keyed> Shard<A> {
                 *slot = pos as u32;
             }
         }
-        let e = self.slab.swap_remove(pos);
-        self.evicted_total += e.stats.total;
-        self.evicted_rejected += e.stats.rejected;
-        self.evicted += 1;
-        self.evicted_early += u64::from(early);
+        self.slab.swap_remove(pos)
     }
 
     fn shrink(&mut self, hasher: &RandomState) {

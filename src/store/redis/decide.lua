@@ -1,31 +1,33 @@
--- seawall: one decision for every limit of one key, all or nothing, run atomically in Redis.
+-- seawall: decisions for the limits of keys, each all or nothing, run atomically in Redis.
 --
 -- The same transitions as src/algorithm/, in integer microseconds (Lua numbers are doubles, exact
 -- up to 2^53; the Rust side refuses limits whose arithmetic would go past that). Time is the
 -- server's TIME unless the caller passes its own (a test's manual clock), so hosts with skewed
--- clocks agree.
+-- clocks agree. One call may carry several decisions (a client's pipeline of concurrent
+-- requests): they are made in order, as separate calls would be, for the cost of one.
 --
--- KEYS: one per limit, in order; a sliding log has a second key (its running total) right after
---       its own. Every key of one call shares a hash tag, so the script runs on Redis Cluster.
--- ARGV: commit ("1" hit, "0" test), cost, now in µs ("" for TIME), number of limits, then four
---       values per limit: kind ("b" bucket, "f" fixed window, "l" sliding log, "c" sliding
---       counter) and its parameters:
+-- ARGV: number of decisions, now in µs ("" for TIME), then per decision: commit ("1" hit, "0"
+--       test), cost, number of limits, then four values per limit: kind ("b" bucket, "f" fixed
+--       window, "l" sliding log, "c" sliding counter) and its parameters:
 --         b: capacity, num, unit   (a token is `unit` units; one µs refills `num` units)
 --         f, l, c: limit, window in µs, unused
--- Returns: allowed (0/1), limit, remaining, reset_after µs, retry_after µs (-1: never), index of
---          the binding limit (from 0), its reset_after µs, now µs.
+-- KEYS: per decision, one per limit, in order; a sliding log has a second key (its running
+--       total) right after its own. The keys of one decision share a hash tag (Redis Cluster).
+-- Returns per decision: allowed (0/1), limit, remaining, reset_after µs, retry_after µs (-1:
+--          never), index of the binding limit (from 0), its reset_after µs, now µs.
 -- Every key written expires when its state is back to fresh.
 
-local commit = ARGV[1] == '1'
-local cost = tonumber(ARGV[2])
+local batch = tonumber(ARGV[1])
 local now
-if ARGV[3] == '' then
+if ARGV[2] == '' then
     local t = redis.call('TIME')
     now = tonumber(t[1]) * 1000000 + tonumber(t[2])
 else
-    now = tonumber(ARGV[3])
+    now = tonumber(ARGV[2])
 end
-local count = tonumber(ARGV[4])
+-- The decision being made: its first ARGV and KEYS, and what it asks.
+local a0, k0 = 3, 1
+local commit, cost, count = false, 0, 0
 local NEVER = -1
 
 local function fmt(x)
@@ -244,9 +246,9 @@ end
 
 local function run(write)
     local out = {}
-    local k = 1
+    local k = k0
     for i = 0, count - 1 do
-        local base = 5 + i * 4
+        local base = a0 + 3 + i * 4
         local kind = ARGV[base]
         local a, b, c = tonumber(ARGV[base + 1]), tonumber(ARGV[base + 2]), tonumber(ARGV[base + 3])
         local r
@@ -263,47 +265,65 @@ local function run(write)
             r = { log(KEYS[k], KEYS[k + 1], a, b, write) }
             k = k + 2
         else
-            return redis.error_reply('seawall: unknown limit kind ' .. tostring(kind))
+            return nil, 'seawall: unknown limit kind ' .. tostring(kind)
         end
         out[i + 1] = r
     end
-    return out
+    return out, k - k0
 end
 
--- First ask every limit; only if all admit does any of them count it (src/limiter/tiered.rs).
-local decisions = run(false)
-if type(decisions) ~= 'table' or decisions.err then return decisions end
-local all = true
-for _, d in ipairs(decisions) do
-    all = all and d[1]
-end
-if all and commit then
-    decisions = run(true)
-end
-
--- The binding limit: when admitted, the first with the fewest left; when denied, the last of the
--- denying limits with the longest wait (as Rust's min_by_key / max_by_key choose).
+-- The binding limit's wait: a limit that never admits waits longest.
 local function wait(d)
     if d[5] == NEVER then return math.huge end
     return d[5]
 end
-local binding = nil
-for i, d in ipairs(decisions) do
-    if all then
-        if binding == nil or d[3] < decisions[binding][3] then binding = i end
-    elseif not d[1] then
-        if binding == nil or wait(d) >= wait(decisions[binding]) then binding = i end
+
+local function decide()
+    -- First ask every limit; only if all admit does any of them count it
+    -- (src/limiter/tiered.rs). One limit needs no asking first: it counts the request only if
+    -- it admits it.
+    local decisions, used = run(commit and count == 1)
+    if not decisions then return nil, used end
+    local all = true
+    for _, d in ipairs(decisions) do
+        all = all and d[1]
     end
+    if all and commit and count > 1 then
+        decisions = run(true)
+    end
+    -- The binding limit: when admitted, the first with the fewest left; when denied, the last
+    -- of the denying limits with the longest wait (as Rust's min_by_key / max_by_key choose).
+    local binding = nil
+    for i, d in ipairs(decisions) do
+        if all then
+            if binding == nil or d[3] < decisions[binding][3] then binding = i end
+        elseif not d[1] then
+            if binding == nil or wait(d) >= wait(decisions[binding]) then binding = i end
+        end
+    end
+    local b = decisions[binding]
+    local remaining = b[3]
+    local reset = 0
+    for _, d in ipairs(decisions) do
+        if not all then remaining = math.min(remaining, d[3]) end
+        reset = math.max(reset, d[4])
+    end
+    local retry = 0
+    if not all then retry = b[5] end
+    local allowed = 0
+    if all then allowed = 1 end
+    return { allowed, b[2], remaining, reset, retry, binding - 1, b[4], now }, used
 end
-local b = decisions[binding]
-local remaining = b[3]
-local reset = 0
-for _, d in ipairs(decisions) do
-    if not all then remaining = math.min(remaining, d[3]) end
-    reset = math.max(reset, d[4])
+
+local replies = {}
+for j = 1, batch do
+    commit = ARGV[a0] == '1'
+    cost = tonumber(ARGV[a0 + 1])
+    count = tonumber(ARGV[a0 + 2])
+    local reply, used = decide()
+    if not reply then return redis.error_reply(used) end
+    replies[j] = reply
+    k0 = k0 + used
+    a0 = a0 + 3 + 4 * count
 end
-local retry = 0
-if not all then retry = b[5] end
-local allowed = 0
-if all then allowed = 1 end
-return { allowed, b[2], remaining, reset, retry, binding - 1, b[4], now }
+return replies

@@ -58,6 +58,20 @@ impl<T> Direct<T> {
     /// Connects (blocking, at most `timeout` per step), authenticates and selects the database,
     /// then switches the socket to non-blocking.
     pub fn connect(url: &str, timeout: Duration) -> std::io::Result<Self> {
+        Self::open(url, timeout, None)
+    }
+
+    /// Connects as [`Direct::connect`] but stays blocking, each read and write bounded by
+    /// `command_timeout`: for [`Direct::call`] from a thread that may block.
+    pub fn connect_blocking(
+        url: &str,
+        timeout: Duration,
+        command_timeout: Duration,
+    ) -> std::io::Result<Self> {
+        Self::open(url, timeout, Some(command_timeout))
+    }
+
+    fn open(url: &str, timeout: Duration, blocking: Option<Duration>) -> std::io::Result<Self> {
         let info = url.into_connection_info().map_err(io_err)?;
         let mut sock = match info.addr() {
             ConnectionAddr::Tcp(host, port) => {
@@ -107,9 +121,17 @@ impl<T> Direct<T> {
                 return Err(std::io::Error::other(format!("{e:?}")));
             }
         }
-        match &sock {
-            Sock::Tcp(s) => s.set_nonblocking(true)?,
-            Sock::Unix(s) => s.set_nonblocking(true)?,
+        match (&sock, blocking) {
+            (Sock::Tcp(s), None) => s.set_nonblocking(true)?,
+            (Sock::Unix(s), None) => s.set_nonblocking(true)?,
+            (Sock::Tcp(s), Some(t)) => {
+                s.set_read_timeout(Some(t))?;
+                s.set_write_timeout(Some(t))?;
+            }
+            (Sock::Unix(s), Some(t)) => {
+                s.set_read_timeout(Some(t))?;
+                s.set_write_timeout(Some(t))?;
+            }
         }
         Ok(Direct {
             sock,
@@ -117,6 +139,36 @@ impl<T> Direct<T> {
             codec: redis::ValueCodec::default(),
             waiting: VecDeque::new(),
         })
+    }
+
+    /// Whether Redis has closed the connection while it was idle (an idle client timeout,
+    /// `CLIENT KILL`, a restart): looked at without reading or waiting before an idle connection
+    /// is used again, since a command written to a closed one would be lost and its decision
+    /// fall to `on_error` while Redis is up. One `recv(MSG_PEEK | MSG_DONTWAIT)`, about 1 µs
+    /// here against some 50 µs for the decision.
+    pub fn closed_while_idle(&self) -> bool {
+        self.waiting.is_empty() && self.is_closed()
+    }
+
+    fn is_closed(&self) -> bool {
+        let mut byte = 0u8;
+        // SAFETY: a one-byte buffer we own; MSG_PEEK | MSG_DONTWAIT neither consumes nor blocks.
+        let n = unsafe {
+            libc::recv(
+                self.fd(),
+                (&mut byte as *mut u8).cast(),
+                1,
+                libc::MSG_PEEK | libc::MSG_DONTWAIT,
+            )
+        };
+        match n {
+            0 => true,
+            n if n > 0 => false,
+            _ => {
+                let e = std::io::Error::last_os_error();
+                !matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::Interrupted)
+            }
+        }
     }
 
     /// The socket, for the event loop to watch.
@@ -146,6 +198,27 @@ impl<T> Direct<T> {
         }
         self.waiting.push_back(waiter);
         Ok(())
+    }
+
+    /// Sends one command and waits for its reply, on a connection made by
+    /// [`Direct::connect_blocking`]. After an error the connection must be dropped.
+    pub fn call(&mut self, packed: &[u8]) -> RedisResult<Value> {
+        self.sock.io().write_all(packed)?;
+        let mut chunk = [0u8; 4096];
+        loop {
+            if let Some(value) = self.codec.decode(&mut self.buf)? {
+                return match value {
+                    Value::ServerError(e) => Err(RedisError::from(e)),
+                    v => Ok(v),
+                };
+            }
+            match self.sock.io().read(&mut chunk) {
+                Ok(0) => return Err(std::io::Error::from(ErrorKind::UnexpectedEof).into()),
+                Ok(n) => self.buf.extend_from_slice(&chunk[..n]),
+                Err(e) if e.kind() == ErrorKind::Interrupted => {}
+                Err(e) => return Err(e.into()),
+            }
+        }
     }
 
     /// Reads what has arrived and returns each complete reply with its waiter. `Err` means the

@@ -220,15 +220,15 @@ impl RedisStore {
     }
 
     /// Runs `script` with `keys` and `args` (EVALSHA, and the source again after NOSCRIPT).
-    pub async fn eval(
+    pub async fn eval<K: AsRef<str>>(
         &self,
         script: &Script,
-        keys: &[String],
+        keys: &[K],
         args: &[String],
     ) -> RedisResult<Value> {
         let mut inv = script.prepare_invoke();
         for k in keys {
-            inv.key(k.as_str());
+            inv.key(k.as_ref());
         }
         for a in args {
             inv.arg(a.as_str());
@@ -241,9 +241,10 @@ impl RedisStore {
         self.after(r).await
     }
 
-    /// Runs the decision script with `keys` and `args` and returns its eight integers.
-    pub async fn decide(&self, keys: &[String], args: &[String]) -> RedisResult<[i64; 8]> {
-        parse_reply(self.eval(&self.script, keys, args).await?)
+    /// Runs the decision script for one decision and returns its eight integers.
+    pub async fn decide(&self, keys: &[&str], args: &[String]) -> RedisResult<[i64; 8]> {
+        let mut replies = parse_reply(self.eval(&self.script, keys, args).await?)?;
+        replies.pop().ok_or_else(unexpected)
     }
 
     /// Deletes `keys` (one key's state under every limit); whether any existed.
@@ -278,27 +279,36 @@ fn timeout_error(what: &'static str) -> RedisError {
     RedisError::from(std::io::Error::new(std::io::ErrorKind::TimedOut, what))
 }
 
-/// The script's eight integers, or an error for any other reply.
-pub fn parse_reply(value: Value) -> RedisResult<[i64; 8]> {
-    let bad = || -> RedisError {
-        (
-            redis::ErrorKind::Client,
-            "unexpected reply from the seawall script",
-        )
-            .into()
+fn unexpected() -> RedisError {
+    (
+        redis::ErrorKind::Client,
+        "unexpected reply from the seawall script",
+    )
+        .into()
+}
+
+/// The script's eight integers per decision, or an error for any other reply.
+pub fn parse_reply(value: Value) -> RedisResult<Vec<[i64; 8]>> {
+    let Value::Array(decisions) = value else {
+        return Err(unexpected());
     };
-    let Value::Array(items) = value else {
-        return Err(bad());
-    };
-    if items.len() != 8 {
-        return Err(bad());
-    }
-    let mut out = [0i64; 8];
-    for (o, v) in out.iter_mut().zip(items) {
-        *o = match v {
-            Value::Int(n) => n,
-            _ => return Err(bad()),
-        };
-    }
-    Ok(out)
+    decisions
+        .into_iter()
+        .map(|d| {
+            let Value::Array(items) = d else {
+                return Err(unexpected());
+            };
+            if items.len() != 8 {
+                return Err(unexpected());
+            }
+            let mut out = [0i64; 8];
+            for (o, v) in out.iter_mut().zip(items) {
+                *o = match v {
+                    Value::Int(n) => n,
+                    _ => return Err(unexpected()),
+                };
+            }
+            Ok(out)
+        })
+        .collect()
 }
