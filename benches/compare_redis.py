@@ -17,9 +17,10 @@ Rows (every decision admitted: limits of 1e9 per hour, each task on its own key)
 - ``redis-benchmark`` (pinned to CPU 0 too) running ``EVALSHA`` of ``return 1`` with
   ``-c 1 -P 1``, ``-c 50 -P 1`` and ``-c 50 -P 16``: the server's ceiling, no Python at all.
 
-Each async row runs N decisions per task inside one ``asyncio.run`` (the default loop), N
-calibrated so that one repeat lasts about ``--target-ms``; rounds are interleaved (round-robin over
-the rows, each round starting one row later) and each row reports its best round. Timings are
+Each async row runs N decisions per task inside one ``asyncio.run`` (the default loop; with
+``--loop uvloop``, uvloop's), N calibrated so that one repeat lasts about ``--target-ms``; rounds
+are interleaved (round-robin over the rows, each round starting one row later) and each row
+reports its best round. Timings are
 never tests: this script always exits 0.
 
 Run from the repository root::
@@ -329,6 +330,12 @@ def main() -> int:
     parser.add_argument("--quick", action="store_true", help="shorter repeats")
     parser.add_argument("--rounds", type=int, default=3, help="interleaved rounds (default 3)")
     parser.add_argument("--target-ms", type=float, default=None, help="one repeat, ms")
+    parser.add_argument(
+        "--loop",
+        choices=["asyncio", "uvloop"],
+        default="asyncio",
+        help="the event loop every async row runs on (uvloop: what uvicorn[standard] runs)",
+    )
     a = parser.parse_args()
     a.rounds = max(1, min(a.rounds, 10))
     a.target_ms = a.target_ms if a.target_ms is not None else (150.0 if a.quick else 600.0)
@@ -347,7 +354,7 @@ def main() -> int:
     pin = ["taskset", "-c", str(CLIENT_CPU)] if pinned else []
     server = rs.RedisServer(cpu=SERVER_CPU if pinned else None)
     print(
-        f"- server: redis-server on 127.0.0.1 (TCP), no persistence; {note}; asyncio default "
+        f"- server: redis-server on 127.0.0.1 (TCP), no persistence; {note}; {a.loop} "
         f"loop; limit `{LIMIT}` (every decision admitted), one key per task; n per task "
         f"calibrated to ~{a.target_ms:g} ms a repeat; {a.rounds} rounds interleaved, best round"
     )
@@ -355,7 +362,12 @@ def main() -> int:
     try:
         server.start()
         sha = str(server.command("SCRIPT", "LOAD", TRIVIAL))
-        rows = asyncio.run(measure(server.port, sha, a, pin))
+        if a.loop == "uvloop":
+            import uvloop
+
+            rows = uvloop.run(measure(server.port, sha, a, pin))
+        else:
+            rows = asyncio.run(measure(server.port, sha, a, pin))
         pinned_ok = not pinned or threads_on_cpu(CLIENT_CPU)
     finally:
         server.close()

@@ -28,6 +28,7 @@ import logging
 import math
 import multiprocessing
 import os
+import struct
 import subprocess
 import sys
 import threading
@@ -608,10 +609,13 @@ def test_default_clock_is_the_servers_time(
     d = lim.hit("k")
     after = ptimes(r)
     fixed_key, bucket_key = lim.redis_keys("k")
-    start, n = (int(x) for x in r.get(fixed_key).split())
+    # State is packed doubles (Lua's struct, native byte order): exact integers.
+    raw = redis.Redis.from_url(redis_url)
+    start, n = (int(x) for x in struct.unpack("=dd", raw.get(fixed_key)))
     assert n == 1
     assert start == int(before // 60 * 60 * 1_000_000) or start == int(after // 60 * 60 * 1_000_000)
-    _, at = (int(x) for x in r.get(bucket_key).split())
+    _, at = (int(x) for x in struct.unpack("=dd", raw.get(bucket_key)))
+    raw.close()
     assert before * 1e6 - 1 <= at <= after * 1e6 + 1
     assert d.reset_after <= 60
 

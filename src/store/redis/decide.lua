@@ -30,9 +30,9 @@ local a0, k0 = 3, 1
 local commit, cost, count = false, 0, 0
 local NEVER = -1
 
-local function fmt(x)
-    return string.format('%.0f', x)
-end
+-- State is kept as packed doubles (Redis's bundled `struct` library): exact for these integers,
+-- and cheaper than decimal text both ways.
+local pack, unpack = struct.pack, struct.unpack
 
 -- Exact floor(a / b) and ceil(a / b) for integers 0 <= a < 2^53, b >= 1.
 local function floordiv(a, b)
@@ -68,9 +68,9 @@ local function bucket(key, cap, num, unit, write)
     local d = 0
     local raw = redis.call('GET', key)
     if raw then
-        local sd, sat = string.match(raw, '^(%d+) (%d+)$')
-        d = tonumber(sd)
-        local elapsed = now - tonumber(sat)
+        local at
+        d, at = unpack('dd', raw)
+        local elapsed = now - at
         if elapsed < 0 then
             d = d - elapsed * num -- time went backwards: nothing extra is granted
         elseif elapsed >= d or elapsed * num >= d then
@@ -85,7 +85,7 @@ local function bucket(key, cap, num, unit, write)
     if allowed and write then
         d = d + need
         local full_in = ceildiv(d, num)
-        redis.call('SET', key, fmt(d) .. ' ' .. fmt(now), 'PX', math.max(1, ceildiv(full_in, 1000)))
+        redis.call('SET', key, pack('dd', d, now), 'PX', math.max(1, ceildiv(full_in, 1000)))
     end
     local retry = 0
     if not allowed then
@@ -104,16 +104,16 @@ local function fixed(key, limit, w, write)
     local n = 0
     local raw = redis.call('GET', key)
     if raw then
-        local ss, sn = string.match(raw, '^(%d+) (%d+)$')
-        if not (start > tonumber(ss)) then
-            start, n = tonumber(ss), tonumber(sn)
+        local ss, sn = unpack('dd', raw)
+        if not (start > ss) then
+            start, n = ss, sn
         end
     end
     local allowed = cost <= limit - math.min(n, limit)
     local ends = start + w
     if allowed and write then
         n = n + cost
-        redis.call('SET', key, fmt(start) .. ' ' .. fmt(n), 'PX', math.max(1, ceildiv(math.max(ends - now, 1), 1000)))
+        redis.call('SET', key, pack('dd', start, n), 'PX', math.max(1, ceildiv(math.max(ends - now, 1), 1000)))
     end
     local retry = 0
     if not allowed then
@@ -130,8 +130,7 @@ local function counter(key, limit, w, write)
     local s, cur, prev = start, 0, 0
     local raw = redis.call('GET', key)
     if raw then
-        local ss, sc, sp = string.match(raw, '^(%d+) (%d+) (%d+)$')
-        ss, sc, sp = tonumber(ss), tonumber(sc), tonumber(sp)
+        local ss, sc, sp = unpack('ddd', raw)
         if start <= ss then
             s, cur, prev = ss, sc, sp
         elseif start == ss + w then
@@ -154,7 +153,7 @@ local function counter(key, limit, w, write)
         fresh_at = s + w
     end
     if allowed and write then
-        redis.call('SET', key, fmt(s) .. ' ' .. fmt(cur) .. ' ' .. fmt(prev), 'PX',
+        redis.call('SET', key, pack('ddd', s, cur, prev), 'PX',
             math.max(1, ceildiv(math.max(fresh_at - now, 1), 1000)))
     end
     local retry = 0
@@ -181,15 +180,17 @@ end
 -- Sliding window log (src/algorithm/sliding_log.rs). A list of "at cost" entries, oldest first,
 -- and its running total in a second key.
 local function log(key, total_key, limit, w, write)
-    local total = tonumber(redis.call('GET', total_key) or '0')
+    local raw_total = redis.call('GET', total_key)
+    local total = 0
+    if raw_total then total = unpack('d', raw_total) end
     local expired = false
     while true do
         local e = redis.call('LINDEX', key, 0)
         if not e then break end
-        local sat, sc = string.match(e, '^(%d+) (%d+)$')
-        if tonumber(sat) + w > now then break end
+        local sat, sc = unpack('dd', e)
+        if sat + w > now then break end
         redis.call('LPOP', key)
-        total = total - tonumber(sc)
+        total = total - sc
         expired = true
     end
     local allowed = cost <= limit - math.min(total, limit)
@@ -197,11 +198,11 @@ local function log(key, total_key, limit, w, write)
     if allowed and write then
         local last = redis.call('LINDEX', key, -1)
         local lat, lc = nil, nil
-        if last then lat, lc = string.match(last, '^(%d+) (%d+)$') end
-        if lat and tonumber(lat) == now then
-            redis.call('LSET', key, -1, fmt(now) .. ' ' .. fmt(tonumber(lc) + cost))
+        if last then lat, lc = unpack('dd', last) end
+        if lat == now then
+            redis.call('LSET', key, -1, pack('dd', now, lc + cost))
         else
-            redis.call('RPUSH', key, fmt(now) .. ' ' .. fmt(cost))
+            redis.call('RPUSH', key, pack('dd', now, cost))
         end
         total = total + cost
         changed = true
@@ -209,11 +210,11 @@ local function log(key, total_key, limit, w, write)
     local newest = redis.call('LINDEX', key, -1)
     local fresh_at = now
     if newest then
-        fresh_at = math.max(tonumber(string.match(newest, '^(%d+)')) + w, now)
+        fresh_at = math.max(unpack('dd', newest) + w, now)
     end
     if changed then
         if total > 0 then
-            redis.call('SET', total_key, fmt(total))
+            redis.call('SET', total_key, pack('d', total))
             expire_in(key, math.max(fresh_at - now, 1))
             expire_in(total_key, math.max(fresh_at - now, 1))
         else
@@ -231,9 +232,9 @@ local function log(key, total_key, limit, w, write)
                 local chunk = redis.call('LRANGE', key, i, i + 63)
                 if #chunk == 0 then break end
                 for _, e in ipairs(chunk) do
-                    local sat, sc = string.match(e, '^(%d+) (%d+)$')
-                    freed = freed + tonumber(sc)
-                    leave = tonumber(sat) + w
+                    local sat, sc = unpack('dd', e)
+                    freed = freed + sc
+                    leave = sat + w
                     if freed >= need then break end
                 end
                 i = i + 64
