@@ -1,10 +1,9 @@
 #!/usr/bin/env bash
 # Builds seawall into .venv and runs every test: lints, the Rust core's tests (no Python), pytest.
 source "$(dirname "$0")/_env.sh" dev
-# tests/test_redis.py starts real redis-servers (its fixtures do, on free loopback ports), uses
-# redis-cli for the Cluster, libfaketime for clients with skewed clocks and openssl for a test CA
-# (tests/test_redis_tls.py); the Redis benchmark
-# uses redis-benchmark. Install what is missing (Debian packages).
+# The Redis tests start real redis-servers (their fixtures do, on free loopback ports) and use
+# redis-cli for the Cluster, libfaketime for clients with skewed clocks and openssl for a test CA;
+# the Redis benchmark uses redis-benchmark. Install what is missing (Debian packages).
 missing=()
 command -v redis-server >/dev/null || missing+=(redis-server)
 { command -v redis-cli && command -v redis-benchmark; } >/dev/null || missing+=(redis-tools)
