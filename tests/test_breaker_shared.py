@@ -111,18 +111,25 @@ def test_closing_by_probes_starts_the_counts_afresh(redis_url: str, redis_prefix
     assert b.stats()["shared"]["consecutive_failures"] == 2
 
 
-def test_failure_rate_over_the_shared_time_window(redis_url: str, redis_prefix: str) -> None:
-    clock = ManualClock(1_700_000_000.0)
-    a, b = pair(
+def rate_pair(
+    redis_url: str, prefix: str, clock: ManualClock, window: float
+) -> tuple[CircuitBreaker, CircuitBreaker]:
+    """Two workers' breakers that trip on half of at least 4 calls failing within ``window`` s."""
+    return pair(
         redis_url,
-        redis_prefix,
+        prefix,
         clock,
         failure_threshold=100,
         failure_rate_threshold=0.5,
         minimum_calls=4,
         window_type="time",
-        window_duration=30.0,
+        window_duration=window,
     )
+
+
+def test_failure_rate_over_the_shared_time_window(redis_url: str, redis_prefix: str) -> None:
+    clock = ManualClock(1_700_000_000.0)
+    a, b = rate_pair(redis_url, redis_prefix, clock, window=30.0)
     a.call(lambda: None)
     a.call(lambda: None)
     a.sync()
@@ -136,16 +143,7 @@ def test_failure_rate_over_the_shared_time_window(redis_url: str, redis_prefix: 
 
 def test_old_calls_leave_the_shared_window(redis_url: str, redis_prefix: str) -> None:
     clock = ManualClock(1_700_000_000.0)
-    a, b = pair(
-        redis_url,
-        redis_prefix,
-        clock,
-        failure_threshold=100,
-        failure_rate_threshold=0.5,
-        minimum_calls=4,
-        window_type="time",
-        window_duration=5.0,
-    )
+    a, b = rate_pair(redis_url, redis_prefix, clock, window=5.0)
     fail(a, 3)
     a.sync()
     clock.advance(6.0)
