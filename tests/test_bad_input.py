@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from seawall import ClientRateLimiter, TokenBucket, TokenBucketConfig
+from seawall import ClientRateLimiter, Limiter, TokenBucket, TokenBucketConfig
 from seawall.testing import ManualClock, use_clock
 
 
@@ -37,7 +37,7 @@ def test_config_wrong_types(args: tuple[Any, ...], param: str) -> None:
         TokenBucketConfig(*args)
 
 
-@pytest.mark.parametrize("tokens", [0, -3, 11, 2**40])
+@pytest.mark.parametrize("tokens", [0, -3, 11, 2**40, 2**64, 2**70, -(2**70)])
 def test_tokens_out_of_range(tokens: int) -> None:
     bucket = TokenBucket(TokenBucketConfig(10, 1.0, 10))
     limiter = ClientRateLimiter(TokenBucketConfig(10, 1.0, 10))
@@ -115,3 +115,14 @@ def test_clocks() -> None:
     broken = TokenBucket(TokenBucketConfig(1, 1.0, 1), clock=lambda: next(readings))
     with pytest.raises(ValueError, match="clock reading"):
         broken.try_consume()
+
+
+@pytest.mark.parametrize("cost", [0, -1, 11, 2**63, 2**70, -(2**70)])
+def test_limiter_cost_out_of_range_names_the_parameter(cost: int) -> None:
+    """Even ints beyond 64 bits are a ValueError naming ``cost`` (not a bare OverflowError), and
+    a refused call leaves no state behind."""
+    limiter = Limiter("10/second")
+    for call in (limiter.hit, limiter.allow, limiter.test):
+        with pytest.raises(ValueError, match=r"^cost "):
+            call("k", cost)
+    assert len(limiter) == 0

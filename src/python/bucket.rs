@@ -5,7 +5,7 @@ use pyo3::types::{PyDict, PyString};
 
 use super::clock::ClockSource;
 use super::config::PyTokenBucketConfig;
-use super::errors::cost_arg;
+use super::errors::{cost_arg, Count};
 use crate::clock::nanos_to_secs;
 use crate::limiter::bucket::Bucket;
 use crate::limiter::BucketStats;
@@ -87,8 +87,8 @@ impl PyTokenBucket {
         })
     }
 
-    #[pyo3(signature = (tokens=1))]
-    fn try_consume(&self, py: Python<'_>, tokens: i64) -> PyResult<bool> {
+    #[pyo3(signature = (tokens=Count::ONE), text_signature = "($self, tokens=1)")]
+    fn try_consume(&self, py: Python<'_>, tokens: Count) -> PyResult<bool> {
         let now = self.clock.now(py)?;
         Ok(self.bucket.consume(now, cost_arg("tokens", tokens)?)?)
     }

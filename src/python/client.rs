@@ -5,7 +5,7 @@ use pyo3::types::{PyDelta, PyDict, PyString};
 use super::bucket::{stats_dict, str_arg};
 use super::clock::ClockSource;
 use super::config::PyTokenBucketConfig;
-use super::errors::cost_arg;
+use super::errors::{cost_arg, Count};
 use crate::limiter::client::ClientLimiter;
 
 #[pyclass(
@@ -70,16 +70,16 @@ impl PyClientRateLimiter {
         })
     }
 
-    #[pyo3(signature = (client_id, tokens=1))]
-    fn try_consume(&self, py: Python<'_>, client_id: &str, tokens: i64) -> PyResult<bool> {
+    #[pyo3(signature = (client_id, tokens=Count::ONE), text_signature = "($self, client_id, tokens=1)")]
+    fn try_consume(&self, py: Python<'_>, client_id: &str, tokens: Count) -> PyResult<bool> {
         let now = self.clock.now(py)?;
         Ok(self
             .limiter
             .consume(client_id, now, cost_arg("tokens", tokens)?)?)
     }
 
-    #[pyo3(signature = (client_id, tokens=1))]
-    fn check_limit_sync(&self, py: Python<'_>, client_id: &str, tokens: i64) -> PyResult<bool> {
+    #[pyo3(signature = (client_id, tokens=Count::ONE), text_signature = "($self, client_id, tokens=1)")]
+    fn check_limit_sync(&self, py: Python<'_>, client_id: &str, tokens: Count) -> PyResult<bool> {
         let now = self.clock.now(py)?;
         Ok(self
             .limiter

@@ -3,7 +3,7 @@ use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyList, PyString};
 
 use super::clock::ClockSource;
-use super::errors::cost_arg;
+use super::errors::{cost_arg, Count};
 use crate::algorithm::Decision;
 use crate::clock::{nanos_to_secs, Nanos};
 use crate::error::Error;
@@ -252,8 +252,8 @@ impl PyLimiter {
         })
     }
 
-    #[pyo3(signature = (key, cost=1))]
-    fn hit(&self, py: Python<'_>, key: &str, cost: i64) -> PyResult<PyDecision> {
+    #[pyo3(signature = (key, cost=Count::ONE), text_signature = "($self, key, cost=1)")]
+    fn hit(&self, py: Python<'_>, key: &str, cost: Count) -> PyResult<PyDecision> {
         let now = self.clock.now(py)?;
         Ok(PyDecision::from(self.limiter.hit(
             key,
@@ -262,8 +262,8 @@ impl PyLimiter {
         )?))
     }
 
-    #[pyo3(signature = (key, cost=1))]
-    fn allow(&self, py: Python<'_>, key: &str, cost: i64) -> PyResult<bool> {
+    #[pyo3(signature = (key, cost=Count::ONE), text_signature = "($self, key, cost=1)")]
+    fn allow(&self, py: Python<'_>, key: &str, cost: Count) -> PyResult<bool> {
         let now = self.clock.now(py)?;
         Ok(self
             .limiter
@@ -272,8 +272,8 @@ impl PyLimiter {
             .allowed)
     }
 
-    #[pyo3(signature = (key, cost=1))]
-    fn test(&self, py: Python<'_>, key: &str, cost: i64) -> PyResult<PyDecision> {
+    #[pyo3(signature = (key, cost=Count::ONE), text_signature = "($self, key, cost=1)")]
+    fn test(&self, py: Python<'_>, key: &str, cost: Count) -> PyResult<PyDecision> {
         let now = self.clock.now(py)?;
         Ok(PyDecision::from(self.limiter.test(
             key,

@@ -22,7 +22,7 @@ use pyo3::types::{PyDict, PyList};
 
 use super::clock::ClockSource;
 use super::direct::DirectShared;
-use super::errors::cost_arg;
+use super::errors::{cost_arg, Count};
 use super::limiter::{limit_set_arg, limits_list, max_keys_arg, secs, PyDecision};
 use crate::breaker::BreakerConfig;
 use crate::clock::{self, secs_to_nanos, Clock, DefaultClock, Nanos, NANOS_PER_SEC};
@@ -174,7 +174,7 @@ impl PyRedisLimiter {
         &self,
         py: Python<'_>,
         key: &str,
-        cost: i64,
+        cost: Count,
         commit: bool,
     ) -> PyResult<TieredDecision> {
         let (now, local_now) = self.times(py)?;
@@ -299,18 +299,18 @@ impl PyRedisLimiter {
         })
     }
 
-    #[pyo3(signature = (key, cost=1))]
-    fn hit(&self, py: Python<'_>, key: &str, cost: i64) -> PyResult<PyDecision> {
+    #[pyo3(signature = (key, cost=Count::ONE), text_signature = "($self, key, cost=1)")]
+    fn hit(&self, py: Python<'_>, key: &str, cost: Count) -> PyResult<PyDecision> {
         Ok(PyDecision::from(self.decide_sync(py, key, cost, true)?))
     }
 
-    #[pyo3(signature = (key, cost=1))]
-    fn allow(&self, py: Python<'_>, key: &str, cost: i64) -> PyResult<bool> {
+    #[pyo3(signature = (key, cost=Count::ONE), text_signature = "($self, key, cost=1)")]
+    fn allow(&self, py: Python<'_>, key: &str, cost: Count) -> PyResult<bool> {
         Ok(self.decide_sync(py, key, cost, true)?.decision.allowed)
     }
 
-    #[pyo3(signature = (key, cost=1))]
-    fn test(&self, py: Python<'_>, key: &str, cost: i64) -> PyResult<PyDecision> {
+    #[pyo3(signature = (key, cost=Count::ONE), text_signature = "($self, key, cost=1)")]
+    fn test(&self, py: Python<'_>, key: &str, cost: Count) -> PyResult<PyDecision> {
         Ok(PyDecision::from(self.decide_sync(py, key, cost, false)?))
     }
 
@@ -330,7 +330,7 @@ impl PyRedisLimiter {
         bridge: &Bound<'_, PyBridge>,
         future: &Bound<'_, PyAny>,
         key: &str,
-        cost: i64,
+        cost: Count,
         commit: bool,
     ) -> PyResult<Option<PyDecision>> {
         let (now, local_now) = self.times(py)?;
