@@ -200,12 +200,17 @@ class RedisServer:
             stderr=subprocess.STDOUT,
         )
         deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                break
-            if _ping(self.port):
-                return self
-            time.sleep(0.01)
+        try:
+            while time.monotonic() < deadline:
+                if self.process.poll() is not None:
+                    break
+                if _ping(self.port):
+                    return self
+                time.sleep(0.01)
+        except BaseException:
+            # Whatever went wrong while waiting, never leave a server behind.
+            self.stop()
+            raise
         self.stop()
         raise RedisUnavailable(
             f"redis-server on port {self.port} did not answer PING within {timeout} s; "
