@@ -92,7 +92,8 @@ pub struct BreakerConfig {
     pub slow_call_duration: Option<Nanos>,
     /// The rate window.
     pub window: WindowKind,
-    /// Rates are judged only with at least this many calls in the window.
+    /// Rates are judged only with at least this many calls in the window (with a rate
+    /// threshold and a count window, at most the window's size).
     pub minimum_calls: u32,
     /// Each failed probe multiplies the next open time by this (≥ 1).
     pub backoff_multiplier: f64,
@@ -168,6 +169,20 @@ impl BreakerConfig {
                     "window_duration",
                     "must be at least 1 second (the window counts in one-second buckets)",
                 ))
+            }
+            WindowKind::Count(n)
+                if n < self.minimum_calls
+                    && (self.failure_rate_threshold.is_some()
+                        || self.slow_call_rate_threshold.is_some()) =>
+            {
+                return Err(Error::invalid(
+                    "minimum_calls",
+                    format!(
+                        "({}) must be at most window_size ({n}) with a rate threshold: a window \
+                         of {n} calls never holds {} calls, so the rate would never be judged",
+                        self.minimum_calls, self.minimum_calls
+                    ),
+                ));
             }
             _ => {}
         }

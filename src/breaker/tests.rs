@@ -173,6 +173,36 @@ fn jitter_stays_within_its_fraction() {
 }
 
 #[test]
+fn a_count_window_smaller_than_minimum_calls_is_refused_with_a_rate() {
+    // A window of 5 calls never holds 10: the rate would never be judged, silently.
+    let small = |rates: (Option<f64>, Option<f64>)| BreakerConfig {
+        failure_rate_threshold: rates.0,
+        slow_call_rate_threshold: rates.1,
+        slow_call_duration: Some(S),
+        minimum_calls: 10,
+        window: WindowKind::Count(5),
+        ..config()
+    };
+    for rates in [(Some(0.5), None), (None, Some(0.5))] {
+        let message = small(rates).validate().unwrap_err().to_string();
+        assert!(message.starts_with("minimum_calls"), "{message}");
+        assert!(message.contains("window_size (5)"), "{message}");
+    }
+    // Without a rate, with a time window, or with a minimum the window can hold: accepted.
+    assert!(small((None, None)).validate().is_ok());
+    let time = BreakerConfig {
+        window: WindowKind::Time(5 * S),
+        ..small((Some(0.5), None))
+    };
+    assert!(time.validate().is_ok());
+    let within = BreakerConfig {
+        minimum_calls: 5,
+        ..small((Some(0.5), None))
+    };
+    assert!(within.validate().is_ok());
+}
+
+#[test]
 fn bad_settings_name_themselves() {
     for (cfg, name) in [
         (

@@ -1,6 +1,6 @@
-use pyo3::exceptions::PyValueError;
+use pyo3::exceptions::{PyOverflowError, PyTypeError, PyValueError};
 use pyo3::prelude::*;
-use pyo3::types::PyDict;
+use pyo3::types::{PyBool, PyDict};
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -52,19 +52,136 @@ fn shared_times(clock: &ClockSource) -> PyResult<Times> {
     })
 }
 
-fn seconds(param: &'static str, value: f64) -> PyResult<Nanos> {
-    secs_to_nanos(value).ok_or_else(|| {
-        PyValueError::new_err(format!(
-            "{param} must be a finite number of seconds, at least 0, got {value}"
-        ))
-    })
+/// An argument as Python passed it, so that the constructor's checks answer with a
+/// `ValueError` / `TypeError` whose *message* names the parameter. (pyo3 names a parameter that
+/// fails to extract only in a note, and an int beyond 64 bits would be a bare `OverflowError`.)
+pub(crate) enum Arg<T> {
+    /// It extracted.
+    Is(T),
+    /// An int (or a number) too large for `T`, as its text.
+    Huge(String),
+    /// Not the kind of value wanted: the name of its type (`"None"` for `None`).
+    Wrong(String),
 }
 
-fn count(param: &'static str, value: i64) -> PyResult<u32> {
-    u32::try_from(value)
-        .ok()
-        .filter(|&v| v >= 1)
-        .ok_or_else(|| PyValueError::new_err(format!("{param} must be at least 1, got {value}")))
+impl<'a, 'py, T> FromPyObject<'a, 'py> for Arg<T>
+where
+    T: FromPyObject<'a, 'py>,
+    T::Error: Into<PyErr>,
+{
+    type Error = PyErr;
+
+    fn extract(obj: Borrowed<'a, 'py, PyAny>) -> PyResult<Self> {
+        let py = obj.py();
+        // A bool is an int to Python, and never a count or a number of seconds.
+        if obj.is_instance_of::<PyBool>() {
+            return Ok(Arg::Wrong("bool".to_owned()));
+        }
+        match obj.extract::<T>().map_err(Into::into) {
+            Ok(v) => Ok(Arg::Is(v)),
+            Err(e) if e.is_instance_of::<PyOverflowError>(py) => {
+                let text = obj.str()?.to_string();
+                let digits = text.trim_start_matches('-').len();
+                Ok(Arg::Huge(if digits > 24 {
+                    format!("{}... ({digits} digits)", &text[..text.len() - digits + 12])
+                } else {
+                    text
+                }))
+            }
+            Err(e) if e.is_instance_of::<PyTypeError>(py) => Ok(Arg::Wrong(if obj.is_none() {
+                "None".to_owned()
+            } else {
+                obj.get_type().name()?.to_string()
+            })),
+            Err(e) => Err(e),
+        }
+    }
+}
+
+fn seconds(param: &'static str, value: Arg<f64>) -> PyResult<Nanos> {
+    let invalid = |got: &dyn std::fmt::Display| {
+        PyValueError::new_err(format!(
+            "{param} must be a finite number of seconds, at least 0, got {got}"
+        ))
+    };
+    let too_long = |got: &dyn std::fmt::Display| {
+        PyValueError::new_err(format!(
+            "{param} must be at most {} seconds (584 years), got {got}",
+            Nanos::MAX / crate::clock::NANOS_PER_SEC
+        ))
+    };
+    match value {
+        Arg::Is(v) if v.is_finite() && v > 0.0 => secs_to_nanos(v).ok_or_else(|| too_long(&v)),
+        Arg::Is(v) => secs_to_nanos(v).ok_or_else(|| invalid(&v)),
+        Arg::Huge(text) if !text.starts_with('-') => Err(too_long(&text)),
+        Arg::Huge(text) => Err(invalid(&text)),
+        Arg::Wrong(t) => Err(PyTypeError::new_err(format!(
+            "{param} must be a number of seconds, got {t}"
+        ))),
+    }
+}
+
+/// A number whose range the breaker's config checks (a fraction, a multiplier).
+fn number(param: &'static str, value: Arg<f64>) -> PyResult<f64> {
+    match value {
+        Arg::Is(v) => Ok(v),
+        Arg::Huge(text) => Err(PyValueError::new_err(format!(
+            "{param} must be a finite number, got {text}"
+        ))),
+        Arg::Wrong(t) => Err(PyTypeError::new_err(format!(
+            "{param} must be a number, got {t}"
+        ))),
+    }
+}
+
+fn count(param: &'static str, value: Arg<i64>) -> PyResult<u32> {
+    let too_big = |got: &dyn std::fmt::Display| {
+        PyValueError::new_err(format!("{param} must be at most {}, got {got}", u32::MAX))
+    };
+    match value {
+        Arg::Is(v) if v < 1 => Err(PyValueError::new_err(format!(
+            "{param} must be at least 1, got {v}"
+        ))),
+        Arg::Is(v) => u32::try_from(v).map_err(|_| too_big(&v)),
+        Arg::Huge(text) if text.starts_with('-') => Err(PyValueError::new_err(format!(
+            "{param} must be at least 1, got {text}"
+        ))),
+        Arg::Huge(text) => Err(too_big(&text)),
+        Arg::Wrong(t) => Err(PyTypeError::new_err(format!(
+            "{param} must be an int, got {t}"
+        ))),
+    }
+}
+
+fn text(param: &'static str, value: Arg<String>) -> PyResult<String> {
+    let wrong = |t: &str| PyTypeError::new_err(format!("{param} must be a str, got {t}"));
+    match value {
+        Arg::Is(s) => Ok(s),
+        Arg::Wrong(t) => Err(wrong(&t)),
+        Arg::Huge(_) => Err(wrong("int")),
+    }
+}
+
+/// A Redis timing (`sync_interval`, `connect_timeout`, `command_timeout`): checked with or
+/// without a store.
+fn redis_seconds(param: &'static str, value: Arg<f64>) -> PyResult<f64> {
+    match value {
+        Arg::Is(v) if v.is_finite() && v >= 0.001 => Ok(v),
+        other => {
+            let got = match other {
+                Arg::Is(v) => v.to_string(),
+                Arg::Huge(text) => text,
+                Arg::Wrong(t) => {
+                    return Err(PyTypeError::new_err(format!(
+                        "{param} must be a number of seconds, got {t}"
+                    )))
+                }
+            };
+            Err(PyValueError::new_err(format!(
+                "{param} must be a finite number of seconds, at least 0.001, got {got}"
+            )))
+        }
+    }
 }
 
 fn secs_or_inf(n: Nanos) -> f64 {
@@ -80,63 +197,85 @@ impl PyBreakerCore {
     #[new]
     #[pyo3(signature = (
         *,
-        failure_threshold=5,
-        success_threshold=1,
-        recovery_timeout=30.0,
-        half_open_max_calls=1,
+        failure_threshold=Arg::Is(5),
+        success_threshold=Arg::Is(1),
+        recovery_timeout=Arg::Is(30.0),
+        half_open_max_calls=Arg::Is(1),
         probe_timeout=None,
         failure_rate_threshold=None,
         slow_call_rate_threshold=None,
         slow_call_duration=None,
-        window_type="count",
-        window_size=100,
-        window_duration=60.0,
-        minimum_calls=10,
-        backoff_multiplier=2.0,
-        max_recovery_timeout=600.0,
-        jitter=0.1,
+        window_type=Arg::Is("count".to_owned()),
+        window_size=Arg::Is(100),
+        window_duration=Arg::Is(60.0),
+        minimum_calls=Arg::Is(10),
+        backoff_multiplier=Arg::Is(2.0),
+        max_recovery_timeout=Arg::Is(600.0),
+        jitter=Arg::Is(0.1),
         clock=None,
         store=None,
         store_key=None,
-        sync_interval=0.5,
-        connect_timeout=1.0,
-        command_timeout=0.25,
-    ))]
+        sync_interval=Arg::Is(0.5),
+        connect_timeout=Arg::Is(1.0),
+        command_timeout=Arg::Is(0.25),
+    ), text_signature = "(*, failure_threshold=5, success_threshold=1, recovery_timeout=30.0, \
+        half_open_max_calls=1, probe_timeout=None, failure_rate_threshold=None, \
+        slow_call_rate_threshold=None, slow_call_duration=None, window_type='count', \
+        window_size=100, window_duration=60.0, minimum_calls=10, backoff_multiplier=2.0, \
+        max_recovery_timeout=600.0, jitter=0.1, clock=None, store=None, store_key=None, \
+        sync_interval=0.5, connect_timeout=1.0, command_timeout=0.25)")]
     #[allow(clippy::too_many_arguments)]
     fn new(
         py: Python<'_>,
-        failure_threshold: i64,
-        success_threshold: i64,
-        recovery_timeout: f64,
-        half_open_max_calls: i64,
-        probe_timeout: Option<f64>,
-        failure_rate_threshold: Option<f64>,
-        slow_call_rate_threshold: Option<f64>,
-        slow_call_duration: Option<f64>,
-        window_type: &str,
-        window_size: i64,
-        window_duration: f64,
-        minimum_calls: i64,
-        backoff_multiplier: f64,
-        max_recovery_timeout: f64,
-        jitter: f64,
+        failure_threshold: Arg<i64>,
+        success_threshold: Arg<i64>,
+        recovery_timeout: Arg<f64>,
+        half_open_max_calls: Arg<i64>,
+        probe_timeout: Option<Arg<f64>>,
+        failure_rate_threshold: Option<Arg<f64>>,
+        slow_call_rate_threshold: Option<Arg<f64>>,
+        slow_call_duration: Option<Arg<f64>>,
+        window_type: Arg<String>,
+        window_size: Arg<i64>,
+        window_duration: Arg<f64>,
+        minimum_calls: Arg<i64>,
+        backoff_multiplier: Arg<f64>,
+        max_recovery_timeout: Arg<f64>,
+        jitter: Arg<f64>,
         clock: Option<&Bound<'_, PyAny>>,
-        store: Option<&str>,
-        store_key: Option<&str>,
-        sync_interval: f64,
-        connect_timeout: f64,
-        command_timeout: f64,
+        store: Option<Arg<String>>,
+        store_key: Option<Arg<String>>,
+        sync_interval: Arg<f64>,
+        connect_timeout: Arg<f64>,
+        command_timeout: Arg<f64>,
     ) -> PyResult<Self> {
+        // Every argument is checked, in order, whichever of them is in use.
+        let failure_threshold = count("failure_threshold", failure_threshold)?;
+        let success_threshold = count("success_threshold", success_threshold)?;
         let recovery = seconds("recovery_timeout", recovery_timeout)?;
-        // Both window settings are checked, whichever is in use.
+        let half_open_max_calls = count("half_open_max_calls", half_open_max_calls)?;
+        let probe_timeout = probe_timeout
+            .map(|t| seconds("probe_timeout", t))
+            .transpose()?;
+        let failure_rate_threshold = failure_rate_threshold
+            .map(|r| number("failure_rate_threshold", r))
+            .transpose()?;
+        let slow_call_rate_threshold = slow_call_rate_threshold
+            .map(|r| number("slow_call_rate_threshold", r))
+            .transpose()?;
+        let slow_call_duration = slow_call_duration
+            .map(|d| seconds("slow_call_duration", d))
+            .transpose()?;
+        let window_type = text("window_type", window_type)?;
         let size = count("window_size", window_size)?;
         let duration = seconds("window_duration", window_duration)?;
         if duration < crate::clock::NANOS_PER_SEC {
             return Err(PyValueError::new_err(format!(
-                "window_duration must be at least 1 second, got {window_duration}"
+                "window_duration must be at least 1 second, got {}",
+                nanos_to_secs(duration)
             )));
         }
-        let window = match window_type {
+        let window = match window_type.as_str() {
             "count" => WindowKind::Count(size),
             "time" => WindowKind::Time(duration),
             other => {
@@ -145,31 +284,38 @@ impl PyBreakerCore {
                 )))
             }
         };
+        let minimum_calls = count("minimum_calls", minimum_calls)?;
+        let backoff_multiplier = number("backoff_multiplier", backoff_multiplier)?;
+        let max_recovery_timeout = seconds("max_recovery_timeout", max_recovery_timeout)?;
+        let jitter = number("jitter", jitter)?;
+        let store = store.map(|s| text("store", s)).transpose()?;
+        let store_key = store_key.map(|k| text("store_key", k)).transpose()?;
+        let sync_interval = redis_seconds("sync_interval", sync_interval)?;
+        let connect_timeout = redis_seconds("connect_timeout", connect_timeout)?;
+        let command_timeout = redis_seconds("command_timeout", command_timeout)?;
         let config = BreakerConfig {
-            failure_threshold: count("failure_threshold", failure_threshold)?,
-            success_threshold: count("success_threshold", success_threshold)?,
+            failure_threshold,
+            success_threshold,
             recovery_timeout: recovery,
-            half_open_max_calls: count("half_open_max_calls", half_open_max_calls)?,
+            half_open_max_calls,
             probe_timeout: match probe_timeout {
-                Some(t) => seconds("probe_timeout", t)?,
+                Some(t) => t,
                 // The recovery timeout, but never zero (a zero one frees every slot at once).
                 None => recovery.max(crate::clock::NANOS_PER_SEC),
             },
             failure_rate_threshold,
             slow_call_rate_threshold,
-            slow_call_duration: slow_call_duration
-                .map(|d| seconds("slow_call_duration", d))
-                .transpose()?,
+            slow_call_duration,
             window,
-            minimum_calls: count("minimum_calls", minimum_calls)?,
+            minimum_calls,
             backoff_multiplier,
-            max_recovery_timeout: seconds("max_recovery_timeout", max_recovery_timeout)?,
+            max_recovery_timeout,
             jitter,
         };
         let clock = ClockSource::from_arg(clock)?;
         let now = clock.now(py)?;
         let breaker = Arc::new(Breaker::new(config, now)?);
-        let shared = match store {
+        let shared = match store.as_deref() {
             None => None,
             Some(url) => {
                 let key = store_key
