@@ -111,6 +111,15 @@ def test_pybreaker_counts_an_unawaited_coroutine_as_a_success() -> None:
         asyncio.run(failing_sw())
     assert sw.state == "open"
 
+    # The same shape reaching seawall through a sync callable (a lambda, a sync decorator under
+    # ``@breaker``): the coroutine it returns is counted when it is awaited.
+    sw_sync = seawall_breaker(ManualClock(), failure_threshold=1)
+    via_lambda = sw_sync(lambda: aboom())
+    assert not inspect.iscoroutinefunction(via_lambda)
+    with pytest.raises(Boom):
+        asyncio.run(via_lambda())
+    assert sw_sync.state == "open"
+
 
 def test_pybreaker_serialises_every_thread_through_one_lock() -> None:
     pybreaker = pytest.importorskip("pybreaker")

@@ -6,13 +6,23 @@ A call asks the core for a permit, runs with no lock held, then reports its outc
 
 * it returned: a **success**;
 * it raised an exception listed in ``expected_exceptions`` (default: any :class:`Exception`) and
-  not in ``excluded_exceptions``: a **failure** (so is the breaker's own ``timeout`` expiring);
+  not in ``excluded_exceptions``: a **failure** (so is the breaker's own ``timeout`` expiring, and
+  a call it could not cut off that lasted at least ``timeout``);
 * anything else counts as **neither** ("ignored"; seen only by the statistics): an exception in
   ``excluded_exceptions``, an :class:`Exception` not in ``expected_exceptions`` (as with
   resilience4j's ``recordExceptions``, only the listed ones are failures), and every exception
   that is not an :class:`Exception` at all: :class:`asyncio.CancelledError`,
-  :class:`KeyboardInterrupt`, :class:`SystemExit`, :class:`GeneratorExit`. The exception always
-  propagates.
+  :class:`KeyboardInterrupt`, :class:`SystemExit`, :class:`GeneratorExit`, and the breaker's own
+  :class:`CircuitOpenError` (a guarded call that calls through the same breaker and is refused
+  has not shown the dependency failing: half-open, a probe that calls itself would otherwise
+  fail itself and reopen the breaker for ever longer). The exception always propagates.
+
+An outcome is counted when it happens: a sync function that returns a coroutine (a
+``functools.wraps`` decorator under ``@breaker``, a lambda, a factory) returns, through the
+decorator, a coroutine that counts the outcome when it is awaited; one that returns an
+:class:`asyncio.Future` or :class:`asyncio.Task` gets that same future back, counted when it is
+done; one that returns a generator or an async generator raises :class:`TypeError` (its outcome
+is known only when it is exhausted: use ``with breaker:`` inside it), counted as neither.
 
 Exclusion wins over expectation: ``expected_exceptions=(OSError,),
 excluded_exceptions=(FileNotFoundError,)`` counts every ``OSError`` but ``FileNotFoundError``.
@@ -32,9 +42,9 @@ import math
 import threading
 import time
 import weakref
-from collections.abc import Awaitable, Callable, Iterator
-from types import TracebackType
-from typing import Any, ParamSpec, TypeVar, cast, overload
+from collections.abc import Awaitable, Callable, Coroutine, Iterator
+from types import AsyncGeneratorType, CoroutineType, GeneratorType, TracebackType
+from typing import Any, NoReturn, ParamSpec, TypeVar, cast, overload
 
 from seawall._seawall import BreakerCore, ManualClock, SystemClock, get_default_clock
 from seawall.errors import CircuitOpenError
@@ -58,6 +68,11 @@ _perf_counter = time.perf_counter
 _isawaitable = inspect.isawaitable
 _wait_for = asyncio.wait_for
 _AsyncTimeout = asyncio.TimeoutError  # the builtin TimeoutError from Python 3.11
+_GENERATORS: frozenset[type[Any]] = frozenset({GeneratorType, AsyncGeneratorType})
+#: What a sync call may return whose outcome comes later (one ``type(result) in`` check).
+_DEFERRED: frozenset[type[Any]] = frozenset(
+    {CoroutineType, asyncio.Future, asyncio.Task, *_GENERATORS}
+)
 
 
 class _Hold:
@@ -112,6 +127,12 @@ def _exception_types(param: str, value: object) -> tuple[type[BaseException], ..
                 f"{param} must be an exception class or a tuple of exception classes, got {t!r}"
             )
     return tuple(types)
+
+
+def _shown(value: object) -> str:
+    """``repr(value)``, cut short (an int of a thousand digits is not a message)."""
+    text = repr(value)
+    return text if len(text) <= 40 else f"{text[:24]}... ({len(text)} characters)"
 
 
 def _timed_out(exc: BaseException) -> bool:
@@ -198,15 +219,41 @@ def _call_shape(func: Callable[..., Any]) -> _CallShape:
 
 def _wrapper_source(shape: _CallShape, is_async: bool, timed: bool, timeout: bool) -> str:
     """The source of ``_sw_make(...)``, which returns the wrapper (its arguments become the
-    wrapper's closure variables: the fastest to read)."""
-    aw = "await " if is_async else ""
-    duration = ", _sw_now() - _sw_start" if timed else ""
+    wrapper's closure variables: the fastest to read).
+
+    An async wrapper bounds the call with ``asyncio.wait_for`` when there is a ``timeout``. A
+    sync call cannot be cut off: with a ``timeout`` it is timed, and one that lasted at least
+    ``timeout`` is a failure. A sync call whose result is a coroutine, a future or a generator
+    is handed to ``_sw_defer`` with its permit, to be counted when its outcome is known."""
     call = f"_sw_func({shape.call})"
-    if timeout:
-        call = f"_sw_wait_for({call}, _sw_timeout)"
-    outcome = "_sw_classify(_sw_exc)"
-    if timeout:  # the breaker's own timeout is a failure, whatever the classification says
-        outcome = f"1 if _sw_timed_out(_sw_exc) else {outcome}"
+    measured = timed or (timeout and not is_async)
+    duration = ", _sw_now() - _sw_start" if timed else ""
+    if is_async:
+        aw = "await "
+        outcome = "_sw_classify(_sw_exc)"
+        if timeout:  # the breaker's own timeout is a failure, whatever the classification says
+            call = f"_sw_wait_for({call}, _sw_timeout)"
+            outcome = f"1 if _sw_timed_out(_sw_exc) else {outcome}"
+        failed = f"_sw_record(_sw_permit, {outcome}{duration})"
+        succeeded = f"_sw_record(_sw_permit, 0{duration})"
+        deferred = ""
+    else:
+        aw = ""
+        if timeout:
+            failed = (
+                "_sw_elapsed = _sw_now() - _sw_start\n            _sw_record(_sw_permit, "
+                "1 if _sw_elapsed >= _sw_timeout else _sw_classify(_sw_exc), _sw_elapsed)"
+            )
+            succeeded = (
+                "_sw_elapsed = _sw_now() - _sw_start\n        _sw_record(_sw_permit, "
+                "1 if _sw_elapsed >= _sw_timeout else 0, _sw_elapsed)"
+            )
+        else:
+            failed = f"_sw_record(_sw_permit, _sw_classify(_sw_exc){duration})"
+            succeeded = f"_sw_record(_sw_permit, 0{duration})"
+        deferred = f"""        if type(_sw_result) in _sw_deferred:
+            return _sw_defer(_sw_result, _sw_permit, {"_sw_start" if measured else "0.0"})
+"""
     defaults = "".join(f", _sw_d{i}" for i in range(len(shape.defaults)))
     reject = (
         """            _sw_result = _sw_reject({reject})
@@ -216,24 +263,24 @@ def _wrapper_source(shape: _CallShape, is_async: bool, timed: bool, timeout: boo
         if is_async
         else "            return _sw_reject({reject})"
     ).format(reject=shape.reject)
-    start = "        _sw_start = _sw_now()\n" if timed else ""
+    start = "        _sw_start = _sw_now()\n" if measured else ""
     return f"""\
 def _sw_make(_sw_func, _sw_acquire, _sw_record, _sw_classify, _sw_reject, _sw_listeners,
-             _sw_observe, _sw_now, _sw_timeout{defaults}):
+             _sw_observe, _sw_admitted, _sw_defer, _sw_now, _sw_timeout{defaults}):
     {"async " if is_async else ""}def guarded({shape.params}):
         _sw_permit = _sw_acquire()
         if _sw_permit < 0:
 {reject}
         if _sw_listeners:
-            _sw_observe()
+            _sw_admitted(_sw_permit)
 {start}        try:
             _sw_result = {aw}{call}
         except BaseException as _sw_exc:
-            _sw_record(_sw_permit, {outcome}{duration})
+            {failed}
             if _sw_listeners:
                 _sw_observe()
             raise
-        _sw_record(_sw_permit, 0{duration})
+{deferred}        {succeeded}
         if _sw_listeners:
             _sw_observe()
         return _sw_result
@@ -257,6 +304,7 @@ def _compile_wrapper(source: str) -> Callable[..., Callable[..., Any]]:
                 "_sw_isawaitable": _isawaitable,
                 "_sw_wait_for": _wait_for,
                 "_sw_timed_out": _timed_out,
+                "_sw_deferred": _DEFERRED,
             }
             exec(compile(source, filename, "exec"), namespace)
             make = cast(Callable[..., Callable[..., Any]], namespace["_sw_make"])
@@ -290,9 +338,14 @@ class CircuitBreaker:
     with the call's arguments (for a decorated plain function: as its parameters bind them,
     defaults filled in); a ``with`` block always raises.
 
-    ``timeout`` (seconds) bounds each async call (``asyncio.wait_for``); expiry raises
+    ``timeout`` (seconds) bounds each awaited call (``asyncio.wait_for``); expiry raises
     :class:`TimeoutError` and counts as a failure, whatever ``expected_exceptions`` /
-    ``excluded_exceptions`` say. A sync call cannot be interrupted, so it ignores ``timeout``.
+    ``excluded_exceptions`` say. What the breaker cannot cut off — a sync call (no thread can be
+    interrupted safely), a ``with`` / ``async with`` block, a returned future — is timed
+    instead, on the breaker's clock: one that lasted at least ``timeout`` counts as a failure
+    when it ends, and its result or exception passes through unchanged (the work is done; a
+    ``TimeoutError`` would only hide its result). So a breaker with a ``timeout`` guards sync and
+    async functions alike, and a slow sync dependency opens it as a hung async one would.
     How outcomes are classified: see the module documentation.
 
     ``clock`` (a :class:`seawall.testing.ManualClock` in tests) drives the open time, the time
@@ -321,6 +374,7 @@ class CircuitBreaker:
         "_expected",
         "_fallback",
         "_listeners",
+        "_measured",
         "_name",
         "_notify_lock",
         "_now",
@@ -377,14 +431,22 @@ class CircuitBreaker:
                 raise TypeError(
                     f"timeout must be a number of seconds or None, got {type(timeout).__name__}"
                 )
-            if not (math.isfinite(timeout) and timeout > 0):
+            try:
+                seconds = float(timeout)
+            except OverflowError:  # an int beyond a float
+                seconds = math.inf
+            if not (math.isfinite(seconds) and seconds > 0):
                 raise ValueError(
-                    f"timeout must be a finite number of seconds above 0, got {timeout}"
+                    f"timeout must be a finite number of seconds above 0, got {_shown(timeout)}"
                 )
         if fallback is not None and not callable(fallback):
             raise TypeError(f"fallback must be callable or None, got {type(fallback).__name__}")
         if not isinstance(window_type, str):
             raise TypeError(f"window_type must be 'count' or 'time', got {window_type!r}")
+        if not isinstance(replace, bool):
+            raise TypeError(f"replace must be a bool, got {type(replace).__name__}")
+        if not isinstance(key_prefix, str):
+            raise TypeError(f"key_prefix must be a str, got {type(key_prefix).__name__}")
 
         core = BreakerCore(
             failure_threshold=failure_threshold,
@@ -417,6 +479,8 @@ class CircuitBreaker:
         self._timeout = None if timeout is None else float(timeout)
         self._fallback = fallback
         self._timed = slow_call_duration is not None
+        # Sync calls and blocks are timed for slow calls, and against the timeout.
+        self._measured = self._timed or timeout is not None
         self._now = _duration_timer(clock)
         self._listeners: list[Listener] = []
         self._notify_lock = threading.Lock()
@@ -490,12 +554,14 @@ class CircuitBreaker:
         """Call ``callback(breaker, old_state, new_state, reason)`` after each state change.
 
         Listeners run in the thread (or task) whose call noticed the change, after that call's
-        outcome is recorded, with no lock held. An exception from a listener is logged to
-        ``seawall.breaker`` and never reaches the call. Changes are noticed when the breaker is
-        used or read; if several happen between two looks (concurrent threads), listeners hear
-        of the latest. ``reason`` is one of ``failure_threshold``, ``failure_rate``,
-        ``slow_call_rate``, ``recovery_timeout``, ``probe_failed``, ``probes_succeeded``,
-        ``reset``, ``forced_open``, ``forced_closed``.
+        outcome is recorded, with no lock held. An :class:`Exception` from a listener is logged to
+        ``seawall.breaker`` and never reaches the call; any other :class:`BaseException`
+        (``KeyboardInterrupt``, ``SystemExit``) propagates, and if it comes as a call is admitted,
+        that call does not run and its permit is returned first (a probe slot is freed at
+        once). Changes are noticed when the breaker is used or read; if several happen between
+        two looks (concurrent threads), listeners hear of the latest. ``reason`` is one of
+        ``failure_threshold``, ``failure_rate``, ``slow_call_rate``, ``recovery_timeout``,
+        ``probe_failed``, ``probes_succeeded``, ``reset``, ``forced_open``, ``forced_closed``.
         """
         if not callable(callback):
             raise TypeError(f"callback must be callable, got {type(callback).__name__}")
@@ -537,6 +603,17 @@ class CircuitBreaker:
                     new,
                 )
 
+    def _admitted(self, permit: int) -> None:
+        """:meth:`_observe` for a call just admitted with ``permit``, before it runs. A listener
+        may raise a :class:`BaseException` that is not an :class:`Exception` (those are logged,
+        these propagate): the call then never runs, and its permit is returned as neither
+        first, so a half-open probe slot is free at once, not after ``probe_timeout``."""
+        try:
+            self._observe()
+        except BaseException:
+            self._record(permit, _IGNORED, 0.0)
+            raise
+
     def __repr__(self) -> str:
         return f"<CircuitBreaker {self._name!r} state={self._core.state}>"
 
@@ -548,6 +625,8 @@ class CircuitBreaker:
         if not isinstance(exc, Exception) or isinstance(exc, self._excluded):
             return _IGNORED
         if isinstance(exc, self._expected):
+            if isinstance(exc, CircuitOpenError) and exc.name == self._name:
+                return _IGNORED  # its own rejection of a call made inside its own call
             return _FAILURE
         return _IGNORED
 
@@ -587,9 +666,71 @@ class CircuitBreaker:
             self._reject,
             self._listeners,
             self._observe,
+            self._admitted,
+            self._defer,
             self._now,
             self._timeout,
             *shape.defaults,
+        )
+
+    # ----------------------------------------------------------------------------------------
+    # Outcomes that come later than the call: a sync call that returned a coroutine, a future
+    # or a generator (``type(result) in _DEFERRED``)
+
+    def _defer(
+        self, result: Any, permit: int, start: float, what: str = "the guarded function"
+    ) -> Any:
+        """What a guarded sync call whose result is in ``_DEFERRED`` returns: a coroutine that
+        awaits a coroutine, the same future (counted when done), or :class:`TypeError` for a
+        generator."""
+        kind = type(result)
+        if kind is CoroutineType:
+            return self._guarded_coroutine(result, permit, start)
+        if kind in _GENERATORS:
+            self._refuse(result, permit, start, what)
+        cast(asyncio.Future[Any], result).add_done_callback(
+            functools.partial(self._future_done, permit, start)
+        )
+        return result
+
+    async def _guarded_coroutine(
+        self, coro: Coroutine[Any, Any, T], permit: int, start: float
+    ) -> T:
+        """Await ``coro`` (bounded by ``timeout``) and count its outcome then. Its permit was
+        taken when the sync function was called; a coroutine never awaited is never counted
+        (half-open, its probe slot frees after ``probe_timeout``)."""
+        timeout = self._timeout
+        try:
+            if timeout is None:
+                result = await coro
+            else:
+                result = await _wait_for(coro, timeout)
+        except BaseException as exc:
+            outcome = _FAILURE if timeout is not None and _timed_out(exc) else self._classify(exc)
+            self._finish(permit, outcome, start)
+            raise
+        self._finish(permit, _SUCCESS, start)
+        return result
+
+    def _future_done(self, permit: int, start: float, future: asyncio.Future[Any]) -> None:
+        """A returned future's done callback: its outcome, timed like a sync call's."""
+        if future.cancelled():
+            outcome = _IGNORED
+        else:
+            exc = future.exception()
+            outcome = _SUCCESS if exc is None else self._classify(exc)
+        self._finish_uncut(permit, outcome, start)
+
+    def _refuse(self, result: Any, permit: int, start: float, what: str) -> NoReturn:
+        """A generator (or async generator) returned by a guarded sync call: its outcome is
+        known only when it is exhausted, so the call counts as neither and is refused."""
+        if type(result) is GeneratorType:
+            result.close()
+        self._finish(permit, _IGNORED, start)
+        kind = "an async generator" if type(result) is AsyncGeneratorType else "a generator"
+        raise TypeError(
+            f"{what} returned {kind}, whose outcome is known only when it is exhausted: "
+            "CircuitBreaker cannot guard it; use `with breaker:` / `async with breaker:` inside it"
         )
 
     # ----------------------------------------------------------------------------------------
@@ -597,27 +738,29 @@ class CircuitBreaker:
 
     def call(self, fn: Callable[P, R], /, *args: P.args, **kwargs: P.kwargs) -> R:
         """``fn(*args, **kwargs)`` through the breaker. ``fn`` must be sync: a call that returns
-        a coroutine raises :class:`TypeError` (use :meth:`call_async`)."""
+        a coroutine (or a generator) raises :class:`TypeError` (use :meth:`call_async`); one
+        that returns an asyncio future is counted when the future is done."""
         permit = self._acquire()
         if permit < 0:
             return cast(R, self._reject(args, kwargs))
         if self._listeners:
-            self._observe()
-        timed = self._timed
-        start = self._now() if timed else 0.0
+            self._admitted(permit)
+        start = self._now() if self._measured else 0.0
         try:
             result = fn(*args, **kwargs)
         except BaseException as exc:
-            self._finish(permit, self._classify(exc), start)
+            self._finish_uncut(permit, self._classify(exc), start)
             raise
-        if inspect.iscoroutine(result):
-            result.close()
-            self._finish(permit, _IGNORED, start)
-            raise TypeError(
-                f"{fn!r} returned a coroutine, which breaker.call() cannot wait for: "
-                "use `await breaker.call_async(...)`"
-            )
-        self._finish(permit, _SUCCESS, start)
+        if type(result) in _DEFERRED:
+            if type(result) is CoroutineType:
+                cast(Coroutine[Any, Any, Any], result).close()
+                self._finish(permit, _IGNORED, start)
+                raise TypeError(
+                    f"{fn!r} returned a coroutine, which breaker.call() cannot wait for: "
+                    "use `await breaker.call_async(...)`"
+                )
+            return cast(R, self._defer(result, permit, start, repr(fn)))
+        self._finish_uncut(permit, _SUCCESS, start)
         return result
 
     @overload
@@ -628,7 +771,8 @@ class CircuitBreaker:
     async def call_async(self, fn: Callable[P, T], /, *args: P.args, **kwargs: P.kwargs) -> T: ...
     async def call_async(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Any:
         """``fn(*args, **kwargs)`` through the breaker, awaited if it returns an awaitable (with
-        ``timeout``, if set); a sync ``fn`` is simply called."""
+        ``timeout``, if set); a sync ``fn`` is simply called (and timed against ``timeout``).
+        A returned generator or async generator raises :class:`TypeError`."""
         permit = self._acquire()
         if permit < 0:
             result = self._reject(args, kwargs)
@@ -636,25 +780,49 @@ class CircuitBreaker:
                 result = await result
             return result
         if self._listeners:
-            self._observe()
-        timed, timeout = self._timed, self._timeout
-        start = self._now() if timed else 0.0
+            self._admitted(permit)
+        timeout = self._timeout
+        start = self._now() if self._measured else 0.0
+        awaited = False
         try:
             result = fn(*args, **kwargs)
             if _isawaitable(result):
+                awaited = True
                 if timeout is None:
                     result = await result
                 else:
                     result = await _wait_for(result, timeout)
         except BaseException as exc:
+            if not awaited:
+                self._finish_uncut(permit, self._classify(exc), start)
+                raise
             outcome = _FAILURE if timeout is not None and _timed_out(exc) else self._classify(exc)
             self._finish(permit, outcome, start)
             raise
-        self._finish(permit, _SUCCESS, start)
+        if awaited:
+            self._finish(permit, _SUCCESS, start)
+        elif type(result) in _GENERATORS:
+            self._refuse(result, permit, start, repr(fn))
+        else:
+            self._finish_uncut(permit, _SUCCESS, start)
         return result
 
     def _finish(self, permit: int, outcome: int, start: float) -> None:
         self._record(permit, outcome, self._now() - start if self._timed else 0.0)
+        if self._listeners:
+            self._observe()
+
+    def _finish_uncut(self, permit: int, outcome: int, start: float) -> None:
+        """:meth:`_finish` for what the breaker could not cut off at its ``timeout`` (a sync
+        call, a ``with`` block, a future): one that lasted at least ``timeout`` is a failure."""
+        timeout = self._timeout
+        if self._measured:
+            duration = self._now() - start
+            if timeout is not None and duration >= timeout:
+                outcome = _FAILURE
+        else:
+            duration = 0.0
+        self._record(permit, outcome, duration)
         if self._listeners:
             self._observe()
 
@@ -668,8 +836,8 @@ class CircuitBreaker:
                 self._observe()
             raise CircuitOpenError(self._name, self._core.retry_after())
         if self._listeners:
-            self._observe()
-        _held.set(_Hold(self, permit, self._now() if self._timed else 0.0, _held.get()))
+            self._admitted(permit)
+        _held.set(_Hold(self, permit, self._now() if self._measured else 0.0, _held.get()))
         return self
 
     def __exit__(
@@ -680,7 +848,7 @@ class CircuitBreaker:
     ) -> None:
         hold = self._release()
         outcome = _SUCCESS if exc is None else self._classify(exc)
-        self._finish(hold.permit, outcome, hold.start)
+        self._finish_uncut(hold.permit, outcome, hold.start)
 
     async def __aenter__(self) -> CircuitBreaker:
         return self.__enter__()
