@@ -313,7 +313,18 @@ impl PyBreakerCore {
             jitter,
         };
         let clock = ClockSource::from_arg(clock)?;
-        let now = clock.now(py)?;
+        let now = clock.now(py).map_err(|e| {
+            // A callable clock is read now: one that cannot be called, or returns no number.
+            if e.is_instance_of::<PyTypeError>(py) {
+                let named = PyTypeError::new_err(format!(
+                    "clock must return the time in seconds (a number); reading it failed: {e}"
+                ));
+                named.set_cause(py, Some(e));
+                named
+            } else {
+                e
+            }
+        })?;
         let breaker = Arc::new(Breaker::new(config, now)?);
         let shared = match store.as_deref() {
             None => None,
