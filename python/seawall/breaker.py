@@ -13,9 +13,10 @@ A call asks the core for a permit, runs with no lock held, then reports its outc
   resilience4j's ``recordExceptions``, only the listed ones are failures), and every exception
   that is not an :class:`Exception` at all: :class:`asyncio.CancelledError`,
   :class:`KeyboardInterrupt`, :class:`SystemExit`, :class:`GeneratorExit`, and the breaker's own
-  :class:`CircuitOpenError` (a guarded call that calls through the same breaker and is refused
-  has not shown the dependency failing: half-open, a probe that calls itself would otherwise
-  fail itself and reopen the breaker for ever longer). The exception always propagates.
+  :class:`CircuitOpenError` (one carrying its name: a guarded call that calls through the same
+  breaker and is refused has not shown the dependency failing; half-open, a probe that calls
+  itself would otherwise fail itself and reopen the breaker for ever longer). The exception
+  always propagates.
 
 An outcome is counted when it happens: a sync function that returns a coroutine (a
 ``functools.wraps`` decorator under ``@breaker``, a lambda, a factory) returns, through the
