@@ -174,7 +174,7 @@ def rate_limit_mcp_tool(
 
     def decorator(func: F) -> F:
         service = limiter if limiter is not None else _service()
-        adapter = _ServiceAdapter(service, limit, window)
+        adapter = _ServiceAdapter(service, limit, window, prefix=f"{func.__name__}:key:")
         return rate_limit_tool(
             # Not ``ctx.session_id``: on 2026-07-28 connections it is new on every request.
             key=lambda ctx, args: f"mcp_session_{session_identity(ctx)}",
@@ -187,11 +187,13 @@ def rate_limit_mcp_tool(
 class _ServiceAdapter:
     """``Limiter.hit`` over a ``RateLimiterService`` (seawall.mcp namespaces keys per tool)."""
 
-    def __init__(self, service: RateLimiterService, limit: int, window: int) -> None:
-        self.service, self.limit, self.window = service, limit, window
+    def __init__(
+        self, service: RateLimiterService, limit: int, window: int, *, prefix: str
+    ) -> None:
+        self.service, self.limit, self.window, self.prefix = service, limit, window, prefix
 
     def hit(self, key: str) -> _Decision:
-        client_id = key.split(":", 1)[1]
+        client_id = key.removeprefix(self.prefix)
         allowed, info = self.service.check_and_record(client_id, self.limit, self.window)
         return _Decision(allowed, float(info["retry_after"]), self.limit)
 
