@@ -1,8 +1,9 @@
 """Rate-limited MCP tools: a decorator for fastmcp and the official SDK; a fastmcp middleware.
 
-``@rate_limit_tool("3/10 seconds")`` limits one tool per MCP client session (or per ``user_id``
-argument, per client id, or per any key you compute). Write it below ``@mcp.tool()`` (for the
-SDK, ``@server.tool()``), next to the function, so the server registers the limited tool::
+``@rate_limit_tool("3/10 seconds")`` limits one tool per MCP client (by default the
+authenticated principal, else the client's address; see "Keys" below). Write it below
+``@mcp.tool()`` (for the SDK, ``@server.tool()``), next to the function, so the server
+registers the limited tool::
 
     @mcp.tool()
     @rate_limit_tool("3/10 seconds")
@@ -29,25 +30,43 @@ unlimited on another fastmcp server: apply the limit before either). The officia
 tell, and that order silently leaves the tool unlimited: with the SDK, always write
 ``@rate_limit_tool`` below ``@server.tool()``.
 
-What ``key="session"`` (the default of both) identifies, for fastmcp and the official SDK:
+Keys: whose budget a call spends, by who writes it (``key=`` of both; keys are namespaced by
+their source, ``principal:…``, ``ip:…``, ``conn:…``, ``session:…``, ``client-id:…``,
+``user_id:…``, ``key:…``, so that a value one source yields never spends another's budget):
 
-* Handshake-era ("legacy") connections: the MCP session, stable for the whole connection
-  (fastmcp's ``ctx.session_id``: the negotiated ``Mcp-Session-Id`` over HTTP, else one id per
-  connection; for the SDK the same header, else one id kept on its per-session connection).
-* 2026-07-28 connections, which fastmcp's ``Client`` and the SDK's ``Client`` use by default,
-  have no session: every request builds its own connection, so ``ctx.session_id`` is new on
-  every call and keying on it would never limit anyone. The key is then the first of: the
-  authenticated principal (the access token's client id, issuer and subject, hashed:
-  ``user:…``); the ``client_id`` in the request's ``_meta`` (``client:…``); over HTTP, the
-  ``Mcp-Session-Id`` header if the client sends one, else the peer address (``peer:<ip>``, so
-  clients behind one proxy or NAT share a budget); otherwise ``"process"``. On stdio a server
-  process serves exactly one client, so that is per client. In memory (and on the SDK's stdio,
-  which does not say which transport it runs) nothing tells two clients apart: they share one
-  budget per tool, and ``seawall.mcp`` logs a warning saying so, once per process. Authenticate
-  clients or pass a ``key=`` callable to tell them apart.
+* ``"auto"`` (default), what a client cannot choose: the authenticated principal when the
+  server has auth (the access token's client id, issuer and subject, hashed: ``principal:…``);
+  else, over HTTP (streamable HTTP, SSE), the client address: the peer, or the address that
+  ``trusted_proxies=`` report (``Forwarded`` / ``X-Forwarded-For`` / ``X-Real-IP``, believed
+  only from those peers, exactly as ``seawall.RateLimitMiddleware`` does; IPv6 per /64), so
+  clients behind one NAT or untrusted proxy share a budget; else (stdio, in memory) the
+  connection, one per connected client object (a stdio server process serves one client). A
+  client that reconnects in memory gets a fresh budget: in-process clients are your own code.
+* ``"principal"``: the same, and a warning (once) if a request is not authenticated.
+* ``"address"``: the client address (or the connection), even for authenticated requests.
+* ``"session"``: the session the server issued, on handshake-era connections it keeps: the
+  ``Mcp-Session-Id`` it handed out over stateful streamable HTTP (the SDK answers 404 to any
+  other), else one id per connection (SSE, stdio, in memory). A client resets its budget by
+  opening a new session, so use it where sessions are costly to open or clients trusted.
+  2026-07-28 connections (fastmcp's and the SDK's default) and ``stateless_http=True`` have no
+  server-issued session (``ctx.session_id`` is new on every request, or the client's own
+  header): there the key is ``"auto"``'s, and a warning says so once.
+* ``"client-id"`` (alias ``"client"``): the ``client_id`` in the request's ``_meta``, which
+  the client writes (rotating it resets the budget): only for clients you trust. Without one,
+  ``"auto"``'s key. ``"user_id"`` (decorator): the tool's ``user_id`` argument, client-written
+  too. A callable ``key``: whatever it returns.
 
-``RateLimitMiddleware`` limits every tool call of a fastmcp server by session and tool name, with
+Keys longer than ``max_key_length`` (default 256 characters) are replaced by ``sha256:`` and
+their digest (71 characters), as the HTTP middleware does, so that a client writing huge ids
+cannot make the limiter store them, and two different long ids never share a budget.
+
+``RateLimitMiddleware`` limits every tool call of a fastmcp server by client and tool name, with
 per-tool limits, without decorating any tool; other requests (``tools/list`` and so on) pass.
+A call of a tool name the server does not have spends the client's budget of ``"<unknown>"``.
+
+Refusals raised as errors (``on_limit="raise"``, the middleware) carry fastmcp's ``log_level``
+DEBUG, so fastmcp does not log every refused call at ERROR. (The official SDK logs every tool
+error at INFO, refusals included.)
 
 ``tool_stats()`` / ``reset_tool_stats()``: total calls, limited calls and the time of the last
 refusal, per tool, for both.
@@ -350,27 +369,29 @@ def _check_trusted_proxies(trusted_proxies: Iterable[str]) -> Callable[[Any], st
     return _address_resolver(proxies)  # the native parser raises ValueError naming it
 
 
-_get_fastmcp_token: Callable[[], Any] | None = None
-_get_sdk_token: Callable[[], Any] | None = None
+_auth: tuple[type, Any] | None = None
 
 
-def _access_token(ctx: Any) -> Any:
-    """The verified access token of the current request (fastmcp's or the SDK's), or ``None``."""
-    global _get_fastmcp_token, _get_sdk_token
-    try:
-        if _is_fastmcp_context(ctx):
-            if _get_fastmcp_token is None:
-                from fastmcp.server.dependencies import get_access_token as fastmcp_token
-
-                _get_fastmcp_token = fastmcp_token
-            return _get_fastmcp_token()  # falls back to the SDK's context variable itself
-        if _get_sdk_token is None:
-            from mcp.server.auth.middleware.auth_context import get_access_token
-
-            _get_sdk_token = get_access_token
-        return _get_sdk_token()
-    except Exception:  # neither framework's auth installed, or no request
-        return None
+def _access_token(rc: Any) -> Any:
+    """The verified access token of the current request, or ``None``: what fastmcp's
+    ``get_access_token`` reads (the HTTP request's authenticated user, else the SDK's auth
+    context variable), for both frameworks, without raising when there is no HTTP request."""
+    global _auth
+    if _auth is None:
+        try:
+            from mcp.server.auth.middleware.auth_context import auth_context_var
+            from mcp.server.auth.middleware.bearer_auth import AuthenticatedUser
+        except Exception:  # the SDK's auth is not installed: no request is authenticated
+            return None
+        _auth = (AuthenticatedUser, auth_context_var)
+    authenticated_user, auth_var = _auth
+    request = getattr(rc, "request", None)
+    if request is not None:
+        user = getattr(request, "scope", {}).get("user")
+        if isinstance(user, authenticated_user):
+            return getattr(user, "access_token", None)
+    user = auth_var.get()
+    return getattr(user, "access_token", None) if user is not None else None
 
 
 @functools.lru_cache(maxsize=4096)
@@ -379,9 +400,9 @@ def _principal_key(parts: tuple[Any, ...]) -> str:
     return f"principal:{digest}"
 
 
-def _principal(ctx: Any) -> str | None:
+def _principal(rc: Any) -> str | None:
     """``principal:<hash>`` of the access token's client id, issuer and subject, if any."""
-    token = _access_token(ctx)
+    token = _access_token(rc)
     if token is None:
         return None
     claims = getattr(token, "claims", None) or {}
@@ -493,7 +514,7 @@ class _Keys:
             if client_id is not None:
                 return f"client-id:{client_id}"
         if source != "address":
-            principal = _principal(ctx)
+            principal = _principal(rc)
             if principal is not None:
                 return principal
             if source == "principal":
