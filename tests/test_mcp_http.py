@@ -212,3 +212,21 @@ async def test_client_id_opt_in_is_namespaced(where: str) -> None:
             assert await calls(c, "ping", 4, meta={"client_id": "ip:127.0.0.1"}) == 3
             assert await calls(c, "ping", 4) == 3  # no client id: the address
             assert await calls(c, "ping", 4, meta={"client_id": "other"}) == 3
+
+
+@pytest.mark.parametrize("where", WHERE)
+async def test_address_and_principal_keys(where: str, caplog: Any) -> None:
+    clock = ManualClock(0)
+    by_address = server(clock, where, key="address", auth=StaticTokenVerifier(tokens=TOKENS))
+    with serve(by_address) as url:  # authenticated, but limited by address all the same
+        async with client(url, auth="token-alice") as a, client(url, auth="token-bob") as b:
+            assert await calls(a, "ping", 2) == 2
+            assert await calls(b, "ping", 2) == 1
+    assert not [r for r in caplog.records if r.name == "seawall.mcp"]
+    clock.advance(60)
+    with serve(server(clock, where, key="principal")) as url:  # no auth: the address, warned
+        async with client(url) as c1, client(url, mode="legacy") as c2:
+            assert await calls(c1, "ping", 2) == 2
+            assert await calls(c2, "ping", 2) == 1
+    warnings = [r.getMessage() for r in caplog.records if r.name == "seawall.mcp"]
+    assert len(warnings) == 1 and "not authenticated" in warnings[0]

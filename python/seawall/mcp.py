@@ -56,6 +56,9 @@ their source, ``principal:…``, ``ip:…``, ``conn:…``, ``session:…``, ``cl
   ``"auto"``'s key. ``"user_id"`` (decorator): the tool's ``user_id`` argument, client-written
   too. A callable ``key``: whatever it returns.
 
+A tool run as a fastmcp background task has no request: unless the access token is still known
+there, its calls share one budget per tool (a warning says so once; pass a ``key`` callable).
+
 Keys longer than ``max_key_length`` (default 256 characters) are replaced by ``sha256:`` and
 their digest (71 characters), as the HTTP middleware does, so that a client writing huge ids
 cannot make the limiter store them, and two different long ids never share a budget.
@@ -472,7 +475,9 @@ def _server_session(rc: Any) -> str | None:
 
 
 def _meta_client_id(rc: Any) -> str | None:
-    for meta in (getattr(rc, "meta", None), (getattr(rc, "params", None) or {}).get("_meta")):
+    params = getattr(rc, "params", None)  # the SDK's raw params; fastmcp lifts ``meta``
+    raw = params.get("_meta") if isinstance(params, Mapping) else None
+    for meta in (getattr(rc, "meta", None), raw):
         if isinstance(meta, Mapping):
             value = meta.get("client_id")
             if value is not None and value != "":
