@@ -236,6 +236,21 @@ async def test_long_client_written_keys_are_capped_and_kept_apart() -> None:
     assert len(recording.limiter) == 100
 
 
+def test_huge_user_ids_are_not_stored_at_full_length() -> None:
+    # 300 ids of 100 KB once cost the limiter 28.6 MB of keys: now 300 keys of 71 characters.
+    recording = Recording("1/minute", ManualClock(0))
+
+    def tool(user_id: str) -> dict[str, Any]:
+        return {"ok": True}
+
+    limited = rate_limit_tool(key="user_id", limiter=recording)(tool)
+    ids = [f"{i}:" + "z" * 100_000 for i in range(300)]
+    assert all(limited(user_id=u) == {"ok": True} for u in ids)
+    assert all(limited(user_id=u)["rate_limited"] is True for u in ids[:3])
+    assert max(len(k) for k in recording.keys) <= 256
+    assert len(recording.limiter) == 300
+
+
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(
     values=st.lists(st.text(min_size=0, max_size=600), min_size=2, max_size=6, unique=True),
