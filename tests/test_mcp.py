@@ -308,30 +308,36 @@ async def test_middleware_global_and_tool_limits_all_or_nothing() -> None:
     assert tool_stats("other")["other"]["limited_calls"] == 1
 
 
-async def test_modern_clients_share_one_budget_in_memory_with_one_warning(caplog: Any) -> None:
-    # 2026-07-28 (fastmcp's default): a new session id per request; in memory nothing else
-    # identifies a client, so all clients of this server share the budget, and we say so once.
+async def test_modern_in_memory_clients_limited_independently(caplog: Any) -> None:
+    # 2026-07-28 (fastmcp's default): a new session id per request, so the key is not it, but
+    # the connection each in-memory client holds: one budget per client, and nothing to warn.
     clock = ManualClock(0)
     mcp = build(clock)
     async with Client(mcp) as c1, Client(mcp) as c2:
         r1 = await call(c1, "with_ctx", {"x": 1})
-        r2 = await call(c2, "with_ctx", {"x": 2})
-        assert r1.data["session"] != r2.data["session"]  # why key="session" can't be session_id
+        r2 = await call(c1, "with_ctx", {"x": 2})
+        assert r1.data["session"] != r2.data["session"]  # why the key can't be session_id
         assert (await call(c1, "with_ctx", {"x": 3})).data["rate_limited"] is True
-        assert (await call(c2, "with_ctx", {"x": 4})).data["rate_limited"] is True
+        assert (await call(c2, "with_ctx", {"x": 4})).data["x"] == 4
         assert (await call(c1, "no_ctx", {"x": 1})).data == {"x": 1}
-        await call(c2, "no_ctx", {"x": 1})
+        await call(c1, "no_ctx", {"x": 1})
         assert "retry after 5 s" in text(await call(c1, "no_ctx", {"x": 1}))
+        assert (await call(c2, "no_ctx", {"x": 1})).data == {"x": 1}
         clock.advance(5)
-        assert (await call(c2, "with_ctx", {"x": 5})).data["x"] == 5
-    warnings = [r for r in caplog.records if r.name == "seawall.mcp"]
-    assert len(warnings) == 1 and "one budget per tool" in warnings[0].getMessage()
+        assert (await call(c1, "with_ctx", {"x": 5})).data["x"] == 5
+    assert not [r for r in caplog.records if r.name == "seawall.mcp"]
 
 
-async def test_modern_clients_with_client_id_limited_independently(caplog: Any) -> None:
+async def test_client_id_keys_only_when_asked_for(caplog: Any) -> None:
     clock = ManualClock(0)
-    mcp = build(clock)
-    mw = FastMCP("mw", middleware=[RateLimitMiddleware("1/minute", clock=clock)])
+    mcp = FastMCP("opt-in")
+
+    @mcp.tool()
+    @rate_limit_tool("2/10 seconds", key="client-id", clock=clock)
+    async def with_ctx(x: int, ctx: Context) -> dict[str, Any]:
+        return {"x": x}
+
+    mw = FastMCP("mw", middleware=[RateLimitMiddleware("1/minute", key="client-id", clock=clock)])
 
     @mw.tool()
     def cheap() -> int:
@@ -351,7 +357,7 @@ async def test_modern_clients_with_client_id_limited_independently(caplog: Any) 
     assert not [r for r in caplog.records if r.name == "seawall.mcp"]
 
 
-async def test_middleware_limits_modern_in_memory_clients_jointly() -> None:
+async def test_middleware_limits_modern_in_memory_clients_independently() -> None:
     clock = ManualClock(0)
     mcp = FastMCP("mw", middleware=[RateLimitMiddleware("2/minute", clock=clock)])
 
@@ -362,7 +368,9 @@ async def test_middleware_limits_modern_in_memory_clients_jointly() -> None:
     async with Client(mcp) as c1, Client(mcp) as c2:
         assert (await call(c1, "cheap")).data == 1
         assert (await call(c2, "cheap")).data == 1
+        assert (await call(c1, "cheap")).data == 1
         assert "retry after 30 s" in text(await call(c1, "cheap"))
+        assert (await call(c2, "cheap")).data == 1
         assert (await call(c2, "cheap")).is_error
 
 
@@ -375,6 +383,10 @@ async def test_compat_decorators() -> None:
     @fastmcp_example.rate_limit_mcp_tool(limit=2, window=10, limiter=service)
     async def get_time(ctx: Context) -> dict[str, Any]:
         return {"ok": True}
+
+    @mcp.tool()
+    def ident(ctx: Context) -> str:
+        return seawall_mcp.session_identity(ctx)
 
     @mcp.tool()
     @rate_limit_tools.rate_limit_tool(requests_per_minute=1, clock=clock)
@@ -390,11 +402,16 @@ async def test_compat_decorators() -> None:
         assert (await call(c, "seed001", {"user_id": "a"})).data == {"user": "a"}
         assert (await call(c, "seed001", {"user_id": "a"})).data["rate_limited"] is True
         assert (await call(c, "seed001", {"user_id": "b"})).data == {"user": "b"}
-    async with Client(mcp) as m1, Client(mcp) as m2:  # 2026-07-28: still limited
+    async with Client(mcp) as m1, Client(mcp) as m2:  # 2026-07-28: still limited, per client
         clock.advance(10)
         assert (await call(m1, "get_time")).data == {"ok": True}
-        assert (await call(m2, "get_time")).data == {"ok": True}
+        assert (await call(m1, "get_time")).data == {"ok": True}
         assert (await call(m1, "get_time")).data["rate_limited"] is True
+        assert (await call(m2, "get_time")).data == {"ok": True}
+        # The service holds each client as the seed did: ``mcp_session_{id}``.
+        ident = (await call(m1, "ident")).data
+        assert ident.startswith("conn:") and service.reset(f"mcp_session_{ident}")
+        assert (await call(m1, "get_time")).data == {"ok": True}
     assert rate_limit_tools.get_tool_stats("seed001")["rate_limited_calls"] == 1
     assert rate_limit_tools.get_all_tool_stats()["seed001"]["total_calls"] == 3
     rate_limit_tools.reset_tool_stats("seed001")
@@ -439,18 +456,18 @@ async def test_official_sdk_server_legacy_sessions_independent() -> None:
 
 @pytest.mark.skipif(MCPServer is None, reason="needs the mcp SDK v2 (MCPServer, in-memory Client)")
 async def test_official_sdk_server_modern_clients_limited(caplog: Any) -> None:
-    # 2026-07-28 in memory: nothing tells two clients apart, so they share a budget (warned).
+    # 2026-07-28 in memory: each SDK Client is its own connection, so its own budget.
     server = sdk_server(ManualClock(0))
     async with SDKClient(server) as c1, SDKClient(server) as c2:
         await c1.call_tool("with_ctx", {"x": 1})
         await c1.call_tool("with_ctx", {"x": 2})
         assert "rate_limited" in str((await c1.call_tool("with_ctx", {"x": 3})).content)
-        assert "rate_limited" in str((await c2.call_tool("with_ctx", {"x": 4})).content)
+        assert "rate_limited" not in str((await c2.call_tool("with_ctx", {"x": 4})).content)
         assert not (await c1.call_tool("no_ctx", {"x": 1})).is_error
-        refused = await c2.call_tool("no_ctx", {"x": 1})
+        refused = await c1.call_tool("no_ctx", {"x": 1})
         assert refused.is_error and "retry after 60 s" in str(refused.content)
-    warnings = [r for r in caplog.records if r.name == "seawall.mcp"]
-    assert len(warnings) == 1 and "one budget per tool" in warnings[0].getMessage()
+        assert not (await c2.call_tool("no_ctx", {"x": 1})).is_error
+    assert not [r for r in caplog.records if r.name == "seawall.mcp"]
 
 
 @pytest.mark.skipif(MCPServer is None, reason="needs the mcp SDK v2 (MCPServer, in-memory Client)")

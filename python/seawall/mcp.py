@@ -1,8 +1,9 @@
 """Rate-limited MCP tools: a decorator for fastmcp and the official SDK; a fastmcp middleware.
 
-``@rate_limit_tool("3/10 seconds")`` limits one tool per MCP client session (or per ``user_id``
-argument, per client id, or per any key you compute). Write it below ``@mcp.tool()`` (for the
-SDK, ``@server.tool()``), next to the function, so the server registers the limited tool::
+``@rate_limit_tool("3/10 seconds")`` limits one tool per MCP client (by default the
+authenticated principal, else the client's address; see "Keys" below). Write it below
+``@mcp.tool()`` (for the SDK, ``@server.tool()``), next to the function, so the server
+registers the limited tool::
 
     @mcp.tool()
     @rate_limit_tool("3/10 seconds")
@@ -29,25 +30,46 @@ unlimited on another fastmcp server: apply the limit before either). The officia
 tell, and that order silently leaves the tool unlimited: with the SDK, always write
 ``@rate_limit_tool`` below ``@server.tool()``.
 
-What ``key="session"`` (the default of both) identifies, for fastmcp and the official SDK:
+Keys: whose budget a call spends, by who writes it (``key=`` of both; keys are namespaced by
+their source, ``principal:…``, ``ip:…``, ``conn:…``, ``session:…``, ``client-id:…``,
+``user_id:…``, ``key:…``, so that a value one source yields never spends another's budget):
 
-* Handshake-era ("legacy") connections: the MCP session, stable for the whole connection
-  (fastmcp's ``ctx.session_id``: the negotiated ``Mcp-Session-Id`` over HTTP, else one id per
-  connection; for the SDK the same header, else one id kept on its per-session connection).
-* 2026-07-28 connections, which fastmcp's ``Client`` and the SDK's ``Client`` use by default,
-  have no session: every request builds its own connection, so ``ctx.session_id`` is new on
-  every call and keying on it would never limit anyone. The key is then the first of: the
-  authenticated principal (the access token's client id, issuer and subject, hashed:
-  ``user:…``); the ``client_id`` in the request's ``_meta`` (``client:…``); over HTTP, the
-  ``Mcp-Session-Id`` header if the client sends one, else the peer address (``peer:<ip>``, so
-  clients behind one proxy or NAT share a budget); otherwise ``"process"``. On stdio a server
-  process serves exactly one client, so that is per client. In memory (and on the SDK's stdio,
-  which does not say which transport it runs) nothing tells two clients apart: they share one
-  budget per tool, and ``seawall.mcp`` logs a warning saying so, once per process. Authenticate
-  clients or pass a ``key=`` callable to tell them apart.
+* ``"auto"`` (default), what a client cannot choose: the authenticated principal when the
+  server has auth (the access token's client id, issuer and subject, hashed: ``principal:…``);
+  else, over HTTP (streamable HTTP, SSE), the client address: the peer, or the address that
+  ``trusted_proxies=`` report (``Forwarded`` / ``X-Forwarded-For`` / ``X-Real-IP``, believed
+  only from those peers, exactly as ``seawall.RateLimitMiddleware`` does; IPv6 per /64), so
+  clients behind one NAT or untrusted proxy share a budget; else (stdio, in memory) the
+  connection, one per connected client object (a stdio server process serves one client). A
+  client that reconnects in memory gets a fresh budget: in-process clients are your own code.
+* ``"principal"``: the same, and a warning (once) if a request is not authenticated.
+* ``"address"``: the client address (or the connection), even for authenticated requests.
+* ``"session"``: the session the server issued, on handshake-era connections it keeps: the
+  ``Mcp-Session-Id`` it handed out over stateful streamable HTTP (the SDK answers 404 to any
+  other), else one id per connection (SSE, stdio, in memory). A client resets its budget by
+  opening a new session, so use it where sessions are costly to open or clients trusted.
+  2026-07-28 connections (fastmcp's and the SDK's default) and ``stateless_http=True`` have no
+  server-issued session (``ctx.session_id`` is new on every request, or the client's own
+  header): there the key is ``"auto"``'s, and a warning says so once.
+* ``"client-id"`` (alias ``"client"``): the ``client_id`` in the request's ``_meta``, which
+  the client writes (rotating it resets the budget): only for clients you trust. Without one,
+  ``"auto"``'s key. ``"user_id"`` (decorator): the tool's ``user_id`` argument, client-written
+  too. A callable ``key``: whatever it returns.
 
-``RateLimitMiddleware`` limits every tool call of a fastmcp server by session and tool name, with
+A tool run as a fastmcp background task has no request: unless the access token is still known
+there, its calls share one budget per tool (a warning says so once; pass a ``key`` callable).
+
+Keys longer than ``max_key_length`` (default 256 characters) are replaced by ``sha256:`` and
+their digest (71 characters), as the HTTP middleware does, so that a client writing huge ids
+cannot make the limiter store them, and two different long ids never share a budget.
+
+``RateLimitMiddleware`` limits every tool call of a fastmcp server by client and tool name, with
 per-tool limits, without decorating any tool; other requests (``tools/list`` and so on) pass.
+A call of a tool name the server does not have spends the client's budget of ``"<unknown>"``.
+
+Refusals raised as errors (``on_limit="raise"``, the middleware) carry fastmcp's ``log_level``
+DEBUG, so fastmcp does not log every refused call at ERROR. (The official SDK logs every tool
+error at INFO, refusals included.)
 
 ``tool_stats()`` / ``reset_tool_stats()``: total calls, limited calls and the time of the last
 refusal, per tool, for both.
@@ -69,7 +91,7 @@ import threading
 import types
 import typing
 import uuid
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from typing import TYPE_CHECKING, Any, Literal, Protocol, TypeVar, cast
 
 from seawall._limiter import Limiter
@@ -116,6 +138,13 @@ def _tool_error_bases() -> tuple[type[Exception], ...]:
 
 
 class _ToolRateLimitedBase(RateLimitExceeded):
+    def __init__(self, retry_after: float, limit: int, key: str) -> None:
+        super().__init__(retry_after, limit, key)
+        # fastmcp logs a ToolError at its ``log_level`` (ERROR by default) for every call that
+        # raises one: a refusal is the limit working, and a client hammering a limited tool
+        # must not flood the error log.
+        self.log_level = logging.DEBUG
+
     def __str__(self) -> str:
         return (
             f"Rate limit exceeded for {self.key!r} (limit {self.limit}); "
@@ -281,118 +310,277 @@ def _is_modern(rc: Any) -> bool:
     return isinstance(version, str) and (version in _MODERN or version >= "2026-07-28")
 
 
-def _principal(ctx: Any) -> str | None:
-    """The authenticated principal (client id, issuer, subject of the access token), hashed."""
-    token: Any = None
-    if _is_fastmcp_context(ctx):
-        try:
-            from fastmcp.server.dependencies import get_access_token as fastmcp_token
+# --------------------------------------------------------------------------------------------
+# Whose budget a call spends: the key sources, each namespaced by who writes it
 
-            token = fastmcp_token()
-        except Exception:
-            token = None
-    if token is None:
-        try:
-            from mcp.server.auth.middleware.auth_context import get_access_token
 
-            token = get_access_token()
-        except Exception:
-            token = None
+KeyName = Literal["auto", "principal", "address", "session", "client-id", "client"]
+_KEY_NAMES: tuple[str, ...] = typing.get_args(KeyName)
+
+# A key longer than ``max_key_length`` is replaced by this prefix and the SHA-256 of the key:
+# 71 characters, which is why ``max_key_length`` may not be smaller.
+_DIGEST_PREFIX = "sha256:"
+_DIGEST_LENGTH = len(_DIGEST_PREFIX) + 64
+# The tool name under which the middleware counts calls of tools the server does not have
+# (not a valid MCP tool name, so no real tool can collide with it).
+_UNKNOWN_TOOL = "<unknown>"
+
+
+def _digest(key: str) -> str:
+    """A fixed-length stand-in for a key over the cap: distinct keys keep distinct budgets."""
+    return _DIGEST_PREFIX + hashlib.sha256(key.encode("utf-8", "surrogatepass")).hexdigest()
+
+
+def _check_max_key_length(max_key_length: int) -> int:
+    if isinstance(max_key_length, bool) or not isinstance(max_key_length, int):
+        raise TypeError(f"max_key_length must be an int, got {type(max_key_length).__name__}")
+    if max_key_length < _DIGEST_LENGTH:
+        raise ValueError(
+            f"max_key_length must be at least {_DIGEST_LENGTH} (the length of the digest that "
+            f"replaces a longer key), got {max_key_length}"
+        )
+    return max_key_length
+
+
+@functools.lru_cache(maxsize=64)
+def _address_resolver(trusted_proxies: tuple[str, ...]) -> Callable[[Any], str]:
+    """``key_for(scope) -> "ip:<addr>"``: the HTTP middleware's own client-address logic
+    (peer address; proxy headers only from ``trusted_proxies``; IPv6 grouped per /64)."""
+    from seawall._seawall import HttpLimiter
+
+    return HttpLimiter(key="ip", trusted_proxies=list(trusted_proxies)).key_for
+
+
+def _check_trusted_proxies(trusted_proxies: Iterable[str]) -> Callable[[Any], str]:
+    if isinstance(trusted_proxies, (str, bytes)):
+        raise TypeError(
+            "trusted_proxies must be a list of IP addresses or CIDR networks, not a single "
+            f"{type(trusted_proxies).__name__}"
+        )
+    try:
+        proxies = tuple(trusted_proxies)
+    except TypeError:
+        raise TypeError(
+            "trusted_proxies must be an iterable of IP addresses or CIDR networks, got "
+            f"{type(trusted_proxies).__name__}"
+        ) from None
+    for proxy in proxies:
+        if not isinstance(proxy, str):
+            raise TypeError(
+                f"trusted_proxies must hold strings, got {type(proxy).__name__}: {proxy!r}"
+            )
+    return _address_resolver(proxies)  # the native parser raises ValueError naming it
+
+
+_auth: tuple[type, Any] | None = None
+
+
+def _access_token(rc: Any) -> Any:
+    """The verified access token of the current request, or ``None``: what fastmcp's
+    ``get_access_token`` reads (the HTTP request's authenticated user, else the SDK's auth
+    context variable), for both frameworks, without raising when there is no HTTP request."""
+    global _auth
+    if _auth is None:
+        try:
+            from mcp.server.auth.middleware.auth_context import auth_context_var
+            from mcp.server.auth.middleware.bearer_auth import AuthenticatedUser
+        except Exception:  # the SDK's auth is not installed: no request is authenticated
+            return None
+        _auth = (AuthenticatedUser, auth_context_var)
+    authenticated_user, auth_var = _auth
+    request = getattr(rc, "request", None)
+    if request is not None:
+        user = getattr(request, "scope", {}).get("user")
+        if isinstance(user, authenticated_user):
+            return getattr(user, "access_token", None)
+    user = auth_var.get()
+    return getattr(user, "access_token", None) if user is not None else None
+
+
+@functools.lru_cache(maxsize=4096)
+def _principal_key(parts: tuple[Any, ...]) -> str:
+    digest = hashlib.sha256(json.dumps(parts, default=str).encode()).hexdigest()[:32]
+    return f"principal:{digest}"
+
+
+def _principal(rc: Any) -> str | None:
+    """``principal:<hash>`` of the access token's client id, issuer and subject, if any."""
+    token = _access_token(rc)
     if token is None:
         return None
     claims = getattr(token, "claims", None) or {}
     parts = (getattr(token, "client_id", None), claims.get("iss"), getattr(token, "subject", None))
     if not any(parts):
         return None
-    digest = hashlib.sha256(json.dumps(parts, default=str).encode()).hexdigest()[:32]
-    return f"user:{digest}"
-
-
-def _legacy_session_key(ctx: Any, rc: Any) -> str:
-    if _is_fastmcp_context(ctx):
-        return f"session:{ctx.session_id}"
-    request = getattr(rc, "request", None)
-    header = request.headers.get("mcp-session-id") if request is not None else None
-    if header:
-        return f"session:{header}"
-    session = getattr(rc, "session", None)
-    # The SDK builds a ServerSession per request but keeps one Connection per legacy session.
-    state = getattr(getattr(session, "_connection", None), "state", None)
-    if isinstance(state, dict):
-        return cast("str", state.setdefault("_seawall_session_key", f"session:{uuid.uuid4()}"))
-    return f"session:{id(session)}"
-
-
-def _modern_client_key(ctx: Any, rc: Any) -> str:
-    principal = _principal(ctx)
-    if principal is not None:
-        return principal
-    meta = getattr(rc, "meta", None)
-    client_id = meta.get("client_id") if isinstance(meta, Mapping) else None
-    if client_id:
-        return f"client:{client_id}"
-    request = getattr(rc, "request", None)
-    if request is not None:
-        header = request.headers.get("mcp-session-id")
-        if header:
-            return f"session:{header}"
-        peer = getattr(getattr(request, "client", None), "host", None)
-        if peer:
-            return f"peer:{peer}"
-    if _is_fastmcp_context(ctx) and ctx.transport == "stdio":
-        return "process"  # a stdio server process serves exactly one client
-    _warn_once(
-        "process",
-        "seawall.mcp: a 2026-07-28 MCP request carries no per-client identity (no access "
-        "token, no client_id, no HTTP request: an in-memory client, or stdio): every such "
-        "client of this server process shares one budget per tool. Authenticate clients, or "
-        "pass key=... to rate_limit_tool / RateLimitMiddleware.",
-    )
-    return "process"
-
-
-def _session_key(ctx: Any) -> str:
-    """The stable identity of the calling client: see the module docstring."""
-    if ctx is None:
-        _warn_once(
-            "no-context",
-            "seawall.mcp: a rate-limited tool ran outside any MCP request: all such calls "
-            "share one budget per tool.",
-        )
-        return "no-session"
     try:
-        rc = ctx.request_context
+        return _principal_key(parts)
+    except TypeError:  # an unhashable claim
+        return _principal_key.__wrapped__(parts)
+
+
+def _tag(obj: object) -> str | None:
+    """A server-generated id stored on ``obj`` (made on first use), or ``None`` if it takes none."""
+    try:
+        attrs = vars(obj)
+    except TypeError:
+        return None
+    tag = attrs.get("_seawall_connection")
+    if tag is None:
+        tag = attrs.setdefault("_seawall_connection", uuid.uuid4().hex)
+    return cast("str", tag)
+
+
+def _request_context(ctx: Any) -> Any:
+    try:
+        return ctx.request_context
     except Exception:
-        rc = None
-    if rc is None:
-        if _is_fastmcp_context(ctx):
-            try:  # a background task: fastmcp kept the submitting session's id
-                return f"session:{ctx.session_id}"
-            except RuntimeError:
-                pass
-        return "no-session"
-    if _is_modern(rc):
-        return _modern_client_key(ctx, rc)
-    return _legacy_session_key(ctx, rc)
+        return None
+
+
+def _connection_tag(rc: Any) -> str | None:
+    """The transport connection of a stdio or in-memory request, as a server-generated id.
+
+    Handshake-era connections and 2026-07-28 ones over a stream pair (stdio, fastmcp's in-memory
+    transport) keep one outbound channel per connection; the SDK's in-memory ``Client`` in
+    2026-07-28 mode has none, but one transport context per client.
+    """
+    session = getattr(rc, "session", None)
+    connection = getattr(session, "_connection", None)
+    if connection is not None and getattr(connection, "has_standalone_channel", False):
+        return _tag(connection.outbound)
+    inner = getattr(getattr(session, "_request_outbound", None), "_inner", None)
+    transport = getattr(inner, "transport", None)
+    if transport is not None and getattr(transport, "kind", None) == "direct":
+        return _tag(transport)
+    return None
+
+
+def _server_session(rc: Any) -> str | None:
+    """``session:<id>`` of a session the server issued, else ``None``.
+
+    Only handshake-era connections the server keeps have one: the ``Mcp-Session-Id`` it issued
+    over streamable HTTP (the SDK answers 404 to one it did not), else one id per connection
+    (stdio, SSE, in memory). 2026-07-28 connections and ``stateless_http`` have none.
+    """
+    if rc is None or _is_modern(rc):
+        return None
+    connection = getattr(getattr(rc, "session", None), "_connection", None)
+    if connection is None or not getattr(connection, "has_standalone_channel", False):
+        return None  # stateless HTTP: a connection per request
+    session_id = connection.session_id
+    if session_id:
+        return f"session:{session_id}"
+    tag = _tag(connection.outbound)
+    return None if tag is None else f"session:{tag}"
+
+
+def _meta_client_id(rc: Any) -> str | None:
+    params = getattr(rc, "params", None)  # the SDK's raw params; fastmcp lifts ``meta``
+    raw = params.get("_meta") if isinstance(params, Mapping) else None
+    for meta in (getattr(rc, "meta", None), raw):
+        if isinstance(meta, Mapping):
+            value = meta.get("client_id")
+            if value is not None and value != "":
+                return value if isinstance(value, str) else json.dumps(value, default=str)
+    return None
+
+
+class _Keys:
+    """Computes a call's identity for one decorator or middleware: see the module docstring."""
+
+    __slots__ = ("address_of", "source")
+
+    def __init__(self, source: str, trusted_proxies: Iterable[str] = ()) -> None:
+        self.source = source
+        self.address_of = _check_trusted_proxies(trusted_proxies)
+
+    def __call__(self, ctx: Any) -> str:
+        source = self.source
+        if ctx is None:
+            _warn_once(
+                "no-context",
+                "seawall.mcp: a rate-limited tool ran outside any MCP request: all such calls "
+                "share one budget per tool.",
+            )
+            return "none"
+        rc = _request_context(ctx)
+        if source == "session":
+            session = _server_session(rc)
+            if session is not None:
+                return session
+            _warn_once(
+                "no-session",
+                "seawall.mcp: key='session', but this connection has no session the server "
+                "issued (a 2026-07-28 connection, or stateless_http): limiting by the "
+                "authenticated principal or the client address instead.",
+            )
+        elif source in ("client-id", "client"):
+            client_id = _meta_client_id(rc) if rc is not None else None
+            if client_id is not None:
+                return f"client-id:{client_id}"
+        if source != "address":
+            principal = _principal(rc)
+            if principal is not None:
+                return principal
+            if source == "principal":
+                _warn_once(
+                    "no-principal",
+                    "seawall.mcp: key='principal', but a request is not authenticated: "
+                    "limiting it by the client address instead.",
+                )
+        return self.address(ctx, rc)
+
+    def address(self, ctx: Any, rc: Any) -> str:
+        """The client address over HTTP, else the connection (stdio, in memory)."""
+        if rc is None:
+            if _is_fastmcp_context(ctx):
+                _warn_once(
+                    "background",
+                    "seawall.mcp: a rate-limited tool ran as a background task, without its "
+                    "client's request: unauthenticated background calls share one budget per "
+                    "tool. Pass key=... to tell them apart.",
+                )
+                return "background"
+            return "none"
+        request = getattr(rc, "request", None)
+        if request is not None:
+            scope = getattr(request, "scope", None)
+            if isinstance(scope, Mapping) and scope.get("client"):
+                return self.address_of(scope)
+            _warn_once(
+                "no-address",
+                "seawall.mcp: an HTTP request without a client address (a unix socket?): "
+                "every such client shares one budget per tool. Authenticate clients, or pass "
+                "key=... to tell them apart.",
+            )
+            return "ip:unknown"
+        tag = _connection_tag(rc)
+        if tag is not None:
+            return f"conn:{tag}"
+        if _is_fastmcp_context(ctx) and ctx.transport == "stdio":
+            return "process"  # a stdio server process serves exactly one client
+        _warn_once(
+            "process",
+            "seawall.mcp: an MCP request carries no per-client identity (no access token, no "
+            "HTTP request, no connection seawall can tell apart): every such client of this "
+            "server process shares one budget per tool. Authenticate clients, or pass key=... "
+            "to rate_limit_tool / RateLimitMiddleware.",
+        )
+        return "process"
+
+
+_session_keys = _Keys("session")
 
 
 def session_identity(ctx: Any) -> str:
     """The identity ``key="session"`` limits by, for a fastmcp or SDK ``Context`` (or ``None``).
 
-    On handshake-era connections this is the bare MCP session id (fastmcp's ``ctx.session_id``);
-    on 2026-07-28 connections, where that id changes on every request, the stable identity
-    described in the module docstring (``user:…``, ``client:…``, ``peer:…`` or ``process``).
+    The bare id of the session the server issued (the ``Mcp-Session-Id`` it handed out over
+    streamable HTTP, else an id it generated for the connection). Where it issued none
+    (2026-07-28 connections, ``stateless_http``), the ``key="auto"`` identity: ``principal:…``,
+    ``ip:…`` (the peer address) or ``conn:…``; never a value the client wrote.
     """
-    key = _session_key(ctx)
-    return key.removeprefix("session:")
-
-
-def _client_key(ctx: Any) -> str:
-    try:
-        client_id = getattr(ctx, "client_id", None) if ctx is not None else None
-    except Exception:
-        client_id = None
-    return f"client:{client_id}" if client_id else _session_key(ctx)
+    return _session_keys(ctx).removeprefix("session:")
 
 
 def _signature(func: Callable[..., Any]) -> inspect.Signature:
@@ -497,7 +685,11 @@ def _refuse_registered(func: object) -> None:
 
 
 def _key_getter(
-    key: str | KeyFunc, params: list[str], ctx_param: str | None, hidden: bool
+    key: str | KeyFunc,
+    keys: _Keys | None,
+    params: list[str],
+    ctx_param: str | None,
+    hidden: bool,
 ) -> Callable[[tuple[Any, ...], dict[str, Any]], str]:
     """``key_of(args, kwargs)``: whose budget a call spends (the tool's prefix aside). It also
     removes the hidden context from ``kwargs`` (each call's own dict) before the tool sees it."""
@@ -506,8 +698,8 @@ def _key_getter(
 
         def user_id(args: tuple[Any, ...], kwargs: dict[str, Any]) -> str:
             if "user_id" in kwargs:
-                return str(kwargs["user_id"])
-            return str(args[at]) if at < len(args) else "anonymous"
+                return f"user_id:{kwargs['user_id']}"
+            return f"user_id:{args[at]}" if at < len(args) else "user_id:anonymous"
 
         return user_id
 
@@ -524,16 +716,14 @@ def _key_getter(
             ctx = None
         return ctx if ctx is not None else _ambient_context()
 
-    if key == "session":
-        return lambda args, kwargs: _session_key(context(args, kwargs))
-    if key == "client":
-        return lambda args, kwargs: _client_key(context(args, kwargs))
+    if keys is not None:
+        return lambda args, kwargs: keys(context(args, kwargs))
     func = cast("KeyFunc", key)
 
     def custom(args: tuple[Any, ...], kwargs: dict[str, Any]) -> str:
         ctx = context(args, kwargs)
         arguments = {**dict(zip(params, args, strict=False)), **kwargs} if args else kwargs
-        return str(func(ctx, arguments))
+        return f"key:{func(ctx, arguments)}"
 
     return custom
 
@@ -567,20 +757,29 @@ class KeyLimiter(Protocol):
 def rate_limit_tool(
     limits: str | Limit | list[str | Limit] = "3/10 seconds",
     *,
-    key: Literal["session", "user_id", "client"] | KeyFunc = "session",
+    key: KeyName | Literal["user_id"] | KeyFunc = "auto",
     on_limit: Literal["error", "raise"] = "error",
     algorithm: str = "gcra",
     clock: Any = None,
     limiter: KeyLimiter | None = None,
     name: str | None = None,
+    trusted_proxies: Iterable[str] = (),
+    max_key_length: int = 256,
 ) -> Callable[[F], F]:
-    """Limit one MCP tool, per session by default; write it below ``@mcp.tool()``.
+    """Limit one MCP tool, per client; write it below ``@mcp.tool()``.
 
-    ``key``: ``"session"`` (the MCP session), ``"user_id"`` (the tool's ``user_id`` argument),
-    ``"client"`` (the MCP client id, else the session) or ``key(ctx, arguments) -> str``. Keys
-    are ``f"{tool}:{key}"``, so tools sharing a ``limiter`` still have a budget each. ``name``:
-    the tool's name for keys and statistics (default: the function's name; pass the name given
-    to ``@mcp.tool(name=...)`` if it differs).
+    ``key``, whose budget a call spends (see the module docstring for who writes each):
+    ``"auto"`` (the authenticated principal, else the client address, else the stdio or
+    in-memory connection), ``"principal"``, ``"address"``, ``"session"`` (a session the server
+    issued), ``"client-id"`` (the ``_meta.client_id`` the client writes; ``"client"`` is an
+    alias), ``"user_id"`` (the tool's ``user_id`` argument, which the client writes) or
+    ``key(ctx, arguments) -> str``. ``trusted_proxies``: IPs / CIDRs whose ``Forwarded``,
+    ``X-Forwarded-For`` and ``X-Real-IP`` headers are believed for the client address, as for
+    ``seawall.RateLimitMiddleware`` (default: none). Keys are ``f"{tool}:{source}:{value}"``, so
+    tools sharing a ``limiter`` still have a budget each; a key longer than ``max_key_length``
+    characters is replaced by ``"sha256:"`` and its digest (71 characters). ``name``: the
+    tool's name for keys and statistics (default: the function's name; pass the name given to
+    ``@mcp.tool(name=...)`` if it differs).
 
     A refused call returns ``{"success": False, "error": "Rate limit exceeded", "rate_limited":
     True, "retry_after": <whole seconds>}`` (``on_limit="error"``), or raises
@@ -591,8 +790,15 @@ def rate_limit_tool(
     """
     if on_limit not in ("error", "raise"):
         raise ValueError(f"on_limit must be 'error' or 'raise', got {on_limit!r}")
-    if not callable(key) and key not in ("session", "user_id", "client"):
-        raise ValueError(f"key must be 'session', 'user_id', 'client' or a callable, got {key!r}")
+    if not callable(key) and key not in (*_KEY_NAMES, "user_id"):
+        raise ValueError(
+            f"key must be one of {', '.join(map(repr, (*_KEY_NAMES, 'user_id')))} or a "
+            f"callable, got {key!r}"
+        )
+    cap = _check_max_key_length(max_key_length)
+    keys = None if callable(key) or key == "user_id" else _Keys(key, trusted_proxies)
+    if keys is None:
+        _check_trusted_proxies(trusted_proxies)
     lim: KeyLimiter = (
         limiter if limiter is not None else Limiter(limits, algorithm=algorithm, clock=clock)
     )
@@ -611,7 +817,7 @@ def rate_limit_tool(
         classes = _context_classes() if key != "user_id" else ()
         ctx_param = _context_param(sig, classes) if classes else None
         hidden = bool(classes) and ctx_param is None
-        key_of = _key_getter(key, list(sig.parameters), ctx_param, hidden)
+        key_of = _key_getter(key, keys, list(sig.parameters), ctx_param, hidden)
         hit = lim.hit
         prefix = f"{tool_name}:"
         stats = _stats_for(tool_name)
@@ -629,7 +835,8 @@ def rate_limit_tool(
 
             @functools.wraps(func)
             async def awrapper(*args: Any, **kwargs: Any) -> Any:
-                decision = hit(prefix + key_of(args, kwargs))
+                k = prefix + key_of(args, kwargs)
+                decision = hit(k if len(k) <= cap else _digest(k))
                 if not decision.allowed:
                     return refused(decision)
                 stats.admitted()
@@ -640,7 +847,8 @@ def rate_limit_tool(
 
             @functools.wraps(func)
             def swrapper(*args: Any, **kwargs: Any) -> Any:
-                decision = hit(prefix + key_of(args, kwargs))
+                k = prefix + key_of(args, kwargs)
+                decision = hit(k if len(k) <= cap else _digest(k))
                 if not decision.allowed:
                     return refused(decision)
                 stats.admitted()
@@ -670,17 +878,23 @@ def _middleware_base() -> type:
 
 
 class RateLimitMiddleware(_middleware_base()):  # type: ignore[misc]
-    """Limit every tool call of a fastmcp server, per session and tool.
+    """Limit every tool call of a fastmcp server, per client and tool.
 
     ``FastMCP("app", middleware=[RateLimitMiddleware("10/minute", per_tool={"expensive":
     "2/minute"})])``. Each tool has its own budget per key: ``limits``, or its entry in
-    ``per_tool``. ``key``: ``"session"`` (the MCP session id), ``"client"`` (the client id, else
-    the session), ``"global"`` (one budget per tool for everyone, like fastmcp's
+    ``per_tool``. ``key``: ``"auto"`` (default), ``"principal"``, ``"address"``, ``"session"``,
+    ``"client-id"`` (``"client"``), as for :func:`rate_limit_tool` (see the module docstring);
+    ``"global"`` (one budget per tool for everyone, like fastmcp's
     ``RateLimitingMiddleware(global_limit=True)``) or ``key(middleware_context) -> str``.
+    ``trusted_proxies`` and ``max_key_length`` as for :func:`rate_limit_tool`.
     ``global_limits``: an extra server-wide budget over all tools and clients, decided with the
     tool's limit all or nothing (a call refused by either spends neither). Listing tools and
     every other request pass untouched. A refused call raises :data:`ToolRateLimitedError`, a
     ``ToolError`` whose message ends with ``retry after N s``; the client sees ``isError``.
+
+    Tool names are the client's words: a call of a name the server has no tool for spends the
+    client's budget of the ``"<unknown>"`` tool (``limits``) and is counted under that name in
+    :func:`tool_stats`, so made-up names cost neither memory nor a budget of their own.
     """
 
     def __init__(
@@ -688,42 +902,59 @@ class RateLimitMiddleware(_middleware_base()):  # type: ignore[misc]
         limits: str | Limit | list[str | Limit] = "10/minute",
         *,
         per_tool: Mapping[str, str | Limit | list[str | Limit]] | None = None,
-        key: Literal["session", "client", "global"] | Callable[[Any], str] = "session",
+        key: KeyName | Literal["global"] | Callable[[Any], str] = "auto",
         global_limits: str | Limit | list[str | Limit] | None = None,
         algorithm: str = "gcra",
         clock: Any = None,
         max_keys: int = 1_000_000,
+        trusted_proxies: Iterable[str] = (),
+        max_key_length: int = 256,
     ) -> None:
-        if not callable(key) and key not in ("session", "client", "global"):
+        if not callable(key) and key not in (*_KEY_NAMES, "global"):
             raise ValueError(
-                f"key must be 'session', 'client', 'global' or a callable, got {key!r}"
+                f"key must be one of {', '.join(map(repr, (*_KEY_NAMES, 'global')))} or a "
+                f"callable, got {key!r}"
             )
         self.key = key
         self.clock = clock
+        self._cap = _check_max_key_length(max_key_length)
+        self._keys = None if callable(key) or key == "global" else _Keys(key, trusted_proxies)
+        if self._keys is None:
+            _check_trusted_proxies(trusted_proxies)
         self._default = Limiter(limits, algorithm=algorithm, clock=clock, max_keys=max_keys)
         self._per_tool = {
             tool: Limiter(lim, algorithm=algorithm, clock=clock, max_keys=max_keys)
             for tool, lim in (per_tool or {}).items()
         }
+        # Names of tools the server was seen to have (or configured in ``per_tool``): only
+        # these get budgets and statistics of their own.
+        self._known: set[str] = set(self._per_tool)
         self._global = (
             None
             if global_limits is None
             else Limiter(global_limits, algorithm=algorithm, clock=clock)
         )
+        try:
+            from fastmcp.exceptions import NotFoundError
+
+            self._not_found: tuple[type[Exception], ...] = (NotFoundError,)
+        except ImportError:
+            self._not_found = ()
         # Serialises the two-limiter decision between threads (coroutines of one event loop
         # cannot interleave inside it: it never awaits).
         self._lock = threading.Lock()
 
     def _client(self, context: Any) -> str:
-        if callable(self.key):
-            return str(self.key(context))
+        if self._keys is not None:
+            return self._keys(getattr(context, "fastmcp_context", None))
         if self.key == "global":
             return "*"
-        ctx = getattr(context, "fastmcp_context", None)
-        return _client_key(ctx) if self.key == "client" else _session_key(ctx)
+        return f"key:{cast('Callable[[Any], str]', self.key)(context)}"
 
     def _decide(self, lim: Limiter, key: str) -> Decision:
         """The per-tool and the global limit, all or nothing: a refusal spends neither."""
+        if len(key) > self._cap:
+            key = _digest(key)
         if self._global is None:
             return lim.hit(key)
         with self._lock:
@@ -737,13 +968,40 @@ class RateLimitMiddleware(_middleware_base()):  # type: ignore[misc]
                 return decision
             return self._global.hit("*")
 
+    async def _exists(self, context: Any, tool: str) -> bool:
+        """Whether the server has ``tool`` for this request (remembered once it has)."""
+        try:
+            server = context.fastmcp_context.fastmcp
+            found = await server.get_tool(tool) is not None
+        except Exception:
+            return False
+        if found:
+            self._known.add(tool)
+        return found
+
     async def on_call_tool(self, context: Any, call_next: Callable[[Any], Awaitable[Any]]) -> Any:
         tool = str(getattr(context.message, "name", "?"))
+        known = tool in self._known or await self._exists(context, tool)
+        name = tool if known else _UNKNOWN_TOOL
         decision = self._decide(
-            self._per_tool.get(tool, self._default), f"{tool}:{self._client(context)}"
+            self._per_tool.get(name, self._default), f"{name}:{self._client(context)}"
         )
         if not decision.allowed:
-            _stats_for(tool).refused(self.clock)
-            raise ToolRateLimitedError(decision.retry_after, decision.limit, tool)
+            _stats_for(name).refused(self.clock)
+            raise ToolRateLimitedError(decision.retry_after, decision.limit, name)
+        if known:
+            _stats_for(name).admitted()
+            return await call_next(context)
+        try:
+            result = await call_next(context)
+        except Exception as error:
+            # fastmcp answers a name it has no tool for with NotFoundError; anything else came
+            # from a tool that exists after all (one resolved by other means than its name).
+            found = not isinstance(error, self._not_found)
+            _stats_for(tool if found else _UNKNOWN_TOOL).admitted()
+            if found:
+                self._known.add(tool)
+            raise
+        self._known.add(tool)
         _stats_for(tool).admitted()
-        return await call_next(context)
+        return result

@@ -164,7 +164,10 @@ def rate_limit_mcp_tool(
 
     Each session is recorded as ``mcp_session_{id}`` on ``limiter`` (default: the module's
     shared :class:`RateLimiterService`), ``id`` being :func:`seawall.mcp.session_identity`: the
-    session id on handshake-era connections, a stable client identity on 2026-07-28 ones. A
+    session the server issued on handshake-era connections; where it issued none (2026-07-28
+    connections, ``stateless_http``), the authenticated principal, else the client address, else
+    the stdio or in-memory connection: never a value the client writes (the seed's
+    ``ctx.session_id`` is new on every such request, or the client's own header). A
     refused call returns ``{"success": False, "error": "Rate limit exceeded", "rate_limited":
     True, "retry_after": <s>}``. Unlike the original it keeps the tool's signature (so its
     schema) and works without a ``ctx`` parameter, sync or async. Write it below
@@ -174,9 +177,10 @@ def rate_limit_mcp_tool(
 
     def decorator(func: F) -> F:
         service = limiter if limiter is not None else _service()
-        adapter = _ServiceAdapter(service, limit, window)
+        adapter = _ServiceAdapter(service, limit, window, prefix=f"{func.__name__}:key:")
         return rate_limit_tool(
-            # Not ``ctx.session_id``: on 2026-07-28 connections it is new on every request.
+            # Not ``ctx.session_id``: on 2026-07-28 connections and stateless HTTP it is new on
+            # every request (or the client's own Mcp-Session-Id header).
             key=lambda ctx, args: f"mcp_session_{session_identity(ctx)}",
             limiter=adapter,
         )(func)
@@ -187,11 +191,13 @@ def rate_limit_mcp_tool(
 class _ServiceAdapter:
     """``Limiter.hit`` over a ``RateLimiterService`` (seawall.mcp namespaces keys per tool)."""
 
-    def __init__(self, service: RateLimiterService, limit: int, window: int) -> None:
-        self.service, self.limit, self.window = service, limit, window
+    def __init__(
+        self, service: RateLimiterService, limit: int, window: int, *, prefix: str
+    ) -> None:
+        self.service, self.limit, self.window, self.prefix = service, limit, window, prefix
 
     def hit(self, key: str) -> _Decision:
-        client_id = key.split(":", 1)[1]
+        client_id = key.removeprefix(self.prefix)
         allowed, info = self.service.check_and_record(client_id, self.limit, self.window)
         return _Decision(allowed, float(info["retry_after"]), self.limit)
 
