@@ -9,6 +9,7 @@
 //! connects on first use, and these tests only ask for its keys.
 
 use std::collections::HashSet;
+use std::sync::LazyLock;
 use std::time::Duration;
 
 use proptest::prelude::*;
@@ -96,8 +97,8 @@ fn limit(text: &str, kind: AlgorithmKind, burst: Option<u64>) -> Limit {
 }
 
 /// Limit sets with many Redis keys per client key: two sliding logs (two keys each), a limit
-/// written twice (`#1`), a burst, and every algorithm.
-fn limiters() -> Vec<SharedLimiter> {
+/// written twice (`#1`), a burst, and every algorithm. Made once, for every case.
+static LIMITERS: LazyLock<Vec<SharedLimiter>> = LazyLock::new(|| {
     use AlgorithmKind::*;
     vec![
         limiter("seawall:", vec![limit("10/second", Gcra, None)]),
@@ -121,7 +122,7 @@ fn limiters() -> Vec<SharedLimiter> {
         ),
         limiter("a%7D:", vec![limit("3/minute", SlidingLog, None)]),
     ]
-}
+});
 
 /// Client keys made mostly of the characters that matter (braces, `%`, the hex digits of the
 /// escapes, NUL), with any other Unicode scalar mixed in.
@@ -162,7 +163,7 @@ proptest! {
 
     #[test]
     fn client_keys_never_share_state_and_keep_one_slot(a in client_key(), b in client_key()) {
-        for lim in &limiters() {
+        for lim in LIMITERS.iter() {
             let ka = check_one(lim, &a)?;
             let kb = check_one(lim, &b)?;
             if a == b {
@@ -175,7 +176,7 @@ proptest! {
 
     #[test]
     fn any_unicode_key_keeps_one_slot(a in any::<String>(), b in any::<String>()) {
-        for lim in &limiters()[1..2] {
+        for lim in &LIMITERS[1..2] {
             let ka = check_one(lim, &a)?;
             let kb = check_one(lim, &b)?;
             prop_assert_eq!(a == b, !ka.is_disjoint(&kb));
