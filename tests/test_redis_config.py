@@ -128,6 +128,65 @@ def test_single_server_keeps_awkward_keys_apart(redis_url: str, redis_prefix: st
     assert lim.stats()["errors"] == 0
 
 
+def crc16(data: bytes) -> int:
+    """CRC16-XMODEM, as the Redis Cluster specification defines the key hash."""
+    crc = 0
+    for b in data:
+        crc ^= b << 8
+        for _ in range(8):
+            crc = ((crc << 1) ^ 0x1021) if crc & 0x8000 else crc << 1
+            crc &= 0xFFFF
+    return crc
+
+
+def keyslot(key: str) -> int:
+    """The Cluster slot of ``key`` (spec, "Hash tags"): the bytes between the first ``{`` and
+    the first ``}`` after it, if there are any, else the whole key."""
+    b = key.encode()
+    start = b.find(b"{")
+    if start != -1:
+        end = b.find(b"}", start + 1)
+        if end > start + 1:
+            return crc16(b[start + 1 : end]) % 16384
+    return crc16(b) % 16384
+
+
+def test_keyslot_follows_the_spec() -> None:
+    assert crc16(b"123456789") == 0x31C3
+    assert (keyslot("foo"), keyslot("bar"), keyslot("{bar}x")) == (12182, 5061, 5061)
+    assert keyslot("foo{}{bar}") == crc16(b"foo{}{bar}") % 16384
+
+
+# Any str that can be a key: every code point but lone surrogates (which no UTF-8 string holds:
+# such a key is a ValueError, as in memory).
+KEYLIKE = st.text(
+    alphabet=st.sampled_from("{}%7DB25:#a\0é") | st.characters(exclude_categories=["Cs"]),
+    max_size=12,
+)
+PROPERTY_LIMITER = RedisLimiter(
+    [Limit("2/minute", "sliding_window_log"), Limit("2/minute", "sliding_window_log"), "5/hour"],
+    store="redis://127.0.0.1:1/0",  # never reached: keys are computed without a connection
+)
+
+
+@settings(max_examples=2000, deadline=None)
+@given(a=KEYLIKE, b=KEYLIKE)
+def test_any_two_keys_never_share_state_and_each_keeps_one_slot(a: str, b: str) -> None:
+    ka, kb = PROPERTY_LIMITER.redis_keys(a), PROPERTY_LIMITER.redis_keys(b)
+    for ks in (ka, kb):
+        assert len(ks) == len(set(ks)) == 5
+        assert len({keyslot(k) for k in ks}) == 1, ks
+    if a == b:
+        assert ka == kb
+    else:
+        assert not set(ka) & set(kb), (a, b, ka, kb)
+
+
+def test_a_lone_surrogate_is_not_a_key() -> None:
+    with pytest.raises(ValueError, match="surrogates"):
+        PROPERTY_LIMITER.redis_keys("\ud800")
+
+
 # --------------------------------------------------------------------------------------------
 # Store URLs
 
