@@ -217,6 +217,9 @@ BAD_URLS = [
     ("redis+sentinel://127.0.0.1:26379/mymaster/-1", "database"),
     ("redis+sentinel://127.0.0.1:26379/-1", "database"),
     ("redis+sentinel://127.0.0.1:26379/mymaster?db=-1", "database"),
+    # Parameters redis-rs would silently ignore.
+    ("redis://127.0.0.1:6379/0?timeout=3", "parameter"),
+    ("redis+cluster://127.0.0.1:7000?readonly=1", "parameter"),
 ]
 
 

@@ -90,6 +90,20 @@ fn hint(url: &str) -> &'static str {
 
 const PORT: &str = "must be a number from 1 to 65535";
 
+/// An unknown query parameter (named unless the URL looks like a mis-encoded password).
+fn unknown(url: &str, name: &str, takes: &str) -> Error {
+    let what = if hint(url).is_empty() {
+        format!("parameter {name:?}")
+    } else {
+        "a parameter".to_owned()
+    };
+    part(
+        url,
+        &what,
+        &format!("is not understood (this kind of URL takes {takes})"),
+    )
+}
+
 /// The error for what the `url` crate refused, naming the part.
 fn parse_error(url: &str, node: &str, e: ::url::ParseError) -> Error {
     use ::url::ParseError as P;
@@ -214,7 +228,7 @@ fn check_single(url: &str) -> Result<(), Error> {
                     "goes in the path (redis://host:port/<database>), not in ?db=",
                 ))
             }
-            other => return Err(bad(url, &format!("unknown parameter {other:?}"))),
+            other => return Err(unknown(url, other, "protocol")),
         }
     }
     match u.fragment() {
@@ -248,7 +262,7 @@ fn check_unix(url: &str) -> Result<(), Error> {
                 database(url, &v)?;
             }
             "user" | "pass" | "protocol" => {}
-            other => return Err(bad(url, &format!("unknown parameter {other:?}"))),
+            other => return Err(unknown(url, other, "db, user, pass, protocol")),
         }
     }
     Ok(())
@@ -352,7 +366,7 @@ pub fn parse(url: &str) -> Result<Target, Error> {
         for (k, v) in &pairs {
             match k.as_str() {
                 "db" => db = database(url, v)?,
-                other => return Err(bad(url, &format!("unknown parameter {other:?}"))),
+                other => return Err(unknown(url, other, "db")),
             }
         }
         if db != 0 {
@@ -399,7 +413,7 @@ pub fn parse(url: &str) -> Result<Target, Error> {
             "sentinel_password" => sentinel_password = Some(v),
             "service_name" => service = v,
             "db" => db = database(url, &v)?,
-            other => return Err(bad(url, &format!("unknown parameter {other:?}"))),
+            other => return Err(unknown(url, other, "sentinel_password, service_name, db")),
         }
     }
     if service.is_empty() {
