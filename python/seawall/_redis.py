@@ -44,12 +44,19 @@ class RedisLimiter(_seawall.RedisLimiter):
     ``RedisLimiter("10/second; 1000/day", store="redis://127.0.0.1:6379/0")``; also reached as
     ``seawall.Limiter(limits, store=url)``. ``store`` takes ``redis://``, ``rediss://``,
     ``unix://``, ``redis+cluster://h1:p1,h2:p2`` and ``redis+sentinel://h:p/service`` URLs, with
-    ``user:password@``. When Redis fails or is slower than ``command_timeout``, ``on_error``
-    decides: ``"allow"`` (admit), ``"deny"`` (refuse, ``retry_after`` until the next probe) or
-    ``"local"`` (an in-memory limiter with the same limits). After ``breaker_failures`` failures
-    in a row, no call is made for ``breaker_recovery`` seconds (doubling while Redis stays down),
-    so an outage costs one timeout per probe, not one per request; failures are logged on
+    ``user:password@``; a malformed one (a port outside 1-65535, a missing or bad host, a
+    database that is not a whole number, or not 0 on a Cluster) is a ``ValueError`` naming the
+    part, with the password hidden.
+
+    When Redis fails or is slower than ``command_timeout``, ``on_error`` decides: ``"allow"``
+    (admit), ``"deny"`` (refuse, ``retry_after`` until the next probe) or ``"local"`` (an
+    in-memory limiter with the same limits). After ``breaker_failures`` failures in a row, no
+    call is made for ``breaker_recovery`` seconds (doubling while Redis stays down), so an
+    outage costs one timeout per probe, not one per request; failures are logged on
     ``seawall.redis`` at most once per ``log_interval`` seconds.
+
+    Any ``str`` is a key: all of one key's Redis keys (``redis_keys(key)``) share one Cluster
+    hash tag, a key that would break it (empty, or holding ``}``) being escaped inside it.
 
     The time is Redis's ``TIME``, so hosts with skewed clocks agree; a ``ManualClock`` (or an
     installed default one) is sent instead, for tests.

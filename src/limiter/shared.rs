@@ -162,6 +162,43 @@ fn tiers(limits: &LimitSet) -> Result<Vec<Tier>, Error> {
     Ok(tiers)
 }
 
+/// The start of every Redis key of client key `key`: `prefix{key}`, or `prefix{<escaped>}%` for
+/// a key that could not stand in a Cluster hash tag as it is.
+///
+/// Redis Cluster hashes only the bytes between the first `{` and the first `}` after it, if
+/// there are any (the prefix holds no brace). A key that is empty or holds a `}` would leave
+/// that tag empty or cut it short, so one decision's keys would land in different slots (and
+/// the script be refused with CROSSSLOT). Such a key is written percent-escaped inside the tag
+/// (`%` → `%25`, `{` → `%7B`, `}` → `%7D`; the empty key as a lone `%`, which escaping never
+/// produces) and marked by a `%` right after the tag. Every other key is written as it is, so
+/// keys that always worked keep their layout (and their state across an upgrade), and a
+/// percent-encoded key is not escaped twice. The form is injective: the tag holds no `}`, so
+/// the tag ends at the first `}`, the byte after it (`%` or `:`) says which form the tag is in,
+/// and each form is injective on its own.
+fn key_head(prefix: &str, key: &str) -> String {
+    let mut head = String::with_capacity(prefix.len() + key.len() + 4);
+    head.push_str(prefix);
+    head.push('{');
+    if !key.is_empty() && !key.contains('}') {
+        head.push_str(key);
+        head.push('}');
+        return head;
+    }
+    if key.is_empty() {
+        head.push('%');
+    }
+    for c in key.chars() {
+        match c {
+            '%' => head.push_str("%25"),
+            '{' => head.push_str("%7B"),
+            '}' => head.push_str("%7D"),
+            c => head.push(c),
+        }
+    }
+    head.push_str("}%");
+    head
+}
+
 /// Failures, reported at most once per interval.
 struct ErrorLog {
     interval: Nanos,
@@ -319,14 +356,24 @@ impl SharedLimiter {
         &self.breaker
     }
 
-    /// Every Redis key that holds `key`'s state.
+    /// Every Redis key that holds `key`'s state, in the order the script takes them:
+    /// `{prefix}{<tag>}:<limit>` per limit (see [`key_head`] for the tag), and a sliding log's
+    /// running total at `…:<limit>:total` right after it.
+    ///
+    /// All of them share one Cluster hash tag, and two distinct client keys never share one of
+    /// them (tests/redis_keys.rs).
     pub fn keys(&self, key: &str) -> Vec<String> {
+        let head = key_head(&self.config.prefix, key);
         let mut keys = Vec::with_capacity(self.tiers.len() + 1);
         for t in &self.tiers {
-            let k = format!("{}{{{key}}}:{}", self.config.prefix, t.suffix);
+            let mut k = String::with_capacity(head.len() + 1 + t.suffix.len() + 6);
+            k.push_str(&head);
+            k.push(':');
+            k.push_str(&t.suffix);
             if t.log {
-                keys.push(format!("{k}:total"));
-                keys.insert(keys.len() - 1, k);
+                let total = format!("{k}:total");
+                keys.push(k);
+                keys.push(total);
             } else {
                 keys.push(k);
             }

@@ -8,6 +8,13 @@
 //!   `sentinel://`, `rediss+sentinel://`): the master that the Sentinels name `service` (default
 //!   `mymaster`); the credentials are the Redis nodes'. A `sentinel_password` query parameter
 //!   authenticates to the Sentinels themselves.
+//!
+//! Every URL is checked when a limiter or breaker is made, with the `url` crate (the parser
+//! redis-rs itself uses) for each host and port: a port outside 1–65535, a missing, malformed
+//! or wildcard host, a database that is not a whole number from 0 to [`MAX_DATABASE`], a
+//! database other than 0 on a Cluster, and an unknown query parameter are each an error naming
+//! the part, with the password hidden ([`redact`]). A Cluster node without a port is 6379, a
+//! Sentinel without one 26379.
 
 use crate::error::Error;
 
@@ -46,47 +53,233 @@ pub enum Target {
     },
 }
 
+/// The highest database index: Redis's `databases` setting is at most 2^31 − 1.
+pub const MAX_DATABASE: i64 = i32::MAX as i64 - 1;
+
+const SCHEMES: &str =
+    "must be a redis://, rediss://, unix://, redis+cluster:// or redis+sentinel:// URL";
+
 fn bad(url: &str, why: &str) -> Error {
     Error::invalid(
         "store",
-        format!(
-            "must be a redis://, rediss://, unix://, redis+cluster:// or redis+sentinel:// URL; \
-             {why} in {:?}",
-            redact(url)
-        ),
+        format!("{SCHEMES}; {why} in {:?}{}", redact(url), hint(url)),
     )
 }
 
-/// The URL with any password replaced by `***`, for messages and logs.
+/// An error naming the part of the URL that is wrong (`port`, `host`, `database`, …); the URL
+/// is quoted with its password hidden, and no part is quoted on its own (a password written
+/// without percent-encoding can be mistaken for one).
+fn part(url: &str, part: &str, why: &str) -> Error {
+    Error::invalid(
+        "store",
+        format!("{part} {why}, in {:?}{}", redact(url), hint(url)),
+    )
+}
+
+/// A hint when an `@` lies past the end of the authority: most likely a password holding a
+/// character that ends the authority.
+fn hint(url: &str) -> &'static str {
+    let rest = url.split_once("://").map_or(url, |(_, r)| r);
+    match (rest.find(['/', '?', '#']), rest.rfind('@')) {
+        (Some(end), Some(at)) if at > end => {
+            " (a password holding '/', '?', '#' or '@' must be percent-encoded)"
+        }
+        _ => "",
+    }
+}
+
+const PORT: &str = "must be a number from 1 to 65535";
+
+/// An unknown query parameter (named unless the URL looks like a mis-encoded password).
+fn unknown(url: &str, name: &str, takes: &str) -> Error {
+    let what = if hint(url).is_empty() {
+        format!("parameter {name:?}")
+    } else {
+        "a parameter".to_owned()
+    };
+    part(
+        url,
+        &what,
+        &format!("is not understood (this kind of URL takes {takes})"),
+    )
+}
+
+/// The error for what the `url` crate refused, naming the part.
+fn parse_error(url: &str, node: &str, e: ::url::ParseError) -> Error {
+    use ::url::ParseError as P;
+    match e {
+        P::InvalidPort => part(url, &format!("port{node}"), PORT),
+        P::EmptyHost => part(url, &format!("host{node}"), "is missing"),
+        P::IdnaError
+        | P::InvalidIpv4Address
+        | P::InvalidIpv6Address
+        | P::InvalidDomainCharacter => part(
+            url,
+            &format!("host{node}"),
+            "is not a valid host name or address",
+        ),
+        other => bad(url, &other.to_string()),
+    }
+}
+
+/// Checks a parsed URL's host and port; `node` names the node in a list (" of node 2").
+fn check_host(url: &str, node: &str, u: &::url::Url) -> Result<(), Error> {
+    match u.host_str() {
+        None | Some("") => return Err(part(url, &format!("host{node}"), "is missing")),
+        Some("0.0.0.0" | "[::]") => {
+            return Err(part(
+                url,
+                &format!("host{node}"),
+                "is a wildcard address (0.0.0.0 or ::), not a server",
+            ))
+        }
+        Some(_) => {}
+    }
+    if u.port() == Some(0) {
+        return Err(part(url, &format!("port{node}"), PORT));
+    }
+    Ok(())
+}
+
+/// A database index: decimal digits, at most [`MAX_DATABASE`].
+fn database(url: &str, text: &str) -> Result<i64, Error> {
+    text.parse::<i64>()
+        .ok()
+        .filter(|d| text.bytes().all(|b| b.is_ascii_digit()) && *d <= MAX_DATABASE)
+        .ok_or_else(|| {
+            part(
+                url,
+                "database",
+                &format!("must be a whole number from 0 to {MAX_DATABASE}"),
+            )
+        })
+}
+
+/// The URL with any password replaced by `***`, for messages and logs: the user information
+/// (up to the last `@`; only a plain user name is kept) and the values of the `password`,
+/// `pass` and `sentinel_password` query parameters.
 ///
 /// ```
 /// use seawall::store::redis::url::redact;
 ///
 /// assert_eq!(redact("redis://u:secret@h:6379/0"), "redis://u:***@h:6379/0");
 /// assert_eq!(redact("redis://h:6379"), "redis://h:6379");
+/// // A password that should have been percent-encoded is hidden all the same.
+/// assert_eq!(redact("redis://u:se/cr?et@h:6379/0"), "redis://u:***@h:6379/0");
+/// assert_eq!(
+///     redact("redis+sentinel://h:26379/m?sentinel_password=secret&db=1"),
+///     "redis+sentinel://h:26379/m?sentinel_password=***&db=1"
+/// );
 /// ```
 pub fn redact(url: &str) -> String {
-    let Some((scheme, rest)) = url.split_once("://") else {
-        return url.to_owned();
+    let (head, rest) = match url.find("://") {
+        Some(i) => url.split_at(i + 3),
+        None => ("", url),
     };
-    let authority_end = rest.find(['/', '?']).unwrap_or(rest.len());
-    let (authority, tail) = rest.split_at(authority_end);
-    match authority.rsplit_once('@') {
-        Some((userinfo, hosts)) => {
-            let user = userinfo.split_once(':').map_or("", |(u, _)| u);
-            format!("{scheme}://{user}:***@{hosts}{tail}")
+    let mut out = match rest.rfind('@') {
+        Some(at) => {
+            let user = rest[..at].split_once(':').map_or("", |(u, _)| u);
+            let user = if user.contains(['/', '?', '#', '&', '=', '@']) {
+                ""
+            } else {
+                user
+            };
+            format!("{head}{user}:***{}", &rest[at..])
         }
         None => url.to_owned(),
+    };
+    if let Some(q) = out.find('?') {
+        let query: Vec<String> = out[q + 1..]
+            .split('&')
+            .map(|p| match p.split_once('=') {
+                Some((k, _))
+                    if ["password", "pass", "sentinel_password"]
+                        .contains(&k.to_ascii_lowercase().as_str()) =>
+                {
+                    format!("{k}=***")
+                }
+                _ => p.to_owned(),
+            })
+            .collect();
+        out = format!("{}?{}", &out[..q], query.join("&"));
+    }
+    out
+}
+
+fn decode(url: &str, what: &str, s: &str) -> Result<String, Error> {
+    percent_encoding::percent_decode_str(s)
+        .decode_utf8()
+        .map(|s| s.into_owned())
+        .map_err(|_| part(url, what, "is not UTF-8 once percent-decoded"))
+}
+
+/// Checks a one-server URL (`redis://`, `rediss://`) the way redis-rs will read it.
+fn check_single(url: &str) -> Result<(), Error> {
+    let u = ::url::Url::parse(url).map_err(|e| parse_error(url, "", e))?;
+    check_host(url, "", &u)?;
+    database_path(url, u.path())?;
+    for (k, _) in u.query_pairs() {
+        match &*k {
+            "protocol" => {}
+            "db" => {
+                return Err(part(
+                    url,
+                    "database",
+                    "goes in the path (redis://host:port/<database>), not in ?db=",
+                ))
+            }
+            other => return Err(unknown(url, other, "protocol")),
+        }
+    }
+    match u.fragment() {
+        None => Ok(()),
+        Some("insecure") if u.scheme() == "rediss" => Ok(()),
+        Some(_) => Err(bad(url, "a fragment ('#…') other than rediss://…#insecure")),
     }
 }
 
-fn decode(s: &str) -> String {
-    percent_encoding::percent_decode_str(s)
-        .decode_utf8_lossy()
-        .into_owned()
+/// The database a URL path names (`/3`, `/` or none: 0).
+fn database_path(url: &str, path: &str) -> Result<i64, Error> {
+    match path.trim_matches('/') {
+        "" => Ok(0),
+        db => database(url, db),
+    }
 }
 
-/// Parses a store URL.
+/// Checks a Unix socket URL (`unix:///path.sock?db=3`) the way redis-rs will read it.
+fn check_unix(url: &str) -> Result<(), Error> {
+    let u = ::url::Url::parse(url).map_err(|e| parse_error(url, "", e))?;
+    if u.to_file_path().is_err() || u.path().trim_matches('/').is_empty() {
+        return Err(part(
+            url,
+            "path",
+            "must be the socket's absolute path (unix:///path/to/redis.sock)",
+        ));
+    }
+    for (k, v) in u.query_pairs() {
+        match &*k {
+            "db" => {
+                database(url, &v)?;
+            }
+            "user" | "pass" | "protocol" => {}
+            other => return Err(unknown(url, other, "db, user, pass, protocol")),
+        }
+    }
+    Ok(())
+}
+
+/// `n` as an ordinal node number in messages (" of node 2"), or nothing for a lone node.
+fn node_name(i: usize, count: usize) -> String {
+    if count == 1 {
+        String::new()
+    } else {
+        format!(" of node {}", i + 1)
+    }
+}
+
+/// Parses a store URL; every host, port and database is checked here, so a URL that could
+/// never work is refused at construction (a `ValueError` naming the part) rather than failing
+/// every decision.
 ///
 /// ```
 /// use seawall::store::redis::url::{parse, Target};
@@ -100,43 +293,89 @@ fn decode(s: &str) -> String {
 ///     other => panic!("{other:?}"),
 /// }
 /// assert!(parse("http://example.com").is_err());
+/// let e = parse("redis+cluster://10.0.0.1:7000,10.0.0.2:99999").unwrap_err().to_string();
+/// assert!(e.starts_with("store port of node 2 must be a number from 1 to 65535"), "{e}");
 /// ```
 pub fn parse(url: &str) -> Result<Target, Error> {
     let Some((scheme, rest)) = url.split_once("://") else {
         return Err(bad(url, "no scheme"));
     };
     let scheme = scheme.to_ascii_lowercase();
-    let (kind, tls) = match scheme.as_str() {
-        "redis" | "unix" | "redis+unix" => return Ok(Target::Single(url.to_owned())),
-        "rediss" => return Ok(Target::Single(url.to_owned())),
-        "redis+cluster" | "redis-cluster" => ("cluster", false),
-        "rediss+cluster" | "rediss-cluster" => ("cluster", true),
-        "redis+sentinel" | "sentinel" | "redis-sentinel" => ("sentinel", false),
-        "rediss+sentinel" | "rediss-sentinel" => ("sentinel", true),
+    let (cluster, tls) = match scheme.as_str() {
+        "redis" | "rediss" => {
+            check_single(url)?;
+            return Ok(Target::Single(url.to_owned()));
+        }
+        "unix" | "redis+unix" => {
+            check_unix(url)?;
+            return Ok(Target::Single(url.to_owned()));
+        }
+        "redis+cluster" | "redis-cluster" => (true, false),
+        "rediss+cluster" | "rediss-cluster" => (true, true),
+        "redis+sentinel" | "sentinel" | "redis-sentinel" => (false, false),
+        "rediss+sentinel" | "rediss-sentinel" => (false, true),
         _ => return Err(bad(url, &format!("unknown scheme {scheme:?}"))),
     };
-    let (rest, query) = rest.split_once('?').unwrap_or((rest, ""));
-    let (authority, path) = rest.split_once('/').unwrap_or((rest, ""));
+    // The authority ends at the first '/', '?' or '#' (as in every URL); the user information
+    // at its last '@'.
+    let (authority, tail) = rest.split_at(rest.find(['/', '?', '#']).unwrap_or(rest.len()));
+    if tail.contains('#') {
+        return Err(bad(url, "a fragment ('#…')"));
+    }
+    let (path, query) = tail.split_once('?').unwrap_or((tail, ""));
     let (userinfo, hosts) = authority.rsplit_once('@').unwrap_or(("", authority));
     let (username, password) = match userinfo.split_once(':') {
-        Some((u, p)) => (decode(u), Some(decode(p))),
-        None => (decode(userinfo), None),
+        Some((u, p)) => (
+            decode(url, "user name", u)?,
+            Some(decode(url, "password", p)?),
+        ),
+        None => (decode(url, "user name", userinfo)?, None),
     };
     let username = Some(username).filter(|u| !u.is_empty());
     let hosts: Vec<&str> = hosts.split(',').filter(|h| !h.is_empty()).collect();
     if hosts.is_empty() {
-        return Err(bad(url, "no host"));
+        return Err(part(url, "host", "is missing"));
     }
-    let node_scheme = if tls && kind == "cluster" {
-        "rediss"
-    } else {
-        "redis"
-    };
-    let nodes = hosts
-        .iter()
-        .map(|h| format!("{node_scheme}://{h}"))
-        .collect();
-    if kind == "cluster" {
+    // Each node is read by the `url` crate as `redis://host:port`, and written back the same
+    // way, with the default port made explicit (6379 for Cluster nodes, 26379 for Sentinels).
+    let node_scheme = if tls && cluster { "rediss" } else { "redis" };
+    let default_port = if cluster { 6379 } else { 26379 };
+    let mut nodes = Vec::with_capacity(hosts.len());
+    for (i, h) in hosts.iter().enumerate() {
+        let node = node_name(i, hosts.len());
+        let u =
+            ::url::Url::parse(&format!("redis://{h}")).map_err(|e| parse_error(url, &node, e))?;
+        check_host(url, &node, &u)?;
+        let host = u.host_str().unwrap_or_default();
+        nodes.push(format!(
+            "{node_scheme}://{host}:{}",
+            u.port().unwrap_or(default_port)
+        ));
+    }
+    // Percent-decoded, with '+' kept as it is (a password may hold one).
+    let pairs = query
+        .split('&')
+        .filter(|p| !p.is_empty())
+        .map(|p| {
+            let (k, v) = p.split_once('=').unwrap_or((p, ""));
+            Ok((decode(url, "parameter", k)?, decode(url, "parameter", v)?))
+        })
+        .collect::<Result<Vec<(String, String)>, Error>>()?;
+    if cluster {
+        let mut db = database_path(url, path)?;
+        for (k, v) in &pairs {
+            match k.as_str() {
+                "db" => db = database(url, v)?,
+                other => return Err(unknown(url, other, "db")),
+            }
+        }
+        if db != 0 {
+            return Err(part(
+                url,
+                "database",
+                "must be 0 on a Cluster (a Redis Cluster has only database 0)",
+            ));
+        }
         return Ok(Target::Cluster {
             nodes,
             username,
@@ -144,28 +383,41 @@ pub fn parse(url: &str) -> Result<Target, Error> {
             tls,
         });
     }
+    // `/service[/database]`; a lone number is the database (`sentinel://h:26379/0`).
     let mut service = "mymaster".to_owned();
     let mut db = 0;
-    for (i, part) in path.split('/').filter(|p| !p.is_empty()).enumerate() {
-        match part.parse::<i64>() {
-            Ok(n) if n >= 0 => db = n,
-            _ if i == 0 => service = decode(part),
-            _ => return Err(bad(url, &format!("bad database {part:?}"))),
+    let parts: Vec<&str> = path.split('/').filter(|p| !p.is_empty()).collect();
+    let numeric = |p: &str| {
+        let digits = p.strip_prefix('-').unwrap_or(p);
+        !digits.is_empty() && digits.bytes().all(|b| b.is_ascii_digit())
+    };
+    match parts[..] {
+        [] => {}
+        [only] if numeric(only) => db = database(url, only)?,
+        [name] => service = decode(url, "service name", name)?,
+        [name, d] => {
+            service = decode(url, "service name", name)?;
+            db = database(url, d)?;
+        }
+        _ => {
+            return Err(part(
+                url,
+                "path",
+                "must be /<service>[/<database>] on a Sentinel URL",
+            ))
         }
     }
     let mut sentinel_password = None;
-    for pair in query.split('&').filter(|p| !p.is_empty()) {
-        let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
-        match k {
-            "sentinel_password" => sentinel_password = Some(decode(v)),
-            "service_name" => service = decode(v),
-            "db" => {
-                db = v
-                    .parse()
-                    .map_err(|_| bad(url, &format!("bad database {v:?}")))?
-            }
-            _ => return Err(bad(url, &format!("unknown parameter {k:?}"))),
+    for (k, v) in pairs {
+        match k.as_str() {
+            "sentinel_password" => sentinel_password = Some(v),
+            "service_name" => service = v,
+            "db" => db = database(url, &v)?,
+            other => return Err(unknown(url, other, "sentinel_password, service_name, db")),
         }
+    }
+    if service.is_empty() {
+        return Err(part(url, "service name", "is empty"));
     }
     Ok(Target::Sentinel {
         sentinels: nodes,
@@ -210,9 +462,96 @@ mod tests {
     #[test]
     fn bad_urls_say_why_without_the_password() {
         let e = parse("redis+cluster://:hunter2@").unwrap_err().to_string();
-        assert!(e.contains("no host"), "{e}");
+        assert!(e.contains("host is missing"), "{e}");
         assert!(!e.contains("hunter2"), "{e}");
         assert!(parse("memcached://x").is_err());
         assert!(parse("redis+sentinel://h:1/svc?bogus=1").is_err());
+    }
+
+    #[test]
+    fn each_bad_part_is_named() {
+        for (url, part) in [
+            ("redis://h:6379/-1", "database"),
+            ("redis://h:6379/1x", "database"),
+            ("redis://h:6379/2147483647", "database"),
+            ("redis://h:6379?db=2", "database"),
+            ("redis://h:65536/0", "port"),
+            ("redis://h:0", "port"),
+            ("redis://:6379", "host"),
+            ("redis://[::]:6379", "host"),
+            ("unix:///tmp/r.sock?db=x", "database"),
+            ("unix://", "path"),
+            ("redis+cluster://h:7000,h:99999", "port of node 2"),
+            ("redis+cluster://h:7000,:7001", "host of node 2"),
+            ("redis+cluster://h:7000/1", "database"),
+            ("redis+cluster://h:7000?db=1", "database"),
+            ("redis+sentinel://h:notaport/mymaster/0", "port"),
+            ("redis+sentinel://h:26379/mymaster/-1", "database"),
+            ("redis+sentinel://h:26379/-1", "database"),
+            ("redis+sentinel://h:26379/m/0/1", "path"),
+        ] {
+            let with_pw = if url.starts_with("unix:") {
+                let sep = if url.contains('?') { '&' } else { '?' };
+                format!("{url}{sep}pass=hunter2")
+            } else {
+                url.replacen("://", "://u:hunter2@", 1)
+            };
+            for u in [url, with_pw.as_str()] {
+                let e = parse(u).expect_err(u).to_string();
+                assert!(e.starts_with(&format!("store {part} ")), "{u}: {e}");
+                assert!(!e.contains("hunter2"), "{e}");
+            }
+        }
+    }
+
+    #[test]
+    fn good_urls_are_kept() {
+        for url in [
+            "redis://h",
+            "redis://h:6379/",
+            "redis://h:6379/2147483646",
+            "REDIS://H:6379/0",
+            "rediss://h:6380/0#insecure",
+            "redis://[::1]:6379/0?protocol=resp3",
+            "unix:///tmp/r.sock?db=3&pass=x",
+        ] {
+            assert_eq!(parse(url).unwrap(), Target::Single(url.into()));
+        }
+        match parse("rediss+cluster://[::1]:7000,h/0").unwrap() {
+            Target::Cluster { nodes, tls, .. } => {
+                assert_eq!(nodes, ["rediss://[::1]:7000", "rediss://h:6379"]);
+                assert!(tls);
+            }
+            other => panic!("{other:?}"),
+        }
+        match parse("sentinel://h?sentinel_password=a+b%21").unwrap() {
+            Target::Sentinel {
+                sentinels,
+                sentinel_password,
+                ..
+            } => {
+                assert_eq!(sentinels, ["redis://h:26379"]);
+                assert_eq!(sentinel_password.as_deref(), Some("a+b!"));
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn redact_hides_misencoded_and_query_passwords() {
+        for url in [
+            "redis://u:zq/9@h:6379/0",
+            "redis://u:zq?9@h:6379/0",
+            "redis://u:zq@9@h:6379/0",
+            "redis://u:zq#9@h:6379/0",
+            "redis+sentinel://h:1/m?x=1&sentinel_password=zq9",
+            "unix:///r.sock?pass=zq9",
+        ] {
+            let r = redact(url);
+            assert!(!r.contains("zq"), "{url} -> {r}");
+            if let Err(e) = parse(url) {
+                assert!(!e.to_string().contains("zq"), "{e}");
+            }
+        }
     }
 }
