@@ -282,7 +282,7 @@ def test_mahavishnu_middleware_trusted_proxies(clock: ManualClock) -> None:
                 ("198.51.100.1", 429),
                 ("198.51.100.2", 200),
             ]:
-                r = await proxy.get("/", headers={"X-Real-IP": client})
+                r = await proxy.get("/", headers={"X-Forwarded-For": client})
                 assert r.status_code == status
 
     run(scenario)

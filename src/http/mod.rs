@@ -7,8 +7,11 @@
 pub mod client_ip;
 pub mod render;
 
+use std::collections::{HashSet, VecDeque};
+use std::hash::BuildHasher;
 use std::net::IpAddr;
 
+use parking_lot::Mutex;
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 use wildmatch::WildMatch;
@@ -17,6 +20,7 @@ use crate::algorithm::Decision;
 use crate::clock::Nanos;
 use crate::error::Error;
 use crate::limiter::tiered::{LimitSet, Limiter, TieredDecision};
+pub use client_ip::ProxyHeader;
 use client_ip::{client_ip, group, Proxies};
 pub use render::{HeaderStyle, Headers};
 
@@ -51,8 +55,9 @@ impl RequestView<'_> {
                 None => (pair, &b""[..]),
             };
             (percent_decode(k) == name.as_bytes())
-                .then(|| String::from_utf8_lossy(&percent_decode(v)).into_owned())
+                .then(|| percent_decode(v))
                 .filter(|v| !v.is_empty())
+                .map(|v| exact_text(&v))
         })
     }
 }
@@ -89,7 +94,8 @@ pub enum KeySource {
     Header(Vec<u8>),
     /// A query parameter.
     Query(String),
-    /// The MCP session header, `Mcp-Session-Id`.
+    /// The MCP session header, `Mcp-Session-Id`, but only for ids the server issued (see
+    /// [`IssuedSessions`]); any other request is keyed by its address.
     McpSession,
     /// A field of a JSON-RPC body, by dotted path (`params._client_id`).
     JsonRpc(Vec<String>),
@@ -163,19 +169,50 @@ impl Pattern {
 impl Rule {
     /// `limits` per client on paths matching `pattern` (exact, or a glob with `*` and `?`), for
     /// `methods` (all if `None`). `name` labels it in the `RateLimit-Policy` header.
+    ///
+    /// A pattern must start with `/` or `*` (an ASGI path always starts with `/`, so any other
+    /// pattern would never match), and `methods`, when given, must name at least one. A rule for
+    /// `GET` holds `HEAD` too, with the same budget: frameworks (Starlette, FastAPI) answer
+    /// `HEAD` with the `GET` handler, so leaving it out would let a client run the handler
+    /// unlimited.
     pub fn new(
         pattern: &str,
         limits: LimitSet,
         methods: Option<Vec<String>>,
         name: Option<String>,
         max_keys: usize,
-    ) -> Self {
-        Rule {
+    ) -> Result<Self, Error> {
+        if !(pattern.starts_with('/') || pattern.starts_with('*')) {
+            return Err(Error::invalid(
+                "path",
+                format!(
+                    "must start with '/' (or '*' for a glob): request paths always do, so \
+                     '{pattern}' would never match"
+                ),
+            ));
+        }
+        let methods = match methods {
+            Some(m) if m.is_empty() => {
+                return Err(Error::invalid(
+                    "methods",
+                    "must name at least one HTTP method, or be None for all of them",
+                ))
+            }
+            Some(m) => {
+                let mut m: Vec<String> = m.iter().map(|m| m.trim().to_ascii_uppercase()).collect();
+                if m.iter().any(|m| m == "GET") && !m.iter().any(|m| m == "HEAD") {
+                    m.push("HEAD".to_string());
+                }
+                Some(m)
+            }
+            None => None,
+        };
+        Ok(Rule {
             name: name.unwrap_or_else(|| pattern.to_string()),
             pattern: Pattern::new(pattern),
-            methods: methods.map(|m| m.iter().map(|m| m.to_ascii_uppercase()).collect()),
+            methods,
             limiter: Limiter::new(limits, max_keys),
-        }
+        })
     }
 
     fn applies(&self, req: &RequestView<'_>) -> bool {
@@ -187,12 +224,82 @@ impl Rule {
     }
 }
 
+/// The MCP session ids a server issued, learnt from the `mcp-session-id` header of its
+/// responses: at most `capacity`, the oldest forgotten first. A session key is used only for an
+/// id found here, so a client cannot get a fresh budget by writing a new `Mcp-Session-Id` of
+/// its own (servers that issue no sessions — stateless, or 2026-07-28-style connections — never
+/// add any). Ids are kept as 64-bit hashes under a per-process random seed, about 30 bytes each.
+///
+/// ```
+/// use seawall::http::IssuedSessions;
+///
+/// let sessions = IssuedSessions::new(2);
+/// sessions.issue(b"a");
+/// sessions.issue(b"b");
+/// sessions.issue(b"c");
+/// assert!(!sessions.issued(b"a") && sessions.issued(b"b") && sessions.issued(b"c"));
+/// ```
+pub struct IssuedSessions {
+    hasher: foldhash::fast::RandomState,
+    capacity: usize,
+    inner: Mutex<(HashSet<u64>, VecDeque<u64>)>,
+}
+
+impl IssuedSessions {
+    /// Remembers at most `capacity` ids (at least 1).
+    pub fn new(capacity: usize) -> Self {
+        IssuedSessions {
+            hasher: foldhash::fast::RandomState::default(),
+            capacity: capacity.max(1),
+            inner: Mutex::new((HashSet::new(), VecDeque::new())),
+        }
+    }
+
+    /// Records an id the server issued.
+    pub fn issue(&self, id: &[u8]) {
+        if id.is_empty() {
+            return;
+        }
+        let h = self.hasher.hash_one(id);
+        let mut guard = self.inner.lock();
+        let (set, order) = &mut *guard;
+        if set.insert(h) {
+            order.push_back(h);
+            if order.len() > self.capacity {
+                if let Some(old) = order.pop_front() {
+                    set.remove(&old);
+                }
+            }
+        }
+    }
+
+    /// Whether the server issued `id` (and it is still remembered).
+    pub fn issued(&self, id: &[u8]) -> bool {
+        let h = self.hasher.hash_one(id);
+        self.inner.lock().0.contains(&h)
+    }
+
+    /// Ids remembered.
+    pub fn len(&self) -> usize {
+        self.inner.lock().1.len()
+    }
+
+    /// Whether no id is remembered.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
 /// The middleware's whole configuration.
 pub struct HttpPolicy {
     /// Where keys come from.
     pub key_source: KeySource,
     /// Trusted proxies.
     pub proxies: Proxies,
+    /// The one header trusted proxies report the client in.
+    pub proxy_header: ProxyHeader,
+    /// MCP session ids the server issued (used by [`KeySource::McpSession`]).
+    pub sessions: IssuedSessions,
     /// IPv6 clients are grouped by this prefix.
     pub ipv6_prefix: u8,
     /// Longer keys are replaced by their SHA-256.
@@ -266,7 +373,7 @@ impl HttpPolicy {
 
     fn identity(&self, req: &RequestView<'_>, key: Option<&str>, body: Option<&[u8]>) -> Identity {
         let peer = req.peer.and_then(|p| p.parse::<IpAddr>().ok());
-        let ip = client_ip(peer, req.headers, &self.proxies);
+        let ip = client_ip(peer, req.headers, &self.proxies, &self.proxy_header);
         let ip_identity = || {
             let raw = ip
                 .map(|ip| group(ip, self.ipv6_prefix))
@@ -283,11 +390,9 @@ impl HttpPolicy {
             ip,
         };
         let identity = if let Some(k) = key {
-            Identity {
-                key: k.to_string(),
-                raw: k.to_string(),
-                ip,
-            }
+            // A caller's key (a `key_func`'s) has a namespace of its own: a value such as
+            // "ip:198.51.100.7" must not spend that address's budget.
+            from("fn", k.to_string())
         } else {
             match &self.key_source {
                 KeySource::Ip => ip_identity(),
@@ -299,7 +404,10 @@ impl HttpPolicy {
                     Some(v) => from("header", exact_text(v)),
                     None => ip_identity(),
                 },
-                KeySource::McpSession => match req.header(b"mcp-session-id") {
+                KeySource::McpSession => match req
+                    .header(b"mcp-session-id")
+                    .filter(|id| self.sessions.issued(id))
+                {
                     Some(v) => from("mcp", exact_text(v)),
                     None => ip_identity(),
                 },
@@ -411,6 +519,41 @@ impl HttpPolicy {
         })
     }
 
+    /// How many keys each per-client store (the default limits and each rule) may hold so that
+    /// the whole middleware holds at most `max_keys`: the budget shared evenly, after the one key
+    /// of the global limits if there are any; at least one each.
+    ///
+    /// ```
+    /// use seawall::http::HttpPolicy;
+    ///
+    /// assert_eq!(HttpPolicy::key_share(1_000_000, 4, false), 250_000);
+    /// assert_eq!(HttpPolicy::key_share(21, 4, true), 5);
+    /// assert_eq!(HttpPolicy::key_share(1, 3, false), 1);
+    /// ```
+    pub fn key_share(max_keys: usize, per_client_stores: usize, global: bool) -> usize {
+        (max_keys.saturating_sub(usize::from(global)) / per_client_stores.max(1)).max(1)
+    }
+
+    /// Keys held across every store (the global limits' budget is one key).
+    pub fn len(&self) -> usize {
+        self.global
+            .iter()
+            .chain(self.default.iter())
+            .chain(self.rules.iter().map(|r| &r.limiter))
+            .map(Limiter::len)
+            .sum()
+    }
+
+    /// Whether no key is held.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Whether any limit is configured at all.
+    pub fn limits_anything(&self) -> bool {
+        self.global.is_some() || self.default.is_some() || !self.rules.is_empty()
+    }
+
     /// Forgets `key` in every store.
     pub fn reset(&self, key: &str, now: Nanos) {
         for limiter in self
@@ -454,6 +597,8 @@ mod tests {
         HttpPolicy {
             key_source: KeySource::Ip,
             proxies: Proxies::default(),
+            proxy_header: ProxyHeader::default(),
+            sessions: IssuedSessions::new(100),
             ipv6_prefix: 64,
             max_key_length: 128,
             exempt_ips: Proxies::parse(&["192.0.2.0/24"]).unwrap(),
@@ -467,7 +612,8 @@ mod tests {
                 Some(vec!["post".into()]),
                 None,
                 1000,
-            )],
+            )
+            .unwrap()],
             headers: HeaderStyle::XRateLimit,
         }
     }
@@ -560,6 +706,9 @@ mod tests {
         let k = p.key_for(&r, None);
         assert!(k.starts_with("auth:") && !k.contains("t0k3n"));
         p.key_source = "mcp-session".parse().unwrap();
+        // Only an id the server issued is a key; any other is the client's address.
+        assert_eq!(p.key_for(&r, None), "ip:2001:db8:1:2::/64");
+        p.sessions.issue(b"abc");
         assert_eq!(p.key_for(&r, None), "mcp:abc");
         p.key_source = "query:client_id".parse().unwrap();
         assert_eq!(p.key_for(&r, None), "query:a b");
@@ -584,7 +733,8 @@ mod tests {
             None,
             None,
             1000,
-        )];
+        )
+        .unwrap()];
         let Outcome::Allowed(h) = p
             .decide(
                 &req("203.0.113.1", "/auth/login", "POST", &[]),
@@ -607,6 +757,69 @@ mod tests {
         );
         // The minute's reset (12 s for one of five), not the day's.
         assert_eq!(field(b"ratelimit").unwrap(), "\"/auth/login\";r=4;t=12");
+    }
+
+    #[test]
+    fn caller_keys_have_their_own_namespace() {
+        let p = policy();
+        let r = req("198.51.100.7", "/", "GET", &[]);
+        let Outcome::Allowed(_) = p.decide(&r, 0, Some("ip:198.51.100.7"), None).unwrap() else {
+            panic!("denied")
+        };
+        let Outcome::Allowed(h) = p.decide(&r, 0, None, None).unwrap() else {
+            panic!("denied")
+        };
+        assert!(h.contains(&(&b"x-ratelimit-remaining"[..], b"1".to_vec())));
+        assert_eq!(p.identity(&r, Some("u"), None).key, "fn:u");
+        assert_eq!(p.identity(&r, Some("u"), None).raw, "u");
+    }
+
+    #[test]
+    fn query_keys_keep_invalid_utf8_apart() {
+        let mut p = policy();
+        p.key_source = "query:k".parse().unwrap();
+        let key = |q: &'static [u8]| {
+            p.key_for(
+                &RequestView {
+                    query: q,
+                    ..req("203.0.113.1", "/", "GET", &[])
+                },
+                None,
+            )
+        };
+        assert_eq!(key(b"k=%ff"), "query:0xff");
+        assert_ne!(key(b"k=%ff"), key(b"k=%fe"));
+        assert_eq!(key(b"k=caf%C3%A9"), "query:caf\u{e9}");
+    }
+
+    #[test]
+    fn get_rules_hold_head_and_bad_rules_are_refused() {
+        let rule = Rule::new("/s", set("1/minute"), Some(vec!["get".into()]), None, 10).unwrap();
+        assert!(rule.applies(&req("203.0.113.1", "/s", "HEAD", &[])));
+        assert!(!rule.applies(&req("203.0.113.1", "/s", "POST", &[])));
+        let head = Rule::new("/s", set("1/minute"), Some(vec!["HEAD".into()]), None, 10).unwrap();
+        assert!(!head.applies(&req("203.0.113.1", "/s", "GET", &[])));
+        for bad in ["api/*", "", " /api", "search"] {
+            assert!(
+                Rule::new(bad, set("1/minute"), None, None, 10).is_err(),
+                "{bad}"
+            );
+        }
+        assert!(Rule::new("*/search", set("1/minute"), None, None, 10).is_ok());
+        assert!(Rule::new("/a", set("1/minute"), Some(vec![]), None, 10).is_err());
+    }
+
+    #[test]
+    fn issued_sessions_are_bounded() {
+        let s = IssuedSessions::new(3);
+        for i in 0..10u8 {
+            s.issue(&[i]);
+            s.issue(&[i]);
+        }
+        assert_eq!(s.len(), 3);
+        assert!(s.issued(&[9]) && s.issued(&[7]) && !s.issued(&[6]));
+        s.issue(b"");
+        assert!(!s.issued(b""));
     }
 
     #[test]
