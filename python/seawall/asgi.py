@@ -115,9 +115,9 @@ class RateLimitMiddleware:
       ``draft_version`` 11), ``"both"`` or ``"none"``. ``error_body``: ``(retry_after) -> bytes |
       dict`` replacing the default 429 JSON body.
     - ``websockets``: also limit websocket handshakes (a refused one is closed with code 1008).
-    - ``max_keys``: the most client keys the whole middleware keeps in memory, shared evenly
-      between the default ``limits`` and each rule (a full store forgets the keys that are
-      already fresh first).
+    - ``max_keys``: the most client keys the whole middleware keeps in memory, one store for the
+      default ``limits`` and every rule (a full store forgets the keys that are already fresh
+      first). ``len(middleware.limiter)``: the keys held.
 
     At least one of ``limits``, ``rules`` and ``global_limits`` is required. Every argument of
     the wrong type or value is a ``TypeError`` or ``ValueError`` naming it.

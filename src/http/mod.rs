@@ -10,6 +10,7 @@ pub mod render;
 use std::collections::{HashSet, VecDeque};
 use std::hash::BuildHasher;
 use std::net::IpAddr;
+use std::sync::Arc;
 
 use parking_lot::Mutex;
 use sha2::{Digest, Sha256};
@@ -19,7 +20,8 @@ use wildmatch::WildMatch;
 use crate::algorithm::Decision;
 use crate::clock::Nanos;
 use crate::error::Error;
-use crate::limiter::tiered::{LimitSet, Limiter, TieredDecision};
+use crate::limiter::tiered::{LimitSet, Limiter, TierState, TieredDecision};
+use crate::store::memory::{Keyed, MemoryStore};
 pub use client_ip::ProxyHeader;
 use client_ip::{client_ip, group, Proxies};
 pub use render::{HeaderStyle, Headers};
@@ -141,7 +143,7 @@ pub struct Rule {
     name: String,
     pattern: Pattern,
     methods: Option<Vec<String>>,
-    limiter: Limiter,
+    limits: LimitSet,
 }
 
 enum Pattern {
@@ -180,7 +182,6 @@ impl Rule {
         limits: LimitSet,
         methods: Option<Vec<String>>,
         name: Option<String>,
-        max_keys: usize,
     ) -> Result<Self, Error> {
         if !(pattern.starts_with('/') || pattern.starts_with('*')) {
             return Err(Error::invalid(
@@ -211,7 +212,7 @@ impl Rule {
             name: name.unwrap_or_else(|| pattern.to_string()),
             pattern: Pattern::new(pattern),
             methods,
-            limiter: Limiter::new(limits, max_keys),
+            limits,
         })
     }
 
@@ -221,6 +222,184 @@ impl Rule {
                 .methods
                 .as_ref()
                 .is_none_or(|m| m.iter().any(|m| m.eq_ignore_ascii_case(req.method)))
+    }
+}
+
+/// Every per-client budget of a middleware (each rule's and the default limits') in one bounded
+/// store, so that `max_keys` bounds the middleware as a whole and the room goes wherever the
+/// clients are. Within the store a client key is tagged with its budget (one byte when there are
+/// fewer than 128 budgets), so a client's budgets on two routes are two keys.
+///
+/// ```
+/// use seawall::http::{Routes, Rule};
+/// use seawall::limiter::tiered::{AlgorithmKind, LimitSet};
+///
+/// let set = |t| LimitSet::parse(t, AlgorithmKind::Gcra).unwrap();
+/// let rules = vec![Rule::new("/login", set("1/minute"), None, None).unwrap()];
+/// let routes = Routes::new(rules, Some(set("5/minute")), 1000);
+/// assert_eq!(routes.budgets(), 2);
+/// assert!(routes.hit(0, "ip:192.0.2.1", 0).unwrap().decision.allowed);
+/// assert!(!routes.hit(0, "ip:192.0.2.1", 0).unwrap().decision.allowed);
+/// assert!(routes.hit(1, "ip:192.0.2.1", 0).unwrap().decision.allowed);
+/// assert_eq!(routes.len(), 2);
+/// ```
+pub struct Routes {
+    rules: Vec<Rule>,
+    /// The default limits' budget index (after the rules'), if there are default limits.
+    default: Option<usize>,
+    tags: Vec<String>,
+    store: MemoryStore<Budgets>,
+}
+
+/// The limit sets of every budget, as the store's parameters.
+#[derive(Clone, PartialEq)]
+struct Budgets(Arc<[LimitSet]>);
+
+/// One key's state: its budget and that budget's tier states; `None` while fresh. Boxed, so that
+/// a store entry keeps to one cache line.
+#[derive(Clone)]
+struct Tagged {
+    budget: usize,
+    tiers: Box<[TierState]>,
+}
+
+impl Keyed for Budgets {
+    type State = Option<Box<Tagged>>;
+
+    fn fresh(&self, _now: Nanos) -> Self::State {
+        None
+    }
+
+    fn is_fresh(&self, state: &Self::State, now: Nanos) -> bool {
+        state
+            .as_ref()
+            .is_none_or(|t| self.0[t.budget].is_fresh(&t.tiers, now))
+    }
+
+    fn eviction_rank(&self, state: &Self::State, now: Nanos) -> (Nanos, u128) {
+        match state {
+            Some(t) => self.0[t.budget].eviction_rank(&t.tiers, now),
+            None => (now, 0),
+        }
+    }
+
+    fn rebase(&self, _old: &Self, state: &Self::State, _now: Nanos) -> Self::State {
+        state.clone()
+    }
+}
+
+/// Keys up to this long are tagged on the stack, without allocating.
+const TAGGED_ON_STACK: usize = 128;
+
+impl Routes {
+    /// `rules` (first match wins) and the `default` limits for requests no rule matches, holding
+    /// at most `max_keys` keys in all.
+    pub fn new(rules: Vec<Rule>, default: Option<LimitSet>, max_keys: usize) -> Self {
+        let mut sets: Vec<LimitSet> = rules.iter().map(|r| r.limits.clone()).collect();
+        let default = default.map(|d| {
+            sets.push(d);
+            sets.len() - 1
+        });
+        let tags = (0..sets.len())
+            .map(|i| match u8::try_from(i) {
+                Ok(b) if sets.len() < 128 => char::from(b).to_string(),
+                _ => format!("{i}|"),
+            })
+            .collect();
+        Routes {
+            rules,
+            default,
+            tags,
+            store: MemoryStore::new(Budgets(sets.into()), max_keys),
+        }
+    }
+
+    /// How many budgets there are (rules, plus the default limits if any).
+    pub fn budgets(&self) -> usize {
+        self.tags.len()
+    }
+
+    /// The budget a request spends and its policy name: the first matching rule's, else the
+    /// default limits'.
+    fn route(&self, req: &RequestView<'_>) -> Option<(usize, &str)> {
+        match self.rules.iter().position(|r| r.applies(req)) {
+            Some(i) => Some((i, self.rules[i].name.as_str())),
+            None => self.default.map(|d| (d, "default")),
+        }
+    }
+
+    /// Runs `f` with `key` tagged with `budget`.
+    fn tagged<R>(&self, budget: usize, key: &str, f: impl FnOnce(&str) -> R) -> R {
+        let tag = self.tags[budget].as_bytes();
+        let len = tag.len() + key.len();
+        if len <= TAGGED_ON_STACK {
+            let mut buf = [0u8; TAGGED_ON_STACK];
+            buf[..tag.len()].copy_from_slice(tag);
+            buf[tag.len()..len].copy_from_slice(key.as_bytes());
+            f(std::str::from_utf8(&buf[..len]).expect("a tag and a key are UTF-8"))
+        } else {
+            f(&format!("{}{key}", self.tags[budget]))
+        }
+    }
+
+    /// Decides one request of `key` against `budget` and counts it if admitted.
+    pub fn hit(&self, budget: usize, key: &str, now: Nanos) -> Result<TieredDecision, Error> {
+        self.tagged(budget, key, |tagged| {
+            self.store.try_update(tagged, now, |sets, state, stats| {
+                let set = &sets.0[budget];
+                set.check_cost(1)?;
+                let t = state.get_or_insert_with(|| {
+                    Box::new(Tagged {
+                        budget,
+                        tiers: set.fresh(now),
+                    })
+                });
+                let (decision, i, binding_reset_after) = set.decide(&mut t.tiers, now, 1, true);
+                stats.record(decision.allowed, now);
+                Ok(TieredDecision {
+                    decision,
+                    binding: set.limits()[i].spec(),
+                    binding_reset_after,
+                })
+            })
+        })
+    }
+
+    /// What [`Routes::hit`] would decide, changing nothing and creating no key.
+    pub fn test(&self, budget: usize, key: &str, now: Nanos) -> Result<TieredDecision, Error> {
+        self.tagged(budget, key, |tagged| {
+            self.store.read(tagged, now, |sets, state, _| {
+                let set = &sets.0[budget];
+                set.check_cost(1)?;
+                let mut scratch = match state {
+                    Some(t) => t.tiers.clone(),
+                    None => set.fresh(now),
+                };
+                let (decision, i, binding_reset_after) = set.decide(&mut scratch, now, 1, false);
+                Ok(TieredDecision {
+                    decision,
+                    binding: set.limits()[i].spec(),
+                    binding_reset_after,
+                })
+            })
+        })
+    }
+
+    /// Forgets `key` in every budget.
+    pub fn reset(&self, key: &str, now: Nanos) {
+        for budget in 0..self.budgets() {
+            self.tagged(budget, key, |tagged| self.store.reset(tagged, now));
+        }
+    }
+
+    /// Keys held.
+    pub fn len(&self) -> usize {
+        self.store.len()
+    }
+
+    /// Whether no key is held.
+    pub fn is_empty(&self) -> bool {
+        self.store.is_empty()
     }
 }
 
@@ -312,10 +491,9 @@ pub struct HttpPolicy {
     pub bypass: Option<(Vec<u8>, Vec<u8>)>,
     /// One budget for everyone.
     pub global: Option<Limiter>,
-    /// Per client, where no rule matches.
-    pub default: Option<Limiter>,
-    /// Route rules, first match wins.
-    pub rules: Vec<Rule>,
+    /// Per client: the route rules (first match wins) and the default limits where none
+    /// matches.
+    pub routes: Routes,
     /// Which rate-limit headers to render.
     pub headers: HeaderStyle,
 }
@@ -460,15 +638,12 @@ impl HttpPolicy {
         {
             return Ok(Outcome::Pass);
         }
-        let rule = self.rules.iter().find(|r| r.applies(req));
-        let mut applicable: Vec<(&Limiter, &str, &str)> = Vec::with_capacity(2);
+        let mut applicable: Vec<(Budget<'_>, &str)> = Vec::with_capacity(2);
         if let Some(g) = &self.global {
-            applicable.push((g, "global", "global"));
+            applicable.push((Budget::Global(g), "global"));
         }
-        match (rule, &self.default) {
-            (Some(r), _) => applicable.push((&r.limiter, &r.name, id.key.as_str())),
-            (None, Some(d)) => applicable.push((d, "default", id.key.as_str())),
-            (None, None) => {}
+        if let Some((budget, name)) = self.routes.route(req) {
+            applicable.push((Budget::Client(&self.routes, budget, &id.key), name));
         }
         if applicable.is_empty() {
             return Ok(Outcome::Pass);
@@ -482,17 +657,17 @@ impl HttpPolicy {
             ..t.decision
         };
         let mut decisions: Vec<(Decision, Nanos, &str)> = Vec::with_capacity(applicable.len());
-        if let [(limiter, name, key)] = applicable.as_slice() {
-            let t = limiter.hit(key, now, 1)?;
+        if let [(budget, name)] = applicable.as_slice() {
+            let t = budget.hit(now)?;
             decisions.push((policy(t), t.binding.period, name));
         } else {
-            for (limiter, name, key) in &applicable {
-                let t = limiter.test(key, now, 1)?;
+            for (budget, name) in &applicable {
+                let t = budget.test(now)?;
                 decisions.push((policy(t), t.binding.period, name));
             }
             if decisions.iter().all(|(d, _, _)| d.allowed) {
-                for ((limiter, name, key), slot) in applicable.iter().zip(decisions.iter_mut()) {
-                    let t = limiter.hit(key, now, 1)?;
+                for ((budget, name), slot) in applicable.iter().zip(decisions.iter_mut()) {
+                    let t = budget.hit(now)?;
                     *slot = (policy(t), t.binding.period, name);
                 }
             }
@@ -519,29 +694,9 @@ impl HttpPolicy {
         })
     }
 
-    /// How many keys each per-client store (the default limits and each rule) may hold so that
-    /// the whole middleware holds at most `max_keys`: the budget shared evenly, after the one key
-    /// of the global limits if there are any; at least one each.
-    ///
-    /// ```
-    /// use seawall::http::HttpPolicy;
-    ///
-    /// assert_eq!(HttpPolicy::key_share(1_000_000, 4, false), 250_000);
-    /// assert_eq!(HttpPolicy::key_share(21, 4, true), 5);
-    /// assert_eq!(HttpPolicy::key_share(1, 3, false), 1);
-    /// ```
-    pub fn key_share(max_keys: usize, per_client_stores: usize, global: bool) -> usize {
-        (max_keys.saturating_sub(usize::from(global)) / per_client_stores.max(1)).max(1)
-    }
-
-    /// Keys held across every store (the global limits' budget is one key).
+    /// Keys held: the per-client ones, and the global limits' one.
     pub fn len(&self) -> usize {
-        self.global
-            .iter()
-            .chain(self.default.iter())
-            .chain(self.rules.iter().map(|r| &r.limiter))
-            .map(Limiter::len)
-            .sum()
+        self.routes.len() + self.global.as_ref().map_or(0, Limiter::len)
     }
 
     /// Whether no key is held.
@@ -551,18 +706,36 @@ impl HttpPolicy {
 
     /// Whether any limit is configured at all.
     pub fn limits_anything(&self) -> bool {
-        self.global.is_some() || self.default.is_some() || !self.rules.is_empty()
+        self.global.is_some() || self.routes.budgets() > 0
     }
 
-    /// Forgets `key` in every store.
+    /// Forgets `key` in every budget.
     pub fn reset(&self, key: &str, now: Nanos) {
-        for limiter in self
-            .global
-            .iter()
-            .chain(self.default.iter())
-            .chain(self.rules.iter().map(|r| &r.limiter))
-        {
-            limiter.reset(key, now);
+        if let Some(g) = &self.global {
+            g.reset(key, now);
+        }
+        self.routes.reset(key, now);
+    }
+}
+
+/// A budget a request spends: the global one, or a client's in one of the routes.
+enum Budget<'a> {
+    Global(&'a Limiter),
+    Client(&'a Routes, usize, &'a str),
+}
+
+impl Budget<'_> {
+    fn hit(&self, now: Nanos) -> Result<TieredDecision, Error> {
+        match self {
+            Budget::Global(g) => g.hit("global", now, 1),
+            Budget::Client(routes, budget, key) => routes.hit(*budget, key, now),
+        }
+    }
+
+    fn test(&self, now: Nanos) -> Result<TieredDecision, Error> {
+        match self {
+            Budget::Global(g) => g.test("global", now, 1),
+            Budget::Client(routes, budget, key) => routes.test(*budget, key, now),
         }
     }
 }
@@ -605,15 +778,17 @@ mod tests {
             exempt_clients: vec![],
             bypass: Some((b"x-internal-service".to_vec(), b"s3cret".to_vec())),
             global: None,
-            default: Some(Limiter::new(set("2/minute"), 1000)),
-            rules: vec![Rule::new(
-                "/auth/login",
-                set("1/minute"),
-                Some(vec!["post".into()]),
-                None,
+            routes: Routes::new(
+                vec![Rule::new(
+                    "/auth/login",
+                    set("1/minute"),
+                    Some(vec!["post".into()]),
+                    None,
+                )
+                .unwrap()],
+                Some(set("2/minute")),
                 1000,
-            )
-            .unwrap()],
+            ),
             headers: HeaderStyle::XRateLimit,
         }
     }
@@ -727,14 +902,11 @@ mod tests {
     fn headers_describe_the_binding_policy_alone() {
         let mut p = policy();
         p.headers = HeaderStyle::Draft;
-        p.rules = vec![Rule::new(
-            "/auth/login",
-            set("5/minute; 20/hour; 100/day"),
-            None,
+        p.routes = Routes::new(
+            vec![Rule::new("/auth/login", set("5/minute; 20/hour; 100/day"), None, None).unwrap()],
             None,
             1000,
-        )
-        .unwrap()];
+        );
         let Outcome::Allowed(h) = p
             .decide(
                 &req("203.0.113.1", "/auth/login", "POST", &[]),
@@ -794,19 +966,61 @@ mod tests {
 
     #[test]
     fn get_rules_hold_head_and_bad_rules_are_refused() {
-        let rule = Rule::new("/s", set("1/minute"), Some(vec!["get".into()]), None, 10).unwrap();
+        let rule = Rule::new("/s", set("1/minute"), Some(vec!["get".into()]), None).unwrap();
         assert!(rule.applies(&req("203.0.113.1", "/s", "HEAD", &[])));
         assert!(!rule.applies(&req("203.0.113.1", "/s", "POST", &[])));
-        let head = Rule::new("/s", set("1/minute"), Some(vec!["HEAD".into()]), None, 10).unwrap();
+        let head = Rule::new("/s", set("1/minute"), Some(vec!["HEAD".into()]), None).unwrap();
         assert!(!head.applies(&req("203.0.113.1", "/s", "GET", &[])));
         for bad in ["api/*", "", " /api", "search"] {
             assert!(
-                Rule::new(bad, set("1/minute"), None, None, 10).is_err(),
+                Rule::new(bad, set("1/minute"), None, None).is_err(),
                 "{bad}"
             );
         }
-        assert!(Rule::new("*/search", set("1/minute"), None, None, 10).is_ok());
-        assert!(Rule::new("/a", set("1/minute"), Some(vec![]), None, 10).is_err());
+        assert!(Rule::new("*/search", set("1/minute"), None, None).is_ok());
+        assert!(Rule::new("/a", set("1/minute"), Some(vec![]), None).is_err());
+    }
+
+    #[test]
+    fn max_keys_bounds_every_budget_together() {
+        let rules = (0..4)
+            .map(|i| Rule::new(&format!("/r{i}"), set("1/hour"), None, None).unwrap())
+            .collect();
+        let routes = Routes::new(rules, Some(set("1/hour")), 20);
+        for c in 0..100 {
+            for b in 0..routes.budgets() {
+                routes.hit(b, &format!("ip:198.51.100.{c}"), 0).unwrap();
+            }
+        }
+        assert!(routes.len() <= 20, "{}", routes.len());
+        // One budget alone may use the whole room.
+        let routes = Routes::new(
+            vec![Rule::new("/a", set("1/hour"), None, None).unwrap()],
+            Some(set("1/hour")),
+            20,
+        );
+        for c in 0..20 {
+            routes.hit(1, &format!("ip:198.51.100.{c}"), 0).unwrap();
+        }
+        assert_eq!(routes.len(), 20);
+        for c in 0..20 {
+            let key = format!("ip:198.51.100.{c}");
+            assert!(!routes.test(1, &key, 0).unwrap().decision.allowed);
+            assert!(routes.test(0, &key, 0).unwrap().decision.allowed);
+        }
+        routes.reset("ip:198.51.100.3", 0);
+        assert!(
+            routes
+                .test(1, "ip:198.51.100.3", 0)
+                .unwrap()
+                .decision
+                .allowed
+        );
+        // Long keys are tagged too.
+        let long = "k".repeat(300);
+        assert!(routes.hit(1, &long, 0).unwrap().decision.allowed);
+        assert!(!routes.hit(1, &long, 0).unwrap().decision.allowed);
+        assert!(routes.hit(0, &long, 0).unwrap().decision.allowed);
     }
 
     #[test]

@@ -7,7 +7,7 @@ use super::limiter::limit_set_arg;
 use crate::http::render::NAMES;
 use crate::http::{
     HeaderStyle, Headers, HttpPolicy, IssuedSessions, KeySource, Outcome, ProxyHeader, RequestView,
-    Rule,
+    Routes, Rule,
 };
 use crate::limiter::tiered::{AlgorithmKind, LimitSet, Limiter};
 
@@ -41,11 +41,7 @@ fn strings(param: &'static str, value: Option<&Bound<'_, PyAny>>) -> PyResult<Ve
         .collect()
 }
 
-/// A rule's parts, before its store is made (its share of `max_keys` depends on how many rules
-/// there are).
-type RuleParts = (String, LimitSet, Option<Vec<String>>, Option<String>);
-
-fn rule_arg(index: usize, item: &Bound<'_, PyAny>, algorithm: &str) -> PyResult<RuleParts> {
+fn rule_arg(index: usize, item: &Bound<'_, PyAny>, algorithm: &str) -> PyResult<Rule> {
     let bad = || {
         PyTypeError::new_err(format!(
             "rules[{index}] must be a (path, limits[, methods[, name]]) tuple or a seawall.Rule"
@@ -67,7 +63,7 @@ fn rule_arg(index: usize, item: &Bound<'_, PyAny>, algorithm: &str) -> PyResult<
         })?),
         None => None,
     };
-    Ok((path, limits, methods, name))
+    Ok(Rule::new(&path, limits, methods, name)?)
 }
 
 /// A str argument (`None`: the default), or a TypeError naming it.
@@ -322,32 +318,22 @@ impl PyHttpLimiter {
         };
         let proxy_header = ProxyHeader::parse(&proxy_header)
             .map_err(|message| PyValueError::new_err(format!("proxy_header {message}")))?;
-        let mut rule_parts = Vec::new();
+        let mut rule_list = Vec::new();
         if let Some(rules) = rules.filter(|r| !r.is_none()) {
             let items = rules.try_iter().map_err(|_| {
                 PyTypeError::new_err("rules must be a list of Rule objects or tuples")
             })?;
             for (i, r) in items.enumerate() {
-                rule_parts.push(rule_arg(i, &r?, &algorithm)?);
+                rule_list.push(rule_arg(i, &r?, &algorithm)?);
             }
         }
         let default = optional_limiter(limits, &algorithm)?;
         let global = optional_limiter(global_limits, &algorithm)?;
-        if default.is_none() && global.is_none() && rule_parts.is_empty() {
+        if default.is_none() && global.is_none() && rule_list.is_empty() {
             return Err(PyValueError::new_err(
                 "limits: give limits, rules or global_limits; without any, nothing is limited",
             ));
         }
-        // max_keys bounds the whole middleware: each per-client store gets an even share.
-        let share = HttpPolicy::key_share(
-            max_keys,
-            rule_parts.len() + usize::from(default.is_some()),
-            global.is_some(),
-        );
-        let rule_list = rule_parts
-            .into_iter()
-            .map(|(path, limits, methods, name)| Rule::new(&path, limits, methods, name, share))
-            .collect::<Result<Vec<_>, _>>()?;
         let key_source: KeySource = key.parse()?;
         let proxies = HttpPolicy::nets(
             "trusted_proxies",
@@ -370,8 +356,8 @@ impl PyHttpLimiter {
             exempt_clients: strings("exempt_clients", exempt_clients)?,
             bypass,
             global: global.map(|g| Limiter::new(g, 1)),
-            default: default.map(|d| Limiter::new(d, share)),
-            rules: rule_list,
+            // max_keys bounds the whole middleware: every per-client budget shares one store.
+            routes: Routes::new(rule_list, default, max_keys),
             headers: headers.parse::<HeaderStyle>()?,
         };
         Ok(PyHttpLimiter {
