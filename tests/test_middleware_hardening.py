@@ -183,10 +183,11 @@ def test_query_values_of_invalid_utf8_stay_apart(clock: ManualClock) -> None:
     for query in (b"api_key=%ff", b"api_key=%fe"):
         assert asyncio.run(drive(mw, scope_of(query=query)))[0]["status"] == 200
     assert asyncio.run(drive(mw, scope_of(query=b"api_key=%ff")))[0]["status"] == 429
-    # The same rule as header keys: the hex of the bytes.
+    # The same rule as header keys: the hex of the bytes, in a namespace no text can reach.
     header = RateLimitMiddleware(ok, limits="1/minute", key="header:x-key")
-    assert header.limiter.key_for(scope_of(headers=[(b"x-key", b"\xff")])) == "header:0xff"
-    assert ff == "query:0xff"
+    assert header.limiter.key_for(scope_of(headers=[(b"x-key", b"\xff")])) == "header-hex:ff"
+    assert ff == "query-hex:ff"
+    assert mw.limiter.key_for(scope_of(query=b"api_key=0xff")) == "query:0xff"
 
 
 # --- item 20: max_keys bounds the middleware as a whole -------------------------------------

@@ -234,6 +234,21 @@ def test_other_headers_from_a_trusted_proxy_never_change_the_client(
     assert key_of(mw, headers) == key_of(mw, only)
 
 
+@settings(max_examples=300, deadline=None)
+@given(
+    chosen=st.sampled_from(["X-Forwarded-For", "Forwarded", "X-Real-IP", "CF-Connecting-IP"]),
+    peer=st.ip_addresses(v=4).map(str).filter(lambda a: not a.startswith("10.")),
+    headers=st.lists(st.tuples(HEADER_NAMES, HEADER_VALUES), max_size=6),
+)
+def test_proxy_headers_from_untrusted_peers_never_change_the_client(
+    chosen: str, peer: str, headers: list[tuple[bytes, bytes]]
+) -> None:
+    mw = RateLimitMiddleware(
+        ok, limits="1/minute", trusted_proxies=["10.0.0.0/8"], proxy_header=chosen
+    )
+    assert mw.limiter.key_for(scope_of(headers, (peer, 1))) == f"ip:{peer}"
+
+
 # --- item 2: RFC 7239 quoted strings --------------------------------------------------------
 
 

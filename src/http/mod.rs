@@ -50,7 +50,7 @@ impl RequestView<'_> {
             .filter(|v| !v.is_empty())
     }
 
-    fn query_param(&self, name: &str) -> Option<String> {
+    fn query_param(&self, name: &str) -> Option<Vec<u8>> {
         self.query.split(|&b| b == b'&').find_map(|pair| {
             let (k, v) = match pair.iter().position(|&b| b == b'=') {
                 Some(i) => (&pair[..i], &pair[i + 1..]),
@@ -59,7 +59,6 @@ impl RequestView<'_> {
             (percent_decode(k) == name.as_bytes())
                 .then(|| percent_decode(v))
                 .filter(|v| !v.is_empty())
-                .map(|v| exact_text(&v))
         })
     }
 }
@@ -516,16 +515,13 @@ struct Identity {
     ip: Option<IpAddr>,
 }
 
-/// Header bytes as key text: UTF-8 as is; anything else as hex, so that distinct byte strings
-/// never share a key (lossy decoding would map them all to U+FFFD).
-fn exact_text(bytes: &[u8]) -> String {
-    match std::str::from_utf8(bytes) {
-        Ok(s) => s.to_string(),
-        Err(_) => format!(
-            "0x{}",
-            bytes.iter().map(|b| format!("{b:02x}")).collect::<String>()
-        ),
-    }
+/// A header or query value as key text: UTF-8 as is (`None` here); anything else as the hex of
+/// its bytes, so that distinct byte strings never share a key (lossy decoding would map them all
+/// to U+FFFD).
+fn non_utf8_hex(bytes: &[u8]) -> Option<String> {
+    std::str::from_utf8(bytes)
+        .is_err()
+        .then(|| bytes.iter().map(|b| format!("{b:02x}")).collect())
 }
 
 fn sha256_hex(bytes: &[u8]) -> String {
@@ -567,6 +563,16 @@ impl HttpPolicy {
             raw,
             ip,
         };
+        // Bytes that are not UTF-8 get a namespace of their own ("header-hex:ff"), so that no
+        // text value ("0xff") can stand for them; the raw id is "0x" and the hex.
+        let from_bytes = |prefix: &str, bytes: &[u8]| match non_utf8_hex(bytes) {
+            None => from(prefix, String::from_utf8_lossy(bytes).into_owned()),
+            Some(hex) => Identity {
+                key: format!("{prefix}-hex:{hex}"),
+                raw: format!("0x{hex}"),
+                ip,
+            },
+        };
         let identity = if let Some(k) = key {
             // A caller's key (a `key_func`'s) has a namespace of its own: a value such as
             // "ip:198.51.100.7" must not spend that address's budget.
@@ -579,18 +585,18 @@ impl HttpPolicy {
                     None => ip_identity(),
                 },
                 KeySource::Header(name) => match req.header(name) {
-                    Some(v) => from("header", exact_text(v)),
+                    Some(v) => from_bytes("header", v),
                     None => ip_identity(),
                 },
                 KeySource::McpSession => match req
                     .header(b"mcp-session-id")
                     .filter(|id| self.sessions.issued(id))
                 {
-                    Some(v) => from("mcp", exact_text(v)),
+                    Some(v) => from_bytes("mcp", v),
                     None => ip_identity(),
                 },
                 KeySource::Query(name) => match req.query_param(name) {
-                    Some(v) => from("query", v),
+                    Some(v) => from_bytes("query", &v),
                     None => ip_identity(),
                 },
                 KeySource::JsonRpc(path) => match body.and_then(|b| json_field(b, path)) {
@@ -959,8 +965,9 @@ mod tests {
                 None,
             )
         };
-        assert_eq!(key(b"k=%ff"), "query:0xff");
+        assert_eq!(key(b"k=%ff"), "query-hex:ff");
         assert_ne!(key(b"k=%ff"), key(b"k=%fe"));
+        assert_ne!(key(b"k=%ff"), key(b"k=0xff"));
         assert_eq!(key(b"k=caf%C3%A9"), "query:caf\u{e9}");
     }
 
@@ -1038,8 +1045,18 @@ mod tests {
 
     #[test]
     fn non_utf8_header_keys_stay_distinct() {
-        assert_eq!(exact_text(b"ab"), "ab");
-        assert_ne!(exact_text(b"\xff\x01"), exact_text(b"\xff\x02"));
+        assert_eq!(non_utf8_hex(b"ab"), None);
+        assert_eq!(non_utf8_hex(b"\xff\x01").unwrap(), "ff01");
+        let mut p = policy();
+        p.key_source = "header:x-key".parse().unwrap();
+        let key = |v: &'static [u8]| {
+            let h: &[(&[u8], &[u8])] = &[(b"x-key", v)];
+            p.key_for(&req("203.0.113.1", "/", "GET", h), None)
+        };
+        assert_eq!(key(b"\xff\x01"), "header-hex:ff01");
+        assert_ne!(key(b"\xff\x01"), key(b"\xff\x02"));
+        assert_ne!(key(b"\xff"), key(b"0xff"));
+        assert_eq!(key(b"0xff"), "header:0xff");
     }
 
     #[test]
