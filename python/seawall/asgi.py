@@ -106,9 +106,9 @@ class RateLimitMiddleware:
     - ``trusted_proxies``: IPs / CIDRs whose proxy header is believed (default: none; IPv4-mapped
       networks such as ``::ffff:10.0.0.0/104`` count as the IPv4 networks they map);
       ``proxy_header``: the one header those proxies write the client into, and the only one
-      read: ``"X-Forwarded-For"`` (default: nginx, AWS ALB, Caddy, Traefik, uvicorn),
-      ``"Forwarded"`` (RFC 7239 ``for=``), ``"X-Real-IP"``, or any header name
-      (``"CF-Connecting-IP"``). ``ipv6_prefix``: IPv6 clients share a budget per prefix.
+      read: ``"X-Forwarded-For"`` (the default, the one uvicorn reads; written by nginx, AWS
+      ALB, Caddy, Traefik), ``"Forwarded"`` (RFC 7239 ``for=``), ``"X-Real-IP"``, or any header
+      name (``"CF-Connecting-IP"``). ``ipv6_prefix``: IPv6 clients share a budget per prefix.
     - ``exempt_ips``, ``exempt_clients``: never limited. ``bypass_header`` + ``bypass_secret``:
       a request carrying the secret (compared in constant time) skips the limits.
     - ``headers``: ``"x-ratelimit"``, ``"draft"`` (IETF ``RateLimit`` / ``RateLimit-Policy``,
