@@ -483,7 +483,15 @@ def test_query_and_mcp_session_keys(clock: ManualClock) -> None:
     assert query.limiter.key_for(scope_of(query=b"x=1&api_key=k1")) == "query:k1"
     assert query.limiter.key_for(scope_of(query=b"x=1")) == "ip:203.0.113.7"
     mcp = RateLimitMiddleware(RawApp(), limits="1/minute", key="mcp-session")
+    # A session id is a key only once the server has issued it.
+    assert mcp.limiter.key_for(scope_of(headers=[(b"mcp-session-id", b"s-1")])) == (
+        "ip:203.0.113.7"
+    )
+    mcp.limiter.issue_session(b"s-1")
     assert mcp.limiter.key_for(scope_of(headers=[(b"mcp-session-id", b"s-1")])) == "mcp:s-1"
+
+    async def issuing(request: Request) -> Response:
+        return PlainTextResponse("ok", headers={"Mcp-Session-Id": request.query_params["issue"]})
 
     async def scenario() -> None:
         app = starlette_app([], limits="1/minute", key="query:api_key", clock=clock)
@@ -491,11 +499,17 @@ def test_query_and_mcp_session_keys(clock: ManualClock) -> None:
             assert (await client.get("/?api_key=k1")).status_code == 200
             assert (await client.get("/?api_key=k1")).status_code == 429
             assert (await client.get("/?api_key=k2")).status_code == 200
-        app = starlette_app([], limits="1/minute", key="mcp-session", clock=clock)
+        app = Starlette(routes=[Route("/mcp", issuing, methods=["POST"])])
+        app.add_middleware(RateLimitMiddleware, limits="1/minute", key="mcp-session", clock=clock)
         async with http(app) as client:
-            assert (await client.post("/mcp", headers={"Mcp-Session-Id": "s1"})).status_code == 200
-            assert (await client.post("/mcp", headers={"Mcp-Session-Id": "s1"})).status_code == 429
-            assert (await client.post("/mcp", headers={"Mcp-Session-Id": "s2"})).status_code == 200
+            # Opening sessions s1 and s2 spends the client address's budget.
+            assert (await client.post("/mcp?issue=s1")).status_code == 200
+            assert (await client.post("/mcp?issue=s2")).status_code == 429
+            s1 = {"Mcp-Session-Id": "s1"}
+            assert (await client.post("/mcp?issue=s1", headers=s1)).status_code == 200
+            assert (await client.post("/mcp?issue=s1", headers=s1)).status_code == 429
+            made_up = {"Mcp-Session-Id": "s2"}
+            assert (await client.post("/mcp?issue=s2", headers=made_up)).status_code == 429
 
     run(scenario)
 
@@ -694,12 +708,26 @@ def test_trusted_proxy_right_most_untrusted_address(clock: ManualClock) -> None:
     assert key([(b"x-forwarded-for", b"198.51.100.1")], ("2001:db8:ffff::1", 1)) == (
         "ip:198.51.100.1"
     )
-    assert key([(b"forwarded", b'for=198.51.100.2;proto=https, for="[2001:db8::1]:4711"')]) == (
-        "ip:2001:db8::/64"
-    )
-    assert key([(b"forwarded", b"for=198.51.100.2, for=10.0.0.3")]) == "ip:198.51.100.2"
-    assert key([(b"x-real-ip", b"198.51.100.3")]) == "ip:198.51.100.3"
+    # Only the configured header is read (X-Forwarded-For by default).
+    assert key([(b"forwarded", b"for=198.51.100.2")]) == "ip:10.0.0.1"
+    assert key([(b"x-real-ip", b"198.51.100.3")]) == "ip:10.0.0.1"
     assert key([]) == "ip:10.0.0.1"
+    forwarded = RateLimitMiddleware(
+        RawApp(), limits="1/minute", trusted_proxies=["10.0.0.0/8"], proxy_header="Forwarded"
+    )
+    for headers, client in [
+        (
+            [(b"forwarded", b'for=198.51.100.2;proto=https, for="[2001:db8::1]:4711"')],
+            "2001:db8::/64",
+        ),
+        ([(b"forwarded", b"for=198.51.100.2, for=10.0.0.3")], "198.51.100.2"),
+    ]:
+        assert forwarded.limiter.key_for(scope_of(client=proxy, headers=headers)) == f"ip:{client}"
+    real_ip = RateLimitMiddleware(
+        RawApp(), limits="1/minute", trusted_proxies=["10.0.0.0/8"], proxy_header="X-Real-IP"
+    )
+    headers = [(b"x-real-ip", b"198.51.100.3")]
+    assert real_ip.limiter.key_for(scope_of(client=proxy, headers=headers)) == "ip:198.51.100.3"
     # An untrusted peer's proxy headers count for nothing.
     untrusted = ("203.0.113.7", 1)
     for headers in (
@@ -757,11 +785,14 @@ def assert_ip_key(key: str) -> None:
         ipaddress.ip_address(address)
 
 
+@pytest.mark.parametrize("proxy_header", ["X-Forwarded-For", "Forwarded", "X-Real-IP"])
 @pytest.mark.parametrize("headers", MALFORMED, ids=range(len(MALFORMED)))
 def test_malformed_proxy_headers_never_crash_nor_choose_the_key(
-    headers: list[tuple[bytes, bytes]],
+    headers: list[tuple[bytes, bytes]], proxy_header: str
 ) -> None:
-    middleware = RateLimitMiddleware(RawApp(), limits="1/minute", trusted_proxies=["10.0.0.0/8"])
+    middleware = RateLimitMiddleware(
+        RawApp(), limits="1/minute", trusted_proxies=["10.0.0.0/8"], proxy_header=proxy_header
+    )
     untrusted = middleware.limiter.key_for(scope_of(client=CLIENT, headers=headers))
     assert untrusted == "ip:203.0.113.7"
     # From a trusted proxy: always an IP key (the proxy's own when nothing there is valid).
@@ -769,7 +800,9 @@ def test_malformed_proxy_headers_never_crash_nor_choose_the_key(
     assert_ip_key(trusted)
     # And the request itself goes through the middleware like any other.
     app = RawApp()
-    middleware = RateLimitMiddleware(app, limits="1/minute", trusted_proxies=["10.0.0.0/8"])
+    middleware = RateLimitMiddleware(
+        app, limits="1/minute", trusted_proxies=["10.0.0.0/8"], proxy_header=proxy_header
+    )
     for peer in (CLIENT, ("10.0.0.1", 1)):
         sent = asyncio.run(drive(middleware, scope_of(client=peer, headers=headers), []))
         assert sent[0]["status"] == 200

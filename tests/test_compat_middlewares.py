@@ -282,7 +282,7 @@ def test_mahavishnu_middleware_trusted_proxies(clock: ManualClock) -> None:
                 ("198.51.100.1", 429),
                 ("198.51.100.2", 200),
             ]:
-                r = await proxy.get("/", headers={"X-Real-IP": client})
+                r = await proxy.get("/", headers={"X-Forwarded-For": client})
                 assert r.status_code == status
 
     run(scenario)
@@ -398,3 +398,31 @@ def test_fastmcp_example_middleware_defaults_and_lifespan() -> None:
         fastmcp_example.RateLimitMiddleware(app, limit=0)
     with pytest.raises(ValueError, match="window"):
         fastmcp_example.RateLimitMiddleware(app, window=0)
+
+
+def test_fastmcp_example_middleware_leaves_a_shared_start_message_alone() -> None:
+    start = {"type": "http.response.start", "status": 200, "headers": [(b"x-app", b"1")]}
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        await send(start)
+        await send({"type": "http.response.body", "body": b"ok"})
+
+    middleware = fastmcp_example.RateLimitMiddleware(app, limit=5)
+    scope = {
+        "type": "http",
+        "method": "GET",
+        "path": "/",
+        "headers": [],
+        "client": ("192.0.2.1", 1),
+    }
+    sent: list[dict[str, Any]] = []
+
+    async def send(message: dict[str, Any]) -> None:
+        sent.append(message)
+
+    for remaining in (b"4", b"3"):
+        sent.clear()
+        asyncio.run(middleware(scope, None, send))  # type: ignore[arg-type]
+        assert dict(sent[0]["headers"])[b"x-ratelimit-remaining"] == remaining
+        assert len(sent[0]["headers"]) == 4
+    assert start["headers"] == [(b"x-app", b"1")]

@@ -19,7 +19,7 @@ from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route, WebSocketRoute
 from starlette.websockets import WebSocket
 
-from seawall import RateLimitMiddleware
+from seawall import RateLimitMiddleware, Rule
 from seawall.testing import ManualClock
 
 websockets_client = pytest.importorskip("websockets.sync.client")
@@ -178,3 +178,27 @@ def test_websocket_handshakes_limited_when_asked() -> None:
         with pytest.raises(websockets_exceptions.InvalidStatus) as refused:
             websockets_client.connect(f"ws://{address}/ws", proxy=None)
         assert refused.value.response.status_code == 403
+
+
+def test_behind_a_trusted_proxy_only_its_header_is_read() -> None:
+    # 127.0.0.1 plays an nginx that writes X-Forwarded-For and passes the client's own
+    # Forwarded through: a new Forwarded per request must not buy a new budget.
+    app = make_app([], limits="2/minute", trusted_proxies=["127.0.0.1"], clock=CLOCK)
+    with serve(app) as address, httpx.Client(base_url=f"http://{address}", trust_env=False) as c:
+        statuses = [
+            c.get(
+                "/", headers={"X-Forwarded-For": "203.0.113.7", "Forwarded": f"for=6.6.6.{i}"}
+            ).status_code
+            for i in range(4)
+        ]
+        assert statuses == [200, 200, 429, 429]
+        # Another client behind the same proxy has its own budget.
+        assert c.get("/", headers={"X-Forwarded-For": "203.0.113.8"}).status_code == 200
+
+
+def test_head_spends_a_get_rule_over_real_http() -> None:
+    events: list[str] = []
+    app = make_app(events, rules=[Rule("/limited", "2/minute", methods=["GET"])], clock=CLOCK)
+    with serve(app) as address, httpx.Client(base_url=f"http://{address}", trust_env=False) as c:
+        assert [c.head("/limited").status_code for _ in range(4)] == [200, 200, 429, 429]
+    assert events.count("hello") == 2

@@ -266,7 +266,8 @@ _Rule = (
 
 @final
 class HttpLimiter:
-    """Per-request decisions for the ASGI middleware: one call per request."""
+    """Per-request decisions for the ASGI middleware: one call per request. Arguments left
+    ``None`` take the defaults of :class:`seawall.RateLimitMiddleware`."""
 
     def __new__(
         cls,
@@ -274,22 +275,27 @@ class HttpLimiter:
         limits: _Limits | None = None,
         rules: Sequence[_Rule] | None = None,
         global_limits: _Limits | None = None,
-        algorithm: _Algorithm | str = "gcra",
-        key: str = "ip",
+        algorithm: _Algorithm | str | None = None,
+        key: str | None = None,
         trusted_proxies: Sequence[str] | None = None,
-        ipv6_prefix: int = 64,
-        max_key_length: int = 256,
+        proxy_header: str | None = None,
+        ipv6_prefix: int | None = None,
+        max_key_length: int | None = None,
         exempt_ips: Sequence[str] | None = None,
         exempt_clients: Sequence[str] | None = None,
         bypass_header: str | None = None,
         bypass_secret: str | None = None,
-        headers: str = "x-ratelimit",
-        draft_version: int = 11,
-        max_keys: int = 1_000_000,
+        headers: str | None = None,
+        draft_version: int | None = None,
+        max_keys: int | None = None,
         clock: _ClockArg = None,
     ) -> HttpLimiter: ...
     @property
     def needs_body(self) -> bool: ...
+    @property
+    def learns_sessions(self) -> bool: ...
+    def issue_session(self, session_id: bytes) -> None: ...
+    def __len__(self) -> int: ...
     def check(
         self, scope: Mapping[str, Any], key: str | None = None, body: bytes | None = None
     ) -> tuple[bool, list[tuple[bytes, bytes]], bytes | None] | None: ...

@@ -46,9 +46,11 @@ class Rule:
 
     ``path`` is an exact path (``"/auth/login"``) or a glob: ``*`` matches any run of characters,
     ``/`` included, and ``?`` one character (``"/api/*"``, ``"/v?/items/*"``). ``methods``: the
-    HTTP methods it applies to (``None``: all). ``name``: the policy name in the ``RateLimit``
-    headers (default: the pattern). The first rule that matches a request wins, and its limits
-    replace the middleware's default ``limits`` for that request.
+    HTTP methods it applies to (``None``: all); a rule for ``GET`` holds ``HEAD`` too, with the
+    same budget, because Starlette and FastAPI answer ``HEAD`` with the ``GET`` handler. ``name``:
+    the policy name in the ``RateLimit`` headers (default: the pattern). The first rule that
+    matches a request wins, and its limits replace the middleware's default ``limits`` for that
+    request. A path that starts with neither ``/`` nor ``*`` would never match and is refused.
     """
 
     path: str
@@ -59,8 +61,18 @@ class Rule:
     def __post_init__(self) -> None:
         if not isinstance(self.path, str):
             raise TypeError(f"Rule.path must be a str, got {type(self.path).__name__}")
+        if not self.path.startswith(("/", "*")):
+            raise ValueError(
+                f"Rule.path must start with '/' (or '*' for a glob): request paths always do, "
+                f"so {self.path!r} would never match"
+            )
+        object.__setattr__(self, "limits", _limits(self.limits, "Rule.limits"))
         if self.methods is not None:
             methods = _strings("Rule.methods", self.methods)
+            if not methods:
+                raise ValueError(
+                    "Rule.methods must name at least one HTTP method, or be None for all of them"
+                )
             object.__setattr__(self, "methods", tuple(m.upper() for m in methods))
         if self.name is not None and not isinstance(self.name, str):
             raise TypeError(f"Rule.name must be a str or None, got {type(self.name).__name__}")
@@ -82,16 +94,33 @@ class RateLimitMiddleware:
     - ``key``: whose budget a request spends: ``"ip"`` (default), ``"header:<Name>"``
       (``Authorization`` is hashed), ``"query:<name>"``, ``"mcp-session"`` or
       ``"jsonrpc:<dotted.path>"`` (read from the body, at most ``max_body_bytes``); a missing
-      source falls back to the client IP. ``key_func``: a function of a Starlette ``Request``
-      (sync or async) returning the key, or ``None`` to use ``key``.
-    - ``trusted_proxies``: IPs / CIDRs whose ``Forwarded``, ``X-Forwarded-For`` and ``X-Real-IP``
-      are believed (default: none); ``ipv6_prefix``: IPv6 clients share a budget per prefix.
+      source falls back to the client IP. ``"mcp-session"`` keys by an ``Mcp-Session-Id`` only
+      if the server issued it (the middleware remembers, up to ``max_keys``, the ids in the app's
+      ``mcp-session-id`` response headers); any other request, including every request to a
+      stateless server, is keyed by the client IP. A client can still reset such a key by
+      opening a new session, which spends its IP budget. ``key_func``: a function of a
+      Starlette ``Request`` (sync or async) returning the key, or ``None`` to use ``key``; its
+      keys are stored as ``"fn:<value>"``, apart from the ``ip:``/``header:`` keys, so a value
+      such as ``"ip:198.51.100.7"`` cannot spend that address's budget (``exempt_clients``
+      match the value itself).
+    - ``trusted_proxies``: IPs / CIDRs whose proxy header is believed (default: none; IPv4-mapped
+      networks such as ``::ffff:10.0.0.0/104`` count as the IPv4 networks they map);
+      ``proxy_header``: the one header those proxies write the client into, and the only one
+      read: ``"X-Forwarded-For"`` (the default, the one uvicorn reads; written by nginx, AWS
+      ALB, Caddy, Traefik), ``"Forwarded"`` (RFC 7239 ``for=``), ``"X-Real-IP"``, or any header
+      name (``"CF-Connecting-IP"``). ``ipv6_prefix``: IPv6 clients share a budget per prefix.
     - ``exempt_ips``, ``exempt_clients``: never limited. ``bypass_header`` + ``bypass_secret``:
       a request carrying the secret (compared in constant time) skips the limits.
     - ``headers``: ``"x-ratelimit"``, ``"draft"`` (IETF ``RateLimit`` / ``RateLimit-Policy``,
       ``draft_version`` 11), ``"both"`` or ``"none"``. ``error_body``: ``(retry_after) -> bytes |
       dict`` replacing the default 429 JSON body.
     - ``websockets``: also limit websocket handshakes (a refused one is closed with code 1008).
+    - ``max_keys``: the most client keys the whole middleware keeps in memory, one store for the
+      default ``limits`` and every rule (a full store forgets the keys that are already fresh
+      first). ``len(middleware.limiter)``: the keys held.
+
+    At least one of ``limits``, ``rules`` and ``global_limits`` is required. Every argument of
+    the wrong type or value is a ``TypeError`` or ``ValueError`` naming it.
     """
 
     def __init__(
@@ -105,6 +134,7 @@ class RateLimitMiddleware:
         key: str = "ip",
         key_func: KeyFunc | None = None,
         trusted_proxies: Iterable[str] = (),
+        proxy_header: str = "X-Forwarded-For",
         ipv6_prefix: int = 64,
         max_key_length: int = 256,
         exempt_ips: Iterable[str] = (),
@@ -134,22 +164,23 @@ class RateLimitMiddleware:
         self.app = app
         self.limiter = _seawall.HttpLimiter(
             limits=None if limits is None else _limits(limits, "limits"),
-            rules=[_rule(rule) for rule in _iterable("rules", rules)],
+            rules=[_rule(i, rule) for i, rule in enumerate(_iterable("rules", rules))],
             global_limits=(
                 None if global_limits is None else _limits(global_limits, "global_limits")
             ),
-            algorithm=algorithm,
-            key=key,
+            algorithm=_str("algorithm", algorithm),
+            key=_str("key", key),
             trusted_proxies=_strings("trusted_proxies", trusted_proxies),
-            ipv6_prefix=ipv6_prefix,
-            max_key_length=max_key_length,
+            proxy_header=_str("proxy_header", proxy_header),
+            ipv6_prefix=_int("ipv6_prefix", ipv6_prefix),
+            max_key_length=_int("max_key_length", max_key_length),
             exempt_ips=_strings("exempt_ips", exempt_ips),
             exempt_clients=_strings("exempt_clients", exempt_clients),
-            bypass_header=bypass_header,
-            bypass_secret=bypass_secret,
-            headers=headers,
-            draft_version=draft_version,
-            max_keys=max_keys,
+            bypass_header=_optional_str("bypass_header", bypass_header),
+            bypass_secret=_optional_str("bypass_secret", bypass_secret),
+            headers=_str("headers", headers),
+            draft_version=_int("draft_version", draft_version),
+            max_keys=_int("max_keys", max_keys),
             clock=clock,
         )
         self.key_func = key_func
@@ -158,8 +189,10 @@ class RateLimitMiddleware:
         self.websockets = websockets
         self._check = self.limiter.check
         self._needs_body = self.limiter.needs_body
+        # With MCP session keys, the ids the app issues are learnt from its responses.
+        self._issue_session = self.limiter.issue_session if self.limiter.learns_sessions else None
         # The fast path: no Python per request beyond the one native call.
-        self._fast = key_func is None and not self._needs_body
+        self._fast = key_func is None and not self._needs_body and self._issue_session is None
         self._request_class: type[Request] | None = None
         if key_func is not None:
             from starlette.requests import Request
@@ -176,7 +209,7 @@ class RateLimitMiddleware:
         if self._fast:
             result = self._check(scope)
         else:
-            result, receive = await self._decide_with_python(scope, receive)
+            result, receive, send = await self._decide_with_python(scope, receive, send)
         if result is None:
             await self.app(scope, receive, send)
         elif result[0]:
@@ -185,10 +218,13 @@ class RateLimitMiddleware:
             await self._deny(scope, send, result[1], result[2])
 
     async def _decide_with_python(
-        self, scope: Scope, receive: Receive
-    ) -> tuple[tuple[bool, Headers, bytes | None] | None, Receive]:
-        """The decision when a ``key_func`` or the body is needed: returns it with the
-        ``receive`` the app must use (one that hands over first what was read ahead)."""
+        self, scope: Scope, receive: Receive, send: Send
+    ) -> tuple[tuple[bool, Headers, bytes | None] | None, Receive, Send]:
+        """The decision when a ``key_func`` or the body is needed, or session ids are learnt:
+        returns it with the ``receive`` the app must use (one that hands over first what was
+        read ahead) and the ``send`` (one that learns the session ids the app issues)."""
+        if self._issue_session is not None:
+            send = _send_learning_sessions(send, self._issue_session)
         key = None
         if self.key_func is not None:
             ahead = _ReadAhead(receive)
@@ -198,7 +234,7 @@ class RateLimitMiddleware:
         body = None
         if key is None and self._needs_body:
             body, receive = await self._read_body(receive)
-        return self._check(scope, key, body), receive
+        return self._check(scope, key, body), receive, send
 
     async def _call_key_func(self, scope: Scope, receive: Receive | None) -> str | None:
         assert self.key_func is not None and self._request_class is not None
@@ -299,11 +335,30 @@ def _send_with_headers(send: Send, headers: Headers) -> Send:
 
     def send_with_headers(message: Message) -> Awaitable[None]:
         if message["type"] == "http.response.start":
-            # A new list: the app's own may be shared (a Response object sent twice).
-            message["headers"] = [*message.get("headers", ()), *headers]
+            # A new message and a new list: the app's own may be shared (a prepared message, a
+            # Response object sent twice), and must not grow nor carry this request's values.
+            message = {**message, "headers": [*message.get("headers", ()), *headers]}
         return send(message)
 
     return send_with_headers
+
+
+_SESSION_HEADER = b"mcp-session-id"
+
+
+def _send_learning_sessions(send: Send, issue: Callable[[bytes], None]) -> Send:
+    """``send``, recording the MCP session id the app issues in ``http.response.start``."""
+
+    def send_learning(message: Message) -> Awaitable[None]:
+        if message["type"] == "http.response.start":
+            for name, value in message.get("headers", ()):
+                if len(name) == 14 and name.lower() == _SESSION_HEADER:
+                    if isinstance(value, bytes):
+                        issue(value)
+                    break
+        return send(message)
+
+    return send_learning
 
 
 class _ReadAhead:
@@ -345,6 +400,22 @@ def _iterable(name: str, value: Any) -> Iterable[Any]:
     return value
 
 
+def _str(name: str, value: Any) -> str:
+    if not isinstance(value, str):
+        raise TypeError(f"{name} must be a str, got {type(value).__name__}")
+    return value
+
+
+def _optional_str(name: str, value: Any) -> str | None:
+    return None if value is None else _str(name, value)
+
+
+def _int(name: str, value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"{name} must be an int, got {type(value).__name__}")
+    return value
+
+
 def _strings(name: str, value: Any) -> list[str]:
     """A list of str from a list (or one str, taken as a list of one)."""
     if isinstance(value, str):
@@ -366,12 +437,15 @@ def _limits(value: Any, name: str) -> str | _seawall.Limit | list[str | _seawall
     )
 
 
-def _rule(rule: Any) -> RuleTuple:
+def _rule(index: int, rule: Any) -> RuleTuple:
     if isinstance(rule, Rule):
         return rule.as_tuple()
     if isinstance(rule, (tuple, list)) and 2 <= len(rule) <= 4:
-        return Rule(*rule).as_tuple()
+        try:
+            return Rule(*rule).as_tuple()
+        except (TypeError, ValueError) as error:
+            raise type(error)(f"rules[{index}]: {error}") from None
     raise TypeError(
-        "rules must hold Rule objects or (path, limits, methods, name) tuples, "
+        f"rules[{index}] must be a Rule or a (path, limits, methods, name) tuple, "
         f"got {type(rule).__name__}"
     )

@@ -17,7 +17,7 @@ from typing import Any
 from fastapi import HTTPException, Request, Response
 
 from seawall import _seawall
-from seawall.asgi import _limits, _strings
+from seawall.asgi import _int, _limits, _str, _strings
 from seawall.types import Limits
 
 __all__ = ["RateLimitDependency", "limit"]
@@ -32,6 +32,7 @@ def limit(
     key_func: Callable[[Request], str | Awaitable[str | None] | None] | None = None,
     algorithm: str = "gcra",
     trusted_proxies: Iterable[str] = (),
+    proxy_header: str = "X-Forwarded-For",
     ipv6_prefix: int = 64,
     max_key_length: int = 256,
     exempt_ips: Iterable[str] = (),
@@ -42,10 +43,13 @@ def limit(
 ) -> "RateLimitDependency":
     """A dependency admitting ``limits`` per client: ``Depends(limit("10/minute"))``.
 
-    The key is the client IP (``trusted_proxies``: IPs / CIDRs whose proxy headers are believed;
-    IPv6 clients grouped by ``ipv6_prefix``), or what ``key_func(request)`` returns (sync or
-    async; ``None`` falls back to the IP). ``headers``: ``True`` for ``X-RateLimit-*``, ``False``
-    for none on admitted responses, or a mode of the middleware (``"draft"``, ``"both"``).
+    The key is the client IP (``trusted_proxies``: IPs / CIDRs whose ``proxy_header`` is
+    believed, as for :class:`seawall.RateLimitMiddleware`: ``"X-Forwarded-For"`` by default,
+    ``"Forwarded"``, ``"X-Real-IP"`` or any header name, and only that one is read; IPv6 clients
+    grouped by ``ipv6_prefix``), or what ``key_func(request)`` returns (sync or async; ``None``
+    falls back to the IP), kept as ``"fn:<value>"`` so that it never spends an IP's budget.
+    ``headers``: ``True`` for ``X-RateLimit-*``, ``False`` for none on admitted responses, or a
+    mode of the middleware (``"draft"``, ``"both"``).
     ``detail``: the ``HTTPException`` detail of a refusal.
 
     Each call of ``limit(...)`` is one budget: reuse the returned dependency on several endpoints
@@ -62,14 +66,15 @@ def limit(
         raise TypeError(f"headers must be a bool or a str, got {type(headers).__name__}")
     native = _seawall.HttpLimiter(
         limits=_limits(limits, "limits"),
-        algorithm=algorithm,
+        algorithm=_str("algorithm", algorithm),
         key="ip",
         trusted_proxies=_strings("trusted_proxies", trusted_proxies),
-        ipv6_prefix=ipv6_prefix,
-        max_key_length=max_key_length,
+        proxy_header=_str("proxy_header", proxy_header),
+        ipv6_prefix=_int("ipv6_prefix", ipv6_prefix),
+        max_key_length=_int("max_key_length", max_key_length),
         exempt_ips=_strings("exempt_ips", exempt_ips),
         headers=mode,
-        max_keys=max_keys,
+        max_keys=_int("max_keys", max_keys),
         clock=clock,
     )
     return RateLimitDependency(native, key_func, detail)

@@ -7,8 +7,12 @@
 pub mod client_ip;
 pub mod render;
 
+use std::collections::{HashSet, VecDeque};
+use std::hash::BuildHasher;
 use std::net::IpAddr;
+use std::sync::Arc;
 
+use parking_lot::Mutex;
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 use wildmatch::WildMatch;
@@ -16,7 +20,9 @@ use wildmatch::WildMatch;
 use crate::algorithm::Decision;
 use crate::clock::Nanos;
 use crate::error::Error;
-use crate::limiter::tiered::{LimitSet, Limiter, TieredDecision};
+use crate::limiter::tiered::{LimitSet, Limiter, TierState, TieredDecision};
+use crate::store::memory::{Keyed, MemoryStore};
+pub use client_ip::ProxyHeader;
 use client_ip::{client_ip, group, Proxies};
 pub use render::{HeaderStyle, Headers};
 
@@ -44,14 +50,14 @@ impl RequestView<'_> {
             .filter(|v| !v.is_empty())
     }
 
-    fn query_param(&self, name: &str) -> Option<String> {
+    fn query_param(&self, name: &str) -> Option<Vec<u8>> {
         self.query.split(|&b| b == b'&').find_map(|pair| {
             let (k, v) = match pair.iter().position(|&b| b == b'=') {
                 Some(i) => (&pair[..i], &pair[i + 1..]),
                 None => (pair, &b""[..]),
             };
             (percent_decode(k) == name.as_bytes())
-                .then(|| String::from_utf8_lossy(&percent_decode(v)).into_owned())
+                .then(|| percent_decode(v))
                 .filter(|v| !v.is_empty())
         })
     }
@@ -89,7 +95,8 @@ pub enum KeySource {
     Header(Vec<u8>),
     /// A query parameter.
     Query(String),
-    /// The MCP session header, `Mcp-Session-Id`.
+    /// The MCP session header, `Mcp-Session-Id`, but only for ids the server issued (see
+    /// [`IssuedSessions`]); any other request is keyed by its address.
     McpSession,
     /// A field of a JSON-RPC body, by dotted path (`params._client_id`).
     JsonRpc(Vec<String>),
@@ -135,7 +142,7 @@ pub struct Rule {
     name: String,
     pattern: Pattern,
     methods: Option<Vec<String>>,
-    limiter: Limiter,
+    limits: LimitSet,
 }
 
 enum Pattern {
@@ -163,19 +170,49 @@ impl Pattern {
 impl Rule {
     /// `limits` per client on paths matching `pattern` (exact, or a glob with `*` and `?`), for
     /// `methods` (all if `None`). `name` labels it in the `RateLimit-Policy` header.
+    ///
+    /// A pattern must start with `/` or `*` (an ASGI path always starts with `/`, so any other
+    /// pattern would never match), and `methods`, when given, must name at least one. A rule for
+    /// `GET` holds `HEAD` too, with the same budget: frameworks (Starlette, FastAPI) answer
+    /// `HEAD` with the `GET` handler, so leaving it out would let a client run the handler
+    /// unlimited.
     pub fn new(
         pattern: &str,
         limits: LimitSet,
         methods: Option<Vec<String>>,
         name: Option<String>,
-        max_keys: usize,
-    ) -> Self {
-        Rule {
+    ) -> Result<Self, Error> {
+        if !(pattern.starts_with('/') || pattern.starts_with('*')) {
+            return Err(Error::invalid(
+                "path",
+                format!(
+                    "must start with '/' (or '*' for a glob): request paths always do, so \
+                     '{pattern}' would never match"
+                ),
+            ));
+        }
+        let methods = match methods {
+            Some(m) if m.is_empty() => {
+                return Err(Error::invalid(
+                    "methods",
+                    "must name at least one HTTP method, or be None for all of them",
+                ))
+            }
+            Some(m) => {
+                let mut m: Vec<String> = m.iter().map(|m| m.trim().to_ascii_uppercase()).collect();
+                if m.iter().any(|m| m == "GET") && !m.iter().any(|m| m == "HEAD") {
+                    m.push("HEAD".to_string());
+                }
+                Some(m)
+            }
+            None => None,
+        };
+        Ok(Rule {
             name: name.unwrap_or_else(|| pattern.to_string()),
             pattern: Pattern::new(pattern),
-            methods: methods.map(|m| m.iter().map(|m| m.to_ascii_uppercase()).collect()),
-            limiter: Limiter::new(limits, max_keys),
-        }
+            methods,
+            limits,
+        })
     }
 
     fn applies(&self, req: &RequestView<'_>) -> bool {
@@ -187,12 +224,260 @@ impl Rule {
     }
 }
 
+/// Every per-client budget of a middleware (each rule's and the default limits') in one bounded
+/// store, so that `max_keys` bounds the middleware as a whole and the room goes wherever the
+/// clients are. Within the store a client key is tagged with its budget (one byte when there are
+/// fewer than 128 budgets), so a client's budgets on two routes are two keys.
+///
+/// ```
+/// use seawall::http::{Routes, Rule};
+/// use seawall::limiter::tiered::{AlgorithmKind, LimitSet};
+///
+/// let set = |t| LimitSet::parse(t, AlgorithmKind::Gcra).unwrap();
+/// let rules = vec![Rule::new("/login", set("1/minute"), None, None).unwrap()];
+/// let routes = Routes::new(rules, Some(set("5/minute")), 1000);
+/// assert_eq!(routes.budgets(), 2);
+/// assert!(routes.hit(0, "ip:192.0.2.1", 0).unwrap().decision.allowed);
+/// assert!(!routes.hit(0, "ip:192.0.2.1", 0).unwrap().decision.allowed);
+/// assert!(routes.hit(1, "ip:192.0.2.1", 0).unwrap().decision.allowed);
+/// assert_eq!(routes.len(), 2);
+/// ```
+pub struct Routes {
+    rules: Vec<Rule>,
+    /// The default limits' budget index (after the rules'), if there are default limits.
+    default: Option<usize>,
+    tags: Vec<String>,
+    store: MemoryStore<Budgets>,
+}
+
+/// The limit sets of every budget, as the store's parameters.
+#[derive(Clone, PartialEq)]
+struct Budgets(Arc<[LimitSet]>);
+
+/// One key's state: its budget and that budget's tier states; `None` while fresh. Boxed, so that
+/// a store entry keeps to one cache line.
+#[derive(Clone)]
+struct Tagged {
+    budget: usize,
+    tiers: Box<[TierState]>,
+}
+
+impl Keyed for Budgets {
+    type State = Option<Box<Tagged>>;
+
+    fn fresh(&self, _now: Nanos) -> Self::State {
+        None
+    }
+
+    fn is_fresh(&self, state: &Self::State, now: Nanos) -> bool {
+        state
+            .as_ref()
+            .is_none_or(|t| self.0[t.budget].is_fresh(&t.tiers, now))
+    }
+
+    fn eviction_rank(&self, state: &Self::State, now: Nanos) -> (Nanos, u128) {
+        match state {
+            Some(t) => self.0[t.budget].eviction_rank(&t.tiers, now),
+            None => (now, 0),
+        }
+    }
+
+    fn rebase(&self, _old: &Self, state: &Self::State, _now: Nanos) -> Self::State {
+        state.clone()
+    }
+}
+
+/// Keys up to this long are tagged on the stack, without allocating.
+const TAGGED_ON_STACK: usize = 128;
+
+impl Routes {
+    /// `rules` (first match wins) and the `default` limits for requests no rule matches, holding
+    /// at most `max_keys` keys in all.
+    pub fn new(rules: Vec<Rule>, default: Option<LimitSet>, max_keys: usize) -> Self {
+        let mut sets: Vec<LimitSet> = rules.iter().map(|r| r.limits.clone()).collect();
+        let default = default.map(|d| {
+            sets.push(d);
+            sets.len() - 1
+        });
+        let tags = (0..sets.len())
+            .map(|i| match u8::try_from(i) {
+                Ok(b) if sets.len() < 128 => char::from(b).to_string(),
+                _ => format!("{i}|"),
+            })
+            .collect();
+        Routes {
+            rules,
+            default,
+            tags,
+            store: MemoryStore::new(Budgets(sets.into()), max_keys),
+        }
+    }
+
+    /// How many budgets there are (rules, plus the default limits if any).
+    pub fn budgets(&self) -> usize {
+        self.tags.len()
+    }
+
+    /// The budget a request spends and its policy name: the first matching rule's, else the
+    /// default limits'.
+    fn route(&self, req: &RequestView<'_>) -> Option<(usize, &str)> {
+        match self.rules.iter().position(|r| r.applies(req)) {
+            Some(i) => Some((i, self.rules[i].name.as_str())),
+            None => self.default.map(|d| (d, "default")),
+        }
+    }
+
+    /// Runs `f` with `key` tagged with `budget`.
+    fn tagged<R>(&self, budget: usize, key: &str, f: impl FnOnce(&str) -> R) -> R {
+        let tag = self.tags[budget].as_bytes();
+        let len = tag.len() + key.len();
+        if len <= TAGGED_ON_STACK {
+            let mut buf = [0u8; TAGGED_ON_STACK];
+            buf[..tag.len()].copy_from_slice(tag);
+            buf[tag.len()..len].copy_from_slice(key.as_bytes());
+            f(std::str::from_utf8(&buf[..len]).expect("a tag and a key are UTF-8"))
+        } else {
+            f(&format!("{}{key}", self.tags[budget]))
+        }
+    }
+
+    /// Decides one request of `key` against `budget` and counts it if admitted.
+    pub fn hit(&self, budget: usize, key: &str, now: Nanos) -> Result<TieredDecision, Error> {
+        self.tagged(budget, key, |tagged| {
+            self.store.try_update(tagged, now, |sets, state, stats| {
+                let set = &sets.0[budget];
+                set.check_cost(1)?;
+                let t = state.get_or_insert_with(|| {
+                    Box::new(Tagged {
+                        budget,
+                        tiers: set.fresh(now),
+                    })
+                });
+                let (decision, i, binding_reset_after) = set.decide(&mut t.tiers, now, 1, true);
+                stats.record(decision.allowed, now);
+                Ok(TieredDecision {
+                    decision,
+                    binding: set.limits()[i].spec(),
+                    binding_reset_after,
+                })
+            })
+        })
+    }
+
+    /// What [`Routes::hit`] would decide, changing nothing and creating no key.
+    pub fn test(&self, budget: usize, key: &str, now: Nanos) -> Result<TieredDecision, Error> {
+        self.tagged(budget, key, |tagged| {
+            self.store.read(tagged, now, |sets, state, _| {
+                let set = &sets.0[budget];
+                set.check_cost(1)?;
+                let mut scratch = match state {
+                    Some(t) => t.tiers.clone(),
+                    None => set.fresh(now),
+                };
+                let (decision, i, binding_reset_after) = set.decide(&mut scratch, now, 1, false);
+                Ok(TieredDecision {
+                    decision,
+                    binding: set.limits()[i].spec(),
+                    binding_reset_after,
+                })
+            })
+        })
+    }
+
+    /// Forgets `key` in every budget.
+    pub fn reset(&self, key: &str, now: Nanos) {
+        for budget in 0..self.budgets() {
+            self.tagged(budget, key, |tagged| self.store.reset(tagged, now));
+        }
+    }
+
+    /// Keys held.
+    pub fn len(&self) -> usize {
+        self.store.len()
+    }
+
+    /// Whether no key is held.
+    pub fn is_empty(&self) -> bool {
+        self.store.is_empty()
+    }
+}
+
+/// The MCP session ids a server issued, learnt from the `mcp-session-id` header of its
+/// responses: at most `capacity`, the oldest forgotten first. A session key is used only for an
+/// id found here, so a client cannot get a fresh budget by writing a new `Mcp-Session-Id` of
+/// its own (servers that issue no sessions — stateless, or 2026-07-28-style connections — never
+/// add any). Ids are kept as 64-bit hashes under a per-process random seed, about 30 bytes each.
+///
+/// ```
+/// use seawall::http::IssuedSessions;
+///
+/// let sessions = IssuedSessions::new(2);
+/// sessions.issue(b"a");
+/// sessions.issue(b"b");
+/// sessions.issue(b"c");
+/// assert!(!sessions.issued(b"a") && sessions.issued(b"b") && sessions.issued(b"c"));
+/// ```
+pub struct IssuedSessions {
+    hasher: foldhash::fast::RandomState,
+    capacity: usize,
+    inner: Mutex<(HashSet<u64>, VecDeque<u64>)>,
+}
+
+impl IssuedSessions {
+    /// Remembers at most `capacity` ids (at least 1).
+    pub fn new(capacity: usize) -> Self {
+        IssuedSessions {
+            hasher: foldhash::fast::RandomState::default(),
+            capacity: capacity.max(1),
+            inner: Mutex::new((HashSet::new(), VecDeque::new())),
+        }
+    }
+
+    /// Records an id the server issued.
+    pub fn issue(&self, id: &[u8]) {
+        if id.is_empty() {
+            return;
+        }
+        let h = self.hasher.hash_one(id);
+        let mut guard = self.inner.lock();
+        let (set, order) = &mut *guard;
+        if set.insert(h) {
+            order.push_back(h);
+            if order.len() > self.capacity {
+                if let Some(old) = order.pop_front() {
+                    set.remove(&old);
+                }
+            }
+        }
+    }
+
+    /// Whether the server issued `id` (and it is still remembered).
+    pub fn issued(&self, id: &[u8]) -> bool {
+        let h = self.hasher.hash_one(id);
+        self.inner.lock().0.contains(&h)
+    }
+
+    /// Ids remembered.
+    pub fn len(&self) -> usize {
+        self.inner.lock().1.len()
+    }
+
+    /// Whether no id is remembered.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
 /// The middleware's whole configuration.
 pub struct HttpPolicy {
     /// Where keys come from.
     pub key_source: KeySource,
     /// Trusted proxies.
     pub proxies: Proxies,
+    /// The one header trusted proxies report the client in.
+    pub proxy_header: ProxyHeader,
+    /// MCP session ids the server issued (used by [`KeySource::McpSession`]).
+    pub sessions: IssuedSessions,
     /// IPv6 clients are grouped by this prefix.
     pub ipv6_prefix: u8,
     /// Longer keys are replaced by their SHA-256.
@@ -205,10 +490,9 @@ pub struct HttpPolicy {
     pub bypass: Option<(Vec<u8>, Vec<u8>)>,
     /// One budget for everyone.
     pub global: Option<Limiter>,
-    /// Per client, where no rule matches.
-    pub default: Option<Limiter>,
-    /// Route rules, first match wins.
-    pub rules: Vec<Rule>,
+    /// Per client: the route rules (first match wins) and the default limits where none
+    /// matches.
+    pub routes: Routes,
     /// Which rate-limit headers to render.
     pub headers: HeaderStyle,
 }
@@ -231,16 +515,13 @@ struct Identity {
     ip: Option<IpAddr>,
 }
 
-/// Header bytes as key text: UTF-8 as is; anything else as hex, so that distinct byte strings
-/// never share a key (lossy decoding would map them all to U+FFFD).
-fn exact_text(bytes: &[u8]) -> String {
-    match std::str::from_utf8(bytes) {
-        Ok(s) => s.to_string(),
-        Err(_) => format!(
-            "0x{}",
-            bytes.iter().map(|b| format!("{b:02x}")).collect::<String>()
-        ),
-    }
+/// A header or query value as key text: UTF-8 as is (`None` here); anything else as the hex of
+/// its bytes, so that distinct byte strings never share a key (lossy decoding would map them all
+/// to U+FFFD).
+fn non_utf8_hex(bytes: &[u8]) -> Option<String> {
+    std::str::from_utf8(bytes)
+        .is_err()
+        .then(|| bytes.iter().map(|b| format!("{b:02x}")).collect())
 }
 
 fn sha256_hex(bytes: &[u8]) -> String {
@@ -266,7 +547,7 @@ impl HttpPolicy {
 
     fn identity(&self, req: &RequestView<'_>, key: Option<&str>, body: Option<&[u8]>) -> Identity {
         let peer = req.peer.and_then(|p| p.parse::<IpAddr>().ok());
-        let ip = client_ip(peer, req.headers, &self.proxies);
+        let ip = client_ip(peer, req.headers, &self.proxies, &self.proxy_header);
         let ip_identity = || {
             let raw = ip
                 .map(|ip| group(ip, self.ipv6_prefix))
@@ -282,12 +563,20 @@ impl HttpPolicy {
             raw,
             ip,
         };
-        let identity = if let Some(k) = key {
-            Identity {
-                key: k.to_string(),
-                raw: k.to_string(),
+        // Bytes that are not UTF-8 get a namespace of their own ("header-hex:ff"), so that no
+        // text value ("0xff") can stand for them; the raw id is "0x" and the hex.
+        let from_bytes = |prefix: &str, bytes: &[u8]| match non_utf8_hex(bytes) {
+            None => from(prefix, String::from_utf8_lossy(bytes).into_owned()),
+            Some(hex) => Identity {
+                key: format!("{prefix}-hex:{hex}"),
+                raw: format!("0x{hex}"),
                 ip,
-            }
+            },
+        };
+        let identity = if let Some(k) = key {
+            // A caller's key (a `key_func`'s) has a namespace of its own: a value such as
+            // "ip:198.51.100.7" must not spend that address's budget.
+            from("fn", k.to_string())
         } else {
             match &self.key_source {
                 KeySource::Ip => ip_identity(),
@@ -296,15 +585,18 @@ impl HttpPolicy {
                     None => ip_identity(),
                 },
                 KeySource::Header(name) => match req.header(name) {
-                    Some(v) => from("header", exact_text(v)),
+                    Some(v) => from_bytes("header", v),
                     None => ip_identity(),
                 },
-                KeySource::McpSession => match req.header(b"mcp-session-id") {
-                    Some(v) => from("mcp", exact_text(v)),
+                KeySource::McpSession => match req
+                    .header(b"mcp-session-id")
+                    .filter(|id| self.sessions.issued(id))
+                {
+                    Some(v) => from_bytes("mcp", v),
                     None => ip_identity(),
                 },
                 KeySource::Query(name) => match req.query_param(name) {
-                    Some(v) => from("query", v),
+                    Some(v) => from_bytes("query", &v),
                     None => ip_identity(),
                 },
                 KeySource::JsonRpc(path) => match body.and_then(|b| json_field(b, path)) {
@@ -352,15 +644,12 @@ impl HttpPolicy {
         {
             return Ok(Outcome::Pass);
         }
-        let rule = self.rules.iter().find(|r| r.applies(req));
-        let mut applicable: Vec<(&Limiter, &str, &str)> = Vec::with_capacity(2);
+        let mut applicable: Vec<(Budget<'_>, &str)> = Vec::with_capacity(2);
         if let Some(g) = &self.global {
-            applicable.push((g, "global", "global"));
+            applicable.push((Budget::Global(g), "global"));
         }
-        match (rule, &self.default) {
-            (Some(r), _) => applicable.push((&r.limiter, &r.name, id.key.as_str())),
-            (None, Some(d)) => applicable.push((d, "default", id.key.as_str())),
-            (None, None) => {}
+        if let Some((budget, name)) = self.routes.route(req) {
+            applicable.push((Budget::Client(&self.routes, budget, &id.key), name));
         }
         if applicable.is_empty() {
             return Ok(Outcome::Pass);
@@ -374,17 +663,17 @@ impl HttpPolicy {
             ..t.decision
         };
         let mut decisions: Vec<(Decision, Nanos, &str)> = Vec::with_capacity(applicable.len());
-        if let [(limiter, name, key)] = applicable.as_slice() {
-            let t = limiter.hit(key, now, 1)?;
+        if let [(budget, name)] = applicable.as_slice() {
+            let t = budget.hit(now)?;
             decisions.push((policy(t), t.binding.period, name));
         } else {
-            for (limiter, name, key) in &applicable {
-                let t = limiter.test(key, now, 1)?;
+            for (budget, name) in &applicable {
+                let t = budget.test(now)?;
                 decisions.push((policy(t), t.binding.period, name));
             }
             if decisions.iter().all(|(d, _, _)| d.allowed) {
-                for ((limiter, name, key), slot) in applicable.iter().zip(decisions.iter_mut()) {
-                    let t = limiter.hit(key, now, 1)?;
+                for ((budget, name), slot) in applicable.iter().zip(decisions.iter_mut()) {
+                    let t = budget.hit(now)?;
                     *slot = (policy(t), t.binding.period, name);
                 }
             }
@@ -411,15 +700,48 @@ impl HttpPolicy {
         })
     }
 
-    /// Forgets `key` in every store.
+    /// Keys held: the per-client ones, and the global limits' one.
+    pub fn len(&self) -> usize {
+        self.routes.len() + self.global.as_ref().map_or(0, Limiter::len)
+    }
+
+    /// Whether no key is held.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Whether any limit is configured at all.
+    pub fn limits_anything(&self) -> bool {
+        self.global.is_some() || self.routes.budgets() > 0
+    }
+
+    /// Forgets `key` in every budget.
     pub fn reset(&self, key: &str, now: Nanos) {
-        for limiter in self
-            .global
-            .iter()
-            .chain(self.default.iter())
-            .chain(self.rules.iter().map(|r| &r.limiter))
-        {
-            limiter.reset(key, now);
+        if let Some(g) = &self.global {
+            g.reset(key, now);
+        }
+        self.routes.reset(key, now);
+    }
+}
+
+/// A budget a request spends: the global one, or a client's in one of the routes.
+enum Budget<'a> {
+    Global(&'a Limiter),
+    Client(&'a Routes, usize, &'a str),
+}
+
+impl Budget<'_> {
+    fn hit(&self, now: Nanos) -> Result<TieredDecision, Error> {
+        match self {
+            Budget::Global(g) => g.hit("global", now, 1),
+            Budget::Client(routes, budget, key) => routes.hit(*budget, key, now),
+        }
+    }
+
+    fn test(&self, now: Nanos) -> Result<TieredDecision, Error> {
+        match self {
+            Budget::Global(g) => g.test("global", now, 1),
+            Budget::Client(routes, budget, key) => routes.test(*budget, key, now),
         }
     }
 }
@@ -454,20 +776,25 @@ mod tests {
         HttpPolicy {
             key_source: KeySource::Ip,
             proxies: Proxies::default(),
+            proxy_header: ProxyHeader::default(),
+            sessions: IssuedSessions::new(100),
             ipv6_prefix: 64,
             max_key_length: 128,
             exempt_ips: Proxies::parse(&["192.0.2.0/24"]).unwrap(),
             exempt_clients: vec![],
             bypass: Some((b"x-internal-service".to_vec(), b"s3cret".to_vec())),
             global: None,
-            default: Some(Limiter::new(set("2/minute"), 1000)),
-            rules: vec![Rule::new(
-                "/auth/login",
-                set("1/minute"),
-                Some(vec!["post".into()]),
-                None,
+            routes: Routes::new(
+                vec![Rule::new(
+                    "/auth/login",
+                    set("1/minute"),
+                    Some(vec!["post".into()]),
+                    None,
+                )
+                .unwrap()],
+                Some(set("2/minute")),
                 1000,
-            )],
+            ),
             headers: HeaderStyle::XRateLimit,
         }
     }
@@ -560,6 +887,9 @@ mod tests {
         let k = p.key_for(&r, None);
         assert!(k.starts_with("auth:") && !k.contains("t0k3n"));
         p.key_source = "mcp-session".parse().unwrap();
+        // Only an id the server issued is a key; any other is the client's address.
+        assert_eq!(p.key_for(&r, None), "ip:2001:db8:1:2::/64");
+        p.sessions.issue(b"abc");
         assert_eq!(p.key_for(&r, None), "mcp:abc");
         p.key_source = "query:client_id".parse().unwrap();
         assert_eq!(p.key_for(&r, None), "query:a b");
@@ -578,13 +908,11 @@ mod tests {
     fn headers_describe_the_binding_policy_alone() {
         let mut p = policy();
         p.headers = HeaderStyle::Draft;
-        p.rules = vec![Rule::new(
-            "/auth/login",
-            set("5/minute; 20/hour; 100/day"),
-            None,
+        p.routes = Routes::new(
+            vec![Rule::new("/auth/login", set("5/minute; 20/hour; 100/day"), None, None).unwrap()],
             None,
             1000,
-        )];
+        );
         let Outcome::Allowed(h) = p
             .decide(
                 &req("203.0.113.1", "/auth/login", "POST", &[]),
@@ -610,9 +938,125 @@ mod tests {
     }
 
     #[test]
+    fn caller_keys_have_their_own_namespace() {
+        let p = policy();
+        let r = req("198.51.100.7", "/", "GET", &[]);
+        let Outcome::Allowed(_) = p.decide(&r, 0, Some("ip:198.51.100.7"), None).unwrap() else {
+            panic!("denied")
+        };
+        let Outcome::Allowed(h) = p.decide(&r, 0, None, None).unwrap() else {
+            panic!("denied")
+        };
+        assert!(h.contains(&(&b"x-ratelimit-remaining"[..], b"1".to_vec())));
+        assert_eq!(p.identity(&r, Some("u"), None).key, "fn:u");
+        assert_eq!(p.identity(&r, Some("u"), None).raw, "u");
+    }
+
+    #[test]
+    fn query_keys_keep_invalid_utf8_apart() {
+        let mut p = policy();
+        p.key_source = "query:k".parse().unwrap();
+        let key = |q: &'static [u8]| {
+            p.key_for(
+                &RequestView {
+                    query: q,
+                    ..req("203.0.113.1", "/", "GET", &[])
+                },
+                None,
+            )
+        };
+        assert_eq!(key(b"k=%ff"), "query-hex:ff");
+        assert_ne!(key(b"k=%ff"), key(b"k=%fe"));
+        assert_ne!(key(b"k=%ff"), key(b"k=0xff"));
+        assert_eq!(key(b"k=caf%C3%A9"), "query:caf\u{e9}");
+    }
+
+    #[test]
+    fn get_rules_hold_head_and_bad_rules_are_refused() {
+        let rule = Rule::new("/s", set("1/minute"), Some(vec!["get".into()]), None).unwrap();
+        assert!(rule.applies(&req("203.0.113.1", "/s", "HEAD", &[])));
+        assert!(!rule.applies(&req("203.0.113.1", "/s", "POST", &[])));
+        let head = Rule::new("/s", set("1/minute"), Some(vec!["HEAD".into()]), None).unwrap();
+        assert!(!head.applies(&req("203.0.113.1", "/s", "GET", &[])));
+        for bad in ["api/*", "", " /api", "search"] {
+            assert!(
+                Rule::new(bad, set("1/minute"), None, None).is_err(),
+                "{bad}"
+            );
+        }
+        assert!(Rule::new("*/search", set("1/minute"), None, None).is_ok());
+        assert!(Rule::new("/a", set("1/minute"), Some(vec![]), None).is_err());
+    }
+
+    #[test]
+    fn max_keys_bounds_every_budget_together() {
+        let rules = (0..4)
+            .map(|i| Rule::new(&format!("/r{i}"), set("1/hour"), None, None).unwrap())
+            .collect();
+        let routes = Routes::new(rules, Some(set("1/hour")), 20);
+        for c in 0..100 {
+            for b in 0..routes.budgets() {
+                routes.hit(b, &format!("ip:198.51.100.{c}"), 0).unwrap();
+            }
+        }
+        assert!(routes.len() <= 20, "{}", routes.len());
+        // One budget alone may use the whole room.
+        let routes = Routes::new(
+            vec![Rule::new("/a", set("1/hour"), None, None).unwrap()],
+            Some(set("1/hour")),
+            20,
+        );
+        for c in 0..20 {
+            routes.hit(1, &format!("ip:198.51.100.{c}"), 0).unwrap();
+        }
+        assert_eq!(routes.len(), 20);
+        for c in 0..20 {
+            let key = format!("ip:198.51.100.{c}");
+            assert!(!routes.test(1, &key, 0).unwrap().decision.allowed);
+            assert!(routes.test(0, &key, 0).unwrap().decision.allowed);
+        }
+        routes.reset("ip:198.51.100.3", 0);
+        assert!(
+            routes
+                .test(1, "ip:198.51.100.3", 0)
+                .unwrap()
+                .decision
+                .allowed
+        );
+        // Long keys are tagged too.
+        let long = "k".repeat(300);
+        assert!(routes.hit(1, &long, 0).unwrap().decision.allowed);
+        assert!(!routes.hit(1, &long, 0).unwrap().decision.allowed);
+        assert!(routes.hit(0, &long, 0).unwrap().decision.allowed);
+    }
+
+    #[test]
+    fn issued_sessions_are_bounded() {
+        let s = IssuedSessions::new(3);
+        for i in 0..10u8 {
+            s.issue(&[i]);
+            s.issue(&[i]);
+        }
+        assert_eq!(s.len(), 3);
+        assert!(s.issued(&[9]) && s.issued(&[7]) && !s.issued(&[6]));
+        s.issue(b"");
+        assert!(!s.issued(b""));
+    }
+
+    #[test]
     fn non_utf8_header_keys_stay_distinct() {
-        assert_eq!(exact_text(b"ab"), "ab");
-        assert_ne!(exact_text(b"\xff\x01"), exact_text(b"\xff\x02"));
+        assert_eq!(non_utf8_hex(b"ab"), None);
+        assert_eq!(non_utf8_hex(b"\xff\x01").unwrap(), "ff01");
+        let mut p = policy();
+        p.key_source = "header:x-key".parse().unwrap();
+        let key = |v: &'static [u8]| {
+            let h: &[(&[u8], &[u8])] = &[(b"x-key", v)];
+            p.key_for(&req("203.0.113.1", "/", "GET", h), None)
+        };
+        assert_eq!(key(b"\xff\x01"), "header-hex:ff01");
+        assert_ne!(key(b"\xff\x01"), key(b"\xff\x02"));
+        assert_ne!(key(b"\xff"), key(b"0xff"));
+        assert_eq!(key(b"0xff"), "header:0xff");
     }
 
     #[test]

@@ -5,8 +5,11 @@ use pyo3::types::{PyBytes, PyDict, PyList, PyString, PyTuple};
 use super::clock::ClockSource;
 use super::limiter::limit_set_arg;
 use crate::http::render::NAMES;
-use crate::http::{HeaderStyle, Headers, HttpPolicy, KeySource, Outcome, RequestView, Rule};
-use crate::limiter::tiered::Limiter;
+use crate::http::{
+    HeaderStyle, Headers, HttpPolicy, IssuedSessions, KeySource, Outcome, ProxyHeader, RequestView,
+    Routes, Rule,
+};
+use crate::limiter::tiered::{AlgorithmKind, LimitSet, Limiter};
 
 #[pyclass(frozen, module = "seawall._seawall", name = "HttpLimiter")]
 pub(crate) struct PyHttpLimiter {
@@ -38,11 +41,11 @@ fn strings(param: &'static str, value: Option<&Bound<'_, PyAny>>) -> PyResult<Ve
         .collect()
 }
 
-fn rule_arg(item: &Bound<'_, PyAny>, algorithm: &str, max_keys: usize) -> PyResult<Rule> {
+fn rule_arg(index: usize, item: &Bound<'_, PyAny>, algorithm: &str) -> PyResult<Rule> {
     let bad = || {
-        PyTypeError::new_err(
-            "rules must be (path, limits[, methods[, name]]) tuples or seawall.Rule objects",
-        )
+        PyTypeError::new_err(format!(
+            "rules[{index}] must be a (path, limits[, methods[, name]]) tuple or a seawall.Rule"
+        ))
     };
     let tuple = item.cast::<PyTuple>().map_err(|_| bad())?;
     if !(2..=4).contains(&tuple.len()) {
@@ -55,19 +58,63 @@ fn rule_arg(item: &Bound<'_, PyAny>, algorithm: &str, max_keys: usize) -> PyResu
         None => None,
     };
     let name = match tuple.get_item(3).ok().filter(|n| !n.is_none()) {
-        Some(n) => Some(n.extract::<String>()?),
+        Some(n) => Some(n.extract::<String>().map_err(|_| {
+            PyTypeError::new_err(format!("rules[{index}]: name must be a str or None"))
+        })?),
         None => None,
     };
-    Ok(Rule::new(&path, limits, methods, name, max_keys))
+    Ok(Rule::new(&path, limits, methods, name)?)
+}
+
+/// A str argument (`None`: the default), or a TypeError naming it.
+fn str_arg(param: &str, value: Option<&Bound<'_, PyAny>>, default: &str) -> PyResult<String> {
+    match value.filter(|v| !v.is_none()) {
+        None => Ok(default.to_string()),
+        Some(v) => v.extract::<String>().map_err(|_| {
+            PyTypeError::new_err(format!(
+                "{param} must be a str, got {}",
+                v.get_type()
+                    .name()
+                    .map(|n| n.to_string())
+                    .unwrap_or_default()
+            ))
+        }),
+    }
+}
+
+/// An optional str argument, or a TypeError naming it.
+fn opt_str_arg(param: &str, value: Option<&Bound<'_, PyAny>>) -> PyResult<Option<String>> {
+    match value.filter(|v| !v.is_none()) {
+        None => Ok(None),
+        Some(_) => str_arg(param, value, "").map(Some),
+    }
+}
+
+/// An int argument (`None`: the default; a bool is not an int here), or a TypeError naming it.
+fn int_arg(param: &str, value: Option<&Bound<'_, PyAny>>, default: i64) -> PyResult<i64> {
+    match value.filter(|v| !v.is_none()) {
+        None => Ok(default),
+        Some(v) if v.is_instance_of::<pyo3::types::PyBool>() => Err(PyTypeError::new_err(format!(
+            "{param} must be an int, got bool"
+        ))),
+        Some(v) => v.extract::<i64>().map_err(|_| {
+            PyTypeError::new_err(format!(
+                "{param} must be an int, got {}",
+                v.get_type()
+                    .name()
+                    .map(|n| n.to_string())
+                    .unwrap_or_default()
+            ))
+        }),
+    }
 }
 
 fn optional_limiter(
     value: Option<&Bound<'_, PyAny>>,
     algorithm: &str,
-    max_keys: usize,
-) -> PyResult<Option<Limiter>> {
+) -> PyResult<Option<LimitSet>> {
     match value.filter(|v| !v.is_none()) {
-        Some(v) => Ok(Some(Limiter::new(limit_set_arg(v, algorithm)?, max_keys))),
+        Some(v) => Ok(Some(limit_set_arg(v, algorithm)?)),
         None => Ok(None),
     }
 }
@@ -176,24 +223,27 @@ impl PyHttpLimiter {
 
 #[pymethods]
 impl PyHttpLimiter {
+    /// Arguments left `None` take their defaults (the ones the stub shows); the Python
+    /// middleware refuses an explicit `None` where it has a default, naming the parameter.
     #[new]
     #[pyo3(signature = (
         *,
         limits=None,
         rules=None,
         global_limits=None,
-        algorithm="gcra",
-        key="ip",
+        algorithm=None,
+        key=None,
         trusted_proxies=None,
-        ipv6_prefix=64,
-        max_key_length=256,
+        proxy_header=None,
+        ipv6_prefix=None,
+        max_key_length=None,
         exempt_ips=None,
         exempt_clients=None,
         bypass_header=None,
         bypass_secret=None,
-        headers="x-ratelimit",
-        draft_version=11,
-        max_keys=1_000_000,
+        headers=None,
+        draft_version=None,
+        max_keys=None,
         clock=None,
     ))]
     #[allow(clippy::too_many_arguments)]
@@ -202,20 +252,32 @@ impl PyHttpLimiter {
         limits: Option<&Bound<'_, PyAny>>,
         rules: Option<&Bound<'_, PyAny>>,
         global_limits: Option<&Bound<'_, PyAny>>,
-        algorithm: &str,
-        key: &str,
+        algorithm: Option<&Bound<'_, PyAny>>,
+        key: Option<&Bound<'_, PyAny>>,
         trusted_proxies: Option<&Bound<'_, PyAny>>,
-        ipv6_prefix: i64,
-        max_key_length: i64,
+        proxy_header: Option<&Bound<'_, PyAny>>,
+        ipv6_prefix: Option<&Bound<'_, PyAny>>,
+        max_key_length: Option<&Bound<'_, PyAny>>,
         exempt_ips: Option<&Bound<'_, PyAny>>,
         exempt_clients: Option<&Bound<'_, PyAny>>,
-        bypass_header: Option<String>,
-        bypass_secret: Option<String>,
-        headers: &str,
-        draft_version: i64,
-        max_keys: i64,
+        bypass_header: Option<&Bound<'_, PyAny>>,
+        bypass_secret: Option<&Bound<'_, PyAny>>,
+        headers: Option<&Bound<'_, PyAny>>,
+        draft_version: Option<&Bound<'_, PyAny>>,
+        max_keys: Option<&Bound<'_, PyAny>>,
         clock: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<Self> {
+        let algorithm = str_arg("algorithm", algorithm, "gcra")?;
+        algorithm.parse::<AlgorithmKind>()?;
+        let key = str_arg("key", key, "ip")?;
+        let proxy_header = str_arg("proxy_header", proxy_header, "X-Forwarded-For")?;
+        let headers = str_arg("headers", headers, "x-ratelimit")?;
+        let bypass_header = opt_str_arg("bypass_header", bypass_header)?;
+        let bypass_secret = opt_str_arg("bypass_secret", bypass_secret)?;
+        let max_keys = int_arg("max_keys", max_keys, 1_000_000)?;
+        let ipv6_prefix = int_arg("ipv6_prefix", ipv6_prefix, 64)?;
+        let max_key_length = int_arg("max_key_length", max_key_length, 256)?;
+        let draft_version = int_arg("draft_version", draft_version, 11)?;
         let max_keys = usize::try_from(max_keys)
             .ok()
             .filter(|&m| m >= 1)
@@ -254,11 +316,23 @@ impl PyHttpLimiter {
                 ))
             }
         };
+        let proxy_header = ProxyHeader::parse(&proxy_header)
+            .map_err(|message| PyValueError::new_err(format!("proxy_header {message}")))?;
         let mut rule_list = Vec::new();
         if let Some(rules) = rules.filter(|r| !r.is_none()) {
-            for r in rules.try_iter()? {
-                rule_list.push(rule_arg(&r?, algorithm, max_keys)?);
+            let items = rules.try_iter().map_err(|_| {
+                PyTypeError::new_err("rules must be a list of Rule objects or tuples")
+            })?;
+            for (i, r) in items.enumerate() {
+                rule_list.push(rule_arg(i, &r?, &algorithm)?);
             }
+        }
+        let default = optional_limiter(limits, &algorithm)?;
+        let global = optional_limiter(global_limits, &algorithm)?;
+        if default.is_none() && global.is_none() && rule_list.is_empty() {
+            return Err(PyValueError::new_err(
+                "limits: give limits, rules or global_limits; without any, nothing is limited",
+            ));
         }
         let key_source: KeySource = key.parse()?;
         let proxies = HttpPolicy::nets(
@@ -266,20 +340,24 @@ impl PyHttpLimiter {
             &strings("trusted_proxies", trusted_proxies)?,
         )?;
         let bypass_set = bypass.is_some();
+        let sessions = matches!(key_source, KeySource::McpSession);
         let reads_headers = !proxies.is_empty()
             || bypass_set
             || matches!(key_source, KeySource::Header(_) | KeySource::McpSession);
         let policy = HttpPolicy {
             key_source,
             proxies,
+            proxy_header,
+            // Remembered only when sessions are keys; as many as there may be keys.
+            sessions: IssuedSessions::new(if sessions { max_keys } else { 1 }),
             ipv6_prefix,
             max_key_length,
             exempt_ips: HttpPolicy::nets("exempt_ips", &strings("exempt_ips", exempt_ips)?)?,
             exempt_clients: strings("exempt_clients", exempt_clients)?,
             bypass,
-            global: optional_limiter(global_limits, algorithm, 1)?,
-            default: optional_limiter(limits, algorithm, max_keys)?,
-            rules: rule_list,
+            global: global.map(|g| Limiter::new(g, 1)),
+            // max_keys bounds the whole middleware: every per-client budget shares one store.
+            routes: Routes::new(rule_list, default, max_keys),
             headers: headers.parse::<HeaderStyle>()?,
         };
         Ok(PyHttpLimiter {
@@ -288,6 +366,22 @@ impl PyHttpLimiter {
             clock: ClockSource::from_arg(clock)?,
             reads_headers,
         })
+    }
+
+    /// Whether keys are MCP sessions, learnt from the server's responses.
+    #[getter]
+    fn learns_sessions(&self) -> bool {
+        matches!(self.policy.key_source, KeySource::McpSession)
+    }
+
+    /// Records a session id the server issued (its `mcp-session-id` response header).
+    fn issue_session(&self, session_id: &[u8]) {
+        self.policy.sessions.issue(session_id);
+    }
+
+    /// Keys held across the middleware's stores.
+    fn __len__(&self) -> usize {
+        self.policy.len()
     }
 
     #[getter]
