@@ -288,6 +288,30 @@ def test_mahavishnu_middleware_trusted_proxies(clock: ManualClock) -> None:
     run(scenario)
 
 
+def test_mahavishnu_middleware_reads_the_configured_proxy_header(clock: ManualClock) -> None:
+    # A proxy that writes only X-Real-IP: the client's own X-Forwarded-For is never read.
+    config = mahavishnu.RateLimitConfig(requests_per_minute=1, burst_size=1)
+    app = starlette_app(
+        [],
+        mahavishnu.RateLimitMiddleware,
+        config=config,
+        trusted_proxies=["10.0.0.1"],
+        proxy_header="X-Real-IP",
+        clock=clock,
+    )
+
+    async def scenario() -> None:
+        async with http(app, ("10.0.0.1", 1)) as proxy:
+            for i, (client, status) in enumerate(
+                [("198.51.100.1", 200), ("198.51.100.1", 429), ("198.51.100.2", 200)]
+            ):
+                headers = {"X-Real-IP": client, "X-Forwarded-For": f"6.6.6.{i}"}
+                r = await proxy.get("/", headers=headers)
+                assert r.status_code == status
+
+    run(scenario)
+
+
 def test_mahavishnu_rate_limit_decorator(clock: ManualClock) -> None:
     @mahavishnu.rate_limit(requests_per_minute=2, burst_size=2, clock=clock)
     async def protected_function() -> str:

@@ -258,7 +258,9 @@ class RateLimitMiddleware:
     Every HTTP request spends from its client's four limits (``config``, or ``limiter.config``
     when only a ``limiter`` is given; the middleware keeps its own state). The client is the peer
     address, or the ``user_id_header`` value when that names a header set by your own auth layer
-    (never by the client). ``config.exempt_ips`` (IPs or CIDRs) and ``config.exempt_user_ids``
+    (never by the client). Behind ``trusted_proxies``, the client address is read from the one
+    header they write, ``proxy_header`` (``"X-Forwarded-For"``, ``"Forwarded"`` or
+    ``"X-Real-IP"``; see :class:`seawall.RateLimitMiddleware`). ``config.exempt_ips`` (IPs or CIDRs) and ``config.exempt_user_ids``
     are never limited; ``config.enabled = False`` switches the middleware off at once. The
     exemption sets are read when the middleware is built.
 
@@ -274,6 +276,7 @@ class RateLimitMiddleware:
         limiter: RateLimiter | None = None,
         *,
         trusted_proxies: Iterable[str] = (),
+        proxy_header: str = "X-Forwarded-For",
         user_id_header: str | None = None,
         key_func: Callable[[Request], str | Awaitable[str | None] | None] | None = None,
         max_keys: int = 1_000_000,
@@ -290,6 +293,7 @@ class RateLimitMiddleware:
             key="ip" if user_id_header is None else f"header:{user_id_header}",
             key_func=key_func,
             trusted_proxies=trusted_proxies,
+            proxy_header=proxy_header,
             exempt_ips=sorted(config.exempt_ips),
             exempt_clients=sorted(config.exempt_user_ids),
             error_body=self._error_body,
