@@ -204,6 +204,22 @@ async def test_forwarded_address_only_from_trusted_proxies(where: str) -> None:
 
 
 @pytest.mark.parametrize("where", WHERE)
+async def test_only_the_configured_proxy_header_is_read(where: str) -> None:
+    # The proxy writes X-Real-IP; the X-Forwarded-For a client sends through it is never read.
+    clock = ManualClock(0)
+    options = {"trusted_proxies": ["127.0.0.0/8"], "proxy_header": "X-Real-IP"}
+    with serve(server(clock, where, **options)) as url:
+        admitted = 0
+        for i in range(6):
+            headers = {"X-Real-IP": "203.0.113.9", "X-Forwarded-For": f"6.6.6.{i}"}
+            async with client(url, headers=headers) as c:
+                admitted += await calls(c, "ping", 1)
+        assert admitted == 3
+    with pytest.raises(ValueError, match="proxy_header"):
+        server(clock, where, trusted_proxies=["127.0.0.1"], proxy_header="Not A Header")
+
+
+@pytest.mark.parametrize("where", WHERE)
 async def test_client_id_opt_in_is_namespaced(where: str) -> None:
     # A client id that spells the address's key does not spend the address's budget.
     clock = ManualClock(0)

@@ -37,8 +37,9 @@ their source, ``principal:…``, ``ip:…``, ``conn:…``, ``session:…``, ``cl
 * ``"auto"`` (default), what a client cannot choose: the authenticated principal when the
   server has auth (the access token's client id, issuer and subject, hashed: ``principal:…``);
   else, over HTTP (streamable HTTP, SSE), the client address: the peer, or the address that
-  ``trusted_proxies=`` report (``Forwarded`` / ``X-Forwarded-For`` / ``X-Real-IP``, believed
-  only from those peers, exactly as ``seawall.RateLimitMiddleware`` does; IPv6 per /64), so
+  ``trusted_proxies=`` report in the one ``proxy_header=`` they write (default
+  ``X-Forwarded-For``; believed only from those peers, exactly as ``seawall.RateLimitMiddleware``
+  does; IPv6 per /64), so
   clients behind one NAT or untrusted proxy share a budget; else (stdio, in memory) the
   connection, one per connected client object (a stdio server process serves one client). A
   client that reconnects in memory gets a fresh budget: in-process clients are your own code.
@@ -343,15 +344,24 @@ def _check_max_key_length(max_key_length: int) -> int:
 
 
 @functools.lru_cache(maxsize=64)
-def _address_resolver(trusted_proxies: tuple[str, ...]) -> Callable[[Any], str]:
+def _address_resolver(trusted_proxies: tuple[str, ...], proxy_header: str) -> Callable[[Any], str]:
     """``key_for(scope) -> "ip:<addr>"``: the HTTP middleware's own client-address logic
-    (peer address; proxy headers only from ``trusted_proxies``; IPv6 grouped per /64)."""
+    (peer address; ``proxy_header`` only from ``trusted_proxies``; IPv6 grouped per /64)."""
     from seawall._seawall import HttpLimiter
 
-    return HttpLimiter(key="ip", trusted_proxies=list(trusted_proxies)).key_for
+    # Only its key_for is used: the limit is there because a limiter must limit something.
+    resolver = HttpLimiter(
+        limits="1/second",
+        key="ip",
+        trusted_proxies=list(trusted_proxies),
+        proxy_header=proxy_header,
+    )
+    return resolver.key_for
 
 
-def _check_trusted_proxies(trusted_proxies: Iterable[str]) -> Callable[[Any], str]:
+def _check_trusted_proxies(
+    trusted_proxies: Iterable[str], proxy_header: str = "X-Forwarded-For"
+) -> Callable[[Any], str]:
     if isinstance(trusted_proxies, (str, bytes)):
         raise TypeError(
             "trusted_proxies must be a list of IP addresses or CIDR networks, not a single "
@@ -369,7 +379,9 @@ def _check_trusted_proxies(trusted_proxies: Iterable[str]) -> Callable[[Any], st
             raise TypeError(
                 f"trusted_proxies must hold strings, got {type(proxy).__name__}: {proxy!r}"
             )
-    return _address_resolver(proxies)  # the native parser raises ValueError naming it
+    if not isinstance(proxy_header, str):
+        raise TypeError(f"proxy_header must be a str, got {type(proxy_header).__name__}")
+    return _address_resolver(proxies, proxy_header)  # the native parser raises ValueError
 
 
 _auth: tuple[type, Any] | None = None
@@ -490,9 +502,14 @@ class _Keys:
 
     __slots__ = ("address_of", "source")
 
-    def __init__(self, source: str, trusted_proxies: Iterable[str] = ()) -> None:
+    def __init__(
+        self,
+        source: str,
+        trusted_proxies: Iterable[str] = (),
+        proxy_header: str = "X-Forwarded-For",
+    ) -> None:
         self.source = source
-        self.address_of = _check_trusted_proxies(trusted_proxies)
+        self.address_of = _check_trusted_proxies(trusted_proxies, proxy_header)
 
     def __call__(self, ctx: Any) -> str:
         source = self.source
@@ -764,6 +781,7 @@ def rate_limit_tool(
     limiter: KeyLimiter | None = None,
     name: str | None = None,
     trusted_proxies: Iterable[str] = (),
+    proxy_header: str = "X-Forwarded-For",
     max_key_length: int = 256,
 ) -> Callable[[F], F]:
     """Limit one MCP tool, per client; write it below ``@mcp.tool()``.
@@ -773,9 +791,10 @@ def rate_limit_tool(
     in-memory connection), ``"principal"``, ``"address"``, ``"session"`` (a session the server
     issued), ``"client-id"`` (the ``_meta.client_id`` the client writes; ``"client"`` is an
     alias), ``"user_id"`` (the tool's ``user_id`` argument, which the client writes) or
-    ``key(ctx, arguments) -> str``. ``trusted_proxies``: IPs / CIDRs whose ``Forwarded``,
-    ``X-Forwarded-For`` and ``X-Real-IP`` headers are believed for the client address, as for
-    ``seawall.RateLimitMiddleware`` (default: none). Keys are ``f"{tool}:{source}:{value}"``, so
+    ``key(ctx, arguments) -> str``. ``trusted_proxies``: IPs / CIDRs whose ``proxy_header``
+    (default ``"X-Forwarded-For"``; or ``"Forwarded"``, ``"X-Real-IP"``: the one header your
+    proxy writes) is believed for the client address, as for ``seawall.RateLimitMiddleware``
+    (default: none). Keys are ``f"{tool}:{source}:{value}"``, so
     tools sharing a ``limiter`` still have a budget each; a key longer than ``max_key_length``
     characters is replaced by ``"sha256:"`` and its digest (71 characters). ``name``: the
     tool's name for keys and statistics (default: the function's name; pass the name given to
@@ -796,9 +815,9 @@ def rate_limit_tool(
             f"callable, got {key!r}"
         )
     cap = _check_max_key_length(max_key_length)
-    keys = None if callable(key) or key == "user_id" else _Keys(key, trusted_proxies)
+    keys = None if callable(key) or key == "user_id" else _Keys(key, trusted_proxies, proxy_header)
     if keys is None:
-        _check_trusted_proxies(trusted_proxies)
+        _check_trusted_proxies(trusted_proxies, proxy_header)
     lim: KeyLimiter = (
         limiter if limiter is not None else Limiter(limits, algorithm=algorithm, clock=clock)
     )
@@ -886,7 +905,7 @@ class RateLimitMiddleware(_middleware_base()):  # type: ignore[misc]
     ``"client-id"`` (``"client"``), as for :func:`rate_limit_tool` (see the module docstring);
     ``"global"`` (one budget per tool for everyone, like fastmcp's
     ``RateLimitingMiddleware(global_limit=True)``) or ``key(middleware_context) -> str``.
-    ``trusted_proxies`` and ``max_key_length`` as for :func:`rate_limit_tool`.
+    ``trusted_proxies``, ``proxy_header`` and ``max_key_length`` as for :func:`rate_limit_tool`.
     ``global_limits``: an extra server-wide budget over all tools and clients, decided with the
     tool's limit all or nothing (a call refused by either spends neither). Listing tools and
     every other request pass untouched. A refused call raises :data:`ToolRateLimitedError`, a
@@ -908,6 +927,7 @@ class RateLimitMiddleware(_middleware_base()):  # type: ignore[misc]
         clock: Any = None,
         max_keys: int = 1_000_000,
         trusted_proxies: Iterable[str] = (),
+        proxy_header: str = "X-Forwarded-For",
         max_key_length: int = 256,
     ) -> None:
         if not callable(key) and key not in (*_KEY_NAMES, "global"):
@@ -918,9 +938,11 @@ class RateLimitMiddleware(_middleware_base()):  # type: ignore[misc]
         self.key = key
         self.clock = clock
         self._cap = _check_max_key_length(max_key_length)
-        self._keys = None if callable(key) or key == "global" else _Keys(key, trusted_proxies)
+        self._keys = (
+            None if callable(key) or key == "global" else _Keys(key, trusted_proxies, proxy_header)
+        )
         if self._keys is None:
-            _check_trusted_proxies(trusted_proxies)
+            _check_trusted_proxies(trusted_proxies, proxy_header)
         self._default = Limiter(limits, algorithm=algorithm, clock=clock, max_keys=max_keys)
         self._per_tool = {
             tool: Limiter(lim, algorithm=algorithm, clock=clock, max_keys=max_keys)

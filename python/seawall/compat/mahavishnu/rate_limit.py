@@ -260,9 +260,9 @@ class RateLimitMiddleware:
     address, or the ``user_id_header`` value when that names a header set by your own auth layer
     (never by the client). Behind ``trusted_proxies``, the client address is read from the one
     header they write, ``proxy_header`` (``"X-Forwarded-For"``, ``"Forwarded"`` or
-    ``"X-Real-IP"``; see :class:`seawall.RateLimitMiddleware`). ``config.exempt_ips`` (IPs or CIDRs) and ``config.exempt_user_ids``
-    are never limited; ``config.enabled = False`` switches the middleware off at once. The
-    exemption sets are read when the middleware is built.
+    ``"X-Real-IP"``; see :class:`seawall.RateLimitMiddleware`). ``config.exempt_ips`` (IPs or
+    CIDRs) and ``config.exempt_user_ids`` are never limited; ``config.enabled = False`` switches
+    the middleware off at once. The exemption sets are read when the middleware is built.
 
     Responses carry ``X-RateLimit-Limit``, ``X-RateLimit-Remaining`` and ``X-RateLimit-Reset``
     (seconds from now); a refusal is 429 with ``Retry-After`` and the original's body,
