@@ -100,7 +100,7 @@ impl PyClientRateLimiter {
         let config = config_arg("config", config)?;
         let now = self.clock.now(py)?;
         self.limiter
-            .set_config(client_id.to_str()?, config.get().params, now);
+            .set_config(client_id.to_str()?, config.get().params, now)?;
         Ok(())
     }
 

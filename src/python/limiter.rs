@@ -295,14 +295,17 @@ impl PyLimiter {
         algorithm: Option<&str>,
     ) -> PyResult<()> {
         let set = limit_set_arg(limits, algorithm.unwrap_or(self.algorithm.name()))?;
-        self.limiter.set_override(key, set, self.clock.now(py)?);
+        self.limiter.set_override(key, set, self.clock.now(py)?)?;
         Ok(())
     }
 
     fn clear_override(&self, py: Python<'_>, key: &str) -> PyResult<()> {
-        self.limiter
-            .set_override(key, self.limiter.limits(), self.clock.now(py)?);
+        self.limiter.clear_override(key, self.clock.now(py)?);
         Ok(())
+    }
+
+    fn memory_bytes(&self) -> usize {
+        self.limiter.heap_bytes()
     }
 
     fn cleanup(&self, py: Python<'_>) -> PyResult<usize> {
