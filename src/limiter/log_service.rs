@@ -33,19 +33,17 @@ impl Keyed for LogKeys {
     }
 
     fn is_fresh(&self, state: &LogState, now: Nanos) -> bool {
-        self.eviction_loss(state, now) == 0
+        let window = self.longest_window.load(Ordering::Relaxed);
+        SlidingLog::new(1, window).is_fresh(state, now)
     }
 
-    /// How long until the log is empty under the longest window used, then how many entries it
-    /// holds.
-    fn eviction_loss(&self, state: &LogState, now: Nanos) -> u128 {
+    /// When the log is empty under the longest window used, then how many entries it holds.
+    fn eviction_rank(&self, state: &LogState, now: Nanos) -> (Nanos, u128) {
         let window = self.longest_window.load(Ordering::Relaxed);
-        let fresh_in = SlidingLog::new(1, window).fresh_in(state, now);
-        if fresh_in == 0 {
-            0
-        } else {
-            (u128::from(fresh_in) << 64) | state.len() as u128
-        }
+        (
+            SlidingLog::new(1, window).fresh_at(state, now),
+            state.len() as u128,
+        )
     }
 
     fn state_heap_bytes(&self, state: &LogState) -> usize {

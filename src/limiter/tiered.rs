@@ -478,17 +478,15 @@ impl Keyed for LimitSet {
     }
 
     /// The sum of what each limit gives away ([`Limit`]'s share of the limit used × time until it
-    /// comes back); at least 1 when any limit is not fresh.
-    fn eviction_loss(&self, state: &Self::State, now: Nanos) -> u128 {
-        if self.is_fresh(state, now) {
-            return 0;
-        }
-        self.limits
+    /// comes back), as the second element; the first is always 0, so that the sum alone decides.
+    fn eviction_rank(&self, state: &Self::State, now: Nanos) -> (Nanos, u128) {
+        let loss = self
+            .limits
             .iter()
             .zip(state.iter())
             .map(|(l, s)| l.eviction_loss(s, now))
-            .fold(0u128, u128::saturating_add)
-            .max(1)
+            .fold(0u128, u128::saturating_add);
+        (0, loss)
     }
 
     fn state_heap_bytes(&self, state: &Self::State) -> usize {

@@ -12,7 +12,7 @@
 //!   the store go one over, and threads inserting at once may each go one over: a few keys at most),
 //!   a new key takes the place of one of 16 entries sampled at random from its shard: the first
 //!   fresh one found (lossless), else the one whose eviction gives away least
-//!   ([`Keyed::eviction_loss`]), which [`StoreTotals::evicted_early`] counts. What is guaranteed:
+//!   ([`Keyed::eviction_rank`]), which [`StoreTotals::evicted_early`] counts. What is guaranteed:
 //!   the map never grows past the bound, no request is refused for lack of room, and a key that is
 //!   not fresh goes only when every other sampled key would give away at least as much. What is
 //!   not: under a flood of more new keys per refill time (or window) than the bound, keys are
@@ -38,10 +38,10 @@ pub trait Keyed: Clone + PartialEq {
     fn fresh(&self, now: Nanos) -> Self::State;
     /// Whether `state` is, at `now`, the same as a fresh key's: dropping it loses nothing.
     fn is_fresh(&self, state: &Self::State, now: Nanos) -> bool;
-    /// What evicting `state` at `now` would give away, in the algorithm's own measure: 0 exactly
-    /// when `state` is fresh, larger for more loss. At the bound the sampled key with the least
-    /// goes.
-    fn eviction_loss(&self, state: &Self::State, now: Nanos) -> u128;
+    /// The eviction order at the bound among states that are not fresh (the store checks
+    /// [`Keyed::is_fresh`] first), compared lexicographically: least loss first. The sampled key
+    /// with the least goes.
+    fn eviction_rank(&self, state: &Self::State, now: Nanos) -> (Nanos, u128);
     /// `state`, kept under `old` parameters, carried over to `self`.
     fn rebase(&self, old: &Self, state: &Self::State, now: Nanos) -> Self::State;
     /// Heap bytes `state` holds outside its record.
@@ -612,8 +612,9 @@ impl<A: Keyed> Shard<A> {
         if len == 0 {
             return;
         }
-        // (loss, position) of the best victim so far: the least loss, the first fresh one at once.
-        let mut best = (u128::MAX, 0usize);
+        // The first fresh one sampled goes at once (lossless); else the one that ranks first.
+        let mut best = ((Nanos::MAX, u128::MAX), 0usize);
+        let mut early = true;
         for n in 0..EVICTION_SAMPLE.min(len) {
             let pos = if len <= EVICTION_SAMPLE {
                 n
@@ -621,15 +622,18 @@ impl<A: Keyed> Shard<A> {
                 (self.next_random() % len as u64) as usize
             };
             let e = &self.slab[pos];
-            let loss = self.configs[e.config as usize].eviction_loss(&e.state, now);
-            if n == 0 || loss < best.0 {
-                best = (loss, pos);
-            }
-            if loss == 0 {
+            let config = &self.configs[e.config as usize];
+            if config.is_fresh(&e.state, now) {
+                best.1 = pos;
+                early = false;
                 break;
             }
+            let rank = config.eviction_rank(&e.state, now);
+            if n == 0 || rank < best.0 {
+                best = (rank, pos);
+            }
         }
-        self.remove_at(best.1, hasher, best.0 > 0);
+        self.remove_at(best.1, hasher, early);
     }
 
     fn remove_at(&mut self, pos: usize, hasher: &RandomState, early: bool) {

@@ -22,18 +22,11 @@ impl memory::Keyed for TokenBucket {
         self.is_full(state, now)
     }
 
-    /// How long until the bucket is full again, in nanoseconds; a bucket that never refills ranks
-    /// after every one that does, by the tokens it misses.
+    /// When the bucket is full again, then (for buckets that never refill) the tokens it misses:
+    /// the earliest loses least.
     #[inline]
-    fn eviction_loss(&self, state: &BucketState, now: Nanos) -> u128 {
-        let deficit = self.deficit(state, now);
-        if deficit == 0 {
-            0
-        } else if self.rate().num() == 0 {
-            u128::from(Nanos::MAX) + deficit
-        } else {
-            u128::from(self.fresh_in(state, now)).max(1)
-        }
+    fn eviction_rank(&self, state: &BucketState, now: Nanos) -> (Nanos, u128) {
+        (self.full_at(state, now), self.deficit(state, now))
     }
 
     fn rebase(&self, old: &Self, state: &BucketState, now: Nanos) -> BucketState {
