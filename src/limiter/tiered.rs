@@ -330,7 +330,7 @@ impl Limit {
             }
             _ => (0, 0),
         };
-        share * u128::from(time)
+        share.saturating_mul(u128::from(time))
     }
 }
 

@@ -777,4 +777,33 @@ mod tests {
             assert_eq!(store.contains(&format!("k{i}")), i % 2 == 1, "k{i}");
         }
     }
+
+    #[test]
+    fn override_configs_are_counted_and_their_slots_reused() {
+        // One shard, so that every key lands in the shard looked at.
+        let store = MemoryStore::new(TokenBucket::new(1, 1.0, 1).unwrap(), 1000);
+        let configs = |store: &MemoryStore<TokenBucket>| store.shards[0].lock().configs.len();
+        for round in 0..3 {
+            for i in 0..100u64 {
+                let key = format!("k{i}");
+                assert!(take(&store, &key, 0));
+                let own = TokenBucket::new(2 + i, 1.0, 2 + i).unwrap();
+                assert!(store.set_override(&key, own, 0));
+            }
+            assert_eq!(store.overrides(), 100);
+            assert_eq!(configs(&store), 101, "round {round}: slots are reused");
+            // Evicting the entries keeps the overrides' configs; clearing frees them.
+            assert_eq!(store.cleanup(1000 * S), 100);
+            for i in 0..100u64 {
+                assert!(store.clear_override(&format!("k{i}"), 0));
+            }
+            let g = store.shards[0].lock();
+            assert_eq!(g.free_configs.len(), 100);
+            assert!(g.config_refs[1..].iter().all(|&r| r == 0));
+            assert!(g.overrides.is_empty());
+        }
+        // A key whose override is the default has none.
+        assert!(store.set_override("k0", TokenBucket::new(1, 1.0, 1).unwrap(), 0));
+        assert_eq!(store.overrides(), 0);
+    }
 }
