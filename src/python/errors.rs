@@ -17,6 +17,8 @@ impl From<Error> for PyErr {
 /// would say which argument), so that [`cost_arg`] answers with an error naming the parameter.
 pub(crate) enum Count {
     Fits(i64),
+    /// From 2⁶³ to 2⁶⁴ − 1.
+    Wide(u64),
     Huge(String),
     NotInt(String),
 }
@@ -42,7 +44,10 @@ impl Count {
     #[cold]
     fn from_error(obj: &Bound<'_, PyAny>, e: PyErr) -> PyResult<Self> {
         if e.is_instance_of::<PyOverflowError>(obj.py()) {
-            Ok(Count::Huge(shown(obj)))
+            Ok(match obj.extract::<u64>() {
+                Ok(v) => Count::Wide(v),
+                Err(_) => Count::Huge(shown(obj)),
+            })
         } else if e.is_instance_of::<PyTypeError>(obj.py()) {
             Ok(Count::NotInt(type_name(obj)))
         } else {
@@ -57,6 +62,7 @@ impl Count {
 pub(crate) fn cost_arg(param: &'static str, cost: Count) -> PyResult<u64> {
     match cost {
         Count::Fits(c) if c > 0 => Ok(c as u64),
+        Count::Wide(c) => Ok(c),
         other => Err(bad_cost(param, other)),
     }
 }
@@ -65,12 +71,16 @@ pub(crate) fn cost_arg(param: &'static str, cost: Count) -> PyResult<u64> {
 fn bad_cost(param: &'static str, cost: Count) -> PyErr {
     match cost {
         Count::Fits(c) => Error::invalid(param, format!("must be at least 1, got {c}")).into(),
+        Count::Wide(c) => Error::invalid(param, format!("must be at least 1, got {c}")).into(),
         Count::Huge(text) if text.starts_with('-') => {
             Error::invalid(param, format!("must be at least 1, got {text}")).into()
         }
         Count::Huge(text) => Error::invalid(
             param,
-            format!("must fit in 64 bits (and within the limit), got {text}"),
+            format!(
+                "must be an int from 1 to {} (and within the limit), got {text}",
+                u64::MAX
+            ),
         )
         .into(),
         Count::NotInt(type_name) => {
