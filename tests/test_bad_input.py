@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from seawall import ClientRateLimiter, Limiter, TokenBucket, TokenBucketConfig
+from seawall import ClientRateLimiter, Limit, Limiter, TokenBucket, TokenBucketConfig
 from seawall.testing import ManualClock, use_clock
 
 
@@ -126,3 +126,48 @@ def test_limiter_cost_out_of_range_names_the_parameter(cost: int) -> None:
         with pytest.raises(ValueError, match=r"^cost "):
             call("k", cost)
     assert len(limiter) == 0
+
+
+@pytest.mark.parametrize("value", [2**64, 2**100, -(2**100)])
+def test_ints_beyond_64_bits_name_the_parameter(value: int) -> None:
+    """Issue 11 #26: these were a bare OverflowError (only `cost` was fixed before)."""
+    cases: list[tuple[str, Any]] = [
+        ("capacity", lambda: TokenBucketConfig(value, 1.0, 1)),
+        ("initial_tokens", lambda: TokenBucketConfig(10, 1.0, value)),
+        ("burst", lambda: Limit("1/second", "gcra", value)),
+        ("max_keys", lambda: Limiter("1/second", max_keys=value)),
+        ("max_clients", lambda: ClientRateLimiter(TokenBucketConfig(1, 1.0, 1), max_clients=value)),
+    ]
+    for param, call in cases:
+        with pytest.raises(ValueError, match=rf"^{param} must be an int from"):
+            call()
+
+
+def test_algorithm_none_names_the_parameter() -> None:
+    with pytest.raises(TypeError, match=r"^algorithm must be a str, got NoneType"):
+        Limiter("1/second", algorithm=None)  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match=r"^algorithm must be a str"):
+        Limit("1/second", None)  # type: ignore[arg-type]
+
+
+def test_a_bucket_too_large_quotes_the_limit_or_names_burst() -> None:
+    with pytest.raises(ValueError, match=r"^limit '2000000000000/day' makes a bucket"):
+        Limiter("2000000000000/day")
+    with pytest.raises(ValueError, match=r"^burst must be between 1 and 1000000000000"):
+        Limit("1/second", burst=2 * 10**12)
+    # A window algorithm takes it.
+    assert Limiter("2000000000000/day", algorithm="fixed_window").allow("k")
+
+
+def test_a_lone_surrogate_is_a_value_error_naming_the_parameter() -> None:
+    with pytest.raises(ValueError, match=r"^limits must be text"):
+        Limiter("10/sec\udc80ond")
+    with pytest.raises(ValueError, match=r"^limit must be text"):
+        Limit("\ud800/second")
+    limiter = Limiter("10/second")
+    with pytest.raises(ValueError, match=r"^key must be text"):
+        limiter.hit("\ud800")
+    clients = ClientRateLimiter(TokenBucketConfig(1, 1.0, 1))
+    with pytest.raises(ValueError, match=r"^client_id must be text"):
+        clients.try_consume("a\udfffb")
+    assert len(limiter) == 0 and len(clients) == 0

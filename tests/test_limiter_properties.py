@@ -51,3 +51,64 @@ def test_tiers_decide_all_or_nothing(
             assert decision.retry_after > 0
             longest = max(s.test(key, cost).retry_after for s in singles)
             assert decision.retry_after == longest
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    algorithm=st.sampled_from(ALGORITHMS),
+    count=st.integers(1, 6),
+    steps=st.lists(
+        st.tuples(st.integers(-3000, 3000), st.integers(1, 3), st.booleans()),
+        min_size=1,
+        max_size=60,
+    ),
+)
+def test_cleanup_drops_only_keys_with_their_whole_limit_left(
+    algorithm: str, count: int, steps: list[tuple[int, int, bool]]
+) -> None:
+    """Issue 11 #24, for every algorithm, with a clock that wanders back and forth: a key that
+    ``cleanup()`` drops had its whole limit left (it was fresh), and a denial never says that
+    the key is fresh (``reset_after`` 0) or that it may retry now."""
+    clock = ManualClock(start=1_800_000_000.0)
+    limiter = Limiter(f"{count}/2 seconds", algorithm=algorithm, clock=clock)
+    for gap_ms, cost, clean in steps:
+        clock.set(clock.now() + gap_ms / 1000)
+        if clean:
+            left = limiter.test("k", 1).remaining
+            if limiter.cleanup():
+                assert left == count, f"dropped with {left} of {count} left"
+        if cost > count:
+            continue
+        d = limiter.hit("k", cost)
+        if not d.allowed:
+            assert d.retry_after > 0 and d.reset_after > 0
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    limit=st.one_of(st.just(2**64 - 1), st.integers(2**62, 2**64 - 1)),
+    steps=st.lists(
+        st.tuples(st.integers(0, 12), st.integers(1, 2**64 - 1)), min_size=1, max_size=30
+    ),
+)
+def test_sliding_counter_is_exact_for_counts_near_two_to_the_64(
+    limit: int, steps: list[tuple[int, int]]
+) -> None:
+    """Issue 11 #25: the reference model in Python ints (no overflow) for the weighted estimate
+    ``previous x (window - elapsed) + current x window <= limit x window``."""
+    clock = ManualClock(start=0.0)  # eighths of a second are exact from 0
+    limiter = Limiter(f"{limit}/second", algorithm="sliding_window_counter", clock=clock)
+    w = 10**9
+    counts: dict[int, int] = {}
+    now = 0
+    for eighths, cost in steps:
+        now += eighths * w // 8
+        clock.set(now / 1e9)
+        if cost > limit:
+            continue
+        idx, elapsed = divmod(now, w)
+        prev, cur = counts.get(idx - 1, 0), counts.get(idx, 0)
+        expected = prev * (w - elapsed) + (cur + cost) * w <= limit * w
+        assert limiter.allow("k", cost) == expected
+        if expected:
+            counts[idx] = cur + cost

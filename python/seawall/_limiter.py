@@ -22,6 +22,10 @@ class Limiter(_seawall.Limiter):
     algorithm or burst of one limit), or a list of either. A request is admitted only if every
     limit admits it, and only then counted by all of them.
 
+    ``set_override(key, limits)`` gives one key other limits; at most ``max_keys`` keys have
+    them, and ``clear_override(key)`` frees one. ``memory_bytes()`` counts the keys, their states
+    and the overrides (the README's Performance section gives the figures per key).
+
     ``store``: where the state lives. ``None`` (or ``"memory://"``): this process's memory, as
     above. A Redis URL (``redis://``, ``rediss://``, ``redis+cluster://``, ``redis+sentinel://``)
     returns a :class:`seawall.RedisLimiter` with the same limits, shared by every process that

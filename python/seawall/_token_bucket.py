@@ -96,7 +96,11 @@ class ClientRateLimiter(_seawall.ClientRateLimiter):
         return self.peek_sync(client_id)
 
     async def set_client_config(self, client_id: str, config: _seawall.TokenBucketConfig) -> None:
-        """Give ``client_id`` its own configuration; a held bucket keeps its tokens."""
+        """Give ``client_id`` its own configuration; a held bucket keeps its tokens.
+
+        At most ``max_clients`` clients have their own (one more raises ``ValueError``); setting
+        a client back to ``default_config`` frees its entry. ``memory_bytes()`` counts them.
+        """
         self.set_client_config_sync(client_id, config)
         logger.info("Updated rate limit config for client %s", client_id)
 

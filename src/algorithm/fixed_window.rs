@@ -70,32 +70,51 @@ impl FixedWindow {
             cur.count += cost;
             *state = cur;
         }
-        let end = cur.start.saturating_add(self.window);
+        // Nanoseconds to the window's end; Nanos::MAX when it ends past the clock's range.
+        let to_end = cur
+            .start
+            .checked_add(self.window)
+            .map_or(Nanos::MAX, |end| end.saturating_sub(now));
         let retry_after = match (allowed, cost > self.limit) {
             (true, _) => 0,
             (false, true) => Nanos::MAX,
-            (false, false) => end.saturating_sub(now),
+            (false, false) => to_end,
         };
         Decision {
             allowed,
             limit: self.limit,
             remaining: self.limit - cur.count.min(self.limit),
-            reset_after: if cur.count == 0 {
-                0
-            } else {
-                end.saturating_sub(now)
-            },
+            reset_after: if cur.count == 0 { 0 } else { to_end },
             retry_after,
         }
     }
 
-    /// When the state is back to fresh: now if empty, else the end of its window.
-    pub fn fresh_at(&self, state: &WindowState, now: Nanos) -> Nanos {
+    /// Nanoseconds from `now` until the state is back to fresh: 0 if empty, else to the end of its
+    /// window (`Nanos::MAX` when that is past the end of the clock's range).
+    pub fn fresh_in(&self, state: &WindowState, now: Nanos) -> Nanos {
         let cur = self.current(state, now);
         if cur.count == 0 {
-            now
+            0
         } else {
-            cur.start.saturating_add(self.window)
+            cur.start
+                .checked_add(self.window)
+                .map_or(Nanos::MAX, |end| end.saturating_sub(now))
         }
+    }
+
+    /// Whether the state is fresh at `now`: dropping it loses nothing.
+    pub fn is_fresh(&self, state: &WindowState, now: Nanos) -> bool {
+        self.current(state, now).count == 0
+    }
+
+    /// The units used in the window that holds `now`.
+    pub(crate) fn used(&self, state: &WindowState, now: Nanos) -> u64 {
+        self.current(state, now).count
+    }
+
+    /// When the state is back to fresh: now if empty, else the end of its window (`Nanos::MAX` if
+    /// past the end of the clock's range).
+    pub fn fresh_at(&self, state: &WindowState, now: Nanos) -> Nanos {
+        now.saturating_add(self.fresh_in(state, now))
     }
 }

@@ -56,12 +56,16 @@ impl SlidingCounter {
         }
     }
 
+    /// The longest window accepted by [`crate::limiter::tiered::Limit`]: the counter weighs two
+    /// windows, and two of anything longer would not fit in the clock's range (about 292 years).
+    pub const MAX_WINDOW: Nanos = Nanos::MAX / 2;
+
     /// The state seen from `now`: windows roll forward; a clock that went back stays put.
     fn current(&self, state: &CounterState, now: Nanos) -> CounterState {
         let start = now - now % self.window;
         if start <= state.start {
             *state
-        } else if start == state.start.saturating_add(self.window) {
+        } else if state.start.checked_add(self.window) == Some(start) {
             CounterState {
                 start,
                 current: 0,
@@ -76,13 +80,16 @@ impl SlidingCounter {
         }
     }
 
-    /// `estimate × window` for `current` units in the current window at `elapsed` into it.
-    fn weighted(&self, previous: u64, current: u64, elapsed: Nanos) -> u128 {
-        u128::from(previous) * u128::from(self.window - elapsed)
-            + u128::from(current) * u128::from(self.window)
+    /// `estimate × window` for `current` units in the current window at `elapsed` into it; `None`
+    /// when it does not fit in a `u128`, which is far above any limit's capacity. `previous` is at
+    /// most the limit, so each product fits; only their sum can overflow.
+    fn weighted(&self, previous: u64, current: u128, elapsed: Nanos) -> Option<u128> {
+        (u128::from(previous) * u128::from(self.window - elapsed))
+            .checked_add(current.checked_mul(u128::from(self.window))?)
     }
 
     /// Admits `cost` if the estimate has room; with `commit` false only says what it would do.
+    /// Exact for every count and cost up to `u64::MAX`.
     pub fn decide(
         &self,
         state: &mut CounterState,
@@ -93,32 +100,40 @@ impl SlidingCounter {
         let mut cur = self.current(state, now);
         let elapsed = now.saturating_sub(cur.start).min(self.window - 1);
         let capacity = u128::from(self.limit) * u128::from(self.window);
-        let allowed =
-            self.weighted(cur.previous, cur.current.saturating_add(cost), elapsed) <= capacity;
+        let after = u128::from(cur.current) + u128::from(cost);
+        let allowed = after <= u128::from(self.limit)
+            && self
+                .weighted(cur.previous, after, elapsed)
+                .is_some_and(|w| w <= capacity);
         if allowed && commit {
-            cur.current += cost;
+            // `after` is at most the limit, a u64.
+            cur.current = after as u64;
             *state = cur;
         }
-        let used = self.weighted(cur.previous, cur.current, elapsed);
-        let remaining = (capacity.saturating_sub(used) / u128::from(self.window)) as u64;
+        let used = self.weighted(cur.previous, u128::from(cur.current), elapsed);
+        let remaining = used.map_or(0, |u| {
+            (capacity.saturating_sub(u) / u128::from(self.window)) as u64
+        });
         let retry_after = if allowed {
             0
         } else if cost > self.limit {
             Nanos::MAX
         } else {
-            self.admit_at(&cur, cost).saturating_sub(now)
+            self.admit_at(&cur, cost)
+                .map_or(Nanos::MAX, |t| t.saturating_sub(now))
         };
         Decision {
             allowed,
             limit: self.limit,
             remaining,
-            reset_after: self.fresh_at(&cur, now).saturating_sub(now),
+            reset_after: self.fresh_in(&cur, now),
             retry_after,
         }
     }
 
-    /// The first moment `cost` (≤ limit) would be admitted, given no other traffic.
-    fn admit_at(&self, s: &CounterState, cost: u64) -> Nanos {
+    /// The first moment `cost` (≤ limit) would be admitted, given no other traffic; `None` when it
+    /// is past the end of the clock's range.
+    fn admit_at(&self, s: &CounterState, cost: u64) -> Option<Nanos> {
         let w = u128::from(self.window);
         // In window starting at `start` with counts (prev, cur): admitted once
         // prev × (w − e) ≤ (limit − cur − cost) × w, i.e. e ≥ w − room × w / prev.
@@ -131,22 +146,56 @@ impl SlidingCounter {
             if keep >= w {
                 return Some(start);
             }
-            Some(start + (w - keep) as Nanos)
+            start.checked_add((w - keep) as Nanos)
         };
-        at(s.start, s.previous, s.current)
-            .or_else(|| at(s.start.saturating_add(self.window), s.current, 0))
-            .unwrap_or_else(|| s.start.saturating_add(2 * self.window))
+        let next = s.start.checked_add(self.window);
+        match at(s.start, s.previous, s.current) {
+            Some(t) => Some(t),
+            None => match next {
+                Some(next) => at(next, s.current, 0).or_else(|| next.checked_add(self.window)),
+                None => None,
+            },
+        }
     }
 
-    /// When both windows will weigh nothing.
-    pub fn fresh_at(&self, state: &CounterState, now: Nanos) -> Nanos {
+    /// Nanoseconds from `now` until both windows weigh nothing: 0 if they do, `Nanos::MAX` when
+    /// that is past the end of the clock's range.
+    pub fn fresh_in(&self, state: &CounterState, now: Nanos) -> Nanos {
         let cur = self.current(state, now);
-        if cur.current > 0 {
-            cur.start.saturating_add(2 * self.window)
+        let windows = if cur.current > 0 {
+            2
         } else if cur.previous > 0 {
-            cur.start.saturating_add(self.window)
+            1
         } else {
-            now
-        }
+            return 0;
+        };
+        self.window
+            .checked_mul(windows)
+            .and_then(|w| cur.start.checked_add(w))
+            .map_or(Nanos::MAX, |t| t.saturating_sub(now))
+    }
+
+    /// Whether both windows weigh nothing at `now`: dropping the state loses nothing.
+    pub fn is_fresh(&self, state: &CounterState, now: Nanos) -> bool {
+        let cur = self.current(state, now);
+        cur.current == 0 && cur.previous == 0
+    }
+
+    /// The estimate at `now` in units, rounded up, with the time until the current window's count
+    /// stops weighing in full: what a store's eviction weighs.
+    pub(crate) fn held(&self, state: &CounterState, now: Nanos) -> (u64, Nanos) {
+        let cur = self.current(state, now);
+        let elapsed = now.saturating_sub(cur.start).min(self.window - 1);
+        let used = self
+            .weighted(cur.previous, u128::from(cur.current), elapsed)
+            .map_or(u64::MAX, |u| {
+                u64::try_from(u.div_ceil(u128::from(self.window))).unwrap_or(u64::MAX)
+            });
+        (used, self.fresh_in(state, now) / 2)
+    }
+
+    /// When both windows will weigh nothing (`Nanos::MAX` if past the end of the clock's range).
+    pub fn fresh_at(&self, state: &CounterState, now: Nanos) -> Nanos {
+        now.saturating_add(self.fresh_in(state, now))
     }
 }

@@ -53,10 +53,20 @@ impl LogState {
         self.entries.capacity() * std::mem::size_of::<(Nanos, u64)>()
     }
 
-    /// Drops entries admitted at or before `now - window`.
+    /// The time the log decides at: `now`, or the latest entry's time if the clock has gone back
+    /// since, so that entries stay in time order and a clock that goes back grants nothing.
+    #[inline]
+    fn time(&self, now: Nanos) -> Nanos {
+        match self.entries.back() {
+            Some(&(at, _)) => at.max(now),
+            None => now,
+        }
+    }
+
+    /// Drops entries admitted at or before `now - window` (exactly, even at the end of time).
     fn expire(&mut self, now: Nanos, window: Nanos) {
         while let Some(&(at, cost)) = self.entries.front() {
-            if at.saturating_add(window) > now {
+            if now.saturating_sub(at) < window {
                 break;
             }
             self.entries.pop_front();
@@ -85,12 +95,14 @@ impl SlidingLog {
     /// Admits `cost` if the last window has room; with `commit` false only says what it would do
     /// (it still forgets expired entries, which changes nothing observable).
     pub fn decide(&self, state: &mut LogState, now: Nanos, cost: u64, commit: bool) -> Decision {
-        state.expire(now, self.window);
-        let allowed = cost <= self.limit - state.total.min(self.limit);
+        let at = state.time(now);
+        state.expire(at, self.window);
+        let room = self.limit - state.total.min(self.limit);
+        let allowed = cost <= room;
         if allowed && commit {
             match state.entries.back_mut() {
-                Some((at, c)) if *at == now => *c += cost,
-                _ => state.entries.push_back((now, cost)),
+                Some((t, c)) if *t == at => *c += cost,
+                _ => state.entries.push_back((at, cost)),
             }
             state.total += cost;
         }
@@ -99,33 +111,64 @@ impl SlidingLog {
         } else if cost > self.limit {
             Nanos::MAX
         } else {
-            // Wait until enough of the oldest entries have left.
-            let need = state.total + cost - self.limit;
-            let mut freed = 0;
-            let mut at_leave = now;
-            for &(at, c) in &state.entries {
-                freed += c;
-                at_leave = at.saturating_add(self.window);
+            // Wait until enough of the oldest entries have left. The log may hold more than this
+            // limit (a service deciding each call with its own limit), so in u128.
+            let need = u128::from(state.total) + u128::from(cost) - u128::from(self.limit);
+            let mut freed = 0u128;
+            let mut leave_in = 0;
+            for &(t, c) in &state.entries {
+                freed += u128::from(c);
+                leave_in = self.leave_in(t, now);
                 if freed >= need {
                     break;
                 }
             }
-            at_leave.saturating_sub(now)
+            leave_in
         };
         Decision {
             allowed,
             limit: self.limit,
             remaining: self.limit - state.total.min(self.limit),
-            reset_after: self.fresh_at(state, now).saturating_sub(now),
+            reset_after: self.fresh_in(state, now),
             retry_after,
         }
     }
 
-    /// When the log will be empty.
-    pub fn fresh_at(&self, state: &LogState, now: Nanos) -> Nanos {
+    /// Nanoseconds from `now` until an entry logged at `at` leaves; `Nanos::MAX` when that is past
+    /// the end of the clock's range.
+    fn leave_in(&self, at: Nanos, now: Nanos) -> Nanos {
+        at.checked_add(self.window)
+            .map_or(Nanos::MAX, |t| t.saturating_sub(now))
+    }
+
+    /// Nanoseconds from `now` until the log is empty: 0 if it is, `Nanos::MAX` when that is past the
+    /// end of the clock's range.
+    pub fn fresh_in(&self, state: &LogState, now: Nanos) -> Nanos {
         match state.entries.back() {
-            Some(&(at, _)) => at.saturating_add(self.window).max(now),
-            None => now,
+            Some(&(at, _)) => self.leave_in(at, now),
+            None => 0,
         }
+    }
+
+    /// Whether the log is empty at `now`: dropping it loses nothing.
+    pub fn is_fresh(&self, state: &LogState, now: Nanos) -> bool {
+        self.fresh_in(state, now) == 0
+    }
+
+    /// What the log holds at `now`, as a store's eviction weighs it: the units logged and
+    /// how long until they would have left (the midpoint of the oldest and newest entry's).
+    pub(crate) fn held(&self, state: &LogState, now: Nanos) -> (u64, Nanos) {
+        match (state.entries.front(), state.entries.back()) {
+            (Some(&(first, _)), Some(&(last, _))) => {
+                let (a, b) = (self.leave_in(first, now), self.leave_in(last, now));
+                (state.total, a / 2 + b / 2)
+            }
+            _ => (0, 0),
+        }
+    }
+
+    /// When the log will be empty (`Nanos::MAX` if past the end of the clock's range).
+    pub fn fresh_at(&self, state: &LogState, now: Nanos) -> Nanos {
+        now.saturating_add(self.fresh_in(state, now))
     }
 }

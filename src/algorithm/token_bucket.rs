@@ -176,8 +176,20 @@ impl TokenBucket {
         Nanos::try_from(units.div_ceil(u128::from(self.rate.num()))).unwrap_or(Nanos::MAX)
     }
 
-    /// The moment the bucket is full again (`Nanos::MAX` if it never refills), used to rank
-    /// eviction candidates: the earliest loses the least.
+    /// Nanoseconds from `now` until the bucket is full again (`Nanos::MAX` if it never refills, or
+    /// not within the clock's range).
+    pub fn fresh_in(&self, state: &BucketState, now: Nanos) -> Nanos {
+        self.time_to_refill(self.deficit(state, now))
+    }
+
+    /// The share of the capacity missing at `now`, as a fraction of 2³², rounded up (0 only when
+    /// full): what evicting the bucket would give away, comparable between buckets of any size.
+    pub(crate) fn missing_share(&self, state: &BucketState, now: Nanos) -> u128 {
+        let deficit = self.deficit(state, now).min(self.capacity_units);
+        (deficit << 32).div_ceil(self.capacity_units)
+    }
+
+    /// The moment the bucket is full again (`Nanos::MAX` if it never refills).
     pub fn full_at(&self, state: &BucketState, now: Nanos) -> Nanos {
         now.saturating_add(self.time_to_refill(self.deficit(state, now)))
     }

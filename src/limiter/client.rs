@@ -80,11 +80,29 @@ impl ClientLimiter {
         self.store.read(client, now, |b, s, _| b.tokens(s, now))
     }
 
-    /// Gives `client` its own parameters; a held bucket keeps its tokens, capped at the new capacity.
-    pub fn set_config(&self, client: &str, params: TokenBucket, now: Nanos) {
+    /// Gives `client` its own parameters; a held bucket keeps its tokens, capped at the new
+    /// capacity. The default parameters clear the client's own (freeing them). Refused when
+    /// `max_clients` clients have their own parameters already.
+    pub fn set_config(&self, client: &str, params: TokenBucket, now: Nanos) -> Result<(), Error> {
         self.min_capacity
             .fetch_min(params.capacity(), Ordering::Relaxed);
-        self.store.set_override(client, params, now);
+        if self.store.set_override(client, params, now) {
+            Ok(())
+        } else {
+            Err(Error::invalid(
+                "max_clients",
+                format!(
+                    "reached: {} clients have their own configuration already; set some back to \
+                     the default configuration first or raise max_clients",
+                    self.store.max_keys()
+                ),
+            ))
+        }
+    }
+
+    /// Clients with their own parameters.
+    pub fn configured_clients(&self) -> usize {
+        self.store.overrides()
     }
 
     /// Puts `client`'s bucket back to `initial` tokens with zeroed counters; false if none is held.
@@ -128,7 +146,7 @@ impl ClientLimiter {
         self.store.is_empty()
     }
 
-    /// Heap bytes held for the buckets.
+    /// Heap bytes held for the buckets and the per-client parameters.
     pub fn heap_bytes(&self) -> usize {
         self.store.heap_bytes()
     }

@@ -33,15 +33,21 @@ impl Keyed for LogKeys {
     }
 
     fn is_fresh(&self, state: &LogState, now: Nanos) -> bool {
-        self.eviction_rank(state, now).0 <= now
+        let window = self.longest_window.load(Ordering::Relaxed);
+        SlidingLog::new(1, window).is_fresh(state, now)
     }
 
+    /// When the log is empty under the longest window used, then how many entries it holds.
     fn eviction_rank(&self, state: &LogState, now: Nanos) -> (Nanos, u128) {
         let window = self.longest_window.load(Ordering::Relaxed);
         (
             SlidingLog::new(1, window).fresh_at(state, now),
             state.len() as u128,
         )
+    }
+
+    fn state_heap_bytes(&self, state: &LogState) -> usize {
+        state.heap_bytes()
     }
 
     fn rebase(&self, _old: &Self, state: &LogState, _now: Nanos) -> LogState {
@@ -128,5 +134,10 @@ impl LogService {
     /// Whether no client is held.
     pub fn is_empty(&self) -> bool {
         self.store.is_empty()
+    }
+
+    /// Heap bytes held for the logs.
+    pub fn heap_bytes(&self) -> usize {
+        self.store.heap_bytes()
     }
 }

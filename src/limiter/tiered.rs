@@ -10,9 +10,10 @@ use std::str::FromStr;
 use super::parse::{parse_limits, LimitSpec};
 use crate::algorithm::fixed_window::{FixedWindow, WindowState};
 use crate::algorithm::gcra::{gcra, leaky_bucket};
+use crate::algorithm::rate::{MAX_RATE, MIN_RATE};
 use crate::algorithm::sliding_counter::{CounterState, SlidingCounter};
 use crate::algorithm::sliding_log::{LogState, SlidingLog};
-use crate::algorithm::token_bucket::{BucketState, TokenBucket};
+use crate::algorithm::token_bucket::{BucketState, TokenBucket, MAX_CAPACITY};
 use crate::algorithm::Decision;
 use crate::clock::Nanos;
 use crate::error::Error;
@@ -157,15 +158,44 @@ impl Limit {
         if burst == Some(0) {
             return Err(Error::invalid("burst", "must be at least 1, got 0"));
         }
+        let bucket = |capacity: u64, built: Result<TokenBucket, Error>| {
+            if capacity > MAX_CAPACITY {
+                return Err(match burst {
+                    Some(b) => Error::invalid(
+                        "burst",
+                        format!("must be between 1 and {MAX_CAPACITY} for {}, got {b}", kind.name()),
+                    ),
+                    None => Error::invalid(
+                        "limit",
+                        format!(
+                            "'{spec}' makes a bucket of {capacity}, more than {} holds (at most \
+                             {MAX_CAPACITY}); give a smaller burst (Limit(..., burst=...)) or use a \
+                             window algorithm",
+                            kind.name()
+                        ),
+                    ),
+                });
+            }
+            built.map_err(|_| {
+                Error::invalid(
+                    "limit",
+                    format!(
+                        "'{spec}' is a rate outside what {} supports ({MIN_RATE:e} to {MAX_RATE:e} \
+                         per second)",
+                        kind.name()
+                    ),
+                )
+            })
+        };
         let alg = match kind {
             AlgorithmKind::Gcra | AlgorithmKind::TokenBucket => {
-                Alg::Bucket(gcra(spec.count, spec.period, burst)?)
+                let capacity = burst.unwrap_or(spec.count);
+                Alg::Bucket(bucket(capacity, gcra(spec.count, spec.period, burst))?)
             }
-            AlgorithmKind::LeakyBucket => Alg::Bucket(leaky_bucket(
-                burst.unwrap_or(spec.count),
-                spec.count,
-                spec.period,
-            )?),
+            AlgorithmKind::LeakyBucket => {
+                let depth = burst.unwrap_or(spec.count);
+                Alg::Bucket(bucket(depth, leaky_bucket(depth, spec.count, spec.period))?)
+            }
             _ if burst.is_some() => {
                 return Err(Error::invalid(
                     "burst",
@@ -178,6 +208,16 @@ impl Limit {
             AlgorithmKind::FixedWindow => Alg::Fixed(FixedWindow::new(spec.count, spec.period)),
             AlgorithmKind::SlidingLog => Alg::Log(SlidingLog::new(spec.count, spec.period)),
             AlgorithmKind::SlidingCounter => {
+                if spec.period > SlidingCounter::MAX_WINDOW {
+                    return Err(Error::invalid(
+                        "limit",
+                        format!(
+                            "'{spec}' is too long for sliding_window_counter, which weighs two \
+                             periods: at most {} seconds (about 292 years)",
+                            SlidingCounter::MAX_WINDOW / crate::clock::NANOS_PER_SEC
+                        ),
+                    ));
+                }
                 Alg::Counter(SlidingCounter::new(spec.count, spec.period))
             }
         };
@@ -259,14 +299,38 @@ impl Limit {
         }
     }
 
-    fn fresh_at(&self, state: &TierState, now: Nanos) -> Nanos {
+    fn is_fresh(&self, state: &TierState, now: Nanos) -> bool {
         match (&self.alg, state) {
-            (Alg::Bucket(a), TierState::Bucket(s)) => a.full_at(s, now),
-            (Alg::Fixed(a), TierState::Fixed(s)) => a.fresh_at(s, now),
-            (Alg::Log(a), TierState::Log(s)) => a.fresh_at(s, now),
-            (Alg::Counter(a), TierState::Counter(s)) => a.fresh_at(s, now),
-            _ => now,
+            (Alg::Bucket(a), TierState::Bucket(s)) => a.is_full(s, now),
+            (Alg::Fixed(a), TierState::Fixed(s)) => a.is_fresh(s, now),
+            (Alg::Log(a), TierState::Log(s)) => a.is_fresh(s, now),
+            (Alg::Counter(a), TierState::Counter(s)) => a.is_fresh(s, now),
+            _ => true,
         }
+    }
+
+    /// What evicting `state` gives away: the share of the limit it has used (in 2⁻³² units,
+    /// rounded up) times how long, on average, until that share would have come back by itself.
+    /// Shares make limits of any size comparable; 0 only when fresh.
+    fn eviction_loss(&self, state: &TierState, now: Nanos) -> u128 {
+        let share = |used: u64| (u128::from(used) << 32).div_ceil(u128::from(self.spec.count));
+        let (share, time) = match (&self.alg, state) {
+            (Alg::Bucket(a), TierState::Bucket(s)) => {
+                // The missing tokens come back linearly: on average over half the refill time.
+                (a.missing_share(s, now), a.fresh_in(s, now) / 2)
+            }
+            (Alg::Fixed(a), TierState::Fixed(s)) => (share(a.used(s, now)), a.fresh_in(s, now)),
+            (Alg::Log(a), TierState::Log(s)) => {
+                let (used, time) = a.held(s, now);
+                (share(used), time)
+            }
+            (Alg::Counter(a), TierState::Counter(s)) => {
+                let (used, time) = a.held(s, now);
+                (share(used), time)
+            }
+            _ => (0, 0),
+        };
+        share.saturating_mul(u128::from(time))
     }
 }
 
@@ -407,18 +471,37 @@ impl Keyed for LimitSet {
     }
 
     fn is_fresh(&self, state: &Self::State, now: Nanos) -> bool {
-        self.eviction_rank(state, now).0 <= now
+        self.limits
+            .iter()
+            .zip(state.iter())
+            .all(|(l, s)| l.is_fresh(s, now))
     }
 
+    /// The sum of what each limit gives away ([`Limit`]'s share of the limit used × time until it
+    /// comes back), as the second element; the first is always 0, so that the sum alone decides.
     fn eviction_rank(&self, state: &Self::State, now: Nanos) -> (Nanos, u128) {
-        let at = self
+        let loss = self
             .limits
             .iter()
             .zip(state.iter())
-            .map(|(l, s)| l.fresh_at(s, now))
-            .max()
-            .unwrap_or(now);
-        (at, 0)
+            .map(|(l, s)| l.eviction_loss(s, now))
+            .fold(0u128, u128::saturating_add);
+        (0, loss)
+    }
+
+    fn state_heap_bytes(&self, state: &Self::State) -> usize {
+        std::mem::size_of_val::<[TierState]>(state)
+            + state
+                .iter()
+                .map(|s| match s {
+                    TierState::Log(log) => log.heap_bytes(),
+                    _ => 0,
+                })
+                .sum::<usize>()
+    }
+
+    fn heap_bytes(&self) -> usize {
+        self.limits.capacity() * std::mem::size_of::<Limit>()
     }
 
     fn rebase(&self, old: &Self, state: &Self::State, now: Nanos) -> Self::State {
@@ -517,8 +600,37 @@ impl Limiter {
     }
 
     /// Holds `key` to `limits` instead of the default; limits it had before keep their state.
-    pub fn set_override(&self, key: &str, limits: LimitSet, now: Nanos) {
-        self.store.set_override(key, limits, now);
+    /// The default limits clear the override. Refused when `max_keys` keys have overrides already
+    /// (the overrides are bounded as the keys are): clear some first.
+    pub fn set_override(&self, key: &str, limits: LimitSet, now: Nanos) -> Result<(), Error> {
+        if self.store.set_override(key, limits, now) {
+            Ok(())
+        } else {
+            Err(Error::invalid(
+                "max_keys",
+                format!(
+                    "reached: {} keys have their own limits already; clear_override() one first \
+                     or raise max_keys",
+                    self.store.max_keys()
+                ),
+            ))
+        }
+    }
+
+    /// Puts `key` back on the default limits (limits it keeps keep their state) and frees its
+    /// override; false if it had none.
+    pub fn clear_override(&self, key: &str, now: Nanos) -> bool {
+        self.store.clear_override(key, now)
+    }
+
+    /// Keys with their own limits.
+    pub fn overrides(&self) -> usize {
+        self.store.overrides()
+    }
+
+    /// Heap bytes held: the keys' records, their states, the index and the overrides.
+    pub fn heap_bytes(&self) -> usize {
+        self.store.heap_bytes()
     }
 
     /// Drops every key that is back to fresh (lossless); returns how many.
@@ -602,10 +714,10 @@ mod tests {
         let l = limiter("2/minute", AlgorithmKind::FixedWindow);
         assert!(l.hit("vip", 0, 2).unwrap().decision.allowed);
         let more = LimitSet::parse("2/minute; 100/day", AlgorithmKind::FixedWindow).unwrap();
-        l.set_override("vip", more, 0);
+        l.set_override("vip", more, 0).unwrap();
         assert!(!l.hit("vip", 0, 1).unwrap().decision.allowed);
         let other = LimitSet::parse("10/minute", AlgorithmKind::FixedWindow).unwrap();
-        l.set_override("vip", other, 0);
+        l.set_override("vip", other, 0).unwrap();
         assert!(l.hit("vip", 0, 10).unwrap().decision.allowed);
     }
 
@@ -621,5 +733,72 @@ mod tests {
                 .max_cost(),
             5
         );
+    }
+
+    /// Issue 11 #19: at the bound, a window key that has used most of its budget is not the one
+    /// to go while keys that used less are there to take: evicting it would give it back.
+    #[test]
+    fn at_the_bound_window_keys_are_ranked_by_what_evicting_them_gives_away() {
+        for kind in [
+            AlgorithmKind::FixedWindow,
+            AlgorithmKind::SlidingLog,
+            AlgorithmKind::SlidingCounter,
+        ] {
+            // Small enough that every eviction samples every key.
+            let l = Limiter::new(LimitSet::parse("5/10 seconds", kind).unwrap(), 10);
+            let t = 1_800_000_000 * S;
+            assert!(l.hit("victim", t, 4).unwrap().decision.allowed);
+            for i in 0..200 {
+                l.hit(&format!("flood-{i}"), t + S, 1).unwrap();
+            }
+            assert_eq!(l.len(), 10);
+            let d = l.hit("victim", t + S, 1).unwrap().decision;
+            assert!(d.allowed, "{kind:?}");
+            assert!(
+                !l.hit("victim", t + S, 1).unwrap().decision.allowed,
+                "{kind:?}: the victim came back with a fresh budget"
+            );
+            assert_eq!(l.totals().evicted_early, 191, "{kind:?}");
+        }
+    }
+
+    /// Issue 11 #21: clearing an override frees it; the store counts what overrides hold.
+    #[test]
+    fn clearing_overrides_frees_them() {
+        let l = limiter("10/second", AlgorithmKind::Gcra);
+        let vip = LimitSet::parse("100/second", AlgorithmKind::Gcra).unwrap();
+        let base = l.heap_bytes();
+        for i in 0..10_000 {
+            let key = format!("customer-number-{i}");
+            l.set_override(&key, vip.clone(), 0).unwrap();
+            l.clear_override(&key, 0);
+        }
+        assert_eq!(l.overrides(), 0);
+        assert!(l.heap_bytes() <= base + 4096, "{} > {base}", l.heap_bytes());
+        for i in 0..100 {
+            l.set_override(&format!("customer-number-{i}"), vip.clone(), 0)
+                .unwrap();
+        }
+        assert_eq!(l.overrides(), 100);
+        assert!(l.heap_bytes() >= base + 100 * 16, "overrides are counted");
+        // Setting the default limits is clearing.
+        l.set_override("customer-number-0", l.limits(), 0).unwrap();
+        assert_eq!(l.overrides(), 99);
+    }
+
+    /// Issue 11 #21: overrides are bounded by `max_keys`, like the keys they configure.
+    #[test]
+    fn overrides_are_bounded_by_max_keys() {
+        let l = Limiter::new(LimitSet::parse("1/second", AlgorithmKind::Gcra).unwrap(), 3);
+        let vip = LimitSet::parse("5/second", AlgorithmKind::Gcra).unwrap();
+        for key in ["a", "b", "c"] {
+            l.set_override(key, vip.clone(), 0).unwrap();
+        }
+        // Replacing one that is there is fine; a fourth is refused, naming the bound.
+        l.set_override("a", vip.clone(), 0).unwrap();
+        let e = l.set_override("d", vip.clone(), 0).unwrap_err();
+        assert!(e.to_string().starts_with("max_keys"), "{e}");
+        l.clear_override("b", 0);
+        l.set_override("d", vip, 0).unwrap();
     }
 }

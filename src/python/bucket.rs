@@ -5,7 +5,7 @@ use pyo3::types::{PyDict, PyString};
 
 use super::clock::ClockSource;
 use super::config::PyTokenBucketConfig;
-use super::errors::{cost_arg, Count};
+use super::errors::{cost_arg, text_arg, type_name, Count};
 use crate::clock::nanos_to_secs;
 use crate::limiter::bucket::Bucket;
 use crate::limiter::BucketStats;
@@ -18,18 +18,22 @@ pub(crate) struct PyTokenBucket {
     clock: ClockSource,
 }
 
+/// A `str` argument kept as the Python object, checked as [`text_arg`] checks it.
 pub(crate) fn str_arg<'py>(
     param: &str,
     value: &Bound<'py, PyAny>,
 ) -> PyResult<Bound<'py, PyString>> {
-    value.cast::<PyString>().cloned().map_err(|_| {
+    text_arg(param, value)?;
+    Ok(value.cast::<PyString>()?.clone())
+}
+
+fn config_arg<'a, 'py>(
+    value: &'a Bound<'py, PyAny>,
+) -> PyResult<&'a Bound<'py, PyTokenBucketConfig>> {
+    value.cast::<PyTokenBucketConfig>().map_err(|_| {
         PyTypeError::new_err(format!(
-            "{param} must be a str, got {}",
-            value
-                .get_type()
-                .name()
-                .map(|n| n.to_string())
-                .unwrap_or_default()
+            "config must be a TokenBucketConfig, got {}",
+            type_name(value)
         ))
     })
 }
@@ -70,9 +74,7 @@ impl PyTokenBucket {
         client_id: Option<&Bound<'_, PyAny>>,
         clock: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<Self> {
-        let config = config
-            .cast::<PyTokenBucketConfig>()
-            .map_err(|_| PyTypeError::new_err("config must be a TokenBucketConfig"))?;
+        let config = config_arg(config)?;
         let client_id = match client_id {
             Some(c) => str_arg("client_id", c)?,
             None => PyString::new(py, "unknown"),
@@ -119,9 +121,7 @@ impl PyTokenBucket {
 
     #[setter]
     fn set_config(&self, py: Python<'_>, config: &Bound<'_, PyAny>) -> PyResult<()> {
-        let config = config
-            .cast::<PyTokenBucketConfig>()
-            .map_err(|_| PyTypeError::new_err("config must be a TokenBucketConfig"))?;
+        let config = config_arg(config)?;
         let now = self.clock.now(py)?;
         let mut slot = self.config.lock();
         self.bucket.set_params(config.get().params, now);

@@ -2,10 +2,10 @@ use pyo3::exceptions::{PyTypeError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::types::{PyDelta, PyDict, PyString};
 
-use super::bucket::{stats_dict, str_arg};
+use super::bucket::stats_dict;
 use super::clock::ClockSource;
 use super::config::PyTokenBucketConfig;
-use super::errors::{cost_arg, Count};
+use super::errors::{cost_arg, text_arg, type_name, Count, MaxClients};
 use crate::limiter::client::ClientLimiter;
 
 #[pyclass(
@@ -25,27 +25,33 @@ fn config_arg<'a, 'py>(
     param: &str,
     value: &'a Bound<'py, PyAny>,
 ) -> PyResult<&'a Bound<'py, PyTokenBucketConfig>> {
-    value
-        .cast::<PyTokenBucketConfig>()
-        .map_err(|_| PyTypeError::new_err(format!("{param} must be a TokenBucketConfig")))
+    value.cast::<PyTokenBucketConfig>().map_err(|_| {
+        PyTypeError::new_err(format!(
+            "{param} must be a TokenBucketConfig, got {}",
+            type_name(value)
+        ))
+    })
 }
 
 #[pymethods]
 impl PyClientRateLimiter {
     #[new]
-    #[pyo3(signature = (default_config, cleanup_interval=None, *, max_clients=1_000_000, clock=None))]
+    #[pyo3(signature = (default_config, cleanup_interval=None, *, max_clients=MaxClients::DEFAULT, clock=None), text_signature = "(default_config, cleanup_interval=None, *, max_clients=1000000, clock=None)")]
     fn new(
         py: Python<'_>,
         default_config: &Bound<'_, PyAny>,
         cleanup_interval: Option<&Bound<'_, PyAny>>,
-        max_clients: i64,
+        max_clients: MaxClients,
         clock: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<Self> {
         let default_config = config_arg("default_config", default_config)?;
         let cleanup_interval = match cleanup_interval {
             None => PyDelta::new(py, 0, 3600, 0, false)?,
             Some(v) => v.cast::<PyDelta>().cloned().map_err(|_| {
-                PyTypeError::new_err("cleanup_interval must be a datetime.timedelta")
+                PyTypeError::new_err(format!(
+                    "cleanup_interval must be a datetime.timedelta, got {}",
+                    type_name(v)
+                ))
             })?,
         };
         let interval_secs: f64 = cleanup_interval
@@ -56,14 +62,8 @@ impl PyClientRateLimiter {
                 "cleanup_interval must be a positive timedelta, got {interval_secs} seconds"
             )));
         }
-        let max_clients = usize::try_from(max_clients)
-            .ok()
-            .filter(|&m| m >= 1)
-            .ok_or_else(|| {
-                PyValueError::new_err(format!("max_clients must be at least 1, got {max_clients}"))
-            })?;
         Ok(PyClientRateLimiter {
-            limiter: ClientLimiter::new(default_config.get().params, max_clients),
+            limiter: ClientLimiter::new(default_config.get().params, max_clients.0),
             default_config: default_config.clone().unbind(),
             cleanup_interval: cleanup_interval.unbind(),
             clock: ClockSource::from_arg(clock)?,
@@ -71,7 +71,13 @@ impl PyClientRateLimiter {
     }
 
     #[pyo3(signature = (client_id, tokens=Count::ONE), text_signature = "($self, client_id, tokens=1)")]
-    fn try_consume(&self, py: Python<'_>, client_id: &str, tokens: Count) -> PyResult<bool> {
+    fn try_consume(
+        &self,
+        py: Python<'_>,
+        client_id: &Bound<'_, PyAny>,
+        tokens: Count,
+    ) -> PyResult<bool> {
+        let client_id = text_arg("client_id", client_id)?;
         let now = self.clock.now(py)?;
         Ok(self
             .limiter
@@ -79,14 +85,21 @@ impl PyClientRateLimiter {
     }
 
     #[pyo3(signature = (client_id, tokens=Count::ONE), text_signature = "($self, client_id, tokens=1)")]
-    fn check_limit_sync(&self, py: Python<'_>, client_id: &str, tokens: Count) -> PyResult<bool> {
+    fn check_limit_sync(
+        &self,
+        py: Python<'_>,
+        client_id: &Bound<'_, PyAny>,
+        tokens: Count,
+    ) -> PyResult<bool> {
+        let client_id = text_arg("client_id", client_id)?;
         let now = self.clock.now(py)?;
         Ok(self
             .limiter
             .check(client_id, now, cost_arg("tokens", tokens)?)?)
     }
 
-    fn peek_sync(&self, py: Python<'_>, client_id: &str) -> PyResult<f64> {
+    fn peek_sync(&self, py: Python<'_>, client_id: &Bound<'_, PyAny>) -> PyResult<f64> {
+        let client_id = text_arg("client_id", client_id)?;
         Ok(self.limiter.tokens(client_id, self.clock.now(py)?))
     }
 
@@ -96,11 +109,11 @@ impl PyClientRateLimiter {
         client_id: &Bound<'_, PyAny>,
         config: &Bound<'_, PyAny>,
     ) -> PyResult<()> {
-        let client_id = str_arg("client_id", client_id)?;
+        let client_id = text_arg("client_id", client_id)?;
         let config = config_arg("config", config)?;
         let now = self.clock.now(py)?;
         self.limiter
-            .set_config(client_id.to_str()?, config.get().params, now);
+            .set_config(client_id, config.get().params, now)?;
         Ok(())
     }
 
@@ -109,11 +122,11 @@ impl PyClientRateLimiter {
         py: Python<'py>,
         client_id: &Bound<'py, PyAny>,
     ) -> PyResult<Option<Bound<'py, PyDict>>> {
-        let id = str_arg("client_id", client_id)?;
+        let id = text_arg("client_id", client_id)?;
         let now = self.clock.now(py)?;
         self.limiter
-            .stats(id.to_str()?, now)
-            .map(|s| stats_dict(py, id.as_any(), &s))
+            .stats(id, now)
+            .map(|s| stats_dict(py, client_id, &s))
             .transpose()
     }
 
@@ -142,9 +155,9 @@ impl PyClientRateLimiter {
     }
 
     fn reset_client_sync(&self, py: Python<'_>, client_id: &Bound<'_, PyAny>) -> PyResult<bool> {
-        let id = str_arg("client_id", client_id)?;
+        let id = text_arg("client_id", client_id)?;
         let now = self.clock.now(py)?;
-        Ok(self.limiter.reset(id.to_str()?, now))
+        Ok(self.limiter.reset(id, now))
     }
 
     fn cleanup(&self, py: Python<'_>) -> PyResult<usize> {

@@ -1,6 +1,8 @@
 use pyo3::exceptions::{PyTypeError, PyValueError};
 use pyo3::prelude::*;
 
+use super::errors::{float_arg, type_name};
+
 use crate::clock::{
     self, nanos_to_secs, secs_to_nanos, Clock, DefaultClock, ManualClock, Nanos, SystemClock,
 };
@@ -8,6 +10,10 @@ use crate::clock::{
 #[pyclass(frozen, module = "seawall._seawall", name = "ManualClock")]
 pub(crate) struct PyManualClock {
     pub(crate) inner: ManualClock,
+}
+
+fn secs_arg(param: &str, value: &Bound<'_, PyAny>) -> PyResult<Nanos> {
+    to_nanos(param, float_arg(param, value)?)
 }
 
 fn to_nanos(param: &str, value: f64) -> PyResult<Nanos> {
@@ -22,10 +28,10 @@ fn to_nanos(param: &str, value: f64) -> PyResult<Nanos> {
 impl PyManualClock {
     #[new]
     #[pyo3(signature = (start=None))]
-    fn new(start: Option<f64>) -> PyResult<Self> {
+    fn new(start: Option<&Bound<'_, PyAny>>) -> PyResult<Self> {
         let inner = match start {
             None => ManualClock::new(),
-            Some(s) => ManualClock::at(to_nanos("start", s)?),
+            Some(s) => ManualClock::at(secs_arg("start", s)?),
         };
         Ok(PyManualClock { inner })
     }
@@ -34,13 +40,13 @@ impl PyManualClock {
         nanos_to_secs(self.inner.now())
     }
 
-    fn advance(&self, seconds: f64) -> PyResult<()> {
-        self.inner.advance(to_nanos("seconds", seconds)?);
+    fn advance(&self, seconds: &Bound<'_, PyAny>) -> PyResult<()> {
+        self.inner.advance(secs_arg("seconds", seconds)?);
         Ok(())
     }
 
-    fn set(&self, seconds: f64) -> PyResult<()> {
-        self.inner.set(to_nanos("seconds", seconds)?);
+    fn set(&self, seconds: &Bound<'_, PyAny>) -> PyResult<()> {
+        self.inner.set(secs_arg("seconds", seconds)?);
         Ok(())
     }
 
@@ -71,8 +77,18 @@ impl PySystemClock {
 #[pyfunction]
 pub(crate) fn set_default_clock(
     py: Python<'_>,
-    clock: Option<&Bound<'_, PyManualClock>>,
+    clock: Option<&Bound<'_, PyAny>>,
 ) -> PyResult<Option<Py<PyManualClock>>> {
+    let clock = clock
+        .map(|c| {
+            c.cast::<PyManualClock>().map_err(|_| {
+                PyTypeError::new_err(format!(
+                    "clock must be a ManualClock or None, got {}",
+                    type_name(c)
+                ))
+            })
+        })
+        .transpose()?;
     let previous = clock::set_default_clock(clock.map(|c| c.get().inner.clone()));
     previous
         .map(|inner| Py::new(py, PyManualClock { inner }))
@@ -117,7 +133,7 @@ impl ClockSource {
         Err(PyTypeError::new_err(format!(
             "clock must be a ManualClock, a SystemClock, an object with a now() method or a \
              callable returning seconds since the epoch, got {}",
-            clock.get_type().name()?
+            type_name(clock)
         )))
     }
 
@@ -128,8 +144,11 @@ impl ClockSource {
             ClockSource::Manual(m) => Ok(m.now()),
             ClockSource::System => Ok(SystemClock.now()),
             ClockSource::Callable(f) => {
-                let secs: f64 = f.call0(py)?.extract(py)?;
-                to_nanos("clock reading", secs)
+                let reading = f.call0(py)?;
+                to_nanos(
+                    "clock reading",
+                    float_arg("clock reading", reading.bind(py))?,
+                )
             }
         }
     }

@@ -1,7 +1,7 @@
 use pyo3::prelude::*;
 
-use crate::algorithm::token_bucket::TokenBucket;
-use crate::error::Error;
+use super::errors::{float_arg, int_arg};
+use crate::algorithm::token_bucket::{TokenBucket, MAX_CAPACITY};
 
 #[pyclass(frozen, module = "seawall._seawall", name = "TokenBucketConfig")]
 pub(crate) struct PyTokenBucketConfig {
@@ -21,16 +21,14 @@ impl PyTokenBucketConfig {
 #[pymethods]
 impl PyTokenBucketConfig {
     #[new]
-    fn new(capacity: i64, refill_rate: f64, initial_tokens: i64) -> PyResult<Self> {
-        let capacity = u64::try_from(capacity).map_err(|_| {
-            Error::invalid("capacity", format!("must be at least 1, got {capacity}"))
-        })?;
-        let initial = u64::try_from(initial_tokens).map_err(|_| {
-            Error::invalid(
-                "initial_tokens",
-                format!("must be at least 0, got {initial_tokens}"),
-            )
-        })?;
+    fn new(
+        capacity: &Bound<'_, PyAny>,
+        refill_rate: &Bound<'_, PyAny>,
+        initial_tokens: &Bound<'_, PyAny>,
+    ) -> PyResult<Self> {
+        let capacity = int_arg("capacity", capacity, 1, MAX_CAPACITY)?;
+        let refill_rate = float_arg("refill_rate", refill_rate)?;
+        let initial = int_arg("initial_tokens", initial_tokens, 0, u64::MAX)?;
         Ok(Self::wrap(
             TokenBucket::new(capacity, refill_rate, initial)?,
             refill_rate,

@@ -1,7 +1,9 @@
-use pyo3::exceptions::{PyOverflowError, PyValueError};
+use pyo3::exceptions::{PyOverflowError, PyTypeError, PyValueError};
 use pyo3::prelude::*;
+use pyo3::types::PyString;
 
 use crate::error::Error;
+use crate::limiter::tiered::AlgorithmKind;
 
 impl From<Error> for PyErr {
     fn from(e: Error) -> PyErr {
@@ -10,12 +12,15 @@ impl From<Error> for PyErr {
 }
 
 /// A count argument (a cost, a number of tokens) as Python passed it. It extracts as an `i64`
-/// does, but an int beyond 64 bits is kept as its text rather than raising `OverflowError`
-/// (which would not say which argument), so that [`cost_arg`] answers with a `ValueError` naming
-/// the parameter.
+/// does, but an int beyond 64 bits is kept as its text rather than raising `OverflowError`, and
+/// a value that is not an int keeps its type name rather than raising a `TypeError` (neither
+/// would say which argument), so that [`cost_arg`] answers with an error naming the parameter.
 pub(crate) enum Count {
     Fits(i64),
+    /// From 2⁶³ to 2⁶⁴ − 1.
+    Wide(u64),
     Huge(String),
+    NotInt(String),
 }
 
 impl Count {
@@ -30,28 +35,184 @@ impl<'a, 'py> FromPyObject<'a, 'py> for Count {
     fn extract(obj: Borrowed<'a, 'py, PyAny>) -> PyResult<Self> {
         match obj.extract::<i64>() {
             Ok(v) => Ok(Count::Fits(v)),
-            Err(e) if e.is_instance_of::<PyOverflowError>(obj.py()) => {
-                Ok(Count::Huge(obj.str()?.to_string()))
-            }
-            Err(e) => Err(e),
+            Err(e) => Count::from_error(&obj, e),
         }
     }
 }
 
-/// A cost argument (named `param`) as a `u64`, or a `ValueError` naming it.
-pub(crate) fn cost_arg(param: &'static str, cost: Count) -> Result<u64, Error> {
-    match cost {
-        Count::Fits(c) => u64::try_from(c)
-            .ok()
-            .filter(|&t| t > 0)
-            .ok_or_else(|| Error::invalid(param, format!("must be at least 1, got {c}"))),
-        Count::Huge(text) if text.starts_with('-') => Err(Error::invalid(
-            param,
-            format!("must be at least 1, got {text}"),
-        )),
-        Count::Huge(text) => Err(Error::invalid(
-            param,
-            format!("must fit in 64 bits (and within the limit), got {text}"),
-        )),
+impl Count {
+    #[cold]
+    fn from_error(obj: &Bound<'_, PyAny>, e: PyErr) -> PyResult<Self> {
+        if e.is_instance_of::<PyOverflowError>(obj.py()) {
+            Ok(match obj.extract::<u64>() {
+                Ok(v) => Count::Wide(v),
+                Err(_) => Count::Huge(shown(obj)),
+            })
+        } else if e.is_instance_of::<PyTypeError>(obj.py()) {
+            Ok(Count::NotInt(type_name(obj)))
+        } else {
+            Err(e)
+        }
     }
 }
+
+/// A cost argument (named `param`) as a `u64`, or a `ValueError` (out of range) or `TypeError`
+/// (not an int) naming it.
+#[inline]
+pub(crate) fn cost_arg(param: &'static str, cost: Count) -> PyResult<u64> {
+    match cost {
+        Count::Fits(c) if c > 0 => Ok(c as u64),
+        Count::Wide(c) => Ok(c),
+        other => Err(bad_cost(param, other)),
+    }
+}
+
+#[cold]
+fn bad_cost(param: &'static str, cost: Count) -> PyErr {
+    match cost {
+        Count::Fits(c) => Error::invalid(param, format!("must be at least 1, got {c}")).into(),
+        Count::Wide(c) => Error::invalid(param, format!("must be at least 1, got {c}")).into(),
+        Count::Huge(text) if text.starts_with('-') => {
+            Error::invalid(param, format!("must be at least 1, got {text}")).into()
+        }
+        Count::Huge(text) => Error::invalid(
+            param,
+            format!(
+                "must be an int from 1 to {} (and within the limit), got {text}",
+                u64::MAX
+            ),
+        )
+        .into(),
+        Count::NotInt(type_name) => {
+            PyTypeError::new_err(format!("{param} must be an int, got {type_name}"))
+        }
+    }
+}
+
+/// `value`'s type name, for messages.
+pub(crate) fn type_name(value: &Bound<'_, PyAny>) -> String {
+    value
+        .get_type()
+        .name()
+        .map(|n| n.to_string())
+        .unwrap_or_else(|_| "object".to_string())
+}
+
+/// `value`'s repr for a message, shortened if long.
+fn shown(value: &Bound<'_, PyAny>) -> String {
+    let text = value
+        .repr()
+        .map(|r| r.to_string_lossy().into_owned())
+        .unwrap_or_else(|_| type_name(value));
+    if text.chars().count() > 40 {
+        format!("{}…", text.chars().take(40).collect::<String>())
+    } else {
+        text
+    }
+}
+
+/// A text argument named `param`: a `TypeError` naming it if `value` is not a `str`, a
+/// `ValueError` naming it if the str holds a lone surrogate (which no UTF-8 key can hold). As
+/// cheap as pyo3's own `&str` extraction when `value` is fine.
+#[inline]
+pub(crate) fn text_arg<'a>(param: &str, value: &'a Bound<'_, PyAny>) -> PyResult<&'a str> {
+    match value.cast::<PyString>() {
+        Ok(s) => s.to_str().map_err(|_| surrogate_error(param)),
+        Err(_) => Err(not_a_str(param, value)),
+    }
+}
+
+#[cold]
+pub(crate) fn surrogate_error(param: &str) -> PyErr {
+    PyValueError::new_err(format!(
+        "{param} must be text that UTF-8 can encode, got a str with a lone surrogate"
+    ))
+}
+
+#[cold]
+fn not_a_str(param: &str, value: &Bound<'_, PyAny>) -> PyErr {
+    PyTypeError::new_err(format!("{param} must be a str, got {}", type_name(value)))
+}
+
+/// An int argument named `param`, from `min` to `max`: a `TypeError` naming it if `value` is not
+/// an int, a `ValueError` naming it if out of range (ints beyond 64 bits included).
+pub(crate) fn int_arg(param: &str, value: &Bound<'_, PyAny>, min: u64, max: u64) -> PyResult<u64> {
+    let out_of_range = || {
+        PyValueError::new_err(format!(
+            "{param} must be an int from {min} to {max}, got {}",
+            shown(value)
+        ))
+    };
+    match value.extract::<u64>() {
+        Ok(v) if (min..=max).contains(&v) => Ok(v),
+        Ok(_) => Err(out_of_range()),
+        Err(e) if e.is_instance_of::<PyOverflowError>(value.py()) => Err(out_of_range()),
+        Err(e) if e.is_instance_of::<PyTypeError>(value.py()) => Err(PyTypeError::new_err(
+            format!("{param} must be an int, got {}", type_name(value)),
+        )),
+        Err(e) => Err(e),
+    }
+}
+
+/// A number argument named `param` as an `f64`: a `TypeError` naming it if `value` is not a
+/// number, a `ValueError` naming it if no `f64` holds it. Range checks are the caller's.
+pub(crate) fn float_arg(param: &str, value: &Bound<'_, PyAny>) -> PyResult<f64> {
+    match value.extract::<f64>() {
+        Ok(v) => Ok(v),
+        Err(e) if e.is_instance_of::<PyOverflowError>(value.py()) => Err(PyValueError::new_err(
+            format!("{param} must be a finite number, got {}", shown(value)),
+        )),
+        Err(e) if e.is_instance_of::<PyTypeError>(value.py()) => Err(PyTypeError::new_err(
+            format!("{param} must be a number, got {}", type_name(value)),
+        )),
+        Err(e) => Err(e),
+    }
+}
+
+/// An `algorithm` argument: a `str` naming one of [`AlgorithmKind::ALL`], else a `TypeError` or
+/// `ValueError` naming the parameter.
+pub(crate) struct Algorithm(pub(crate) AlgorithmKind);
+
+impl Algorithm {
+    /// The default.
+    pub(crate) const GCRA: Algorithm = Algorithm(AlgorithmKind::Gcra);
+}
+
+impl<'a, 'py> FromPyObject<'a, 'py> for Algorithm {
+    type Error = PyErr;
+
+    fn extract(obj: Borrowed<'a, 'py, PyAny>) -> PyResult<Self> {
+        Ok(Algorithm(text_arg("algorithm", &obj)?.parse()?))
+    }
+}
+
+macro_rules! key_bound {
+    ($(#[$doc:meta])* $name:ident, $param:literal) => {
+        $(#[$doc])*
+        pub(crate) struct $name(pub(crate) usize);
+
+        impl $name {
+            /// The default bound.
+            pub(crate) const DEFAULT: $name = $name(1_000_000);
+        }
+
+        impl<'a, 'py> FromPyObject<'a, 'py> for $name {
+            type Error = PyErr;
+
+            fn extract(obj: Borrowed<'a, 'py, PyAny>) -> PyResult<Self> {
+                Ok($name(int_arg($param, &obj, 1, usize::MAX as u64)? as usize))
+            }
+        }
+    };
+}
+
+key_bound!(
+    /// A `max_keys` argument: an int from 1 up, else an error naming it.
+    MaxKeys,
+    "max_keys"
+);
+key_bound!(
+    /// A `max_clients` argument: an int from 1 up, else an error naming it.
+    MaxClients,
+    "max_clients"
+);

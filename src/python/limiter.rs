@@ -3,7 +3,9 @@ use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyList, PyString};
 
 use super::clock::ClockSource;
-use super::errors::{cost_arg, Count};
+use super::errors::{
+    cost_arg, float_arg, int_arg, surrogate_error, text_arg, type_name, Algorithm, Count, MaxKeys,
+};
 use crate::algorithm::Decision;
 use crate::clock::{nanos_to_secs, Nanos};
 use crate::error::Error;
@@ -35,17 +37,19 @@ pub(crate) struct PyLimit {
 #[pymethods]
 impl PyLimit {
     #[new]
-    #[pyo3(signature = (limit, algorithm="gcra", burst=None))]
-    fn new(limit: &str, algorithm: &str, burst: Option<i64>) -> PyResult<Self> {
-        let spec: LimitSpec = limit.parse()?;
+    #[pyo3(signature = (limit, algorithm=Algorithm::GCRA, burst=None), text_signature = "(limit, algorithm='gcra', burst=None)")]
+    fn new(
+        limit: &Bound<'_, PyAny>,
+        algorithm: Algorithm,
+        burst: Option<&Bound<'_, PyAny>>,
+    ) -> PyResult<Self> {
+        let spec: LimitSpec = text_arg("limit", limit)?.parse()?;
+        let kind = algorithm.0;
         let burst = burst
-            .map(|b| {
-                u64::try_from(b)
-                    .map_err(|_| Error::invalid("burst", format!("must be at least 1, got {b}")))
-            })
+            .map(|b| int_arg("burst", b, 0, u64::MAX))
             .transpose()?;
         Ok(PyLimit {
-            limit: Limit::new(spec, algorithm.parse()?, burst)?,
+            limit: Limit::new(spec, kind, burst)?,
         })
     }
 
@@ -108,11 +112,16 @@ impl PyLimit {
 
 /// Builds a limit set from a str ("10/second; 1000/day"), a `Limit`, or a sequence of either.
 pub(crate) fn limit_set_arg(value: &Bound<'_, PyAny>, algorithm: &str) -> PyResult<LimitSet> {
-    let kind: AlgorithmKind = algorithm.parse()?;
+    limit_set_of(value, algorithm.parse()?)
+}
+
+/// [`limit_set_arg`] with the algorithm parsed already.
+pub(crate) fn limit_set_of(value: &Bound<'_, PyAny>, kind: AlgorithmKind) -> PyResult<LimitSet> {
     let mut limits = Vec::new();
     let mut push = |item: &Bound<'_, PyAny>| -> PyResult<()> {
         if let Ok(text) = item.cast::<PyString>() {
-            for spec in parse_limits(text.to_str()?)? {
+            let text = text.to_str().map_err(|_| surrogate_error("limits"))?;
+            for spec in parse_limits(text)? {
                 limits.push(Limit::new(spec, kind, None)?);
             }
         } else if let Ok(limit) = item.cast::<PyLimit>() {
@@ -121,7 +130,7 @@ pub(crate) fn limit_set_arg(value: &Bound<'_, PyAny>, algorithm: &str) -> PyResu
             return Err(PyTypeError::new_err(format!(
                 "limits must be a str such as '10/second; 1000/day', a seawall.Limit, or a list \
                  of them; got {}",
-                item.get_type().name()?
+                type_name(item)
             )));
         }
         Ok(())
@@ -238,22 +247,24 @@ pub(crate) struct PyLimiter {
 #[pymethods]
 impl PyLimiter {
     #[new]
-    #[pyo3(signature = (limits, *, algorithm="gcra", max_keys=1_000_000, clock=None))]
+    #[pyo3(signature = (limits, *, algorithm=Algorithm::GCRA, max_keys=MaxKeys::DEFAULT, clock=None), text_signature = "(limits, *, algorithm='gcra', max_keys=1000000, clock=None)")]
     fn new(
         limits: &Bound<'_, PyAny>,
-        algorithm: &str,
-        max_keys: i64,
+        algorithm: Algorithm,
+        max_keys: MaxKeys,
         clock: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<Self> {
+        let algorithm = algorithm.0;
         Ok(PyLimiter {
-            limiter: Limiter::new(limit_set_arg(limits, algorithm)?, max_keys_arg(max_keys)?),
+            limiter: Limiter::new(limit_set_of(limits, algorithm)?, max_keys.0),
             clock: ClockSource::from_arg(clock)?,
-            algorithm: algorithm.parse()?,
+            algorithm,
         })
     }
 
     #[pyo3(signature = (key, cost=Count::ONE), text_signature = "($self, key, cost=1)")]
-    fn hit(&self, py: Python<'_>, key: &str, cost: Count) -> PyResult<PyDecision> {
+    fn hit(&self, py: Python<'_>, key: &Bound<'_, PyAny>, cost: Count) -> PyResult<PyDecision> {
+        let key = text_arg("key", key)?;
         let now = self.clock.now(py)?;
         Ok(PyDecision::from(self.limiter.hit(
             key,
@@ -263,7 +274,8 @@ impl PyLimiter {
     }
 
     #[pyo3(signature = (key, cost=Count::ONE), text_signature = "($self, key, cost=1)")]
-    fn allow(&self, py: Python<'_>, key: &str, cost: Count) -> PyResult<bool> {
+    fn allow(&self, py: Python<'_>, key: &Bound<'_, PyAny>, cost: Count) -> PyResult<bool> {
+        let key = text_arg("key", key)?;
         let now = self.clock.now(py)?;
         Ok(self
             .limiter
@@ -273,7 +285,8 @@ impl PyLimiter {
     }
 
     #[pyo3(signature = (key, cost=Count::ONE), text_signature = "($self, key, cost=1)")]
-    fn test(&self, py: Python<'_>, key: &str, cost: Count) -> PyResult<PyDecision> {
+    fn test(&self, py: Python<'_>, key: &Bound<'_, PyAny>, cost: Count) -> PyResult<PyDecision> {
+        let key = text_arg("key", key)?;
         let now = self.clock.now(py)?;
         Ok(PyDecision::from(self.limiter.test(
             key,
@@ -282,7 +295,8 @@ impl PyLimiter {
         )?))
     }
 
-    fn reset(&self, py: Python<'_>, key: &str) -> PyResult<bool> {
+    fn reset(&self, py: Python<'_>, key: &Bound<'_, PyAny>) -> PyResult<bool> {
+        let key = text_arg("key", key)?;
         Ok(self.limiter.reset(key, self.clock.now(py)?))
     }
 
@@ -290,26 +304,37 @@ impl PyLimiter {
     fn set_override(
         &self,
         py: Python<'_>,
-        key: &str,
+        key: &Bound<'_, PyAny>,
         limits: &Bound<'_, PyAny>,
-        algorithm: Option<&str>,
+        algorithm: Option<Algorithm>,
     ) -> PyResult<()> {
-        let set = limit_set_arg(limits, algorithm.unwrap_or(self.algorithm.name()))?;
-        self.limiter.set_override(key, set, self.clock.now(py)?);
+        let key = text_arg("key", key)?;
+        let kind = algorithm.map_or(self.algorithm, |a| a.0);
+        let set = limit_set_of(limits, kind)?;
+        self.limiter.set_override(key, set, self.clock.now(py)?)?;
         Ok(())
     }
 
-    fn clear_override(&self, py: Python<'_>, key: &str) -> PyResult<()> {
-        self.limiter
-            .set_override(key, self.limiter.limits(), self.clock.now(py)?);
+    fn clear_override(&self, py: Python<'_>, key: &Bound<'_, PyAny>) -> PyResult<()> {
+        let key = text_arg("key", key)?;
+        self.limiter.clear_override(key, self.clock.now(py)?);
         Ok(())
+    }
+
+    fn memory_bytes(&self) -> usize {
+        self.limiter.heap_bytes()
     }
 
     fn cleanup(&self, py: Python<'_>) -> PyResult<usize> {
         Ok(self.limiter.cleanup(self.clock.now(py)?))
     }
 
-    fn key_stats<'py>(&self, py: Python<'py>, key: &str) -> PyResult<Option<Bound<'py, PyDict>>> {
+    fn key_stats<'py>(
+        &self,
+        py: Python<'py>,
+        key: &Bound<'py, PyAny>,
+    ) -> PyResult<Option<Bound<'py, PyDict>>> {
+        let key = text_arg("key", key)?;
         let now = self.clock.now(py)?;
         self.limiter
             .key_stats(key, now)
@@ -352,10 +377,10 @@ pub(crate) struct PySlidingLogService {
 #[pymethods]
 impl PySlidingLogService {
     #[new]
-    #[pyo3(signature = (*, max_keys=1_000_000, clock=None))]
-    fn new(max_keys: i64, clock: Option<&Bound<'_, PyAny>>) -> PyResult<Self> {
+    #[pyo3(signature = (*, max_keys=MaxKeys::DEFAULT, clock=None), text_signature = "(*, max_keys=1000000, clock=None)")]
+    fn new(max_keys: MaxKeys, clock: Option<&Bound<'_, PyAny>>) -> PyResult<Self> {
         Ok(PySlidingLogService {
-            service: LogService::new(max_keys_arg(max_keys)?),
+            service: LogService::new(max_keys.0),
             clock: ClockSource::from_arg(clock)?,
         })
     }
@@ -365,15 +390,14 @@ impl PySlidingLogService {
     fn check_and_record<'py>(
         &self,
         py: Python<'py>,
-        client_id: &str,
+        client_id: &Bound<'py, PyAny>,
         limit: &Bound<'py, PyAny>,
         window: &Bound<'py, PyAny>,
     ) -> PyResult<(bool, Bound<'py, PyDict>)> {
+        let client_id = text_arg("client_id", client_id)?;
         let now = self.clock.now(py)?;
-        let limit_n: i64 = limit.extract()?;
-        let limit_n = u64::try_from(limit_n)
-            .map_err(|_| Error::invalid("limit", format!("must be at least 1, got {limit_n}")))?;
-        let window_s: f64 = window.extract()?;
+        let limit_n = int_arg("limit", limit, 1, u64::MAX)?;
+        let window_s = float_arg("window", window)?;
         let window_ns = crate::clock::secs_to_nanos(window_s)
             .filter(|&w| w > 0)
             .ok_or_else(|| {
@@ -402,7 +426,8 @@ impl PySlidingLogService {
         Ok((d.allowed, info))
     }
 
-    fn reset(&self, py: Python<'_>, client_id: &str) -> PyResult<bool> {
+    fn reset(&self, py: Python<'_>, client_id: &Bound<'_, PyAny>) -> PyResult<bool> {
+        let client_id = text_arg("client_id", client_id)?;
         Ok(self.service.reset(client_id, self.clock.now(py)?))
     }
 

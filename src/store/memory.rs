@@ -10,10 +10,16 @@
 //!   identical to one that was never created, so nothing is lost (lossless).
 //! * At the bound (`max_keys`, counted over the whole store; a shard with no entry to give up lets
 //!   the store go one over, and threads inserting at once may each go one over: a few keys at most),
-//!   a new key takes the place of the entry, among 16 sampled at random from its shard, that is back to fresh soonest. Under a flood of distinct keys most entries
-//!   refill quickly, so the victim is almost always already fresh (lossless); when it is not, the
-//!   key that loses the least is chosen and [`StoreTotals::evicted_early`] counts it. The map never
-//!   grows past the bound, and no request is refused for lack of room.
+//!   a new key takes the place of one of 16 entries sampled at random from its shard: the first
+//!   fresh one found (lossless), else the one whose eviction gives away least
+//!   ([`Keyed::eviction_rank`]), which [`StoreTotals::evicted_early`] counts. What is guaranteed:
+//!   the map never grows past the bound, no request is refused for lack of room, and a key that is
+//!   not fresh goes only when every other sampled key would give away at least as much. What is
+//!   not: under a flood of more new keys per refill time (or window) than the bound, keys are
+//!   evicted before they are fresh and come back fresh.
+//!
+//! Per-key overrides are configuration, not state: they are bounded by `max_keys` too (an override
+//! beyond it is refused), freed when cleared, and counted by [`MemoryStore::heap_bytes`].
 
 use ecow::EcoString;
 use foldhash::fast::RandomState;
@@ -32,11 +38,20 @@ pub trait Keyed: Clone + PartialEq {
     fn fresh(&self, now: Nanos) -> Self::State;
     /// Whether `state` is, at `now`, the same as a fresh key's: dropping it loses nothing.
     fn is_fresh(&self, state: &Self::State, now: Nanos) -> bool;
-    /// The eviction order at the bound, least loss first: when `state` will be fresh again, then
-    /// how much it is missing (in the algorithm's own units) for states that never refill.
+    /// The eviction order at the bound among states that are not fresh (the store checks
+    /// [`Keyed::is_fresh`] first), compared lexicographically: least loss first. The sampled key
+    /// with the least goes.
     fn eviction_rank(&self, state: &Self::State, now: Nanos) -> (Nanos, u128);
     /// `state`, kept under `old` parameters, carried over to `self`.
     fn rebase(&self, old: &Self, state: &Self::State, now: Nanos) -> Self::State;
+    /// Heap bytes `state` holds outside its record.
+    fn state_heap_bytes(&self, _state: &Self::State) -> usize {
+        0
+    }
+    /// Heap bytes the parameters hold outside their own size.
+    fn heap_bytes(&self) -> usize {
+        0
+    }
 }
 
 /// Per-key counters.
@@ -90,8 +105,12 @@ struct Entry<S> {
 struct Shard<A: Keyed> {
     index: HashTable<u32>,
     slab: Vec<Entry<A::State>>,
-    /// Parameters; 0 is the default, the rest are per-key overrides (interned).
+    /// Parameters; 0 is the default, the rest are per-key overrides (interned). A slot no entry
+    /// or override uses any more holds a copy of the default and is listed in `free_configs`.
     configs: Vec<A>,
+    /// How many entries and overrides use each of `configs` (the default's count is not kept).
+    config_refs: Vec<u32>,
+    free_configs: Vec<u32>,
     /// Per-key overrides of the keys that hash to this shard.
     overrides: hashbrown::HashMap<EcoString, u32, RandomState>,
     rng: u64,
@@ -125,6 +144,8 @@ pub struct MemoryStore<A: Keyed> {
     /// Keys held across all shards; the bound is checked against it, not per shard, so that an
     /// unevenly filled shard does not evict before the store is full.
     held: AtomicUsize,
+    /// Overrides set across all shards, bounded by `max_keys` as well.
+    overrides: AtomicUsize,
 }
 
 /// Entries sampled when the bound is reached.
@@ -154,6 +175,8 @@ impl<A: Keyed> MemoryStore<A> {
                         index: HashTable::new(),
                         slab: Vec::new(),
                         configs: vec![default.clone()],
+                        config_refs: vec![0],
+                        free_configs: Vec::new(),
                         overrides: hashbrown::HashMap::with_hasher(hasher.clone()),
                         rng: seed.wrapping_add(i as u64).max(1),
                         evicted_total: 0,
@@ -167,6 +190,7 @@ impl<A: Keyed> MemoryStore<A> {
             hasher,
             max_keys,
             held: AtomicUsize::new(0),
+            overrides: AtomicUsize::new(0),
         }
     }
 
@@ -295,28 +319,63 @@ impl<A: Keyed> MemoryStore<A> {
     }
 
     /// Gives `key` its own parameters, now and for when it is next created. A held key keeps its
-    /// state, carried over with [`Keyed::rebase`].
-    pub fn set_override(&self, key: &str, config: A, now: Nanos) {
+    /// state, carried over with [`Keyed::rebase`]. Parameters equal to the default clear the
+    /// override. Returns false, changing nothing, when `max_keys` overrides are set already and
+    /// `key` has none.
+    pub fn set_override(&self, key: &str, config: A, now: Nanos) -> bool {
         let hash = self.hasher.hash_one(key);
         let mut guard = self.shard_of(hash).lock();
         let shard = &mut *guard;
-        let id = match shard.configs.iter().position(|c| *c == config) {
-            Some(id) => id as u32,
-            None => {
-                shard.configs.push(config);
-                (shard.configs.len() - 1) as u32
-            }
-        };
-        shard.overrides.insert(EcoString::from(key), id);
-        if let Some(&pos) = shard
-            .index
-            .find(hash, |&i| shard.slab[i as usize].key == key)
-        {
-            let entry = &mut shard.slab[pos as usize];
-            let old = &shard.configs[entry.config as usize];
-            entry.state = shard.configs[id as usize].rebase(old, &entry.state, now);
-            entry.config = id;
+        if config == shard.configs[0] {
+            drop(guard);
+            self.clear_override(key, now);
+            return true;
         }
+        let previous = shard.overrides.get(key).copied();
+        if previous.is_none() {
+            let taken = self.overrides.fetch_add(1, Ordering::Relaxed);
+            if taken >= self.max_keys {
+                self.overrides.fetch_sub(1, Ordering::Relaxed);
+                return false;
+            }
+        }
+        let id = shard.intern(config);
+        shard.config_refs[id as usize] += 1;
+        match previous {
+            Some(old) => {
+                shard.overrides.insert(EcoString::from(key), id);
+                shard.release(old);
+            }
+            None => {
+                shard.overrides.insert(EcoString::from(key), id);
+            }
+        }
+        shard.apply(key, hash, id, now);
+        true
+    }
+
+    /// Puts `key` back on the default parameters (a held key keeps its state, carried over) and
+    /// frees its override. Returns whether it had one.
+    pub fn clear_override(&self, key: &str, now: Nanos) -> bool {
+        let hash = self.hasher.hash_one(key);
+        let mut guard = self.shard_of(hash).lock();
+        let shard = &mut *guard;
+        let Some(old) = shard.overrides.remove(key) else {
+            return false;
+        };
+        self.overrides.fetch_sub(1, Ordering::Relaxed);
+        shard.apply(key, hash, 0, now);
+        shard.release(old);
+        let map = &mut shard.overrides;
+        if map.capacity() > 64 && map.len() < map.capacity() / 4 {
+            map.shrink_to(map.len() * 2);
+        }
+        true
+    }
+
+    /// Keys with their own parameters.
+    pub fn overrides(&self) -> usize {
+        self.overrides.load(Ordering::Relaxed)
     }
 
     /// Puts `key` back to fresh and zeroes its counters. Returns whether it was held.
@@ -399,28 +458,103 @@ impl<A: Keyed> MemoryStore<A> {
         t
     }
 
-    /// Heap bytes held by the store: slabs, indexes and out-of-line key bytes (overrides excluded).
+    /// Heap bytes held by the store: slabs, indexes, out-of-line key bytes, what each key's state
+    /// holds outside its record, and the overrides with their parameters. Allocator overhead is
+    /// not included.
     pub fn heap_bytes(&self) -> usize {
         self.shards
             .iter()
             .map(|s| {
                 let g = s.lock();
-                // Keys longer than the inline limit live in a shared heap buffer (16-byte header).
-                let keys: usize = g
+                let default = &g.configs[0];
+                let entries: usize = g
                     .slab
                     .iter()
-                    .filter(|e| e.key.len() > EcoString::INLINE_LIMIT)
-                    .map(|e| e.key.capacity() + 16)
+                    .map(|e| {
+                        key_heap_bytes(&e.key)
+                            + g.configs[e.config as usize].state_heap_bytes(&e.state)
+                    })
                     .sum();
+                let overrides: usize = g.overrides.keys().map(key_heap_bytes).sum::<usize>()
+                    + g.overrides.allocation_size();
+                let configs: usize = g.configs.capacity() * std::mem::size_of::<A>()
+                    + g.configs[1..].iter().map(Keyed::heap_bytes).sum::<usize>()
+                    + default.heap_bytes()
+                    + g.config_refs.capacity() * 4
+                    + g.free_configs.capacity() * 4;
                 g.slab.capacity() * std::mem::size_of::<Entry<A::State>>()
                     + g.index.allocation_size()
-                    + keys
+                    + entries
+                    + overrides
+                    + configs
             })
             .sum()
     }
 }
 
+/// Heap bytes of a key: keys longer than the inline limit live in a shared heap buffer (16-byte
+/// header).
+fn key_heap_bytes(key: &EcoString) -> usize {
+    if key.len() > EcoString::INLINE_LIMIT {
+        key.capacity() + 16
+    } else {
+        0
+    }
+}
+
 impl<A: Keyed> Shard<A> {
+    /// The id of `config`, added if new (in a free slot if there is one). Not counted yet.
+    fn intern(&mut self, config: A) -> u32 {
+        if let Some(id) =
+            (1..self.configs.len()).find(|&i| self.config_refs[i] > 0 && self.configs[i] == config)
+        {
+            return id as u32;
+        }
+        match self.free_configs.pop() {
+            Some(id) => {
+                self.configs[id as usize] = config;
+                id
+            }
+            None => {
+                self.configs.push(config);
+                self.config_refs.push(0);
+                (self.configs.len() - 1) as u32
+            }
+        }
+    }
+
+    /// One use fewer of config `id`; frees its slot when none is left.
+    fn release(&mut self, id: u32) {
+        if id == 0 {
+            return;
+        }
+        let refs = &mut self.config_refs[id as usize];
+        *refs -= 1;
+        if *refs == 0 {
+            self.configs[id as usize] = self.configs[0].clone();
+            self.free_configs.push(id);
+        }
+    }
+
+    /// Moves `key`'s entry, if held, onto config `id`, carrying its state over.
+    fn apply(&mut self, key: &str, hash: u64, id: u32, now: Nanos) {
+        let slab = &self.slab;
+        if let Some(&pos) = self.index.find(hash, |&i| slab[i as usize].key == key) {
+            let entry = &mut self.slab[pos as usize];
+            let old = entry.config;
+            if old == id {
+                return;
+            }
+            entry.state =
+                self.configs[id as usize].rebase(&self.configs[old as usize], &entry.state, now);
+            entry.config = id;
+            if id != 0 {
+                self.config_refs[id as usize] += 1;
+            }
+            self.release(old);
+        }
+    }
+
     fn config_for(&self, key: &str) -> u32 {
         if self.overrides.is_empty() {
             return 0;
@@ -446,6 +580,9 @@ impl<A: Keyed> Shard<A> {
             self.evict_one(now, hasher);
         }
         let config = self.config_for(key);
+        if config != 0 {
+            self.config_refs[config as usize] += 1;
+        }
         let pos = self.slab.len();
         self.slab.push(Entry {
             key: EcoString::from(key),
@@ -475,7 +612,9 @@ impl<A: Keyed> Shard<A> {
         if len == 0 {
             return;
         }
+        // The first fresh one sampled goes at once (lossless); else the one that ranks first.
         let mut best = ((Nanos::MAX, u128::MAX), 0usize);
+        let mut early = true;
         for n in 0..EVICTION_SAMPLE.min(len) {
             let pos = if len <= EVICTION_SAMPLE {
                 n
@@ -483,15 +622,18 @@ impl<A: Keyed> Shard<A> {
                 (self.next_random() % len as u64) as usize
             };
             let e = &self.slab[pos];
-            let rank = self.configs[e.config as usize].eviction_rank(&e.state, now);
-            if rank < best.0 {
-                best = (rank, pos);
-            }
-            if rank.0 <= now {
+            let config = &self.configs[e.config as usize];
+            if config.is_fresh(&e.state, now) {
+                best.1 = pos;
+                early = false;
                 break;
             }
+            let rank = config.eviction_rank(&e.state, now);
+            if n == 0 || rank < best.0 {
+                best = (rank, pos);
+            }
         }
-        self.remove_at(best.1, hasher, best.0 .0 > now);
+        self.remove_at(best.1, hasher, early);
     }
 
     fn remove_at(&mut self, pos: usize, hasher: &RandomState, early: bool) {
@@ -508,6 +650,7 @@ impl<A: Keyed> Shard<A> {
         if let Ok(slot) = self.index.find_entry(removed_hash, |&i| i as usize == pos) {
             slot.remove();
         }
+        self.release(self.slab[pos].config);
         let last = self.slab.len() - 1;
         if pos != last {
             let moved_hash = hasher.hash_one(self.slab[last].key.as_str());
@@ -633,5 +776,34 @@ mod tests {
         for i in 0..20_000u64 {
             assert_eq!(store.contains(&format!("k{i}")), i % 2 == 1, "k{i}");
         }
+    }
+
+    #[test]
+    fn override_configs_are_counted_and_their_slots_reused() {
+        // One shard, so that every key lands in the shard looked at.
+        let store = MemoryStore::new(TokenBucket::new(1, 1.0, 1).unwrap(), 1000);
+        let configs = |store: &MemoryStore<TokenBucket>| store.shards[0].lock().configs.len();
+        for round in 0..3 {
+            for i in 0..100u64 {
+                let key = format!("k{i}");
+                assert!(take(&store, &key, 0));
+                let own = TokenBucket::new(2 + i, 1.0, 2 + i).unwrap();
+                assert!(store.set_override(&key, own, 0));
+            }
+            assert_eq!(store.overrides(), 100);
+            assert_eq!(configs(&store), 101, "round {round}: slots are reused");
+            // Evicting the entries keeps the overrides' configs; clearing frees them.
+            assert_eq!(store.cleanup(1000 * S), 100);
+            for i in 0..100u64 {
+                assert!(store.clear_override(&format!("k{i}"), 0));
+            }
+            let g = store.shards[0].lock();
+            assert_eq!(g.free_configs.len(), 100);
+            assert!(g.config_refs[1..].iter().all(|&r| r == 0));
+            assert!(g.overrides.is_empty());
+        }
+        // A key whose override is the default has none.
+        assert!(store.set_override("k0", TokenBucket::new(1, 1.0, 1).unwrap(), 0));
+        assert_eq!(store.overrides(), 0);
     }
 }

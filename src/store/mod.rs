@@ -22,6 +22,8 @@ impl memory::Keyed for TokenBucket {
         self.is_full(state, now)
     }
 
+    /// When the bucket is full again, then (for buckets that never refill) the tokens it misses:
+    /// the earliest loses least.
     #[inline]
     fn eviction_rank(&self, state: &BucketState, now: Nanos) -> (Nanos, u128) {
         (self.full_at(state, now), self.deficit(state, now))
