@@ -1187,3 +1187,29 @@ def test_sentinel(redis_prefix: str) -> None:
             assert [lim.allow("k") for _ in range(3)] == [True, True, False]
             assert lim.stats()["errors"] == 0
             assert master.command("EXISTS", *lim.redis_keys("k")) == 1
+
+
+def test_sliding_log_after_the_clock_went_back_same_as_memory(
+    redis_url: str, redis_prefix: str
+) -> None:
+    """A hit, the clock back 2 µs, a hit: both are logged at the later time (a clock that goes
+    back grants nothing), so the key is fresh again a window after that time, in memory and in
+    Redis alike; and a spent log stays spent."""
+    base_us = 1_000_000_000_000
+    clock = ManualClock(start=base_us * US)
+    mem = Limiter("2/second", algorithm="sliding_window_log", clock=clock)
+    red = RedisLimiter(
+        "2/second",
+        store=redis_url,
+        algorithm="sliding_window_log",
+        key_prefix=redis_prefix,
+        clock=clock,
+    )
+    steps = [(0, 1, "hit"), (-2, 1, "hit"), (0, 1, "test"), (999_999, 1, "hit"), (1, 1, "hit")]
+    now = [base_us]
+
+    def move(step: int) -> None:
+        now[0] += step
+        clock.set(now[0] * US)
+
+    run_both(mem, red, clock, steps, 2, move=move)

@@ -179,16 +179,21 @@ end
 
 -- Sliding window log (src/algorithm/sliding_log.rs). A list of "at cost" entries, oldest first,
 -- and its running total in a second key.
+-- It decides at `at`: now, or the newest entry's time if the clock has gone back since, so that
+-- entries stay in time order and a clock that goes back grants nothing; waits count from now.
 local function log(key, total_key, limit, w, write)
     local raw_total = redis.call('GET', total_key)
     local total = 0
     if raw_total then total = unpack('d', raw_total) end
+    local at = now
+    local newest_entry = redis.call('LINDEX', key, -1)
+    if newest_entry then at = math.max(unpack('dd', newest_entry), now) end
     local expired = false
     while true do
         local e = redis.call('LINDEX', key, 0)
         if not e then break end
         local sat, sc = unpack('dd', e)
-        if sat + w > now then break end
+        if sat + w > at then break end
         redis.call('LPOP', key)
         total = total - sc
         expired = true
@@ -199,10 +204,10 @@ local function log(key, total_key, limit, w, write)
         local last = redis.call('LINDEX', key, -1)
         local lat, lc = nil, nil
         if last then lat, lc = unpack('dd', last) end
-        if lat == now then
-            redis.call('LSET', key, -1, pack('dd', now, lc + cost))
+        if lat == at then
+            redis.call('LSET', key, -1, pack('dd', at, lc + cost))
         else
-            redis.call('RPUSH', key, pack('dd', now, cost))
+            redis.call('RPUSH', key, pack('dd', at, cost))
         end
         total = total + cost
         changed = true
