@@ -11,6 +11,7 @@ while idle, ACL users without permission, wrong passwords, resets during an outa
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import re
 import socket
@@ -159,10 +160,8 @@ class FakeRedis:
         self.stop.set()
         self.sock.close()
         for c in self.conns:
-            try:
+            with contextlib.suppress(OSError):
                 c.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
             c.close()
         for t in self.threads:
             t.join(5)

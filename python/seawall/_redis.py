@@ -49,7 +49,13 @@ class RedisLimiter(_seawall.RedisLimiter):
     ``"local"`` (an in-memory limiter with the same limits). After ``breaker_failures`` failures
     in a row, no call is made for ``breaker_recovery`` seconds (doubling while Redis stays down),
     so an outage costs one timeout per probe, not one per request; failures are logged on
-    ``seawall.redis`` at most once per ``log_interval`` seconds.
+    ``seawall.redis`` at most once per ``log_interval`` seconds. A store that can never work as
+    configured (refused credentials, an ACL without the script or the keys) is not an outage:
+    each call then raises ``PermissionError`` (logged at ERROR) whatever ``on_error`` says.
+    ``reset`` and ``areset`` raise ``OSError`` when Redis fails or the breaker is open.
+
+    Connections are per process: after ``fork()`` (gunicorn ``--preload``) a child makes its
+    own at first use.
 
     The time is Redis's ``TIME``, so hosts with skewed clocks agree; a ``ManualClock`` (or an
     installed default one) is sent instead, for tests.
@@ -85,7 +91,8 @@ class RedisLimiter(_seawall.RedisLimiter):
         return await future
 
     async def areset(self, key: str) -> bool:
-        """``reset``, awaitable: whether Redis held any state for ``key``."""
+        """``reset``, awaitable: whether Redis held any state for ``key``; ``OSError`` (Redis
+        failed, or the breaker around it is open) and ``PermissionError`` as ``reset``."""
         loop = asyncio.get_running_loop()
         future: asyncio.Future[bool] = loop.create_future()
         self._submit_reset(_bridge(loop), future, key)
