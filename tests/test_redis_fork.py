@@ -128,9 +128,9 @@ def test_children_after_use_decide_on_their_own_connections(
 
 
 def test_child_of_a_parent_that_was_connecting(redis_url: str, redis_prefix: str) -> None:
-    """Forked right after the first ``ahit`` (the direct connection still being made on a
-    thread the child does not have): the child's async decisions still come from Redis, and
-    its direct path connects again instead of waiting for that thread forever."""
+    """Forked right after the first ``ahit`` (the direct connection possibly still being made
+    on a thread the child does not have): every async decision of the child comes from Redis
+    and is its own key's."""
     lim = RedisLimiter("1000/minute", store=redis_url, key_prefix=redis_prefix, **PATIENT)
 
     async def once() -> None:
