@@ -454,6 +454,27 @@ def test_permanent_configuration_errors_raise_and_log_error(
     assert lim.stats()["breaker"] == "closed"
 
 
+def test_database_the_server_does_not_have_is_a_configuration_error(
+    redis_url: str, redis_prefix: str
+) -> None:
+    """``/99`` on a server with 16 databases: ``PermissionError`` on every path, not on_error."""
+    url = redis_url.rsplit("/", 1)[0] + "/99"
+    lim = RedisLimiter("5/minute", store=url, key_prefix=redis_prefix, on_error="allow")
+    with pytest.raises(PermissionError, match="database"):
+        lim.hit("k")
+
+    async def scenario() -> None:
+        for _ in range(3):
+            with pytest.raises(PermissionError, match="database"):
+                await bounded(lim.ahit("k"))
+            await asyncio.sleep(0.05)
+        with pytest.raises(PermissionError):
+            await bounded(lim.areset("k"))
+
+    asyncio.run(scenario())
+    assert lim.stats()["errors"] == 0
+
+
 def test_configuration_error_heals_when_the_acl_is_fixed(
     acl_server: RedisServer, redis_prefix: str
 ) -> None:

@@ -83,13 +83,17 @@ pub fn connect_error(e: std::io::Error) -> RedisError {
 
 /// Whether `e` says the store can never work as configured rather than that it is down:
 /// refused credentials (`WRONGPASS`, an `AUTH` Redis did not expect), an ACL that forbids the
-/// script or its keys (`NOPERM`). Waiting does not heal these, so they are raised to the
-/// caller instead of being left to `on_error`.
+/// script or its keys (`NOPERM`), a database number the server does not have. Waiting does
+/// not heal these, so they are raised to the caller instead of being left to `on_error`.
 pub fn is_configuration_error(e: &RedisError) -> bool {
     match e.kind() {
         redis::ErrorKind::AuthenticationFailed
         | redis::ErrorKind::Server(redis::ServerErrorKind::NoPerm) => true,
         redis::ErrorKind::Extension => matches!(e.code(), Some("WRONGPASS" | "NOAUTH" | "NOPERM")),
+        // redis-rs's report of a refused SELECT.
+        redis::ErrorKind::Server(redis::ServerErrorKind::ResponseError) => e
+            .detail()
+            .is_some_and(|d| d.contains("DB index is out of range")),
         _ => false,
     }
 }
