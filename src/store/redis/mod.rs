@@ -6,8 +6,9 @@
 //! loads it again on `NOSCRIPT` (after a restart or a `SCRIPT FLUSH`). One multiplexed connection
 //! carries every concurrent decision, so concurrent calls pipeline on the wire.
 //!
-//! Connections are made lazily and made again after a failure, so a limiter built while Redis is
-//! down works as soon as it is back. What to do meanwhile is policy, decided by the caller
+//! Connections are made lazily and made again after a failure, a timeout or a reply of the wrong
+//! kind (requests and replies pair by their order on the wire), so a limiter built while Redis
+//! is down works as soon as it is back. What to do meanwhile is policy, decided by the caller
 //! ([`crate::limiter::shared`]).
 
 pub mod direct;
@@ -50,7 +51,10 @@ struct Lazy {
     target: Target,
     /// One server: its client, checked when the store is made.
     client: Option<redis::Client>,
-    conn: tokio::sync::Mutex<Option<Conn>>,
+    /// The connection, numbered: a call that failed on connection `n` forgets only `n`, not
+    /// one made since by another call.
+    conn: tokio::sync::Mutex<Option<(u64, Conn)>>,
+    made: std::sync::atomic::AtomicU64,
 }
 
 #[derive(Clone)]
@@ -101,6 +105,7 @@ impl RedisStore {
             target,
             client,
             conn: tokio::sync::Mutex::new(None),
+            made: std::sync::atomic::AtomicU64::new(0),
         };
         Ok(RedisStore {
             backend,
@@ -207,18 +212,21 @@ impl RedisStore {
         }
     }
 
-    /// The connection, made if there is none.
-    async fn handle(&self) -> RedisResult<Handle> {
-        let Lazy { target, conn, .. } = &self.backend;
+    /// The connection and its number, made if there is none.
+    async fn handle(&self) -> RedisResult<(u64, Conn)> {
+        let Lazy {
+            target, conn, made, ..
+        } = &self.backend;
         let mut guard = conn.lock().await;
         if let Some(c) = &*guard {
-            return Ok(Handle::Lazy(c.clone()));
+            return Ok(c.clone());
         }
         let c = tokio::time::timeout(self.config.connect_timeout, self.connect(target))
             .await
             .map_err(|_| timeout_error("connect"))??;
-        *guard = Some(c.clone());
-        Ok(Handle::Lazy(c))
+        let n = made.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        *guard = Some((n, c.clone()));
+        Ok((n, c))
     }
 
     /// Forgets the connection, so that the next call makes it again (after a failover,
@@ -227,15 +235,18 @@ impl RedisStore {
         *self.backend.conn.lock().await = None;
     }
 
-    /// Forgets the connection after a connection-level error, a timeout or a reply of the
-    /// wrong kind (replies and requests may no longer pair up on it).
-    async fn after<T>(&self, r: RedisResult<T>) -> RedisResult<T> {
+    /// Forgets connection `n` (if it is still the one) after a connection-level error, a
+    /// timeout or a reply of the wrong kind (replies and requests may no longer pair up on it).
+    async fn after<T>(&self, n: u64, r: RedisResult<T>) -> RedisResult<T> {
         if let Err(e) = &r {
             if !matches!(
                 e.kind(),
                 redis::ErrorKind::Server(_) | redis::ErrorKind::Extension
             ) {
-                self.forget().await;
+                let mut guard = self.backend.conn.lock().await;
+                if guard.as_ref().is_some_and(|(m, _)| *m == n) {
+                    *guard = None;
+                }
             }
         }
         r
@@ -273,12 +284,12 @@ impl RedisStore {
         let mut tries = if idle { 2 } else { 1 };
         loop {
             tries -= 1;
-            let r = match self.handle().await {
-                Ok(Handle::Lazy(Conn::Cluster(mut c))) => inv.invoke_async(&mut c).await,
-                Ok(Handle::Lazy(Conn::Single(mut c))) => inv.invoke_async(&mut c).await,
-                Err(e) => return Err(e),
+            let (n, conn) = self.handle().await?;
+            let r = match conn {
+                Conn::Cluster(mut c) => inv.invoke_async(&mut c).await,
+                Conn::Single(mut c) => inv.invoke_async(&mut c).await,
             };
-            let r = self.after(r).await;
+            let r = self.after(n, r).await;
             match r {
                 Err(e) if tries > 0 && closed(&e) => continue,
                 r => return r,
@@ -290,8 +301,11 @@ impl RedisStore {
     pub async fn decide(&self, keys: &[&str], args: &[String]) -> RedisResult<[i64; 8]> {
         let r = parse_reply(self.eval(&self.script, keys, args).await?)
             .and_then(|mut replies| replies.pop().ok_or_else(unexpected));
-        // A reply of the wrong shape may be another request's: start afresh.
-        self.after(r).await
+        if r.is_err() {
+            // A reply of the wrong shape may be another request's: start afresh.
+            self.forget().await;
+        }
+        r
     }
 
     /// Deletes `keys` (one key's state under every limit); whether any existed.
@@ -304,20 +318,17 @@ impl RedisStore {
         let mut tries = if idle { 2 } else { 1 };
         loop {
             tries -= 1;
-            let r: RedisResult<i64> = match self.handle().await? {
-                Handle::Lazy(Conn::Cluster(mut c)) => cmd.query_async(&mut c).await,
-                Handle::Lazy(Conn::Single(mut c)) => cmd.query_async(&mut c).await,
+            let (n, conn) = self.handle().await?;
+            let r: RedisResult<i64> = match conn {
+                Conn::Cluster(mut c) => cmd.query_async(&mut c).await,
+                Conn::Single(mut c) => cmd.query_async(&mut c).await,
             };
-            match self.after(r).await {
+            match self.after(n, r).await {
                 Err(e) if tries > 0 && closed(&e) => continue,
                 r => return Ok(r? > 0),
             }
         }
     }
-}
-
-enum Handle {
-    Lazy(Conn),
 }
 
 fn timeout_error(what: &'static str) -> RedisError {
