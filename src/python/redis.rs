@@ -225,7 +225,15 @@ impl PyRedisLimiter {
                             // Redis restarted or its scripts were flushed: send the source.
                             r = c.call(&core.packed(&pending, false));
                         }
-                        if r.is_ok() {
+                        // A whole reply, even an error reply, leaves the connection in step.
+                        let whole = match &r {
+                            Ok(_) => true,
+                            Err(e) => matches!(
+                                e.kind(),
+                                redis::ErrorKind::Server(_) | redis::ErrorKind::Extension
+                            ),
+                        };
+                        if whole {
                             pool.lock().push(c);
                         }
                         r.and_then(parse_reply).and_then(|mut v| {
