@@ -53,7 +53,13 @@ class RedisLimiter(_seawall.RedisLimiter):
     in-memory limiter with the same limits). After ``breaker_failures`` failures in a row, no
     call is made for ``breaker_recovery`` seconds (doubling while Redis stays down), so an
     outage costs one timeout per probe, not one per request; failures are logged on
-    ``seawall.redis`` at most once per ``log_interval`` seconds.
+    ``seawall.redis`` at most once per ``log_interval`` seconds. A store that can never work as
+    configured (refused credentials, an ACL without the script or the keys) is not an outage:
+    each call then raises ``PermissionError`` (logged at ERROR) whatever ``on_error`` says.
+    ``reset`` and ``areset`` raise ``OSError`` when Redis fails or the breaker is open.
+
+    Connections are per process: after ``fork()`` (gunicorn ``--preload``) a child makes its
+    own at first use.
 
     Any ``str`` is a key: all of one key's Redis keys (``redis_keys(key)``) share one Cluster
     hash tag, a key that would break it (empty, or holding ``}``) being escaped inside it.
@@ -92,7 +98,8 @@ class RedisLimiter(_seawall.RedisLimiter):
         return await future
 
     async def areset(self, key: str) -> bool:
-        """``reset``, awaitable: whether Redis held any state for ``key``."""
+        """``reset``, awaitable: whether Redis held any state for ``key``; ``OSError`` (Redis
+        failed, or the breaker around it is open) and ``PermissionError`` as ``reset``."""
         loop = asyncio.get_running_loop()
         future: asyncio.Future[bool] = loop.create_future()
         self._submit_reset(_bridge(loop), future, key)

@@ -10,7 +10,7 @@
 //! to Redis. Half-open probes are each process's own. When Redis is down, each breaker goes on
 //! alone and the counts it could not send are sent later.
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -29,9 +29,18 @@ const SHARED_LUA: &str = include_str!("shared.lua");
 pub type Times = Box<dyn Fn() -> (Option<Nanos>, Nanos) + Send + Sync>;
 
 /// The task that shares one breaker's state.
+///
+/// Process-aware: in a child forked after use (gunicorn `--preload`), the first call makes a
+/// connection of the child's own and starts the sharing loop again on the child's runtime (the
+/// parent's are the parent's; they are forgotten in the child, never used or dropped).
 pub struct BreakerSync {
     breaker: Arc<Breaker>,
-    store: RedisStore,
+    redis: RedisConfig,
+    /// The process the store was made in, and the store.
+    store: Mutex<(u32, Arc<RedisStore>)>,
+    /// The process the sharing loop runs in (0: not started), and the loop.
+    task_pid: AtomicU32,
+    task: Mutex<Option<tokio::task::JoinHandle<()>>>,
     script: Script,
     key: String,
     interval: Duration,
@@ -58,13 +67,13 @@ impl BreakerSync {
         times: Times,
     ) -> Result<Arc<Self>, Error> {
         let timeout = redis.command_timeout;
-        let store = {
-            let _guard = runtime::handle().enter();
-            RedisStore::new(redis)?
-        };
+        let store = Self::connect(&redis)?;
         Ok(Arc::new(BreakerSync {
             breaker,
-            store,
+            redis,
+            store: Mutex::new((runtime::pid(), Arc::new(store))),
+            task_pid: AtomicU32::new(0),
+            task: Mutex::new(None),
             script: Script::new(SHARED_LUA),
             key,
             interval,
@@ -78,8 +87,56 @@ impl BreakerSync {
         }))
     }
 
-    /// Runs the sharing loop until the handle is aborted.
-    pub fn start(self: &Arc<Self>) -> tokio::task::JoinHandle<()> {
+    fn connect(redis: &RedisConfig) -> Result<RedisStore, Error> {
+        let _guard = runtime::handle().enter();
+        RedisStore::new(redis.clone())
+    }
+
+    /// This process's store (made again in a forked child).
+    fn store(&self) -> Arc<RedisStore> {
+        let mut g = self.store.lock();
+        let pid = runtime::pid();
+        if g.0 != pid {
+            if let Ok(s) = Self::connect(&self.redis) {
+                std::mem::forget(std::mem::replace(&mut *g, (pid, Arc::new(s))));
+            }
+        }
+        g.1.clone()
+    }
+
+    /// Starts the sharing loop in this process if it does not run here yet (first use, or a
+    /// forked child's first use); it runs until [`BreakerSync::stop`]. One atomic load when it
+    /// runs.
+    pub fn start(self: &Arc<Self>) {
+        let pid = runtime::pid();
+        if self.task_pid.load(Ordering::Acquire) == pid {
+            return;
+        }
+        let mut task = self.task.lock();
+        if self.task_pid.load(Ordering::Acquire) == pid {
+            return;
+        }
+        if let Some(parents) = task.take() {
+            // The parent's loop, on the parent's runtime: forgotten, never touched here.
+            std::mem::forget(parents);
+        }
+        *task = Some(self.spawn());
+        self.task_pid.store(pid, Ordering::Release);
+    }
+
+    /// Stops the sharing loop (if it runs in this process).
+    pub fn stop(&self) {
+        let mine = self.task_pid.swap(0, Ordering::AcqRel) == runtime::pid();
+        if let Some(task) = self.task.lock().take() {
+            if mine {
+                task.abort();
+            } else {
+                std::mem::forget(task);
+            }
+        }
+    }
+
+    fn spawn(self: &Arc<Self>) -> tokio::task::JoinHandle<()> {
         let me = self.clone();
         runtime::handle().spawn(async move {
             loop {
@@ -129,8 +186,12 @@ impl BreakerSync {
             (cfg.recovery_timeout / 1000).max(1).to_string(),
         ];
         let keys = [self.key.clone()];
-        let r = tokio::time::timeout(self.timeout, self.store.eval(&self.script, &keys, &args))
-            .await
+        let store = self.store();
+        let r = tokio::time::timeout(self.timeout, store.eval(&self.script, &keys, &args)).await;
+        if r.is_err() {
+            store.forget().await;
+        }
+        let r = r
             .map_err(|_| format!("no reply within command_timeout ({:?})", self.timeout))
             .and_then(|r| r.map_err(|e| e.to_string()))
             .and_then(|v| parse(v).ok_or_else(|| "unexpected reply".to_owned()));

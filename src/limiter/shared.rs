@@ -199,33 +199,72 @@ fn key_head(prefix: &str, key: &str) -> String {
     head
 }
 
-/// Failures, reported at most once per interval.
+/// A message for the `seawall.redis` logger.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Report {
+    /// ERROR (the store can never work as configured) rather than WARNING (an outage).
+    pub error: bool,
+    /// The message; never holds a password.
+    pub message: String,
+}
+
+/// Failures of one kind, reported at most once per interval.
 struct ErrorLog {
     interval: Nanos,
+    error: bool,
     state: Mutex<(Option<Instant>, u64)>,
-    pending: Mutex<Option<String>>,
-    has_pending: AtomicBool,
 }
 
 impl ErrorLog {
-    fn note(&self, what: &str) {
+    fn new(interval: Nanos, error: bool) -> Self {
+        ErrorLog {
+            interval,
+            error,
+            state: Mutex::new((None, 0)),
+        }
+    }
+
+    /// The report due now for `what`, if any.
+    fn note(&self, what: &str) -> Option<Report> {
         let mut g = self.state.lock();
         let due =
             g.0.is_none_or(|t| t.elapsed() >= Duration::from_nanos(self.interval));
         if !due {
             g.1 += 1;
-            return;
+            return None;
         }
         let suppressed = std::mem::take(&mut g.1);
         g.0 = Some(Instant::now());
-        let mut msg = what.to_owned();
+        let mut message = what.to_owned();
         if suppressed > 0 {
-            msg.push_str(&format!(
+            message.push_str(&format!(
                 " ({suppressed} more failures since the last report)"
             ));
         }
-        *self.pending.lock() = Some(msg);
-        self.has_pending.store(true, Ordering::Release);
+        Some(Report {
+            error: self.error,
+            message,
+        })
+    }
+}
+
+/// Why a call to Redis did not give an answer: [`StoreError::Configuration`] is raised to the
+/// caller, [`StoreError::Unavailable`] is an outage (decisions follow `on_error`; a reset
+/// raises it).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StoreError {
+    /// The store can never work as configured: Redis refused the credentials, its ACL forbids
+    /// the script or the keys, or it has no such database. Waiting does not heal it.
+    Configuration(String),
+    /// Redis failed, timed out, or the breaker around it is open.
+    Unavailable(String),
+}
+
+impl std::fmt::Display for StoreError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            StoreError::Configuration(m) | StoreError::Unavailable(m) => f.write_str(m),
+        }
     }
 }
 
@@ -267,7 +306,14 @@ pub struct SharedLimiter {
     store: Mutex<(u32, Arc<RedisStore>)>,
     local: Limiter,
     breaker: Breaker,
+    /// Outages (WARNING) and configuration errors (ERROR), each at most once per interval.
     log: ErrorLog,
+    config_log: ErrorLog,
+    reports: Mutex<Vec<Report>>,
+    has_report: AtomicBool,
+    /// When a connection last broke: failures of calls already in flight then are the same
+    /// failure, not more of them in a row.
+    last_broken: Mutex<Option<Instant>>,
     /// What it did.
     pub stats: SharedStats,
 }
@@ -310,13 +356,12 @@ impl SharedLimiter {
         Ok(SharedLimiter {
             local: Limiter::new(limits.clone(), config.max_local_keys),
             breaker: Breaker::new(config.breaker.clone(), now)?,
-            log: ErrorLog {
-                interval: config.log_interval,
-                state: Mutex::new((None, 0)),
-                pending: Mutex::new(None),
-                has_pending: AtomicBool::new(false),
-            },
-            store: Mutex::new((std::process::id(), Arc::new(store))),
+            log: ErrorLog::new(config.log_interval, false),
+            config_log: ErrorLog::new(config.log_interval, true),
+            reports: Mutex::new(Vec::new()),
+            has_report: AtomicBool::new(false),
+            last_broken: Mutex::new(None),
+            store: Mutex::new((runtime::pid(), Arc::new(store))),
             limits,
             tiers,
             config,
@@ -329,13 +374,16 @@ impl SharedLimiter {
         RedisStore::new(redis.clone())
     }
 
-    /// The store, made again in a child process after `fork()`.
+    /// The store, made again in a child process after `fork()`. The parent's is forgotten,
+    /// never dropped here: its connections belong to the parent's runtime, whose threads the
+    /// child does not have.
     fn store(&self) -> Arc<RedisStore> {
         let mut g = self.store.lock();
-        let pid = std::process::id();
+        let pid = runtime::pid();
         if g.0 != pid {
             if let Ok(s) = Self::connect(&self.config.redis) {
-                *g = (pid, Arc::new(s));
+                let parents = std::mem::replace(&mut *g, (pid, Arc::new(s)));
+                std::mem::forget(parents);
             }
         }
         g.1.clone()
@@ -426,7 +474,7 @@ impl SharedLimiter {
     }
 
     /// Makes a decision [`SharedLimiter::begin`] could not, within `command_timeout`.
-    pub async fn finish(&self, p: Pending) -> SharedDecision {
+    pub async fn finish(&self, p: Pending) -> Result<SharedDecision, StoreError> {
         let store = self.store();
         let started = Instant::now();
         let (keys, args) = Self::script_input(&[&p]);
@@ -436,6 +484,10 @@ impl SharedLimiter {
         )
         .await;
         let took = started.elapsed().as_nanos() as Nanos;
+        if r.is_err() {
+            // Its reply may still come, and be taken for the next request's.
+            store.forget().await;
+        }
         let r = r.unwrap_or_else(|_| {
             Err(std::io::Error::new(
                 std::io::ErrorKind::TimedOut,
@@ -499,13 +551,14 @@ impl SharedLimiter {
     }
 
     /// Turns the script's reply (or the failure) into the decision, reporting to the breaker;
-    /// `took` is how long the call took.
+    /// `took` is how long the call took. A configuration error ([`StoreError::Configuration`])
+    /// is returned instead of a decision: `on_error` is for faults that can heal.
     pub fn settle(
         &self,
         p: Pending,
         reply: redis::RedisResult<[i64; 8]>,
         took: Nanos,
-    ) -> SharedDecision {
+    ) -> Result<SharedDecision, StoreError> {
         let done_at = p.local_now.saturating_add(took);
         match reply {
             Ok(raw) => {
@@ -515,24 +568,88 @@ impl SharedLimiter {
                 if !decision.decision.allowed {
                     self.stats.denied.fetch_add(1, Ordering::Relaxed);
                 }
-                SharedDecision {
+                Ok(SharedDecision {
                     decision,
                     fallback: Fallback::None,
-                }
+                })
             }
-            Err(e) => self.failed(&p, &e.to_string(), took, done_at),
+            Err(e) => {
+                self.failed(p.permit, &e, took, done_at)?;
+                Ok(self.fallback(&p.key, p.cost, p.commit, done_at, Fallback::Error))
+            }
         }
     }
 
-    fn failed(&self, p: &Pending, why: &str, took: Nanos, now: Nanos) -> SharedDecision {
-        self.breaker.record(p.permit, Outcome::Failure, took, now);
+    /// Gives up on a decision sent by another process (the parent of this forked child, which
+    /// gets its reply): `on_error` decides, and the breaker does not count it.
+    pub fn abandon(&self, p: Pending, took: Nanos) -> SharedDecision {
+        let done_at = p.local_now.saturating_add(took);
+        self.breaker
+            .record(p.permit, Outcome::Ignored, took, done_at);
+        self.fallback(&p.key, p.cost, p.commit, done_at, Fallback::Error)
+    }
+
+    /// Reports a failed call to the breaker, the counters and the log. A configuration error
+    /// is returned (the breaker ignores it: Redis is up); an outage is `Ok` (the policy then
+    /// decides).
+    fn failed(
+        &self,
+        permit: crate::breaker::Permit,
+        e: &redis::RedisError,
+        took: Nanos,
+        now: Nanos,
+    ) -> Result<(), StoreError> {
+        let url = crate::store::redis::url::redact(&self.config.redis.url);
+        if crate::store::redis::direct::is_configuration_error(e) {
+            self.breaker.record(permit, Outcome::Ignored, took, now);
+            let msg = format!(
+                "Redis at {url} refuses seawall: {e}. This is a configuration error (the \
+                 credentials, the ACL or the database in the store URL), not an outage: \
+                 on_error does not apply"
+            );
+            self.report(self.config_log.note(&msg));
+            return Err(StoreError::Configuration(msg));
+        }
+        let outcome = if self.same_breakage(e, took) {
+            Outcome::Ignored
+        } else {
+            Outcome::Failure
+        };
+        self.breaker.record(permit, outcome, took, now);
         self.stats.errors.fetch_add(1, Ordering::Relaxed);
-        self.log.note(&format!(
-            "Redis at {} failed: {why}; decisions follow on_error={} until it recovers",
-            crate::store::redis::url::redact(&self.config.redis.url),
+        self.report(self.log.note(&format!(
+            "Redis at {url} failed: {e}; decisions follow on_error={} until it recovers",
             self.config.on_error.name()
-        ));
-        self.fallback(&p.key, p.cost, p.commit, now, Fallback::Error)
+        )));
+        Ok(())
+    }
+
+    /// Whether a failed call was already in flight when a connection last broke: then it is
+    /// part of that one failure, and does not count as one more in a row for the breaker
+    /// (`CLIENT KILL` under 40 decisions in flight is one failure, not 40). Error replies from
+    /// the server are each their own failure.
+    fn same_breakage(&self, e: &redis::RedisError, took: Nanos) -> bool {
+        if matches!(
+            e.kind(),
+            redis::ErrorKind::Server(_) | redis::ErrorKind::Extension
+        ) {
+            return false;
+        }
+        let now = Instant::now();
+        let started = now.checked_sub(Duration::from_nanos(took)).unwrap_or(now);
+        let mut last = self.last_broken.lock();
+        if last.is_some_and(|t| started < t) {
+            return true;
+        }
+        *last = Some(now);
+        false
+    }
+
+    fn report(&self, r: Option<Report>) {
+        if let Some(r) = r {
+            self.reports.lock().push(r);
+            self.has_report.store(true, Ordering::Release);
+        }
     }
 
     fn fallback(
@@ -615,22 +732,56 @@ impl SharedLimiter {
     }
 
     /// Forgets `key`'s state in Redis (and in the local fallback); whether Redis held any.
-    pub async fn reset(&self, key: &str, local_now: Nanos) -> Result<bool, String> {
+    ///
+    /// Through the breaker, as decisions are: while it is open no call is made, and a failure
+    /// counts towards opening it and is logged at most once per `log_interval`. Either way the
+    /// caller learns that Redis still holds the state ([`StoreError`]).
+    pub async fn reset(&self, key: &str, local_now: Nanos) -> Result<bool, StoreError> {
         self.local.reset(key, local_now);
+        let permit = self.breaker.try_acquire(local_now);
+        if permit == REJECTED {
+            let wait = self.breaker.retry_after(local_now) as f64 / NANOS_PER_SEC as f64;
+            return Err(StoreError::Unavailable(format!(
+                "Redis reset failed: Redis at {} is unavailable (the breaker around it is \
+                 open; the next try in {wait:.3} s)",
+                crate::store::redis::url::redact(&self.config.redis.url),
+            )));
+        }
         let store = self.store();
         let keys = self.keys(key);
-        match tokio::time::timeout(self.config.redis.command_timeout, store.delete(&keys)).await {
-            Ok(Ok(existed)) => Ok(existed),
-            Ok(Err(e)) => Err(e.to_string()),
-            Err(_) => Err("no reply within command_timeout".to_owned()),
+        let started = Instant::now();
+        let timeout = self.config.redis.command_timeout;
+        let r = tokio::time::timeout(timeout, store.delete(&keys)).await;
+        if r.is_err() {
+            store.forget().await;
+        }
+        let r = r.unwrap_or_else(|_| {
+            Err(std::io::Error::new(
+                std::io::ErrorKind::TimedOut,
+                format!("no reply within command_timeout ({timeout:?})"),
+            )
+            .into())
+        });
+        let took = started.elapsed().as_nanos() as Nanos;
+        let done_at = local_now.saturating_add(took);
+        match r {
+            Ok(existed) => {
+                self.breaker.record(permit, Outcome::Success, took, done_at);
+                Ok(existed)
+            }
+            Err(e) => {
+                self.failed(permit, &e, took, done_at)?;
+                Err(StoreError::Unavailable(format!("Redis reset failed: {e}")))
+            }
         }
     }
 
-    /// The failure report due now, if any (at most one per `log_interval`).
-    pub fn take_report(&self) -> Option<String> {
-        if !self.log.has_pending.swap(false, Ordering::AcqRel) {
-            return None;
+    /// The reports due now for the `seawall.redis` logger (each kind at most once per
+    /// `log_interval`). One atomic load when there are none.
+    pub fn take_reports(&self) -> Vec<Report> {
+        if !self.has_report.swap(false, Ordering::AcqRel) {
+            return Vec::new();
         }
-        self.log.pending.lock().take()
+        std::mem::take(&mut *self.reports.lock())
     }
 }

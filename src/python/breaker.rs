@@ -14,12 +14,11 @@ use crate::store::redis::{runtime, RedisConfig};
 
 struct Shared {
     sync: Arc<BreakerSync>,
-    task: tokio::task::JoinHandle<()>,
 }
 
 impl Drop for Shared {
     fn drop(&mut self) {
-        self.task.abort();
+        self.sync.stop();
     }
 }
 
@@ -351,8 +350,8 @@ impl PyBreakerCore {
                     positive("sync_interval", sync_interval)?,
                     shared_times(&clock)?,
                 )?;
-                let task = sync.start();
-                Some(Shared { sync, task })
+                sync.start();
+                Some(Shared { sync })
             }
         };
         Ok(PyBreakerCore {
@@ -368,6 +367,7 @@ impl PyBreakerCore {
             return Err(PyValueError::new_err("this breaker has no store"));
         };
         let sync = shared.sync.clone();
+        sync.start(); // in a forked child, the sharing starts again there
         let r = py.detach(move || runtime::handle().block_on(sync.sync_once()));
         r.map(nanos_to_secs)
             .map_err(|e| pyo3::exceptions::PyOSError::new_err(format!("Redis sync failed: {e}")))
@@ -393,6 +393,7 @@ impl PyBreakerCore {
         self.breaker
             .record(permit, outcome, duration, self.clock.now(py)?);
         if let Some(shared) = &self.shared {
+            shared.sync.start(); // in a forked child, the sharing starts again there
             if outcome == Outcome::Failure && self.breaker.opened_since_delta() {
                 // Opened here: tell the others now, not at the next interval.
                 shared.sync.poke();

@@ -12,7 +12,7 @@ use pyo3::prelude::*;
 
 use super::limiter::PyDecision;
 use crate::clock::Nanos;
-use crate::limiter::shared::{Pending, SharedDecision, SharedLimiter};
+use crate::limiter::shared::{Pending, SharedDecision, SharedLimiter, StoreError};
 use crate::store::redis::direct::{supported, Direct};
 use crate::store::redis::{parse_reply, runtime};
 
@@ -31,8 +31,8 @@ pub(crate) struct Batch {
 enum Slot {
     /// Not connected; the next call starts connecting.
     Idle,
-    /// Connecting on the I/O thread.
-    Connecting,
+    /// Connecting on the I/O thread of the process with this id.
+    Connecting(u32),
     /// Connected, not yet watched by a loop.
     Connected(Direct<Batch>),
     /// Watched by the loop whose bridge is `bridge`.
@@ -45,7 +45,6 @@ enum Slot {
         timer: bool,
         /// A flush of queued commands is scheduled on the loop.
         flushing: bool,
-        pid: u32,
     },
 }
 
@@ -62,28 +61,25 @@ pub(crate) struct PyDirectReader {
     shared: Arc<DirectShared>,
 }
 
-type Finished = Vec<(Py<PyAny>, SharedDecision)>;
+type Finished = Vec<(Py<PyAny>, Result<SharedDecision, StoreError>)>;
 
 fn finish(py: Python<'_>, core: &SharedLimiter, done: Finished) {
     for (future, d) in done {
-        let value = match Bound::new(py, PyDecision::from(d.decision)) {
-            Ok(v) => v,
-            Err(e) => {
-                e.restore(py);
-                continue;
-            }
+        let r = match d {
+            Ok(d) => Bound::new(py, PyDecision::from(d.decision))
+                .and_then(|v| future.call_method1(py, intern!(py, "set_result"), (v,))),
+            Err(e) => future.call_method1(
+                py,
+                intern!(py, "set_exception"),
+                (super::redis::store_error(e),),
+            ),
         };
         // A cancelled future refuses its result; nobody is waiting for it.
-        if future
-            .call_method1(py, intern!(py, "set_result"), (value,))
-            .is_err()
-        {
+        if r.is_err() {
             let _ = PyErr::take(py);
         }
     }
-    if let Some(msg) = core.take_report() {
-        super::redis::report(py, &msg);
-    }
+    super::redis::report_all(py, core.take_reports());
 }
 
 fn took(w: &Waiter) -> Nanos {
@@ -117,10 +113,28 @@ impl DirectShared {
             let _ = event_loop.call_method1(py, intern!(py, "remove_reader"), (conn.fd(),));
             let _ = PyErr::take(py);
             let waiters = conn.waiting.drain(..).flat_map(|b| b.waiters).chain(queued);
+            // One broken connection is one failure for the breaker, however many decisions
+            // were on it (`SharedLimiter::settle` counts the first only).
             for w in waiters {
                 let t = took(&w);
                 let err = std::io::Error::other(why.to_owned()).into();
                 done.push((w.future, self.core.settle(w.pending, Err(err), t)));
+            }
+        }
+    }
+
+    /// In a forked child: forgets the parent's connection (without touching the loop, whose
+    /// selector the child shares with the parent) and gives the decisions the child inherited
+    /// in flight to `on_error` (their replies go to the parent).
+    fn forget_inherited(&self, slot: &mut Slot, done: &mut Finished) {
+        if let Slot::Ready {
+            mut conn, queued, ..
+        } = std::mem::replace(slot, Slot::Idle)
+        {
+            let waiters = conn.waiting.drain(..).flat_map(|b| b.waiters).chain(queued);
+            for w in waiters {
+                let t = took(&w);
+                done.push((w.future, Ok(self.core.abandon(w.pending, t))));
             }
         }
     }
@@ -176,26 +190,35 @@ impl DirectShared {
             return Err(pending);
         }
         let mut done = Vec::new();
-        let result;
-        {
+        let result = 'send: {
             let mut slot = self.slot.lock();
-            if let Slot::Ready { pid, .. } = &*slot {
-                if *pid != std::process::id() {
-                    // A forked child: the socket is the parent's.
-                    *slot = Slot::Idle;
-                }
+            let forked = match &*slot {
+                Slot::Ready { conn, .. } | Slot::Connected(conn) => conn.inherited(),
+                Slot::Connecting(pid) => *pid != runtime::pid(),
+                Slot::Idle => false,
+            };
+            if forked {
+                // A forked child: the socket (or the thread making it) is the parent's.
+                self.forget_inherited(&mut slot, &mut done);
+                *slot = Slot::Idle;
             }
-            let closed_while_idle = matches!(
-                &*slot,
-                Slot::Ready { conn, bridge: owner, .. }
-                    if *owner == bridge && conn.waiting.is_empty() && conn.closed_while_idle()
-            );
-            if closed_while_idle {
+            let stale = match &*slot {
+                Slot::Ready {
+                    conn,
+                    bridge: owner,
+                    ..
+                } => *owner == bridge && conn.stale_while_idle(),
+                Slot::Connected(conn) => conn.stale_while_idle(),
+                _ => false,
+            };
+            if stale {
                 // Redis closed it while nothing was waiting (an idle timeout, CLIENT KILL, a
-                // restart): nothing is lost, so connect again now rather than fail this call.
-                // This blocks the loop for at most connect_timeout, and only when Redis has
-                // just closed the connection, which a live server answers at once.
+                // restart), or sent what nobody asked for: nothing is lost, so connect again
+                // now rather than fail this call. This blocks the loop for at most
+                // connect_timeout, and only when Redis has just closed the connection, which a
+                // live server answers at once.
                 self.break_connection(py, &mut slot, "closed while idle", &mut done);
+                *slot = Slot::Idle;
                 let cfg = &self.core.config().redis;
                 if let Ok(conn) = Direct::connect(&cfg.url, cfg.connect_timeout) {
                     *slot = Slot::Connected(conn);
@@ -203,20 +226,20 @@ impl DirectShared {
             }
             match std::mem::replace(&mut *slot, Slot::Idle) {
                 Slot::Idle => {
-                    *slot = Slot::Connecting;
+                    *slot = Slot::Connecting(runtime::pid());
                     self.connect_in_background();
-                    return Err(pending);
+                    break 'send Err(pending);
                 }
-                Slot::Connecting => {
-                    *slot = Slot::Connecting;
-                    return Err(pending);
+                Slot::Connecting(pid) => {
+                    *slot = Slot::Connecting(pid);
+                    break 'send Err(pending);
                 }
                 Slot::Connected(conn) => {
                     let event_loop = match future.call_method0(intern!(py, "get_loop")) {
                         Ok(l) => l,
                         Err(_) => {
                             *slot = Slot::Connected(conn);
-                            return Err(pending);
+                            break 'send Err(pending);
                         }
                     };
                     let reader = Bound::new(
@@ -229,7 +252,7 @@ impl DirectShared {
                     .and_then(|cb| event_loop.call_method1("add_reader", (conn.fd(), cb)));
                     if reader.is_err() {
                         let _ = PyErr::take(py);
-                        return Err(pending);
+                        break 'send Err(pending);
                     }
                     *slot = Slot::Ready {
                         conn,
@@ -238,7 +261,6 @@ impl DirectShared {
                         queued: Vec::new(),
                         timer: false,
                         flushing: false,
-                        pid: std::process::id(),
                     };
                 }
                 other => *slot = other,
@@ -250,13 +272,12 @@ impl DirectShared {
                 queued,
                 timer,
                 flushing,
-                ..
             } = &mut *slot
             else {
-                return Err(pending);
+                break 'send Err(pending);
             };
             if *owner != bridge {
-                return Err(pending);
+                break 'send Err(pending);
             }
             let waiter = Waiter {
                 future: future.clone().unbind(),
@@ -272,38 +293,35 @@ impl DirectShared {
                 // loop queued in one script call.
                 queued.push(waiter);
                 if !*flushing {
-                    *flushing = self.schedule(py, event_loop, "flush", false);
+                    *flushing = self.schedule(py, event_loop, "flush", None);
                     if !*flushing {
                         broke = self.flush_queued(conn, queued).err();
                     }
                 }
             }
             if !*timer {
-                *timer = self.arm_timer(py, event_loop);
+                // Nothing was awaited: this decision is the oldest, due in command_timeout.
+                let limit = self.core.config().redis.command_timeout;
+                *timer = self.schedule(py, event_loop, "check", Some(limit));
             }
             if let Some(e) = broke {
                 let why = format!("the connection broke: {e}");
                 self.break_connection(py, &mut slot, &why, &mut done);
             }
-            result = Ok(None);
-        }
+            Ok(None)
+        };
         finish(py, &self.core, done);
         result
     }
 
-    fn arm_timer(self: &Arc<Self>, py: Python<'_>, event_loop: &Py<PyAny>) -> bool {
-        self.schedule(py, event_loop, "check", true)
-    }
-
-    /// Schedules the reader's `method` on the loop: soon, or after half a command timeout.
+    /// Schedules the reader's `method` on the loop: soon, or after `delay`.
     fn schedule(
         self: &Arc<Self>,
         py: Python<'_>,
         event_loop: &Py<PyAny>,
         method: &str,
-        later: bool,
+        delay: Option<std::time::Duration>,
     ) -> bool {
-        let interval = self.core.config().redis.command_timeout.as_secs_f64() / 2.0;
         let r = Bound::new(
             py,
             PyDirectReader {
@@ -313,10 +331,10 @@ impl DirectShared {
         .and_then(|r| r.getattr(method))
         .and_then(|cb| {
             let l = event_loop.bind(py);
-            if later {
-                l.call_method1(intern!(py, "call_later"), (interval, cb))
-            } else {
-                l.call_method1(intern!(py, "call_soon"), (cb,))
+            match delay {
+                // A little past the deadline, so that the check finds it passed.
+                Some(d) => l.call_method1(intern!(py, "call_later"), (d.as_secs_f64() + 0.001, cb)),
+                None => l.call_method1(intern!(py, "call_soon"), (cb,)),
             }
         });
         match r {
@@ -334,7 +352,7 @@ impl DirectShared {
             let cfg = &me.core.config().redis;
             let r = Direct::connect(&cfg.url, cfg.connect_timeout);
             let mut slot = me.slot.lock();
-            if matches!(*slot, Slot::Connecting) {
+            if matches!(*slot, Slot::Connecting(_)) {
                 *slot = match r {
                     Ok(conn) => Slot::Connected(conn),
                     Err(_) => Slot::Idle,
@@ -354,15 +372,16 @@ impl PyDirectReader {
             let Slot::Ready { conn, .. } = &mut *slot else {
                 return;
             };
-            match conn.receive() {
-                Ok(replies) => {
-                    let mut broken = None;
+            let (replies, error) = conn.receive();
+            {
+                {
+                    let mut broken = error.map(|e| format!("the connection to Redis closed: {e}"));
                     for (batch, reply) in replies {
                         let noscript = matches!(&reply, Err(e) if e.kind() == redis::ErrorKind::Server(redis::ServerErrorKind::NoScript));
                         if noscript && batch.by_hash {
                             // Redis restarted or its scripts were flushed: send the source.
                             if let Err(e) = shared.send_batch(conn, batch.waiters, false) {
-                                broken = Some(format!("the connection broke: {e}"));
+                                broken.get_or_insert(format!("the connection broke: {e}"));
                             }
                             continue;
                         }
@@ -384,13 +403,11 @@ impl PyDirectReader {
                                 }
                             }
                             Err(e) => {
-                                let why = e.to_string();
                                 for w in batch.waiters {
                                     let t = took(&w);
-                                    let err = std::io::Error::other(why.clone()).into();
                                     done.push((
                                         w.future,
-                                        shared.core.settle(w.pending, Err(err), t),
+                                        shared.core.settle(w.pending, Err(e.clone()), t),
                                     ));
                                 }
                             }
@@ -399,10 +416,6 @@ impl PyDirectReader {
                     if let Some(why) = broken {
                         shared.break_connection(py, &mut slot, &why, &mut done);
                     }
-                }
-                Err(e) => {
-                    let why = format!("the connection to Redis closed: {e}");
-                    shared.break_connection(py, &mut slot, &why, &mut done);
                 }
             }
         }
@@ -430,7 +443,8 @@ impl PyDirectReader {
             let broke = shared.flush_queued(conn, queued).err();
             if broke.is_none() && !*timer {
                 let event_loop = event_loop.clone_ref(py);
-                *timer = shared.arm_timer(py, &event_loop);
+                let limit = shared.core.config().redis.command_timeout;
+                *timer = shared.schedule(py, &event_loop, "check", Some(limit));
             }
             if let Some(e) = broke {
                 let why = format!("the connection broke: {e}");
@@ -456,15 +470,17 @@ impl PyDirectReader {
                 return;
             };
             let oldest = conn.waiting.front().and_then(|b| b.waiters.first());
-            match oldest {
+            match oldest.map(|w| w.sent.elapsed()) {
                 None => *timer = false,
-                Some(w) if w.sent.elapsed() > limit => {
+                Some(waited) if waited >= limit => {
                     let why = format!("no reply within command_timeout ({limit:?})");
                     shared.break_connection(py, &mut slot, &why, &mut done);
                 }
-                Some(_) => {
+                Some(waited) => {
+                    // Again when the oldest decision's time is up: each await ends within
+                    // command_timeout (and a turn of the loop), whatever the server sends.
                     let event_loop = event_loop.clone_ref(py);
-                    *timer = shared.arm_timer(py, &event_loop);
+                    *timer = shared.schedule(py, &event_loop, "check", Some(limit - waited));
                 }
             }
         }

@@ -15,7 +15,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use parking_lot::Mutex;
-use pyo3::exceptions::{PyOSError, PyValueError};
+use pyo3::exceptions::{PyOSError, PyPermissionError, PyValueError};
 use pyo3::intern;
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyList};
@@ -26,20 +26,20 @@ use super::errors::{cost_arg, Count};
 use super::limiter::{limit_set_arg, limits_list, max_keys_arg, secs, PyDecision};
 use crate::breaker::BreakerConfig;
 use crate::clock::{self, secs_to_nanos, Clock, DefaultClock, Nanos, NANOS_PER_SEC};
-use crate::limiter::shared::{SharedConfig, SharedLimiter};
+use crate::limiter::shared::{Report, SharedConfig, SharedLimiter, StoreError};
 use crate::limiter::tiered::TieredDecision;
-use crate::store::redis::direct::Direct;
+use crate::store::redis::direct::{connect_error, Direct};
 use crate::store::redis::{parse_reply, runtime, url, RedisConfig};
 
 enum Completion {
-    Decision(TieredDecision),
-    Flag(Result<bool, String>),
+    Decision(Result<TieredDecision, StoreError>),
+    Flag(Result<bool, StoreError>),
 }
 
 struct Done {
     future: Py<PyAny>,
     completion: Completion,
-    report: Option<String>,
+    reports: Vec<Report>,
 }
 
 struct BridgeInner {
@@ -101,23 +101,26 @@ impl PyBridge {
         let batch = std::mem::take(&mut *self.inner.queue.lock());
         let n = batch.len();
         for done in batch {
-            if let Some(msg) = done.report {
-                report(py, &msg);
-            }
-            let value: Bound<'_, PyAny> = match done.completion {
-                Completion::Decision(d) => Bound::new(py, PyDecision::from(d))?.into_any(),
-                Completion::Flag(Ok(b)) => pyo3::types::PyBool::new(py, b).to_owned().into_any(),
-                Completion::Flag(Err(e)) => {
-                    report(py, &format!("Redis reset failed: {e}"));
-                    pyo3::types::PyBool::new(py, false).to_owned().into_any()
+            report_all(py, done.reports);
+            let value: Result<Bound<'_, PyAny>, StoreError> = match done.completion {
+                Completion::Decision(Ok(d)) => Ok(Bound::new(py, PyDecision::from(d))?.into_any()),
+                Completion::Flag(Ok(b)) => {
+                    Ok(pyo3::types::PyBool::new(py, b).to_owned().into_any())
                 }
+                Completion::Decision(Err(e)) | Completion::Flag(Err(e)) => Err(e),
+            };
+            let r = match value {
+                Ok(v) => done
+                    .future
+                    .call_method1(py, intern!(py, "set_result"), (v,)),
+                Err(e) => done.future.call_method1(
+                    py,
+                    intern!(py, "set_exception"),
+                    (store_error(e).into_value(py),),
+                ),
             };
             // A cancelled future refuses its result; nobody is waiting for it.
-            if done
-                .future
-                .call_method1(py, intern!(py, "set_result"), (value,))
-                .is_err()
-            {
+            if r.is_err() {
                 let _ = PyErr::take(py);
             }
         }
@@ -125,13 +128,26 @@ impl PyBridge {
     }
 }
 
-pub(crate) fn report(py: Python<'_>, msg: &str) {
-    let r = py
-        .import("logging")
-        .and_then(|m| m.call_method1("getLogger", ("seawall.redis",)))
-        .and_then(|l| l.call_method1("warning", (msg,)));
-    if r.is_err() {
-        let _ = PyErr::take(py);
+/// The Python exception for a store error: `PermissionError` for a configuration error (the
+/// store can never work as configured), `OSError` for an outage.
+pub(crate) fn store_error(e: StoreError) -> PyErr {
+    match e {
+        StoreError::Configuration(m) => PyPermissionError::new_err(m),
+        StoreError::Unavailable(m) => PyOSError::new_err(m),
+    }
+}
+
+/// Logs `reports` on `seawall.redis`: configuration errors at ERROR, outages at WARNING.
+pub(crate) fn report_all(py: Python<'_>, reports: Vec<Report>) {
+    for r in reports {
+        let level = if r.error { "error" } else { "warning" };
+        let done = py
+            .import("logging")
+            .and_then(|m| m.call_method1("getLogger", ("seawall.redis",)))
+            .and_then(|l| l.call_method1(level, (r.message,)));
+        if done.is_err() {
+            let _ = PyErr::take(py);
+        }
     }
 }
 
@@ -193,8 +209,9 @@ impl PyRedisLimiter {
                 let started = std::time::Instant::now();
                 let conn = {
                     let mut pool = pool.lock();
-                    // Redis may have closed idle ones since they were last used.
-                    pool.retain(|c| !c.closed_while_idle());
+                    // Redis may have closed idle ones since they were last used, sent what
+                    // nobody asked for, or this is a forked child and they are the parent's.
+                    pool.retain(|c| !c.stale_while_idle());
                     pool.pop()
                 };
                 let conn = match conn {
@@ -208,14 +225,22 @@ impl PyRedisLimiter {
                             // Redis restarted or its scripts were flushed: send the source.
                             r = c.call(&core.packed(&pending, false));
                         }
-                        if r.is_ok() {
+                        // A whole reply, even an error reply, leaves the connection in step.
+                        let whole = match &r {
+                            Ok(_) => true,
+                            Err(e) => matches!(
+                                e.kind(),
+                                redis::ErrorKind::Server(_) | redis::ErrorKind::Extension
+                            ),
+                        };
+                        if whole {
                             pool.lock().push(c);
                         }
                         r.and_then(parse_reply).and_then(|mut v| {
                             v.pop().ok_or_else(|| std::io::Error::other("no decision").into())
                         })
                     }
-                    Err(e) => Err(e.into()),
+                    Err(e) => Err(connect_error(e)),
                 };
                 core.settle(pending, reply, started.elapsed().as_nanos() as Nanos)
             })
@@ -223,10 +248,8 @@ impl PyRedisLimiter {
             let core = self.core.clone();
             py.detach(move || runtime::handle().block_on(core.finish(pending)))
         };
-        if let Some(msg) = self.core.take_report() {
-            report(py, &msg);
-        }
-        Ok(d.decision)
+        report_all(py, self.core.take_reports());
+        Ok(d.map_err(store_error)?.decision)
     }
 }
 
@@ -319,7 +342,8 @@ impl PyRedisLimiter {
         let core = self.core.clone();
         let key = key.to_owned();
         let r = py.detach(move || runtime::handle().block_on(core.reset(&key, local_now)));
-        r.map_err(|e| PyOSError::new_err(format!("Redis reset failed: {e}")))
+        report_all(py, self.core.take_reports());
+        r.map_err(store_error)
     }
 
     /// Starts an async decision: the Decision if it is known at once, else None, and the
@@ -356,8 +380,8 @@ impl PyRedisLimiter {
             let d = core.finish(pending).await;
             inner.complete(Done {
                 future,
-                completion: Completion::Decision(d.decision),
-                report: core.take_report(),
+                completion: Completion::Decision(d.map(|d| d.decision)),
+                reports: core.take_reports(),
             });
         });
         Ok(None)
@@ -381,7 +405,7 @@ impl PyRedisLimiter {
             inner.complete(Done {
                 future,
                 completion: Completion::Flag(r),
-                report: None,
+                reports: core.take_reports(),
             });
         });
         Ok(())

@@ -40,8 +40,62 @@ pub struct Direct<T> {
     sock: Sock,
     buf: BytesMut,
     codec: redis::ValueCodec,
+    /// The process that made it (see [`super::runtime::pid`]): a forked child must not use it.
+    pid: u32,
+    /// The blocking connection's read timeout as set now, when a reply's later reads shortened it.
+    shortened: bool,
+    /// `command_timeout`, for a blocking connection.
+    command_timeout: Option<Duration>,
     /// Requests sent and not yet answered.
     pub waiting: VecDeque<T>,
+}
+
+/// The authentication or database selection was refused: the URL (its credentials, its
+/// database number) can never work, however long one waits. Carried inside an I/O error of
+/// kind `PermissionDenied` from [`Direct::connect`]; [`connect_error`] turns it into a Redis
+/// error that [`is_configuration_error`] recognizes.
+#[derive(Debug)]
+pub struct Refused(pub String);
+
+impl std::fmt::Display for Refused {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for Refused {}
+
+/// A failure of [`Direct::connect`] as a Redis error: refused credentials are
+/// `AuthenticationFailed`, as redis-rs reports them.
+pub fn connect_error(e: std::io::Error) -> RedisError {
+    match e
+        .get_ref()
+        .and_then(|inner| inner.downcast_ref::<Refused>())
+    {
+        Some(Refused(msg)) => RedisError::from((
+            redis::ErrorKind::AuthenticationFailed,
+            "refused",
+            msg.clone(),
+        )),
+        None => e.into(),
+    }
+}
+
+/// Whether `e` says the store can never work as configured rather than that it is down:
+/// refused credentials (`WRONGPASS`, an `AUTH` Redis did not expect), an ACL that forbids the
+/// script or its keys (`NOPERM`), a database number the server does not have. Waiting does
+/// not heal these, so they are raised to the caller instead of being left to `on_error`.
+pub fn is_configuration_error(e: &RedisError) -> bool {
+    match e.kind() {
+        redis::ErrorKind::AuthenticationFailed
+        | redis::ErrorKind::Server(redis::ServerErrorKind::NoPerm) => true,
+        redis::ErrorKind::Extension => matches!(e.code(), Some("WRONGPASS" | "NOAUTH" | "NOPERM")),
+        // redis-rs's report of a refused SELECT.
+        redis::ErrorKind::Server(redis::ServerErrorKind::ResponseError) => e
+            .detail()
+            .is_some_and(|d| d.contains("DB index is out of range")),
+        _ => false,
+    }
 }
 
 /// Whether `url` can be served directly (one server, plain TCP or a Unix socket).
@@ -118,7 +172,17 @@ impl<T> Direct<T> {
         for cmd in handshake {
             sock.io().write_all(&cmd.get_packed_command())?;
             if let Value::ServerError(e) = parser.parse_value(sock.io()).map_err(io_err)? {
-                return Err(std::io::Error::other(format!("{e:?}")));
+                // AUTH or SELECT refused: no retry can succeed with this URL.
+                let detail = e.details().unwrap_or("").trim_end_matches('.');
+                let what = if settings.db() != 0 && detail.contains("DB index") {
+                    format!("Redis refused database {} ({detail})", settings.db())
+                } else {
+                    format!("Redis refused the credentials ({} {detail})", e.code())
+                };
+                return Err(std::io::Error::new(
+                    ErrorKind::PermissionDenied,
+                    Refused(what),
+                ));
             }
         }
         match (&sock, blocking) {
@@ -137,20 +201,32 @@ impl<T> Direct<T> {
             sock,
             buf: BytesMut::with_capacity(4096),
             codec: redis::ValueCodec::default(),
+            pid: super::runtime::pid(),
+            shortened: false,
+            command_timeout: blocking,
             waiting: VecDeque::new(),
         })
     }
 
-    /// Whether Redis has closed the connection while it was idle (an idle client timeout,
-    /// `CLIENT KILL`, a restart): looked at without reading or waiting before an idle connection
-    /// is used again, since a command written to a closed one would be lost and its decision
-    /// fall to `on_error` while Redis is up. One `recv(MSG_PEEK | MSG_DONTWAIT)`, about 1 µs
-    /// here against some 50 µs for the decision.
-    pub fn closed_while_idle(&self) -> bool {
-        self.waiting.is_empty() && self.is_closed()
+    /// Whether an idle connection (nothing awaited on it) must not be used again: Redis closed
+    /// it (an idle client timeout, `CLIENT KILL`, a restart), bytes nobody asked for arrived on
+    /// it (they would be read as the next request's reply), or it was made in the parent of this
+    /// forked process (its socket is shared with the parent). Looked at without reading or
+    /// waiting before an idle connection is used again, since a command written to a closed one
+    /// would be lost and its decision fall to `on_error` while Redis is up. One
+    /// `recv(MSG_PEEK | MSG_DONTWAIT)`, about 1 µs here against some 50 µs for the decision.
+    pub fn stale_while_idle(&self) -> bool {
+        self.waiting.is_empty()
+            && (self.pid != super::runtime::pid() || !self.buf.is_empty() || self.is_unusable())
     }
 
-    fn is_closed(&self) -> bool {
+    /// Whether this connection was made in another process (this one is a forked child).
+    pub fn inherited(&self) -> bool {
+        self.pid != super::runtime::pid()
+    }
+
+    /// Closed, broken, or with unread bytes waiting.
+    fn is_unusable(&self) -> bool {
         let mut byte = 0u8;
         // SAFETY: a one-byte buffer we own; MSG_PEEK | MSG_DONTWAIT neither consumes nor blocks.
         let n = unsafe {
@@ -163,7 +239,7 @@ impl<T> Direct<T> {
         };
         match n {
             0 => true,
-            n if n > 0 => false,
+            n if n > 0 => true,
             _ => {
                 let e = std::io::Error::last_os_error();
                 !matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::Interrupted)
@@ -201,10 +277,20 @@ impl<T> Direct<T> {
     }
 
     /// Sends one command and waits for its reply, on a connection made by
-    /// [`Direct::connect_blocking`]. After an error the connection must be dropped.
+    /// [`Direct::connect_blocking`], all of it within `command_timeout` (not each read: a reply
+    /// that trickles in cannot hold the caller longer). After an error the connection must be
+    /// dropped; after a success it may be used again only if nothing more arrived
+    /// ([`Direct::stale_while_idle`]).
     pub fn call(&mut self, packed: &[u8]) -> RedisResult<Value> {
+        let started = std::time::Instant::now();
+        let limit = self.command_timeout.unwrap_or(Duration::MAX);
+        if self.shortened {
+            // An earlier reply shortened the read timeout: restore it (rare: one syscall).
+            self.set_read_timeout(limit)?;
+        }
         self.sock.io().write_all(packed)?;
         let mut chunk = [0u8; 4096];
+        let mut reads = 0u32;
         loop {
             if let Some(value) = self.codec.decode(&mut self.buf)? {
                 return match value {
@@ -212,18 +298,49 @@ impl<T> Direct<T> {
                     v => Ok(v),
                 };
             }
+            if reads > 0 {
+                // The reply comes in pieces: the next read may wait only what is left.
+                let left = limit.saturating_sub(started.elapsed());
+                if left.is_zero() {
+                    return Err(std::io::Error::new(
+                        ErrorKind::TimedOut,
+                        format!("no whole reply within command_timeout ({limit:?})"),
+                    )
+                    .into());
+                }
+                self.set_read_timeout(left)?;
+            }
+            reads += 1;
             match self.sock.io().read(&mut chunk) {
                 Ok(0) => return Err(std::io::Error::from(ErrorKind::UnexpectedEof).into()),
                 Ok(n) => self.buf.extend_from_slice(&chunk[..n]),
                 Err(e) if e.kind() == ErrorKind::Interrupted => {}
+                Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {
+                    return Err(std::io::Error::new(
+                        ErrorKind::TimedOut,
+                        format!("no reply within command_timeout ({limit:?})"),
+                    )
+                    .into())
+                }
                 Err(e) => return Err(e.into()),
             }
         }
     }
 
-    /// Reads what has arrived and returns each complete reply with its waiter. `Err` means the
-    /// connection is closed or broken; the waiters still queued then have no reply coming.
-    pub fn receive(&mut self) -> Result<Vec<(T, RedisResult<Value>)>, std::io::Error> {
+    fn set_read_timeout(&mut self, t: Duration) -> std::io::Result<()> {
+        let t = Some(t.max(Duration::from_micros(1)));
+        self.shortened = t != self.command_timeout;
+        match &self.sock {
+            Sock::Tcp(s) => s.set_read_timeout(t),
+            Sock::Unix(s) => s.set_read_timeout(t),
+        }
+    }
+
+    /// Reads what has arrived: each complete reply with its waiter, and an error if the
+    /// connection is closed or broken (the waiters still queued then have no reply coming).
+    /// The replies read before an error are returned with it, so that no waiter is lost: a
+    /// reply nobody asked for, or bytes that are not RESP, end the connection after them.
+    pub fn receive(&mut self) -> (Vec<(T, RedisResult<Value>)>, Option<std::io::Error>) {
         let mut chunk = [0u8; 16 * 1024];
         let mut closed = None;
         loop {
@@ -257,15 +374,12 @@ impl<T> Direct<T> {
                         };
                         out.push((w, r));
                     }
-                    None => return Err(std::io::Error::other("a reply nobody asked for")),
+                    None => return (out, Some(std::io::Error::other("a reply nobody asked for"))),
                 },
                 Ok(None) => break,
-                Err(e) => return Err(io_err(e)),
+                Err(e) => return (out, Some(io_err(e))),
             }
         }
-        match closed {
-            Some(e) if out.is_empty() => Err(e),
-            _ => Ok(out),
-        }
+        (out, closed)
     }
 }

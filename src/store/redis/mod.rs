@@ -6,8 +6,9 @@
 //! loads it again on `NOSCRIPT` (after a restart or a `SCRIPT FLUSH`). One multiplexed connection
 //! carries every concurrent decision, so concurrent calls pipeline on the wire.
 //!
-//! Connections are made lazily and made again after a failure, so a limiter built while Redis is
-//! down works as soon as it is back. What to do meanwhile is policy, decided by the caller
+//! Connections are made lazily and made again after a failure, a timeout or a reply of the wrong
+//! kind (requests and replies pair by their order on the wire), so a limiter built while Redis
+//! is down works as soon as it is back. What to do meanwhile is policy, decided by the caller
 //! ([`crate::limiter::shared`]).
 
 pub mod direct;
@@ -16,7 +17,7 @@ pub mod url;
 
 use std::time::Duration;
 
-use redis::aio::{ConnectionManager, ConnectionManagerConfig, MultiplexedConnection};
+use redis::aio::MultiplexedConnection;
 use redis::cluster_async::ClusterConnection;
 use redis::{RedisError, RedisResult, Script, Value};
 
@@ -43,16 +44,17 @@ pub struct RedisConfig {
     pub command_timeout: Duration,
 }
 
-enum Backend {
-    /// One server: a multiplexed connection that reconnects by itself.
-    Managed(ConnectionManager),
-    /// Cluster or Sentinel: a connection made on first use and again after it breaks.
-    Lazy(Box<Lazy>),
-}
-
+/// A connection made on first use and made again after it breaks, times out, or answers
+/// what was not asked: a multiplexed connection pairs replies with requests by their order,
+/// so after a lost or an extra reply every later reply would go to the wrong request.
 struct Lazy {
     target: Target,
-    conn: tokio::sync::Mutex<Option<Conn>>,
+    /// One server: its client, checked when the store is made.
+    client: Option<redis::Client>,
+    /// The connection, numbered: a call that failed on connection `n` forgets only `n`, not
+    /// one made since by another call.
+    conn: tokio::sync::Mutex<Option<(u64, Conn)>>,
+    made: std::sync::atomic::AtomicU64,
 }
 
 #[derive(Clone)]
@@ -63,9 +65,26 @@ enum Conn {
 
 /// A connection to one Redis deployment, with the decision script.
 pub struct RedisStore {
-    backend: Backend,
+    backend: Lazy,
     script: Script,
     config: RedisConfig,
+    /// Calls under way, to tell a connection found closed while idle from one that broke
+    /// under calls.
+    in_flight: std::sync::atomic::AtomicUsize,
+}
+
+/// Counts a call in flight while it lives (also when its future is dropped by a timeout).
+struct InFlight<'a>(&'a std::sync::atomic::AtomicUsize);
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+    }
+}
+
+/// Whether `e` says the connection was closed (not a timeout, not a reply).
+fn closed(e: &RedisError) -> bool {
+    e.is_connection_dropped() && !e.is_timeout()
 }
 
 fn client_error(e: RedisError) -> Error {
@@ -78,29 +97,21 @@ impl RedisStore {
     pub fn new(config: RedisConfig) -> Result<Self, Error> {
         runtime::install_crypto();
         let target = url::parse(&config.url)?;
-        let backend = match target {
-            Target::Single(ref u) => {
-                let client = redis::Client::open(u.as_str()).map_err(client_error)?;
-                let cfg = ConnectionManagerConfig::new()
-                    .set_connection_timeout(Some(config.connect_timeout))
-                    .set_response_timeout(Some(config.command_timeout))
-                    // Reconnect quickly and quietly; the caller's breaker paces the retries.
-                    .set_number_of_retries(1)
-                    .set_min_delay(Duration::from_millis(10))
-                    .set_max_delay(config.connect_timeout);
-                Backend::Managed(
-                    ConnectionManager::new_lazy_with_config(client, cfg).map_err(client_error)?,
-                )
-            }
-            other => Backend::Lazy(Box::new(Lazy {
-                target: other,
-                conn: tokio::sync::Mutex::new(None),
-            })),
+        let client = match &target {
+            Target::Single(u) => Some(redis::Client::open(u.as_str()).map_err(client_error)?),
+            _ => None,
+        };
+        let backend = Lazy {
+            target,
+            client,
+            conn: tokio::sync::Mutex::new(None),
+            made: std::sync::atomic::AtomicU64::new(0),
         };
         Ok(RedisStore {
             backend,
             script: Script::new(DECIDE_LUA),
             config,
+            in_flight: std::sync::atomic::AtomicUsize::new(0),
         })
     }
 
@@ -113,7 +124,19 @@ impl RedisStore {
         let timeout = self.config.connect_timeout;
         let command = self.config.command_timeout;
         match target {
-            Target::Single(_) => unreachable_single(),
+            Target::Single(_) => {
+                let Some(client) = &self.backend.client else {
+                    return Err((redis::ErrorKind::Client, "no client").into());
+                };
+                let cfg = redis::AsyncConnectionConfig::new()
+                    .set_connection_timeout(Some(timeout))
+                    .set_response_timeout(Some(command));
+                Ok(Conn::Single(
+                    client
+                        .get_multiplexed_async_connection_with_config(&cfg)
+                        .await?,
+                ))
+            }
             Target::Cluster {
                 nodes,
                 username,
@@ -189,37 +212,61 @@ impl RedisStore {
         }
     }
 
-    /// A connection: the manager's, or the lazily made Cluster / Sentinel one.
-    async fn handle(&self) -> RedisResult<Handle> {
-        match &self.backend {
-            Backend::Managed(m) => Ok(Handle::Managed(m.clone())),
-            Backend::Lazy(lazy) => {
-                let Lazy { target, conn } = &**lazy;
-                let mut guard = conn.lock().await;
-                if let Some(c) = &*guard {
-                    return Ok(Handle::Lazy(c.clone()));
-                }
-                let c = tokio::time::timeout(self.config.connect_timeout, self.connect(target))
-                    .await
-                    .map_err(|_| timeout_error("connect"))??;
-                *guard = Some(c.clone());
-                Ok(Handle::Lazy(c))
-            }
+    /// The connection and its number, made if there is none.
+    async fn handle(&self) -> RedisResult<(u64, Conn)> {
+        let Lazy {
+            target, conn, made, ..
+        } = &self.backend;
+        let mut guard = conn.lock().await;
+        if let Some(c) = &*guard {
+            return Ok(c.clone());
         }
+        let c = tokio::time::timeout(self.config.connect_timeout, self.connect(target))
+            .await
+            .map_err(|_| timeout_error("connect"))??;
+        let n = made.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        *guard = Some((n, c.clone()));
+        Ok((n, c))
     }
 
-    /// Forgets a Cluster / Sentinel connection after a connection-level error, so the next call
-    /// makes it again (after a failover, Sentinel then names the new master).
-    async fn after<T>(&self, r: RedisResult<T>) -> RedisResult<T> {
-        if let (Err(e), Backend::Lazy(lazy)) = (&r, &self.backend) {
-            if e.is_io_error() || e.is_connection_dropped() || e.is_timeout() {
-                *lazy.conn.lock().await = None;
+    /// Forgets the connection, so that the next call makes it again (after a failover,
+    /// Sentinel then names the new master). Calls still on the old one finish there.
+    pub async fn forget(&self) {
+        *self.backend.conn.lock().await = None;
+    }
+
+    /// Forgets connection `n` (if it is still the one) after a connection-level error, a
+    /// timeout or a reply of the wrong kind (replies and requests may no longer pair up on it).
+    async fn after<T>(&self, n: u64, r: RedisResult<T>) -> RedisResult<T> {
+        if let Err(e) = &r {
+            if !matches!(
+                e.kind(),
+                redis::ErrorKind::Server(_) | redis::ErrorKind::Extension
+            ) {
+                let mut guard = self.backend.conn.lock().await;
+                if guard.as_ref().is_some_and(|(m, _)| *m == n) {
+                    *guard = None;
+                }
             }
         }
         r
     }
 
+    /// Marks a call in flight; whether none other was (the connection was idle).
+    fn start(&self) -> (InFlight<'_>, bool) {
+        let before = self
+            .in_flight
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        (InFlight(&self.in_flight), before == 0)
+    }
+
     /// Runs `script` with `keys` and `args` (EVALSHA, and the source again after NOSCRIPT).
+    ///
+    /// A call made on an idle connection that turns out closed (Redis closed it while idle:
+    /// its `timeout`, `CLIENT KILL`, a restart) is made once more on a new connection, as the
+    /// direct paths do by looking before they send: it never reached Redis, and Redis is up.
+    /// A call that shared the connection with others when it broke is not repeated (Redis may
+    /// have run it).
     pub async fn eval<K: AsRef<str>>(
         &self,
         script: &Script,
@@ -233,18 +280,32 @@ impl RedisStore {
         for a in args {
             inv.arg(a.as_str());
         }
-        let r = match self.handle().await? {
-            Handle::Managed(mut m) => inv.invoke_async(&mut m).await,
-            Handle::Lazy(Conn::Cluster(mut c)) => inv.invoke_async(&mut c).await,
-            Handle::Lazy(Conn::Single(mut c)) => inv.invoke_async(&mut c).await,
-        };
-        self.after(r).await
+        let (_guard, idle) = self.start();
+        let mut tries = if idle { 2 } else { 1 };
+        loop {
+            tries -= 1;
+            let (n, conn) = self.handle().await?;
+            let r = match conn {
+                Conn::Cluster(mut c) => inv.invoke_async(&mut c).await,
+                Conn::Single(mut c) => inv.invoke_async(&mut c).await,
+            };
+            let r = self.after(n, r).await;
+            match r {
+                Err(e) if tries > 0 && closed(&e) => continue,
+                r => return r,
+            }
+        }
     }
 
     /// Runs the decision script for one decision and returns its eight integers.
     pub async fn decide(&self, keys: &[&str], args: &[String]) -> RedisResult<[i64; 8]> {
-        let mut replies = parse_reply(self.eval(&self.script, keys, args).await?)?;
-        replies.pop().ok_or_else(unexpected)
+        let r = parse_reply(self.eval(&self.script, keys, args).await?)
+            .and_then(|mut replies| replies.pop().ok_or_else(unexpected));
+        if r.is_err() {
+            // A reply of the wrong shape may be another request's: start afresh.
+            self.forget().await;
+        }
+        r
     }
 
     /// Deletes `keys` (one key's state under every limit); whether any existed.
@@ -253,26 +314,21 @@ impl RedisStore {
         for k in keys {
             cmd.arg(k.as_str());
         }
-        let r: RedisResult<i64> = match self.handle().await? {
-            Handle::Managed(mut m) => cmd.query_async(&mut m).await,
-            Handle::Lazy(Conn::Cluster(mut c)) => cmd.query_async(&mut c).await,
-            Handle::Lazy(Conn::Single(mut c)) => cmd.query_async(&mut c).await,
-        };
-        Ok(self.after(r).await? > 0)
+        let (_guard, idle) = self.start();
+        let mut tries = if idle { 2 } else { 1 };
+        loop {
+            tries -= 1;
+            let (n, conn) = self.handle().await?;
+            let r: RedisResult<i64> = match conn {
+                Conn::Cluster(mut c) => cmd.query_async(&mut c).await,
+                Conn::Single(mut c) => cmd.query_async(&mut c).await,
+            };
+            match self.after(n, r).await {
+                Err(e) if tries > 0 && closed(&e) => continue,
+                r => return Ok(r? > 0),
+            }
+        }
     }
-}
-
-enum Handle {
-    Managed(ConnectionManager),
-    Lazy(Conn),
-}
-
-fn unreachable_single() -> RedisResult<Conn> {
-    Err((
-        redis::ErrorKind::Client,
-        "single-server URLs use the connection manager",
-    )
-        .into())
 }
 
 fn timeout_error(what: &'static str) -> RedisError {

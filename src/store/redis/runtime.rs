@@ -4,7 +4,8 @@
 //! Python thread and Redis the other cores. Made on first use, and made again in a child after
 //! `fork()` (a runtime's threads do not survive a fork; gunicorn's `--preload` forks after import).
 
-use std::sync::OnceLock;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Once, OnceLock};
 
 use parking_lot::Mutex;
 use tokio::runtime::{Builder, Handle, Runtime};
@@ -16,6 +17,40 @@ struct Owned {
 
 static RUNTIME: Mutex<Option<Owned>> = Mutex::new(None);
 
+/// This process's id, cached: 0 until first asked for.
+static PID: AtomicU32 = AtomicU32::new(0);
+
+extern "C" fn forked_child() {
+    // Async-signal-safe: one atomic store. The next `pid()` reads the child's id.
+    PID.store(0, Ordering::Relaxed);
+}
+
+/// This process's id, refreshed in a child after `fork()`. One relaxed atomic load in the
+/// common case, where `std::process::id()` is a `getpid` system call each time (glibc stopped
+/// caching it): every pool and connection compares it with the id it was made in, so that a
+/// forked child never uses its parent's sockets.
+///
+/// ```
+/// assert_eq!(seawall::store::redis::runtime::pid(), std::process::id());
+/// ```
+#[inline]
+pub fn pid() -> u32 {
+    let p = PID.load(Ordering::Relaxed);
+    if p != 0 {
+        return p;
+    }
+    static HOOK: Once = Once::new();
+    HOOK.call_once(|| {
+        // SAFETY: registers a handler that only stores to an atomic.
+        unsafe {
+            libc::pthread_atfork(None, None, Some(forked_child));
+        }
+    });
+    let p = std::process::id();
+    PID.store(p, Ordering::Relaxed);
+    p
+}
+
 /// The runtime's handle, made (again, after a fork) if needed.
 ///
 /// ```
@@ -23,7 +58,7 @@ static RUNTIME: Mutex<Option<Owned>> = Mutex::new(None);
 /// assert_eq!(answer, 42);
 /// ```
 pub fn handle() -> Handle {
-    let pid = std::process::id();
+    let pid = pid();
     let mut guard = RUNTIME.lock();
     if let Some(owned) = &*guard {
         if owned.pid == pid {
