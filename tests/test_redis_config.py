@@ -182,9 +182,23 @@ def test_any_two_keys_never_share_state_and_each_keeps_one_slot(a: str, b: str) 
         assert not set(ka) & set(kb), (a, b, ka, kb)
 
 
-def test_a_lone_surrogate_is_not_a_key() -> None:
-    with pytest.raises(ValueError, match="surrogates"):
-        PROPERTY_LIMITER.redis_keys("\ud800")
+def test_a_bad_key_is_an_error_naming_key() -> None:
+    # No Redis is reached: the key is refused before any call, on every method.
+    lim = RedisLimiter("1/second", store="redis://127.0.0.1:1/0", on_error="deny")
+    for method in ("hit", "allow", "test", "reset", "redis_keys"):
+        with pytest.raises(ValueError, match=r"^key must be text that UTF-8 can encode"):
+            getattr(lim, method)("\ud800")
+        with pytest.raises(TypeError, match=r"^key must be a str, got NoneType"):
+            getattr(lim, method)(None)
+
+    async def awaited() -> None:
+        for method in ("ahit", "aallow", "atest", "areset"):
+            with pytest.raises(ValueError, match=r"^key must be text"):
+                await getattr(lim, method)("\ud800")
+            with pytest.raises(TypeError, match=r"^key must be a str"):
+                await getattr(lim, method)(b"k")
+
+    asyncio.run(awaited())
 
 
 # --------------------------------------------------------------------------------------------

@@ -22,7 +22,7 @@ use pyo3::types::{PyDict, PyList};
 
 use super::clock::ClockSource;
 use super::direct::DirectShared;
-use super::errors::{cost_arg, Count};
+use super::errors::{cost_arg, text_arg, Count};
 use super::limiter::{limit_set_arg, limits_list, max_keys_arg, secs, PyDecision};
 use crate::breaker::BreakerConfig;
 use crate::clock::{self, secs_to_nanos, Clock, DefaultClock, Nanos, NANOS_PER_SEC};
@@ -323,21 +323,25 @@ impl PyRedisLimiter {
     }
 
     #[pyo3(signature = (key, cost=Count::ONE), text_signature = "($self, key, cost=1)")]
-    fn hit(&self, py: Python<'_>, key: &str, cost: Count) -> PyResult<PyDecision> {
+    fn hit(&self, py: Python<'_>, key: &Bound<'_, PyAny>, cost: Count) -> PyResult<PyDecision> {
+        let key = text_arg("key", key)?;
         Ok(PyDecision::from(self.decide_sync(py, key, cost, true)?))
     }
 
     #[pyo3(signature = (key, cost=Count::ONE), text_signature = "($self, key, cost=1)")]
-    fn allow(&self, py: Python<'_>, key: &str, cost: Count) -> PyResult<bool> {
+    fn allow(&self, py: Python<'_>, key: &Bound<'_, PyAny>, cost: Count) -> PyResult<bool> {
+        let key = text_arg("key", key)?;
         Ok(self.decide_sync(py, key, cost, true)?.decision.allowed)
     }
 
     #[pyo3(signature = (key, cost=Count::ONE), text_signature = "($self, key, cost=1)")]
-    fn test(&self, py: Python<'_>, key: &str, cost: Count) -> PyResult<PyDecision> {
+    fn test(&self, py: Python<'_>, key: &Bound<'_, PyAny>, cost: Count) -> PyResult<PyDecision> {
+        let key = text_arg("key", key)?;
         Ok(PyDecision::from(self.decide_sync(py, key, cost, false)?))
     }
 
-    fn reset(&self, py: Python<'_>, key: &str) -> PyResult<bool> {
+    fn reset(&self, py: Python<'_>, key: &Bound<'_, PyAny>) -> PyResult<bool> {
+        let key = text_arg("key", key)?;
         let (_, local_now) = self.times(py)?;
         let core = self.core.clone();
         let key = key.to_owned();
@@ -353,10 +357,11 @@ impl PyRedisLimiter {
         py: Python<'_>,
         bridge: &Bound<'_, PyBridge>,
         future: &Bound<'_, PyAny>,
-        key: &str,
+        key: &Bound<'_, PyAny>,
         cost: Count,
         commit: bool,
     ) -> PyResult<Option<PyDecision>> {
+        let key = text_arg("key", key)?;
         let (now, local_now) = self.times(py)?;
         let pending = match self
             .core
@@ -393,8 +398,9 @@ impl PyRedisLimiter {
         py: Python<'_>,
         bridge: &Bound<'_, PyBridge>,
         future: &Bound<'_, PyAny>,
-        key: &str,
+        key: &Bound<'_, PyAny>,
     ) -> PyResult<()> {
+        let key = text_arg("key", key)?;
         let (_, local_now) = self.times(py)?;
         let core = self.core.clone();
         let inner = bridge.get().inner.clone();
@@ -412,8 +418,8 @@ impl PyRedisLimiter {
     }
 
     /// Every Redis key that holds `key`'s state.
-    fn redis_keys(&self, key: &str) -> Vec<String> {
-        self.core.keys(key)
+    fn redis_keys(&self, key: &Bound<'_, PyAny>) -> PyResult<Vec<String>> {
+        Ok(self.core.keys(text_arg("key", key)?))
     }
 
     fn stats<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
