@@ -9,10 +9,11 @@ Prints markdown tables of the cost per tool call of:
 2. **Inside a live fastmcp request**: timed inside a real tool call of a real ``FastMCP`` server
    (reached through fastmcp's in-memory client, ``mode="legacy"``), so ``ctx`` is that request's
    real ``Context`` and the session is real: ``await t(x=1, ctx=ctx)`` undecorated, with
-   ``@rate_limit_tool()`` (``key="session"``, the default) and with the seed-004-style decorator
+   ``@rate_limit_tool()`` (``key="auto"``, the default: the principal, else the client address,
+   else the connection) and with the seed-004-style decorator
    keyed on ``ctx.session_id``; then the middlewares' tool hooks called directly around the same
    tool (``await mw.on_call_tool(context, call_next)``) against ``await call_next(context)``:
-   seawall's ``RateLimitMiddleware`` (per session and tool) and fastmcp's own
+   seawall's ``RateLimitMiddleware`` (default key, per tool) and fastmcp's own
    ``RateLimitingMiddleware`` (its default: one global bucket). The precise added cost of each.
 3. **Through fastmcp's in-memory client**: ``await client.call_tool("t", {"x": 1})`` end to end
    against servers set up like those of table 2, plus a tool without a ``ctx`` parameter, bare and
@@ -309,7 +310,7 @@ async def live_rows(s: Settings) -> list[Row]:
         base = "undecorated `await t(x=1, ctx=ctx)`"
         subjects: list[tuple[str, Callable[..., Awaitable[object]]]] = [
             (base, tool),
-            ("seawall `@rate_limit_tool()` (per session)", rate_limit_tool(HUGE, name="t")(tool)),
+            ("seawall `@rate_limit_tool()` (default key)", rate_limit_tool(HUGE, name="t")(tool)),
             ("seed 004 decorator, short log", seed004_tool(window=SHORT)(tool)),
             ("seed 004 decorator, 1 s log", seed004_tool(window=1.0)(tool)),
         ]
@@ -329,7 +330,7 @@ async def live_rows(s: Settings) -> list[Row]:
         nbase = "`await call_next(context)` (the tool, no middleware)"
         rows.append((nbase, t_next(call_next, context), None))
         ours = RateLimitMiddleware(HUGE)
-        label = "seawall `RateLimitMiddleware.on_call_tool` (per session)"
+        label = "seawall `RateLimitMiddleware.on_call_tool` (default key)"
         rows.append((label, t_hook(ours.on_call_tool, context, call_next), nbase))
         theirs = fastmcp_middleware()
         if theirs is not None:
@@ -357,7 +358,7 @@ def servers() -> list[tuple[str, Any, str | None]]:
 
     dec = FastMCP("decorated")
     dec.tool(name="t")(rate_limit_tool(HUGE, name="t")(make()))
-    out.append(("seawall `@rate_limit_tool()` (per session)", dec, base))
+    out.append(("seawall `@rate_limit_tool()` (default key)", dec, base))
 
     for window, what in ((SHORT, "short log"), (1.0, "1 s log")):
         seed = FastMCP("seed004")
@@ -366,7 +367,7 @@ def servers() -> list[tuple[str, Any, str | None]]:
 
     mw = FastMCP("middleware", middleware=[RateLimitMiddleware(HUGE)])
     mw.tool(name="t")(make())
-    out.append(("seawall `RateLimitMiddleware` (per session)", mw, base))
+    out.append(("seawall `RateLimitMiddleware` (default key)", mw, base))
 
     theirs = fastmcp_middleware()
     if theirs is not None:
