@@ -21,7 +21,7 @@ use tokio::sync::Notify;
 use super::{Breaker, WindowKind};
 use crate::clock::Nanos;
 use crate::error::Error;
-use crate::store::redis::{runtime, RedisConfig, RedisStore};
+use crate::store::redis::{process::ProcessStore, runtime, RedisConfig, RedisStore};
 
 const SHARED_LUA: &str = include_str!("shared.lua");
 
@@ -35,9 +35,8 @@ pub type Times = Box<dyn Fn() -> (Option<Nanos>, Nanos) + Send + Sync>;
 /// parent's are the parent's; they are forgotten in the child, never used or dropped).
 pub struct BreakerSync {
     breaker: Arc<Breaker>,
-    redis: RedisConfig,
-    /// The process the store was made in, and the store.
-    store: Mutex<(u32, Arc<RedisStore>)>,
+    /// This process's store.
+    store: ProcessStore,
     /// The process the sharing loop runs in (0: not started), and the loop.
     task_pid: AtomicU32,
     task: Mutex<Option<tokio::task::JoinHandle<()>>>,
@@ -67,11 +66,10 @@ impl BreakerSync {
         times: Times,
     ) -> Result<Arc<Self>, Error> {
         let timeout = redis.command_timeout;
-        let store = Self::connect(&redis)?;
+        let store = ProcessStore::new(redis)?;
         Ok(Arc::new(BreakerSync {
             breaker,
-            redis,
-            store: Mutex::new((runtime::pid(), Arc::new(store))),
+            store,
             task_pid: AtomicU32::new(0),
             task: Mutex::new(None),
             script: Script::new(SHARED_LUA),
@@ -87,21 +85,9 @@ impl BreakerSync {
         }))
     }
 
-    fn connect(redis: &RedisConfig) -> Result<RedisStore, Error> {
-        let _guard = runtime::handle().enter();
-        RedisStore::new(redis.clone())
-    }
-
-    /// This process's store (made again in a forked child).
+    /// This process's store (see [`ProcessStore`]).
     fn store(&self) -> Arc<RedisStore> {
-        let mut g = self.store.lock();
-        let pid = runtime::pid();
-        if g.0 != pid {
-            if let Ok(s) = Self::connect(&self.redis) {
-                std::mem::forget(std::mem::replace(&mut *g, (pid, Arc::new(s))));
-            }
-        }
-        g.1.clone()
+        self.store.get()
     }
 
     /// Starts the sharing loop in this process if it does not run here yet (first use, or a

@@ -17,7 +17,7 @@ use crate::algorithm::Decision;
 use crate::breaker::{Breaker, BreakerConfig, Outcome, REJECTED};
 use crate::clock::{Nanos, NANOS_PER_SEC};
 use crate::error::Error;
-use crate::store::redis::{runtime, RedisConfig, RedisStore};
+use crate::store::redis::{process::ProcessStore, RedisConfig, RedisStore};
 
 /// Lua numbers are doubles: integers are exact below 2^53.
 const LUA_EXACT: u128 = 1 << 53;
@@ -303,7 +303,7 @@ pub struct SharedLimiter {
     limits: LimitSet,
     tiers: Vec<Tier>,
     config: SharedConfig,
-    store: Mutex<(u32, Arc<RedisStore>)>,
+    store: ProcessStore,
     local: Limiter,
     breaker: Breaker,
     /// Outages (WARNING) and configuration errors (ERROR), each at most once per interval.
@@ -352,7 +352,7 @@ impl SharedLimiter {
             ));
         }
         let tiers = tiers(&limits)?;
-        let store = Self::connect(&config.redis)?;
+        let store = ProcessStore::new(config.redis.clone())?;
         Ok(SharedLimiter {
             local: Limiter::new(limits.clone(), config.max_local_keys),
             breaker: Breaker::new(config.breaker.clone(), now)?,
@@ -361,7 +361,7 @@ impl SharedLimiter {
             reports: Mutex::new(Vec::new()),
             has_report: AtomicBool::new(false),
             last_broken: Mutex::new(None),
-            store: Mutex::new((runtime::pid(), Arc::new(store))),
+            store,
             limits,
             tiers,
             config,
@@ -369,24 +369,9 @@ impl SharedLimiter {
         })
     }
 
-    fn connect(redis: &RedisConfig) -> Result<RedisStore, Error> {
-        let _guard = runtime::handle().enter();
-        RedisStore::new(redis.clone())
-    }
-
-    /// The store, made again in a child process after `fork()`. The parent's is forgotten,
-    /// never dropped here: its connections belong to the parent's runtime, whose threads the
-    /// child does not have.
+    /// This process's store (see [`ProcessStore`]).
     fn store(&self) -> Arc<RedisStore> {
-        let mut g = self.store.lock();
-        let pid = runtime::pid();
-        if g.0 != pid {
-            if let Ok(s) = Self::connect(&self.config.redis) {
-                let parents = std::mem::replace(&mut *g, (pid, Arc::new(s)));
-                std::mem::forget(parents);
-            }
-        }
-        g.1.clone()
+        self.store.get()
     }
 
     /// The limits.

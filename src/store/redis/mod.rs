@@ -12,6 +12,7 @@
 //! ([`crate::limiter::shared`]).
 
 pub mod direct;
+pub mod process;
 pub mod runtime;
 pub mod url;
 
