@@ -7,7 +7,7 @@ wait, since the in-memory state answers at once.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, overload
+from typing import TYPE_CHECKING, Any, Literal, overload
 
 from seawall import _seawall
 
@@ -40,7 +40,7 @@ class Limiter(_seawall.Limiter):
         cls,
         limits: Any,
         *,
-        store: None = None,
+        store: Literal["memory://"] | None = None,
         algorithm: str = "gcra",
         max_keys: int = 1_000_000,
         clock: Any = None,
