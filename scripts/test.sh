@@ -24,4 +24,5 @@ ruff check python tests benches
 ruff format --check python tests benches
 mypy
 python -m mypy.stubtest seawall._seawall --ignore-disjoint-bases
+pyright
 python -m pytest

@@ -1,0 +1,597 @@
+"""A typed tour of seawall's public API, as an application uses it.
+
+``scripts/test.sh`` type-checks this module with pyright (strict) and mypy (strict): it calls
+every public entry point of seawall, with plain code and the annotations a user would write, so
+a stub or an annotation that hides a method (``ClientRateLimiter.consume``,
+``RedisLimiter.ahit``), returns the wrong type or leaks an unknown one fails the test command.
+
+Importing it does nothing but import. ``tests/test_typed_usage.py`` runs every function: the
+in-memory ones as they are, the Redis ones against a real redis-server.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import contextvars
+from collections.abc import Awaitable, Callable
+from datetime import timedelta
+from typing import Any
+
+from fastapi import Depends, FastAPI
+from fastmcp import Client, Context, FastMCP
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, PlainTextResponse, Response
+from starlette.routing import Route
+from starlette.testclient import TestClient
+
+import seawall
+from seawall import (
+    ALGORITHMS,
+    CircuitBreaker,
+    CircuitOpenError,
+    ClientRateLimiter,
+    Decision,
+    Limit,
+    Limiter,
+    RateLimitExceeded,
+    RateLimitMiddleware,
+    RedisLimiter,
+    Rule,
+    SeawallError,
+    SystemClock,
+    TokenBucket,
+    TokenBucketConfig,
+    breakers,
+    rate_limit,
+)
+from seawall.asgi import RateLimitMiddleware as AsgiRateLimitMiddleware
+from seawall.breaker import BreakerRegistry, Listener
+from seawall.compat import fastmcp_example, snowflake
+from seawall.compat.mahavishnu import rate_limit as mahavishnu
+from seawall.compat.mahavishnu import rate_limit_tools as mahavishnu_tools
+from seawall.fastapi import RateLimitDependency, limit
+from seawall.mcp import RateLimitMiddleware as ToolRateLimitMiddleware
+from seawall.mcp import (
+    ToolRateLimitedError,
+    rate_limit_tool,
+    reset_tool_stats,
+    session_identity,
+    tool_stats,
+)
+from seawall.testing import ManualClock, get_default_clock, use_clock
+from seawall.types import ASGIApp, Limits, Message, Receive, Scope, Send
+
+# --------------------------------------------------------------------------------------------
+# Limiter, in memory
+
+
+def in_memory_limiter(clock: ManualClock) -> list[Decision]:
+    """``Limiter``'s sync API: several limits per key, overrides, statistics."""
+    limits: Limits = [Limit("10/second", "token_bucket", burst=20), "1000/day"]
+    limiter = Limiter(limits, algorithm="gcra", max_keys=10_000, clock=clock)
+    first: Decision = limiter.hit("user:1")
+    admitted: bool = limiter.allow("user:1", cost=2)
+    peek: Decision = limiter.test("user:1")
+    assert first.allowed and admitted and bool(peek)
+    seconds: float = peek.retry_after + peek.reset_after + peek.window
+    left: int = peek.remaining + peek.limit
+    assert seconds >= 0 and left > 0 and not peek.limited
+
+    limiter.set_override("vip", "100/second", algorithm="sliding_window_counter")
+    limiter.clear_override("vip")
+    per_key: dict[str, Any] | None = limiter.key_stats("user:1")
+    everything: dict[str, Any] = limiter.stats()
+    assert per_key is not None and everything
+    configured: list[Limit] = limiter.limits
+    described = [(x.count, x.period, x.algorithm, x.burst) for x in configured]
+    assert described[0] == (10, 1.0, "token_bucket", 20)
+    assert len(limiter) == 1 and limiter.max_keys == 10_000 and limiter.memory_bytes() > 0
+    forgot: bool = limiter.reset("user:1")
+    dropped: int = limiter.cleanup()
+    assert forgot and dropped >= 0
+    assert "gcra" in ALGORITHMS and seawall.__version__
+    local: Limiter = Limiter("1/second", store="memory://", clock=clock)
+    assert local.hit("k")
+    return [first, peek]
+
+
+async def in_memory_limiter_async(clock: ManualClock) -> Decision:
+    """The awaitable twins: ``ahit`` / ``aallow`` / ``atest`` / ``areset``."""
+    limiter = Limiter("2/minute", clock=clock)
+    d: Decision = await limiter.ahit("k")
+    allowed: bool = await limiter.aallow("k")
+    probe: Decision = await limiter.atest("k")
+    assert d.allowed and allowed and not probe.allowed
+    reset: bool = await limiter.areset("k")
+    assert reset
+    return probe
+
+
+# --------------------------------------------------------------------------------------------
+# Limiter in Redis (Limiter(store=...) and RedisLimiter)
+
+
+def redis_limiter(store: str, prefix: str) -> RedisLimiter:
+    """``Limiter(..., store=url)`` is a ``RedisLimiter``; its sync API."""
+    limiter: RedisLimiter = Limiter(
+        "5/second; 100/hour", store=store, key_prefix=prefix, on_error="local"
+    )
+    d: Decision = limiter.hit("user:1")
+    admitted: bool = limiter.allow("user:1")
+    peek: Decision = limiter.test("user:1")
+    assert d.allowed and admitted and peek.remaining == 3
+    keys: list[str] = limiter.redis_keys("user:1")
+    assert all(k.startswith(prefix) for k in keys)
+    stats: dict[str, Any] = limiter.stats()
+    assert stats and limiter.store == store and limiter.key_prefix == prefix
+    assert limiter.on_error == "local" and len(limiter.limits) == 2
+    assert limiter.reset("user:1")
+    return limiter
+
+
+async def redis_limiter_async(store: str, prefix: str) -> Decision:
+    """``RedisLimiter``'s awaitable methods, on the running event loop."""
+    limiter = RedisLimiter(
+        "2/minute", store=store, key_prefix=prefix, command_timeout=1.0, on_error="deny"
+    )
+    d: Decision = await limiter.ahit("k")
+    allowed: bool = await limiter.aallow("k")
+    probe: Decision = await limiter.atest("k")
+    assert d.allowed and allowed and not probe.allowed
+    had_state: bool = await limiter.areset("k")
+    assert had_state
+    return probe
+
+
+# --------------------------------------------------------------------------------------------
+# Token buckets (the async consume / sync try_consume API)
+
+
+async def token_buckets(clock: ManualClock) -> dict[str, Any]:
+    """``TokenBucket`` and ``ClientRateLimiter``: async methods with sync twins."""
+    config = TokenBucketConfig(capacity=10, refill_rate=1.0, initial_tokens=10)
+    assert (config.capacity, config.refill_rate, config.initial_tokens) == (10, 1.0, 10)
+    bucket = TokenBucket(config, "client-1", clock=clock)
+    taken: bool = await bucket.consume(3)
+    also: bool = bucket.try_consume()
+    tokens: float = await bucket.peek()
+    assert taken and also and tokens == bucket.peek_sync() == 6.0
+    await bucket.reset()
+    bucket.reset_sync()
+    bucket.config = TokenBucketConfig(capacity=20, refill_rate=2.0, initial_tokens=20)
+    assert bucket.client_id == "client-1" and bucket.config.capacity == 20
+    assert bucket.get_stats()
+
+    clients = ClientRateLimiter(
+        config, cleanup_interval=timedelta(minutes=5), max_clients=1000, clock=clock
+    )
+    await clients.start()
+    try:
+        ok: bool = await clients.consume("alice", 2)
+        could: bool = await clients.check_limit("alice")
+        left: float = await clients.peek("alice")
+        assert ok and could and left == 8.0
+        assert clients.try_consume("bob") and clients.check_limit_sync("bob")
+        assert clients.peek_sync("bob") == 9.0
+        await clients.set_client_config("vip", TokenBucketConfig(100, 10.0, 100))
+        clients.set_client_config_sync("vip", config)
+        one: dict[str, Any] | None = await clients.get_client_stats("alice")
+        assert one is not None and clients.get_client_stats_sync("nobody") is None
+        assert await clients.reset_client("alice") and clients.reset_client_sync("bob")
+        assert clients.cleanup() >= 0 and clients.memory_bytes() > 0 and len(clients) >= 0
+        assert clients.default_config == config and clients.max_clients == 1000
+        assert clients.cleanup_interval == timedelta(minutes=5)
+        assert clients.get_all_stats_sync()
+        return await clients.get_all_stats()
+    finally:
+        await clients.stop()
+
+
+# --------------------------------------------------------------------------------------------
+# Circuit breakers: decorator, with / async with, call / call_async, registry
+
+
+def circuit_breaker(name: str, clock: ManualClock) -> CircuitBreaker:
+    """Every way to guard a call, and the registry."""
+    seen: list[tuple[str, str, str]] = []
+
+    def on_change(cb: CircuitBreaker, old: str, new: str, reason: str) -> None:
+        seen.append((old, new, reason))
+
+    breaker = CircuitBreaker(
+        name,
+        failure_threshold=2,
+        recovery_timeout=10.0,
+        expected_exceptions=(ConnectionError,),
+        excluded_exceptions=(ConnectionRefusedError,),
+        clock=clock,
+    )
+    listener: Listener = on_change
+    breaker.add_listener(listener)
+
+    @breaker
+    def fetch(user_id: int, *, verbose: bool = False) -> dict[str, int]:
+        return {"id": user_id}
+
+    row: dict[str, int] = fetch(1, verbose=True)
+    assert row == {"id": 1}
+    with breaker:
+        pass
+
+    def double(x: int) -> int:
+        return x * 2
+
+    doubled: int = breaker.call(double, 21)
+    assert doubled == 42
+
+    def fail() -> None:
+        raise ConnectionError("down")
+
+    for _ in range(2):
+        with contextlib.suppress(ConnectionError):
+            breaker.call(fail)
+    state: str = breaker.state
+    wait: float = breaker.retry_after
+    assert state == "open" and wait > 0 and seen[-1][:2] == ("closed", "open")
+    try:
+        fetch(2)
+    except CircuitOpenError as refused:
+        assert refused.name == name and refused.retry_after_seconds >= 1
+    stats: dict[str, Any] = breaker.stats()
+    assert stats and breaker.name == name
+
+    registry: BreakerRegistry = breakers
+    found: CircuitBreaker | None = registry.get(name)
+    assert found is breaker and registry[name] is breaker and name in registry
+    named: dict[str, CircuitBreaker] = registry.all()
+    assert named[name] is breaker and breaker in list(registry) and len(registry) >= 1
+    assert registry.stats()[name]
+    breaker.force_closed()
+    breaker.force_open()
+    breaker.reset()
+    breaker.remove_listener(listener)
+    return breaker
+
+
+async def circuit_breaker_async(name: str) -> str:
+    """``async def`` under ``@breaker``, ``async with``, ``call_async``, a fallback."""
+
+    async def cached(city: str) -> str:
+        return f"cached {city}"
+
+    breaker = CircuitBreaker(name, timeout=5.0, fallback=cached)
+
+    @breaker
+    async def forecast(city: str) -> str:
+        return f"sunny in {city}"
+
+    sunny: str = await forecast("Oslo")
+    async with breaker:
+        pass
+    awaited: str = await breaker.call_async(forecast, "Bergen")
+    plain: int = await breaker.call_async(len, "abc")
+    assert (sunny, awaited, plain) == ("sunny in Oslo", "sunny in Bergen", 3)
+    breaker.force_open()
+    fallen_back: str = await forecast("Oslo")
+    return fallen_back
+
+
+# --------------------------------------------------------------------------------------------
+# @rate_limit on functions
+
+
+current_user: contextvars.ContextVar[str] = contextvars.ContextVar("current_user")
+
+
+def rate_limited_functions(clock: ManualClock) -> tuple[int, str]:
+    """``@rate_limit`` on sync and async functions, keyed three ways."""
+
+    @rate_limit("2/minute", clock=clock)
+    def add(a: int, b: int) -> int:
+        return a + b
+
+    @rate_limit("1/minute", key=current_user, clock=clock)
+    async def greet(greeting: str) -> str:
+        return f"{greeting}, {current_user.get()}"
+
+    def busy(error: RateLimitExceeded) -> str:
+        return f"busy for {error.retry_after_seconds} s (limit {error.limit}, {error.key})"
+
+    def by_name(name: str) -> str:
+        return name
+
+    @rate_limit("1/minute", key=by_name, on_limit=busy, clock=clock)
+    def echo(name: str) -> str:
+        return name
+
+    total: int = add(1, 2) + add(3, 4)
+    try:
+        add(5, 6)
+    except RateLimitExceeded as refused:
+        assert isinstance(refused, SeawallError) and refused.retry_after > 0
+    assert greet.__name__ == "greet"
+    assert echo("ann") == "ann" and echo("ann").startswith("busy for")
+    return total, echo("bob")
+
+
+async def rate_limited_coroutine(clock: ManualClock) -> str:
+    """The async function under ``@rate_limit(key=ContextVar)`` stays awaitable."""
+
+    @rate_limit("1/minute", key=current_user, clock=clock)
+    async def greet(greeting: str) -> str:
+        return f"{greeting}, {current_user.get('nobody')}"
+
+    token = current_user.set("ann")
+    try:
+        hello: str = await greet("hello")
+    finally:
+        current_user.reset(token)
+    return hello
+
+
+# --------------------------------------------------------------------------------------------
+# ASGI middleware (Starlette) and the FastAPI dependency
+
+
+async def homepage(request: Request) -> Response:
+    return PlainTextResponse("hello")
+
+
+async def login(request: Request) -> Response:
+    return JSONResponse({"ok": True})
+
+
+def api_key(request: Request) -> str | None:
+    return request.headers.get("x-api-key")
+
+
+def starlette_app(clock: ManualClock) -> Starlette:
+    """``RateLimitMiddleware`` with default limits, route rules and a global budget."""
+    app = Starlette(
+        routes=[Route("/", homepage), Route("/login", login, methods=["POST"])],
+    )
+    app.add_middleware(
+        RateLimitMiddleware,
+        limits="100/minute",
+        rules=[Rule("/login", "2/minute", methods=["POST"]), ("/admin/*", "1/minute")],
+        global_limits="10000/minute",
+        key_func=api_key,
+        headers="both",
+        clock=clock,
+    )
+    return app
+
+
+def asgi_requests(clock: ManualClock) -> list[int]:
+    """Real requests through the middleware; the third login is refused."""
+    with TestClient(starlette_app(clock)) as client:
+        codes = [client.post("/login").status_code for _ in range(3)]
+        assert client.get("/").headers["x-ratelimit-limit"] == "100"
+    return codes
+
+
+async def raw_app(scope: Scope, receive: Receive, send: Send) -> None:
+    """A bare ASGI app, typed with seawall's aliases (no web framework needed)."""
+    request: Message = await receive()
+    assert request["type"] == "http.request"
+    await send({"type": "http.response.start", "status": 200, "headers": []})
+    await send({"type": "http.response.body", "body": b"ok"})
+
+
+def wrapped_app(clock: ManualClock) -> ASGIApp:
+    """The middleware wraps any ASGI app directly, too."""
+    limited = AsgiRateLimitMiddleware(
+        raw_app, limits="1/second", trusted_proxies=["10.0.0.0/8"], clock=clock
+    )
+    return limited
+
+
+def raw_asgi_requests(clock: ManualClock) -> list[int]:
+    client = TestClient(wrapped_app(clock))  # no lifespan: the bare app answers HTTP only
+    return [client.get("/").status_code for _ in range(2)]
+
+
+def fastapi_app(clock: ManualClock) -> tuple[FastAPI, RateLimitDependency]:
+    """``Depends(limit(...))``: a budget per endpoint (or shared by reusing the dependency)."""
+    app = FastAPI()
+    search_limit = limit("2/minute", headers="draft", clock=clock)
+
+    @app.get("/search", dependencies=[Depends(search_limit)])
+    async def search(q: str) -> dict[str, str]:
+        return {"q": q}
+
+    items_limit = limit("5/minute", clock=clock)
+
+    @app.get("/items")
+    async def items(_: None = Depends(items_limit)) -> list[int]:
+        return [1, 2, 3]
+
+    return app, search_limit
+
+
+def fastapi_requests(clock: ManualClock) -> list[int]:
+    app, dependency = fastapi_app(clock)
+    with TestClient(app) as client:
+        codes = [client.get("/search", params={"q": "x"}).status_code for _ in range(3)]
+        assert client.get("/items").json() == [1, 2, 3]
+    assert dependency.limiter.key_for({"type": "http", "client": ("127.0.0.1", 1)})
+    return codes
+
+
+# --------------------------------------------------------------------------------------------
+# MCP tools (fastmcp): the decorator, the server middleware, statistics
+
+
+def mcp_server(clock: ManualClock) -> FastMCP:
+    """Tools limited one by one (``rate_limit_tool``), and all at once (the middleware)."""
+    server = FastMCP(
+        "tools",
+        middleware=[
+            ToolRateLimitMiddleware(
+                "100/minute", per_tool={"search": "50/minute"}, key="auto", clock=clock
+            )
+        ],
+    )
+
+    @server.tool()
+    @rate_limit_tool("2/minute", clock=clock)
+    async def search(query: str, ctx: Context) -> dict[str, Any]:
+        return {"query": query, "who": session_identity(ctx)}
+
+    @server.tool()
+    @rate_limit_tool("1/minute", on_limit="raise", limiter=Limiter("1/minute", clock=clock))
+    def ping() -> str:
+        return "pong"
+
+    return server
+
+
+async def mcp_calls(clock: ManualClock) -> dict[str, dict[str, Any]]:
+    """Real calls in memory: the third ``search`` returns the rate-limited dict, the second
+    ``ping`` is an error result."""
+    reset_tool_stats()
+    async with Client(mcp_server(clock)) as client:
+        for _ in range(3):
+            await client.call_tool("search", {"query": "q"}, raise_on_error=False)
+        await client.call_tool("ping", {}, raise_on_error=False)
+        refused = await client.call_tool("ping", {}, raise_on_error=False)
+        assert refused.is_error
+    assert issubclass(ToolRateLimitedError, RateLimitExceeded)
+    return tool_stats()
+
+
+# --------------------------------------------------------------------------------------------
+# Test aids
+
+
+def clocks() -> float:
+    """``ManualClock`` made the default clock for a block; ``SystemClock``."""
+    manual = ManualClock(start=1_000.0)
+    with use_clock(manual) as installed:
+        assert installed is manual and get_default_clock() is manual
+        limiter = Limiter("1/second")  # follows the default clock
+        assert limiter.hit("k") and not limiter.hit("k")
+        manual.advance(1.0)
+        assert limiter.hit("k")
+        manual.set(5_000.0)
+    assert get_default_clock() is None
+    now: float = SystemClock().now() + manual.now()
+    return now
+
+
+# --------------------------------------------------------------------------------------------
+# The drop-in APIs (seawall.compat)
+
+
+def snowflake_app(clock: ManualClock) -> FastAPI:
+    """Seed 000's names: the global limiter, the ``@app.middleware("http")`` class, the
+    decorator reading ``current_client_id``."""
+    app = FastAPI()
+    app.middleware("http")(
+        snowflake.RateLimitMiddleware(requests_per_second=1.0, burst_size=2, clock=clock)
+    )
+
+    @snowflake.rate_limit(requests_per_minute=60)
+    async def handler() -> str | None:
+        return snowflake.current_client_id.get()
+
+    @app.get("/")
+    async def root() -> dict[str, str | None]:
+        return {"client": await handler()}
+
+    shared: snowflake.ClientRateLimiter = snowflake.client_rate_limiter
+    assert isinstance(shared, ClientRateLimiter)
+    assert snowflake.TokenBucketConfig is TokenBucketConfig
+    assert snowflake.TokenBucket is TokenBucket
+    return app
+
+
+def snowflake_requests(clock: ManualClock) -> list[int]:
+    with TestClient(snowflake_app(clock)) as client:
+        return [client.get("/", headers={"X-Client-ID": "c1"}).status_code for _ in range(3)]
+
+
+def fastmcp_example_service(clock: ManualClock) -> tuple[bool, dict[str, Any]]:
+    """Seed 004's ``RateLimiterService``, its middleware and its tool decorator."""
+    service = fastmcp_example.RateLimiterService(default_limit=2, default_window=60, clock=clock)
+    allowed, info = service.check_and_record("c1")
+    service.check_and_record("c1", limit=5, window=10.0)
+    assert service.reset("c1") and service.cleanup() >= 0 and len(service) == 0
+
+    app = Starlette(routes=[Route("/", homepage)])
+    app.add_middleware(fastmcp_example.RateLimitMiddleware, limiter=service, limit=1, window=60)
+
+    server = FastMCP("seed-004")
+
+    @server.tool()
+    @fastmcp_example.rate_limit_mcp_tool(limit=5, window=60, limiter=service)
+    def echo(text: str) -> dict[str, Any]:
+        return {"text": text}
+
+    return allowed, info
+
+
+async def mahavishnu_limiter(clock: ManualClock) -> mahavishnu.RateLimitInfo:
+    """Seed 001's ``RateLimiter``, its exception, middleware, decorators and tool statistics."""
+    config = mahavishnu.RateLimitConfig(requests_per_minute=2, burst_size=2, exempt_ips={"::1"})
+    limiter = mahavishnu.RateLimiter(config=config, clock=clock)
+    allowed, info = await limiter.is_allowed("user:1")
+    checked: tuple[bool, mahavishnu.RateLimitInfo] = limiter.check("user:1")
+    assert allowed and checked[0] and not info.limited
+    under: Limiter = limiter.limiter
+    assert under.limits and limiter.get_violations("user:1") == 0
+    offenders: dict[str, int] = limiter.get_repeat_offenders(min_violations=1)
+    assert offenders == {} and limiter.cleanup() >= 0 and limiter.get_stats()
+    assert limiter.reset("user:1")
+
+    app = Starlette(routes=[Route("/", homepage)])
+    app.add_middleware(mahavishnu.RateLimitMiddleware, config=config, user_id_header="X-User")
+
+    @mahavishnu.rate_limit(requests_per_minute=1, burst_size=1, clock=clock)
+    async def handler(n: int) -> int:
+        return n
+
+    one: int = await handler(1)
+    try:
+        await handler(2)
+    except mahavishnu.RateLimitError as error:
+        wait: int | None = error.retry_after
+        assert one == 1 and wait is not None and isinstance(error, SeawallError)
+
+    shared: mahavishnu.RateLimiter = mahavishnu_tools.get_rate_limiter()
+    assert shared is mahavishnu_tools.get_rate_limiter()
+
+    @mahavishnu_tools.rate_limit_tool(requests_per_minute=10, clock=clock, name="typed_tool")
+    def tool(user_id: str) -> dict[str, Any]:
+        return {"user": user_id}
+
+    assert tool("ann") == {"user": "ann"}
+    stats: dict[str, Any] = mahavishnu_tools.get_tool_stats("typed_tool")
+    assert stats["total_calls"] == 1 and "typed_tool" in mahavishnu_tools.get_all_tool_stats()
+    mahavishnu_tools.reset_tool_stats("typed_tool")
+    mahavishnu_tools.reset_all_tool_stats()
+    return info
+
+
+# --------------------------------------------------------------------------------------------
+# Everything that needs no network, in one place for the test
+
+
+SYNC_PARTS: list[Callable[[ManualClock], object]] = [
+    in_memory_limiter,
+    rate_limited_functions,
+    asgi_requests,
+    raw_asgi_requests,
+    fastapi_requests,
+    mcp_server,
+    snowflake_requests,
+    fastmcp_example_service,
+]
+ASYNC_PARTS: list[Callable[[ManualClock], Awaitable[object]]] = [
+    in_memory_limiter_async,
+    token_buckets,
+    rate_limited_coroutine,
+    mcp_calls,
+    mahavishnu_limiter,
+]
