@@ -162,7 +162,7 @@ class RateLimitMiddleware:
         if not isinstance(websockets, bool):
             raise TypeError(f"websockets must be a bool, got {type(websockets).__name__}")
         self.app = app
-        self.limiter = _seawall.HttpLimiter(
+        self.limiter: _seawall.HttpLimiter = _seawall.HttpLimiter(
             limits=None if limits is None else _limits(limits, "limits"),
             rules=[_rule(i, rule) for i, rule in enumerate(_iterable("rules", rules))],
             global_limits=(

@@ -947,4 +947,4 @@ class BreakerRegistry:
 
 
 #: The registry of every live circuit breaker.
-breakers = BreakerRegistry()
+breakers: BreakerRegistry = BreakerRegistry()

@@ -92,9 +92,9 @@ class RateLimitDependency:
         key_func: Callable[[Request], str | Awaitable[str | None] | None] | None,
         detail: Any,
     ) -> None:
-        self.limiter = limiter
-        self.key_func = key_func
-        self.detail = detail
+        self.limiter: _seawall.HttpLimiter = limiter
+        self.key_func: Callable[[Request], str | Awaitable[str | None] | None] | None = key_func
+        self.detail: Any = detail
         self._check = limiter.check
 
     async def __call__(self, request: Request, response: Response) -> None:
