@@ -158,3 +158,26 @@ def test_mkdocs_strict_build_fails_on_a_broken_link(tmp_path: Path) -> None:
     )
     assert done.returncode != 0
     assert "nowhere.md" in done.stderr and "no-such" in done.stderr
+
+
+def test_code_blocks_are_lint_clean(tmp_path: Path) -> None:
+    """The examples follow the project's own ruff rules and format (pyproject.toml), as the code
+    they document does: a reader copies them."""
+    ruff = shutil.which("ruff")
+    if ruff is None:
+        pytest.skip("ruff is not installed (the dev extra installs it)")
+    for param in BLOCKS:
+        page, line, source = param.values
+        assert isinstance(page, Path)
+        name = f"{str(page.relative_to(ROOT)).replace('/', '_')}_line{line}.py"
+        (tmp_path / name).write_text(str(source), encoding="utf-8")
+    config = str(ROOT / "pyproject.toml")
+    for command in (["check"], ["format", "--check", "--diff"]):
+        done = subprocess.run(
+            [ruff, *command, "--config", config, "--no-cache", str(tmp_path)],
+            capture_output=True,
+            text=True,
+            timeout=TIMEOUT,
+            check=False,
+        )
+        assert done.returncode == 0, done.stdout + done.stderr
