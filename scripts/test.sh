@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Builds seawall into .venv and runs every test: lints, the Rust core's tests (no Python), pytest.
-source "$(dirname "$0")/_env.sh" dev
+source "$(dirname "$0")/_env.sh" dev,docs
 # The Redis tests start real redis-servers (their fixtures do, on free loopback ports) and use
 # redis-cli for the Cluster, libfaketime for clients with skewed clocks and openssl for a test CA;
 # the Redis benchmark uses redis-benchmark. Install what is missing (Debian packages).
@@ -26,3 +26,6 @@ mypy
 python -m mypy.stubtest seawall._seawall --ignore-disjoint-bases
 pyright
 python -m pytest
+# The manual (docs/, mkdocs.yml), built offline in strict mode: a broken link fails here. Not
+# --quiet (nor -v): mkdocs 1.6 then stops counting warnings, and strict mode passes anything.
+NO_MKDOCS_2_WARNING=1 mkdocs build --strict --site-dir site
