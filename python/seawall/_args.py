@@ -9,7 +9,7 @@ decision.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from typing import Any
+from typing import Any, cast
 
 from seawall._seawall import Limit
 
@@ -33,10 +33,14 @@ def check_iterable(name: str, value: Any) -> Iterable[Any]:
     return value
 
 
-def check_str(name: str, value: Any) -> str:
-    if not isinstance(value, str):
-        raise TypeError(f"{name} must be a str, got {type(value).__name__}")
+def _check_type(name: str, value: Any, kind: type, what: str) -> Any:
+    if not isinstance(value, kind):
+        raise TypeError(f"{name} must be {what}, got {type(value).__name__}")
     return value
+
+
+def check_str(name: str, value: Any) -> str:
+    return cast(str, _check_type(name, value, str, "a str"))
 
 
 def check_optional_str(name: str, value: Any) -> str | None:
@@ -61,9 +65,7 @@ def check_at_least_one(name: str, value: Any) -> int:
 
 
 def check_bool(name: str, value: Any) -> bool:
-    if not isinstance(value, bool):
-        raise TypeError(f"{name} must be a bool, got {type(value).__name__}")
-    return value
+    return cast(bool, _check_type(name, value, bool, "a bool"))
 
 
 def check_optional_callable(name: str, value: Any) -> Any:
