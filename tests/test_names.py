@@ -110,19 +110,19 @@ def test_breaker_call_async_is_a_deprecated_alias_of_acall() -> None:
 
 def test_the_fastmcp_middleware_has_its_own_name() -> None:
     assert ToolRateLimitMiddleware.__name__ == "ToolRateLimitMiddleware"
-    assert ToolRateLimitMiddleware is not seawall.RateLimitMiddleware
+    assert seawall.RateLimitMiddleware.__name__ == "RateLimitMiddleware"  # the HTTP one
     assert "ToolRateLimitMiddleware" in seawall.mcp.__all__
     assert "RateLimitMiddleware" not in seawall.mcp.__all__
 
 
 def test_mcp_rate_limit_middleware_is_a_deprecated_alias() -> None:
     with pytest.warns(DeprecationWarning, match="ToolRateLimitMiddleware") as w:
-        alias = seawall.mcp.RateLimitMiddleware  # type: ignore[attr-defined]
+        alias = seawall.mcp.RateLimitMiddleware
     assert alias is ToolRateLimitMiddleware
     assert len(w) == 1 and w[0].filename == __file__
     # Every access warns (once each), the import form too.
     with pytest.warns(DeprecationWarning) as w:
-        from seawall.mcp import RateLimitMiddleware  # type: ignore[attr-defined]
+        from seawall.mcp import RateLimitMiddleware
     assert RateLimitMiddleware is ToolRateLimitMiddleware
     assert len(w) == 1
 

@@ -87,7 +87,7 @@ from __future__ import annotations
 
 import sys
 import warnings
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from seawall.mcp._decorator import DecisionLike, KeyFunc, KeyLimiter, rate_limit_tool
 from seawall.mcp._errors import ToolRateLimitedError
@@ -109,25 +109,28 @@ __all__ = [
 ]
 
 # Old names: each still works, with a DeprecationWarning on every access, and is left out of
-# ``__all__`` (so ``from seawall.mcp import *`` warns about nothing).
-_DEPRECATED: dict[str, tuple[str, Any]] = {
-    "RateLimitMiddleware": ("ToolRateLimitMiddleware", ToolRateLimitMiddleware),
-}
+# ``__all__`` (so ``from seawall.mcp import *`` warns about nothing). Type checkers see them as
+# plain aliases; a module ``__getattr__`` visible to them would make every misspelt name ``Any``.
+if TYPE_CHECKING:
+    RateLimitMiddleware = ToolRateLimitMiddleware
+else:
+    _DEPRECATED: dict[str, tuple[str, Any]] = {
+        "RateLimitMiddleware": ("ToolRateLimitMiddleware", ToolRateLimitMiddleware),
+    }
 
-
-def __getattr__(name: str) -> Any:
-    deprecated = _DEPRECATED.get(name)
-    if deprecated is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    new_name, value = deprecated
-    # ``from seawall.mcp import X`` looks X up twice: first importlib's ``hasattr`` (for a
-    # package), then the import itself, which warns; so that statement warns once.
-    if sys._getframe(1).f_code.co_name == "_handle_fromlist":
+    def __getattr__(name: str) -> Any:
+        deprecated = _DEPRECATED.get(name)
+        if deprecated is None:
+            raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+        new_name, value = deprecated
+        # ``from seawall.mcp import X`` looks X up twice: first importlib's ``hasattr`` (for a
+        # package), then the import itself, which warns; so that statement warns once.
+        if sys._getframe(1).f_code.co_name == "_handle_fromlist":
+            return value
+        warnings.warn(
+            f"seawall.mcp.{name} is deprecated: use seawall.mcp.{new_name} (the fastmcp "
+            "middleware; seawall.RateLimitMiddleware is the HTTP one)",
+            DeprecationWarning,
+            stacklevel=2,
+        )
         return value
-    warnings.warn(
-        f"seawall.mcp.{name} is deprecated: use seawall.mcp.{new_name} (the fastmcp middleware; "
-        "seawall.RateLimitMiddleware is the HTTP one)",
-        DeprecationWarning,
-        stacklevel=2,
-    )
-    return value

@@ -19,6 +19,7 @@ __all__ = [
 
 
 def is_fastmcp_context(obj: object) -> bool:
+    """Whether ``obj`` is a fastmcp ``Context`` (not the SDK's)."""
     return type(obj).__module__.startswith("fastmcp.")
 
 
@@ -70,11 +71,13 @@ except ImportError:  # an SDK without the 2026-07-28 protocol: every version is 
 
 
 def is_modern(rc: Any) -> bool:
+    """Whether the request ``rc`` speaks the 2026-07-28 protocol (no server-issued session)."""
     version = getattr(rc, "protocol_version", None)
     return isinstance(version, str) and (version in _MODERN or version >= "2026-07-28")
 
 
 def request_context(ctx: Any) -> Any:
+    """``ctx.request_context``, or ``None`` where there is none (a background task, no request)."""
     try:
         return ctx.request_context
     except Exception:

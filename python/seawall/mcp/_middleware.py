@@ -115,7 +115,17 @@ class ToolRateLimitMiddleware(_middleware_base()):  # type: ignore[misc]
             key = digest(key)
         if self._global is None:
             return lim.hit(key)
-        return _hit_all_or_nothing(self._lock, lim, key, self._global)
+        # The one place of this rule in Python (the native limiters apply it inside one call).
+        with self._lock:
+            # A refused ``hit`` spends nothing, and a ``test`` that admits means the ``hit``
+            # right after it admits too (time only frees budget, and the lock keeps others out).
+            glob = self._global.test("*")
+            if not glob.allowed:
+                return glob
+            decision = lim.hit(key)
+            if not decision.allowed:
+                return decision
+            return self._global.hit("*")
 
     async def _exists(self, context: Any, tool: str) -> bool:
         """Whether the server has ``tool`` for this request (remembered once it has)."""
@@ -154,22 +164,3 @@ class ToolRateLimitMiddleware(_middleware_base()):  # type: ignore[misc]
         self._known.add(tool)
         stats_for(tool).admitted()
         return result
-
-
-def _hit_all_or_nothing(lock: threading.Lock, lim: Limiter, key: str, glob: Limiter) -> Decision:
-    """``lim.hit(key)`` and ``glob.hit("*")``, all or nothing: a call refused by either spends
-    neither; the refusing decision (the global one first), else the global one's.
-
-    The one place of this rule in Python (the native limiters apply it inside one call); ``lock``
-    serialises it between threads.
-    """
-    with lock:
-        # A refused ``hit`` spends nothing, and a ``test`` that admits means the ``hit`` right
-        # after it admits too (time only frees budget, and the lock keeps others out).
-        decision = glob.test("*")
-        if not decision.allowed:
-            return decision
-        decision = lim.hit(key)
-        if not decision.allowed:
-            return decision
-        return glob.hit("*")
