@@ -164,7 +164,8 @@ class RateLimitMiddleware:
         check_bool("websockets", websockets)
         self.app = app
         self.limiter = http_limiter(
-            limits=limits,
+            # Checked here too, so that a bad ``limits`` is named before a bad rule.
+            limits=None if limits is None else check_limits("limits", limits),
             rules=[_rule(i, rule) for i, rule in enumerate(check_iterable("rules", rules))],
             global_limits=global_limits,
             algorithm=algorithm,
