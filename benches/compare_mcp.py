@@ -13,7 +13,7 @@ Prints markdown tables of the cost per tool call of:
    else the connection) and with the seed-004-style decorator
    keyed on ``ctx.session_id``; then the middlewares' tool hooks called directly around the same
    tool (``await mw.on_call_tool(context, call_next)``) against ``await call_next(context)``:
-   seawall's ``RateLimitMiddleware`` (default key, per tool) and fastmcp's own
+   seawall's ``ToolRateLimitMiddleware`` (default key, per tool) and fastmcp's own
    ``RateLimitingMiddleware`` (its default: one global bucket). The precise added cost of each.
 3. **Through fastmcp's in-memory client**: ``await client.call_tool("t", {"x": 1})`` end to end
    against servers set up like those of table 2, plus a tool without a ``ctx`` parameter, bare and
@@ -58,7 +58,7 @@ from seed004 import RateLimiterService
 from timing import AsyncTimer, SyncTimer, abest_of, best_of, ns, plan_units, print_header, table
 
 import seawall
-from seawall.mcp import RateLimitMiddleware, rate_limit_tool
+from seawall.mcp import ToolRateLimitMiddleware, rate_limit_tool
 
 try:
     from fastmcp import Context  # module-level: tool annotations are resolved from here
@@ -329,8 +329,8 @@ async def live_rows(s: Settings) -> list[Row]:
         rows[-1] = (rows[-1][0], aafter_filling(rows[-1][1], 1.0), base)  # the 1 s log, full
         nbase = "`await call_next(context)` (the tool, no middleware)"
         rows.append((nbase, t_next(call_next, context), None))
-        ours = RateLimitMiddleware(HUGE)
-        label = "seawall `RateLimitMiddleware.on_call_tool` (default key)"
+        ours = ToolRateLimitMiddleware(HUGE)
+        label = "seawall `ToolRateLimitMiddleware.on_call_tool` (default key)"
         rows.append((label, t_hook(ours.on_call_tool, context, call_next), nbase))
         theirs = fastmcp_middleware()
         if theirs is not None:
@@ -365,9 +365,9 @@ def servers() -> list[tuple[str, Any, str | None]]:
         seed.tool(name="t")(seed004_tool(window=window)(make()))
         out.append((f"seed 004 decorator, {what} (per `ctx.session_id`)", seed, base))
 
-    mw = FastMCP("middleware", middleware=[RateLimitMiddleware(HUGE)])
+    mw = FastMCP("middleware", middleware=[ToolRateLimitMiddleware(HUGE)])
     mw.tool(name="t")(make())
-    out.append(("seawall `RateLimitMiddleware` (default key)", mw, base))
+    out.append(("seawall `ToolRateLimitMiddleware` (default key)", mw, base))
 
     theirs = fastmcp_middleware()
     if theirs is not None:

@@ -425,7 +425,7 @@ def test_async_timeout_is_a_failure(clock: ManualClock) -> None:
     assert b.state == "open"  # even though TimeoutError is not an expected exception
     b.reset()
     with pytest.raises(TimeoutError):
-        asyncio.run(b.call_async(never))
+        asyncio.run(b.acall(never))
     assert b.state == "open"
 
 
@@ -493,8 +493,8 @@ def test_fallback_answers_rejected_calls(clock: ManualClock) -> None:
     assert asyncio.run(aget("k")) == ("fallback", ("k",), {})
     assert asyncio.run(aget2("k")) == "async fallback ('k',) {}"
     assert b.call(ok) == ("fallback", (), {})  # type: ignore[comparison-overlap]
-    assert asyncio.run(b.call_async(ok)) == ("fallback", (), {})  # type: ignore[comparison-overlap]
-    assert asyncio.run(ab.call_async(ok)) == "async fallback () {}"
+    assert asyncio.run(b.acall(ok)) == ("fallback", (), {})  # type: ignore[comparison-overlap]
+    assert asyncio.run(ab.acall(ok)) == "async fallback () {}"
     with pytest.raises(CircuitOpenError), b:  # a with block has no value to fall back to
         pass
     assert b.stats()["rejections"] == 5
@@ -727,7 +727,7 @@ def test_concurrent_async_with_blocks_keep_their_own_permits(clock: ManualClock)
     assert b.state == "closed"
 
 
-def test_call_and_call_async(clock: ManualClock) -> None:
+def test_call_and_acall(clock: ManualClock) -> None:
     b = make(clock)
 
     async def aadd(a: int, *, b: int) -> int:
@@ -737,8 +737,8 @@ def test_call_and_call_async(clock: ManualClock) -> None:
         return a + b
 
     assert b.call(add, 1, b=2) == 3
-    assert asyncio.run(b.call_async(aadd, 1, b=2)) == 3
-    assert asyncio.run(b.call_async(add, 1, b=3)) == 4  # a sync fn is simply called
+    assert asyncio.run(b.acall(aadd, 1, b=2)) == 3
+    assert asyncio.run(b.acall(add, 1, b=3)) == 4  # a sync fn is simply called
     with pytest.raises(Boom):
         b.call(boom)
 
@@ -746,7 +746,7 @@ def test_call_and_call_async(clock: ManualClock) -> None:
         raise Boom
 
     with pytest.raises(Boom):
-        asyncio.run(b.call_async(aboom))
+        asyncio.run(b.acall(aboom))
     stats = b.stats()
     assert (stats["successes"], stats["failures"]) == (3, 2)
 
@@ -757,7 +757,7 @@ def test_call_refuses_an_async_function(clock: ManualClock) -> None:
     async def aboom() -> None:
         raise Boom
 
-    with pytest.raises(TypeError, match="call_async"):
+    with pytest.raises(TypeError, match="acall"):
         _ = b.call(aboom)  # the coroutine is closed, not counted as a success
     stats = b.stats()
     assert (stats["successes"], stats["failures"], stats["ignored"]) == (0, 0, 1)
@@ -820,9 +820,9 @@ def test_listeners_hear_changes_in_every_usage_form(clock: ManualClock) -> None:
     with b:
         pass
     with pytest.raises(Boom):
-        asyncio.run(b.call_async(aboom))
+        asyncio.run(b.acall(aboom))
     clock.advance(2)
-    asyncio.run(b.call_async(ok))
+    asyncio.run(b.acall(ok))
     assert heard == [
         "closed>open",
         "open>half_open",

@@ -342,7 +342,7 @@ def test_a_sync_callable_returning_a_generator_is_refused_and_counts_as_neither(
     with pytest.raises(TypeError, match="generator"):
         b.call(factory)
     with pytest.raises(TypeError, match="generator"):
-        asyncio.run(b.call_async(factory))
+        asyncio.run(b.acall(factory))
     assert (b.state, b.stats()["ignored"]) == ("half_open", 3)
     assert b.call(lambda: "ok") == "ok"
     assert b.state == "closed"
@@ -370,7 +370,7 @@ def test_its_own_rejection_inside_a_probe_is_not_a_failure(clock: ManualClock) -
     assert b.state == "closed"
 
 
-@pytest.mark.parametrize("form", ["with", "call", "async_decorator", "call_async"])
+@pytest.mark.parametrize("form", ["with", "call", "async_decorator", "acall"])
 def test_its_own_rejection_counts_as_neither_in_every_form(clock: ManualClock, form: str) -> None:
     b = make(clock, failure_threshold=1, recovery_timeout=10.0)
     half_open(b, clock)
@@ -380,7 +380,7 @@ def test_its_own_rejection_counts_as_neither_in_every_form(clock: ManualClock, f
             pass
 
     async def ainner() -> None:
-        await b.call_async(inner)
+        await b.acall(inner)
 
     with pytest.raises(CircuitOpenError):
         if form == "with":
@@ -391,7 +391,7 @@ def test_its_own_rejection_counts_as_neither_in_every_form(clock: ManualClock, f
         elif form == "async_decorator":
             asyncio.run(b(ainner)())
         else:
-            asyncio.run(b.call_async(ainner))
+            asyncio.run(b.acall(ainner))
     assert (b.state, b.stats()["ignored"]) == ("half_open", 1)
 
 
@@ -434,14 +434,14 @@ def _forms(b: CircuitBreaker, ran: list[str]) -> dict[str, Callable[[], object]]
         "decorator": b(work),
         "async_decorator": lambda: asyncio.run(b(awork)()),
         "call": lambda: b.call(work),
-        "call_async": lambda: asyncio.run(b.call_async(awork)),
+        "acall": lambda: asyncio.run(b.acall(awork)),
         "with": with_block,
         "async_with": lambda: asyncio.run(async_with_block()),
     }
 
 
 @pytest.mark.parametrize(
-    "form", ["decorator", "async_decorator", "call", "call_async", "with", "async_with"]
+    "form", ["decorator", "async_decorator", "call", "acall", "with", "async_with"]
 )
 def test_a_listener_raising_a_base_exception_frees_the_probe_slot(
     clock: ManualClock, form: str

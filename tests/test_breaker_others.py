@@ -227,7 +227,7 @@ def test_circuitbreaker_resets_the_failure_count_on_cancellation_and_interrupts(
     swallow(lambda: sw.call(boom), Boom)
     swallow(lambda: sw.call(interrupted), KeyboardInterrupt)
     swallow(lambda: sw.call(boom), Boom)
-    swallow(lambda: asyncio.run(sw.call_async(cancelled)), asyncio.CancelledError)
+    swallow(lambda: asyncio.run(sw.acall(cancelled)), asyncio.CancelledError)
     assert sw.stats()["consecutive_failures"] == 2  # neither success nor failure
     swallow(lambda: sw.call(boom), Boom)
     assert sw.state == "open"
@@ -287,7 +287,7 @@ def test_aiobreaker_excluded_exception_resets_the_failure_count() -> None:
     assert cb.current_state == aiobreaker.CircuitBreakerState.CLOSED
 
     sw = seawall_breaker(ManualClock(), failure_threshold=2, excluded_exceptions=LookupError)
-    asyncio.run(scenario(sw.call_async))
+    asyncio.run(scenario(sw.acall))
     assert sw.state == "open"  # two failures, the excluded error between them counts as neither
 
 

@@ -20,11 +20,12 @@ from seawall.compat import fastmcp_example  # noqa: E402
 from seawall.compat.mahavishnu import rate_limit_tools  # noqa: E402
 from seawall.compat.mahavishnu.rate_limit import RateLimitConfig  # noqa: E402
 from seawall.mcp import (  # noqa: E402
-    RateLimitMiddleware,
+    ToolRateLimitMiddleware,
     rate_limit_tool,
     reset_tool_stats,
     tool_stats,
 )
+from seawall.mcp import _identity as mcp_identity  # noqa: E402
 from seawall.testing import ManualClock  # noqa: E402
 
 try:
@@ -45,7 +46,7 @@ def anyio_backend() -> str:
 @pytest.fixture(autouse=True)
 def _fresh_stats() -> None:
     reset_tool_stats()
-    seawall_mcp._warned.clear()
+    mcp_identity._warned.clear()
 
 
 def client(server: Any) -> Client[Any]:
@@ -248,7 +249,7 @@ async def test_middleware_per_tool_limits_and_retry_hint() -> None:
     mcp = FastMCP(
         "mw",
         middleware=[
-            RateLimitMiddleware("3/minute", per_tool={"expensive": "1/minute"}, clock=clock)
+            ToolRateLimitMiddleware("3/minute", per_tool={"expensive": "1/minute"}, clock=clock)
         ],
     )
 
@@ -277,7 +278,7 @@ async def test_middleware_per_tool_limits_and_retry_hint() -> None:
 
 async def test_middleware_global_and_tool_limits_all_or_nothing() -> None:
     clock = ManualClock(0)
-    mw = RateLimitMiddleware(
+    mw = ToolRateLimitMiddleware(
         "2/minute", per_tool={"other": "1/minute"}, global_limits="1/10 seconds", clock=clock
     )
     mcp = FastMCP("mw", middleware=[mw])
@@ -337,7 +338,9 @@ async def test_client_id_keys_only_when_asked_for(caplog: Any) -> None:
     async def with_ctx(x: int, ctx: Context) -> dict[str, Any]:
         return {"x": x}
 
-    mw = FastMCP("mw", middleware=[RateLimitMiddleware("1/minute", key="client-id", clock=clock)])
+    mw = FastMCP(
+        "mw", middleware=[ToolRateLimitMiddleware("1/minute", key="client-id", clock=clock)]
+    )
 
     @mw.tool()
     def cheap() -> int:
@@ -359,7 +362,7 @@ async def test_client_id_keys_only_when_asked_for(caplog: Any) -> None:
 
 async def test_middleware_limits_modern_in_memory_clients_independently() -> None:
     clock = ManualClock(0)
-    mcp = FastMCP("mw", middleware=[RateLimitMiddleware("2/minute", clock=clock)])
+    mcp = FastMCP("mw", middleware=[ToolRateLimitMiddleware("2/minute", clock=clock)])
 
     @mcp.tool()
     def cheap() -> int:

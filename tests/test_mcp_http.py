@@ -24,8 +24,8 @@ from fastmcp import Client, FastMCP  # noqa: E402
 from fastmcp.client.transports import StreamableHttpTransport  # noqa: E402
 from fastmcp.server.auth.providers.jwt import StaticTokenVerifier  # noqa: E402
 
-from seawall import mcp as seawall_mcp  # noqa: E402
-from seawall.mcp import RateLimitMiddleware, rate_limit_tool, reset_tool_stats  # noqa: E402
+from seawall.mcp import ToolRateLimitMiddleware, rate_limit_tool, reset_tool_stats  # noqa: E402
+from seawall.mcp import _identity as mcp_identity  # noqa: E402
 from seawall.testing import ManualClock  # noqa: E402
 
 pytestmark = pytest.mark.anyio
@@ -39,7 +39,7 @@ def anyio_backend() -> str:
 @pytest.fixture(autouse=True)
 def _fresh_stats() -> None:
     reset_tool_stats()
-    seawall_mcp._warned.clear()
+    mcp_identity._warned.clear()
 
 
 @contextmanager
@@ -88,7 +88,9 @@ async def calls(c: Client[Any], tool: str, n: int, meta: dict[str, Any] | None =
 def server(clock: ManualClock, where: str, **options: Any) -> FastMCP:
     """A server whose tool ``ping`` allows 3 calls a minute, by the decorator or the middleware."""
     auth = options.pop("auth", None)
-    middleware = [RateLimitMiddleware("3/minute", clock=clock, **options)] if where == "mw" else []
+    middleware = (
+        [ToolRateLimitMiddleware("3/minute", clock=clock, **options)] if where == "mw" else []
+    )
     mcp = FastMCP("http", middleware=middleware, auth=auth)
 
     if where == "mw":

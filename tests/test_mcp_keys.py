@@ -22,13 +22,13 @@ fastmcp = pytest.importorskip("fastmcp")
 from fastmcp import Client, FastMCP  # noqa: E402
 
 from seawall import Limiter  # noqa: E402
-from seawall import mcp as seawall_mcp  # noqa: E402
 from seawall.mcp import (  # noqa: E402
-    RateLimitMiddleware,
+    ToolRateLimitMiddleware,
     rate_limit_tool,
     reset_tool_stats,
     tool_stats,
 )
+from seawall.mcp import _identity as mcp_identity  # noqa: E402
 from seawall.testing import ManualClock  # noqa: E402
 
 try:
@@ -48,7 +48,7 @@ def anyio_backend() -> str:
 @pytest.fixture(autouse=True)
 def _fresh_stats() -> None:
     reset_tool_stats()
-    seawall_mcp._warned.clear()
+    mcp_identity._warned.clear()
 
 
 class Recording:
@@ -87,7 +87,7 @@ def limited_server(clock: ManualClock, **options: Any) -> FastMCP:
 
 
 def middleware_server(clock: ManualClock, **options: Any) -> FastMCP:
-    mcp = FastMCP("keys", middleware=[RateLimitMiddleware("3/minute", clock=clock, **options)])
+    mcp = FastMCP("keys", middleware=[ToolRateLimitMiddleware("3/minute", clock=clock, **options)])
 
     @mcp.tool()
     def plain() -> int:
@@ -196,18 +196,18 @@ def test_key_names_are_checked() -> None:
     with pytest.raises(ValueError, match="key"):
         rate_limit_tool(key="meta")  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="key"):
-        RateLimitMiddleware(key="user_id")  # type: ignore[arg-type]
+        ToolRateLimitMiddleware(key="user_id")  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="trusted_proxies"):
         rate_limit_tool(trusted_proxies=["not an address"])
     with pytest.raises(ValueError, match="trusted_proxies"):
-        RateLimitMiddleware(trusted_proxies=["10.0.0.0/33"])
+        ToolRateLimitMiddleware(trusted_proxies=["10.0.0.0/33"])
     with pytest.raises(TypeError, match="trusted_proxies"):
         rate_limit_tool(trusted_proxies="10.0.0.1")
     for bad in (0, -1, 16, 70):
         with pytest.raises(ValueError, match="max_key_length"):
             rate_limit_tool(max_key_length=bad)
         with pytest.raises(ValueError, match="max_key_length"):
-            RateLimitMiddleware(max_key_length=bad)
+            ToolRateLimitMiddleware(max_key_length=bad)
     with pytest.raises(TypeError, match="max_key_length"):
         rate_limit_tool(max_key_length=True)
 
@@ -274,7 +274,7 @@ def test_user_id_keys_capped_and_distinct(values: list[str], cap: int) -> None:
 
 async def test_middleware_stats_and_keys_bounded_under_made_up_tool_names() -> None:
     clock = ManualClock(0)
-    mw = RateLimitMiddleware("3/minute", per_tool={"other": "5/minute"}, clock=clock)
+    mw = ToolRateLimitMiddleware("3/minute", per_tool={"other": "5/minute"}, clock=clock)
     mcp = FastMCP("names", middleware=[mw])
 
     @mcp.tool()
@@ -304,7 +304,7 @@ async def test_middleware_stats_and_keys_bounded_under_made_up_tool_names() -> N
 
 async def test_per_tool_names_are_known_before_their_first_call() -> None:
     clock = ManualClock(0)
-    mw = RateLimitMiddleware("5/minute", per_tool={"other": "1/minute"}, clock=clock)
+    mw = ToolRateLimitMiddleware("5/minute", per_tool={"other": "1/minute"}, clock=clock)
     mcp = FastMCP("names", middleware=[mw])
 
     @mcp.tool()

@@ -1,3 +1,8 @@
+# This file is longer than 450 lines because it is one class, CircuitBreaker, whose docstrings are
+# its manual and whose paths per call (call, acall, with, the outcomes that come later) are each
+# written out rather than shared: every shared Python call costs ~50 ns per guarded call. What is
+# not the breaker lives apart: the generated decorator wrappers in _breaker_wrappers.py, the
+# outcome codes and the duration timers in _breaker_outcomes.py.
 """``seawall.CircuitBreaker``: a circuit breaker whose state machine is native, and the registry.
 
 The state (closed / open / half-open, the rate windows, backoff, probe slots) lives in Rust
@@ -37,17 +42,26 @@ import asyncio
 import contextvars
 import functools
 import inspect
-import linecache
 import logging
 import math
 import threading
-import time
+import warnings
 import weakref
 from collections.abc import Awaitable, Callable, Coroutine, Iterator
 from types import AsyncGeneratorType, CoroutineType, GeneratorType, TracebackType
 from typing import Any, NoReturn, ParamSpec, TypeVar, cast, overload
 
-from seawall._seawall import BreakerCore, ManualClock, SystemClock, get_default_clock
+from seawall._breaker_outcomes import (
+    DEFERRED,
+    FAILURE,
+    GENERATORS,
+    IGNORED,
+    SUCCESS,
+    duration_timer,
+    timed_out,
+)
+from seawall._breaker_wrappers import is_async, wrapper_factory
+from seawall._seawall import BreakerCore, ManualClock, SystemClock
 from seawall.errors import CircuitOpenError
 
 __all__ = ["BreakerRegistry", "CircuitBreaker", "Listener", "breakers"]
@@ -60,20 +74,9 @@ T = TypeVar("T")
 Listener = Callable[["CircuitBreaker", str, str, str], object]
 ExceptionTypes = type[BaseException] | tuple[type[BaseException], ...]
 
-_SUCCESS = 0
-_FAILURE = 1
-_IGNORED = 2
-
 _logger = logging.getLogger("seawall.breaker")
-_perf_counter = time.perf_counter
 _isawaitable = inspect.isawaitable
 _wait_for = asyncio.wait_for
-_AsyncTimeout = asyncio.TimeoutError  # the builtin TimeoutError from Python 3.11
-_GENERATORS: frozenset[type[Any]] = frozenset({GeneratorType, AsyncGeneratorType})
-#: What a sync call may return whose outcome comes later (one ``type(result) in`` check).
-_DEFERRED: frozenset[type[Any]] = frozenset(
-    {CoroutineType, asyncio.Future, asyncio.Task, *_GENERATORS}
-)
 
 
 class _Hold:
@@ -97,29 +100,6 @@ _held: contextvars.ContextVar[_Hold | None] = contextvars.ContextVar(
 )
 
 
-def _default_clock_now() -> float:
-    """Durations for a breaker on the default clock: the manual clock if one is installed."""
-    clock = get_default_clock()
-    return clock.now() if clock is not None else _perf_counter()
-
-
-def _duration_timer(clock: object) -> Callable[[], float]:
-    """What measures a call's duration: the breaker's own clock, so that a manual clock makes
-    slow calls testable without sleeping; ``time.perf_counter`` for the system clock."""
-    if clock is None:
-        return _default_clock_now
-    if isinstance(clock, ManualClock):
-        return clock.now
-    if isinstance(clock, SystemClock):
-        return _perf_counter
-    now = getattr(clock, "now", None)
-    if callable(now):
-        return cast(Callable[[], float], now)
-    if callable(clock):
-        return cast(Callable[[], float], clock)
-    return _perf_counter
-
-
 def _exception_types(param: str, value: object) -> tuple[type[BaseException], ...]:
     types = value if isinstance(value, tuple | list | set | frozenset) else (value,)
     for t in types:
@@ -134,183 +114,6 @@ def _shown(value: object) -> str:
     """``repr(value)``, cut short (an int of a thousand digits is not a message)."""
     text = repr(value)
     return text if len(text) <= 40 else f"{text[:24]}... ({len(text)} characters)"
-
-
-def _timed_out(exc: BaseException) -> bool:
-    """Whether ``exc`` is ``asyncio.wait_for``'s own timeout (raised from the cancellation of the
-    call), not a ``TimeoutError`` raised by the guarded code itself (classified as any other)."""
-    return isinstance(exc, _AsyncTimeout) and isinstance(exc.__cause__, asyncio.CancelledError)
-
-
-def _is_async(func: Callable[..., Any]) -> bool:
-    if inspect.iscoroutinefunction(func):
-        return True
-    # An object whose ``__call__`` is an ``async def``.
-    return not inspect.isroutine(func) and inspect.iscoroutinefunction(type(func).__call__)
-
-
-# --------------------------------------------------------------------------------------------
-# The decorator's wrappers are generated: for a plain function, the wrapper takes the function's
-# own parameters and passes them on (``def guarded(a, b=_sw_d1, *, c): ... _sw_func(a, b, c=c)``),
-# so that a call packs no ``*args`` tuple and no ``**kwargs`` dict; anything else (callable
-# objects, partials, ``*args`` / ``**kwargs`` functions) gets ``(*_sw_args, **_sw_kwargs)``.
-# One template makes every variant: sync / async, timed (slow calls) or not, timeout or not.
-
-
-class _CallShape:
-    """How a wrapper takes and passes on its arguments."""
-
-    __slots__ = ("call", "defaults", "params", "reject")
-
-    def __init__(self, params: str, call: str, reject: str, defaults: tuple[object, ...]) -> None:
-        self.params = params  # the wrapper's parameter list
-        self.call = call  # the arguments of the guarded call
-        self.reject = reject  # ``args, kwargs`` for the fallback
-        self.defaults = defaults  # bound to ``_sw_d0``, ``_sw_d1``, ...
-
-
-_GENERIC = _CallShape(
-    "*_sw_args, **_sw_kwargs", "*_sw_args, **_sw_kwargs", "_sw_args, _sw_kwargs", ()
-)
-
-
-def _call_shape(func: Callable[..., Any]) -> _CallShape:
-    """The exact shape of a plain function's parameters, or the generic one."""
-    if (
-        not inspect.isfunction(func)
-        or hasattr(func, "__wrapped__")
-        or hasattr(func, "__signature__")
-    ):
-        return _GENERIC
-    try:
-        parameters = list(inspect.signature(func, follow_wrapped=False).parameters.values())
-    except (TypeError, ValueError):
-        return _GENERIC
-    params: list[str] = []
-    call: list[str] = []
-    positional: list[str] = []
-    keywords: list[str] = []
-    defaults: list[object] = []
-    kind = inspect.Parameter
-    previous = None
-    for p in parameters:
-        if p.kind in (kind.VAR_POSITIONAL, kind.VAR_KEYWORD) or p.name.startswith("_sw_"):
-            return _GENERIC
-        if previous is kind.POSITIONAL_ONLY and p.kind is not kind.POSITIONAL_ONLY:
-            params.append("/")
-        if p.kind is kind.KEYWORD_ONLY and previous is not kind.KEYWORD_ONLY:
-            params.append("*")
-        text = p.name
-        if p.default is not p.empty:
-            text += f"=_sw_d{len(defaults)}"
-            defaults.append(p.default)
-        params.append(text)
-        if p.kind is kind.KEYWORD_ONLY:
-            call.append(f"{p.name}={p.name}")
-            keywords.append(f"{p.name!r}: {p.name}")
-        else:
-            call.append(p.name)
-            positional.append(p.name)
-        previous = p.kind
-    if previous is kind.POSITIONAL_ONLY:
-        params.append("/")
-    reject = f"({''.join(f'{n}, ' for n in positional)}), {{{', '.join(keywords)}}}"
-    return _CallShape(", ".join(params), ", ".join(call), reject, tuple(defaults))
-
-
-def _wrapper_source(shape: _CallShape, is_async: bool, timed: bool, timeout: bool) -> str:
-    """The source of ``_sw_make(...)``, which returns the wrapper (its arguments become the
-    wrapper's closure variables: the fastest to read).
-
-    An async wrapper bounds the call with ``asyncio.wait_for`` when there is a ``timeout``. A
-    sync call cannot be cut off: with a ``timeout`` it is timed, and one that lasted at least
-    ``timeout`` is a failure. A sync call whose result is a coroutine, a future or a generator
-    is handed to ``_sw_defer`` with its permit, to be counted when its outcome is known."""
-    call = f"_sw_func({shape.call})"
-    measured = timed or (timeout and not is_async)
-    duration = ", _sw_now() - _sw_start" if timed else ""
-    if is_async:
-        aw = "await "
-        outcome = "_sw_classify(_sw_exc)"
-        if timeout:  # the breaker's own timeout is a failure, whatever the classification says
-            call = f"_sw_wait_for({call}, _sw_timeout)"
-            outcome = f"1 if _sw_timed_out(_sw_exc) else {outcome}"
-        failed = f"_sw_record(_sw_permit, {outcome}{duration})"
-        succeeded = f"_sw_record(_sw_permit, 0{duration})"
-        deferred = ""
-    else:
-        aw = ""
-        if timeout:
-            failed = (
-                "_sw_elapsed = _sw_now() - _sw_start\n            _sw_record(_sw_permit, "
-                "1 if _sw_elapsed >= _sw_timeout else _sw_classify(_sw_exc), _sw_elapsed)"
-            )
-            succeeded = (
-                "_sw_elapsed = _sw_now() - _sw_start\n        _sw_record(_sw_permit, "
-                "1 if _sw_elapsed >= _sw_timeout else 0, _sw_elapsed)"
-            )
-        else:
-            failed = f"_sw_record(_sw_permit, _sw_classify(_sw_exc){duration})"
-            succeeded = f"_sw_record(_sw_permit, 0{duration})"
-        deferred = f"""        if type(_sw_result) in _sw_deferred:
-            return _sw_defer(_sw_result, _sw_permit, {"_sw_start" if measured else "0.0"})
-"""
-    defaults = "".join(f", _sw_d{i}" for i in range(len(shape.defaults)))
-    reject = (
-        """            _sw_result = _sw_reject({reject})
-            if _sw_isawaitable(_sw_result):
-                _sw_result = await _sw_result
-            return _sw_result"""
-        if is_async
-        else "            return _sw_reject({reject})"
-    ).format(reject=shape.reject)
-    start = "        _sw_start = _sw_now()\n" if measured else ""
-    return f"""\
-def _sw_make(_sw_func, _sw_acquire, _sw_record, _sw_classify, _sw_reject, _sw_listeners,
-             _sw_observe, _sw_admitted, _sw_defer, _sw_now, _sw_timeout{defaults}):
-    {"async " if is_async else ""}def guarded({shape.params}):
-        _sw_permit = _sw_acquire()
-        if _sw_permit < 0:
-{reject}
-        if _sw_listeners:
-            _sw_admitted(_sw_permit)
-{start}        try:
-            _sw_result = {aw}{call}
-        except BaseException as _sw_exc:
-            {failed}
-            if _sw_listeners:
-                _sw_observe()
-            raise
-{deferred}        {succeeded}
-        if _sw_listeners:
-            _sw_observe()
-        return _sw_result
-    return guarded
-"""
-
-
-_wrapper_cache: dict[str, Callable[..., Callable[..., Any]]] = {}
-_wrapper_cache_lock = threading.Lock()
-
-
-def _compile_wrapper(source: str) -> Callable[..., Callable[..., Any]]:
-    """The ``_sw_make`` factory of ``source``, compiled once per distinct source."""
-    with _wrapper_cache_lock:
-        make = _wrapper_cache.get(source)
-        if make is None:
-            filename = f"<seawall.breaker wrapper {len(_wrapper_cache)}>"
-            # Tracebacks through a wrapper show its lines.
-            linecache.cache[filename] = (len(source), None, source.splitlines(True), filename)
-            namespace: dict[str, Any] = {
-                "_sw_isawaitable": _isawaitable,
-                "_sw_wait_for": _wait_for,
-                "_sw_timed_out": _timed_out,
-                "_sw_deferred": _DEFERRED,
-            }
-            exec(compile(source, filename, "exec"), namespace)
-            make = cast(Callable[..., Callable[..., Any]], namespace["_sw_make"])
-            _wrapper_cache[source] = make
-    return make
 
 
 class CircuitBreaker:
@@ -332,10 +135,10 @@ class CircuitBreaker:
 
     **Use**: ``@breaker`` on a function or an ``async def`` (which stays a coroutine function);
     ``with breaker:`` / ``async with breaker:`` around a block; ``breaker.call(fn, *args)``;
-    ``await breaker.call_async(fn, *args)`` (``fn`` sync or async). No lock is held while the
+    ``await breaker.acall(fn, *args)`` (``fn`` sync or async). No lock is held while the
     guarded code runs. A rejected call raises :class:`seawall.CircuitOpenError` (with the name
     and ``retry_after``), unless ``fallback`` is set: then the decorated function, ``call`` and
-    ``call_async`` return ``fallback(*args, **kwargs)`` (awaited if awaitable) instead, called
+    ``acall`` return ``fallback(*args, **kwargs)`` (awaited if awaitable) instead, called
     with the call's arguments (for a decorated plain function: as its parameters bind them,
     defaults filled in); a ``with`` block always raises.
 
@@ -482,7 +285,7 @@ class CircuitBreaker:
         self._timed = slow_call_duration is not None
         # Sync calls and blocks are timed for slow calls, and against the timeout.
         self._measured = self._timed or timeout is not None
-        self._now = _duration_timer(clock)
+        self._now = duration_timer(clock)
         self._listeners: list[Listener] = []
         self._notify_lock = threading.Lock()
         self._seen = core.transitions
@@ -612,7 +415,7 @@ class CircuitBreaker:
         try:
             self._observe()
         except BaseException:
-            self._record(permit, _IGNORED, 0.0)
+            self._record(permit, IGNORED, 0.0)
             raise
 
     def __repr__(self) -> str:
@@ -624,12 +427,12 @@ class CircuitBreaker:
     def _classify(self, exc: BaseException) -> int:
         """The outcome of a call that raised ``exc`` (see the module documentation)."""
         if not isinstance(exc, Exception) or isinstance(exc, self._excluded):
-            return _IGNORED
+            return IGNORED
         if isinstance(exc, self._expected):
             if isinstance(exc, CircuitOpenError) and exc.name == self._name:
-                return _IGNORED  # its own rejection of a call made inside its own call
-            return _FAILURE
-        return _IGNORED
+                return IGNORED  # its own rejection of a call made inside its own call
+            return FAILURE
+        return IGNORED
 
     def _reject(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
         """A rejected call: the fallback's answer, or :class:`CircuitOpenError`."""
@@ -652,13 +455,11 @@ class CircuitBreaker:
                 "CircuitBreaker cannot guard a generator function (a generator's outcome is "
                 "known only when it is exhausted): use `with breaker:` inside it"
             )
-        wrapper = self._wrap(func, _is_async(func))
+        wrapper = self._wrap(func, is_async(func))
         return cast(Callable[P, R], functools.wraps(func)(wrapper))
 
     def _wrap(self, func: Callable[..., Any], is_async: bool) -> Callable[..., Any]:
-        shape = _call_shape(func)
-        source = _wrapper_source(shape, is_async, self._timed, self._timeout is not None)
-        make = _compile_wrapper(source)
+        make, defaults = wrapper_factory(func, is_async, self._timed, self._timeout is not None)
         return make(
             func,
             self._acquire,
@@ -671,23 +472,23 @@ class CircuitBreaker:
             self._defer,
             self._now,
             self._timeout,
-            *shape.defaults,
+            *defaults,
         )
 
     # ----------------------------------------------------------------------------------------
     # Outcomes that come later than the call: a sync call that returned a coroutine, a future
-    # or a generator (``type(result) in _DEFERRED``)
+    # or a generator (``type(result) in DEFERRED``)
 
     def _defer(
         self, result: Any, permit: int, start: float, what: str = "the guarded function"
     ) -> Any:
-        """What a guarded sync call whose result is in ``_DEFERRED`` returns: a coroutine that
+        """What a guarded sync call whose result is in ``DEFERRED`` returns: a coroutine that
         awaits a coroutine, the same future (counted when done), or :class:`TypeError` for a
         generator."""
         kind = type(result)
         if kind is CoroutineType:
             return self._guarded_coroutine(result, permit, start)
-        if kind in _GENERATORS:
+        if kind in GENERATORS:
             self._refuse(result, permit, start, what)
         cast(asyncio.Future[Any], result).add_done_callback(
             functools.partial(self._future_done, permit, start)
@@ -707,19 +508,19 @@ class CircuitBreaker:
             else:
                 result = await _wait_for(coro, timeout)
         except BaseException as exc:
-            outcome = _FAILURE if timeout is not None and _timed_out(exc) else self._classify(exc)
+            outcome = FAILURE if timeout is not None and timed_out(exc) else self._classify(exc)
             self._finish(permit, outcome, start)
             raise
-        self._finish(permit, _SUCCESS, start)
+        self._finish(permit, SUCCESS, start)
         return result
 
     def _future_done(self, permit: int, start: float, future: asyncio.Future[Any]) -> None:
         """A returned future's done callback: its outcome, timed like a sync call's."""
         if future.cancelled():
-            outcome = _IGNORED
+            outcome = IGNORED
         else:
             exc = future.exception()
-            outcome = _SUCCESS if exc is None else self._classify(exc)
+            outcome = SUCCESS if exc is None else self._classify(exc)
         self._finish_uncut(permit, outcome, start)
 
     def _refuse(self, result: Any, permit: int, start: float, what: str) -> NoReturn:
@@ -727,7 +528,7 @@ class CircuitBreaker:
         known only when it is exhausted, so the call counts as neither and is refused."""
         if type(result) is GeneratorType:
             result.close()
-        self._finish(permit, _IGNORED, start)
+        self._finish(permit, IGNORED, start)
         kind = "an async generator" if type(result) is AsyncGeneratorType else "a generator"
         raise TypeError(
             f"{what} returned {kind}, whose outcome is known only when it is exhausted: "
@@ -735,11 +536,11 @@ class CircuitBreaker:
         )
 
     # ----------------------------------------------------------------------------------------
-    # call / call_async
+    # call / acall
 
     def call(self, fn: Callable[P, R], /, *args: P.args, **kwargs: P.kwargs) -> R:
         """``fn(*args, **kwargs)`` through the breaker. ``fn`` must be sync: a call that returns
-        a coroutine (or a generator) raises :class:`TypeError` (use :meth:`call_async`); one
+        a coroutine (or a generator) raises :class:`TypeError` (use :meth:`acall`); one
         that returns an asyncio future is counted when the future is done."""
         permit = self._acquire()
         if permit < 0:
@@ -752,27 +553,28 @@ class CircuitBreaker:
         except BaseException as exc:
             self._finish_uncut(permit, self._classify(exc), start)
             raise
-        if type(result) in _DEFERRED:
+        if type(result) in DEFERRED:
             if type(result) is CoroutineType:
                 cast(Coroutine[Any, Any, Any], result).close()
-                self._finish(permit, _IGNORED, start)
+                self._finish(permit, IGNORED, start)
                 raise TypeError(
                     f"{fn!r} returned a coroutine, which breaker.call() cannot wait for: "
-                    "use `await breaker.call_async(...)`"
+                    "use `await breaker.acall(...)`"
                 )
             return cast(R, self._defer(result, permit, start, repr(fn)))
-        self._finish_uncut(permit, _SUCCESS, start)
+        self._finish_uncut(permit, SUCCESS, start)
         return result
 
     @overload
-    async def call_async(
+    async def acall(
         self, fn: Callable[P, Awaitable[T]], /, *args: P.args, **kwargs: P.kwargs
     ) -> T: ...
     @overload
-    async def call_async(self, fn: Callable[P, T], /, *args: P.args, **kwargs: P.kwargs) -> T: ...
-    async def call_async(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Any:
-        """``fn(*args, **kwargs)`` through the breaker, awaited if it returns an awaitable (with
-        ``timeout``, if set); a sync ``fn`` is simply called (and timed against ``timeout``).
+    async def acall(self, fn: Callable[P, T], /, *args: P.args, **kwargs: P.kwargs) -> T: ...
+    async def acall(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Any:
+        """``call``, awaitable: ``fn(*args, **kwargs)`` through the breaker, awaited if it returns
+        an awaitable (with ``timeout``, if set); a sync ``fn`` is simply called (and timed
+        against ``timeout``).
         A returned generator or async generator raises :class:`TypeError`."""
         permit = self._acquire()
         if permit < 0:
@@ -797,16 +599,36 @@ class CircuitBreaker:
             if not awaited:
                 self._finish_uncut(permit, self._classify(exc), start)
                 raise
-            outcome = _FAILURE if timeout is not None and _timed_out(exc) else self._classify(exc)
+            outcome = FAILURE if timeout is not None and timed_out(exc) else self._classify(exc)
             self._finish(permit, outcome, start)
             raise
         if awaited:
-            self._finish(permit, _SUCCESS, start)
-        elif type(result) in _GENERATORS:
+            self._finish(permit, SUCCESS, start)
+        elif type(result) in GENERATORS:
             self._refuse(result, permit, start, repr(fn))
         else:
-            self._finish_uncut(permit, _SUCCESS, start)
+            self._finish_uncut(permit, SUCCESS, start)
         return result
+
+    @overload
+    def call_async(
+        self, fn: Callable[P, Awaitable[T]], /, *args: P.args, **kwargs: P.kwargs
+    ) -> Coroutine[Any, Any, T]: ...
+    @overload
+    def call_async(
+        self, fn: Callable[P, T], /, *args: P.args, **kwargs: P.kwargs
+    ) -> Coroutine[Any, Any, T]: ...
+    def call_async(
+        self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any
+    ) -> Coroutine[Any, Any, Any]:
+        """Deprecated: the former name of :meth:`acall` (seawall names the awaitable twin of a
+        method ``x`` ``ax``). Warns when called, and returns ``acall``'s coroutine."""
+        warnings.warn(
+            "CircuitBreaker.call_async is deprecated: use CircuitBreaker.acall",
+            DeprecationWarning,
+            stacklevel=2,
+        )
+        return self.acall(fn, *args, **kwargs)
 
     def _finish(self, permit: int, outcome: int, start: float) -> None:
         self._record(permit, outcome, self._now() - start if self._timed else 0.0)
@@ -820,7 +642,7 @@ class CircuitBreaker:
         if self._measured:
             duration = self._now() - start
             if timeout is not None and duration >= timeout:
-                outcome = _FAILURE
+                outcome = FAILURE
         else:
             duration = 0.0
         self._record(permit, outcome, duration)
@@ -848,7 +670,7 @@ class CircuitBreaker:
         tb: TracebackType | None,
     ) -> None:
         hold = self._release()
-        outcome = _SUCCESS if exc is None else self._classify(exc)
+        outcome = SUCCESS if exc is None else self._classify(exc)
         self._finish_uncut(hold.permit, outcome, hold.start)
 
     async def __aenter__(self) -> CircuitBreaker:

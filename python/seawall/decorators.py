@@ -14,6 +14,7 @@ import inspect
 from collections.abc import Callable
 from typing import Any, Literal, ParamSpec, TypeVar, cast
 
+from seawall._args import check_int, check_str
 from seawall._limiter import Limiter
 from seawall.errors import RateLimitExceeded
 from seawall.types import Limits
@@ -54,10 +55,8 @@ def rate_limit(
         raise TypeError(f"key must be None, a ContextVar or a callable, got {type(key).__name__}")
     if on_limit != "raise" and not callable(on_limit):
         raise TypeError(f"on_limit must be 'raise' or a callable, got {on_limit!r}")
-    if not isinstance(algorithm, str):
-        raise TypeError(f"algorithm must be a str, got {type(algorithm).__name__}")
-    if isinstance(max_keys, bool) or not isinstance(max_keys, int):
-        raise TypeError(f"max_keys must be an int, got {type(max_keys).__name__}")
+    check_str("algorithm", algorithm)
+    check_int("max_keys", max_keys)
     limiter = Limiter(limits, algorithm=algorithm, max_keys=max_keys, clock=clock)
     key_of = _key_function(key)
 

@@ -6,20 +6,13 @@ decisions themselves.
 
 from __future__ import annotations
 
-import math
+from seawall._time import whole_seconds
 
 __all__ = ["CircuitOpenError", "RateLimitExceeded", "SeawallError"]
 
 
 class SeawallError(Exception):
     """Base class of every exception seawall raises for its own decisions."""
-
-
-def _whole_seconds(seconds: float) -> int:
-    """``seconds`` rounded up, at least 1 (for a ``Retry-After``); ``2**31 - 1`` for never."""
-    if not math.isfinite(seconds):
-        return 2**31 - 1
-    return max(1, math.ceil(seconds))
 
 
 class CircuitOpenError(SeawallError):
@@ -40,7 +33,7 @@ class CircuitOpenError(SeawallError):
     @property
     def retry_after_seconds(self) -> int:
         """``retry_after`` in whole seconds, rounded up, at least 1 (for a ``Retry-After``)."""
-        return _whole_seconds(self.retry_after)
+        return whole_seconds(self.retry_after)
 
     def __str__(self) -> str:
         return f"circuit breaker {self.name!r} is open; retry after {self.retry_after:.3f} s"
@@ -67,7 +60,7 @@ class RateLimitExceeded(SeawallError):
     @property
     def retry_after_seconds(self) -> int:
         """``retry_after`` in whole seconds, rounded up, at least 1 (for a ``Retry-After``)."""
-        return _whole_seconds(self.retry_after)
+        return whole_seconds(self.retry_after)
 
     def __str__(self) -> str:
         return (

@@ -17,7 +17,8 @@ from typing import Any
 from fastapi import HTTPException, Request, Response
 
 from seawall import _seawall
-from seawall.asgi import _int, _limits, _str, _strings
+from seawall._args import check_limits, check_optional_callable
+from seawall._http_limiter import http_limiter
 from seawall.types import Limits
 
 __all__ = ["RateLimitDependency", "limit"]
@@ -56,25 +57,24 @@ def limit(
     to share it. Headers on admitted responses reach the client when the endpoint returns data
     (FastAPI merges them); an endpoint returning its own ``Response`` sends only its own.
     """
-    if key_func is not None and not callable(key_func):
-        raise TypeError(f"key_func must be callable or None, got {type(key_func).__name__}")
+    check_optional_callable("key_func", key_func)
     if headers is True or headers is False:
         mode = "x-ratelimit" if headers else "none"
     elif isinstance(headers, str):
         mode = headers
     else:
         raise TypeError(f"headers must be a bool or a str, got {type(headers).__name__}")
-    native = _seawall.HttpLimiter(
-        limits=_limits(limits, "limits"),
-        algorithm=_str("algorithm", algorithm),
+    native = http_limiter(
+        limits=check_limits("limits", limits),  # required here: the dependency has no rules
+        algorithm=algorithm,
         key="ip",
-        trusted_proxies=_strings("trusted_proxies", trusted_proxies),
-        proxy_header=_str("proxy_header", proxy_header),
-        ipv6_prefix=_int("ipv6_prefix", ipv6_prefix),
-        max_key_length=_int("max_key_length", max_key_length),
-        exempt_ips=_strings("exempt_ips", exempt_ips),
+        trusted_proxies=trusted_proxies,
+        proxy_header=proxy_header,
+        ipv6_prefix=ipv6_prefix,
+        max_key_length=max_key_length,
+        exempt_ips=exempt_ips,
         headers=mode,
-        max_keys=_int("max_keys", max_keys),
+        max_keys=max_keys,
         clock=clock,
     )
     return RateLimitDependency(native, key_func, detail)

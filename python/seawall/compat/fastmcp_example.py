@@ -21,7 +21,8 @@ from collections.abc import Callable
 from typing import Any, TypeVar
 
 from seawall import _seawall
-from seawall.asgi import _send_with_headers
+from seawall._args import check_at_least_one, check_int
+from seawall._send import send_with_headers
 from seawall.types import ASGIApp, Receive, Scope, Send
 
 __all__ = ["RateLimitMiddleware", "RateLimiterService", "rate_limit_mcp_tool"]
@@ -42,10 +43,7 @@ class RateLimiterService:
         max_clients: int = 1_000_000,
         clock: Any = None,
     ) -> None:
-        if isinstance(default_limit, bool) or not isinstance(default_limit, int):
-            raise TypeError(f"default_limit must be an int, got {type(default_limit).__name__}")
-        if default_limit < 1:
-            raise ValueError(f"default_limit must be at least 1, got {default_limit}")
+        check_int("default_limit", default_limit, minimum=1)
         if not isinstance(default_window, (int, float)) or not default_window > 0:
             raise ValueError(
                 f"default_window must be a positive number of seconds, got {default_window!r}"
@@ -105,8 +103,7 @@ class RateLimitMiddleware:
         limit: int = 20,
         window: int = 60,
     ) -> None:
-        if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:
-            raise ValueError(f"limit must be an int of at least 1, got {limit!r}")
+        check_at_least_one("limit", limit)
         if isinstance(window, bool) or not isinstance(window, (int, float)) or not window > 0:
             raise ValueError(f"window must be a positive number of seconds, got {window!r}")
         self.app = app
@@ -128,7 +125,7 @@ class RateLimitMiddleware:
             (b"x-ratelimit-reset", str(math.ceil(info["reset_time"])).encode()),
         ]
         if allowed:
-            await self.app(scope, receive, _send_with_headers(send, headers))
+            await self.app(scope, receive, send_with_headers(send, headers))
             return
         body = json.dumps(
             {

@@ -16,7 +16,6 @@ Same names, parameters, defaults and stats keys. Fixed behaviour:
 from __future__ import annotations
 
 import contextvars
-import hashlib
 import inspect
 import logging
 import math
@@ -25,7 +24,9 @@ from fractions import Fraction
 from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
 
 from seawall import ClientRateLimiter, Limit, Limiter, TokenBucket, TokenBucketConfig
-from seawall.compat._util import now, whole_seconds
+from seawall._args import check_at_least_one
+from seawall._keys import digest
+from seawall._time import now, whole_seconds
 from seawall.decorators import rate_limit as _rate_limit
 from seawall.errors import RateLimitExceeded
 
@@ -92,8 +93,7 @@ class RateLimitMiddleware:
         max_clients: int = 1_000_000,
         clock: Any = None,
     ) -> None:
-        if isinstance(burst_size, bool) or not isinstance(burst_size, int) or burst_size < 1:
-            raise ValueError(f"burst_size must be an int of at least 1, got {burst_size!r}")
+        check_at_least_one("burst_size", burst_size)
         if (
             isinstance(requests_per_second, bool)
             or not isinstance(requests_per_second, (int, float))
@@ -129,7 +129,7 @@ class RateLimitMiddleware:
             client_id = request.client.host if request.client else None
         key = str(client_id) if client_id else "unknown"
         if len(key) > _MAX_CLIENT_ID:
-            key = "sha256:" + hashlib.sha256(key.encode()).hexdigest()
+            key = digest(key)
         return key
 
     async def __call__(
@@ -177,14 +177,7 @@ class RateLimitMiddleware:
 def rate_limit(requests_per_minute: int = 60) -> Callable[[Callable[P, R]], Callable[P, R]]:
     """Limit a handler to ``requests_per_minute`` per client (``current_client_id``, or
     ``"unknown"``); a refusal raises FastAPI's ``HTTPException(429)``, with ``Retry-After``."""
-    if (
-        isinstance(requests_per_minute, bool)
-        or not isinstance(requests_per_minute, int)
-        or requests_per_minute < 1
-    ):
-        raise ValueError(
-            f"requests_per_minute must be an int of at least 1, got {requests_per_minute!r}"
-        )
+    check_at_least_one("requests_per_minute", requests_per_minute)
     return _rate_limit(f"{requests_per_minute}/minute", key=current_client_id, on_limit=_http_429)
 
 

@@ -29,15 +29,15 @@ import asyncio
 import contextlib
 import functools
 import logging
-import math
 import time
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar, cast
 
 from seawall import Decision, Limit, Limiter
+from seawall._args import check_at_least_one
+from seawall._time import now, whole_seconds
 from seawall.asgi import RateLimitMiddleware as _AsgiRateLimitMiddleware
-from seawall.compat._util import now
 from seawall.errors import SeawallError
 from seawall.types import ASGIApp, Receive, Scope, Send
 
@@ -90,7 +90,7 @@ class RateLimitInfo:
             limit=d.limit,
             remaining=d.remaining,
             reset_after=d.reset_after,
-            retry_after=None if d.allowed else _whole_seconds(d.retry_after),
+            retry_after=None if d.allowed else whole_seconds(d.retry_after),
             reset_time=time.time() + d.reset_after,
         )
 
@@ -98,9 +98,7 @@ class RateLimitInfo:
 def _tiers(config: RateLimitConfig) -> list[Limit]:
     """The original's four limits per client, each with the algorithm that fits it."""
     for name in ("requests_per_minute", "requests_per_hour", "requests_per_day", "burst_size"):
-        value = getattr(config, name)
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise ValueError(f"{name} must be an int of at least 1, got {value!r}")
+        check_at_least_one(name, getattr(config, name))
     minute_limit = f"{config.requests_per_minute}/minute"
     return [
         Limit(minute_limit, "sliding_window_log"),
@@ -108,10 +106,6 @@ def _tiers(config: RateLimitConfig) -> list[Limit]:
         Limit(f"{config.requests_per_day}/day", "sliding_window_counter"),
         Limit(minute_limit, "token_bucket", burst=config.burst_size),
     ]
-
-
-def _whole_seconds(seconds: float) -> int:
-    return max(1, math.ceil(seconds)) if math.isfinite(seconds) else 2**31 - 1
 
 
 class RateLimiter:

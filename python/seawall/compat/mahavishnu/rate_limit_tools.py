@@ -16,6 +16,7 @@ import threading
 from collections.abc import Callable
 from typing import Any, TypeVar
 
+from seawall._args import check_int
 from seawall.compat.mahavishnu.rate_limit import RateLimitConfig, RateLimiter
 from seawall.mcp import rate_limit_tool as _rate_limit_tool
 from seawall.mcp import reset_tool_stats as _reset
@@ -50,10 +51,7 @@ def rate_limit_tool(
     requests_per_minute: int = 60, *, clock: Any = None, name: str | None = None
 ) -> Callable[[F], F]:
     """Limit a tool to ``requests_per_minute`` per ``user_id`` (error dict when limited)."""
-    if isinstance(requests_per_minute, bool) or not isinstance(requests_per_minute, int):
-        raise TypeError("requests_per_minute must be an int")
-    if requests_per_minute < 1:
-        raise ValueError(f"requests_per_minute must be at least 1, got {requests_per_minute}")
+    check_int("requests_per_minute", requests_per_minute, minimum=1)
     inner = _rate_limit_tool(
         f"{requests_per_minute}/minute",
         key="user_id",

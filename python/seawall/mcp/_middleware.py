@@ -1,0 +1,166 @@
+"""``ToolRateLimitMiddleware``: every tool call of a fastmcp server limited per client and tool,
+without decorating any tool (see :mod:`seawall.mcp` for the keys)."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Awaitable, Callable, Iterable, Mapping
+from typing import TYPE_CHECKING, Any, Literal, cast
+
+from seawall._keys import check_max_key_length, digest
+from seawall._limiter import Limiter
+from seawall.mcp._errors import ToolRateLimitedError
+from seawall.mcp._identity import KEY_NAMES, KeyName, Keys, check_trusted_proxies
+from seawall.mcp._stats import stats_for
+
+if TYPE_CHECKING:
+    from seawall._seawall import Decision, Limit
+
+__all__ = ["ToolRateLimitMiddleware"]
+
+# The tool name under which the middleware counts calls of tools the server does not have
+# (not a valid MCP tool name, so no real tool can collide with it).
+_UNKNOWN_TOOL = "<unknown>"
+
+
+def _middleware_base() -> type:
+    try:
+        from fastmcp.server.middleware import Middleware
+
+        return cast("type", Middleware)
+    except ImportError:
+        return object
+
+
+class ToolRateLimitMiddleware(_middleware_base()):  # type: ignore[misc]
+    """Limit every tool call of a fastmcp server, per client and tool.
+
+    ``FastMCP("app", middleware=[ToolRateLimitMiddleware("10/minute", per_tool={"expensive":
+    "2/minute"})])``. Each tool has its own budget per key: ``limits``, or its entry in
+    ``per_tool``. ``key``: ``"auto"`` (default), ``"principal"``, ``"address"``, ``"session"``,
+    ``"client-id"`` (``"client"``), as for :func:`rate_limit_tool` (see the module docstring);
+    ``"global"`` (one budget per tool for everyone, like fastmcp's
+    ``RateLimitingMiddleware(global_limit=True)``) or ``key(middleware_context) -> str``.
+    ``trusted_proxies``, ``proxy_header`` and ``max_key_length`` as for :func:`rate_limit_tool`.
+    ``global_limits``: an extra server-wide budget over all tools and clients, decided with the
+    tool's limit all or nothing (a call refused by either spends neither). Listing tools and
+    every other request pass untouched. A refused call raises :data:`ToolRateLimitedError`, a
+    ``ToolError`` whose message ends with ``retry after N s``; the client sees ``isError``.
+
+    Tool names are the client's words: a call of a name the server has no tool for spends the
+    client's budget of the ``"<unknown>"`` tool (``limits``) and is counted under that name in
+    :func:`tool_stats`, so made-up names cost neither memory nor a budget of their own.
+    """
+
+    def __init__(
+        self,
+        limits: str | Limit | list[str | Limit] = "10/minute",
+        *,
+        per_tool: Mapping[str, str | Limit | list[str | Limit]] | None = None,
+        key: KeyName | Literal["global"] | Callable[[Any], str] = "auto",
+        global_limits: str | Limit | list[str | Limit] | None = None,
+        algorithm: str = "gcra",
+        clock: Any = None,
+        max_keys: int = 1_000_000,
+        trusted_proxies: Iterable[str] = (),
+        proxy_header: str = "X-Forwarded-For",
+        max_key_length: int = 256,
+    ) -> None:
+        if not callable(key) and key not in (*KEY_NAMES, "global"):
+            raise ValueError(
+                f"key must be one of {', '.join(map(repr, (*KEY_NAMES, 'global')))} or a "
+                f"callable, got {key!r}"
+            )
+        self.key = key
+        self.clock = clock
+        self._cap = check_max_key_length(max_key_length)
+        self._keys = (
+            None if callable(key) or key == "global" else Keys(key, trusted_proxies, proxy_header)
+        )
+        if self._keys is None:
+            check_trusted_proxies(trusted_proxies, proxy_header)
+        self._default = Limiter(limits, algorithm=algorithm, clock=clock, max_keys=max_keys)
+        self._per_tool = {
+            tool: Limiter(lim, algorithm=algorithm, clock=clock, max_keys=max_keys)
+            for tool, lim in (per_tool or {}).items()
+        }
+        # Names of tools the server was seen to have (or configured in ``per_tool``): only
+        # these get budgets and statistics of their own.
+        self._known: set[str] = set(self._per_tool)
+        self._global = (
+            None
+            if global_limits is None
+            else Limiter(global_limits, algorithm=algorithm, clock=clock)
+        )
+        try:
+            from fastmcp.exceptions import NotFoundError
+
+            self._not_found: tuple[type[Exception], ...] = (NotFoundError,)
+        except ImportError:
+            self._not_found = ()
+        # Serialises the two-limiter decision between threads (coroutines of one event loop
+        # cannot interleave inside it: it never awaits).
+        self._lock = threading.Lock()
+
+    def _client(self, context: Any) -> str:
+        if self._keys is not None:
+            return self._keys(getattr(context, "fastmcp_context", None))
+        if self.key == "global":
+            return "*"
+        return f"key:{cast('Callable[[Any], str]', self.key)(context)}"
+
+    def _decide(self, lim: Limiter, key: str) -> Decision:
+        """The per-tool and the global limit, all or nothing: a refusal spends neither."""
+        if len(key) > self._cap:
+            key = digest(key)
+        if self._global is None:
+            return lim.hit(key)
+        # The one place of this rule in Python (the native limiters apply it inside one call).
+        with self._lock:
+            # A refused ``hit`` spends nothing, and a ``test`` that admits means the ``hit``
+            # right after it admits too (time only frees budget, and the lock keeps others out).
+            glob = self._global.test("*")
+            if not glob.allowed:
+                return glob
+            decision = lim.hit(key)
+            if not decision.allowed:
+                return decision
+            return self._global.hit("*")
+
+    async def _exists(self, context: Any, tool: str) -> bool:
+        """Whether the server has ``tool`` for this request (remembered once it has)."""
+        try:
+            server = context.fastmcp_context.fastmcp
+            found = await server.get_tool(tool) is not None
+        except Exception:
+            return False
+        if found:
+            self._known.add(tool)
+        return found
+
+    async def on_call_tool(self, context: Any, call_next: Callable[[Any], Awaitable[Any]]) -> Any:
+        tool = str(getattr(context.message, "name", "?"))
+        known = tool in self._known or await self._exists(context, tool)
+        name = tool if known else _UNKNOWN_TOOL
+        decision = self._decide(
+            self._per_tool.get(name, self._default), f"{name}:{self._client(context)}"
+        )
+        if not decision.allowed:
+            stats_for(name).refused(self.clock)
+            raise ToolRateLimitedError(decision.retry_after, decision.limit, name)
+        if known:
+            stats_for(name).admitted()
+            return await call_next(context)
+        try:
+            result = await call_next(context)
+        except Exception as error:
+            # fastmcp answers a name it has no tool for with NotFoundError; anything else came
+            # from a tool that exists after all (one resolved by other means than its name).
+            found = not isinstance(error, self._not_found)
+            stats_for(tool if found else _UNKNOWN_TOOL).admitted()
+            if found:
+                self._known.add(tool)
+            raise
+        self._known.add(tool)
+        stats_for(tool).admitted()
+        return result
