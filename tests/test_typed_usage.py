@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 import typed_usage
 
-from seawall import CircuitOpenError, Decision, RedisLimiter, breakers
+from seawall import CircuitOpenError, Decision, Limiter, RedisLimiter, breakers
 from seawall.testing import ManualClock
 
 TOUR = Path(typed_usage.__file__)
@@ -78,6 +78,8 @@ def test_refusals_the_tour_expects() -> None:
     assert total == 10 and refused == "bob"
     stats = asyncio.run(typed_usage.mcp_calls(ManualClock()))
     assert stats["search"]["limited_calls"] == 1 and stats["ping"]["limited_calls"] == 1
+    one = Limiter("1/minute", clock=ManualClock())
+    assert typed_usage.first_decision(one, "k") and not typed_usage.first_decision(one, "k")
 
 
 def test_circuit_breakers(request: pytest.FixtureRequest) -> None:

@@ -51,9 +51,13 @@ from seawall.compat import fastmcp_example, snowflake
 from seawall.compat.mahavishnu import rate_limit as mahavishnu
 from seawall.compat.mahavishnu import rate_limit_tools as mahavishnu_tools
 from seawall.fastapi import RateLimitDependency, limit
-from seawall.mcp import RateLimitMiddleware as ToolRateLimitMiddleware
 from seawall.mcp import (
+    DecisionLike,
+    KeyFunc,
+    KeyLimiter,
+    KeyName,
     ToolRateLimitedError,
+    ToolRateLimitMiddleware,
     rate_limit_tool,
     reset_tool_stats,
     session_identity,
@@ -189,7 +193,7 @@ async def token_buckets(clock: ManualClock) -> dict[str, Any]:
 
 
 # --------------------------------------------------------------------------------------------
-# Circuit breakers: decorator, with / async with, call / call_async, registry
+# Circuit breakers: decorator, with / async with, call / acall, registry
 
 
 def circuit_breaker(name: str, clock: ManualClock) -> CircuitBreaker:
@@ -257,7 +261,7 @@ def circuit_breaker(name: str, clock: ManualClock) -> CircuitBreaker:
 
 
 async def circuit_breaker_async(name: str) -> str:
-    """``async def`` under ``@breaker``, ``async with``, ``call_async``, a fallback."""
+    """``async def`` under ``@breaker``, ``async with``, ``acall``, a fallback."""
 
     async def cached(city: str) -> str:
         return f"cached {city}"
@@ -271,8 +275,8 @@ async def circuit_breaker_async(name: str) -> str:
     sunny: str = await forecast("Oslo")
     async with breaker:
         pass
-    awaited: str = await breaker.call_async(forecast, "Bergen")
-    plain: int = await breaker.call_async(len, "abc")
+    awaited: str = await breaker.acall(forecast, "Bergen")
+    plain: int = await breaker.acall(len, "abc")
     assert (sunny, awaited, plain) == ("sunny in Oslo", "sunny in Bergen", 3)
     breaker.force_open()
     fallen_back: str = await forecast("Oslo")
@@ -438,12 +442,31 @@ def mcp_server(clock: ManualClock) -> FastMCP:
     async def search(query: str, ctx: Context) -> dict[str, Any]:
         return {"query": query, "who": session_identity(ctx)}
 
+    shared: KeyLimiter = Limiter("1/minute", clock=clock)  # any object with hit(key)
+    by_address: KeyName = "address"
+
     @server.tool()
-    @rate_limit_tool("1/minute", on_limit="raise", limiter=Limiter("1/minute", clock=clock))
+    @rate_limit_tool("1/minute", on_limit="raise", limiter=shared, key=by_address)
     def ping() -> str:
         return "pong"
 
+    def by_region(ctx: Any, arguments: dict[str, Any]) -> str:
+        return str(arguments.get("region", "any"))
+
+    region_key: KeyFunc = by_region
+
+    @server.tool()
+    @rate_limit_tool("5/minute", key=region_key, on_limit="raise", clock=clock)
+    def forecast(region: str) -> str:
+        return f"sunny in {region}"
+
     return server
+
+
+def first_decision(limiter: KeyLimiter, key: str) -> bool:
+    """What ``rate_limit_tool(limiter=...)`` asks of a limiter: ``hit(key)``, truthy if admitted."""
+    decision: DecisionLike = limiter.hit(key)
+    return bool(decision.allowed)
 
 
 async def mcp_calls(clock: ManualClock) -> dict[str, dict[str, Any]]:
