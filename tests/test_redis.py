@@ -1215,3 +1215,25 @@ def test_sliding_log_after_the_clock_went_back_same_as_memory(
         clock.set(now[0] * US)
 
     run_both(mem, red, clock, steps, 2, move=move)
+
+
+def test_sliding_log_test_changes_nothing_same_as_memory(redis_url: str, redis_prefix: str) -> None:
+    """``test`` changes nothing: an entry that has expired at the time of a ``test`` is still
+    there if the clock then steps back (hypothesis found Redis popping it)."""
+    base_us = 1_000_000_000_000
+    clock = ManualClock(start=base_us * US)
+    mem = Limiter("1/second", algorithm="sliding_window_log", clock=clock)
+    red = RedisLimiter(
+        "1/second",
+        store=redis_url,
+        algorithm="sliding_window_log",
+        key_prefix=redis_prefix,
+        clock=clock,
+    )
+    now = [base_us]
+
+    def move(step: int) -> None:
+        now[0] += step
+        clock.set(now[0] * US)
+
+    run_both(mem, red, clock, [(0, 1, "hit"), (1_000_000, 1, "test"), (-1, 1, "hit")], 1, move=move)

@@ -188,18 +188,20 @@ local function log(key, total_key, limit, w, write)
     local at = now
     local newest_entry = redis.call('LINDEX', key, -1)
     if newest_entry then at = math.max(unpack('dd', newest_entry), now) end
-    local expired = false
+    -- Expired entries leave from the front; without `write` (a test, or the first pass of an
+    -- all-or-nothing decision) they are only skipped, so that asking changes nothing.
+    local expired, skip = false, 0
     while true do
-        local e = redis.call('LINDEX', key, 0)
+        local e = redis.call('LINDEX', key, skip)
         if not e then break end
         local sat, sc = unpack('dd', e)
         if sat + w > at then break end
-        redis.call('LPOP', key)
+        if write then redis.call('LPOP', key) else skip = skip + 1 end
         total = total - sc
         expired = true
     end
     local allowed = cost <= limit - math.min(total, limit)
-    local changed = expired
+    local changed = expired and write
     if allowed and write then
         local last = redis.call('LINDEX', key, -1)
         local lat, lc = nil, nil
@@ -232,7 +234,7 @@ local function log(key, total_key, limit, w, write)
             retry = NEVER
         else
             local need = total + cost - limit
-            local freed, leave, i = 0, now, 0
+            local freed, leave, i = 0, now, skip
             while freed < need do
                 local chunk = redis.call('LRANGE', key, i, i + 63)
                 if #chunk == 0 then break end
