@@ -23,8 +23,6 @@ use crate::clock::Nanos;
 use crate::error::Error;
 use crate::store::redis::{process::ProcessStore, runtime, RedisConfig, RedisStore};
 
-const SHARED_LUA: &str = include_str!("shared.lua");
-
 /// The clock of a shared breaker: the time to send (None: Redis's own) and the local time.
 pub type Times = Box<dyn Fn() -> (Option<Nanos>, Nanos) + Send + Sync>;
 
@@ -72,7 +70,7 @@ impl BreakerSync {
             store,
             task_pid: AtomicU32::new(0),
             task: Mutex::new(None),
-            script: Script::new(SHARED_LUA),
+            script: Script::new(crate::store::redis::script::BREAKER_LUA),
             key,
             interval,
             timeout,

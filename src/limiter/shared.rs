@@ -12,17 +12,13 @@ use std::time::{Duration, Instant};
 
 use parking_lot::Mutex;
 
-use super::tiered::{LimitSet, Limiter, Params, TieredDecision};
+use super::tiered::{LimitSet, Limiter, TieredDecision};
 use crate::algorithm::Decision;
 use crate::breaker::{Breaker, BreakerConfig, Outcome, REJECTED};
 use crate::clock::{Nanos, NANOS_PER_SEC};
 use crate::error::Error;
+use crate::store::redis::script::{LimitScript, Reply, Request};
 use crate::store::redis::{process::ProcessStore, RedisConfig, RedisStore};
-
-/// Lua numbers are doubles: integers are exact below 2^53.
-const LUA_EXACT: u128 = 1 << 53;
-const MICROS_PER_SEC: u64 = 1_000_000;
-const NEVER: i64 = -1;
 
 /// What a decision is when Redis cannot make it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -80,123 +76,6 @@ pub struct SharedDecision {
     pub decision: TieredDecision,
     /// Whether the failure policy made it.
     pub fallback: Fallback,
-}
-
-/// One limit as the script takes it.
-struct Tier {
-    kind: &'static str,
-    params: [u64; 3],
-    /// The key suffix: the algorithm and limit, so that a changed configuration starts afresh.
-    suffix: String,
-    /// A sliding log keeps its running total in a second key.
-    log: bool,
-}
-
-fn tiers(limits: &LimitSet) -> Result<Vec<Tier>, Error> {
-    let mut tiers: Vec<Tier> = limits
-        .limits()
-        .iter()
-        .map(|l| {
-            let spec = l.spec();
-            let mut suffix = format!(
-                "{}:{}/{}s",
-                l.kind().name(),
-                spec.count,
-                spec.period / NANOS_PER_SEC
-            );
-            if let Some(b) = l.burst() {
-                suffix.push_str(&format!(":b{b}"));
-            }
-            let too_fine = |why: String| {
-                Error::invalid(
-                    "limits",
-                    format!("{l} cannot be kept exactly in Redis ({why}); use a coarser limit"),
-                )
-            };
-            if spec.period % 1000 != 0 {
-                return Err(too_fine("its period is not a whole number of µs".into()));
-            }
-            let window_us = spec.period / 1000;
-            let (kind, params) = match l.params() {
-                Params::Bucket { capacity, num, den } => {
-                    let unit = u128::from(den) * u128::from(MICROS_PER_SEC);
-                    if num == 0 || u128::from(capacity) * unit >= LUA_EXACT {
-                        return Err(too_fine(format!(
-                            "capacity {capacity} × {unit} units per token reaches 2^53"
-                        )));
-                    }
-                    ("b", [capacity, num, unit as u64])
-                }
-                Params::Window { limit, .. } => {
-                    let kind = match l.kind() {
-                        super::tiered::AlgorithmKind::FixedWindow => "f",
-                        super::tiered::AlgorithmKind::SlidingLog => "l",
-                        _ => "c",
-                    };
-                    // limit × window and its neighbours must stay exact.
-                    if u128::from(limit + 1) * u128::from(window_us) * 2 >= LUA_EXACT {
-                        return Err(too_fine(format!("{limit} × {window_us} µs reaches 2^53")));
-                    }
-                    (kind, [limit, window_us, 0])
-                }
-            };
-            Ok(Tier {
-                kind,
-                params,
-                log: kind == "l",
-                suffix,
-            })
-        })
-        .collect::<Result<_, Error>>()?;
-    // A limit written twice is two limits in memory (each counts every request); here each
-    // needs its own key too, or one key would count every request twice.
-    for i in 1..tiers.len() {
-        let same = tiers[..i]
-            .iter()
-            .filter(|t| t.suffix.split('#').next() == Some(tiers[i].suffix.as_str()))
-            .count();
-        if same > 0 {
-            tiers[i].suffix = format!("{}#{same}", tiers[i].suffix);
-        }
-    }
-    Ok(tiers)
-}
-
-/// The start of every Redis key of client key `key`: `prefix{key}`, or `prefix{<escaped>}%` for
-/// a key that could not stand in a Cluster hash tag as it is.
-///
-/// Redis Cluster hashes only the bytes between the first `{` and the first `}` after it, if
-/// there are any (the prefix holds no brace). A key that is empty or holds a `}` would leave
-/// that tag empty or cut it short, so one decision's keys would land in different slots (and
-/// the script be refused with CROSSSLOT). Such a key is written percent-escaped inside the tag
-/// (`%` → `%25`, `{` → `%7B`, `}` → `%7D`; the empty key as a lone `%`, which escaping never
-/// produces) and marked by a `%` right after the tag. Every other key is written as it is, so
-/// keys that always worked keep their layout (and their state across an upgrade), and a
-/// percent-encoded key is not escaped twice. The form is injective: the tag holds no `}`, so
-/// the tag ends at the first `}`, the byte after it (`%` or `:`) says which form the tag is in,
-/// and each form is injective on its own.
-fn key_head(prefix: &str, key: &str) -> String {
-    let mut head = String::with_capacity(prefix.len() + key.len() + 4);
-    head.push_str(prefix);
-    head.push('{');
-    if !key.is_empty() && !key.contains('}') {
-        head.push_str(key);
-        head.push('}');
-        return head;
-    }
-    if key.is_empty() {
-        head.push('%');
-    }
-    for c in key.chars() {
-        match c {
-            '%' => head.push_str("%25"),
-            '{' => head.push_str("%7B"),
-            '}' => head.push_str("%7D"),
-            c => head.push(c),
-        }
-    }
-    head.push_str("}%");
-    head
 }
 
 /// A message for the `seawall.redis` logger.
@@ -301,7 +180,7 @@ pub struct SharedConfig {
 /// Limits per key, with state in Redis.
 pub struct SharedLimiter {
     limits: LimitSet,
-    tiers: Vec<Tier>,
+    script: LimitScript,
     config: SharedConfig,
     store: ProcessStore,
     local: Limiter,
@@ -318,16 +197,12 @@ pub struct SharedLimiter {
     pub stats: SharedStats,
 }
 
-/// A decision that needs Redis: the script's keys and arguments, and the breaker's permit.
+/// A decision that needs Redis: the script call and the breaker's permit.
 ///
-/// Decisions at one time can share a script call ([`SharedLimiter::packed_batch`]).
+/// Decisions at one time can share a script call ([`crate::store::redis::script::packed_batch`]).
 pub struct Pending {
     key: String,
-    keys: Vec<String>,
-    /// This decision's part of ARGV (see `decide.lua`).
-    args: Vec<String>,
-    /// The time to send, in µs (None: Redis's TIME).
-    now_us: Option<u64>,
+    request: Request,
     cost: u64,
     commit: bool,
     permit: crate::breaker::Permit,
@@ -335,23 +210,16 @@ pub struct Pending {
 }
 
 impl Pending {
-    /// Whether `self` and `other` are decided at the same time (both on Redis's clock, or at the
-    /// same caller-given time), so that one script call can make both.
-    pub fn same_time(&self, other: &Pending) -> bool {
-        self.now_us == other.now_us
+    /// The script call that makes this decision.
+    pub fn request(&self) -> &Request {
+        &self.request
     }
 }
 
 impl SharedLimiter {
     /// Checks the limits and the settings; connects on first use.
     pub fn new(limits: LimitSet, config: SharedConfig, now: Nanos) -> Result<Self, Error> {
-        if config.prefix.contains(['{', '}']) {
-            return Err(Error::invalid(
-                "key_prefix",
-                format!("must not contain '{{' or '}}', got {:?}", config.prefix),
-            ));
-        }
-        let tiers = tiers(&limits)?;
+        let script = LimitScript::new(&limits, &config.prefix)?;
         let store = ProcessStore::new(config.redis.clone())?;
         Ok(SharedLimiter {
             local: Limiter::new(limits.clone(), config.max_local_keys),
@@ -363,7 +231,7 @@ impl SharedLimiter {
             last_broken: Mutex::new(None),
             store,
             limits,
-            tiers,
+            script,
             config,
             stats: SharedStats::default(),
         })
@@ -389,29 +257,13 @@ impl SharedLimiter {
         &self.breaker
     }
 
-    /// Every Redis key that holds `key`'s state, in the order the script takes them:
-    /// `{prefix}{<tag>}:<limit>` per limit (see [`key_head`] for the tag), and a sliding log's
-    /// running total at `…:<limit>:total` right after it.
+    /// Every Redis key that holds `key`'s state, in the order the script takes them (see
+    /// [`LimitScript::keys`]).
     ///
     /// All of them share one Cluster hash tag, and two distinct client keys never share one of
     /// them (tests/redis_keys.rs).
     pub fn keys(&self, key: &str) -> Vec<String> {
-        let head = key_head(&self.config.prefix, key);
-        let mut keys = Vec::with_capacity(self.tiers.len() + 1);
-        for t in &self.tiers {
-            let mut k = String::with_capacity(head.len() + 1 + t.suffix.len() + 6);
-            k.push_str(&head);
-            k.push(':');
-            k.push_str(&t.suffix);
-            if t.log {
-                let total = format!("{k}:total");
-                keys.push(k);
-                keys.push(total);
-            } else {
-                keys.push(k);
-            }
-        }
-        keys
+        self.script.keys(key)
     }
 
     /// Starts a decision: either it is known at once (the breaker is open, so the policy
@@ -438,19 +290,11 @@ impl SharedLimiter {
                 Fallback::BreakerOpen,
             )));
         }
-        let mut args = Vec::with_capacity(4 + 4 * self.tiers.len());
-        args.push(if commit { "1" } else { "0" }.to_owned());
-        args.push(cost.to_string());
-        args.push(self.tiers.len().to_string());
-        for t in &self.tiers {
-            args.push(t.kind.to_owned());
-            args.extend(t.params.iter().map(u64::to_string));
-        }
         Ok(Ok(Pending {
             key: key.to_owned(),
-            keys: self.keys(key),
-            args,
-            now_us: now.map(|n| n / 1000),
+            request: self
+                .script
+                .request(key, cost, commit, now.map(|n| n / 1000)),
             cost,
             commit,
             permit,
@@ -462,12 +306,8 @@ impl SharedLimiter {
     pub async fn finish(&self, p: Pending) -> Result<SharedDecision, StoreError> {
         let store = self.store();
         let started = Instant::now();
-        let (keys, args) = Self::script_input(&[&p]);
-        let r = tokio::time::timeout(
-            self.config.redis.command_timeout,
-            store.decide(&keys, &args),
-        )
-        .await;
+        let r =
+            tokio::time::timeout(self.config.redis.command_timeout, store.decide(&p.request)).await;
         let took = started.elapsed().as_nanos() as Nanos;
         if r.is_err() {
             // Its reply may still come, and be taken for the next request's.
@@ -486,62 +326,13 @@ impl SharedLimiter {
         self.settle(p, r, took)
     }
 
-    /// The script call for `p` as bytes on the wire: `EVALSHA` (or `EVAL` with the source, after
-    /// a `NOSCRIPT` reply).
-    pub fn packed(&self, p: &Pending, by_hash: bool) -> Vec<u8> {
-        self.packed_batch(&[p], by_hash)
-    }
-
-    /// One script call making every decision of `batch`, in order. They must share one time
-    /// ([`Pending::same_time`]).
-    pub fn packed_batch(&self, batch: &[&Pending], by_hash: bool) -> Vec<u8> {
-        let mut cmd = if by_hash {
-            let mut c = redis::cmd("EVALSHA");
-            c.arg(crate::store::redis::decide_hash());
-            c
-        } else {
-            let mut c = redis::cmd("EVAL");
-            c.arg(crate::store::redis::DECIDE_LUA);
-            c
-        };
-        let (keys, args) = Self::script_input(batch);
-        cmd.arg(keys.len());
-        for k in keys {
-            cmd.arg(k);
-        }
-        for a in &args {
-            cmd.arg(a.as_str());
-        }
-        cmd.get_packed_command()
-    }
-
-    /// The script's KEYS and ARGV for `batch`.
-    fn script_input<'a>(batch: &[&'a Pending]) -> (Vec<&'a str>, Vec<String>) {
-        let keys = batch
-            .iter()
-            .flat_map(|p| p.keys.iter().map(String::as_str))
-            .collect();
-        let mut args = Vec::with_capacity(2 + batch.iter().map(|p| p.args.len()).sum::<usize>());
-        args.push(batch.len().to_string());
-        args.push(
-            batch
-                .first()
-                .and_then(|p| p.now_us)
-                .map_or_else(String::new, |n| n.to_string()),
-        );
-        for p in batch {
-            args.extend(p.args.iter().cloned());
-        }
-        (keys, args)
-    }
-
     /// Turns the script's reply (or the failure) into the decision, reporting to the breaker;
     /// `took` is how long the call took. A configuration error ([`StoreError::Configuration`])
     /// is returned instead of a decision: `on_error` is for faults that can heal.
     pub fn settle(
         &self,
         p: Pending,
-        reply: redis::RedisResult<[i64; 8]>,
+        reply: redis::RedisResult<Reply>,
         took: Nanos,
     ) -> Result<SharedDecision, StoreError> {
         let done_at = p.local_now.saturating_add(took);
@@ -691,28 +482,23 @@ impl SharedLimiter {
         }
     }
 
-    fn decision_of(&self, r: [i64; 8]) -> TieredDecision {
-        let us = |v: i64| -> Nanos {
-            if v == NEVER {
-                Nanos::MAX
-            } else {
-                (v.max(0) as u64).saturating_mul(1000)
-            }
+    fn decision_of(&self, r: Reply) -> TieredDecision {
+        let limits = self.limits.limits();
+        let index = if r.binding < limits.len() {
+            r.binding
+        } else {
+            0
         };
-        let index = usize::try_from(r[5])
-            .ok()
-            .filter(|&i| i < self.limits.limits().len())
-            .unwrap_or(0);
         TieredDecision {
             decision: Decision {
-                allowed: r[0] == 1,
-                limit: r[1].max(0) as u64,
-                remaining: r[2].max(0) as u64,
-                reset_after: us(r[3]),
-                retry_after: us(r[4]),
+                allowed: r.allowed,
+                limit: r.limit,
+                remaining: r.remaining,
+                reset_after: r.reset_after,
+                retry_after: r.retry_after,
             },
-            binding: self.limits.limits()[index].spec(),
-            binding_reset_after: us(r[6]),
+            binding: limits[index].spec(),
+            binding_reset_after: r.binding_reset_after,
         }
     }
 

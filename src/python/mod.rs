@@ -8,6 +8,7 @@ mod clock;
 mod config;
 mod direct;
 mod errors;
+mod futures;
 mod http;
 mod limiter;
 mod redis;
@@ -33,6 +34,6 @@ fn _seawall(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<http::PyHttpLimiter>()?;
     m.add_class::<breaker::PyBreakerCore>()?;
     m.add_class::<redis::PyRedisLimiter>()?;
-    m.add_class::<redis::PyBridge>()?;
+    m.add_class::<futures::PyBridge>()?;
     Ok(())
 }

@@ -1,155 +1,27 @@
-//! `RedisLimiter` (limits shared through Redis) and `Bridge` (how its async decisions come back to
-//! an asyncio loop).
-//!
-//! The bridge: a decision that needs Redis runs as a task on seawall's tokio thread, which puts
-//! the result in a queue and, if the queue was empty, writes one byte to a pipe. The asyncio loop
-//! watches the pipe (`loop.add_reader`) and then sets every queued result on its future in one
-//! call. The tokio thread never takes the GIL, so it never waits for the Python thread, and a
-//! burst of results costs one wake-up of the loop. pyo3-async-runtimes' `future_into_py` instead
-//! takes the GIL on the tokio thread for every result to schedule it with
-//! `call_soon_threadsafe`; measured in `benches/compare_redis.py`.
+//! `RedisLimiter`: limits shared through Redis. Its sync methods use a blocking connection pool
+//! ([`crate::store::redis::pool`]); its async ones the direct path ([`super::direct`]) or a task
+//! on the tokio thread whose result comes back through the bridge ([`super::futures`]).
 
-use std::io::{Read, Write};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
-use parking_lot::Mutex;
-use pyo3::exceptions::{PyOSError, PyPermissionError, PyValueError};
-use pyo3::intern;
+use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyList};
 
 use super::clock::ClockSource;
 use super::direct::DirectShared;
 use super::errors::{cost_arg, text_arg, Count};
+use super::futures::{report_all, store_error, Completion, Done, PyBridge};
 use super::limiter::{limit_set_arg, limits_list, max_keys_arg, secs, PyDecision};
 use crate::breaker::BreakerConfig;
 use crate::clock::{self, secs_to_nanos, Clock, DefaultClock, Nanos, NANOS_PER_SEC};
-use crate::limiter::shared::{Report, SharedConfig, SharedLimiter, StoreError};
+use crate::limiter::shared::{SharedConfig, SharedLimiter};
 use crate::limiter::tiered::TieredDecision;
-use crate::store::redis::direct::{connect_error, Direct};
-use crate::store::redis::{parse_reply, runtime, url, RedisConfig};
-
-enum Completion {
-    Decision(Result<TieredDecision, StoreError>),
-    Flag(Result<bool, StoreError>),
-}
-
-struct Done {
-    future: Py<PyAny>,
-    completion: Completion,
-    reports: Vec<Report>,
-}
-
-struct BridgeInner {
-    queue: Mutex<Vec<Done>>,
-    signaled: AtomicBool,
-    reader: Mutex<std::io::PipeReader>,
-    writer: Mutex<std::io::PipeWriter>,
-}
-
-impl BridgeInner {
-    fn complete(&self, done: Done) {
-        self.queue.lock().push(done);
-        if !self.signaled.swap(true, Ordering::AcqRel) {
-            // One byte per batch; the reader drains the queue after clearing the flag, so a
-            // result pushed meanwhile either rides this batch or signals again.
-            let _ = self.writer.lock().write_all(&[1]);
-        }
-    }
-}
-
-#[pyclass(frozen, module = "seawall._seawall", name = "Bridge")]
-pub(crate) struct PyBridge {
-    inner: Arc<BridgeInner>,
-}
-
-#[pymethods]
-impl PyBridge {
-    #[new]
-    fn new() -> PyResult<Self> {
-        let (reader, writer) = std::io::pipe().map_err(|e| PyOSError::new_err(e.to_string()))?;
-        Ok(PyBridge {
-            inner: Arc::new(BridgeInner {
-                queue: Mutex::new(Vec::new()),
-                signaled: AtomicBool::new(false),
-                reader: Mutex::new(reader),
-                writer: Mutex::new(writer),
-            }),
-        })
-    }
-
-    /// The pipe's read end, for `loop.add_reader`; set it non-blocking.
-    fn fileno(&self) -> i32 {
-        use std::os::fd::AsRawFd;
-        self.inner.reader.lock().as_raw_fd()
-    }
-
-    /// Sets every finished result on its future; returns how many.
-    fn drain(&self, py: Python<'_>) -> PyResult<usize> {
-        let mut buf = [0u8; 256];
-        {
-            let mut r = self.inner.reader.lock();
-            while let Ok(n) = r.read(&mut buf) {
-                if n < buf.len() {
-                    break;
-                }
-            }
-        }
-        self.inner.signaled.store(false, Ordering::Release);
-        let batch = std::mem::take(&mut *self.inner.queue.lock());
-        let n = batch.len();
-        for done in batch {
-            report_all(py, done.reports);
-            let value: Result<Bound<'_, PyAny>, StoreError> = match done.completion {
-                Completion::Decision(Ok(d)) => Ok(Bound::new(py, PyDecision::from(d))?.into_any()),
-                Completion::Flag(Ok(b)) => {
-                    Ok(pyo3::types::PyBool::new(py, b).to_owned().into_any())
-                }
-                Completion::Decision(Err(e)) | Completion::Flag(Err(e)) => Err(e),
-            };
-            let r = match value {
-                Ok(v) => done
-                    .future
-                    .call_method1(py, intern!(py, "set_result"), (v,)),
-                Err(e) => done.future.call_method1(
-                    py,
-                    intern!(py, "set_exception"),
-                    (store_error(e).into_value(py),),
-                ),
-            };
-            // A cancelled future refuses its result; nobody is waiting for it.
-            if r.is_err() {
-                let _ = PyErr::take(py);
-            }
-        }
-        Ok(n)
-    }
-}
-
-/// The Python exception for a store error: `PermissionError` for a configuration error (the
-/// store can never work as configured), `OSError` for an outage.
-pub(crate) fn store_error(e: StoreError) -> PyErr {
-    match e {
-        StoreError::Configuration(m) => PyPermissionError::new_err(m),
-        StoreError::Unavailable(m) => PyOSError::new_err(m),
-    }
-}
-
-/// Logs `reports` on `seawall.redis`: configuration errors at ERROR, outages at WARNING.
-pub(crate) fn report_all(py: Python<'_>, reports: Vec<Report>) {
-    for r in reports {
-        let level = if r.error { "error" } else { "warning" };
-        let done = py
-            .import("logging")
-            .and_then(|m| m.call_method1("getLogger", ("seawall.redis",)))
-            .and_then(|l| l.call_method1(level, (r.message,)));
-        if done.is_err() {
-            let _ = PyErr::take(py);
-        }
-    }
-}
+use crate::store::redis::pool::BlockingPool;
+use crate::store::redis::script::{packed_batch, parse_reply};
+use crate::store::redis::{runtime, url, RedisConfig};
 
 fn seconds_arg(name: &'static str, v: f64, min: f64) -> PyResult<Nanos> {
     secs_to_nanos(v)
@@ -166,7 +38,7 @@ pub(crate) struct PyRedisLimiter {
     core: Arc<SharedLimiter>,
     direct: Arc<DirectShared>,
     /// Blocking connections for the sync methods, one per thread calling at once.
-    sync_pool: Mutex<Vec<Direct<()>>>,
+    sync_pool: BlockingPool,
     clock: ClockSource,
 }
 
@@ -205,43 +77,17 @@ impl PyRedisLimiter {
             let core = &self.core;
             let pool = &self.sync_pool;
             py.detach(move || {
-                let cfg = &core.config().redis;
                 let started = std::time::Instant::now();
-                let conn = {
-                    let mut pool = pool.lock();
-                    // Redis may have closed idle ones since they were last used, sent what
-                    // nobody asked for, or this is a forked child and they are the parent's.
-                    pool.retain(|c| !c.stale_while_idle());
-                    pool.pop()
-                };
-                let conn = match conn {
-                    Some(c) => Ok(c),
-                    None => Direct::connect_blocking(&cfg.url, cfg.connect_timeout, cfg.command_timeout),
-                };
-                let reply = match conn {
-                    Ok(mut c) => {
-                        let mut r = c.call(&core.packed(&pending, true));
-                        if matches!(&r, Err(e) if e.kind() == redis::ErrorKind::Server(redis::ServerErrorKind::NoScript)) {
-                            // Redis restarted or its scripts were flushed: send the source.
-                            r = c.call(&core.packed(&pending, false));
-                        }
-                        // A whole reply, even an error reply, leaves the connection in step.
-                        let whole = match &r {
-                            Ok(_) => true,
-                            Err(e) => matches!(
-                                e.kind(),
-                                redis::ErrorKind::Server(_) | redis::ErrorKind::Extension
-                            ),
-                        };
-                        if whole {
-                            pool.lock().push(c);
-                        }
-                        r.and_then(parse_reply).and_then(|mut v| {
-                            v.pop().ok_or_else(|| std::io::Error::other("no decision").into())
-                        })
-                    }
-                    Err(e) => Err(connect_error(e)),
-                };
+                let request = [pending.request()];
+                let reply = pool
+                    .call(&core.config().redis, |by_hash| {
+                        packed_batch(&request, by_hash)
+                    })
+                    .and_then(parse_reply)
+                    .and_then(|mut v| {
+                        v.pop()
+                            .ok_or_else(|| std::io::Error::other("no decision").into())
+                    });
                 core.settle(pending, reply, started.elapsed().as_nanos() as Nanos)
             })
         } else {
@@ -316,7 +162,7 @@ impl PyRedisLimiter {
         let core = Arc::new(SharedLimiter::new(limits, config, now)?);
         Ok(PyRedisLimiter {
             direct: DirectShared::new(core.clone()),
-            sync_pool: Mutex::new(Vec::new()),
+            sync_pool: BlockingPool::default(),
             core,
             clock,
         })
@@ -370,13 +216,12 @@ impl PyRedisLimiter {
             Ok(p) => p,
             Err(d) => return Ok(Some(PyDecision::from(d.decision))),
         };
-        let inner = bridge.get().inner.clone();
+        let inner = bridge.get().inner().clone();
         let pending = match self
             .direct
             .try_send(py, Arc::as_ptr(&inner) as usize, future, pending)
         {
-            Ok(Some(d)) => return Ok(Some(PyDecision::from(d.decision))),
-            Ok(None) => return Ok(None),
+            Ok(()) => return Ok(None),
             Err(pending) => pending,
         };
         let core = self.core.clone();
@@ -403,7 +248,7 @@ impl PyRedisLimiter {
         let key = text_arg("key", key)?;
         let (_, local_now) = self.times(py)?;
         let core = self.core.clone();
-        let inner = bridge.get().inner.clone();
+        let inner = bridge.get().inner().clone();
         let future = future.clone().unbind();
         let key = key.to_owned();
         runtime::handle().spawn(async move {
