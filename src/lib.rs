@@ -5,6 +5,8 @@
 //! the pure state transitions, [`store`] keeps keyed state, [`limiter`] is what users configure.
 //! The pyo3 bindings live in `python` behind the `python` feature, which the maturin build turns on.
 
+#![warn(missing_docs)]
+
 pub mod algorithm;
 pub mod breaker;
 pub mod clock;

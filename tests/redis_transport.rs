@@ -420,8 +420,7 @@ fn batcher_times_out_a_silent_server() {
     assert!(lp
         .wakes
         .borrow()
-        .iter()
-        .any(|w| *w == (Wake::Check, Some(Duration::ZERO))));
+        .contains(&(Wake::Check, Some(Duration::ZERO))));
     b.check(&lp, &mut done);
     assert_eq!(done.len(), 1);
     match &done[0].outcome {

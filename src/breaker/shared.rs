@@ -2,8 +2,9 @@
 //! to one count, and a breaker opened in one process opens in all.
 //!
 //! Each process keeps its own [`Breaker`], so a guarded call never waits for Redis. A task on
-//! seawall's I/O thread sends what the breaker saw ([`Delta`]) every `interval`, and at once when
-//! it opens; the script (`shared.lua`) adds it to the shared counts, trips the shared breaker on
+//! seawall's I/O thread sends what the breaker saw ([`Delta`](super::Delta)) every `interval`,
+//! and at once when it opens; the script (`shared.lua`, after the time prelude of
+//! [`crate::store::redis::script`]) adds it to the shared counts, trips the shared breaker on
 //! the same thresholds (failures in a row across processes, or the failure / slow-call rate over
 //! the time window), and answers how long the breaker stays open for everyone, which the process
 //! adopts. So a breaker opened anywhere is open everywhere within `interval` plus one round trip

@@ -1,5 +1,8 @@
-//! What users configure: a single token bucket ([`bucket::Bucket`]) and a token bucket per
-//! client ([`client::ClientLimiter`]).
+//! What users configure: limits written as text ([`parse`]), a key's limits decided all or
+//! nothing in memory ([`tiered::Limiter`]) or in Redis ([`shared::SharedLimiter`]), and the
+//! drop-in types of the APIs seawall replaces: a single token bucket ([`bucket::Bucket`]), a
+//! token bucket per client ([`client::ClientLimiter`]) and a sliding log per client
+//! ([`log_service`]).
 
 pub mod bucket;
 pub mod client;

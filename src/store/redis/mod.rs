@@ -89,7 +89,7 @@ fn client_error(e: RedisError) -> Error {
 
 impl RedisStore {
     /// Parses the URL and prepares the connection; connects on first use. Must be called
-    /// inside the tokio runtime that will drive it (see [`runtime::runtime`]).
+    /// inside the tokio runtime that will drive it (see [`runtime::handle`]).
     pub fn new(config: RedisConfig) -> Result<Self, Error> {
         runtime::install_crypto();
         let target = url::parse(&config.url)?;
