@@ -20,6 +20,7 @@ use wildmatch::WildMatch;
 use crate::algorithm::Decision;
 use crate::clock::Nanos;
 use crate::error::Error;
+use crate::limiter::all_or_nothing::{binding, decide_all};
 use crate::limiter::tiered::{LimitSet, Limiter, TierState, TieredDecision};
 use crate::store::memory::{Keyed, MemoryStore};
 pub use client_ip::ProxyHeader;
@@ -654,40 +655,30 @@ impl HttpPolicy {
         if applicable.is_empty() {
             return Ok(Outcome::Pass);
         }
-        // All or nothing across the applicable limiters: ask each first, count only if all admit.
-        // One call under the GIL, so no other Python thread interleaves. A single limiter is
-        // all or nothing by itself.
-        // Headers describe the binding policy: its limit, remaining, period, and its own reset.
+        // All or nothing across the applicable limiters (one call under the GIL, so no other
+        // Python thread interleaves). Headers describe the binding policy: its limit,
+        // remaining, period, and its own reset.
         let policy = |t: TieredDecision| Decision {
             reset_after: t.binding_reset_after,
             ..t.decision
         };
         let mut decisions: Vec<(Decision, Nanos, &str)> = Vec::with_capacity(applicable.len());
-        if let [(budget, name)] = applicable.as_slice() {
-            let t = budget.hit(now)?;
-            decisions.push((policy(t), t.binding.period, name));
-        } else {
-            for (budget, name) in &applicable {
-                let t = budget.test(now)?;
-                decisions.push((policy(t), t.binding.period, name));
-            }
-            if decisions.iter().all(|(d, _, _)| d.allowed) {
-                for ((budget, name), slot) in applicable.iter().zip(decisions.iter_mut()) {
-                    let t = budget.hit(now)?;
-                    *slot = (policy(t), t.binding.period, name);
-                }
-            }
-        }
-        let allowed = decisions.iter().all(|(d, _, _)| d.allowed);
-        let binding = if allowed {
-            decisions.iter().min_by_key(|(d, _, _)| d.remaining)
-        } else {
-            decisions
-                .iter()
-                .filter(|(d, _, _)| !d.allowed)
-                .max_by_key(|(d, _, _)| d.retry_after)
-        };
-        let (d, window, name) = *binding.expect("at least one decision");
+        let allowed = decide_all(
+            applicable.len(),
+            true,
+            &mut decisions,
+            |i, commit| {
+                let (budget, name) = &applicable[i];
+                let t = if commit {
+                    budget.hit(now)?
+                } else {
+                    budget.test(now)?
+                };
+                Ok::<_, Error>((policy(t), t.binding.period, *name))
+            },
+            |(d, _, _)| d.allowed,
+        )?;
+        let (d, window, name) = decisions[binding(&decisions, allowed, |(d, _, _)| d)];
         let headers = render::headers(self.headers, &d, window, name);
         Ok(if allowed && headers.is_empty() {
             // Nothing to add: the middleware need not wrap `send`.

@@ -4,6 +4,7 @@
 //! token bucket per client ([`client::ClientLimiter`]) and a sliding log per client
 //! ([`log_service`]).
 
+pub mod all_or_nothing;
 pub mod bucket;
 pub mod client;
 pub mod log_service;

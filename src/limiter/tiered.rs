@@ -7,6 +7,7 @@
 
 use std::str::FromStr;
 
+use super::all_or_nothing;
 use super::parse::{parse_limits, LimitSpec};
 use crate::algorithm::fixed_window::{FixedWindow, WindowState};
 use crate::algorithm::gcra::{gcra, leaky_bucket};
@@ -415,19 +416,22 @@ impl LimitSet {
             let d = limit.decide(s, now, cost, commit);
             return (d, 0, d.reset_after);
         }
-        // First ask every limit; only if all admit does any of them count it.
-        let mut all = true;
         let mut decisions = Vec::with_capacity(self.limits.len());
-        for (limit, s) in self.limits.iter().zip(state.iter_mut()) {
-            let d = limit.decide(s, now, cost, false);
-            all &= d.allowed;
-            decisions.push(d);
-        }
-        if all && commit {
-            for ((limit, s), d) in self.limits.iter().zip(state.iter_mut()).zip(&mut decisions) {
-                *d = limit.decide(s, now, cost, true);
-            }
-        }
+        let all = all_or_nothing::decide_all(
+            self.limits.len(),
+            commit,
+            &mut decisions,
+            |i, commit| {
+                Ok::<_, std::convert::Infallible>(self.limits[i].decide(
+                    &mut state[i],
+                    now,
+                    cost,
+                    commit,
+                ))
+            },
+            |d| d.allowed,
+        );
+        let Ok(all) = all;
         combine(&decisions, all)
     }
 
@@ -437,14 +441,7 @@ impl LimitSet {
 }
 
 fn combine(decisions: &[Decision], allowed: bool) -> (Decision, usize, Nanos) {
-    let binding = if allowed {
-        (0..decisions.len()).min_by_key(|&i| decisions[i].remaining)
-    } else {
-        (0..decisions.len())
-            .filter(|&i| !decisions[i].allowed)
-            .max_by_key(|&i| decisions[i].retry_after)
-    }
-    .unwrap_or(0);
+    let binding = all_or_nothing::binding(decisions, allowed, |d| d);
     let b = decisions[binding];
     (
         Decision {

@@ -22,13 +22,6 @@ pub(crate) fn secs(n: Nanos) -> f64 {
     }
 }
 
-pub(crate) fn max_keys_arg(max_keys: i64) -> Result<usize, Error> {
-    usize::try_from(max_keys)
-        .ok()
-        .filter(|&m| m >= 1)
-        .ok_or_else(|| Error::invalid("max_keys", format!("must be at least 1, got {max_keys}")))
-}
-
 #[pyclass(frozen, module = "seawall._seawall", name = "Limit")]
 pub(crate) struct PyLimit {
     limit: Limit,

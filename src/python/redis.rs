@@ -6,32 +6,21 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
-use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyList};
 
 use super::clock::ClockSource;
 use super::direct::DirectShared;
-use super::errors::{cost_arg, text_arg, Count};
+use super::errors::{at_least_one, cost_arg, seconds_arg, text_arg, Count};
 use super::futures::{report_all, store_error, Completion, Done, PyBridge};
-use super::limiter::{limit_set_arg, limits_list, max_keys_arg, secs, PyDecision};
+use super::limiter::{limit_set_arg, limits_list, secs, PyDecision};
 use crate::breaker::BreakerConfig;
-use crate::clock::{self, secs_to_nanos, Clock, DefaultClock, Nanos, NANOS_PER_SEC};
+use crate::clock::{self, Clock, DefaultClock, Nanos, NANOS_PER_SEC};
 use crate::limiter::shared::{SharedConfig, SharedLimiter};
 use crate::limiter::tiered::TieredDecision;
 use crate::store::redis::pool::BlockingPool;
 use crate::store::redis::script::{packed_batch, parse_reply};
 use crate::store::redis::{runtime, url, RedisConfig};
-
-fn seconds_arg(name: &'static str, v: f64, min: f64) -> PyResult<Nanos> {
-    secs_to_nanos(v)
-        .filter(|_| v >= min && v.is_finite())
-        .ok_or_else(|| {
-            PyValueError::new_err(format!(
-                "{name} must be a finite number of seconds, at least {min}, got {v}"
-            ))
-        })
-}
 
 #[pyclass(frozen, subclass, module = "seawall._seawall", name = "RedisLimiter")]
 pub(crate) struct PyRedisLimiter {
@@ -126,14 +115,7 @@ impl PyRedisLimiter {
         let connect = seconds_arg("connect_timeout", connect_timeout, 0.001)?;
         let command = seconds_arg("command_timeout", command_timeout, 0.001)?;
         let recovery = seconds_arg("breaker_recovery", breaker_recovery, 0.001)?;
-        let failures = u32::try_from(breaker_failures)
-            .ok()
-            .filter(|&n| n >= 1)
-            .ok_or_else(|| {
-                PyValueError::new_err(format!(
-                    "breaker_failures must be at least 1, got {breaker_failures}"
-                ))
-            })?;
+        let failures: u32 = at_least_one("breaker_failures", breaker_failures)?;
         let breaker = BreakerConfig {
             failure_threshold: failures,
             recovery_timeout: recovery,
@@ -155,7 +137,7 @@ impl PyRedisLimiter {
             },
             prefix: key_prefix.to_owned(),
             on_error: on_error.parse()?,
-            max_local_keys: max_keys_arg(max_local_keys)?,
+            max_local_keys: at_least_one("max_local_keys", max_local_keys)?,
             log_interval: seconds_arg("log_interval", log_interval, 0.0)?,
             breaker,
         };
