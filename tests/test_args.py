@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 
 from seawall import RedisLimiter
@@ -33,4 +35,5 @@ def test_redis_limiter_seconds_errors_name_them(param: str, value: float, least:
     with pytest.raises(
         ValueError, match=rf"^{param} must be a finite number of seconds, at least {least}, got "
     ):
-        RedisLimiter("5/minute", store="redis://127.0.0.1:1/0", **{param: value})
+        kwargs: dict[str, Any] = {param: value}
+        RedisLimiter("5/minute", store="redis://127.0.0.1:1/0", **kwargs)

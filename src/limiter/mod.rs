@@ -7,6 +7,7 @@
 pub mod all_or_nothing;
 pub mod bucket;
 pub mod client;
+pub mod hit_with;
 pub mod log_service;
 pub mod parse;
 pub mod shared;

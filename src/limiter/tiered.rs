@@ -541,7 +541,7 @@ pub struct TieredDecision {
 /// assert!(limiter.hit("k", S, 1).unwrap().decision.allowed);
 /// ```
 pub struct Limiter {
-    store: MemoryStore<LimitSet>,
+    pub(super) store: MemoryStore<LimitSet>,
 }
 
 impl Limiter {

@@ -266,6 +266,36 @@ impl PyLimiter {
         )?))
     }
 
+    /// Decides `cost` for `key` here and `other_key` in `other` at once, all or nothing (see
+    /// `Limiter::hit_with` in the core), at this limiter's clock; the binding decision.
+    #[pyo3(
+        signature = (key, other, other_key, cost=Count::ONE),
+        text_signature = "($self, key, other, other_key, cost=1)"
+    )]
+    fn hit_with(
+        &self,
+        py: Python<'_>,
+        key: &Bound<'_, PyAny>,
+        other: &Bound<'_, PyAny>,
+        other_key: &Bound<'_, PyAny>,
+        cost: Count,
+    ) -> PyResult<PyDecision> {
+        let key = text_arg("key", key)?;
+        let other = other.cast::<PyLimiter>().map_err(|_| {
+            PyTypeError::new_err(format!("other must be a Limiter, got {}", type_name(other)))
+        })?;
+        let other_key = text_arg("other_key", other_key)?;
+        let now = self.clock.now(py)?;
+        let cost = cost_arg("cost", cost)?;
+        Ok(PyDecision::from(self.limiter.hit_with(
+            key,
+            &other.get().limiter,
+            other_key,
+            now,
+            cost,
+        )?))
+    }
+
     #[pyo3(signature = (key, cost=Count::ONE), text_signature = "($self, key, cost=1)")]
     fn allow(&self, py: Python<'_>, key: &Bound<'_, PyAny>, cost: Count) -> PyResult<bool> {
         let key = text_arg("key", key)?;

@@ -30,6 +30,9 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 use crate::clock::Nanos;
 
+mod pair;
+pub use pair::Pair;
+
 /// What a store needs from an algorithm's parameters to keep its state.
 pub trait Keyed: Clone + PartialEq {
     /// The per-key state.
@@ -118,6 +121,30 @@ struct Shard<A: Keyed> {
     evicted_rejected: u64,
     evicted: u64,
     evicted_early: u64,
+}
+
+/// [`MemoryStore::read`] in `shard`, locked by the caller.
+#[inline]
+fn read_in<A: Keyed, R>(
+    shard: &Shard<A>,
+    hash: u64,
+    key: &str,
+    now: Nanos,
+    f: impl FnOnce(&A, &A::State, Option<&KeyStats>) -> R,
+) -> R {
+    match shard
+        .index
+        .find(hash, |&i| shard.slab[i as usize].key == key)
+    {
+        Some(&pos) => {
+            let e = &shard.slab[pos as usize];
+            f(&shard.configs[e.config as usize], &e.state, Some(&e.stats))
+        }
+        None => {
+            let config = &shard.configs[shard.config_for(key) as usize];
+            f(config, &config.fresh(now), None)
+        }
+    }
 }
 
 /// A bounded, sharded map from string keys to algorithm state.
@@ -247,6 +274,7 @@ impl<A: Keyed> MemoryStore<A> {
 
     /// [`MemoryStore::update`] for an `f` that may refuse: a key created for the call is dropped
     /// again when `f` returns an error, so a refused call leaves no state behind.
+    #[inline]
     pub fn try_update<R, E>(
         &self,
         key: &str,
@@ -255,7 +283,19 @@ impl<A: Keyed> MemoryStore<A> {
     ) -> Result<R, E> {
         let hash = self.hasher.hash_one(key);
         let mut guard = self.shard_of(hash).lock();
-        let shard = &mut *guard;
+        self.try_update_in(&mut guard, hash, key, now, f)
+    }
+
+    /// [`MemoryStore::try_update`] in `shard`, locked by the caller.
+    #[inline]
+    fn try_update_in<R, E>(
+        &self,
+        shard: &mut Shard<A>,
+        hash: u64,
+        key: &str,
+        now: Nanos,
+        f: impl FnOnce(&A, &mut A::State, &mut KeyStats) -> Result<R, E>,
+    ) -> Result<R, E> {
         let (pos, created) = match shard
             .index
             .find(hash, |&i| shard.slab[i as usize].key == key)
@@ -285,6 +325,7 @@ impl<A: Keyed> MemoryStore<A> {
 
     /// Runs `f` on `key`'s parameters, state and counters without creating it: a key not held is
     /// shown as fresh, with no counters.
+    #[inline]
     pub fn read<R>(
         &self,
         key: &str,
@@ -293,19 +334,7 @@ impl<A: Keyed> MemoryStore<A> {
     ) -> R {
         let hash = self.hasher.hash_one(key);
         let guard = self.shard_of(hash).lock();
-        match guard
-            .index
-            .find(hash, |&i| guard.slab[i as usize].key == key)
-        {
-            Some(&pos) => {
-                let e = &guard.slab[pos as usize];
-                f(&guard.configs[e.config as usize], &e.state, Some(&e.stats))
-            }
-            None => {
-                let config = &guard.configs[guard.config_for(key) as usize];
-                f(config, &config.fresh(now), None)
-            }
-        }
+        read_in(&guard, hash, key, now, f)
     }
 
     /// Whether `key` is held.
