@@ -11,7 +11,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use seawall::limiter::tiered::{AlgorithmKind, LimitSet};
+use seawall::limiter::limit::{AlgorithmKind, LimitSet};
 use seawall::store::redis::batcher::{Batcher, Done, Item, LoopOps, Outcome, Wake};
 use seawall::store::redis::pool::BlockingPool;
 use seawall::store::redis::script::{packed_batch, parse_reply, LimitScript, Reply, Request};

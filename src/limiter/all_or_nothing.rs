@@ -1,6 +1,6 @@
 //! The rule of every decision that spans several limits (a key's limits, or a request's global
 //! and per-client budgets): ask every limit, count only if all admit, and report the binding
-//! one. Written once here; [`super::tiered::LimitSet::decide`] and the HTTP policy use it.
+//! one. Written once here; [`super::limit::LimitSet::decide`] and the HTTP policy use it.
 
 use crate::algorithm::Decision;
 

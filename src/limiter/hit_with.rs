@@ -2,20 +2,21 @@
 //! and a key in another (a tool's per-client limit and a server-wide one) only if both admit it.
 
 use super::all_or_nothing::{binding, decide_all};
-use super::tiered::{LimitSet, Limiter, TierState, TieredDecision};
+use super::limit::{LimitDecision, LimitSet, LimitState};
+use super::memory_limiter::Limiter;
 use crate::clock::Nanos;
 use crate::error::Error;
 
 /// `set`'s decision for `cost` on `state`, counted if `commit` (and admitted).
 fn decide(
     set: &LimitSet,
-    state: &mut [TierState],
+    state: &mut [LimitState],
     now: Nanos,
     cost: u64,
     commit: bool,
-) -> TieredDecision {
+) -> LimitDecision {
     let (decision, i, binding_reset_after) = set.decide(state, now, cost, commit);
-    TieredDecision {
+    LimitDecision {
         decision,
         binding: set.limits()[i].spec(),
         binding_reset_after,
@@ -33,7 +34,8 @@ impl Limiter {
     /// decision on either key comes in between. `other` may be this limiter, with another key.
     ///
     /// ```
-    /// use seawall::limiter::tiered::{AlgorithmKind, LimitSet, Limiter};
+    /// use seawall::limiter::limit::{AlgorithmKind, LimitSet};
+    /// use seawall::limiter::memory_limiter::Limiter;
     ///
     /// let per_client = Limiter::new(LimitSet::parse("2/minute", AlgorithmKind::FixedWindow).unwrap(), 100);
     /// let global = Limiter::new(LimitSet::parse("3/minute", AlgorithmKind::FixedWindow).unwrap(), 100);
@@ -55,7 +57,7 @@ impl Limiter {
         other_key: &str,
         now: Nanos,
         cost: u64,
-    ) -> Result<TieredDecision, Error> {
+    ) -> Result<LimitDecision, Error> {
         if std::ptr::eq(self, other) && key == other_key {
             return Err(Error::invalid(
                 "other_key",
@@ -63,7 +65,7 @@ impl Limiter {
             ));
         }
         self.store.with_pair(key, &other.store, other_key, |pair| {
-            let mut parts: Vec<TieredDecision> = Vec::with_capacity(2);
+            let mut parts: Vec<LimitDecision> = Vec::with_capacity(2);
             let allowed = decide_all(
                 2,
                 true,
@@ -103,7 +105,7 @@ impl Limiter {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::limiter::tiered::AlgorithmKind;
+    use crate::limiter::limit::AlgorithmKind;
 
     const S: Nanos = 1_000_000_000;
 

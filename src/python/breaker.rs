@@ -1,3 +1,6 @@
+//! The circuit breaker's core for Python (`seawall.breaker` wraps it): its arguments, each checked
+//! and named in errors, and its calls. (About 470 lines, most of them the argument checks.)
+
 use pyo3::exceptions::{PyOverflowError, PyTypeError, PyValueError};
 use pyo3::prelude::*;
 

@@ -12,7 +12,7 @@ use pyo3::intern;
 use pyo3::prelude::*;
 
 use super::futures::resolve_all;
-use crate::limiter::shared::{Pending, SharedLimiter};
+use crate::limiter::redis_limiter::{Pending, RedisLimiter};
 use crate::store::redis::batcher::{Batcher, Done, Item, LoopOps, Outcome, Wake};
 use crate::store::redis::script::Request;
 
@@ -31,7 +31,7 @@ impl Item for Asked {
 
 /// A limiter's direct connection (its batcher) and the limiter that settles its decisions.
 pub(crate) struct DirectShared {
-    core: Arc<SharedLimiter>,
+    core: Arc<RedisLimiter>,
     batcher: Arc<Batcher<Asked, Py<PyAny>>>,
 }
 
@@ -119,7 +119,7 @@ impl LoopOps<Asked> for Asyncio<'_, '_> {
 }
 
 /// Settles what the batcher is done with and sets it on the futures.
-fn finish(py: Python<'_>, core: &SharedLimiter, done: Done<Asked>) {
+fn finish(py: Python<'_>, core: &RedisLimiter, done: Done<Asked>) {
     let settled = done.into_iter().map(|s| {
         let Asked { future, pending } = s.item;
         let d = match s.outcome {
@@ -132,7 +132,7 @@ fn finish(py: Python<'_>, core: &SharedLimiter, done: Done<Asked>) {
 }
 
 impl DirectShared {
-    pub(crate) fn new(core: Arc<SharedLimiter>) -> Arc<Self> {
+    pub(crate) fn new(core: Arc<RedisLimiter>) -> Arc<Self> {
         let batcher = Batcher::new(core.config().redis.clone());
         Arc::new(DirectShared { core, batcher })
     }

@@ -4,7 +4,7 @@ use pyo3::types::PyString;
 
 use crate::clock::{secs_to_nanos, Nanos};
 use crate::error::Error;
-use crate::limiter::tiered::AlgorithmKind;
+use crate::limiter::limit::AlgorithmKind;
 
 impl From<Error> for PyErr {
     fn from(e: Error) -> PyErr {

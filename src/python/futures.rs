@@ -19,13 +19,13 @@ use pyo3::intern;
 use pyo3::prelude::*;
 
 use super::limiter::PyDecision;
-use crate::limiter::shared::{Report, SharedDecision, StoreError};
-use crate::limiter::tiered::TieredDecision;
+use crate::limiter::limit::LimitDecision;
+use crate::limiter::redis_limiter::{RedisDecision, Report, StoreError};
 
 /// What a finished call gives its future.
 pub(crate) enum Completion {
     /// A decision, or why there is none.
-    Decision(Result<TieredDecision, StoreError>),
+    Decision(Result<LimitDecision, StoreError>),
     Flag(Result<bool, StoreError>),
 }
 
@@ -157,7 +157,7 @@ pub(crate) fn report_all(py: Python<'_>, reports: Vec<Report>) {
 /// Sets each decision (or its store error) on its future, then logs what the limiter reports.
 pub(crate) fn resolve_all(
     py: Python<'_>,
-    done: impl IntoIterator<Item = (Py<PyAny>, Result<SharedDecision, StoreError>)>,
+    done: impl IntoIterator<Item = (Py<PyAny>, Result<RedisDecision, StoreError>)>,
     reports: Vec<Report>,
 ) {
     for (future, d) in done {

@@ -11,7 +11,8 @@ use crate::http::{
     HeaderStyle, Headers, HttpPolicy, IssuedSessions, KeySource, Outcome, ProxyHeader, RequestView,
     Routes, Rule,
 };
-use crate::limiter::tiered::{AlgorithmKind, LimitSet, Limiter};
+use crate::limiter::limit::{AlgorithmKind, LimitSet};
+use crate::limiter::memory_limiter::Limiter;
 
 #[pyclass(frozen, module = "seawall._seawall", name = "HttpLimiter")]
 pub(crate) struct PyHttpLimiter {

@@ -1,3 +1,6 @@
+//! `Limit`, `Decision`, `Limiter` and `SlidingLogService` for Python: argument checks, the clock,
+//! the stats dicts. (About 465 lines: four small classes that share the argument helpers.)
+
 use pyo3::exceptions::PyTypeError;
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyList, PyString};
@@ -8,10 +11,11 @@ use super::errors::{
 };
 use crate::algorithm::Decision;
 use crate::clock::{nanos_to_secs, Nanos};
+use crate::dropin::log_service::LogService;
 use crate::error::Error;
-use crate::limiter::log_service::LogService;
-use crate::limiter::parse::{parse_limits, LimitSpec};
-use crate::limiter::tiered::{AlgorithmKind, Limit, LimitSet, Limiter, TieredDecision};
+use crate::limiter::limit::{AlgorithmKind, Limit, LimitDecision, LimitSet};
+use crate::limiter::memory_limiter::Limiter;
+use crate::limiter::spec::{parse_limits, LimitSpec};
 use crate::store::memory::KeyStats;
 
 pub(crate) fn secs(n: Nanos) -> f64 {
@@ -157,7 +161,7 @@ pub(crate) struct PyDecision {
 }
 
 impl PyDecision {
-    pub(crate) fn from(t: TieredDecision) -> Self {
+    pub(crate) fn from(t: LimitDecision) -> Self {
         PyDecision {
             d: t.decision,
             window: t.binding.period,

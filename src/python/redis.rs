@@ -16,15 +16,15 @@ use super::futures::{report_all, store_error, Completion, Done, PyBridge};
 use super::limiter::{limit_set_arg, limits_list, secs, PyDecision};
 use crate::breaker::BreakerConfig;
 use crate::clock::{self, Clock, DefaultClock, Nanos, NANOS_PER_SEC};
-use crate::limiter::shared::{SharedConfig, SharedLimiter};
-use crate::limiter::tiered::TieredDecision;
+use crate::limiter::limit::LimitDecision;
+use crate::limiter::redis_limiter::{RedisLimiter, RedisLimiterConfig};
 use crate::store::redis::pool::BlockingPool;
 use crate::store::redis::script::{packed_batch, parse_reply};
 use crate::store::redis::{runtime, url, RedisConfig};
 
 #[pyclass(frozen, subclass, module = "seawall._seawall", name = "RedisLimiter")]
 pub(crate) struct PyRedisLimiter {
-    core: Arc<SharedLimiter>,
+    core: Arc<RedisLimiter>,
     direct: Arc<DirectShared>,
     /// Blocking connections for the sync methods, one per thread calling at once.
     sync_pool: BlockingPool,
@@ -53,7 +53,7 @@ impl PyRedisLimiter {
         key: &str,
         cost: Count,
         commit: bool,
-    ) -> PyResult<TieredDecision> {
+    ) -> PyResult<LimitDecision> {
         let (now, local_now) = self.times(py)?;
         let pending = match self
             .core
@@ -129,7 +129,7 @@ impl PyRedisLimiter {
             ClockSource::Manual(m) => m.now(),
             _ => DefaultClock.now(),
         };
-        let config = SharedConfig {
+        let config = RedisLimiterConfig {
             redis: RedisConfig {
                 url: store.to_owned(),
                 connect_timeout: Duration::from_nanos(connect),
@@ -141,7 +141,7 @@ impl PyRedisLimiter {
             log_interval: seconds_arg("log_interval", log_interval, 0.0)?,
             breaker,
         };
-        let core = Arc::new(SharedLimiter::new(limits, config, now)?);
+        let core = Arc::new(RedisLimiter::new(limits, config, now)?);
         Ok(PyRedisLimiter {
             direct: DirectShared::new(core.clone()),
             sync_pool: BlockingPool::default(),
@@ -254,7 +254,7 @@ impl PyRedisLimiter {
         let s = &self.core.stats;
         let d = PyDict::new(py);
         d.set_item("decisions", s.decisions.load(Ordering::Relaxed))?;
-        d.set_item("limited", s.denied.load(Ordering::Relaxed))?;
+        d.set_item("limited", s.limited.load(Ordering::Relaxed))?;
         d.set_item("errors", s.errors.load(Ordering::Relaxed))?;
         d.set_item("fallbacks", s.fallbacks.load(Ordering::Relaxed))?;
         d.set_item("breaker", self.core.breaker().state(local_now).name())?;

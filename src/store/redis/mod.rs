@@ -9,7 +9,7 @@
 //! Connections are made lazily and made again after a failure, a timeout or a reply of the wrong
 //! kind (requests and replies pair by their order on the wire), so a limiter built while Redis
 //! is down works as soon as it is back. What to do meanwhile is policy, decided by the caller
-//! ([`crate::limiter::shared`]).
+//! ([`crate::limiter::redis_limiter`]).
 
 pub mod batcher;
 pub mod direct;

@@ -9,7 +9,7 @@ use redis::{RedisError, RedisResult, Script, Value};
 
 use crate::clock::{Nanos, NANOS_PER_SEC};
 use crate::error::Error;
-use crate::limiter::tiered::{AlgorithmKind, LimitSet, Params};
+use crate::limiter::limit::{AlgorithmKind, LimitSet, Params};
 
 /// The decision script's source: the time prelude, then `decide.lua`.
 pub const DECIDE_LUA: &str = concat!(include_str!("now.lua"), include_str!("decide.lua"));

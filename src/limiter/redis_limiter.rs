@@ -1,10 +1,13 @@
-//! Limits shared by every process that names the same Redis: [`SharedLimiter`].
+//! Limits shared by every process that names the same Redis: [`RedisLimiter`].
 //!
 //! The decisions are the in-memory [`Limiter`]'s (the same algorithms, all or nothing across a
 //! key's limits), made by one script in Redis. What happens when Redis cannot answer is the
 //! operator's choice ([`OnError`]), applied within `command_timeout`; a circuit breaker around
 //! Redis turns an outage into one timeout per recovery probe, not one per request, and a failure
 //! is reported once per `log_interval`, with the number of failures in between.
+//!
+//! (About 560 lines: a decision's life cycle — begin, finish, settle, fallback, reporting — read
+//! together; the error log and the failure policy could move out in a later change.)
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
@@ -12,7 +15,8 @@ use std::time::{Duration, Instant};
 
 use parking_lot::Mutex;
 
-use super::tiered::{LimitSet, Limiter, TieredDecision};
+use super::limit::{LimitDecision, LimitSet};
+use super::memory_limiter::Limiter;
 use crate::algorithm::Decision;
 use crate::breaker::{Breaker, BreakerConfig, Outcome, REJECTED};
 use crate::clock::{Nanos, NANOS_PER_SEC};
@@ -71,9 +75,9 @@ pub enum Fallback {
 
 /// A decision and where it came from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct SharedDecision {
+pub struct RedisDecision {
     /// The decision.
-    pub decision: TieredDecision,
+    pub decision: LimitDecision,
     /// Whether the failure policy made it.
     pub fallback: Fallback,
 }
@@ -149,20 +153,20 @@ impl std::fmt::Display for StoreError {
 
 /// Counters of what a shared limiter did.
 #[derive(Debug, Default)]
-pub struct SharedStats {
+pub struct RedisLimiterStats {
     /// Decisions asked for.
     pub decisions: AtomicU64,
-    /// Decisions that denied.
-    pub denied: AtomicU64,
+    /// Decisions refused (the `limited` stats key).
+    pub limited: AtomicU64,
     /// Calls to Redis that failed or timed out.
     pub errors: AtomicU64,
     /// Decisions the failure policy made (failures and open-breaker short cuts).
     pub fallbacks: AtomicU64,
 }
 
-/// The settings of a [`SharedLimiter`] besides its limits.
+/// The settings of a [`RedisLimiter`] besides its limits.
 #[derive(Debug, Clone)]
-pub struct SharedConfig {
+pub struct RedisLimiterConfig {
     /// Where and how to reach Redis.
     pub redis: RedisConfig,
     /// Prepended to every key; must not hold `{` or `}` (the key's hash tag follows it).
@@ -178,10 +182,10 @@ pub struct SharedConfig {
 }
 
 /// Limits per key, with state in Redis.
-pub struct SharedLimiter {
+pub struct RedisLimiter {
     limits: LimitSet,
     script: LimitScript,
-    config: SharedConfig,
+    config: RedisLimiterConfig,
     store: ProcessStore,
     local: Limiter,
     breaker: Breaker,
@@ -194,7 +198,7 @@ pub struct SharedLimiter {
     /// failure, not more of them in a row.
     last_broken: Mutex<Option<Instant>>,
     /// What it did.
-    pub stats: SharedStats,
+    pub stats: RedisLimiterStats,
 }
 
 /// A decision that needs Redis: the script call and the breaker's permit.
@@ -216,12 +220,12 @@ impl Pending {
     }
 }
 
-impl SharedLimiter {
+impl RedisLimiter {
     /// Checks the limits and the settings; connects on first use.
-    pub fn new(limits: LimitSet, config: SharedConfig, now: Nanos) -> Result<Self, Error> {
+    pub fn new(limits: LimitSet, config: RedisLimiterConfig, now: Nanos) -> Result<Self, Error> {
         let script = LimitScript::new(&limits, &config.prefix)?;
         let store = ProcessStore::new(config.redis.clone())?;
-        Ok(SharedLimiter {
+        Ok(RedisLimiter {
             local: Limiter::new(limits.clone(), config.max_local_keys),
             breaker: Breaker::new(config.breaker.clone(), now)?,
             log: ErrorLog::new(config.log_interval, false),
@@ -233,7 +237,7 @@ impl SharedLimiter {
             limits,
             script,
             config,
-            stats: SharedStats::default(),
+            stats: RedisLimiterStats::default(),
         })
     }
 
@@ -248,7 +252,7 @@ impl SharedLimiter {
     }
 
     /// The settings.
-    pub fn config(&self) -> &SharedConfig {
+    pub fn config(&self) -> &RedisLimiterConfig {
         &self.config
     }
 
@@ -267,7 +271,7 @@ impl SharedLimiter {
     }
 
     /// Starts a decision: either it is known at once (the breaker is open, so the policy
-    /// decides) or it needs Redis, and [`SharedLimiter::finish`] makes it. `now`: the caller's
+    /// decides) or it needs Redis, and [`RedisLimiter::finish`] makes it. `now`: the caller's
     /// clock if it is not the server's (a manual clock in tests); `local_now`: the time the
     /// breaker and the local policy use.
     pub fn begin(
@@ -277,7 +281,7 @@ impl SharedLimiter {
         commit: bool,
         now: Option<Nanos>,
         local_now: Nanos,
-    ) -> Result<Result<Pending, SharedDecision>, Error> {
+    ) -> Result<Result<Pending, RedisDecision>, Error> {
         self.limits.check_cost(cost)?;
         self.stats.decisions.fetch_add(1, Ordering::Relaxed);
         let permit = self.breaker.try_acquire(local_now);
@@ -302,8 +306,8 @@ impl SharedLimiter {
         }))
     }
 
-    /// Makes a decision [`SharedLimiter::begin`] could not, within `command_timeout`.
-    pub async fn finish(&self, p: Pending) -> Result<SharedDecision, StoreError> {
+    /// Makes a decision [`RedisLimiter::begin`] could not, within `command_timeout`.
+    pub async fn finish(&self, p: Pending) -> Result<RedisDecision, StoreError> {
         let store = self.store();
         let started = Instant::now();
         let r =
@@ -334,7 +338,7 @@ impl SharedLimiter {
         p: Pending,
         reply: redis::RedisResult<Reply>,
         took: Nanos,
-    ) -> Result<SharedDecision, StoreError> {
+    ) -> Result<RedisDecision, StoreError> {
         let done_at = p.local_now.saturating_add(took);
         match reply {
             Ok(raw) => {
@@ -342,9 +346,9 @@ impl SharedLimiter {
                     .record(p.permit, Outcome::Success, took, done_at);
                 let decision = self.decision_of(raw);
                 if !decision.decision.allowed {
-                    self.stats.denied.fetch_add(1, Ordering::Relaxed);
+                    self.stats.limited.fetch_add(1, Ordering::Relaxed);
                 }
-                Ok(SharedDecision {
+                Ok(RedisDecision {
                     decision,
                     fallback: Fallback::None,
                 })
@@ -358,7 +362,7 @@ impl SharedLimiter {
 
     /// Gives up on a decision sent by another process (the parent of this forked child, which
     /// gets its reply): `on_error` decides, and the breaker does not count it.
-    pub fn abandon(&self, p: Pending, took: Nanos) -> SharedDecision {
+    pub fn abandon(&self, p: Pending, took: Nanos) -> RedisDecision {
         let done_at = p.local_now.saturating_add(took);
         self.breaker
             .record(p.permit, Outcome::Ignored, took, done_at);
@@ -435,7 +439,7 @@ impl SharedLimiter {
         commit: bool,
         now: Nanos,
         why: Fallback,
-    ) -> SharedDecision {
+    ) -> RedisDecision {
         self.stats.fallbacks.fetch_add(1, Ordering::Relaxed);
         let first = self.limits.limits()[0].spec();
         let decision = match self.config.on_error {
@@ -459,17 +463,17 @@ impl SharedLimiter {
             }
         };
         if !decision.decision.allowed {
-            self.stats.denied.fetch_add(1, Ordering::Relaxed);
+            self.stats.limited.fetch_add(1, Ordering::Relaxed);
         }
-        SharedDecision {
+        RedisDecision {
             decision,
             fallback: why,
         }
     }
 
-    fn synthetic(&self, allowed: bool, remaining: u64) -> TieredDecision {
+    fn synthetic(&self, allowed: bool, remaining: u64) -> LimitDecision {
         let first = self.limits.limits()[0].spec();
-        TieredDecision {
+        LimitDecision {
             decision: Decision {
                 allowed,
                 limit: first.count,
@@ -482,14 +486,14 @@ impl SharedLimiter {
         }
     }
 
-    fn decision_of(&self, r: Reply) -> TieredDecision {
+    fn decision_of(&self, r: Reply) -> LimitDecision {
         let limits = self.limits.limits();
         let index = if r.binding < limits.len() {
             r.binding
         } else {
             0
         };
-        TieredDecision {
+        LimitDecision {
             decision: Decision {
                 allowed: r.allowed,
                 limit: r.limit,
