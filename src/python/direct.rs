@@ -167,36 +167,37 @@ impl DirectShared {
     }
 }
 
-#[pymethods]
 impl PyDirectReader {
-    fn on_readable(&self, py: Python<'_>) {
+    /// Runs one of the batcher's loop callbacks and sets what it settled on the futures.
+    fn run(
+        &self,
+        py: Python<'_>,
+        step: impl FnOnce(&Batcher<Asked, Py<PyAny>>, &Asyncio<'_, '_>, &mut Done<Asked>),
+    ) {
         let mut done = Vec::new();
         let ops = Asyncio {
             py,
             shared: &self.shared,
         };
-        self.shared.batcher.on_readable(&ops, &mut done);
+        step(&self.shared.batcher, &ops, &mut done);
         finish(py, &self.shared.core, done);
+    }
+}
+
+#[pymethods]
+impl PyDirectReader {
+    /// Reads the replies that arrived.
+    fn on_readable(&self, py: Python<'_>) {
+        self.run(py, |b, ops, done| b.on_readable(ops, done));
     }
 
     /// Writes the commands queued this turn of the loop.
     fn flush(&self, py: Python<'_>) {
-        let mut done = Vec::new();
-        let ops = Asyncio {
-            py,
-            shared: &self.shared,
-        };
-        self.shared.batcher.flush(&ops, &mut done);
-        finish(py, &self.shared.core, done);
+        self.run(py, |b, ops, done| b.flush(ops, done));
     }
 
+    /// Fails what waited `command_timeout`, or checks again later.
     fn check(&self, py: Python<'_>) {
-        let mut done = Vec::new();
-        let ops = Asyncio {
-            py,
-            shared: &self.shared,
-        };
-        self.shared.batcher.check(&ops, &mut done);
-        finish(py, &self.shared.core, done);
+        self.run(py, |b, ops, done| b.check(ops, done));
     }
 }

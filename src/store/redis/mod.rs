@@ -1,10 +1,14 @@
 //! The Redis store: limiter state in Redis, shared by every worker and host that names the same
-//! server, changed only by one Lua script ([`decide.lua`](self)) so that each decision is atomic.
+//! server, changed only by one Lua script (`decide.lua`, spoken by [`script`]) so that each
+//! decision is atomic.
 //!
 //! The script runs the transitions of `src/algorithm/` in integer microseconds, for all of a key's
-//! limits at once, all or nothing, on the server's own clock. redis-rs sends it as `EVALSHA` and
-//! loads it again on `NOSCRIPT` (after a restart or a `SCRIPT FLUSH`). One multiplexed connection
-//! carries every concurrent decision, so concurrent calls pipeline on the wire.
+//! limits at once, all or nothing, on the server's own clock. Three transports send it, each
+//! naming it by `EVALSHA` and sending its source again after `NOSCRIPT` (a restart or a `SCRIPT
+//! FLUSH`): [`RedisStore`] here (redis-rs on tokio: TLS, Cluster, Sentinel; one multiplexed
+//! connection carries every concurrent decision), [`pool`] (blocking connections for synchronous
+//! callers) and [`batcher`] (one connection driven by the caller's event loop, what one turn of
+//! the loop asks for sent in one call; its sockets are [`direct`]).
 //!
 //! Connections are made lazily and made again after a failure, a timeout or a reply of the wrong
 //! kind (requests and replies pair by their order on the wire), so a limiter built while Redis
