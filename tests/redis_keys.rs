@@ -16,7 +16,8 @@ use proptest::prelude::*;
 
 use seawall::breaker::BreakerConfig;
 use seawall::limiter::limit::{AlgorithmKind, Limit, LimitSet};
-use seawall::limiter::redis_limiter::{OnError, RedisLimiter, RedisLimiterConfig};
+use seawall::limiter::redis_failure::OnError;
+use seawall::limiter::redis_limiter::{RedisLimiter, RedisLimiterConfig};
 use seawall::store::redis::RedisConfig;
 
 fn cases() -> ProptestConfig {

@@ -7,7 +7,8 @@
 //!   [`memory_limiter::Limiter`]);
 //! * [`all_or_nothing`]: the rule of every decision across several limits;
 //! * [`hit_with`]: two limiters decided as one;
-//! * [`redis_limiter`]: the limiter whose state is in Redis (Python's `RedisLimiter`).
+//! * [`redis_limiter`]: the limiter whose state is in Redis (Python's `RedisLimiter`), and
+//!   [`redis_failure`]: what it does when Redis cannot answer.
 //!
 //! The drop-in types of the APIs seawall replaces live apart, in [`crate::dropin`].
 
@@ -15,5 +16,6 @@ pub mod all_or_nothing;
 pub mod hit_with;
 pub mod limit;
 pub mod memory_limiter;
+pub mod redis_failure;
 pub mod redis_limiter;
 pub mod spec;

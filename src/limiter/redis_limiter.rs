@@ -5,9 +5,7 @@
 //! operator's choice ([`OnError`]), applied within `command_timeout`; a circuit breaker around
 //! Redis turns an outage into one timeout per recovery probe, not one per request, and a failure
 //! is reported once per `log_interval`, with the number of failures in between.
-//!
-//! (About 560 lines: a decision's life cycle — begin, finish, settle, fallback, reporting — read
-//! together; the error log and the failure policy could move out in a later change.)
+//! The failure side (the policy, the errors, the reports) is in [`super::redis_failure`].
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
@@ -17,139 +15,13 @@ use parking_lot::Mutex;
 
 use super::limit::{LimitDecision, LimitSet};
 use super::memory_limiter::Limiter;
+use super::redis_failure::{ErrorLog, Fallback, OnError, RedisDecision, Report, StoreError};
 use crate::algorithm::Decision;
 use crate::breaker::{Breaker, BreakerConfig, Outcome, REJECTED};
 use crate::clock::{Nanos, NANOS_PER_SEC};
 use crate::error::Error;
 use crate::store::redis::script::{LimitScript, Reply, Request};
 use crate::store::redis::{process::ProcessStore, RedisConfig, RedisStore};
-
-/// What a decision is when Redis cannot make it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum OnError {
-    /// Admit (fail open): an outage never turns users away.
-    Allow,
-    /// Refuse (fail closed): an outage never lets more through than the limits.
-    Deny,
-    /// An in-memory limiter with the same limits decides, per process.
-    Local,
-}
-
-impl OnError {
-    /// The name users write.
-    pub fn name(self) -> &'static str {
-        match self {
-            OnError::Allow => "allow",
-            OnError::Deny => "deny",
-            OnError::Local => "local",
-        }
-    }
-}
-
-impl std::str::FromStr for OnError {
-    type Err = Error;
-
-    fn from_str(s: &str) -> Result<Self, Error> {
-        match s {
-            "allow" => Ok(OnError::Allow),
-            "deny" => Ok(OnError::Deny),
-            "local" => Ok(OnError::Local),
-            _ => Err(Error::invalid(
-                "on_error",
-                format!("must be 'allow', 'deny' or 'local', got {s:?}"),
-            )),
-        }
-    }
-}
-
-/// Why a decision was made without Redis.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Fallback {
-    /// Redis answered.
-    None,
-    /// The call failed or timed out.
-    Error,
-    /// The breaker around Redis was open: no call was made.
-    BreakerOpen,
-}
-
-/// A decision and where it came from.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct RedisDecision {
-    /// The decision.
-    pub decision: LimitDecision,
-    /// Whether the failure policy made it.
-    pub fallback: Fallback,
-}
-
-/// A message for the `seawall.redis` logger.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Report {
-    /// ERROR (the store can never work as configured) rather than WARNING (an outage).
-    pub error: bool,
-    /// The message; never holds a password.
-    pub message: String,
-}
-
-/// Failures of one kind, reported at most once per interval.
-struct ErrorLog {
-    interval: Nanos,
-    error: bool,
-    state: Mutex<(Option<Instant>, u64)>,
-}
-
-impl ErrorLog {
-    fn new(interval: Nanos, error: bool) -> Self {
-        ErrorLog {
-            interval,
-            error,
-            state: Mutex::new((None, 0)),
-        }
-    }
-
-    /// The report due now for `what`, if any.
-    fn note(&self, what: &str) -> Option<Report> {
-        let mut g = self.state.lock();
-        let due =
-            g.0.is_none_or(|t| t.elapsed() >= Duration::from_nanos(self.interval));
-        if !due {
-            g.1 += 1;
-            return None;
-        }
-        let suppressed = std::mem::take(&mut g.1);
-        g.0 = Some(Instant::now());
-        let mut message = what.to_owned();
-        if suppressed > 0 {
-            message.push_str(&format!(
-                " ({suppressed} more failures since the last report)"
-            ));
-        }
-        Some(Report {
-            error: self.error,
-            message,
-        })
-    }
-}
-
-/// Why a call to Redis did not give an answer: [`StoreError::Configuration`] is raised to the
-/// caller, [`StoreError::Unavailable`] is an outage (decisions follow `on_error`; a reset
-/// raises it).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum StoreError {
-    /// The store can never work as configured: Redis refused the credentials, its ACL forbids
-    /// the script or the keys, or it has no such database. Waiting does not heal it.
-    Configuration(String),
-    /// Redis failed, timed out, or the breaker around it is open.
-    Unavailable(String),
-}
-
-impl std::fmt::Display for StoreError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            StoreError::Configuration(m) | StoreError::Unavailable(m) => f.write_str(m),
-        }
-    }
-}
 
 /// Counters of what a shared limiter did.
 #[derive(Debug, Default)]

@@ -20,7 +20,7 @@ use pyo3::prelude::*;
 
 use super::limiter::PyDecision;
 use crate::limiter::limit::LimitDecision;
-use crate::limiter::redis_limiter::{RedisDecision, Report, StoreError};
+use crate::limiter::redis_failure::{RedisDecision, Report, StoreError};
 
 /// What a finished call gives its future.
 pub(crate) enum Completion {
