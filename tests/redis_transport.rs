@@ -453,3 +453,55 @@ fn batcher_gives_back_what_it_cannot_send_directly() {
     assert_eq!(r.err().map(|a| a.n), Some(7));
     assert!(done.is_empty());
 }
+
+#[test]
+fn redis_limiter_decides_over_the_blocking_pool_and_falls_back_when_redis_is_gone() {
+    use seawall::breaker::BreakerConfig;
+    use seawall::limiter::redis_failure::{Fallback, OnError};
+    use seawall::limiter::redis_limiter::{RedisLimiter, RedisLimiterConfig};
+
+    let Some(server) = Server::start() else {
+        return;
+    };
+    let limits = LimitSet::parse("2/minute", AlgorithmKind::FixedWindow).unwrap();
+    let config = RedisLimiterConfig {
+        redis: server.config(),
+        prefix: "pool-test:".into(),
+        on_error: OnError::Deny,
+        max_local_keys: 16,
+        log_interval: 0,
+        breaker: BreakerConfig::default(),
+    };
+    let limiter = RedisLimiter::new(limits, config, 0).unwrap();
+    let pool = BlockingPool::default();
+    let decide = || {
+        let pending = match limiter.begin("k", 1, true, None, 0).unwrap() {
+            Ok(p) => p,
+            Err(d) => return d,
+        };
+        limiter.finish_blocking(&pool, pending).unwrap()
+    };
+    let first = decide();
+    assert!(first.decision.decision.allowed);
+    assert_eq!(first.fallback, Fallback::None);
+    assert!(decide().decision.decision.allowed);
+    assert!(
+        !decide().decision.decision.allowed,
+        "the third in a minute is refused by Redis"
+    );
+    drop(server);
+    let gone = decide();
+    assert_eq!(
+        gone.fallback,
+        Fallback::Error,
+        "Redis is gone: on_error decides"
+    );
+    assert!(!gone.decision.decision.allowed, "on_error=deny");
+    assert_eq!(
+        limiter
+            .stats
+            .errors
+            .load(std::sync::atomic::Ordering::Relaxed),
+        1
+    );
+}

@@ -20,7 +20,8 @@ use crate::algorithm::Decision;
 use crate::breaker::{Breaker, BreakerConfig, Outcome, REJECTED};
 use crate::clock::{Nanos, NANOS_PER_SEC};
 use crate::error::Error;
-use crate::store::redis::script::{LimitScript, Reply, Request};
+use crate::store::redis::pool::BlockingPool;
+use crate::store::redis::script::{packed_batch, parse_reply, LimitScript, Reply, Request};
 use crate::store::redis::{process::ProcessStore, RedisConfig, RedisStore};
 
 /// Counters of what a shared limiter did.
@@ -176,6 +177,28 @@ impl RedisLimiter {
             permit,
             local_now,
         }))
+    }
+
+    /// [`RedisLimiter::finish`] on the caller's thread, over a blocking connection from `pool`
+    /// (one write and one read; no thread hop). Only for a store [`BlockingPool`] can reach
+    /// (one server over plain TCP or a Unix socket).
+    pub fn finish_blocking(
+        &self,
+        pool: &BlockingPool,
+        p: Pending,
+    ) -> Result<RedisDecision, StoreError> {
+        let started = Instant::now();
+        let request = [&p.request];
+        let reply = pool
+            .call(&self.config.redis, |by_hash| {
+                packed_batch(&request, by_hash)
+            })
+            .and_then(parse_reply)
+            .and_then(|mut v| {
+                v.pop()
+                    .ok_or_else(|| std::io::Error::other("no decision").into())
+            });
+        self.settle(p, reply, started.elapsed().as_nanos() as Nanos)
     }
 
     /// Makes a decision [`RedisLimiter::begin`] could not, within `command_timeout`.

@@ -19,7 +19,6 @@ use crate::clock::{self, Clock, DefaultClock, Nanos, NANOS_PER_SEC};
 use crate::limiter::limit::LimitDecision;
 use crate::limiter::redis_limiter::{RedisLimiter, RedisLimiterConfig};
 use crate::store::redis::pool::BlockingPool;
-use crate::store::redis::script::{packed_batch, parse_reply};
 use crate::store::redis::{runtime, url, RedisConfig};
 
 #[pyclass(frozen, subclass, module = "seawall._seawall", name = "RedisLimiter")]
@@ -65,20 +64,7 @@ impl PyRedisLimiter {
         let d = if self.direct.enabled() {
             let core = &self.core;
             let pool = &self.sync_pool;
-            py.detach(move || {
-                let started = std::time::Instant::now();
-                let request = [pending.request()];
-                let reply = pool
-                    .call(&core.config().redis, |by_hash| {
-                        packed_batch(&request, by_hash)
-                    })
-                    .and_then(parse_reply)
-                    .and_then(|mut v| {
-                        v.pop()
-                            .ok_or_else(|| std::io::Error::other("no decision").into())
-                    });
-                core.settle(pending, reply, started.elapsed().as_nanos() as Nanos)
-            })
+            py.detach(move || core.finish_blocking(pool, pending))
         } else {
             let core = self.core.clone();
             py.detach(move || runtime::handle().block_on(core.finish(pending)))
