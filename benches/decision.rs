@@ -11,7 +11,7 @@ use seawall::algorithm::sliding_counter::SlidingCounter;
 use seawall::algorithm::sliding_log::SlidingLog;
 use seawall::algorithm::token_bucket::TokenBucket;
 use seawall::clock::{Clock, SystemClock, NANOS_PER_SEC};
-use seawall::limiter::client::ClientLimiter;
+use seawall::dropin::client::ClientLimiter;
 
 fn token_bucket(c: &mut Criterion) {
     let bucket = TokenBucket::new(1_000_000, 1e6, 1_000_000).unwrap();

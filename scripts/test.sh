@@ -20,6 +20,7 @@ cargo fmt --check
 cargo clippy --all-targets -- -D warnings
 cargo clippy --features abi3 -- -D warnings
 cargo test
+RUSTDOCFLAGS="-D warnings" cargo doc --no-deps
 ruff check python tests benches
 ruff format --check python tests benches
 mypy

@@ -170,7 +170,8 @@ proptest! {
 
 // ---- Arithmetic edges: a clock that goes back, the end of the clock's range, huge numbers. ----
 
-use seawall::limiter::tiered::{AlgorithmKind, Limit, LimitSet, Limiter};
+use seawall::limiter::limit::{AlgorithmKind, Limit, LimitSet};
+use seawall::limiter::memory_limiter::Limiter;
 
 const S: Nanos = 1_000_000_000;
 

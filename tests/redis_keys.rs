@@ -1,4 +1,4 @@
-//! The Redis keys of a [`SharedLimiter`]: for any client keys (any Unicode, empty, braces, `%`,
+//! The Redis keys of a [`RedisLimiter`]: for any client keys (any Unicode, empty, braces, `%`,
 //! NUL), two distinct client keys never share a Redis key, and all of one client key's Redis
 //! keys hash to one Redis Cluster slot (so one script call never spans two slots).
 //!
@@ -15,8 +15,9 @@ use std::time::Duration;
 use proptest::prelude::*;
 
 use seawall::breaker::BreakerConfig;
-use seawall::limiter::shared::{OnError, SharedConfig, SharedLimiter};
-use seawall::limiter::tiered::{AlgorithmKind, Limit, LimitSet};
+use seawall::limiter::limit::{AlgorithmKind, Limit, LimitSet};
+use seawall::limiter::redis_failure::OnError;
+use seawall::limiter::redis_limiter::{RedisLimiter, RedisLimiterConfig};
 use seawall::store::redis::RedisConfig;
 
 fn cases() -> ProptestConfig {
@@ -70,10 +71,10 @@ fn slot_matches_the_spec_examples() {
     assert_eq!(slot(b"bar"), 5061);
 }
 
-fn limiter(prefix: &str, limits: Vec<Limit>) -> SharedLimiter {
-    SharedLimiter::new(
+fn limiter(prefix: &str, limits: Vec<Limit>) -> RedisLimiter {
+    RedisLimiter::new(
         LimitSet::new(limits).unwrap(),
-        SharedConfig {
+        RedisLimiterConfig {
             redis: RedisConfig {
                 // Never reached: keys are computed without a connection.
                 url: "redis://127.0.0.1:1/0".into(),
@@ -92,13 +93,13 @@ fn limiter(prefix: &str, limits: Vec<Limit>) -> SharedLimiter {
 }
 
 fn limit(text: &str, kind: AlgorithmKind, burst: Option<u64>) -> Limit {
-    let spec = seawall::limiter::parse::LimitSpec::parse(text).unwrap();
+    let spec = seawall::limiter::spec::LimitSpec::parse(text).unwrap();
     Limit::new(spec, kind, burst).unwrap()
 }
 
 /// Limit sets with many Redis keys per client key: two sliding logs (two keys each), a limit
 /// written twice (`#1`), a burst, and every algorithm. Made once, for every case.
-static LIMITERS: LazyLock<Vec<SharedLimiter>> = LazyLock::new(|| {
+static LIMITERS: LazyLock<Vec<RedisLimiter>> = LazyLock::new(|| {
     use AlgorithmKind::*;
     vec![
         limiter("seawall:", vec![limit("10/second", Gcra, None)]),
@@ -134,7 +135,7 @@ fn client_key() -> impl Strategy<Value = String> {
     prop::collection::vec(ch, 0..10).prop_map(|v| v.into_iter().collect())
 }
 
-fn check_one(lim: &SharedLimiter, key: &str) -> Result<HashSet<String>, TestCaseError> {
+fn check_one(lim: &RedisLimiter, key: &str) -> Result<HashSet<String>, TestCaseError> {
     let keys = lim.keys(key);
     let n = lim.limits().limits().len()
         + lim

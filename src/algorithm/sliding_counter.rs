@@ -56,7 +56,7 @@ impl SlidingCounter {
         }
     }
 
-    /// The longest window accepted by [`crate::limiter::tiered::Limit`]: the counter weighs two
+    /// The longest window accepted by [`crate::limiter::limit::Limit`]: the counter weighs two
     /// windows, and two of anything longer would not fit in the clock's range (about 292 years).
     pub const MAX_WINDOW: Nanos = Nanos::MAX / 2;
 

@@ -15,6 +15,9 @@
 //!   probe that fails opens the breaker again (with backoff); `success_threshold` successful probes
 //!   close it. A probe that is never reported frees its slot after `probe_timeout`, so a hung call
 //!   cannot leave the breaker half-open for ever.
+//!
+//! (One file of ~750 lines: the state machine's transitions and the counting windows they read
+//! are one invariant; split them with care, in its own change. Its tests are in `tests.rs`.)
 
 use std::collections::VecDeque;
 

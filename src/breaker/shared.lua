@@ -12,13 +12,7 @@
 --          the window.
 
 local key = KEYS[1]
-local now
-if ARGV[1] == '' then
-    local t = redis.call('TIME')
-    now = tonumber(t[1]) * 1000000 + tonumber(t[2])
-else
-    now = tonumber(ARGV[1])
-end
+local now = now_us(ARGV[1]) -- src/store/redis/now.lua, prepended
 local calls, failures, slow = tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4])
 local trailing, success = tonumber(ARGV[5]), ARGV[6] == '1'
 local opened_for, closed = tonumber(ARGV[7]), ARGV[8] == '1'

@@ -2,8 +2,9 @@
 //! to one count, and a breaker opened in one process opens in all.
 //!
 //! Each process keeps its own [`Breaker`], so a guarded call never waits for Redis. A task on
-//! seawall's I/O thread sends what the breaker saw ([`Delta`]) every `interval`, and at once when
-//! it opens; the script (`shared.lua`) adds it to the shared counts, trips the shared breaker on
+//! seawall's I/O thread sends what the breaker saw ([`Delta`](super::Delta)) every `interval`,
+//! and at once when it opens; the script (`shared.lua`, after the time prelude of
+//! [`crate::store::redis::script`]) adds it to the shared counts, trips the shared breaker on
 //! the same thresholds (failures in a row across processes, or the failure / slow-call rate over
 //! the time window), and answers how long the breaker stays open for everyone, which the process
 //! adopts. So a breaker opened anywhere is open everywhere within `interval` plus one round trip
@@ -22,8 +23,6 @@ use super::{Breaker, WindowKind};
 use crate::clock::Nanos;
 use crate::error::Error;
 use crate::store::redis::{process::ProcessStore, runtime, RedisConfig, RedisStore};
-
-const SHARED_LUA: &str = include_str!("shared.lua");
 
 /// The clock of a shared breaker: the time to send (None: Redis's own) and the local time.
 pub type Times = Box<dyn Fn() -> (Option<Nanos>, Nanos) + Send + Sync>;
@@ -72,7 +71,7 @@ impl BreakerSync {
             store,
             task_pid: AtomicU32::new(0),
             task: Mutex::new(None),
-            script: Script::new(SHARED_LUA),
+            script: Script::new(crate::store::redis::script::BREAKER_LUA),
             key,
             interval,
             timeout,

@@ -1,44 +1,21 @@
-//! What users configure: a single token bucket ([`bucket::Bucket`]) and a token bucket per
-//! client ([`client::ClientLimiter`]).
+//! What users configure, one concept per file:
+//!
+//! * [`spec`]: a limit written as text (`"10/second"`), [`spec::LimitSpec`];
+//! * [`limit`]: a limit with its algorithm ([`limit::Limit`]) and a key's limits
+//!   ([`limit::LimitSet`]), decided together;
+//! * [`memory_limiter`]: keys held to their limits in memory (Python's `Limiter`,
+//!   [`memory_limiter::Limiter`]);
+//! * [`all_or_nothing`]: the rule of every decision across several limits;
+//! * [`hit_with`]: two limiters decided as one;
+//! * [`redis_limiter`]: the limiter whose state is in Redis (Python's `RedisLimiter`), and
+//!   [`redis_failure`]: what it does when Redis cannot answer.
+//!
+//! The drop-in types of the APIs seawall replaces live apart, in [`crate::dropin`].
 
-pub mod bucket;
-pub mod client;
-pub mod log_service;
-pub mod parse;
-pub mod shared;
-pub mod tiered;
-
-use crate::algorithm::token_bucket::TokenBucket;
-use crate::clock::Nanos;
-use crate::error::Error;
-
-/// A snapshot of one bucket, as the statistics APIs report it.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct BucketStats {
-    /// Tokens in the bucket at the time of the snapshot, fractions included.
-    pub tokens: f64,
-    /// The bucket's capacity.
-    pub capacity: u64,
-    /// Tokens refilled per second.
-    pub refill_rate: f64,
-    /// Decisions made.
-    pub total: u64,
-    /// Decisions that denied.
-    pub rejected: u64,
-    /// When the last denial happened, if ever.
-    pub last_rejection: Option<Nanos>,
-}
-
-/// Checks a request's cost against the bucket that would serve it.
-pub(crate) fn check_cost(bucket: &TokenBucket, cost: u64) -> Result<(), Error> {
-    if cost == 0 || cost > bucket.capacity() {
-        return Err(Error::invalid(
-            "tokens",
-            format!(
-                "must be between 1 and the bucket's capacity ({}), got {cost}",
-                bucket.capacity()
-            ),
-        ));
-    }
-    Ok(())
-}
+pub mod all_or_nothing;
+pub mod hit_with;
+pub mod limit;
+pub mod memory_limiter;
+pub mod redis_failure;
+pub mod redis_limiter;
+pub mod spec;

@@ -1,5 +1,10 @@
+//! The circuit breaker's core for Python (`seawall.breaker` wraps it): its arguments, each checked
+//! and named in errors, and its calls. (About 470 lines, most of them the argument checks.)
+
 use pyo3::exceptions::{PyOverflowError, PyTypeError, PyValueError};
 use pyo3::prelude::*;
+
+use super::errors::{at_least_one_error, seconds_error};
 use pyo3::types::{PyBool, PyDict};
 
 use std::sync::atomic::Ordering;
@@ -98,11 +103,7 @@ where
 }
 
 fn seconds(param: &'static str, value: Arg<f64>) -> PyResult<Nanos> {
-    let invalid = |got: &dyn std::fmt::Display| {
-        PyValueError::new_err(format!(
-            "{param} must be a finite number of seconds, at least 0, got {got}"
-        ))
-    };
+    let invalid = |got: &dyn std::fmt::Display| seconds_error(param, got, 0.0);
     let too_long = |got: &dyn std::fmt::Display| {
         PyValueError::new_err(format!(
             "{param} must be at most {} seconds (584 years), got {got}",
@@ -138,13 +139,9 @@ fn count(param: &'static str, value: Arg<i64>) -> PyResult<u32> {
         PyValueError::new_err(format!("{param} must be at most {}, got {got}", u32::MAX))
     };
     match value {
-        Arg::Is(v) if v < 1 => Err(PyValueError::new_err(format!(
-            "{param} must be at least 1, got {v}"
-        ))),
+        Arg::Is(v) if v < 1 => Err(at_least_one_error(param, &v)),
         Arg::Is(v) => u32::try_from(v).map_err(|_| too_big(&v)),
-        Arg::Huge(text) if text.starts_with('-') => Err(PyValueError::new_err(format!(
-            "{param} must be at least 1, got {text}"
-        ))),
+        Arg::Huge(text) if text.starts_with('-') => Err(at_least_one_error(param, &text)),
         Arg::Huge(text) => Err(too_big(&text)),
         Arg::Wrong(t) => Err(PyTypeError::new_err(format!(
             "{param} must be an int, got {t}"
@@ -176,9 +173,7 @@ fn redis_seconds(param: &'static str, value: Arg<f64>) -> PyResult<f64> {
                     )))
                 }
             };
-            Err(PyValueError::new_err(format!(
-                "{param} must be a finite number of seconds, at least 0.001, got {got}"
-            )))
+            Err(seconds_error(param, &got, 0.001))
         }
     }
 }
@@ -334,9 +329,7 @@ impl PyBreakerCore {
                     if v.is_finite() && v >= 0.001 {
                         Ok(Duration::from_secs_f64(v))
                     } else {
-                        Err(PyValueError::new_err(format!(
-                            "{name} must be a finite number of seconds, at least 0.001, got {v}"
-                        )))
+                        Err(seconds_error(name, &v, 0.001))
                     }
                 };
                 let sync = BreakerSync::new(

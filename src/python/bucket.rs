@@ -7,8 +7,8 @@ use super::clock::ClockSource;
 use super::config::PyTokenBucketConfig;
 use super::errors::{cost_arg, text_arg, type_name, Count};
 use crate::clock::nanos_to_secs;
-use crate::limiter::bucket::Bucket;
-use crate::limiter::BucketStats;
+use crate::dropin::bucket::Bucket;
+use crate::dropin::BucketStats;
 
 #[pyclass(frozen, subclass, module = "seawall._seawall", name = "TokenBucket")]
 pub(crate) struct PyTokenBucket {

@@ -6,7 +6,7 @@ use super::bucket::stats_dict;
 use super::clock::ClockSource;
 use super::config::PyTokenBucketConfig;
 use super::errors::{cost_arg, text_arg, type_name, Count, MaxClients};
-use crate::limiter::client::ClientLimiter;
+use crate::dropin::client::ClientLimiter;
 
 #[pyclass(
     frozen,

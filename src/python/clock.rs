@@ -1,11 +1,9 @@
-use pyo3::exceptions::{PyTypeError, PyValueError};
+use pyo3::exceptions::PyTypeError;
 use pyo3::prelude::*;
 
-use super::errors::{float_arg, type_name};
+use super::errors::{float_arg, seconds_arg, type_name};
 
-use crate::clock::{
-    self, nanos_to_secs, secs_to_nanos, Clock, DefaultClock, ManualClock, Nanos, SystemClock,
-};
+use crate::clock::{self, nanos_to_secs, Clock, DefaultClock, ManualClock, Nanos, SystemClock};
 
 #[pyclass(frozen, module = "seawall._seawall", name = "ManualClock")]
 pub(crate) struct PyManualClock {
@@ -13,15 +11,7 @@ pub(crate) struct PyManualClock {
 }
 
 fn secs_arg(param: &str, value: &Bound<'_, PyAny>) -> PyResult<Nanos> {
-    to_nanos(param, float_arg(param, value)?)
-}
-
-fn to_nanos(param: &str, value: f64) -> PyResult<Nanos> {
-    secs_to_nanos(value).ok_or_else(|| {
-        PyValueError::new_err(format!(
-            "{param} must be a finite number of seconds, at least 0, got {value}"
-        ))
-    })
+    seconds_arg(param, float_arg(param, value)?, 0.0)
 }
 
 #[pymethods]
@@ -145,9 +135,10 @@ impl ClockSource {
             ClockSource::System => Ok(SystemClock.now()),
             ClockSource::Callable(f) => {
                 let reading = f.call0(py)?;
-                to_nanos(
+                seconds_arg(
                     "clock reading",
                     float_arg("clock reading", reading.bind(py))?,
+                    0.0,
                 )
             }
         }

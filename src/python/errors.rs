@@ -2,8 +2,9 @@ use pyo3::exceptions::{PyOverflowError, PyTypeError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::types::PyString;
 
+use crate::clock::{secs_to_nanos, Nanos};
 use crate::error::Error;
-use crate::limiter::tiered::AlgorithmKind;
+use crate::limiter::limit::AlgorithmKind;
 
 impl From<Error> for PyErr {
     fn from(e: Error) -> PyErr {
@@ -70,11 +71,9 @@ pub(crate) fn cost_arg(param: &'static str, cost: Count) -> PyResult<u64> {
 #[cold]
 fn bad_cost(param: &'static str, cost: Count) -> PyErr {
     match cost {
-        Count::Fits(c) => Error::invalid(param, format!("must be at least 1, got {c}")).into(),
-        Count::Wide(c) => Error::invalid(param, format!("must be at least 1, got {c}")).into(),
-        Count::Huge(text) if text.starts_with('-') => {
-            Error::invalid(param, format!("must be at least 1, got {text}")).into()
-        }
+        Count::Fits(c) => at_least_one_error(param, &c),
+        Count::Wide(c) => at_least_one_error(param, &c),
+        Count::Huge(text) if text.starts_with('-') => at_least_one_error(param, &text),
         Count::Huge(text) => Error::invalid(
             param,
             format!(
@@ -132,6 +131,37 @@ pub(crate) fn surrogate_error(param: &str) -> PyErr {
 #[cold]
 fn not_a_str(param: &str, value: &Bound<'_, PyAny>) -> PyErr {
     PyTypeError::new_err(format!("{param} must be a str, got {}", type_name(value)))
+}
+
+/// A number of seconds named `param`, finite and at least `min`, in nanoseconds; else a
+/// `ValueError` naming it ([`seconds_error`]).
+pub(crate) fn seconds_arg(param: &str, v: f64, min: f64) -> PyResult<Nanos> {
+    secs_to_nanos(v)
+        .filter(|_| v >= min)
+        .ok_or_else(|| seconds_error(param, &v, min))
+}
+
+/// The one error for a number of seconds out of range.
+#[cold]
+pub(crate) fn seconds_error(param: &str, got: &dyn std::fmt::Display, min: f64) -> PyErr {
+    PyValueError::new_err(format!(
+        "{param} must be a finite number of seconds, at least {min}, got {got}"
+    ))
+}
+
+/// A count named `param` that must be at least 1, as a `T`; else a `ValueError` naming it
+/// ([`at_least_one_error`]), also when `T` cannot hold it.
+pub(crate) fn at_least_one<T: TryFrom<i64>>(param: &str, v: i64) -> PyResult<T> {
+    T::try_from(v)
+        .ok()
+        .filter(|_| v >= 1)
+        .ok_or_else(|| at_least_one_error(param, &v))
+}
+
+/// The one error for a count below 1.
+#[cold]
+pub(crate) fn at_least_one_error(param: &str, got: &dyn std::fmt::Display) -> PyErr {
+    PyValueError::new_err(format!("{param} must be at least 1, got {got}"))
 }
 
 /// An int argument named `param`, from `min` to `max`: a `TypeError` naming it if `value` is not

@@ -1,5 +1,7 @@
 use pyo3::exceptions::{PyTypeError, PyValueError};
 use pyo3::prelude::*;
+
+use super::errors::at_least_one;
 use pyo3::types::{PyBytes, PyDict, PyList, PyString, PyTuple};
 
 use super::clock::ClockSource;
@@ -9,7 +11,8 @@ use crate::http::{
     HeaderStyle, Headers, HttpPolicy, IssuedSessions, KeySource, Outcome, ProxyHeader, RequestView,
     Routes, Rule,
 };
-use crate::limiter::tiered::{AlgorithmKind, LimitSet, Limiter};
+use crate::limiter::limit::{AlgorithmKind, LimitSet};
+use crate::limiter::memory_limiter::Limiter;
 
 #[pyclass(frozen, module = "seawall._seawall", name = "HttpLimiter")]
 pub(crate) struct PyHttpLimiter {
@@ -278,12 +281,7 @@ impl PyHttpLimiter {
         let ipv6_prefix = int_arg("ipv6_prefix", ipv6_prefix, 64)?;
         let max_key_length = int_arg("max_key_length", max_key_length, 256)?;
         let draft_version = int_arg("draft_version", draft_version, 11)?;
-        let max_keys = usize::try_from(max_keys)
-            .ok()
-            .filter(|&m| m >= 1)
-            .ok_or_else(|| {
-                PyValueError::new_err(format!("max_keys must be at least 1, got {max_keys}"))
-            })?;
+        let max_keys: usize = at_least_one("max_keys", max_keys)?;
         let ipv6_prefix = u8::try_from(ipv6_prefix)
             .ok()
             .filter(|&p| p <= 128)

@@ -8,6 +8,7 @@ mod clock;
 mod config;
 mod direct;
 mod errors;
+mod futures;
 mod http;
 mod limiter;
 mod redis;
@@ -24,7 +25,7 @@ fn _seawall(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<config::PyTokenBucketConfig>()?;
     m.add_class::<bucket::PyTokenBucket>()?;
     m.add_class::<client::PyClientRateLimiter>()?;
-    let names = crate::limiter::tiered::AlgorithmKind::ALL.map(|k| k.name());
+    let names = crate::limiter::limit::AlgorithmKind::ALL.map(|k| k.name());
     m.add("ALGORITHMS", pyo3::types::PyTuple::new(m.py(), names)?)?;
     m.add_class::<limiter::PyLimit>()?;
     m.add_class::<limiter::PyDecision>()?;
@@ -33,6 +34,6 @@ fn _seawall(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<http::PyHttpLimiter>()?;
     m.add_class::<breaker::PyBreakerCore>()?;
     m.add_class::<redis::PyRedisLimiter>()?;
-    m.add_class::<redis::PyBridge>()?;
+    m.add_class::<futures::PyBridge>()?;
     Ok(())
 }

@@ -1,172 +1,32 @@
-//! `RedisLimiter` (limits shared through Redis) and `Bridge` (how its async decisions come back to
-//! an asyncio loop).
-//!
-//! The bridge: a decision that needs Redis runs as a task on seawall's tokio thread, which puts
-//! the result in a queue and, if the queue was empty, writes one byte to a pipe. The asyncio loop
-//! watches the pipe (`loop.add_reader`) and then sets every queued result on its future in one
-//! call. The tokio thread never takes the GIL, so it never waits for the Python thread, and a
-//! burst of results costs one wake-up of the loop. pyo3-async-runtimes' `future_into_py` instead
-//! takes the GIL on the tokio thread for every result to schedule it with
-//! `call_soon_threadsafe`; measured in `benches/compare_redis.py`.
+//! `RedisLimiter`: limits shared through Redis. Its sync methods use a blocking connection pool
+//! ([`crate::store::redis::pool`]); its async ones the direct path ([`super::direct`]) or a task
+//! on the tokio thread whose result comes back through the bridge ([`super::futures`]).
 
-use std::io::{Read, Write};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
-use parking_lot::Mutex;
-use pyo3::exceptions::{PyOSError, PyPermissionError, PyValueError};
-use pyo3::intern;
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyList};
 
 use super::clock::ClockSource;
 use super::direct::DirectShared;
-use super::errors::{cost_arg, text_arg, Count};
-use super::limiter::{limit_set_arg, limits_list, max_keys_arg, secs, PyDecision};
+use super::errors::{at_least_one, cost_arg, seconds_arg, text_arg, Count};
+use super::futures::{report_all, store_error, Completion, Done, PyBridge};
+use super::limiter::{limit_set_arg, limits_list, secs, PyDecision};
 use crate::breaker::BreakerConfig;
-use crate::clock::{self, secs_to_nanos, Clock, DefaultClock, Nanos, NANOS_PER_SEC};
-use crate::limiter::shared::{Report, SharedConfig, SharedLimiter, StoreError};
-use crate::limiter::tiered::TieredDecision;
-use crate::store::redis::direct::{connect_error, Direct};
-use crate::store::redis::{parse_reply, runtime, url, RedisConfig};
-
-enum Completion {
-    Decision(Result<TieredDecision, StoreError>),
-    Flag(Result<bool, StoreError>),
-}
-
-struct Done {
-    future: Py<PyAny>,
-    completion: Completion,
-    reports: Vec<Report>,
-}
-
-struct BridgeInner {
-    queue: Mutex<Vec<Done>>,
-    signaled: AtomicBool,
-    reader: Mutex<std::io::PipeReader>,
-    writer: Mutex<std::io::PipeWriter>,
-}
-
-impl BridgeInner {
-    fn complete(&self, done: Done) {
-        self.queue.lock().push(done);
-        if !self.signaled.swap(true, Ordering::AcqRel) {
-            // One byte per batch; the reader drains the queue after clearing the flag, so a
-            // result pushed meanwhile either rides this batch or signals again.
-            let _ = self.writer.lock().write_all(&[1]);
-        }
-    }
-}
-
-#[pyclass(frozen, module = "seawall._seawall", name = "Bridge")]
-pub(crate) struct PyBridge {
-    inner: Arc<BridgeInner>,
-}
-
-#[pymethods]
-impl PyBridge {
-    #[new]
-    fn new() -> PyResult<Self> {
-        let (reader, writer) = std::io::pipe().map_err(|e| PyOSError::new_err(e.to_string()))?;
-        Ok(PyBridge {
-            inner: Arc::new(BridgeInner {
-                queue: Mutex::new(Vec::new()),
-                signaled: AtomicBool::new(false),
-                reader: Mutex::new(reader),
-                writer: Mutex::new(writer),
-            }),
-        })
-    }
-
-    /// The pipe's read end, for `loop.add_reader`; set it non-blocking.
-    fn fileno(&self) -> i32 {
-        use std::os::fd::AsRawFd;
-        self.inner.reader.lock().as_raw_fd()
-    }
-
-    /// Sets every finished result on its future; returns how many.
-    fn drain(&self, py: Python<'_>) -> PyResult<usize> {
-        let mut buf = [0u8; 256];
-        {
-            let mut r = self.inner.reader.lock();
-            while let Ok(n) = r.read(&mut buf) {
-                if n < buf.len() {
-                    break;
-                }
-            }
-        }
-        self.inner.signaled.store(false, Ordering::Release);
-        let batch = std::mem::take(&mut *self.inner.queue.lock());
-        let n = batch.len();
-        for done in batch {
-            report_all(py, done.reports);
-            let value: Result<Bound<'_, PyAny>, StoreError> = match done.completion {
-                Completion::Decision(Ok(d)) => Ok(Bound::new(py, PyDecision::from(d))?.into_any()),
-                Completion::Flag(Ok(b)) => {
-                    Ok(pyo3::types::PyBool::new(py, b).to_owned().into_any())
-                }
-                Completion::Decision(Err(e)) | Completion::Flag(Err(e)) => Err(e),
-            };
-            let r = match value {
-                Ok(v) => done
-                    .future
-                    .call_method1(py, intern!(py, "set_result"), (v,)),
-                Err(e) => done.future.call_method1(
-                    py,
-                    intern!(py, "set_exception"),
-                    (store_error(e).into_value(py),),
-                ),
-            };
-            // A cancelled future refuses its result; nobody is waiting for it.
-            if r.is_err() {
-                let _ = PyErr::take(py);
-            }
-        }
-        Ok(n)
-    }
-}
-
-/// The Python exception for a store error: `PermissionError` for a configuration error (the
-/// store can never work as configured), `OSError` for an outage.
-pub(crate) fn store_error(e: StoreError) -> PyErr {
-    match e {
-        StoreError::Configuration(m) => PyPermissionError::new_err(m),
-        StoreError::Unavailable(m) => PyOSError::new_err(m),
-    }
-}
-
-/// Logs `reports` on `seawall.redis`: configuration errors at ERROR, outages at WARNING.
-pub(crate) fn report_all(py: Python<'_>, reports: Vec<Report>) {
-    for r in reports {
-        let level = if r.error { "error" } else { "warning" };
-        let done = py
-            .import("logging")
-            .and_then(|m| m.call_method1("getLogger", ("seawall.redis",)))
-            .and_then(|l| l.call_method1(level, (r.message,)));
-        if done.is_err() {
-            let _ = PyErr::take(py);
-        }
-    }
-}
-
-fn seconds_arg(name: &'static str, v: f64, min: f64) -> PyResult<Nanos> {
-    secs_to_nanos(v)
-        .filter(|_| v >= min && v.is_finite())
-        .ok_or_else(|| {
-            PyValueError::new_err(format!(
-                "{name} must be a finite number of seconds, at least {min}, got {v}"
-            ))
-        })
-}
+use crate::clock::{self, Clock, DefaultClock, Nanos, NANOS_PER_SEC};
+use crate::limiter::limit::LimitDecision;
+use crate::limiter::redis_limiter::{RedisLimiter, RedisLimiterConfig};
+use crate::store::redis::pool::BlockingPool;
+use crate::store::redis::{runtime, url, RedisConfig};
 
 #[pyclass(frozen, subclass, module = "seawall._seawall", name = "RedisLimiter")]
 pub(crate) struct PyRedisLimiter {
-    core: Arc<SharedLimiter>,
+    core: Arc<RedisLimiter>,
     direct: Arc<DirectShared>,
     /// Blocking connections for the sync methods, one per thread calling at once.
-    sync_pool: Mutex<Vec<Direct<()>>>,
+    sync_pool: BlockingPool,
     clock: ClockSource,
 }
 
@@ -192,7 +52,7 @@ impl PyRedisLimiter {
         key: &str,
         cost: Count,
         commit: bool,
-    ) -> PyResult<TieredDecision> {
+    ) -> PyResult<LimitDecision> {
         let (now, local_now) = self.times(py)?;
         let pending = match self
             .core
@@ -204,46 +64,7 @@ impl PyRedisLimiter {
         let d = if self.direct.enabled() {
             let core = &self.core;
             let pool = &self.sync_pool;
-            py.detach(move || {
-                let cfg = &core.config().redis;
-                let started = std::time::Instant::now();
-                let conn = {
-                    let mut pool = pool.lock();
-                    // Redis may have closed idle ones since they were last used, sent what
-                    // nobody asked for, or this is a forked child and they are the parent's.
-                    pool.retain(|c| !c.stale_while_idle());
-                    pool.pop()
-                };
-                let conn = match conn {
-                    Some(c) => Ok(c),
-                    None => Direct::connect_blocking(&cfg.url, cfg.connect_timeout, cfg.command_timeout),
-                };
-                let reply = match conn {
-                    Ok(mut c) => {
-                        let mut r = c.call(&core.packed(&pending, true));
-                        if matches!(&r, Err(e) if e.kind() == redis::ErrorKind::Server(redis::ServerErrorKind::NoScript)) {
-                            // Redis restarted or its scripts were flushed: send the source.
-                            r = c.call(&core.packed(&pending, false));
-                        }
-                        // A whole reply, even an error reply, leaves the connection in step.
-                        let whole = match &r {
-                            Ok(_) => true,
-                            Err(e) => matches!(
-                                e.kind(),
-                                redis::ErrorKind::Server(_) | redis::ErrorKind::Extension
-                            ),
-                        };
-                        if whole {
-                            pool.lock().push(c);
-                        }
-                        r.and_then(parse_reply).and_then(|mut v| {
-                            v.pop().ok_or_else(|| std::io::Error::other("no decision").into())
-                        })
-                    }
-                    Err(e) => Err(connect_error(e)),
-                };
-                core.settle(pending, reply, started.elapsed().as_nanos() as Nanos)
-            })
+            py.detach(move || core.finish_blocking(pool, pending))
         } else {
             let core = self.core.clone();
             py.detach(move || runtime::handle().block_on(core.finish(pending)))
@@ -280,14 +101,7 @@ impl PyRedisLimiter {
         let connect = seconds_arg("connect_timeout", connect_timeout, 0.001)?;
         let command = seconds_arg("command_timeout", command_timeout, 0.001)?;
         let recovery = seconds_arg("breaker_recovery", breaker_recovery, 0.001)?;
-        let failures = u32::try_from(breaker_failures)
-            .ok()
-            .filter(|&n| n >= 1)
-            .ok_or_else(|| {
-                PyValueError::new_err(format!(
-                    "breaker_failures must be at least 1, got {breaker_failures}"
-                ))
-            })?;
+        let failures: u32 = at_least_one("breaker_failures", breaker_failures)?;
         let breaker = BreakerConfig {
             failure_threshold: failures,
             recovery_timeout: recovery,
@@ -301,7 +115,7 @@ impl PyRedisLimiter {
             ClockSource::Manual(m) => m.now(),
             _ => DefaultClock.now(),
         };
-        let config = SharedConfig {
+        let config = RedisLimiterConfig {
             redis: RedisConfig {
                 url: store.to_owned(),
                 connect_timeout: Duration::from_nanos(connect),
@@ -309,14 +123,14 @@ impl PyRedisLimiter {
             },
             prefix: key_prefix.to_owned(),
             on_error: on_error.parse()?,
-            max_local_keys: max_keys_arg(max_local_keys)?,
+            max_local_keys: at_least_one("max_local_keys", max_local_keys)?,
             log_interval: seconds_arg("log_interval", log_interval, 0.0)?,
             breaker,
         };
-        let core = Arc::new(SharedLimiter::new(limits, config, now)?);
+        let core = Arc::new(RedisLimiter::new(limits, config, now)?);
         Ok(PyRedisLimiter {
             direct: DirectShared::new(core.clone()),
-            sync_pool: Mutex::new(Vec::new()),
+            sync_pool: BlockingPool::default(),
             core,
             clock,
         })
@@ -370,13 +184,12 @@ impl PyRedisLimiter {
             Ok(p) => p,
             Err(d) => return Ok(Some(PyDecision::from(d.decision))),
         };
-        let inner = bridge.get().inner.clone();
+        let inner = bridge.get().inner().clone();
         let pending = match self
             .direct
             .try_send(py, Arc::as_ptr(&inner) as usize, future, pending)
         {
-            Ok(Some(d)) => return Ok(Some(PyDecision::from(d.decision))),
-            Ok(None) => return Ok(None),
+            Ok(()) => return Ok(None),
             Err(pending) => pending,
         };
         let core = self.core.clone();
@@ -403,7 +216,7 @@ impl PyRedisLimiter {
         let key = text_arg("key", key)?;
         let (_, local_now) = self.times(py)?;
         let core = self.core.clone();
-        let inner = bridge.get().inner.clone();
+        let inner = bridge.get().inner().clone();
         let future = future.clone().unbind();
         let key = key.to_owned();
         runtime::handle().spawn(async move {
@@ -427,7 +240,7 @@ impl PyRedisLimiter {
         let s = &self.core.stats;
         let d = PyDict::new(py);
         d.set_item("decisions", s.decisions.load(Ordering::Relaxed))?;
-        d.set_item("limited", s.denied.load(Ordering::Relaxed))?;
+        d.set_item("limited", s.limited.load(Ordering::Relaxed))?;
         d.set_item("errors", s.errors.load(Ordering::Relaxed))?;
         d.set_item("fallbacks", s.fallbacks.load(Ordering::Relaxed))?;
         d.set_item("breaker", self.core.breaker().state(local_now).name())?;

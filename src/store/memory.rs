@@ -20,6 +20,9 @@
 //!
 //! Per-key overrides are configuration, not state: they are bounded by `max_keys` too (an override
 //! beyond it is refused), freed when cleared, and counted by [`MemoryStore::heap_bytes`].
+//!
+//! (Over 450 lines: ~700 of code, the slab, its index and eviction must change together; the
+//! two-key locking is in `memory/pair.rs`. The rest is its unit tests.)
 
 use ecow::EcoString;
 use foldhash::fast::RandomState;
@@ -29,6 +32,9 @@ use std::hash::BuildHasher;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use crate::clock::Nanos;
+
+mod pair;
+pub use pair::Pair;
 
 /// What a store needs from an algorithm's parameters to keep its state.
 pub trait Keyed: Clone + PartialEq {
@@ -118,6 +124,30 @@ struct Shard<A: Keyed> {
     evicted_rejected: u64,
     evicted: u64,
     evicted_early: u64,
+}
+
+/// [`MemoryStore::read`] in `shard`, locked by the caller.
+#[inline]
+fn read_in<A: Keyed, R>(
+    shard: &Shard<A>,
+    hash: u64,
+    key: &str,
+    now: Nanos,
+    f: impl FnOnce(&A, &A::State, Option<&KeyStats>) -> R,
+) -> R {
+    match shard
+        .index
+        .find(hash, |&i| shard.slab[i as usize].key == key)
+    {
+        Some(&pos) => {
+            let e = &shard.slab[pos as usize];
+            f(&shard.configs[e.config as usize], &e.state, Some(&e.stats))
+        }
+        None => {
+            let config = &shard.configs[shard.config_for(key) as usize];
+            f(config, &config.fresh(now), None)
+        }
+    }
 }
 
 /// A bounded, sharded map from string keys to algorithm state.
@@ -247,6 +277,7 @@ impl<A: Keyed> MemoryStore<A> {
 
     /// [`MemoryStore::update`] for an `f` that may refuse: a key created for the call is dropped
     /// again when `f` returns an error, so a refused call leaves no state behind.
+    #[inline]
     pub fn try_update<R, E>(
         &self,
         key: &str,
@@ -255,7 +286,19 @@ impl<A: Keyed> MemoryStore<A> {
     ) -> Result<R, E> {
         let hash = self.hasher.hash_one(key);
         let mut guard = self.shard_of(hash).lock();
-        let shard = &mut *guard;
+        self.try_update_in(&mut guard, hash, key, now, f)
+    }
+
+    /// [`MemoryStore::try_update`] in `shard`, locked by the caller.
+    #[inline]
+    fn try_update_in<R, E>(
+        &self,
+        shard: &mut Shard<A>,
+        hash: u64,
+        key: &str,
+        now: Nanos,
+        f: impl FnOnce(&A, &mut A::State, &mut KeyStats) -> Result<R, E>,
+    ) -> Result<R, E> {
         let (pos, created) = match shard
             .index
             .find(hash, |&i| shard.slab[i as usize].key == key)
@@ -285,6 +328,7 @@ impl<A: Keyed> MemoryStore<A> {
 
     /// Runs `f` on `key`'s parameters, state and counters without creating it: a key not held is
     /// shown as fresh, with no counters.
+    #[inline]
     pub fn read<R>(
         &self,
         key: &str,
@@ -293,19 +337,7 @@ impl<A: Keyed> MemoryStore<A> {
     ) -> R {
         let hash = self.hasher.hash_one(key);
         let guard = self.shard_of(hash).lock();
-        match guard
-            .index
-            .find(hash, |&i| guard.slab[i as usize].key == key)
-        {
-            Some(&pos) => {
-                let e = &guard.slab[pos as usize];
-                f(&guard.configs[e.config as usize], &e.state, Some(&e.stats))
-            }
-            None => {
-                let config = &guard.configs[guard.config_for(key) as usize];
-                f(config, &config.fresh(now), None)
-            }
-        }
+        read_in(&guard, hash, key, now, f)
     }
 
     /// Whether `key` is held.

@@ -18,13 +18,7 @@
 -- Every key written expires when its state is back to fresh.
 
 local batch = tonumber(ARGV[1])
-local now
-if ARGV[2] == '' then
-    local t = redis.call('TIME')
-    now = tonumber(t[1]) * 1000000 + tonumber(t[2])
-else
-    now = tonumber(ARGV[2])
-end
+local now = now_us(ARGV[2]) -- now.lua, prepended
 -- The decision being made: its first ARGV and KEYS, and what it asks.
 local a0, k0 = 3, 1
 local commit, cost, count = false, 0, 0

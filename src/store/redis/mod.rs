@@ -1,19 +1,26 @@
 //! The Redis store: limiter state in Redis, shared by every worker and host that names the same
-//! server, changed only by one Lua script ([`decide.lua`](self)) so that each decision is atomic.
+//! server, changed only by one Lua script (`decide.lua`, spoken by [`script`]) so that each
+//! decision is atomic.
 //!
 //! The script runs the transitions of `src/algorithm/` in integer microseconds, for all of a key's
-//! limits at once, all or nothing, on the server's own clock. redis-rs sends it as `EVALSHA` and
-//! loads it again on `NOSCRIPT` (after a restart or a `SCRIPT FLUSH`). One multiplexed connection
-//! carries every concurrent decision, so concurrent calls pipeline on the wire.
+//! limits at once, all or nothing, on the server's own clock. Three transports send it, each
+//! naming it by `EVALSHA` and sending its source again after `NOSCRIPT` (a restart or a `SCRIPT
+//! FLUSH`): [`RedisStore`] here (redis-rs on tokio: TLS, Cluster, Sentinel; one multiplexed
+//! connection carries every concurrent decision), [`pool`] (blocking connections for synchronous
+//! callers) and [`batcher`] (one connection driven by the caller's event loop, what one turn of
+//! the loop asks for sent in one call; its sockets are [`direct`]).
 //!
 //! Connections are made lazily and made again after a failure, a timeout or a reply of the wrong
 //! kind (requests and replies pair by their order on the wire), so a limiter built while Redis
 //! is down works as soon as it is back. What to do meanwhile is policy, decided by the caller
-//! ([`crate::limiter::shared`]).
+//! ([`crate::limiter::redis_limiter`]).
 
+pub mod batcher;
 pub mod direct;
+pub mod pool;
 pub mod process;
 pub mod runtime;
+pub mod script;
 pub mod url;
 
 use std::time::Duration;
@@ -23,16 +30,8 @@ use redis::cluster_async::ClusterConnection;
 use redis::{RedisError, RedisResult, Script, Value};
 
 use crate::error::Error;
+use script::{parse_reply, unexpected, Reply, Request};
 use url::Target;
-
-/// The decision script's source.
-pub const DECIDE_LUA: &str = include_str!("decide.lua");
-
-/// The script's SHA-1, as `EVALSHA` names it.
-pub fn decide_hash() -> &'static str {
-    static HASH: std::sync::OnceLock<String> = std::sync::OnceLock::new();
-    HASH.get_or_init(|| Script::new(DECIDE_LUA).get_hash().to_owned())
-}
 
 /// How to reach Redis, and how long to wait for it.
 #[derive(Debug, Clone)]
@@ -94,7 +93,7 @@ fn client_error(e: RedisError) -> Error {
 
 impl RedisStore {
     /// Parses the URL and prepares the connection; connects on first use. Must be called
-    /// inside the tokio runtime that will drive it (see [`runtime::runtime`]).
+    /// inside the tokio runtime that will drive it (see [`runtime::handle`]).
     pub fn new(config: RedisConfig) -> Result<Self, Error> {
         runtime::install_crypto();
         let target = url::parse(&config.url)?;
@@ -110,7 +109,7 @@ impl RedisStore {
         };
         Ok(RedisStore {
             backend,
-            script: Script::new(DECIDE_LUA),
+            script: Script::new(script::DECIDE_LUA),
             config,
             in_flight: std::sync::atomic::AtomicUsize::new(0),
         })
@@ -268,18 +267,18 @@ impl RedisStore {
     /// direct paths do by looking before they send: it never reached Redis, and Redis is up.
     /// A call that shared the connection with others when it broke is not repeated (Redis may
     /// have run it).
-    pub async fn eval<K: AsRef<str>>(
+    pub async fn eval<K: AsRef<str>, A: AsRef<str>>(
         &self,
         script: &Script,
         keys: &[K],
-        args: &[String],
+        args: &[A],
     ) -> RedisResult<Value> {
         let mut inv = script.prepare_invoke();
         for k in keys {
             inv.key(k.as_ref());
         }
         for a in args {
-            inv.arg(a.as_str());
+            inv.arg(a.as_ref());
         }
         let (_guard, idle) = self.start();
         let mut tries = if idle { 2 } else { 1 };
@@ -298,9 +297,11 @@ impl RedisStore {
         }
     }
 
-    /// Runs the decision script for one decision and returns its eight integers.
-    pub async fn decide(&self, keys: &[&str], args: &[String]) -> RedisResult<[i64; 8]> {
-        let r = parse_reply(self.eval(&self.script, keys, args).await?)
+    /// Runs the decision script for one decision ([`script::packed_batch`] over tokio).
+    pub async fn decide(&self, request: &Request) -> RedisResult<Reply> {
+        let (keys, args, head) = script::script_input(&[request]);
+        let args: Vec<&str> = head.iter().map(String::as_str).chain(args).collect();
+        let r = parse_reply(self.eval(&self.script, &keys, &args).await?)
             .and_then(|mut replies| replies.pop().ok_or_else(unexpected));
         if r.is_err() {
             // A reply of the wrong shape may be another request's: start afresh.
@@ -334,38 +335,4 @@ impl RedisStore {
 
 fn timeout_error(what: &'static str) -> RedisError {
     RedisError::from(std::io::Error::new(std::io::ErrorKind::TimedOut, what))
-}
-
-fn unexpected() -> RedisError {
-    (
-        redis::ErrorKind::Client,
-        "unexpected reply from the seawall script",
-    )
-        .into()
-}
-
-/// The script's eight integers per decision, or an error for any other reply.
-pub fn parse_reply(value: Value) -> RedisResult<Vec<[i64; 8]>> {
-    let Value::Array(decisions) = value else {
-        return Err(unexpected());
-    };
-    decisions
-        .into_iter()
-        .map(|d| {
-            let Value::Array(items) = d else {
-                return Err(unexpected());
-            };
-            if items.len() != 8 {
-                return Err(unexpected());
-            }
-            let mut out = [0i64; 8];
-            for (o, v) in out.iter_mut().zip(items) {
-                *o = match v {
-                    Value::Int(n) => n,
-                    _ => return Err(unexpected()),
-                };
-            }
-            Ok(out)
-        })
-        .collect()
 }

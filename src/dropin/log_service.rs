@@ -58,7 +58,7 @@ impl Keyed for LogKeys {
 /// Per-client logs decided with the limit and window of each call.
 ///
 /// ```
-/// use seawall::limiter::log_service::LogService;
+/// use seawall::dropin::log_service::LogService;
 ///
 /// let service = LogService::new(1000);
 /// assert!(service.check_and_record("c", 0, 2, 10).unwrap().allowed);

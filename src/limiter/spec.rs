@@ -18,7 +18,7 @@
 //!
 //! ```
 //! use seawall::clock::NANOS_PER_SEC;
-//! use seawall::limiter::parse::{parse_limits, LimitSpec};
+//! use seawall::limiter::spec::{parse_limits, LimitSpec};
 //!
 //! let limits = parse_limits("10/second; 100 per 5 MINUTES;").unwrap();
 //! assert_eq!(limits[0], LimitSpec { count: 10, period: NANOS_PER_SEC });
@@ -56,7 +56,7 @@ const SEPARATORS: [char; 3] = [';', ',', '|'];
 ///
 /// ```
 /// use seawall::clock::NANOS_PER_SEC;
-/// use seawall::limiter::parse::LimitSpec;
+/// use seawall::limiter::spec::LimitSpec;
 ///
 /// let spec = LimitSpec::parse("5 per 2 hours").unwrap();
 /// assert_eq!(spec, LimitSpec { count: 5, period: 2 * 3600 * NANOS_PER_SEC });
@@ -77,7 +77,7 @@ impl LimitSpec {
     /// [`parse_limits`] for those.
     ///
     /// ```
-    /// use seawall::limiter::parse::LimitSpec;
+    /// use seawall::limiter::spec::LimitSpec;
     ///
     /// let spec = LimitSpec::parse("  100 PER Minute ").unwrap();
     /// assert_eq!((spec.count, spec.period_secs()), (100, 60));
@@ -203,7 +203,7 @@ impl LimitSpec {
     /// A hand-built spec whose period is not a whole number of seconds is rounded down.
     ///
     /// ```
-    /// use seawall::limiter::parse::LimitSpec;
+    /// use seawall::limiter::spec::LimitSpec;
     ///
     /// assert_eq!(LimitSpec::parse("1000/day").unwrap().period_secs(), 86_400);
     /// assert_eq!(LimitSpec::parse("1/year").unwrap().period_secs(), 360 * 86_400);
@@ -221,7 +221,7 @@ impl LimitSpec {
 /// it is shown as `"{count}/{period} nanoseconds"`, which does not parse.
 ///
 /// ```
-/// use seawall::limiter::parse::LimitSpec;
+/// use seawall::limiter::spec::LimitSpec;
 ///
 /// let show = |s: &str| LimitSpec::parse(s).unwrap().to_string();
 /// assert_eq!(show("10 per 1 second"), "10/second");
@@ -251,7 +251,7 @@ impl fmt::Display for LimitSpec {
 /// The same as [`LimitSpec::parse`].
 ///
 /// ```
-/// use seawall::limiter::parse::LimitSpec;
+/// use seawall::limiter::spec::LimitSpec;
 ///
 /// let spec: LimitSpec = "10 per 5 seconds".parse().unwrap();
 /// assert_eq!((spec.count, spec.period_secs()), (10, 5));
@@ -270,7 +270,7 @@ impl FromStr for LimitSpec {
 /// The limits come back in the order written. An error quotes the part that is wrong.
 ///
 /// ```
-/// use seawall::limiter::parse::parse_limits;
+/// use seawall::limiter::spec::parse_limits;
 ///
 /// let limits = parse_limits("10/second, 100/minute | 1000 per day;").unwrap();
 /// let secs: Vec<u64> = limits.iter().map(|l| l.period_secs()).collect();

@@ -18,7 +18,7 @@ struct Inner {
 ///
 /// ```
 /// use seawall::algorithm::token_bucket::TokenBucket;
-/// use seawall::limiter::bucket::Bucket;
+/// use seawall::dropin::bucket::Bucket;
 ///
 /// let bucket = Bucket::new(TokenBucket::new(2, 1.0, 2).unwrap(), 0);
 /// assert_eq!(bucket.consume(0, 2), Ok(true));

@@ -15,7 +15,7 @@ use crate::store::memory::{MemoryStore, StoreTotals};
 ///
 /// ```
 /// use seawall::algorithm::token_bucket::TokenBucket;
-/// use seawall::limiter::client::ClientLimiter;
+/// use seawall::dropin::client::ClientLimiter;
 ///
 /// let limiter = ClientLimiter::new(TokenBucket::new(1, 1.0, 1).unwrap(), 1_000_000);
 /// assert_eq!(limiter.consume("a", 0, 1), Ok(true));

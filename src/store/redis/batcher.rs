@@ -1,0 +1,446 @@
+//! The direct path's connection state machine: one connection per limiter, driven by the event
+//! loop that first uses it (see [`super::direct`] for why), with every decision asked for while
+//! others are in flight sent together in one script call per turn of the loop.
+//!
+//! The machine: not connected ([`Batcher::submit`] starts connecting on the I/O thread and gives
+//! the decision back, for the tokio path), connected, then watched by one loop (the loop's
+//! readiness calls [`Batcher::on_readable`]). A connection Redis closed while idle is made again
+//! before use; one made in the parent of a forked child is forgotten; one that breaks, or whose
+//! oldest decision waited `command_timeout` ([`Batcher::check`]), fails every decision on it.
+//!
+//! What an event loop is stays abstract ([`LoopOps`]): the Python bindings drive it from asyncio,
+//! the tests from a plain `poll`. The decisions come back as [`Settled`] items; turning them into
+//! decisions and setting futures is the caller's.
+
+use std::os::fd::RawFd;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use parking_lot::Mutex;
+use redis::RedisResult;
+
+use super::direct::{supported, Direct};
+use super::pool::is_noscript;
+use super::script::{packed_batch, parse_reply, Reply, Request};
+use super::{runtime, RedisConfig};
+use crate::clock::Nanos;
+
+/// What the caller asks the batcher to decide: anything that carries one script [`Request`].
+pub trait Item {
+    /// The decision's part of the script call.
+    fn request(&self) -> &Request;
+}
+
+/// Why the batcher wants to be called back.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Wake {
+    /// Call [`Batcher::flush`]: decisions were queued this turn of the loop.
+    Flush,
+    /// Call [`Batcher::check`]: the oldest decision in flight may have timed out.
+    Check,
+}
+
+/// The event loop a connection is watched by.
+pub trait LoopOps<I> {
+    /// The loop, kept while it watches the connection.
+    type Loop;
+    /// The loop `item` was asked for on (None: it cannot watch a connection).
+    fn loop_of(&self, item: &I) -> Option<Self::Loop>;
+    /// Calls [`Batcher::on_readable`] whenever `fd` is readable; whether it will.
+    fn watch(&self, event_loop: &Self::Loop, fd: RawFd) -> bool;
+    /// Stops watching `fd`.
+    fn unwatch(&self, event_loop: &Self::Loop, fd: RawFd);
+    /// Calls back for `wake` soon (`None`) or after `delay`; whether it will.
+    fn schedule(&self, event_loop: &Self::Loop, wake: Wake, delay: Option<Duration>) -> bool;
+}
+
+/// A decision the batcher is done with.
+pub struct Settled<I> {
+    /// The caller's item.
+    pub item: I,
+    /// How long it was in flight.
+    pub took: Nanos,
+    /// What became of it.
+    pub outcome: Outcome,
+}
+
+/// What became of a decision sent on the direct connection.
+#[derive(Debug)]
+pub enum Outcome {
+    /// The script's reply, or why there is none (the connection broke, timed out, or the reply
+    /// was of the wrong shape).
+    Reply(RedisResult<Reply>),
+    /// It was in flight in the parent of this forked child: its reply goes to the parent.
+    Inherited,
+}
+
+struct Waiter<I> {
+    item: I,
+    sent: Instant,
+}
+
+impl<I> Waiter<I> {
+    fn settle(self, outcome: Outcome) -> Settled<I> {
+        Settled {
+            took: self.sent.elapsed().as_nanos() as Nanos,
+            item: self.item,
+            outcome,
+        }
+    }
+}
+
+/// The decisions of one script call, and whether it named the script by hash.
+struct Batch<I> {
+    waiters: Vec<Waiter<I>>,
+    by_hash: bool,
+}
+
+enum Slot<I, L> {
+    /// Not connected; the next call starts connecting.
+    Idle,
+    /// Connecting on the I/O thread of the process with this id.
+    Connecting(u32),
+    /// Connected, not yet watched by a loop.
+    Connected(Direct<Batch<I>>),
+    /// Watched by the loop of `owner`.
+    Ready {
+        conn: Direct<Batch<I>>,
+        /// Decisions asked for while others were in flight, sent together by `flush`.
+        queued: Vec<Waiter<I>>,
+        owner: usize,
+        event_loop: L,
+        /// A check is scheduled on the loop.
+        timer: bool,
+        /// A flush of queued decisions is scheduled on the loop.
+        flushing: bool,
+    },
+}
+
+/// One limiter's direct connection and the decisions on it.
+pub struct Batcher<I, L> {
+    config: RedisConfig,
+    enabled: bool,
+    slot: Mutex<Slot<I, L>>,
+}
+
+/// The settled decisions of one call into the batcher.
+pub type Done<I> = Vec<Settled<I>>;
+
+impl<I: Item + Send + 'static, L: Send + 'static> Batcher<I, L> {
+    /// A batcher for the store `config` names; it connects on first use. Disabled (every
+    /// [`Batcher::submit`] gives its item back) unless the store is one server over plain TCP
+    /// or a Unix socket.
+    pub fn new(config: RedisConfig) -> Arc<Self> {
+        Arc::new(Batcher {
+            enabled: supported(&config.url),
+            config,
+            slot: Mutex::new(Slot::Idle),
+        })
+    }
+
+    /// Whether the store can be reached directly (one server, plain TCP or a Unix socket).
+    pub fn enabled(&self) -> bool {
+        self.enabled
+    }
+
+    /// Sends `item` on the direct connection if the loop of `owner` watches it (or can start
+    /// to); gives it back otherwise, for the caller's other path. Decisions settled meanwhile
+    /// (this one too, if the send broke the connection) are pushed on `done`.
+    pub fn submit<C: LoopOps<I, Loop = L>>(
+        self: &Arc<Self>,
+        ops: &C,
+        owner: usize,
+        item: I,
+        done: &mut Done<I>,
+    ) -> Result<(), I> {
+        if !self.enabled {
+            return Err(item);
+        }
+        let mut slot = self.slot.lock();
+        let forked = match &*slot {
+            Slot::Ready { conn, .. } | Slot::Connected(conn) => conn.inherited(),
+            Slot::Connecting(pid) => *pid != runtime::pid(),
+            Slot::Idle => false,
+        };
+        if forked {
+            // A forked child: the socket (or the thread making it) is the parent's.
+            Self::forget_inherited(&mut slot, done);
+        }
+        let stale = match &*slot {
+            Slot::Ready { conn, owner: o, .. } => *o == owner && conn.stale_while_idle(),
+            Slot::Connected(conn) => conn.stale_while_idle(),
+            _ => false,
+        };
+        if stale {
+            // Redis closed it while nothing was waiting (an idle timeout, CLIENT KILL, a
+            // restart), or sent what nobody asked for: nothing is lost, so connect again now
+            // rather than fail this call. This blocks the loop for at most connect_timeout, and
+            // only when Redis has just closed the connection, which a live server answers at
+            // once.
+            Self::break_connection(ops, &mut slot, "closed while idle", done);
+            if let Ok(conn) = Direct::connect(&self.config.url, self.config.connect_timeout) {
+                *slot = Slot::Connected(conn);
+            }
+        }
+        match std::mem::replace(&mut *slot, Slot::Idle) {
+            Slot::Idle => {
+                *slot = Slot::Connecting(runtime::pid());
+                self.connect_in_background();
+                return Err(item);
+            }
+            Slot::Connecting(pid) => {
+                *slot = Slot::Connecting(pid);
+                return Err(item);
+            }
+            Slot::Connected(conn) => {
+                let Some(event_loop) = ops.loop_of(&item) else {
+                    *slot = Slot::Connected(conn);
+                    return Err(item);
+                };
+                if !ops.watch(&event_loop, conn.fd()) {
+                    return Err(item);
+                }
+                *slot = Slot::Ready {
+                    conn,
+                    owner,
+                    event_loop,
+                    queued: Vec::new(),
+                    timer: false,
+                    flushing: false,
+                };
+            }
+            other => *slot = other,
+        }
+        let Slot::Ready {
+            conn,
+            owner: o,
+            event_loop,
+            queued,
+            timer,
+            flushing,
+        } = &mut *slot
+        else {
+            return Err(item);
+        };
+        if *o != owner {
+            return Err(item);
+        }
+        let waiter = Waiter {
+            item,
+            sent: Instant::now(),
+        };
+        let mut broke = None;
+        if conn.waiting.is_empty() && queued.is_empty() {
+            // Nothing in flight: send at once.
+            broke = Self::send_batch(conn, vec![waiter], true).err();
+        } else {
+            // Others are in flight: queue behind them, and send all that this turn of the loop
+            // queued in one script call.
+            queued.push(waiter);
+            if !*flushing {
+                *flushing = ops.schedule(event_loop, Wake::Flush, None);
+                if !*flushing {
+                    broke = Self::flush_queued(conn, queued).err();
+                }
+            }
+        }
+        if !*timer {
+            // Nothing was awaited: this decision is the oldest, due in command_timeout.
+            *timer = ops.schedule(event_loop, Wake::Check, Some(self.config.command_timeout));
+        }
+        if let Some(e) = broke {
+            let why = format!("the connection broke: {e}");
+            Self::break_connection(ops, &mut slot, &why, done);
+        }
+        Ok(())
+    }
+
+    /// Reads the replies that arrived and settles their decisions; after `NOSCRIPT` sends the
+    /// script's source instead. A connection that closed, or sent what was not asked for,
+    /// fails the decisions still on it.
+    pub fn on_readable<C: LoopOps<I, Loop = L>>(&self, ops: &C, done: &mut Done<I>) {
+        let mut slot = self.slot.lock();
+        let Slot::Ready { conn, .. } = &mut *slot else {
+            return;
+        };
+        let (replies, error) = conn.receive();
+        let mut broken = error.map(|e| format!("the connection to Redis closed: {e}"));
+        for (batch, reply) in replies {
+            if batch.by_hash && matches!(&reply, Err(e) if is_noscript(e)) {
+                // Redis restarted or its scripts were flushed: send the source.
+                if let Err(e) = Self::send_batch(conn, batch.waiters, false) {
+                    broken.get_or_insert(format!("the connection broke: {e}"));
+                }
+                continue;
+            }
+            let decisions = reply.and_then(parse_reply).and_then(|d| {
+                if d.len() == batch.waiters.len() {
+                    Ok(d)
+                } else {
+                    Err(std::io::Error::other("a reply for another batch").into())
+                }
+            });
+            match decisions {
+                Ok(d) => {
+                    for (w, reply) in batch.waiters.into_iter().zip(d) {
+                        done.push(w.settle(Outcome::Reply(Ok(reply))));
+                    }
+                }
+                Err(e) => {
+                    for w in batch.waiters {
+                        done.push(w.settle(Outcome::Reply(Err(e.clone()))));
+                    }
+                }
+            }
+        }
+        if let Some(why) = broken {
+            Self::break_connection(ops, &mut slot, &why, done);
+        }
+    }
+
+    /// Sends the decisions queued this turn of the loop (after [`Wake::Flush`]).
+    pub fn flush<C: LoopOps<I, Loop = L>>(&self, ops: &C, done: &mut Done<I>) {
+        let mut slot = self.slot.lock();
+        let Slot::Ready {
+            conn,
+            queued,
+            flushing,
+            timer,
+            event_loop,
+            ..
+        } = &mut *slot
+        else {
+            return;
+        };
+        *flushing = false;
+        let broke = Self::flush_queued(conn, queued).err();
+        if broke.is_none() && !*timer {
+            *timer = ops.schedule(event_loop, Wake::Check, Some(self.config.command_timeout));
+        }
+        if let Some(e) = broke {
+            let why = format!("the connection broke: {e}");
+            Self::break_connection(ops, &mut slot, &why, done);
+        }
+    }
+
+    /// Fails every decision on the connection once the oldest has waited `command_timeout`
+    /// (after [`Wake::Check`]); else checks again when it will have.
+    pub fn check<C: LoopOps<I, Loop = L>>(&self, ops: &C, done: &mut Done<I>) {
+        let limit = self.config.command_timeout;
+        let mut slot = self.slot.lock();
+        let Slot::Ready {
+            conn,
+            timer,
+            event_loop,
+            ..
+        } = &mut *slot
+        else {
+            return;
+        };
+        let oldest = conn.waiting.front().and_then(|b| b.waiters.first());
+        match oldest.map(|w| w.sent.elapsed()) {
+            None => *timer = false,
+            Some(waited) if waited >= limit => {
+                let why = format!("no reply within command_timeout ({limit:?})");
+                Self::break_connection(ops, &mut slot, &why, done);
+            }
+            Some(waited) => {
+                // Again when the oldest decision's time is up: each await ends within
+                // command_timeout (and a turn of the loop), whatever the server sends.
+                *timer = ops.schedule(event_loop, Wake::Check, Some(limit - waited));
+            }
+        }
+    }
+
+    /// Fails every decision waiting on the connection in `slot` and forgets the connection.
+    /// One broken connection is one failure, however many decisions were on it: the caller
+    /// counts it once.
+    fn break_connection<C: LoopOps<I, Loop = L>>(
+        ops: &C,
+        slot: &mut Slot<I, L>,
+        why: &str,
+        done: &mut Done<I>,
+    ) {
+        if let Slot::Ready {
+            mut conn,
+            event_loop,
+            queued,
+            ..
+        } = std::mem::replace(slot, Slot::Idle)
+        {
+            ops.unwatch(&event_loop, conn.fd());
+            let waiters = conn.waiting.drain(..).flat_map(|b| b.waiters).chain(queued);
+            for w in waiters {
+                let err = std::io::Error::other(why.to_owned()).into();
+                done.push(w.settle(Outcome::Reply(Err(err))));
+            }
+        }
+    }
+
+    /// In a forked child: forgets the parent's connection (without touching the loop, whose
+    /// selector the child shares with the parent) and gives back the decisions the child
+    /// inherited in flight as [`Outcome::Inherited`].
+    fn forget_inherited(slot: &mut Slot<I, L>, done: &mut Done<I>) {
+        if let Slot::Ready {
+            mut conn, queued, ..
+        } = std::mem::replace(slot, Slot::Idle)
+        {
+            let waiters = conn.waiting.drain(..).flat_map(|b| b.waiters).chain(queued);
+            for w in waiters {
+                done.push(w.settle(Outcome::Inherited));
+            }
+        }
+    }
+
+    /// Sends the decisions of `waiters` (made at one time) in one script call.
+    fn send_batch(
+        conn: &mut Direct<Batch<I>>,
+        waiters: Vec<Waiter<I>>,
+        by_hash: bool,
+    ) -> std::io::Result<()> {
+        let refs: Vec<&Request> = waiters.iter().map(|w| w.item.request()).collect();
+        let packed = packed_batch(&refs, by_hash);
+        drop(refs);
+        conn.send(&packed, Batch { waiters, by_hash })
+            .map_err(|(e, batch)| {
+                // Put them back so that breaking the connection fails them too.
+                conn.waiting.push_back(batch);
+                e
+            })
+    }
+
+    /// Sends what was queued, one script call per run of decisions made at one time.
+    fn flush_queued(
+        conn: &mut Direct<Batch<I>>,
+        queued: &mut Vec<Waiter<I>>,
+    ) -> std::io::Result<()> {
+        let mut rest = std::mem::take(queued).into_iter().peekable();
+        while let Some(first) = rest.next() {
+            let mut group = vec![first];
+            while let Some(w) =
+                rest.next_if(|w| w.item.request().same_time(group[0].item.request()))
+            {
+                group.push(w);
+            }
+            if let Err(e) = Self::send_batch(conn, group, true) {
+                queued.extend(rest);
+                return Err(e);
+            }
+        }
+        Ok(())
+    }
+
+    fn connect_in_background(self: &Arc<Self>) {
+        let me = self.clone();
+        runtime::handle().spawn_blocking(move || {
+            let r = Direct::connect(&me.config.url, me.config.connect_timeout);
+            let mut slot = me.slot.lock();
+            if matches!(*slot, Slot::Connecting(_)) {
+                *slot = match r {
+                    Ok(conn) => Slot::Connected(conn),
+                    Err(_) => Slot::Idle,
+                };
+            }
+        });
+    }
+}

@@ -1,0 +1,356 @@
+//! The decision script ([`decide.lua`](DECIDE_LUA)) as the Rust side speaks it: how a key's
+//! limits are encoded ([`LimitScript`]), one script call for a batch of decisions
+//! ([`packed_batch`]) and what it answers ([`Reply`]).
+//!
+//! Every seawall script starts with the same time prelude (`now.lua`: the caller's time, or the
+//! server's `TIME`), prepended at build time, so each script's SHA is fixed per build.
+
+use redis::{RedisError, RedisResult, Script, Value};
+
+use crate::clock::{Nanos, NANOS_PER_SEC};
+use crate::error::Error;
+use crate::limiter::limit::{AlgorithmKind, LimitSet, Params};
+
+/// The decision script's source: the time prelude, then `decide.lua`.
+pub const DECIDE_LUA: &str = concat!(include_str!("now.lua"), include_str!("decide.lua"));
+
+/// The shared breaker's script source: the time prelude, then `src/breaker/shared.lua`.
+pub const BREAKER_LUA: &str = concat!(
+    include_str!("now.lua"),
+    include_str!("../../breaker/shared.lua")
+);
+
+/// The decision script's SHA-1, as `EVALSHA` names it.
+pub fn decide_hash() -> &'static str {
+    static HASH: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    HASH.get_or_init(|| Script::new(DECIDE_LUA).get_hash().to_owned())
+}
+
+/// Lua numbers are doubles: integers are exact below 2^53.
+const LUA_EXACT: u128 = 1 << 53;
+const MICROS_PER_SEC: u64 = 1_000_000;
+/// The script's "never" for a time.
+const NEVER: i64 = -1;
+
+/// One limit as the script takes it.
+struct Encoded {
+    /// `b` bucket, `f` fixed window, `l` sliding log, `c` sliding counter.
+    kind: &'static str,
+    params: [u64; 3],
+    /// The key suffix: the algorithm and limit, so that a changed configuration starts afresh.
+    suffix: String,
+    /// A sliding log keeps its running total in a second key.
+    log: bool,
+}
+
+/// A key's limits encoded for the script: the Redis keys of a client key and the script's
+/// arguments for one decision.
+pub struct LimitScript {
+    prefix: String,
+    limits: Vec<Encoded>,
+}
+
+impl LimitScript {
+    /// Encodes `limits` under key prefix `prefix`; an error names a limit the script cannot
+    /// keep exactly, or a prefix with a brace (the key's hash tag follows it).
+    pub fn new(limits: &LimitSet, prefix: &str) -> Result<Self, Error> {
+        if prefix.contains(['{', '}']) {
+            return Err(Error::invalid(
+                "key_prefix",
+                format!("must not contain '{{' or '}}', got {prefix:?}"),
+            ));
+        }
+        let mut encoded: Vec<Encoded> = limits
+            .limits()
+            .iter()
+            .map(|l| {
+                let spec = l.spec();
+                let mut suffix = format!(
+                    "{}:{}/{}s",
+                    l.kind().name(),
+                    spec.count,
+                    spec.period / NANOS_PER_SEC
+                );
+                if let Some(b) = l.burst() {
+                    suffix.push_str(&format!(":b{b}"));
+                }
+                let too_fine = |why: String| {
+                    Error::invalid(
+                        "limits",
+                        format!("{l} cannot be kept exactly in Redis ({why}); use a coarser limit"),
+                    )
+                };
+                if spec.period % 1000 != 0 {
+                    return Err(too_fine("its period is not a whole number of µs".into()));
+                }
+                let window_us = spec.period / 1000;
+                let (kind, params) = match l.params() {
+                    Params::Bucket { capacity, num, den } => {
+                        let unit = u128::from(den) * u128::from(MICROS_PER_SEC);
+                        if num == 0 || u128::from(capacity) * unit >= LUA_EXACT {
+                            return Err(too_fine(format!(
+                                "capacity {capacity} × {unit} units per token reaches 2^53"
+                            )));
+                        }
+                        ("b", [capacity, num, unit as u64])
+                    }
+                    Params::Window { limit, .. } => {
+                        let kind = match l.kind() {
+                            AlgorithmKind::FixedWindow => "f",
+                            AlgorithmKind::SlidingLog => "l",
+                            _ => "c",
+                        };
+                        // limit × window and its neighbours must stay exact.
+                        if u128::from(limit + 1) * u128::from(window_us) * 2 >= LUA_EXACT {
+                            return Err(too_fine(format!("{limit} × {window_us} µs reaches 2^53")));
+                        }
+                        (kind, [limit, window_us, 0])
+                    }
+                };
+                Ok(Encoded {
+                    kind,
+                    params,
+                    log: kind == "l",
+                    suffix,
+                })
+            })
+            .collect::<Result<_, Error>>()?;
+        // A limit written twice is two limits in memory (each counts every request); here each
+        // needs its own key too, or one key would count every request twice.
+        for i in 1..encoded.len() {
+            let same = encoded[..i]
+                .iter()
+                .filter(|t| t.suffix.split('#').next() == Some(encoded[i].suffix.as_str()))
+                .count();
+            if same > 0 {
+                encoded[i].suffix = format!("{}#{same}", encoded[i].suffix);
+            }
+        }
+        Ok(LimitScript {
+            prefix: prefix.to_owned(),
+            limits: encoded,
+        })
+    }
+
+    /// Every Redis key that holds `key`'s state, in the order the script takes them:
+    /// `{prefix}{<tag>}:<limit>` per limit (see [`key_head`] for the tag), and a sliding log's
+    /// running total at `…:<limit>:total` right after it.
+    pub fn keys(&self, key: &str) -> Vec<String> {
+        let head = key_head(&self.prefix, key);
+        let mut keys = Vec::with_capacity(self.limits.len() + 1);
+        for t in &self.limits {
+            let mut k = String::with_capacity(head.len() + 1 + t.suffix.len() + 6);
+            k.push_str(&head);
+            k.push(':');
+            k.push_str(&t.suffix);
+            if t.log {
+                let total = format!("{k}:total");
+                keys.push(k);
+                keys.push(total);
+            } else {
+                keys.push(k);
+            }
+        }
+        keys
+    }
+
+    /// The script call for one decision on `key`: `cost` against every limit, counted only if
+    /// `commit` and all admit it; at `now_us` (None: the server's TIME).
+    pub fn request(&self, key: &str, cost: u64, commit: bool, now_us: Option<u64>) -> Request {
+        let mut args = Vec::with_capacity(3 + 4 * self.limits.len());
+        args.push(if commit { "1" } else { "0" }.to_owned());
+        args.push(cost.to_string());
+        args.push(self.limits.len().to_string());
+        for t in &self.limits {
+            args.push(t.kind.to_owned());
+            args.extend(t.params.iter().map(u64::to_string));
+        }
+        Request {
+            keys: self.keys(key),
+            args,
+            now_us,
+        }
+    }
+}
+
+/// The start of every Redis key of client key `key`: `prefix{key}`, or `prefix{<escaped>}%` for
+/// a key that could not stand in a Cluster hash tag as it is.
+///
+/// Redis Cluster hashes only the bytes between the first `{` and the first `}` after it, if
+/// there are any (the prefix holds no brace). A key that is empty or holds a `}` would leave
+/// that tag empty or cut it short, so one decision's keys would land in different slots (and
+/// the script be refused with CROSSSLOT). Such a key is written percent-escaped inside the tag
+/// (`%` → `%25`, `{` → `%7B`, `}` → `%7D`; the empty key as a lone `%`, which escaping never
+/// produces) and marked by a `%` right after the tag. Every other key is written as it is, so
+/// keys that always worked keep their layout (and their state across an upgrade), and a
+/// percent-encoded key is not escaped twice. The form is injective: the tag holds no `}`, so
+/// the tag ends at the first `}`, the byte after it (`%` or `:`) says which form the tag is in,
+/// and each form is injective on its own.
+pub fn key_head(prefix: &str, key: &str) -> String {
+    let mut head = String::with_capacity(prefix.len() + key.len() + 4);
+    head.push_str(prefix);
+    head.push('{');
+    if !key.is_empty() && !key.contains('}') {
+        head.push_str(key);
+        head.push('}');
+        return head;
+    }
+    if key.is_empty() {
+        head.push('%');
+    }
+    for c in key.chars() {
+        match c {
+            '%' => head.push_str("%25"),
+            '{' => head.push_str("%7B"),
+            '}' => head.push_str("%7D"),
+            c => head.push(c),
+        }
+    }
+    head.push_str("}%");
+    head
+}
+
+/// One decision's part of a script call: its KEYS and its part of ARGV (see `decide.lua`).
+#[derive(Debug, Clone)]
+pub struct Request {
+    keys: Vec<String>,
+    args: Vec<String>,
+    /// The time to send, in µs (None: Redis's TIME).
+    now_us: Option<u64>,
+}
+
+impl Request {
+    /// Whether `self` and `other` are decided at the same time (both on Redis's clock, or at the
+    /// same caller-given time), so that one script call can make both.
+    pub fn same_time(&self, other: &Request) -> bool {
+        self.now_us == other.now_us
+    }
+
+    /// The Redis keys this decision reads and writes.
+    pub fn keys(&self) -> &[String] {
+        &self.keys
+    }
+}
+
+/// The script's KEYS and ARGV for `batch`.
+pub fn script_input<'a>(batch: &[&'a Request]) -> (Vec<&'a str>, Vec<&'a str>, [String; 2]) {
+    let keys = batch
+        .iter()
+        .flat_map(|r| r.keys.iter().map(String::as_str))
+        .collect();
+    let args = batch
+        .iter()
+        .flat_map(|r| r.args.iter().map(String::as_str))
+        .collect();
+    let head = [
+        batch.len().to_string(),
+        batch
+            .first()
+            .and_then(|r| r.now_us)
+            .map_or_else(String::new, |n| n.to_string()),
+    ];
+    (keys, args, head)
+}
+
+/// One script call making every decision of `batch`, in order, as bytes on the wire: `EVALSHA`,
+/// or `EVAL` with the source (after a `NOSCRIPT` reply). They must share one time
+/// ([`Request::same_time`]).
+pub fn packed_batch(batch: &[&Request], by_hash: bool) -> Vec<u8> {
+    let mut cmd = if by_hash {
+        let mut c = redis::cmd("EVALSHA");
+        c.arg(decide_hash());
+        c
+    } else {
+        let mut c = redis::cmd("EVAL");
+        c.arg(DECIDE_LUA);
+        c
+    };
+    let (keys, args, head) = script_input(batch);
+    cmd.arg(keys.len());
+    for k in keys {
+        cmd.arg(k);
+    }
+    cmd.arg(&head[0]).arg(&head[1]);
+    for a in args {
+        cmd.arg(a);
+    }
+    cmd.get_packed_command()
+}
+
+/// What the script answers for one decision (times in ns; `Nanos::MAX`: never).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Reply {
+    /// Whether every limit admitted the cost (and, for a hit, counted it).
+    pub allowed: bool,
+    /// The binding limit's count.
+    pub limit: u64,
+    /// What the binding limit has left.
+    pub remaining: u64,
+    /// When the binding limit is fresh again.
+    pub reset_after: Nanos,
+    /// When the cost would be admitted (0 if it was; `Nanos::MAX`: never).
+    pub retry_after: Nanos,
+    /// Which limit binds, from 0 in the order given.
+    pub binding: usize,
+    /// The binding limit's own `reset_after`.
+    pub binding_reset_after: Nanos,
+    /// The time the script decided at, in µs.
+    pub now_us: u64,
+}
+
+impl Reply {
+    fn from_ints(r: [i64; 8]) -> Reply {
+        let ns = |v: i64| -> Nanos {
+            if v == NEVER {
+                Nanos::MAX
+            } else {
+                (v.max(0) as u64).saturating_mul(1000)
+            }
+        };
+        Reply {
+            allowed: r[0] == 1,
+            limit: r[1].max(0) as u64,
+            remaining: r[2].max(0) as u64,
+            reset_after: ns(r[3]),
+            retry_after: ns(r[4]),
+            binding: usize::try_from(r[5]).unwrap_or(0),
+            binding_reset_after: ns(r[6]),
+            now_us: r[7].max(0) as u64,
+        }
+    }
+}
+
+/// The error for a reply of the wrong shape.
+pub(crate) fn unexpected() -> RedisError {
+    (
+        redis::ErrorKind::Client,
+        "unexpected reply from the seawall script",
+    )
+        .into()
+}
+
+/// The script's reply for every decision of a call, or an error for any other reply.
+pub fn parse_reply(value: Value) -> RedisResult<Vec<Reply>> {
+    let Value::Array(decisions) = value else {
+        return Err(unexpected());
+    };
+    decisions
+        .into_iter()
+        .map(|d| {
+            let Value::Array(items) = d else {
+                return Err(unexpected());
+            };
+            if items.len() != 8 {
+                return Err(unexpected());
+            }
+            let mut out = [0i64; 8];
+            for (o, v) in out.iter_mut().zip(items) {
+                *o = match v {
+                    Value::Int(n) => n,
+                    _ => return Err(unexpected()),
+                };
+            }
+            Ok(Reply::from_ints(out))
+        })
+        .collect()
+}

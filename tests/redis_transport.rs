@@ -1,0 +1,507 @@
+//! The Redis transport without Python: the blocking pool ([`BlockingPool`]) and the direct
+//! path's batcher ([`Batcher`]), against a real `redis-server` started on a free loopback port
+//! (skipped, with a message, when `redis-server` is not on PATH) and against fake servers in
+//! this file for the faults a real one does not make on demand (silence, a closed socket).
+
+use std::cell::{Cell, RefCell};
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::os::fd::RawFd;
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use seawall::limiter::limit::{AlgorithmKind, LimitSet};
+use seawall::store::redis::batcher::{Batcher, Done, Item, LoopOps, Outcome, Wake};
+use seawall::store::redis::pool::BlockingPool;
+use seawall::store::redis::script::{packed_batch, parse_reply, LimitScript, Reply, Request};
+use seawall::store::redis::RedisConfig;
+
+/// A `redis-server` on a free loopback port, killed when dropped.
+struct Server {
+    child: Child,
+    port: u16,
+}
+
+impl Server {
+    /// Starts one, or None (after saying why) if `redis-server` is not installed.
+    fn start() -> Option<Server> {
+        let port = TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("a free port")
+            .port();
+        let child = Command::new("redis-server")
+            .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
+            .args(["--save", "", "--appendonly", "no"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn();
+        let Ok(child) = child else {
+            eprintln!("skipped: redis-server is not on PATH");
+            return None;
+        };
+        let server = Server { child, port };
+        // Ready when it answers PING (it starts in milliseconds; give up after 10 s).
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            if let Ok(mut s) = TcpStream::connect(("127.0.0.1", port)) {
+                let mut buf = [0u8; 7];
+                if s.write_all(b"PING\r\n").is_ok() && s.read_exact(&mut buf).is_ok() {
+                    assert_eq!(&buf, b"+PONG\r\n");
+                    return Some(server);
+                }
+            }
+            assert!(Instant::now() < deadline, "redis-server did not start");
+            std::thread::yield_now();
+        }
+    }
+
+    fn config(&self) -> RedisConfig {
+        config(self.port, Duration::from_secs(5))
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn config(port: u16, command_timeout: Duration) -> RedisConfig {
+    RedisConfig {
+        url: format!("redis://127.0.0.1:{port}/0"),
+        connect_timeout: Duration::from_secs(5),
+        command_timeout,
+    }
+}
+
+fn script(limits: &str) -> LimitScript {
+    let limits = LimitSet::parse(limits, AlgorithmKind::FixedWindow).expect("valid limits");
+    LimitScript::new(&limits, "transport-test:").expect("encodable limits")
+}
+
+/// One command sent on the pool (`SCRIPT FLUSH`, `CLIENT KILL` …).
+fn command(pool: &BlockingPool, cfg: &RedisConfig, args: &[&str]) -> redis::Value {
+    let mut cmd = redis::cmd(args[0]);
+    for a in &args[1..] {
+        cmd.arg(*a);
+    }
+    pool.call(cfg, |_| cmd.get_packed_command())
+        .expect("a reply")
+}
+
+fn decide(pool: &BlockingPool, cfg: &RedisConfig, request: &Request) -> Reply {
+    let batch = [request];
+    let replies = pool
+        .call(cfg, |by_hash| packed_batch(&batch, by_hash))
+        .and_then(parse_reply)
+        .expect("a decision");
+    assert_eq!(replies.len(), 1);
+    replies[0]
+}
+
+#[test]
+fn pool_decides_in_redis_and_keeps_its_connection() {
+    let Some(server) = Server::start() else {
+        return;
+    };
+    let cfg = server.config();
+    let pool = BlockingPool::default();
+    let s = script("2/minute");
+    let allowed: Vec<bool> = (0..3)
+        .map(|_| decide(&pool, &cfg, &s.request("pool", 1, true, None)).allowed)
+        .collect();
+    assert_eq!(allowed, [true, true, false]);
+    // A test does not count.
+    assert!(!decide(&pool, &cfg, &s.request("pool", 1, false, None)).allowed);
+    assert_eq!(pool.idle(), 1, "one thread calling: one connection, reused");
+}
+
+#[test]
+fn pool_sends_the_source_after_noscript() {
+    let Some(server) = Server::start() else {
+        return;
+    };
+    let cfg = server.config();
+    let pool = BlockingPool::default();
+    let s = script("5/minute");
+    // A fresh server does not know the script: the first EVALSHA gets NOSCRIPT.
+    let first = decide(&pool, &cfg, &s.request("k", 1, true, None));
+    assert!(first.allowed);
+    assert_eq!(first.remaining, 4);
+    command(&pool, &cfg, &["SCRIPT", "FLUSH"]);
+    let second = decide(&pool, &cfg, &s.request("k", 1, true, None));
+    assert_eq!(
+        second.remaining, 3,
+        "the state survived, the script was sent again"
+    );
+}
+
+#[test]
+fn pool_drops_connections_redis_closed_while_idle() {
+    let Some(server) = Server::start() else {
+        return;
+    };
+    let cfg = server.config();
+    let pool = BlockingPool::default();
+    let s = script("5/minute");
+    decide(&pool, &cfg, &s.request("k", 1, true, None));
+    // Kill every other client: the pool's idle connection is closed under it.
+    let mut admin = TcpStream::connect(("127.0.0.1", server.port)).unwrap();
+    admin
+        .write_all(b"CLIENT KILL TYPE normal SKIPME yes\r\n")
+        .unwrap();
+    let mut buf = [0u8; 16];
+    let n = admin.read(&mut buf).unwrap();
+    assert_eq!(&buf[..2], b":1", "{:?}", String::from_utf8_lossy(&buf[..n]));
+    let r = decide(&pool, &cfg, &s.request("k", 1, true, None));
+    assert_eq!(r.remaining, 3, "a new connection made the decision");
+}
+
+/// A decision for the batcher: its number and its script call.
+struct Ask {
+    n: usize,
+    request: Request,
+}
+
+impl Item for Ask {
+    fn request(&self) -> &Request {
+        &self.request
+    }
+}
+
+/// An event loop that records what the batcher asks of it; the test plays the loop.
+#[derive(Default)]
+struct FakeLoop {
+    fd: Cell<Option<RawFd>>,
+    unwatched: Cell<bool>,
+    wakes: RefCell<Vec<(Wake, Option<Duration>)>>,
+}
+
+impl LoopOps<Ask> for FakeLoop {
+    type Loop = ();
+
+    fn loop_of(&self, _: &Ask) -> Option<()> {
+        Some(())
+    }
+
+    fn watch(&self, _: &(), fd: RawFd) -> bool {
+        self.fd.set(Some(fd));
+        true
+    }
+
+    fn unwatch(&self, _: &(), fd: RawFd) {
+        assert_eq!(self.fd.get(), Some(fd));
+        self.unwatched.set(true);
+    }
+
+    fn schedule(&self, _: &(), wake: Wake, delay: Option<Duration>) -> bool {
+        self.wakes.borrow_mut().push((wake, delay));
+        true
+    }
+}
+
+type TestBatcher = Arc<Batcher<Ask, ()>>;
+
+/// Submits `ask`, waiting for the background connection if it is still being made.
+fn submit(b: &TestBatcher, lp: &FakeLoop, mut ask: Ask, done: &mut Done<Ask>) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        match b.submit(lp, 1, ask, done) {
+            Ok(()) => return,
+            Err(back) => ask = back,
+        }
+        assert!(Instant::now() < deadline, "the batcher never connected");
+        std::thread::yield_now();
+    }
+}
+
+/// Plays the loop until `n` decisions are settled: waits for the socket to be readable, then
+/// lets the batcher read.
+fn settle(b: &TestBatcher, lp: &FakeLoop, done: &mut Done<Ask>, n: usize) {
+    let fd = lp.fd.get().expect("a watched socket");
+    while done.len() < n {
+        let mut p = libc::pollfd {
+            fd,
+            events: libc::POLLIN,
+            revents: 0,
+        };
+        // SAFETY: one valid pollfd.
+        let ready = unsafe { libc::poll(&mut p, 1, 10_000) };
+        assert!(ready > 0, "no reply within 10 s");
+        b.on_readable(lp, done);
+    }
+}
+
+fn replies(done: Done<Ask>) -> Vec<(usize, Reply)> {
+    let mut out: Vec<(usize, Reply)> = done
+        .into_iter()
+        .map(|s| match s.outcome {
+            Outcome::Reply(Ok(r)) => (s.item.n, r),
+            other => panic!("decision {} failed: {other:?}", s.item.n),
+        })
+        .collect();
+    out.sort_by_key(|(n, _)| *n);
+    out
+}
+
+#[test]
+fn batcher_sends_what_a_turn_queued_in_one_call_and_settles_in_order() {
+    let Some(server) = Server::start() else {
+        return;
+    };
+    let b: TestBatcher = Batcher::new(server.config());
+    assert!(b.enabled());
+    let lp = FakeLoop::default();
+    let s = script("3/minute");
+    let ask = |n| Ask {
+        n,
+        request: s.request("batched", 1, true, None),
+    };
+    let mut done = Vec::new();
+    // The first goes out at once; the next four queue behind it for one flush.
+    submit(&b, &lp, ask(0), &mut done);
+    for n in 1..5 {
+        submit(&b, &lp, ask(n), &mut done);
+    }
+    let flushes = lp
+        .wakes
+        .borrow()
+        .iter()
+        .filter(|(w, _)| *w == Wake::Flush)
+        .count();
+    assert_eq!(flushes, 1, "one flush per turn of the loop");
+    b.flush(&lp, &mut done);
+    settle(&b, &lp, &mut done, 5);
+    let allowed: Vec<bool> = replies(done).iter().map(|(_, r)| r.allowed).collect();
+    assert_eq!(allowed, [true, true, true, false, false]);
+    // Nothing in flight any more: the check stands down.
+    let mut done = Vec::new();
+    b.check(&lp, &mut done);
+    assert!(done.is_empty());
+}
+
+#[test]
+fn batcher_resends_the_source_after_noscript() {
+    let Some(server) = Server::start() else {
+        return;
+    };
+    let b: TestBatcher = Batcher::new(server.config());
+    let lp = FakeLoop::default();
+    let s = script("3/minute");
+    let mut done = Vec::new();
+    // A fresh server has no script: the EVALSHA is refused, the batcher sends EVAL.
+    submit(
+        &b,
+        &lp,
+        Ask {
+            n: 0,
+            request: s.request("k", 1, true, None),
+        },
+        &mut done,
+    );
+    settle(&b, &lp, &mut done, 1);
+    assert_eq!(replies(done)[0].1.remaining, 2);
+}
+
+#[test]
+fn batcher_reconnects_when_redis_closed_the_idle_connection() {
+    let Some(server) = Server::start() else {
+        return;
+    };
+    let b: TestBatcher = Batcher::new(server.config());
+    let lp = FakeLoop::default();
+    let s = script("3/minute");
+    let ask = |n| Ask {
+        n,
+        request: s.request("idle", 1, true, None),
+    };
+    let mut done = Vec::new();
+    submit(&b, &lp, ask(0), &mut done);
+    settle(&b, &lp, &mut done, 1);
+    let pool = BlockingPool::default();
+    command(
+        &pool,
+        &server.config(),
+        &["CLIENT", "KILL", "TYPE", "normal", "SKIPME", "yes"],
+    );
+    // Wait until the kill reached the batcher's socket (readable: end of stream), as a loop
+    // would see it.
+    let mut p = libc::pollfd {
+        fd: lp.fd.get().unwrap(),
+        events: libc::POLLIN,
+        revents: 0,
+    };
+    // SAFETY: one valid pollfd.
+    assert!(unsafe { libc::poll(&mut p, 1, 10_000) } > 0);
+    // The closed connection is found before the send, and a new one made at once: the
+    // decision is not lost.
+    let mut done = Vec::new();
+    submit(&b, &lp, ask(1), &mut done);
+    assert!(lp.unwatched.get(), "the old socket is no longer watched");
+    settle(&b, &lp, &mut done, 1);
+    assert_eq!(
+        replies(done)[0].1.remaining,
+        1,
+        "decided by Redis, not failed"
+    );
+}
+
+/// A fake server that accepts one connection and hands it to `serve`.
+fn fake_server(serve: impl FnOnce(TcpStream) + Send + 'static) -> u16 {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        if let Ok((s, _)) = listener.accept() {
+            serve(s);
+        }
+    });
+    port
+}
+
+#[test]
+fn batcher_fails_every_decision_when_the_connection_closes() {
+    let port = fake_server(|mut s| {
+        // Read the first command, then hang up without a reply.
+        let mut buf = [0u8; 4096];
+        let _ = s.read(&mut buf);
+    });
+    let b: TestBatcher = Batcher::new(config(port, Duration::from_secs(5)));
+    let lp = FakeLoop::default();
+    let s = script("3/minute");
+    let mut done = Vec::new();
+    for n in 0..3 {
+        submit(
+            &b,
+            &lp,
+            Ask {
+                n,
+                request: s.request("k", 1, true, None),
+            },
+            &mut done,
+        );
+    }
+    settle(&b, &lp, &mut done, 3);
+    assert!(
+        lp.unwatched.get(),
+        "the loop stops watching a closed socket"
+    );
+    for d in done {
+        match d.outcome {
+            Outcome::Reply(Err(e)) => assert!(e.to_string().contains("closed"), "{e}"),
+            other => panic!("decision {} should fail: {other:?}", d.item.n),
+        }
+    }
+}
+
+#[test]
+fn batcher_times_out_a_silent_server() {
+    let (tx, rx) = std::sync::mpsc::channel::<()>();
+    let port = fake_server(move |s| {
+        // Keep the connection open and say nothing until the test ends.
+        let _ = rx.recv();
+        drop(s);
+    });
+    // A zero command_timeout: the first check finds the oldest decision overdue.
+    let b: TestBatcher = Batcher::new(config(port, Duration::ZERO));
+    let lp = FakeLoop::default();
+    let s = script("3/minute");
+    let mut done = Vec::new();
+    submit(
+        &b,
+        &lp,
+        Ask {
+            n: 0,
+            request: s.request("k", 1, true, None),
+        },
+        &mut done,
+    );
+    assert!(lp
+        .wakes
+        .borrow()
+        .contains(&(Wake::Check, Some(Duration::ZERO))));
+    b.check(&lp, &mut done);
+    assert_eq!(done.len(), 1);
+    match &done[0].outcome {
+        Outcome::Reply(Err(e)) => assert!(e.to_string().contains("command_timeout"), "{e}"),
+        other => panic!("should time out: {other:?}"),
+    }
+    assert!(lp.unwatched.get());
+    let _ = tx.send(());
+}
+
+#[test]
+fn batcher_gives_back_what_it_cannot_send_directly() {
+    let b: TestBatcher = Batcher::new(RedisConfig {
+        url: "rediss://127.0.0.1:1/0".into(),
+        connect_timeout: Duration::from_secs(1),
+        command_timeout: Duration::from_secs(1),
+    });
+    assert!(!b.enabled(), "TLS takes the tokio path");
+    let s = script("3/minute");
+    let mut done = Vec::new();
+    let r = b.submit(
+        &FakeLoop::default(),
+        1,
+        Ask {
+            n: 7,
+            request: s.request("k", 1, true, None),
+        },
+        &mut done,
+    );
+    assert_eq!(r.err().map(|a| a.n), Some(7));
+    assert!(done.is_empty());
+}
+
+#[test]
+fn redis_limiter_decides_over_the_blocking_pool_and_falls_back_when_redis_is_gone() {
+    use seawall::breaker::BreakerConfig;
+    use seawall::limiter::redis_failure::{Fallback, OnError};
+    use seawall::limiter::redis_limiter::{RedisLimiter, RedisLimiterConfig};
+
+    let Some(server) = Server::start() else {
+        return;
+    };
+    let limits = LimitSet::parse("2/minute", AlgorithmKind::FixedWindow).unwrap();
+    let config = RedisLimiterConfig {
+        redis: server.config(),
+        prefix: "pool-test:".into(),
+        on_error: OnError::Deny,
+        max_local_keys: 16,
+        log_interval: 0,
+        breaker: BreakerConfig::default(),
+    };
+    let limiter = RedisLimiter::new(limits, config, 0).unwrap();
+    let pool = BlockingPool::default();
+    let decide = || {
+        let pending = match limiter.begin("k", 1, true, None, 0).unwrap() {
+            Ok(p) => p,
+            Err(d) => return d,
+        };
+        limiter.finish_blocking(&pool, pending).unwrap()
+    };
+    let first = decide();
+    assert!(first.decision.decision.allowed);
+    assert_eq!(first.fallback, Fallback::None);
+    assert!(decide().decision.decision.allowed);
+    assert!(
+        !decide().decision.decision.allowed,
+        "the third in a minute is refused by Redis"
+    );
+    drop(server);
+    let gone = decide();
+    assert_eq!(
+        gone.fallback,
+        Fallback::Error,
+        "Redis is gone: on_error decides"
+    );
+    assert!(!gone.decision.decision.allowed, "on_error=deny");
+    assert_eq!(
+        limiter
+            .stats
+            .errors
+            .load(std::sync::atomic::Ordering::Relaxed),
+        1
+    );
+}
