@@ -3,7 +3,6 @@ without decorating any tool (see :mod:`seawall.mcp` for the keys)."""
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from typing import TYPE_CHECKING, Any, Literal, cast
 
@@ -98,9 +97,6 @@ class ToolRateLimitMiddleware(_middleware_base()):  # type: ignore[misc]
             self._not_found: tuple[type[Exception], ...] = (NotFoundError,)
         except ImportError:
             self._not_found = ()
-        # Serialises the two-limiter decision between threads (coroutines of one event loop
-        # cannot interleave inside it: it never awaits).
-        self._lock = threading.Lock()
 
     def _client(self, context: Any) -> str:
         if self._keys is not None:
@@ -115,17 +111,8 @@ class ToolRateLimitMiddleware(_middleware_base()):  # type: ignore[misc]
             key = digest(key)
         if self._global is None:
             return lim.hit(key)
-        # The one place of this rule in Python (the native limiters apply it inside one call).
-        with self._lock:
-            # A refused ``hit`` spends nothing, and a ``test`` that admits means the ``hit``
-            # right after it admits too (time only frees budget, and the lock keeps others out).
-            glob = self._global.test("*")
-            if not glob.allowed:
-                return glob
-            decision = lim.hit(key)
-            if not decision.allowed:
-                return decision
-            return self._global.hit("*")
+        # One native call: both limits decided all or nothing, the binding decision back.
+        return lim.hit_with(key, self._global, "*")
 
     async def _exists(self, context: Any, tool: str) -> bool:
         """Whether the server has ``tool`` for this request (remembered once it has)."""
