@@ -106,12 +106,16 @@ def _findings(clients: list[Client]) -> list[str]:
     lines = []
     for c in clients:
         t = c.tally
-        if t.forged:
-            keys = ", ".join(sorted(t.keys)) or "none"
-            lines.append(
-                f"{c.name} wrote {len(t.forged)} different X-Forwarded-For values; the server "
-                f"charged them all to {keys}: {t.limited} of its {t.sent} requests got 429."
-            )
+        if not t.forged:
+            continue
+        if len(t.keys) == 1:
+            charged = f"charged them all to {next(iter(t.keys))}"
+        else:  # what a server that believed the header would do
+            charged = f"charged them to {len(t.keys)} different keys"
+        lines.append(
+            f"{c.name} wrote {len(t.forged)} different X-Forwarded-For values; the server "
+            f"{charged}: {t.limited} of its {t.sent} requests got 429."
+        )
     return lines
 
 
