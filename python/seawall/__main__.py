@@ -3,29 +3,56 @@
 from __future__ import annotations
 
 import argparse
+import math
 import sys
+
+
+def _seconds(text: str) -> float:
+    try:
+        seconds = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a number of seconds, got {text!r}") from None
+    if not (math.isfinite(seconds) and 0 < seconds <= 600):
+        raise argparse.ArgumentTypeError(f"must be above 0 and at most 600, got {text}")
+    return seconds
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="seawall", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
     demo = commands.add_parser(
-        "demo", help="watch simulated clients against an in-memory ClientRateLimiter"
+        "demo",
+        help="watch seawall protect a real HTTP server from four clients (in memory, no Redis)",
+        description="A Starlette app on uvicorn (127.0.0.1) behind seawall.RateLimitMiddleware, "
+        "with a flaky dependency behind a seawall.CircuitBreaker, and four simulated clients "
+        "(steady, bursty, abusive, and one forging X-Forwarded-For) sending real HTTP to it. "
+        "Needs pip install 'seawall[cli]'.",
     )
     demo.add_argument(
-        "--seconds", type=float, default=12.0, help="simulated seconds of traffic (default 12)"
+        "--seconds", type=_seconds, default=15.0, help="how long the clients send (default 15)"
     )
-    demo.add_argument(
-        "--speed",
-        type=float,
-        default=3.0,
-        help="simulated seconds per wall-clock second; 0 runs without pausing (default 3)",
+    shown = demo.add_mutually_exclusive_group()
+    shown.add_argument(
+        "--plain",
+        action="store_const",
+        const="plain",
+        dest="output",
+        help="no live display: print a plain summary table at the end (the default without a "
+        "terminal)",
     )
+    shown.add_argument(
+        "--json",
+        action="store_const",
+        const="json",
+        dest="output",
+        help="print the summary as JSON at the end",
+    )
+    demo.set_defaults(output="auto")
     args = parser.parse_args(argv)
     if args.command == "demo":
         from seawall.demo import run
 
-        return run(simulated_seconds=args.seconds, speed=args.speed)
+        return run(seconds=args.seconds, output=args.output)
     return 2  # unreachable: argparse requires a command
 
 

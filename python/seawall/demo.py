@@ -1,137 +1,127 @@
-"""The terminal demo: simulated clients against a ClientRateLimiter, in memory.
+"""``python -m seawall demo``: seawall doing its job in front of a real HTTP server, in memory.
 
-Time is simulated with a ManualClock, so the run is the same on every machine; the display is paced
-to the wall clock only so that a person can watch it.
+A Starlette app is served by uvicorn on 127.0.0.1 (a free port) behind
+``seawall.RateLimitMiddleware``: 10 requests per second per client, and a route rule holding
+``POST /login`` to 5 a minute. Its ``GET /api/quote`` calls a dependency that goes down through
+the middle of the run, behind a ``seawall.CircuitBreaker``. Four simulated clients send real HTTP
+with httpx, each from its own loopback address:
+
+* **steady**: 5 requests a second, within its budget: never refused;
+* **bursty**: 25 at once every 2.5 s: the burst beyond its budget is refused (429);
+* **abusive**: about 40 a second, and guessing passwords: held to its budget, and to 5 logins;
+* **spoofer**: as abusive, each request with a new forged ``X-Forwarded-For``; the server
+  trusts no proxy, so the header changes nothing: the spoofer is charged by its real address.
+
+On a terminal the table is live (needs rich); otherwise (CI, a pipe) a plain summary table is
+printed at the end; ``--json`` prints the summary as JSON. Everything comes with
+``pip install 'seawall[cli]'``. The run ends by itself after ``--seconds`` (default 15).
 """
 
 from __future__ import annotations
 
-import time
+import asyncio
+import json
+import sys
 from collections.abc import Callable
-from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Literal
 
-from seawall import ALGORITHMS, ClientRateLimiter, Limiter, TokenBucketConfig
-from seawall.testing import ManualClock
+if TYPE_CHECKING:
+    from rich.console import RenderableType
 
-TICK = 0.05  # simulated seconds per step
-CONFIG = TokenBucketConfig(capacity=10, refill_rate=5.0, initial_tokens=10)
+    from seawall._demo.server import DemoServer
+    from seawall._demo.traffic import Client
 
+Output = Literal["auto", "plain", "json"]
 
-@dataclass
-class Client:
-    name: str
-    pattern: str
-    requests_at: Callable[[int], int]  # requests sent in step n
-    allowed: int = 0
-    limited: int = 0
-    recent: list[bool] = field(default_factory=list)
+__all__ = ["run"]
 
 
-def _clients() -> list[Client]:
-    steps_per_second = round(1 / TICK)
-    return [
-        Client("steady", "4/s steady", lambda n: 1 if n % 5 == 0 else 0),
-        Client(
-            "bursty",
-            "15 every 3 s",
-            lambda n: 15 if n % (3 * steps_per_second) == 0 else 0,
-        ),
-        Client("abusive", "40/s flood", lambda n: 2),
-    ]
+def run(
+    seconds: float = 15.0, *, output: Output = "auto", own_addresses: bool | None = None
+) -> int:
+    """Runs the demo for ``seconds``; returns the process exit code.
 
-
-def _bar(client: Client, width: int = 20) -> str:
-    marks = client.recent[-width:]
-    return "".join("[green]█[/]" if ok else "[red]█[/]" for ok in marks)
-
-
-def run(simulated_seconds: float = 12.0, speed: float = 3.0) -> int:
+    ``output``: ``"auto"`` (live on a terminal, else the plain summary), ``"plain"`` or ``"json"``.
+    ``own_addresses``: whether each client sends from its own loopback address (keyed by it) or
+    all from 127.0.0.1 with their own ``X-Api-Key`` (keyed by that); default: the first where the
+    machine allows it (Linux does; macOS has only 127.0.0.1 unless configured).
+    """
     try:
-        from rich.console import Console
-        from rich.live import Live
-        from rich.table import Table
-    except ImportError:
-        print("The demo's display needs rich: pip install 'seawall[cli]'")
-        return 1
-
-    clock = ManualClock()
-    limiter = ClientRateLimiter(CONFIG, clock=clock)
-    clients = _clients()
-    console = Console()
-
-    def table(final: bool = False) -> Table:
-        elapsed = clock.now() - start
-        title = (
-            f"ClientRateLimiter: burst {CONFIG.capacity}, refill {CONFIG.refill_rate:g}/s"
-            f" · t = {elapsed:5.2f} s{' · done' if final else ''}"
+        from seawall._demo import report
+        from seawall._demo.server import DemoServer, Served
+        from seawall._demo.traffic import loopback_aliases, make_clients
+    except ImportError as exc:
+        print(
+            f"The demo needs {exc.name or 'starlette, uvicorn and httpx'}: "
+            "pip install 'seawall[cli]'",
+            file=sys.stderr,
         )
-        t = Table(title=title)
-        for column in ("client", "sends", "allowed", "limited", "tokens"):
-            t.add_column(column, justify="left" if column in ("client", "sends") else "right")
-        t.add_column("latest: [green]█[/] ok [red]█[/] 429", no_wrap=True, min_width=20)
-        for c in clients:
-            t.add_row(
-                c.name,
-                c.pattern,
-                f"[green]{c.allowed}[/]",
-                f"[red]{c.limited}[/]",
-                f"{limiter.peek_sync(c.name):5.2f}",
-                _bar(c),
-            )
-        return t
+        return 1
+    live = output == "auto" and sys.stdout.isatty() and _has_rich()
+    if own_addresses is None:
+        own_addresses = loopback_aliases()
+    server = DemoServer(seconds, key="ip" if own_addresses else "header:X-Api-Key")
+    clients = make_clients(own_addresses)
+    served = Served(server.middleware)
+    url = served.start()
+    elapsed = 0.0
 
-    start = clock.now()
-    steps = round(simulated_seconds / TICK)
-    with Live(table(), console=console, refresh_per_second=20, transient=True) as live:
-        for n in range(steps):
-            for c in clients:
-                for _ in range(c.requests_at(n)):
-                    ok = limiter.try_consume(c.name)
-                    c.allowed += ok
-                    c.limited += not ok
-                    c.recent.append(ok)
-            clock.advance(TICK)
-            live.update(table())
-            if speed > 0:
-                time.sleep(TICK / speed)
-    console.print(table(final=True))
-    stats = limiter.get_all_stats_sync()
-    console.print(
-        f"{stats['total_requests']} requests, {stats['total_rejected']} limited "
-        f"({stats['global_rejection_rate']:.0%}). Each client got its burst of "
-        f"{CONFIG.capacity} and then {CONFIG.refill_rate:g} per second; the flood did not "
-        "slow the others down."
-    )
-    _algorithms(console, Table)
+    try:
+        if live:
+            from rich.console import Console
+            from rich.live import Live
+
+            console = Console()
+
+            def show(t: float, done: bool = False) -> RenderableType:
+                return report.live_table(
+                    server, clients, url, t, seconds, own_addresses, console.width, done
+                )
+
+            with Live(show(0.0), console=console, refresh_per_second=4) as display:
+                elapsed = asyncio.run(
+                    _traffic(server, clients, url, seconds, lambda t: display.update(show(t)))
+                )
+                display.update(show(elapsed, done=True))
+        else:
+            elapsed = asyncio.run(_traffic(server, clients, url, seconds, lambda t: None))
+    except KeyboardInterrupt:
+        return 130
+    finally:
+        served.stop()
+    if output == "json":
+        print(json.dumps(report.summary(server, clients, url, elapsed, own_addresses), indent=2))
+    elif not live:
+        print(report.plain(server, clients, url, elapsed, own_addresses))
     return 0
 
 
-def _algorithms(console: Any, table_type: Any) -> None:
-    """The same bursty sender against every algorithm, each holding it to 10 per second."""
-    clock = ManualClock(start=1_800_000_000.0)
-    limiters = {name: Limiter("10/second", algorithm=name, clock=clock) for name in ALGORITHMS}
-    allowed = dict.fromkeys(ALGORITHMS, 0)
-    worst = dict.fromkeys(ALGORITHMS, 0)
-    recent: dict[str, list[float]] = {name: [] for name in ALGORITHMS}
-    sent = 0
-    for step in range(200):  # 10 s in 50 ms steps: 25 at once every 2.5 s, else 4 per step
-        burst = 25 if step % 50 == 45 else 4
-        for _ in range(burst):
-            sent += 1
-            for name, limiter in limiters.items():
-                if limiter.allow("sender"):
-                    allowed[name] += 1
-                    window = [t for t in recent[name] if t > clock.now() - 1.0]
-                    window.append(clock.now())
-                    recent[name] = window
-                    worst[name] = max(worst[name], len(window))
-        clock.advance(TICK)
-    t = table_type(
-        title=f"Limiter('10/second', algorithm=...) · one sender, {sent} requests in 10 s"
-    )
-    for column in ("algorithm", "allowed", "most in any 1 s"):
-        t.add_column(column, justify="left" if column == "algorithm" else "right")
-    for name in ALGORITHMS:
-        t.add_row(name, str(allowed[name]), str(worst[name]))
-    console.print(t)
+def _has_rich() -> bool:
+    try:
+        import rich  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+async def _traffic(
+    server: DemoServer,
+    clients: list[Client],
+    url: str,
+    seconds: float,
+    tick: Callable[[float], object],
+) -> float:
+    """Drives the clients for ``seconds``, calling ``tick(elapsed)`` four times a second;
+    returns the seconds it took (the clients finish the requests they have in flight)."""
+    from seawall._demo.traffic import drive
+
+    loop = asyncio.get_running_loop()
+    start = loop.time()
+    end = start + seconds
+    server.start()
+    task = asyncio.create_task(drive(url, clients, lambda: loop.time() < end))
+    while not task.done():
+        tick(loop.time() - start)
+        await asyncio.wait({task}, timeout=0.25)
+    await task
+    return loop.time() - start
