@@ -9,6 +9,6 @@ if [ ! -x .venv/bin/python ]; then
 fi
 export VIRTUAL_ENV=$ROOT/.venv
 export PATH=$VIRTUAL_ENV/bin:$PATH
-python -m pip install --quiet --disable-pip-version-check "maturin>=1.7,<2"
+python -m pip install --quiet --disable-pip-version-check "maturin>=1.10,<2"
 # Release build: benchmarks and the demo should see what users get. The target/ dir stays warm.
 maturin develop --release --quiet --extras "$extras"
