@@ -143,7 +143,9 @@ impl BreakerSync {
     /// everyone.
     pub async fn sync_once(&self) -> Result<Nanos, String> {
         let delta = self.breaker.take_delta();
-        let (now, _) = (self.times)();
+        // One instant for both clocks: Redis answers "open for d from `now`", so the breaker
+        // adopts "open until `local` + d", not + d from whenever the reply arrived.
+        let (now, local) = (self.times)();
         let cfg = self.breaker.config();
         let window = match cfg.window {
             WindowKind::Time(d) => d,
@@ -186,8 +188,12 @@ impl BreakerSync {
                 *self.shared.lock() = (consec, total, failed);
                 let open = (open_us.max(0) as u64).saturating_mul(1000);
                 if open > 0 && delta.opened_for.is_none() {
-                    let (_, local) = (self.times)();
-                    self.breaker.adopt_open(open, local);
+                    // Open until `local` + `open`: what is left of it now, if anything.
+                    let (_, after) = (self.times)();
+                    let left = local.saturating_add(open).saturating_sub(after);
+                    if left > 0 {
+                        self.breaker.adopt_open(left, after);
+                    }
                 }
                 Ok(open)
             }

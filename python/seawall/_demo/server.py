@@ -129,7 +129,7 @@ class DemoServer:
     async def _quote(self, request: Request) -> JSONResponse:
         key = self._key(request)
         try:
-            answer = await self.breaker.call_async(self.upstream.quote)
+            answer = await self.breaker.acall(self.upstream.quote)
         except CircuitOpenError as exc:
             return JSONResponse(
                 {"error": "the quote service is unavailable", "key": key},
