@@ -26,7 +26,7 @@ ruff format --check python tests benches
 mypy
 python -m mypy.stubtest seawall._seawall --ignore-disjoint-bases
 pyright
-python -m pytest
 # The manual (docs/, mkdocs.yml), built offline in strict mode: a broken link fails here. Not
 # --quiet (nor -v): mkdocs 1.6 then stops counting warnings, and strict mode passes anything.
 NO_MKDOCS_2_WARNING=1 mkdocs build --strict --site-dir site
+python -m pytest
