@@ -96,7 +96,7 @@ pub(crate) fn snapshot(
         capacity: params.capacity(),
         refill_rate: params.rate().as_f64(),
         total: stats.total,
-        rejected: stats.rejected,
-        last_rejection: (stats.rejected > 0).then_some(stats.last_rejection),
+        rejected: stats.limited,
+        last_rejection: (stats.limited > 0).then_some(stats.last_limited),
     }
 }

@@ -509,8 +509,8 @@ pub enum Outcome {
     Pass,
     /// Admitted: call the app, adding these headers to its response.
     Allowed(Headers),
-    /// Denied: answer 429 with these headers and body; do not call the app.
-    Denied(Headers, Vec<u8>),
+    /// Limited: answer 429 with these headers and body; do not call the app.
+    Limited(Headers, Vec<u8>),
 }
 
 /// The resolved identity of a request: its key and the raw id exemptions are checked against.
@@ -691,7 +691,7 @@ impl HttpPolicy {
             Outcome::Allowed(headers)
         } else {
             let (headers, body) = render::denial(headers, &d);
-            Outcome::Denied(headers, body)
+            Outcome::Limited(headers, body)
         })
     }
 
@@ -819,7 +819,7 @@ mod tests {
         ));
         assert!(matches!(
             p.decide(&login, 0, None, None).unwrap(),
-            Outcome::Denied(_, _)
+            Outcome::Limited(_, _)
         ));
         // GET on the same path is not the rule's: the default applies, with its own budget.
         let get = req("203.0.113.1", "/auth/login", "GET", &[]);
@@ -840,7 +840,7 @@ mod tests {
                 None
             )
             .unwrap(),
-            Outcome::Denied(_, _)
+            Outcome::Limited(_, _)
         ));
         let bare: &[(&[u8], &[u8])] = &[(b"x-internal-service", b"")];
         assert!(matches!(
@@ -851,7 +851,7 @@ mod tests {
                 None
             )
             .unwrap(),
-            Outcome::Denied(_, _)
+            Outcome::Limited(_, _)
         ));
         let right: &[(&[u8], &[u8])] = &[(b"x-internal-service", b"s3cret")];
         assert_eq!(

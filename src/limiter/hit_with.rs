@@ -136,7 +136,7 @@ mod tests {
             stats.total, 1,
             "bob's refusal is the global limit's, not bob's"
         );
-        assert_eq!(global.key_stats("*", 0).unwrap().rejected, 1);
+        assert_eq!(global.key_stats("*", 0).unwrap().limited, 1);
     }
 
     #[test]

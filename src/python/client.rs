@@ -141,9 +141,9 @@ impl PyClientRateLimiter {
         let d = PyDict::new(py);
         d.set_item("total_clients", totals.keys)?;
         d.set_item("total_requests", totals.total)?;
-        d.set_item("total_rejected", totals.rejected)?;
+        d.set_item("total_rejected", totals.limited)?;
         let rate = if totals.total > 0 {
-            totals.rejected as f64 / totals.total as f64
+            totals.limited as f64 / totals.total as f64
         } else {
             0.0
         };

@@ -411,7 +411,7 @@ impl PyHttpLimiter {
                     py.None().into_bound(py),
                 ],
             )?),
-            Outcome::Denied(h, b) => Some(PyTuple::new(
+            Outcome::Limited(h, b) => Some(PyTuple::new(
                 py,
                 [
                     false.into_pyobject(py)?.to_owned().into_any(),

@@ -226,10 +226,10 @@ impl PyDecision {
 fn key_stats_dict<'py>(py: Python<'py>, s: &KeyStats) -> PyResult<Bound<'py, PyDict>> {
     let d = PyDict::new(py);
     d.set_item("hits", s.total)?;
-    d.set_item("limited", s.rejected)?;
+    d.set_item("limited", s.limited)?;
     d.set_item(
         "last_limited",
-        (s.rejected > 0).then(|| nanos_to_secs(s.last_rejection)),
+        (s.limited > 0).then(|| nanos_to_secs(s.last_limited)),
     )?;
     Ok(d)
 }
@@ -374,7 +374,7 @@ impl PyLimiter {
         let d = PyDict::new(py);
         d.set_item("keys", t.keys)?;
         d.set_item("hits", t.total)?;
-        d.set_item("limited", t.rejected)?;
+        d.set_item("limited", t.limited)?;
         d.set_item("evicted", t.evicted)?;
         d.set_item("evicted_before_fresh", t.evicted_early)?;
         Ok(d)

@@ -65,10 +65,10 @@ pub trait Keyed: Clone + PartialEq {
 pub struct KeyStats {
     /// Decisions made for the key.
     pub total: u64,
-    /// Decisions that denied.
-    pub rejected: u64,
-    /// When the last denial happened; 0 if never.
-    pub last_rejection: Nanos,
+    /// Decisions that refused ("limited", the one word for a refused decision).
+    pub limited: u64,
+    /// When the last refusal happened; 0 if never.
+    pub last_limited: Nanos,
 }
 
 impl KeyStats {
@@ -77,8 +77,8 @@ impl KeyStats {
     pub fn record(&mut self, allowed: bool, now: Nanos) {
         self.total += 1;
         if !allowed {
-            self.rejected += 1;
-            self.last_rejection = now;
+            self.limited += 1;
+            self.last_limited = now;
         }
     }
 }
@@ -90,8 +90,8 @@ pub struct StoreTotals {
     pub keys: usize,
     /// Decisions made, over live and evicted keys.
     pub total: u64,
-    /// Denials, over live and evicted keys.
-    pub rejected: u64,
+    /// Refusals, over live and evicted keys.
+    pub limited: u64,
     /// Keys evicted (lossless or not).
     pub evicted: u64,
     /// Keys evicted at the bound before they were back to fresh.
@@ -121,7 +121,7 @@ struct Shard<A: Keyed> {
     overrides: hashbrown::HashMap<EcoString, u32, RandomState>,
     rng: u64,
     evicted_total: u64,
-    evicted_rejected: u64,
+    evicted_limited: u64,
     evicted: u64,
     evicted_early: u64,
 }
@@ -210,7 +210,7 @@ impl<A: Keyed> MemoryStore<A> {
                         overrides: hashbrown::HashMap::with_hasher(hasher.clone()),
                         rng: seed.wrapping_add(i as u64).max(1),
                         evicted_total: 0,
-                        evicted_rejected: 0,
+                        evicted_limited: 0,
                         evicted: 0,
                         evicted_early: 0,
                     })
@@ -483,7 +483,7 @@ impl<A: Keyed> MemoryStore<A> {
             let g = shard.lock();
             t.keys += g.slab.len();
             t.total += g.evicted_total + g.slab.iter().map(|e| e.stats.total).sum::<u64>();
-            t.rejected += g.evicted_rejected + g.slab.iter().map(|e| e.stats.rejected).sum::<u64>();
+            t.limited += g.evicted_limited + g.slab.iter().map(|e| e.stats.limited).sum::<u64>();
             t.evicted += g.evicted;
             t.evicted_early += g.evicted_early;
         }
@@ -671,7 +671,7 @@ impl<A: Keyed> Shard<A> {
     fn remove_at(&mut self, pos: usize, hasher: &RandomState, early: bool) {
         let e = self.unlink(pos, hasher);
         self.evicted_total += e.stats.total;
-        self.evicted_rejected += e.stats.rejected;
+        self.evicted_limited += e.stats.limited;
         self.evicted += 1;
         self.evicted_early += u64::from(early);
     }
