@@ -446,7 +446,7 @@ def mcp_server(clock: ManualClock) -> FastMCP:
     by_address: KeyName = "address"
 
     @server.tool()
-    @rate_limit_tool("1/minute", on_limit="raise", limiter=shared, key=by_address)
+    @rate_limit_tool(on_limit="raise", limiter=shared, key=by_address)
     def ping() -> str:
         return "pong"
 

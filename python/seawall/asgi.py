@@ -32,6 +32,7 @@ from seawall._args import (
 )
 from seawall._http_limiter import RuleTuple, http_limiter
 from seawall._send import Headers, send_with_headers
+from seawall._workers import warn_if_memory_workers
 from seawall.types import ASGIApp, Limits, Message, Receive, Scope, Send
 
 if TYPE_CHECKING:
@@ -165,6 +166,8 @@ class RateLimitMiddleware:
         check_int("max_body_bytes", max_body_bytes, minimum=0)
         check_bool("websockets", websockets)
         self.app = app
+        # This slice's middleware is memory-only: say so when several workers multiply it.
+        warn_if_memory_workers("seawall.RateLimitMiddleware")
         self.limiter: HttpLimiter = http_limiter(
             # Checked here too, so that a bad ``limits`` is named before a bad rule.
             limits=None if limits is None else check_limits("limits", limits),

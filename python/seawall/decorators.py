@@ -3,7 +3,8 @@
 The key says whose budget a call spends: nobody's in particular (one budget for the function), a
 context variable's value (set per request by a middleware, as seed 000's ``current_client_id``),
 or a function of the call's arguments. A refused call raises :class:`seawall.RateLimitExceeded`,
-or returns what ``on_limit`` returns.
+or returns what ``on_limit`` returns. ``store=`` puts the budgets in Redis, shared by every
+worker and host; ``limiter=`` uses a limiter already made.
 """
 
 from __future__ import annotations
@@ -12,12 +13,17 @@ import contextvars
 import functools
 import inspect
 from collections.abc import Callable
-from typing import Any, Literal, ParamSpec, TypeVar, cast
+from typing import TYPE_CHECKING, Any, Literal, ParamSpec, TypeVar, cast
 
+from seawall import _seawall
 from seawall._args import check_int, check_str
-from seawall._limiter import Limiter
+from seawall._stores import build_limiter, check_ready_limiter, is_redis
 from seawall.errors import RateLimitExceeded
 from seawall.types import Limits
+
+if TYPE_CHECKING:
+    from seawall._limiter import Limiter
+    from seawall._redis import RedisLimiter
 
 __all__ = ["rate_limit"]
 
@@ -31,15 +37,24 @@ _ANONYMOUS = "unknown"  # the key of a call whose context variable holds nothing
 
 
 def rate_limit(
-    limits: Limits = "60/minute",
+    limits: Limits | None = None,
     *,
     key: Key = None,
     algorithm: str = "gcra",
     on_limit: OnLimit = "raise",
     max_keys: int = 1_000_000,
     clock: Any = None,
+    store: str | None = None,
+    limiter: Limiter | RedisLimiter | None = None,
+    key_prefix: str | None = None,
+    on_error: str | None = None,
+    connect_timeout: float | None = None,
+    command_timeout: float | None = None,
+    log_interval: float | None = None,
+    breaker_failures: int | None = None,
+    breaker_recovery: float | None = None,
 ) -> Callable[[Callable[P, R]], Callable[P, R]]:
-    """Limit calls of the decorated function to ``limits`` per key.
+    """Limit calls of the decorated function to ``limits`` (default ``"60/minute"``) per key.
 
     ``key``: ``None`` (one budget for every call), a :class:`contextvars.ContextVar` (its value,
     as a str, per call; ``"unknown"`` when unset or empty) or a callable taking the call's
@@ -50,6 +65,19 @@ def rate_limit(
     The limiter is made once per ``rate_limit(...)``: a decorator object applied to several
     functions gives them one shared budget; ``@rate_limit(...)`` on each gives each its own.
     Async functions stay coroutine functions; signatures are kept (``functools.wraps``).
+
+    ``store``: where the budgets live, as for ``seawall.Limiter(..., store=...)``: ``None`` or
+    ``"memory://"`` (this process), or a Redis URL (``redis://``, ``rediss://``, ``unix://``,
+    ``redis+cluster://``, ``redis+sentinel://``) shared by every worker and host naming it. With
+    Redis, ``key_prefix``, ``on_error`` (``"allow"``, ``"deny"``, ``"local"``), the timeouts,
+    ``log_interval`` and the breaker options pass through to :class:`seawall.RedisLimiter`;
+    given with the memory store they are a ``ValueError``. An async function awaits the Redis
+    decision (``ahit``, never blocking the event loop); a sync one blocks on it (``hit``).
+
+    ``limiter``: a ``seawall.Limiter`` or ``RedisLimiter`` already made (say one per app, so
+    one Redis connection serves every decorator); ``limits``, ``algorithm``, ``max_keys``,
+    ``clock``, ``store`` and the Redis options are then its own, and passing any of them too is
+    a ``ValueError``.
     """
     if not (key is None or isinstance(key, contextvars.ContextVar) or callable(key)):
         raise TypeError(f"key must be None, a ContextVar or a callable, got {type(key).__name__}")
@@ -57,7 +85,48 @@ def rate_limit(
         raise TypeError(f"on_limit must be 'raise' or a callable, got {on_limit!r}")
     check_str("algorithm", algorithm)
     check_int("max_keys", max_keys)
-    limiter = Limiter(limits, algorithm=algorithm, max_keys=max_keys, clock=clock)
+    options = {
+        "key_prefix": key_prefix,
+        "on_error": on_error,
+        "connect_timeout": connect_timeout,
+        "command_timeout": command_timeout,
+        "log_interval": log_interval,
+        "breaker_failures": breaker_failures,
+        "breaker_recovery": breaker_recovery,
+    }
+    if limiter is not None:
+        if not isinstance(limiter, _seawall.Limiter) and not is_redis(limiter):
+            raise TypeError(
+                f"limiter must be a seawall.Limiter or RedisLimiter, got {type(limiter).__name__}"
+            )
+        own = {
+            "limits": limits is not None,
+            "algorithm": algorithm != "gcra",
+            "max_keys": max_keys != 1_000_000,
+            "clock": clock is not None,
+        }
+        clash = [name for name, given in own.items() if given]
+        if clash:
+            raise ValueError(
+                f"rate_limit: limiter= brings its own {', '.join(clash)}; pass them to the "
+                "limiter, not beside it"
+            )
+        check_ready_limiter("seawall.rate_limit", limiter, store, options)
+        lim: Any = limiter
+    else:
+        lim = build_limiter(
+            "seawall.rate_limit",
+            "60/minute" if limits is None else limits,
+            store=store,
+            algorithm=algorithm,
+            max_keys=max_keys,
+            clock=clock,
+            options=options,
+        )
+    hit = lim.hit
+    # The Redis limiter's ``ahit`` waits on seawall's I/O thread; the memory one's answers at
+    # once, so calling ``hit`` directly spares a coroutine per call.
+    ahit = lim.ahit if is_redis(lim) else None
     key_of = _key_function(key)
 
     def refused(call_key: str, retry_after: float, limit: int) -> Any:
@@ -75,7 +144,7 @@ def rate_limit(
             @functools.wraps(func)
             async def async_wrapper(*args: P.args, **kwargs: P.kwargs) -> Any:
                 call_key = key_of(args, kwargs)
-                decision = limiter.hit(call_key)
+                decision = hit(call_key) if ahit is None else await ahit(call_key)
                 if not decision.allowed:
                     result = refused(call_key, decision.retry_after, decision.limit)
                     if inspect.isawaitable(result):
@@ -88,7 +157,7 @@ def rate_limit(
         @functools.wraps(func)
         def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
             call_key = key_of(args, kwargs)
-            decision = limiter.hit(call_key)
+            decision = hit(call_key)
             if not decision.allowed:
                 return cast("R", refused(call_key, decision.retry_after, decision.limit))
             return func(*args, **kwargs)

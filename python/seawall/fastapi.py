@@ -19,6 +19,7 @@ from fastapi import HTTPException, Request, Response
 from seawall import _seawall
 from seawall._args import check_limits, check_optional_callable
 from seawall._http_limiter import http_limiter
+from seawall._workers import warn_if_memory_workers
 from seawall.types import Limits
 
 __all__ = ["RateLimitDependency", "limit"]
@@ -77,6 +78,7 @@ def limit(
         max_keys=max_keys,
         clock=clock,
     )
+    warn_if_memory_workers("seawall.fastapi.limit")  # its budgets are in this process's memory
     return RateLimitDependency(native, key_func, detail)
 
 

@@ -9,7 +9,7 @@ from collections.abc import Awaitable, Callable, Iterable
 from typing import TYPE_CHECKING, Any, Literal, Protocol, TypeVar, cast
 
 from seawall._keys import check_max_key_length, digest
-from seawall._limiter import Limiter
+from seawall._stores import build_limiter, check_ready_limiter, is_redis
 from seawall._time import whole_seconds
 from seawall.mcp._context import ambient_context, context_classes
 from seawall.mcp._errors import ToolRateLimitedError
@@ -104,7 +104,7 @@ class KeyLimiter(Protocol):
 
 
 def rate_limit_tool(
-    limits: str | Limit | list[str | Limit] = "3/10 seconds",
+    limits: str | Limit | list[str | Limit] | None = None,
     *,
     key: KeyName | Literal["user_id"] | KeyFunc = "auto",
     on_limit: Literal["error", "raise"] = "error",
@@ -115,8 +115,18 @@ def rate_limit_tool(
     trusted_proxies: Iterable[str] = (),
     proxy_header: str = "X-Forwarded-For",
     max_key_length: int = 256,
+    store: str | None = None,
+    max_keys: int = 1_000_000,
+    key_prefix: str | None = None,
+    on_error: str | None = None,
+    connect_timeout: float | None = None,
+    command_timeout: float | None = None,
+    log_interval: float | None = None,
+    breaker_failures: int | None = None,
+    breaker_recovery: float | None = None,
 ) -> Callable[[F], F]:
-    """Limit one MCP tool, per client; write it below ``@mcp.tool()``.
+    """Limit one MCP tool to ``limits`` (default ``"3/10 seconds"``) per client; write it below
+    ``@mcp.tool()``.
 
     ``key``, whose budget a call spends (see the module docstring for who writes each):
     ``"auto"`` (the authenticated principal, else the client address, else the stdio or
@@ -136,6 +146,15 @@ def rate_limit_tool(
     True, "retry_after": <whole seconds>}`` (``on_limit="error"``), or raises
     :data:`ToolRateLimitedError` (``on_limit="raise"``), which the client sees as ``isError``.
 
+    ``store``: where the budgets live, as for ``seawall.Limiter(..., store=...)``: memory
+    (default) or a Redis URL shared by every worker and host; ``key_prefix``, ``on_error``, the
+    timeouts, ``log_interval`` and the breaker options pass through to
+    :class:`seawall.RedisLimiter` (a ``ValueError`` with the memory store). An async tool
+    awaits the Redis decision (``ahit``); a sync tool blocks on it (``hit``). ``limiter``: one
+    already made (any object with ``hit(key)``; a ``RedisLimiter`` is awaited in async tools);
+    ``limits``, ``algorithm``, ``max_keys``, ``store=`` or a Redis option beside it is a
+    ``ValueError`` (they would be the limiter's own).
+
     Raises ``TypeError`` when applied to a function fastmcp has already registered or marked
     (``@rate_limit_tool`` written above ``@mcp.tool()``): see the module docstring.
     """
@@ -150,9 +169,42 @@ def rate_limit_tool(
     keys = None if callable(key) or key == "user_id" else Keys(key, trusted_proxies, proxy_header)
     if keys is None:
         check_trusted_proxies(trusted_proxies, proxy_header)
-    lim: KeyLimiter = (
-        limiter if limiter is not None else Limiter(limits, algorithm=algorithm, clock=clock)
-    )
+    options = {
+        "key_prefix": key_prefix,
+        "on_error": on_error,
+        "connect_timeout": connect_timeout,
+        "command_timeout": command_timeout,
+        "log_interval": log_interval,
+        "breaker_failures": breaker_failures,
+        "breaker_recovery": breaker_recovery,
+    }
+    lim: KeyLimiter
+    if limiter is not None:
+        own = {
+            "limits": limits is not None,
+            "algorithm": algorithm != "gcra",
+            "max_keys": max_keys != 1_000_000,
+        }
+        clash = [name for name, given in own.items() if given]
+        if clash:
+            raise ValueError(
+                f"rate_limit_tool: limiter= brings its own {', '.join(clash)}; pass them to "
+                "the limiter, not beside it"
+            )
+        check_ready_limiter("seawall.mcp.rate_limit_tool", limiter, store, options)
+        lim = limiter
+    else:
+        lim = build_limiter(
+            "seawall.mcp.rate_limit_tool",
+            "3/10 seconds" if limits is None else limits,
+            store=store,
+            algorithm=algorithm,
+            max_keys=max_keys,
+            clock=clock,
+            options=options,
+        )
+    # Only a Redis decision waits: a memory one is taken without a coroutine.
+    ahit = cast("Any", lim).ahit if is_redis(lim) else None
 
     def decorator(func: F) -> F:
         refuse_registered(func)
@@ -187,7 +239,9 @@ def rate_limit_tool(
             @functools.wraps(func)
             async def awrapper(*args: Any, **kwargs: Any) -> Any:
                 k = prefix + key_of(args, kwargs)
-                decision = hit(k if len(k) <= cap else digest(k))
+                if len(k) > cap:
+                    k = digest(k)
+                decision = hit(k) if ahit is None else await ahit(k)
                 if not decision.allowed:
                     return refused(decision)
                 stats.admitted()

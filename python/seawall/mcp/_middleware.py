@@ -8,6 +8,8 @@ from typing import TYPE_CHECKING, Any, Literal, cast
 
 from seawall._keys import check_max_key_length, digest
 from seawall._limiter import Limiter
+from seawall._redis import RedisLimiter
+from seawall._stores import build_limiter, check_ready_limiter, is_redis
 from seawall.mcp._errors import ToolRateLimitedError
 from seawall.mcp._identity import KEY_NAMES, KeyName, Keys, check_trusted_proxies
 from seawall.mcp._stats import stats_for
@@ -49,13 +51,29 @@ class ToolRateLimitMiddleware(_middleware_base()):  # type: ignore[misc]
     Tool names are the client's words: a call of a name the server has no tool for spends the
     client's budget of the ``"<unknown>"`` tool (``limits``) and is counted under that name in
     :func:`tool_stats`, so made-up names cost neither memory nor a budget of their own.
+
+    ``store``: where the budgets live, as for ``seawall.Limiter(..., store=...)``: memory
+    (default) or a Redis URL shared by every worker and host; ``key_prefix``, ``on_error``, the
+    timeouts, ``log_interval`` and the breaker options pass through to
+    :class:`seawall.RedisLimiter` (a ``ValueError`` with the memory store). Redis decisions are
+    awaited (``ahit``), never blocking the event loop. ``limiter``: a ``seawall.Limiter`` or
+    ``RedisLimiter`` already made, for the default budget (then ``limits``, ``store=`` and the
+    Redis options are its own: passing them too is a ``ValueError``); a ``per_tool`` value may
+    also be a ready limiter, and must be one when ``limiter=`` is given.
+
+    ``global_limits`` works with the memory store only: there the tool's limit and the global
+    one are one native call, all or nothing. Over Redis they would be two scripts, and a call
+    refused by the second would already have spent the first, so ``global_limits`` with a
+    Redis store (or any Redis limiter) is a ``ValueError`` rather than a silent loss of
+    all-or-nothing; use a per-tool limit with ``key="global"`` in a second middleware meanwhile.
     """
 
     def __init__(
         self,
-        limits: str | Limit | list[str | Limit] = "10/minute",
+        limits: str | Limit | list[str | Limit] | None = None,
         *,
-        per_tool: Mapping[str, str | Limit | list[str | Limit]] | None = None,
+        per_tool: Mapping[str, str | Limit | list[str | Limit] | Limiter | RedisLimiter]
+        | None = None,
         key: KeyName | Literal["global"] | Callable[[Any], str] = "auto",
         global_limits: str | Limit | list[str | Limit] | None = None,
         algorithm: str = "gcra",
@@ -64,6 +82,15 @@ class ToolRateLimitMiddleware(_middleware_base()):  # type: ignore[misc]
         trusted_proxies: Iterable[str] = (),
         proxy_header: str = "X-Forwarded-For",
         max_key_length: int = 256,
+        store: str | None = None,
+        limiter: Limiter | RedisLimiter | None = None,
+        key_prefix: str | None = None,
+        on_error: str | None = None,
+        connect_timeout: float | None = None,
+        command_timeout: float | None = None,
+        log_interval: float | None = None,
+        breaker_failures: int | None = None,
+        breaker_recovery: float | None = None,
     ) -> None:
         if not callable(key) and key not in (*KEY_NAMES, "global"):
             raise ValueError(
@@ -78,11 +105,63 @@ class ToolRateLimitMiddleware(_middleware_base()):  # type: ignore[misc]
         )
         if self._keys is None:
             check_trusted_proxies(trusted_proxies, proxy_header)
-        self._default = Limiter(limits, algorithm=algorithm, clock=clock, max_keys=max_keys)
-        self._per_tool = {
-            tool: Limiter(lim, algorithm=algorithm, clock=clock, max_keys=max_keys)
-            for tool, lim in (per_tool or {}).items()
+        owner = "seawall.mcp.ToolRateLimitMiddleware"
+        options = {
+            "key_prefix": key_prefix,
+            "on_error": on_error,
+            "connect_timeout": connect_timeout,
+            "command_timeout": command_timeout,
+            "log_interval": log_interval,
+            "breaker_failures": breaker_failures,
+            "breaker_recovery": breaker_recovery,
         }
+
+        def build(name: str, spec: Any) -> Any:
+            if isinstance(spec, Limiter) or is_redis(spec):
+                return spec
+            if limiter is not None:
+                raise ValueError(
+                    f"{name}: with limiter=, give ready limiters here too (a limit string "
+                    "would be kept in memory while the default budget is the limiter's)"
+                )
+            return build_limiter(
+                owner,
+                spec,
+                store=store,
+                algorithm=algorithm,
+                max_keys=max_keys,
+                clock=clock,
+                options=options,
+            )
+
+        if limiter is not None:
+            if not isinstance(limiter, Limiter) and not is_redis(limiter):
+                raise TypeError(
+                    "limiter must be a seawall.Limiter or RedisLimiter, got "
+                    f"{type(limiter).__name__}"
+                )
+            if limits is not None:
+                raise ValueError(
+                    f"{owner}: limiter= brings its own limits; pass limits or limiter, not both"
+                )
+            check_ready_limiter(owner, limiter, store, options)
+            self._default: Any = limiter
+        else:
+            self._default = build("limits", "10/minute" if limits is None else limits)
+        self._per_tool: dict[str, Any] = {
+            tool: build(f"per_tool[{tool!r}]", lim) for tool, lim in (per_tool or {}).items()
+        }
+        limiters = [self._default, *self._per_tool.values()]
+        # Whether any decision must be awaited (a Redis one); memory decisions never are.
+        self._redis = any(is_redis(lim) for lim in limiters)
+        if global_limits is not None and (
+            self._redis or not (store is None or store == "memory://")
+        ):
+            raise ValueError(
+                f"{owner}: global_limits works with the memory store only: over Redis the "
+                "tool's limit and the global one would be two scripts, not one all-or-nothing "
+                "decision (a call refused by one would have spent the other)"
+            )
         # Names of tools the server was seen to have (or configured in ``per_tool``): only
         # these get budgets and statistics of their own.
         self._known: set[str] = set(self._per_tool)
@@ -129,9 +208,12 @@ class ToolRateLimitMiddleware(_middleware_base()):  # type: ignore[misc]
         tool = str(getattr(context.message, "name", "?"))
         known = tool in self._known or await self._exists(context, tool)
         name = tool if known else _UNKNOWN_TOOL
-        decision = self._decide(
-            self._per_tool.get(name, self._default), f"{name}:{self._client(context)}"
-        )
+        lim = self._per_tool.get(name, self._default)
+        key = f"{name}:{self._client(context)}"
+        if self._redis and is_redis(lim):
+            decision = await lim.ahit(key if len(key) <= self._cap else digest(key))
+        else:
+            decision = self._decide(cast("Limiter", lim), key)
         if not decision.allowed:
             stats_for(name).refused(self.clock)
             raise ToolRateLimitedError(decision.retry_after, decision.limit, name)

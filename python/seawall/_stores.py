@@ -1,0 +1,82 @@
+"""``store=`` and ``limiter=`` for the front doors that decide through :class:`seawall.Limiter`
+(``seawall.rate_limit`` and ``seawall.mcp``): one place that validates them and builds the
+limiter, so every front door takes the same URLs and options as ``Limiter(..., store=...)``."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from seawall import _seawall
+from seawall._limiter import Limiter
+from seawall._redis import RedisLimiter
+from seawall._workers import warn_if_memory_workers
+
+__all__ = ["REDIS_OPTIONS", "build_limiter", "is_redis"]
+
+# The keyword arguments of ``RedisLimiter`` a front door passes through (``max_keys`` becomes
+# its ``max_local_keys``, the bound of the ``on_error="local"`` fallback).
+REDIS_OPTIONS = (
+    "key_prefix",
+    "on_error",
+    "connect_timeout",
+    "command_timeout",
+    "log_interval",
+    "breaker_failures",
+    "breaker_recovery",
+)
+
+
+def is_redis(limiter: object) -> bool:
+    """Whether ``limiter`` keeps its state in Redis (its async methods then really wait)."""
+    return isinstance(limiter, RedisLimiter)
+
+
+def is_memory(store: object) -> bool:
+    return store is None or store == "memory://"
+
+
+def build_limiter(
+    owner: str,
+    limits: Any,
+    *,
+    store: str | None,
+    algorithm: str,
+    max_keys: int,
+    clock: Any,
+    options: dict[str, Any],
+) -> Any:
+    """A ``Limiter`` (memory) or ``RedisLimiter`` for ``owner`` (the front door, for messages).
+
+    ``options`` maps each of :data:`REDIS_OPTIONS` to its value, ``None`` when not given. Given
+    with a memory store they would be ignored, so they are refused, named.
+    """
+    given = {name: value for name, value in options.items() if value is not None}
+    if is_memory(store):
+        if given:
+            raise ValueError(
+                f"{owner}: {', '.join(sorted(given))} apply only with a Redis store= "
+                f"(got store={store!r}, the memory store)"
+            )
+        limiter = Limiter(limits, algorithm=algorithm, max_keys=max_keys, clock=clock)
+        warn_if_memory_workers(owner)
+        return limiter
+    if not isinstance(store, str):
+        raise TypeError(f"store must be a URL string or None, got {type(store).__name__}")
+    return Limiter(
+        limits, store=store, algorithm=algorithm, max_keys=max_keys, clock=clock, **given
+    )
+
+
+def check_ready_limiter(owner: str, limiter: Any, store: Any, options: dict[str, Any]) -> None:
+    """``limiter=`` is a limiter already made: a ``store=`` or a Redis option beside it would be
+    ignored, so it is refused, named; a memory one warns as a memory store does."""
+    given = sorted(name for name, value in options.items() if value is not None)
+    if store is not None:
+        given.insert(0, "store")
+    if given:
+        raise ValueError(
+            f"{owner}: limiter= is a ready limiter, so {', '.join(given)} would be ignored; "
+            "configure the store on the limiter, or pass store= instead of limiter="
+        )
+    if isinstance(limiter, _seawall.Limiter):
+        warn_if_memory_workers(owner)
