@@ -1,0 +1,294 @@
+"""``store=`` / ``limiter=`` on ``seawall.rate_limit`` and ``seawall.mcp`` (issue 13), against a
+real redis-server: two limiter instances (as two workers hold) share one budget exactly, sync
+and async, and ``on_error`` decides when Redis is not there."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import pytest
+from redis_servers import free_port
+
+import seawall
+from seawall import Limiter, RateLimitExceeded, rate_limit
+from seawall.testing import ManualClock
+
+pytestmark = pytest.mark.anyio
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    return "asyncio"
+
+
+def _admitted_sync(funcs: list[Any], calls: int) -> int:
+    admitted = 0
+    for i in range(calls):
+        try:
+            funcs[i % len(funcs)]()
+        except RateLimitExceeded:
+            continue
+        admitted += 1
+    return admitted
+
+
+def test_two_sync_decorators_on_redis_share_one_budget_exactly(
+    redis_url: str, redis_prefix: str
+) -> None:
+    clock = ManualClock(1_000)
+    workers = []
+    for _ in range(2):  # as two worker processes would each build it
+
+        @rate_limit("5/minute", store=redis_url, key_prefix=redis_prefix, clock=clock)
+        def endpoint() -> str:
+            return "ok"
+
+        workers.append(endpoint)
+    assert _admitted_sync(workers, 12) == 5
+    clock.advance(12)  # GCRA: one more every 12 s
+    assert _admitted_sync(workers, 4) == 1
+
+
+async def test_two_async_decorators_on_redis_share_one_budget_exactly(
+    redis_url: str, redis_prefix: str
+) -> None:
+    clock = ManualClock(1_000)
+    workers = []
+    for _ in range(2):
+
+        @rate_limit("4/minute", store=redis_url, key_prefix=redis_prefix, clock=clock)
+        async def endpoint() -> str:
+            return "ok"
+
+        workers.append(endpoint)
+    admitted = 0
+    for i in range(10):
+        try:
+            await workers[i % 2]()
+        except RateLimitExceeded:
+            continue
+        admitted += 1
+    assert admitted == 4
+
+
+async def test_async_function_awaits_redis_without_blocking_the_loop(
+    redis_url: str, redis_prefix: str
+) -> None:
+    """The event loop runs other tasks while the Redis decision is in flight: a blocking
+    ``hit`` inside the async wrapper would finish in its first step, before any other task."""
+
+    @rate_limit("100/minute", store=redis_url, key_prefix=redis_prefix)
+    async def endpoint() -> str:
+        return "ok"
+
+    done = False
+    ticks = 0
+
+    async def call() -> None:
+        nonlocal done
+        await endpoint()
+        done = True
+
+    async def ticker() -> None:
+        nonlocal ticks
+        while not done:
+            ticks += 1
+            await asyncio.sleep(0)
+
+    await asyncio.gather(call(), ticker())
+    assert ticks > 0
+
+
+def test_ready_limiter_is_shared_by_decorators(redis_url: str, redis_prefix: str) -> None:
+    shared = Limiter("3/minute", store=redis_url, key_prefix=redis_prefix, clock=ManualClock(5))
+
+    @rate_limit(limiter=shared)
+    def a() -> int:
+        return 1
+
+    @rate_limit(limiter=shared)
+    def b() -> int:
+        return 2
+
+    assert _admitted_sync([a, b], 8) == 3
+
+
+@pytest.mark.parametrize(("on_error", "admitted"), [("allow", 6), ("deny", 0), ("local", 2)])
+def test_on_error_with_a_dead_redis_port(on_error: str, admitted: int) -> None:
+    @rate_limit(
+        "2/minute",
+        store=f"redis://127.0.0.1:{free_port()}/0",
+        on_error=on_error,
+        connect_timeout=0.5,
+    )
+    def endpoint() -> None:
+        return None
+
+    assert _admitted_sync([endpoint], 6) == admitted
+
+
+async def test_on_error_deny_async_with_a_dead_redis_port() -> None:
+    @rate_limit(
+        "2/minute",
+        store=f"redis://127.0.0.1:{free_port()}/0",
+        on_error="deny",
+        connect_timeout=0.5,
+    )
+    async def endpoint() -> None:
+        return None
+
+    with pytest.raises(RateLimitExceeded):
+        await endpoint()
+
+
+def test_redis_options_with_the_memory_store_are_refused_by_name() -> None:
+    with pytest.raises(ValueError, match=r"command_timeout, key_prefix apply only with a Redis"):
+        rate_limit("1/second", key_prefix="x:", command_timeout=1.0)
+    with pytest.raises(ValueError, match="on_error"):
+        rate_limit("1/second", store="memory://", on_error="deny")
+
+
+def test_limiter_beside_its_own_settings_is_refused_by_name(redis_url: str) -> None:
+    shared = Limiter("1/second")
+    with pytest.raises(ValueError, match="store"):
+        rate_limit(limiter=shared, store=redis_url)
+    with pytest.raises(ValueError, match="key_prefix"):
+        rate_limit(limiter=shared, key_prefix="p:")
+    with pytest.raises(ValueError, match="limits"):
+        rate_limit("5/second", limiter=shared)
+    with pytest.raises(ValueError, match="algorithm"):
+        rate_limit(limiter=shared, algorithm="sliding_window")
+    with pytest.raises(TypeError, match="limiter"):
+        rate_limit(limiter=object())  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match="store"):
+        rate_limit("1/second", store=6379)  # type: ignore[arg-type]
+
+
+def test_bad_redis_option_values_are_named(redis_url: str) -> None:
+    with pytest.raises(ValueError, match="on_error"):
+        rate_limit("1/second", store=redis_url, on_error="sometimes")
+    with pytest.raises(ValueError, match="port"):
+        rate_limit("1/second", store="redis://127.0.0.1:99999/0")
+
+
+# --- seawall.mcp --------------------------------------------------------------------------------
+
+fastmcp = pytest.importorskip("fastmcp")
+
+from fastmcp import Client, FastMCP  # noqa: E402
+
+from seawall.mcp import ToolRateLimitMiddleware, rate_limit_tool  # noqa: E402
+from seawall.mcp._stats import reset_tool_stats  # noqa: E402
+
+
+@pytest.fixture(autouse=True)
+def _fresh_stats() -> None:
+    reset_tool_stats()
+
+
+def _tool_server(redis_url: str, prefix: str, clock: ManualClock) -> FastMCP:
+    server = FastMCP("w")
+
+    @server.tool()
+    @rate_limit_tool("3/minute", key="user_id", store=redis_url, key_prefix=prefix, clock=clock)
+    async def search(user_id: str) -> dict[str, Any]:
+        return {"user": user_id}
+
+    @server.tool()
+    @rate_limit_tool("2/minute", key="user_id", store=redis_url, key_prefix=prefix, clock=clock)
+    def lookup(user_id: str) -> dict[str, Any]:
+        return {"user": user_id}
+
+    return server
+
+
+async def _admitted_tool(servers: list[FastMCP], tool: str, calls: int) -> int:
+    admitted = 0
+    for i in range(calls):
+        async with Client(servers[i % len(servers)], mode="legacy") as c:
+            result = await c.call_tool(tool, {"user_id": "ann"}, raise_on_error=False)
+        data = result.structured_content or {}
+        if not result.is_error and not data.get("rate_limited"):
+            admitted += 1
+    return admitted
+
+
+async def test_mcp_tools_on_redis_share_one_budget_across_two_servers(
+    redis_url: str, redis_prefix: str
+) -> None:
+    clock = ManualClock(1_000)
+    servers = [_tool_server(redis_url, redis_prefix, clock) for _ in range(2)]
+    assert await _admitted_tool(servers, "search", 8) == 3  # async tool: ahit
+    assert await _admitted_tool(servers, "lookup", 6) == 2  # sync tool: hit
+
+
+async def test_mcp_middleware_on_redis_shares_one_budget_across_two_servers(
+    redis_url: str, redis_prefix: str
+) -> None:
+    clock = ManualClock(1_000)
+    servers = []
+    for _ in range(2):
+        server = FastMCP(
+            "mw",
+            middleware=[
+                ToolRateLimitMiddleware(
+                    "3/minute",
+                    per_tool={"expensive": "1/minute"},
+                    key="global",
+                    store=redis_url,
+                    key_prefix=redis_prefix,
+                    clock=clock,
+                )
+            ],
+        )
+
+        @server.tool()
+        def cheap() -> int:
+            return 1
+
+        @server.tool()
+        def expensive() -> int:
+            return 2
+
+        servers.append(server)
+
+    async def admitted(tool: str, calls: int) -> int:
+        n = 0
+        for i in range(calls):
+            async with Client(servers[i % 2], mode="legacy") as c:
+                n += not (await c.call_tool(tool, {}, raise_on_error=False)).is_error
+        return n
+
+    assert await admitted("cheap", 7) == 3
+    assert await admitted("expensive", 4) == 1
+
+
+def test_mcp_global_limits_over_redis_are_refused(redis_url: str) -> None:
+    with pytest.raises(ValueError, match="global_limits works with the memory store only"):
+        ToolRateLimitMiddleware("3/minute", global_limits="10/minute", store=redis_url)
+    ready = Limiter("3/minute", store=redis_url)
+    with pytest.raises(ValueError, match="global_limits"):
+        ToolRateLimitMiddleware(limiter=ready, global_limits="10/minute")
+
+
+def test_mcp_store_and_limiter_arguments_are_checked(redis_url: str) -> None:
+    with pytest.raises(ValueError, match="on_error apply only with a Redis"):
+        rate_limit_tool("1/minute", on_error="deny")
+    with pytest.raises(ValueError, match="key_prefix apply only with a Redis"):
+        ToolRateLimitMiddleware("1/minute", key_prefix="p:")
+    ready = Limiter("1/minute")
+    with pytest.raises(ValueError, match="limits"):
+        rate_limit_tool("2/minute", limiter=ready)
+    with pytest.raises(ValueError, match="store"):
+        rate_limit_tool(limiter=ready, store=redis_url)
+    with pytest.raises(ValueError, match="limits"):
+        ToolRateLimitMiddleware("2/minute", limiter=ready)
+    with pytest.raises(ValueError, match=r"per_tool\['x'\]"):
+        ToolRateLimitMiddleware(limiter=ready, per_tool={"x": "1/minute"})
+    mw = ToolRateLimitMiddleware(limiter=ready, per_tool={"x": Limiter("5/minute")})
+    assert mw._default is ready
+
+
+def test_public_names_unchanged() -> None:
+    assert seawall.rate_limit is rate_limit
