@@ -5,9 +5,12 @@ and async, and ``on_error`` decides when Redis is not there."""
 from __future__ import annotations
 
 import asyncio
+import uuid
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from redis_servers import free_port
 
 import seawall
@@ -48,6 +51,28 @@ def test_two_sync_decorators_on_redis_share_one_budget_exactly(
     assert _admitted_sync(workers, 12) == 5
     clock.advance(12)  # GCRA: one more every 12 s
     assert _admitted_sync(workers, 4) == 1
+
+
+@settings(max_examples=25, deadline=None)
+@given(
+    limit=st.integers(min_value=1, max_value=30),
+    calls=st.integers(min_value=0, max_value=60),
+    workers=st.integers(min_value=1, max_value=4),
+)
+def test_workers_on_redis_admit_exactly_the_limit(
+    redis_url: str, limit: int, calls: int, workers: int
+) -> None:
+    prefix = f"t:prop:{uuid.uuid4().hex}:"
+    clock = ManualClock(1_000)
+    funcs = []
+    for _ in range(workers):
+
+        @rate_limit(f"{limit}/hour", store=redis_url, key_prefix=prefix, clock=clock)
+        def endpoint() -> None:
+            return None
+
+        funcs.append(endpoint)
+    assert _admitted_sync(funcs, calls) == min(limit, calls)
 
 
 async def test_two_async_decorators_on_redis_share_one_budget_exactly(

@@ -15,7 +15,11 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from redis_servers import free_port
+
+from seawall._workers import worker_count
 
 WARNING = re.compile(r"pid (\d+)\) is one of (\d+) workers \(([^)]*)\)")
 START = 60.0  # seconds a server may take to start its workers on a loaded machine
@@ -199,3 +203,43 @@ def test_gunicorn_workers_warn_only_when_several(
     else:
         assert len(found) == 2 and len({pid for pid, _, _ in found}) == 2, text
         assert all(n == "2" and how == "gunicorn workers" for _, n, how in found)
+
+
+def test_gunicorn_preload_warns_once_in_the_arbiter(
+    tmp_path: Path, server: Callable[..., tuple[subprocess.Popen[str], Path]]
+) -> None:
+    """With ``--preload`` the app (and its limiter) is made once, in the arbiter, and forked:
+    one process made it, so one warning, from the arbiter."""
+    pytest.importorskip("gunicorn")
+    (tmp_path / "wsgi_app.py").write_text(WSGI_APP)
+    proc, log = server("gunicorn", "-w", "3", "--preload", "-b", f"127.0.0.1:{free_port()}",
+                       "wsgi_app:app")  # fmt: skip
+    text = _wait_for(proc, log, lambda t: t.count("Booting worker") >= 3)
+    found = WARNING.findall(text)
+    assert found == [(str(proc.pid), "3", "gunicorn workers")], text
+
+
+@settings(max_examples=50, deadline=None)
+@given(value=st.text(max_size=6) | st.integers(-5, 64).map(str))
+def test_web_concurrency_counts_as_the_servers_read_it(value: str) -> None:
+    """Any value: several workers exactly when the servers themselves would read a number > 1
+    (both do ``int(os.environ["WEB_CONCURRENCY"])``)."""
+    if "\x00" in value:
+        return  # not a value an environment can hold
+    saved = os.environ.get("WEB_CONCURRENCY")
+    os.environ["WEB_CONCURRENCY"] = value
+    try:
+        n, source = worker_count()
+    finally:
+        if saved is None:
+            del os.environ["WEB_CONCURRENCY"]
+        else:
+            os.environ["WEB_CONCURRENCY"] = saved
+    try:
+        expected = int(value)
+    except ValueError:
+        expected = 1
+    if expected > 1:
+        assert (n, source) == (expected, "WEB_CONCURRENCY")
+    else:
+        assert (n, source) == (1, "")
