@@ -309,6 +309,10 @@ def test_mcp_store_and_limiter_arguments_are_checked(redis_url: str) -> None:
         rate_limit_tool(limiter=ready, store=redis_url)
     with pytest.raises(ValueError, match="limits"):
         ToolRateLimitMiddleware("2/minute", limiter=ready)
+    with pytest.raises(ValueError, match="max_keys"):
+        ToolRateLimitMiddleware(limiter=ready, max_keys=10)
+    with pytest.raises(ValueError, match="algorithm"):
+        ToolRateLimitMiddleware(limiter=ready, algorithm="sliding_window")
     with pytest.raises(ValueError, match=r"per_tool\['x'\]"):
         ToolRateLimitMiddleware(limiter=ready, per_tool={"x": "1/minute"})
     mw = ToolRateLimitMiddleware(limiter=ready, per_tool={"x": Limiter("5/minute")})

@@ -140,9 +140,17 @@ class ToolRateLimitMiddleware(_middleware_base()):  # type: ignore[misc]
                     "limiter must be a seawall.Limiter or RedisLimiter, got "
                     f"{type(limiter).__name__}"
                 )
-            if limits is not None:
+            own = {
+                "limits": limits is not None,
+                "max_keys": max_keys != 1_000_000,
+                # With limiter=, per_tool holds ready limiters: only global_limits uses it.
+                "algorithm": algorithm != "gcra" and global_limits is None,
+            }
+            clash = [name for name, given in own.items() if given]
+            if clash:
                 raise ValueError(
-                    f"{owner}: limiter= brings its own limits; pass limits or limiter, not both"
+                    f"{owner}: limiter= brings its own {', '.join(clash)}; pass them to the "
+                    "limiter, not beside it"
                 )
             check_ready_limiter(owner, limiter, store, options)
             self._default: Any = limiter
@@ -213,7 +221,7 @@ class ToolRateLimitMiddleware(_middleware_base()):  # type: ignore[misc]
         if self._redis and is_redis(lim):
             decision = await lim.ahit(key if len(key) <= self._cap else digest(key))
         else:
-            decision = self._decide(cast("Limiter", lim), key)
+            decision = self._decide(lim, key)
         if not decision.allowed:
             stats_for(name).refused(self.clock)
             raise ToolRateLimitedError(decision.retry_after, decision.limit, name)
