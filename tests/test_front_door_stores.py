@@ -182,6 +182,8 @@ def test_limiter_beside_its_own_settings_is_refused_by_name(redis_url: str) -> N
         rate_limit(limiter=shared, key_prefix="p:")
     with pytest.raises(ValueError, match="limits"):
         rate_limit("5/second", limiter=shared)
+    with pytest.raises(ValueError, match="limits"):
+        rate_limit("60/minute", limiter=shared)  # the default's text, passed: still refused
     with pytest.raises(ValueError, match="algorithm"):
         rate_limit(limiter=shared, algorithm="sliding_window")
     with pytest.raises(TypeError, match="limiter"):

@@ -11,7 +11,16 @@ from seawall._limiter import Limiter
 from seawall._redis import RedisLimiter
 from seawall._workers import warn_if_memory_workers
 
-__all__ = ["REDIS_OPTIONS", "build_limiter", "is_redis"]
+__all__ = ["REDIS_OPTIONS", "DefaultLimits", "build_limiter", "is_redis"]
+
+
+class DefaultLimits(str):
+    """A front door's default ``limits``: the same text as a string a caller might pass, but
+    told apart from it (``isinstance``), so that ``limits`` passed beside ``limiter=`` (which
+    would be ignored) is refused while the default is not. ``None`` stays a bad value."""
+
+    __slots__ = ()
+
 
 # The keyword arguments of ``RedisLimiter`` a front door passes through (``max_keys`` becomes
 # its ``max_local_keys``, the bound of the ``on_error="local"`` fallback).
@@ -57,14 +66,18 @@ def build_limiter(
                 f"{owner}: {', '.join(sorted(given))} apply only with a Redis store= "
                 f"(got store={store!r}, the memory store)"
             )
-        limiter = Limiter(limits, algorithm=algorithm, max_keys=max_keys, clock=clock)
+        limiter = Limiter(_plain(limits), algorithm=algorithm, max_keys=max_keys, clock=clock)
         warn_if_memory_workers(owner)
         return limiter
     if not isinstance(store, str):
         raise TypeError(f"store must be a URL string or None, got {type(store).__name__}")
     return Limiter(
-        limits, store=store, algorithm=algorithm, max_keys=max_keys, clock=clock, **given
+        _plain(limits), store=store, algorithm=algorithm, max_keys=max_keys, clock=clock, **given
     )
+
+
+def _plain(limits: Any) -> Any:
+    return str(limits) if isinstance(limits, DefaultLimits) else limits
 
 
 def check_ready_limiter(owner: str, limiter: Any, store: Any, options: dict[str, Any]) -> None:

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any, Literal, ParamSpec, TypeVar, cast
 
 from seawall import _seawall
 from seawall._args import check_int, check_str
-from seawall._stores import build_limiter, check_ready_limiter, is_redis
+from seawall._stores import DefaultLimits, build_limiter, check_ready_limiter, is_redis
 from seawall.errors import RateLimitExceeded
 from seawall.types import Limits
 
@@ -26,6 +26,9 @@ if TYPE_CHECKING:
     from seawall._redis import RedisLimiter
 
 __all__ = ["rate_limit"]
+
+# The default limits (told apart from the same string passed beside ``limiter=``).
+_DEFAULT_LIMITS = DefaultLimits("60/minute")
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -37,7 +40,7 @@ _ANONYMOUS = "unknown"  # the key of a call whose context variable holds nothing
 
 
 def rate_limit(
-    limits: Limits | None = None,
+    limits: Limits = _DEFAULT_LIMITS,
     *,
     key: Key = None,
     algorithm: str = "gcra",
@@ -54,7 +57,7 @@ def rate_limit(
     breaker_failures: int | None = None,
     breaker_recovery: float | None = None,
 ) -> Callable[[Callable[P, R]], Callable[P, R]]:
-    """Limit calls of the decorated function to ``limits`` (default ``"60/minute"``) per key.
+    """Limit calls of the decorated function to ``limits`` per key.
 
     ``key``: ``None`` (one budget for every call), a :class:`contextvars.ContextVar` (its value,
     as a str, per call; ``"unknown"`` when unset or empty) or a callable taking the call's
@@ -100,7 +103,7 @@ def rate_limit(
                 f"limiter must be a seawall.Limiter or RedisLimiter, got {type(limiter).__name__}"
             )
         own = {
-            "limits": limits is not None,
+            "limits": not isinstance(limits, DefaultLimits),
             "algorithm": algorithm != "gcra",
             "max_keys": max_keys != 1_000_000,
             "clock": clock is not None,
@@ -116,7 +119,7 @@ def rate_limit(
     else:
         lim = build_limiter(
             "seawall.rate_limit",
-            "60/minute" if limits is None else limits,
+            limits,
             store=store,
             algorithm=algorithm,
             max_keys=max_keys,

@@ -9,7 +9,7 @@ from collections.abc import Awaitable, Callable, Iterable
 from typing import TYPE_CHECKING, Any, Literal, Protocol, TypeVar, cast
 
 from seawall._keys import check_max_key_length, digest
-from seawall._stores import build_limiter, check_ready_limiter, is_redis
+from seawall._stores import DefaultLimits, build_limiter, check_ready_limiter, is_redis
 from seawall._time import whole_seconds
 from seawall.mcp._context import ambient_context, context_classes
 from seawall.mcp._errors import ToolRateLimitedError
@@ -28,6 +28,9 @@ if TYPE_CHECKING:
     from seawall._seawall import Limit
 
 __all__ = ["DecisionLike", "KeyFunc", "KeyLimiter", "rate_limit_tool"]
+
+# The default limits (told apart from the same string passed beside ``limiter=``).
+_DEFAULT_LIMITS = DefaultLimits("3/10 seconds")
 
 F = TypeVar("F", bound=Callable[..., Any])
 KeyFunc = Callable[[Any, dict[str, Any]], str]
@@ -104,7 +107,7 @@ class KeyLimiter(Protocol):
 
 
 def rate_limit_tool(
-    limits: str | Limit | list[str | Limit] | None = None,
+    limits: str | Limit | list[str | Limit] = _DEFAULT_LIMITS,
     *,
     key: KeyName | Literal["user_id"] | KeyFunc = "auto",
     on_limit: Literal["error", "raise"] = "error",
@@ -125,8 +128,7 @@ def rate_limit_tool(
     breaker_failures: int | None = None,
     breaker_recovery: float | None = None,
 ) -> Callable[[F], F]:
-    """Limit one MCP tool to ``limits`` (default ``"3/10 seconds"``) per client; write it below
-    ``@mcp.tool()``.
+    """Limit one MCP tool, per client; write it below ``@mcp.tool()``.
 
     ``key``, whose budget a call spends (see the module docstring for who writes each):
     ``"auto"`` (the authenticated principal, else the client address, else the stdio or
@@ -181,7 +183,7 @@ def rate_limit_tool(
     lim: KeyLimiter
     if limiter is not None:
         own = {
-            "limits": limits is not None,
+            "limits": not isinstance(limits, DefaultLimits),
             "algorithm": algorithm != "gcra",
             "max_keys": max_keys != 1_000_000,
         }
@@ -196,7 +198,7 @@ def rate_limit_tool(
     else:
         lim = build_limiter(
             "seawall.mcp.rate_limit_tool",
-            "3/10 seconds" if limits is None else limits,
+            limits,
             store=store,
             algorithm=algorithm,
             max_keys=max_keys,

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any, Literal, cast
 from seawall._keys import check_max_key_length, digest
 from seawall._limiter import Limiter
 from seawall._redis import RedisLimiter
-from seawall._stores import build_limiter, check_ready_limiter, is_redis
+from seawall._stores import DefaultLimits, build_limiter, check_ready_limiter, is_redis
 from seawall.mcp._errors import ToolRateLimitedError
 from seawall.mcp._identity import KEY_NAMES, KeyName, Keys, check_trusted_proxies
 from seawall.mcp._stats import stats_for
@@ -18,6 +18,9 @@ if TYPE_CHECKING:
     from seawall._seawall import Decision, Limit
 
 __all__ = ["ToolRateLimitMiddleware"]
+
+# The default limits (told apart from the same string passed beside ``limiter=``).
+_DEFAULT_LIMITS = DefaultLimits("10/minute")
 
 # The tool name under which the middleware counts calls of tools the server does not have
 # (not a valid MCP tool name, so no real tool can collide with it).
@@ -70,7 +73,7 @@ class ToolRateLimitMiddleware(_middleware_base()):  # type: ignore[misc]
 
     def __init__(
         self,
-        limits: str | Limit | list[str | Limit] | None = None,
+        limits: str | Limit | list[str | Limit] = _DEFAULT_LIMITS,
         *,
         per_tool: Mapping[str, str | Limit | list[str | Limit] | Limiter | RedisLimiter]
         | None = None,
@@ -141,7 +144,7 @@ class ToolRateLimitMiddleware(_middleware_base()):  # type: ignore[misc]
                     f"{type(limiter).__name__}"
                 )
             own = {
-                "limits": limits is not None,
+                "limits": not isinstance(limits, DefaultLimits),
                 "max_keys": max_keys != 1_000_000,
                 # With limiter=, per_tool holds ready limiters: only global_limits uses it.
                 "algorithm": algorithm != "gcra" and global_limits is None,
@@ -155,7 +158,7 @@ class ToolRateLimitMiddleware(_middleware_base()):  # type: ignore[misc]
             check_ready_limiter(owner, limiter, store, options)
             self._default: Any = limiter
         else:
-            self._default = build("limits", "10/minute" if limits is None else limits)
+            self._default = build("limits", limits)
         self._per_tool: dict[str, Any] = {
             tool: build(f"per_tool[{tool!r}]", lim) for tool, lim in (per_tool or {}).items()
         }
