@@ -1237,3 +1237,24 @@ def test_sliding_log_test_changes_nothing_same_as_memory(redis_url: str, redis_p
         clock.set(now[0] * US)
 
     run_both(mem, red, clock, [(0, 1, "hit"), (1_000_000, 1, "test"), (-1, 1, "hit")], 1, move=move)
+
+
+@pytest.mark.parametrize("start", [0.0, 1_000.0, START])
+def test_local_fallback_with_a_manual_clock_admits_the_whole_limit(start: float) -> None:
+    """With Redis unreachable and ``on_error="local"``, the in-memory fallback decides on the
+    caller's clock: a manual clock stands still while Redis is asked, so the real time a failed
+    call took must not move it (it did: the first call was decided at start + its real duration,
+    the next one, refused by the open breaker, at start, which GCRA saw as time going back)."""
+    clock = ManualClock(start)
+    lim = RedisLimiter(
+        "2/minute",
+        store="redis://127.0.0.1:1/0",  # nothing listens on port 1
+        on_error="local",
+        connect_timeout=0.05,
+        command_timeout=0.05,
+        clock=clock,
+    )
+    assert [lim.hit("k").allowed for _ in range(3)] == [True, True, False]
+    assert lim.stats()["fallbacks"] == 3
+    clock.advance(30)
+    assert lim.hit("k").allowed

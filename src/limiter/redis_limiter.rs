@@ -84,9 +84,21 @@ pub struct Pending {
     commit: bool,
     permit: crate::breaker::Permit,
     local_now: Nanos,
+    /// Whether `local_now` is the real clock's (no caller's clock was given): only then does
+    /// the real time the call took move it on. A manual clock stands still while Redis is asked.
+    real_clock: bool,
 }
 
 impl Pending {
+    /// The time, on the caller's clock, at which a call that took `took` (real time) ended.
+    fn done_at(&self, took: Nanos) -> Nanos {
+        if self.real_clock {
+            self.local_now.saturating_add(took)
+        } else {
+            self.local_now
+        }
+    }
+
     /// The script call that makes this decision.
     pub fn request(&self) -> &Request {
         &self.request
@@ -176,6 +188,7 @@ impl RedisLimiter {
             commit,
             permit,
             local_now,
+            real_clock: now.is_none(),
         }))
     }
 
@@ -234,7 +247,7 @@ impl RedisLimiter {
         reply: redis::RedisResult<Reply>,
         took: Nanos,
     ) -> Result<RedisDecision, StoreError> {
-        let done_at = p.local_now.saturating_add(took);
+        let done_at = p.done_at(took);
         match reply {
             Ok(raw) => {
                 self.breaker
@@ -258,7 +271,7 @@ impl RedisLimiter {
     /// Gives up on a decision sent by another process (the parent of this forked child, which
     /// gets its reply): `on_error` decides, and the breaker does not count it.
     pub fn abandon(&self, p: Pending, took: Nanos) -> RedisDecision {
-        let done_at = p.local_now.saturating_add(took);
+        let done_at = p.done_at(took);
         self.breaker
             .record(p.permit, Outcome::Ignored, took, done_at);
         self.fallback(&p.key, p.cost, p.commit, done_at, Fallback::Error)
