@@ -11,7 +11,14 @@ from seawall._limiter import Limiter
 from seawall._redis import RedisLimiter
 from seawall._workers import warn_if_memory_workers
 
-__all__ = ["REDIS_OPTIONS", "DefaultLimits", "build_limiter", "is_redis"]
+__all__ = [
+    "REDIS_OPTIONS",
+    "DefaultLimits",
+    "build_limiter",
+    "is_redis",
+    "limiter_for",
+    "redis_options",
+]
 
 
 class DefaultLimits(str):
@@ -33,6 +40,54 @@ REDIS_OPTIONS = (
     "breaker_failures",
     "breaker_recovery",
 )
+
+
+def redis_options(arguments: dict[str, Any]) -> dict[str, Any]:
+    """The :data:`REDIS_OPTIONS` among a front door's ``arguments`` (its ``locals()`` on entry,
+    whose parameters carry these names), each ``None`` when not given."""
+    return {name: arguments[name] for name in REDIS_OPTIONS}
+
+
+def limiter_for(
+    owner: str,
+    limits: Any,
+    *,
+    limiter: Any,
+    beside: dict[str, bool],
+    store: str | None,
+    algorithm: str,
+    max_keys: int,
+    clock: Any,
+    options: dict[str, Any],
+    any_limiter: bool = False,
+) -> Any:
+    """The limiter a front door decides with: ``limiter`` when one is given ready (checked, and
+    with nothing beside it that it would ignore: ``beside`` says which of the front door's own
+    settings were given), else one built from ``limits`` and ``store`` (:func:`build_limiter`).
+    ``any_limiter``: a ready limiter may be any object with ``hit(key)`` (the MCP decorator's
+    ``KeyLimiter``), not only a seawall limiter."""
+    if limiter is None:
+        return build_limiter(
+            owner,
+            limits,
+            store=store,
+            algorithm=algorithm,
+            max_keys=max_keys,
+            clock=clock,
+            options=options,
+        )
+    if not any_limiter and not isinstance(limiter, _seawall.Limiter) and not is_redis(limiter):
+        raise TypeError(
+            f"limiter must be a seawall.Limiter or RedisLimiter, got {type(limiter).__name__}"
+        )
+    clash = [name for name, given in beside.items() if given]
+    if clash:
+        raise ValueError(
+            f"{owner}: limiter= brings its own {', '.join(clash)}; pass them to the limiter, "
+            "not beside it"
+        )
+    check_ready_limiter(owner, limiter, store, options)
+    return limiter
 
 
 def is_redis(limiter: object) -> bool:

@@ -15,9 +15,8 @@ import inspect
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Literal, ParamSpec, TypeVar, cast
 
-from seawall import _seawall
 from seawall._args import check_int, check_str
-from seawall._stores import DefaultLimits, build_limiter, check_ready_limiter, is_redis
+from seawall._stores import DefaultLimits, is_redis, limiter_for, redis_options
 from seawall.errors import RateLimitExceeded
 from seawall.types import Limits
 
@@ -88,44 +87,23 @@ def rate_limit(
         raise TypeError(f"on_limit must be 'raise' or a callable, got {on_limit!r}")
     check_str("algorithm", algorithm)
     check_int("max_keys", max_keys)
-    options = {
-        "key_prefix": key_prefix,
-        "on_error": on_error,
-        "connect_timeout": connect_timeout,
-        "command_timeout": command_timeout,
-        "log_interval": log_interval,
-        "breaker_failures": breaker_failures,
-        "breaker_recovery": breaker_recovery,
-    }
-    if limiter is not None:
-        if not isinstance(limiter, _seawall.Limiter) and not is_redis(limiter):
-            raise TypeError(
-                f"limiter must be a seawall.Limiter or RedisLimiter, got {type(limiter).__name__}"
-            )
-        own = {
+    options = redis_options(locals())
+    lim: Any = limiter_for(
+        "seawall.rate_limit",
+        limits,
+        limiter=limiter,
+        beside={
             "limits": not isinstance(limits, DefaultLimits),
             "algorithm": algorithm != "gcra",
             "max_keys": max_keys != 1_000_000,
             "clock": clock is not None,
-        }
-        clash = [name for name, given in own.items() if given]
-        if clash:
-            raise ValueError(
-                f"rate_limit: limiter= brings its own {', '.join(clash)}; pass them to the "
-                "limiter, not beside it"
-            )
-        check_ready_limiter("seawall.rate_limit", limiter, store, options)
-        lim: Any = limiter
-    else:
-        lim = build_limiter(
-            "seawall.rate_limit",
-            limits,
-            store=store,
-            algorithm=algorithm,
-            max_keys=max_keys,
-            clock=clock,
-            options=options,
-        )
+        },
+        store=store,
+        algorithm=algorithm,
+        max_keys=max_keys,
+        clock=clock,
+        options=options,
+    )
     hit = lim.hit
     # The Redis limiter's ``ahit`` waits on seawall's I/O thread; the memory one's answers at
     # once, so calling ``hit`` directly spares a coroutine per call.

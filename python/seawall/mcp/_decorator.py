@@ -9,7 +9,7 @@ from collections.abc import Awaitable, Callable, Iterable
 from typing import TYPE_CHECKING, Any, Literal, Protocol, TypeVar, cast
 
 from seawall._keys import check_max_key_length, digest
-from seawall._stores import DefaultLimits, build_limiter, check_ready_limiter, is_redis
+from seawall._stores import DefaultLimits, is_redis, limiter_for, redis_options
 from seawall._time import whole_seconds
 from seawall.mcp._context import ambient_context, context_classes
 from seawall.mcp._errors import ToolRateLimitedError
@@ -171,40 +171,23 @@ def rate_limit_tool(
     keys = None if callable(key) or key == "user_id" else Keys(key, trusted_proxies, proxy_header)
     if keys is None:
         check_trusted_proxies(trusted_proxies, proxy_header)
-    options = {
-        "key_prefix": key_prefix,
-        "on_error": on_error,
-        "connect_timeout": connect_timeout,
-        "command_timeout": command_timeout,
-        "log_interval": log_interval,
-        "breaker_failures": breaker_failures,
-        "breaker_recovery": breaker_recovery,
-    }
-    lim: KeyLimiter
-    if limiter is not None:
-        own = {
+    options = redis_options(locals())
+    lim: KeyLimiter = limiter_for(
+        "seawall.mcp.rate_limit_tool",
+        limits,
+        limiter=limiter,
+        beside={
             "limits": not isinstance(limits, DefaultLimits),
             "algorithm": algorithm != "gcra",
             "max_keys": max_keys != 1_000_000,
-        }
-        clash = [name for name, given in own.items() if given]
-        if clash:
-            raise ValueError(
-                f"rate_limit_tool: limiter= brings its own {', '.join(clash)}; pass them to "
-                "the limiter, not beside it"
-            )
-        check_ready_limiter("seawall.mcp.rate_limit_tool", limiter, store, options)
-        lim = limiter
-    else:
-        lim = build_limiter(
-            "seawall.mcp.rate_limit_tool",
-            limits,
-            store=store,
-            algorithm=algorithm,
-            max_keys=max_keys,
-            clock=clock,
-            options=options,
-        )
+        },
+        store=store,
+        algorithm=algorithm,
+        max_keys=max_keys,
+        clock=clock,
+        options=options,
+        any_limiter=True,
+    )
     # Only a Redis decision waits: a memory one is taken without a coroutine.
     ahit = cast("Any", lim).ahit if is_redis(lim) else None
 

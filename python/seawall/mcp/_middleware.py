@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any, Literal, cast
 from seawall._keys import check_max_key_length, digest
 from seawall._limiter import Limiter
 from seawall._redis import RedisLimiter
-from seawall._stores import DefaultLimits, build_limiter, check_ready_limiter, is_redis
+from seawall._stores import DefaultLimits, build_limiter, is_redis, limiter_for, redis_options
 from seawall.mcp._errors import ToolRateLimitedError
 from seawall.mcp._identity import KEY_NAMES, KeyName, Keys, check_trusted_proxies
 from seawall.mcp._stats import stats_for
@@ -109,15 +109,7 @@ class ToolRateLimitMiddleware(_middleware_base()):  # type: ignore[misc]
         if self._keys is None:
             check_trusted_proxies(trusted_proxies, proxy_header)
         owner = "seawall.mcp.ToolRateLimitMiddleware"
-        options = {
-            "key_prefix": key_prefix,
-            "on_error": on_error,
-            "connect_timeout": connect_timeout,
-            "command_timeout": command_timeout,
-            "log_interval": log_interval,
-            "breaker_failures": breaker_failures,
-            "breaker_recovery": breaker_recovery,
-        }
+        options = redis_options(locals())
 
         def build(name: str, spec: Any) -> Any:
             if isinstance(spec, Limiter) or is_redis(spec):
@@ -137,28 +129,22 @@ class ToolRateLimitMiddleware(_middleware_base()):  # type: ignore[misc]
                 options=options,
             )
 
-        if limiter is not None:
-            if not isinstance(limiter, Limiter) and not is_redis(limiter):
-                raise TypeError(
-                    "limiter must be a seawall.Limiter or RedisLimiter, got "
-                    f"{type(limiter).__name__}"
-                )
-            own = {
+        self._default: Any = limiter_for(
+            owner,
+            limits,
+            limiter=limiter,
+            beside={
                 "limits": not isinstance(limits, DefaultLimits),
                 "max_keys": max_keys != 1_000_000,
                 # With limiter=, per_tool holds ready limiters: only global_limits uses it.
                 "algorithm": algorithm != "gcra" and global_limits is None,
-            }
-            clash = [name for name, given in own.items() if given]
-            if clash:
-                raise ValueError(
-                    f"{owner}: limiter= brings its own {', '.join(clash)}; pass them to the "
-                    "limiter, not beside it"
-                )
-            check_ready_limiter(owner, limiter, store, options)
-            self._default: Any = limiter
-        else:
-            self._default = build("limits", limits)
+            },
+            store=store,
+            algorithm=algorithm,
+            max_keys=max_keys,
+            clock=clock,
+            options=options,
+        )
         self._per_tool: dict[str, Any] = {
             tool: build(f"per_tool[{tool!r}]", lim) for tool, lim in (per_tool or {}).items()
         }
