@@ -93,6 +93,18 @@ class RedisLimiter(_seawall.RedisLimiter):
             return decision
         return await future
 
+    async def ahit_with(
+        self, key: str, other: RedisLimiter, other_key: str, cost: int = 1
+    ) -> _seawall.Decision:
+        """``hit_with``, awaitable: ``key`` here and ``other_key`` in ``other`` (on the same
+        Redis) decided at once, all or nothing, in one script call; the binding decision."""
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[_seawall.Decision] = loop.create_future()
+        decision = self._submit_with(bridge_for(loop), future, key, other, other_key, cost)
+        if decision is not None:
+            return decision
+        return await future
+
     async def aallow(self, key: str, cost: int = 1) -> bool:
         """``allow``, awaitable."""
         return (await self.ahit(key, cost)).allowed

@@ -227,6 +227,18 @@ class RedisLimiter:
         self, bridge: Bridge, future: Any, key: str, cost: int, commit: bool
     ) -> Decision | None: ...
     def _submit_reset(self, bridge: Bridge, future: Any, key: str) -> None: ...
+    def hit_with(self, key: str, other: RedisLimiter, other_key: str, cost: int = 1) -> Decision:
+        """``hit`` of ``key`` here and ``other_key`` in ``other`` at once, all or nothing, in
+        one script call (both on the same Redis); the binding decision."""
+    def _submit_with(
+        self,
+        bridge: Bridge,
+        future: Any,
+        key: str,
+        other: RedisLimiter,
+        other_key: str,
+        cost: int,
+    ) -> Decision | None: ...
     def redis_keys(self, key: str) -> list[str]: ...
     def stats(self) -> dict[str, Any]: ...
     @property

@@ -7,6 +7,8 @@
 //! is reported once per `log_interval`, with the number of failures in between.
 //! The failure side (the policy, the errors, the reports) is in [`super::redis_failure`].
 
+use std::sync::Arc;
+
 use super::limit::{LimitDecision, LimitSet};
 use super::memory_limiter::Limiter;
 use super::redis_failure::{Fallback, OnError, RedisDecision, StoreError};
@@ -17,7 +19,7 @@ use crate::breaker::Breaker;
 use crate::clock::Nanos;
 use crate::error::Error;
 use crate::store::redis::pool::BlockingPool;
-use crate::store::redis::script::{LimitScript, Reply, Request};
+use crate::store::redis::script::{joined_request, key_head, LimitScript, Reply, Request};
 
 /// Limits per key, with state in Redis.
 pub struct RedisLimiter {
@@ -25,6 +27,8 @@ pub struct RedisLimiter {
     script: LimitScript,
     local: Limiter,
     guard: RedisGuard,
+    /// Whether the store is a Redis Cluster (a script's keys must then share one slot).
+    cluster: bool,
 }
 
 /// A decision that needs Redis: the script call and the breaker's permit.
@@ -36,6 +40,8 @@ pub struct Pending {
     cost: u64,
     commit: bool,
     ticket: Ticket,
+    /// Decided together with another limiter's key ([`RedisLimiter::begin_with`]).
+    with: Option<(Arc<RedisLimiter>, String)>,
 }
 
 impl Pending {
@@ -49,7 +55,12 @@ impl RedisLimiter {
     /// Checks the limits and the settings; connects on first use.
     pub fn new(limits: LimitSet, config: RedisLimiterConfig, now: Nanos) -> Result<Self, Error> {
         let script = LimitScript::new(&limits, &config.prefix)?;
+        let cluster = matches!(
+            crate::store::redis::url::parse(&config.redis.url)?,
+            crate::store::redis::url::Target::Cluster { .. }
+        );
         Ok(RedisLimiter {
+            cluster,
             local: Limiter::new(limits.clone(), config.max_local_keys),
             guard: RedisGuard::new(config, now)?,
             limits,
@@ -116,6 +127,79 @@ impl RedisLimiter {
             cost,
             commit,
             ticket,
+            with: None,
+        }))
+    }
+
+    /// Starts a decision of `cost` for `key` here and for `other_key` in `other` at once, all or
+    /// nothing (counted by both only if both admit it), in one script call: Redis's
+    /// [`crate::limiter::memory_limiter::Limiter::hit_with`]. `other` must name the same
+    /// Redis. Both keys are their usual ones, as [`RedisLimiter::begin`] decides them, except on
+    /// a Redis Cluster: there one script's keys must share a slot, so `key`'s here are
+    /// `<prefix>{<other_key>}:with:<length>:<key>:<limit>`, in `other_key`'s slot (a key
+    /// decided both alone and with another has two budgets on a Cluster). On a failure this
+    /// limiter's `on_error` decides (`local`: both local limiters, all or nothing).
+    pub fn begin_with(
+        &self,
+        key: &str,
+        other: &Arc<RedisLimiter>,
+        other_key: &str,
+        cost: u64,
+        now: Option<Nanos>,
+        local_now: Nanos,
+    ) -> Result<Result<Pending, RedisDecision>, Error> {
+        if other.config().redis.url != self.config().redis.url {
+            return Err(Error::invalid(
+                "other",
+                "must keep its state in the same Redis (the same store URL): one script call \
+                 decides both",
+            ));
+        }
+        if std::ptr::eq(self, Arc::as_ptr(other)) && key == other_key {
+            return Err(Error::invalid(
+                "other_key",
+                format!("must differ from key when other is the same limiter, got {key:?}"),
+            ));
+        }
+        self.limits.check_cost(cost)?;
+        other.limits.check_cost(cost)?;
+        let with = Some((other.clone(), other_key.to_owned()));
+        let Some(ticket) = self.guard.ticket(local_now, now.is_some()) else {
+            return Ok(Err(self.fallback_with(
+                key,
+                cost,
+                true,
+                &with,
+                local_now,
+                Fallback::BreakerOpen,
+            )));
+        };
+        let other_head = key_head(&other.config().prefix, other_key);
+        let head = if self.cluster {
+            format!(
+                "{}:with:{}:{key}",
+                key_head(&self.config().prefix, other_key),
+                key.len()
+            )
+        } else {
+            key_head(&self.config().prefix, key)
+        };
+        let request = joined_request(
+            &[
+                (&self.script, head.as_str()),
+                (&other.script, other_head.as_str()),
+            ],
+            cost,
+            true,
+            now.map(|n| n / 1000),
+        );
+        Ok(Ok(Pending {
+            key: key.to_owned(),
+            request,
+            cost,
+            commit: true,
+            ticket,
+            with,
         }))
     }
 
@@ -149,7 +233,14 @@ impl RedisLimiter {
         match reply {
             Ok(raw) => {
                 self.guard.succeeded(&p.ticket, took);
-                let decision = self.decision_of(raw);
+                let decision = match &p.with {
+                    Some((other, _)) if raw.binding >= self.limits.limits().len() => other
+                        .decision_of(Reply {
+                            binding: raw.binding - self.limits.limits().len(),
+                            ..raw
+                        }),
+                    _ => self.decision_of(raw),
+                };
                 if !decision.decision.allowed {
                     self.guard.note_limited();
                 }
@@ -161,7 +252,7 @@ impl RedisLimiter {
             Err(e) => {
                 self.guard.failed(&p.ticket, &e, took)?;
                 let done_at = p.ticket.done_at(took);
-                Ok(self.fallback(&p.key, p.cost, p.commit, done_at, Fallback::Error))
+                Ok(self.fallback_with(&p.key, p.cost, p.commit, &p.with, done_at, Fallback::Error))
             }
         }
     }
@@ -171,7 +262,7 @@ impl RedisLimiter {
     pub fn abandon(&self, p: Pending, took: Nanos) -> RedisDecision {
         self.guard.abandoned(&p.ticket, took);
         let done_at = p.ticket.done_at(took);
-        self.fallback(&p.key, p.cost, p.commit, done_at, Fallback::Error)
+        self.fallback_with(&p.key, p.cost, p.commit, &p.with, done_at, Fallback::Error)
     }
 
     fn fallback(
@@ -182,14 +273,28 @@ impl RedisLimiter {
         now: Nanos,
         why: Fallback,
     ) -> RedisDecision {
+        self.fallback_with(key, cost, commit, &None, now, why)
+    }
+
+    fn fallback_with(
+        &self,
+        key: &str,
+        cost: u64,
+        commit: bool,
+        with: &Option<(Arc<RedisLimiter>, String)>,
+        now: Nanos,
+        why: Fallback,
+    ) -> RedisDecision {
         self.guard.note_fallback();
         let first = self.limits.limits()[0].spec();
         let decision = match self.config().on_error {
             OnError::Local => {
-                let r = if commit {
-                    self.local.hit(key, now, cost)
-                } else {
-                    self.local.test(key, now, cost)
+                let r = match with {
+                    Some((other, other_key)) => {
+                        self.local.hit_with(key, &other.local, other_key, now, cost)
+                    }
+                    None if commit => self.local.hit(key, now, cost),
+                    None => self.local.test(key, now, cost),
                 };
                 // The cost was checked in `begin`: the local limiter has the same limits.
                 r.unwrap_or_else(|_| self.synthetic(false, 0))

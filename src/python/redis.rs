@@ -17,7 +17,8 @@ use super::limiter::{limit_set_arg, limits_list, secs, PyDecision};
 use crate::breaker::BreakerConfig;
 use crate::clock::{self, Clock, DefaultClock, Nanos, NANOS_PER_SEC};
 use crate::limiter::limit::LimitDecision;
-use crate::limiter::redis_limiter::{RedisLimiter, RedisLimiterConfig};
+use crate::limiter::redis_failure::RedisDecision;
+use crate::limiter::redis_limiter::{Pending, RedisLimiter, RedisLimiterConfig};
 use crate::store::redis::pool::BlockingPool;
 use crate::store::redis::{runtime, url, RedisConfig};
 
@@ -109,10 +110,19 @@ impl PyRedisLimiter {
         commit: bool,
     ) -> PyResult<LimitDecision> {
         let (now, local_now) = self.times(py)?;
-        let pending = match self
+        let begun = self
             .core
-            .begin(key, cost_arg("cost", cost)?, commit, now, local_now)?
-        {
+            .begin(key, cost_arg("cost", cost)?, commit, now, local_now)?;
+        self.finish_sync(py, begun)
+    }
+
+    /// Makes a begun decision on the calling thread, without the GIL.
+    fn finish_sync(
+        &self,
+        py: Python<'_>,
+        begun: Result<Pending, RedisDecision>,
+    ) -> PyResult<LimitDecision> {
+        let pending = match begun {
             Ok(p) => p,
             Err(d) => return Ok(d.decision),
         };
@@ -126,6 +136,63 @@ impl PyRedisLimiter {
         };
         report_all(py, self.core.take_reports());
         Ok(d.map_err(store_error)?.decision)
+    }
+}
+
+impl PyRedisLimiter {
+    fn begin_with(
+        &self,
+        py: Python<'_>,
+        key: &Bound<'_, PyAny>,
+        other: &Bound<'_, PyRedisLimiter>,
+        other_key: &Bound<'_, PyAny>,
+        cost: Count,
+    ) -> PyResult<Result<Pending, RedisDecision>> {
+        let key = text_arg("key", key)?;
+        let other_key = text_arg("other_key", other_key)?;
+        let (now, local_now) = self.times(py)?;
+        Ok(self.core.begin_with(
+            key,
+            &other.get().core,
+            other_key,
+            cost_arg("cost", cost)?,
+            now,
+            local_now,
+        )?)
+    }
+
+    /// Sends a begun decision on the direct path, or over tokio; the decision if it was known
+    /// at once, else None (the bridge or the direct path sets it on `future`).
+    fn submit_begun(
+        &self,
+        py: Python<'_>,
+        bridge: &Bound<'_, PyBridge>,
+        future: &Bound<'_, PyAny>,
+        begun: Result<Pending, RedisDecision>,
+    ) -> PyResult<Option<PyDecision>> {
+        let pending = match begun {
+            Ok(p) => p,
+            Err(d) => return Ok(Some(PyDecision::from(d.decision))),
+        };
+        let inner = bridge.get().inner().clone();
+        let pending = match self
+            .direct
+            .try_send(py, Arc::as_ptr(&inner) as usize, future, pending)
+        {
+            Ok(()) => return Ok(None),
+            Err(pending) => pending,
+        };
+        let core = self.core.clone();
+        let future = future.clone().unbind();
+        runtime::handle().spawn(async move {
+            let d = core.finish(pending).await;
+            inner.complete(Done {
+                future,
+                completion: Completion::Decision(d.map(|d| d.decision)),
+                reports: core.take_reports(),
+            });
+        });
+        Ok(None)
     }
 }
 
@@ -217,32 +284,41 @@ impl PyRedisLimiter {
     ) -> PyResult<Option<PyDecision>> {
         let key = text_arg("key", key)?;
         let (now, local_now) = self.times(py)?;
-        let pending = match self
+        let begun = self
             .core
-            .begin(key, cost_arg("cost", cost)?, commit, now, local_now)?
-        {
-            Ok(p) => p,
-            Err(d) => return Ok(Some(PyDecision::from(d.decision))),
-        };
-        let inner = bridge.get().inner().clone();
-        let pending = match self
-            .direct
-            .try_send(py, Arc::as_ptr(&inner) as usize, future, pending)
-        {
-            Ok(()) => return Ok(None),
-            Err(pending) => pending,
-        };
-        let core = self.core.clone();
-        let future = future.clone().unbind();
-        runtime::handle().spawn(async move {
-            let d = core.finish(pending).await;
-            inner.complete(Done {
-                future,
-                completion: Completion::Decision(d.map(|d| d.decision)),
-                reports: core.take_reports(),
-            });
-        });
-        Ok(None)
+            .begin(key, cost_arg("cost", cost)?, commit, now, local_now)?;
+        self.submit_begun(py, bridge, future, begun)
+    }
+
+    /// `hit` of `key` here and `other_key` in `other` at once, all or nothing, in one script
+    /// call (both limiters must name the same Redis); the binding decision.
+    #[pyo3(signature = (key, other, other_key, cost=Count::ONE), text_signature = "($self, key, other, other_key, cost=1)")]
+    fn hit_with(
+        &self,
+        py: Python<'_>,
+        key: &Bound<'_, PyAny>,
+        other: &Bound<'_, PyRedisLimiter>,
+        other_key: &Bound<'_, PyAny>,
+        cost: Count,
+    ) -> PyResult<PyDecision> {
+        let begun = self.begin_with(py, key, other, other_key, cost)?;
+        Ok(PyDecision::from(self.finish_sync(py, begun)?))
+    }
+
+    /// `_submit` of [`hit_with`](Self::hit_with).
+    #[allow(clippy::too_many_arguments)]
+    fn _submit_with(
+        &self,
+        py: Python<'_>,
+        bridge: &Bound<'_, PyBridge>,
+        future: &Bound<'_, PyAny>,
+        key: &Bound<'_, PyAny>,
+        other: &Bound<'_, PyRedisLimiter>,
+        other_key: &Bound<'_, PyAny>,
+        cost: Count,
+    ) -> PyResult<Option<PyDecision>> {
+        let begun = self.begin_with(py, key, other, other_key, cost)?;
+        self.submit_begun(py, bridge, future, begun)
     }
 
     /// Starts an async reset; the bridge sets whether Redis held the key on `future`.
