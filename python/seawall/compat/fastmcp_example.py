@@ -178,7 +178,9 @@ class RateLimiterService:
             "limit": limit,
             "window": window,
             "remaining": decision.remaining,
-            "reset_time": now(self._clock) + decision.reset_after,
+            # Redis decides in whole µs: rounded to them, an epoch second reads as the memory
+            # store's (an exact 1060.0, not 1060.0000000002, whose ceil would be 1061).
+            "reset_time": round(now(self._clock) + decision.reset_after, 6),
             "retry_after": 0 if decision.allowed else math.ceil(retry),
         }
 
