@@ -258,3 +258,23 @@ def test_tool_decorator_on_redis(redis_url: str, redis_prefix: str) -> None:
             assert await call("get_time") == {"ok": True}
 
     asyncio.run(scenario())
+
+
+def test_a_subclass_check_and_record_is_still_called_on_redis(
+    redis_url: str, redis_prefix: str
+) -> None:
+    """The seed's own pattern for Redis is a subclass overriding ``check_and_record``: the
+    async path and the tool decorator call the override, not around it."""
+    seen: list[str] = []
+
+    class Audited(RateLimiterService):
+        def check_and_record(
+            self, client_id: str, limit: int | None = None, window: float | None = None
+        ) -> tuple[bool, dict[str, object]]:
+            seen.append(client_id)
+            return super().check_and_record(client_id, limit, window)
+
+    service = Audited(1, 10, clock=ManualClock(1000.0), store=redis_url, key_prefix=redis_prefix)
+    assert asyncio.run(service.acheck_and_record("a"))[0]
+    assert not service._tool_limiter(1, 10, "tool:key:").hit("tool:key:a").allowed
+    assert seen == ["a", "a"]

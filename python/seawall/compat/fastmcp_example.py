@@ -205,7 +205,7 @@ class RateLimiterService:
     def _tool_limiter(self, limit: int, window: int, prefix: str) -> Any:
         """What ``rate_limit_mcp_tool`` decides with: ``hit(key)`` on this service's logs, the
         tool's ``prefix`` taken off the key (its calls are recorded under the session alone)."""
-        if self._log is not None:
+        if self._log is not None or type(self).check_and_record is not _CHECK_AND_RECORD:
             return _ServiceAdapter(self, limit, window, prefix=prefix)
         check_at_least_one("limit", limit)
         built = _SessionLimiter(
@@ -396,7 +396,13 @@ def rate_limit_mcp_tool(
 
     def decorator(func: F) -> F:
         service = limiter if limiter is not None else _service()
-        adapter = service._tool_limiter(limit, window, prefix=f"{func.__name__}:key:")
+        prefix = f"{func.__name__}:key:"
+        tool_limiter = getattr(service, "_tool_limiter", None)
+        adapter = (
+            tool_limiter(limit, window, prefix)
+            if tool_limiter is not None
+            else _ServiceAdapter(service, limit, window, prefix=prefix)  # a look-alike service
+        )
         return rate_limit_tool(
             # Not ``ctx.session_id``: on 2026-07-28 connections and stateless HTTP it is new on
             # every request (or the client's own Mcp-Session-Id header).
