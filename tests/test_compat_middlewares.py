@@ -581,3 +581,70 @@ def test_fastmcp_example_middleware_makes_a_redis_service(
     assert len(calls) == 2
     with pytest.raises(ValueError, match="on_error"):
         fastmcp_example.RateLimitMiddleware(PlainTextResponse("x"), on_error="deny")
+
+
+def test_mahavishnu_middleware_on_redis_answers_as_memory(
+    clock: ManualClock, redis_url: str, redis_prefix: str
+) -> None:
+    """Seed 001's middleware on ``seawall.RateLimitMiddleware``'s Redis store: the four limits
+    shared by two workers' apps (same Redis and prefix), every response as memory shows it,
+    exemptions included."""
+    config = mahavishnu.RateLimitConfig(
+        requests_per_minute=4, requests_per_hour=6, burst_size=2, exempt_user_ids={"admin"}
+    )
+    common = {"config": config, "user_id_header": "X-User-ID", "clock": clock}
+    memory = starlette_app([], mahavishnu.RateLimitMiddleware, **common)
+    workers = [
+        starlette_app(
+            [],
+            mahavishnu.RateLimitMiddleware,
+            store=redis_url,
+            key_prefix=redis_prefix,
+            **common,
+        )
+        for _ in range(2)
+    ]
+    gaps = [0, 0, 0, 30, 0, 1, 14, 0, 15, 0, 60, 0, 0, 600, 0]
+
+    async def scenario() -> None:
+        async with http(memory) as m, http(workers[0]) as w0, http(workers[1]) as w1:
+            for i, gap in enumerate(gaps):
+                clock.advance(gap)
+                headers = {"X-User-ID": "admin"} if i == 5 else {}
+                ours = await m.get("/", headers=headers)
+                theirs = await (w0, w1)[i % 2].get("/", headers=headers)
+                assert _seen(theirs) == _seen(ours), i
+            assert {(await w.get("/")).status_code for w in (w0, w1)} == {429}
+
+    run(scenario)
+
+
+def test_mahavishnu_middleware_store_checks_and_redis_down(clock: ManualClock) -> None:
+    from redis_servers import free_port
+
+    nowhere = f"redis://127.0.0.1:{free_port()}"  # nothing listens: every call fails at once
+    app = starlette_app(
+        [],
+        mahavishnu.RateLimitMiddleware,
+        store=nowhere,
+        on_error="deny",
+        connect_timeout=0.2,
+        command_timeout=0.2,
+        clock=clock,
+    )
+
+    async def scenario() -> None:
+        async with http(app) as client:
+            r = await client.get("/")
+            assert r.status_code == 503 and int(r.headers["retry-after"]) >= 1
+            assert "x-ratelimit-limit" not in r.headers  # no budget is known
+
+    run(scenario)
+    with pytest.raises(ValueError, match="key_prefix"):
+        mahavishnu.RateLimitMiddleware(PlainTextResponse("x"), key_prefix="x:")
+    with pytest.raises(TypeError, match="store"):
+        mahavishnu.RateLimitMiddleware(PlainTextResponse("x"), store=5)  # type: ignore[arg-type]
+    on_redis = mahavishnu.RateLimiter(store=nowhere)
+    with pytest.raises(ValueError, match="store="):
+        mahavishnu.RateLimitMiddleware(PlainTextResponse("x"), limiter=on_redis)
+    mahavishnu.RateLimitMiddleware(PlainTextResponse("x"), limiter=on_redis, store=nowhere)

@@ -35,8 +35,9 @@ from seawall import _seawall
 from seawall._args import check_at_least_one, check_int
 from seawall._redis import RedisLimiter
 from seawall._send import send_with_headers
-from seawall._stores import build_limiter, is_memory, redis_options
+from seawall._stores import build_limiter, redis_options, store_options
 from seawall._time import now
+from seawall._workers import warn_if_memory_workers
 from seawall.types import ASGIApp, Receive, Scope, Send
 
 __all__ = ["RateLimitMiddleware", "RateLimiterService", "rate_limit_mcp_tool"]
@@ -85,11 +86,13 @@ class RateLimiterService:
         # With Redis: one RedisLimiter per (limit, window) pair used, made on first use.
         self._pairs: dict[tuple[int, int], RedisLimiter] | None = None
         self._redis: dict[str, Any] = {}
-        memory = is_memory(store)
-        if memory and not any(v is not None for v in options.values()):
+        self._given: dict[str, Any] = {}
+        given = store_options(_OWNER, store, options)  # None: the memory store
+        if given is None:
             self._log: _seawall.SlidingLogService | None = _seawall.SlidingLogService(
                 max_keys=max_clients, clock=clock
             )
+            warn_if_memory_workers(_OWNER)
         else:
             self._log = None
             self._redis = {
@@ -98,12 +101,10 @@ class RateLimiterService:
                 "clock": clock,
                 "options": options,
             }
+            self._given = given
             self._pairs = {}
-            # Made now, so that a bad store or option is refused here, named (the memory store
-            # with a Redis option is refused before the window matters).
-            self._pair(
-                default_limit, 1 if memory else _whole_window("default_window", default_window)
-            )
+            # Made now, so that a bad store URL or option is refused here, named.
+            self._pair(default_limit, _whole_window("default_window", default_window))
         logger.info("RateLimiterService initialized: %d req/%ss", default_limit, default_window)
 
     @property
@@ -214,7 +215,7 @@ class RateLimiterService:
             algorithm="sliding_window_log",
             max_local_keys=self._redis["max_keys"],
             clock=self._redis["clock"],
-            **{k: v for k, v in self._redis["options"].items() if v is not None},
+            **self._given,
         )
         built.strip = prefix
         return built

@@ -13,8 +13,9 @@ together in one native call, all or nothing:
 Violations are counted per key for repeat offenders; ``cleanup()`` (or the task
 ``start_cleanup()`` runs) drops keys whose limits are all back to fresh, losing nothing.
 
-``store=`` (keyword only, default ``None``: this process's memory) moves the four limits to
-Redis, shared by every worker and host that names it: ``RateLimiter(store="redis://...")``,
+``store=`` (keyword only, default ``None``: this process's memory; on ``RateLimiter``,
+``RateLimitMiddleware`` and ``rate_limit``) moves the four limits to Redis, shared by every worker
+and host that names it: ``RateLimiter(store="redis://...")``,
 with ``key_prefix``, ``on_error``, the timeouts, ``log_interval`` and the breaker options of
 :class:`seawall.RedisLimiter` (a ``ValueError`` with the memory store). The same keys then get
 the same answers as in memory; ``is_allowed`` awaits Redis without blocking the event loop,
@@ -39,7 +40,7 @@ import logging
 import time
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar, cast
+from typing import TYPE_CHECKING, Any, Literal, ParamSpec, TypeVar, cast
 
 from seawall import Decision, Limit, Limiter, RedisLimiter
 from seawall._args import check_at_least_one
@@ -310,6 +311,15 @@ class RateLimitMiddleware:
     Responses carry ``X-RateLimit-Limit``, ``X-RateLimit-Remaining`` and ``X-RateLimit-Reset``
     (seconds from now); a refusal is 429 with ``Retry-After`` and the original's body,
     ``{"error": "Rate limit exceeded", "retry_after": <s>, "reset_time": <epoch s>}``.
+
+    ``store``: ``None`` (memory, each worker its own budgets) or a Redis URL, shared by every
+    worker and host: the four limits of a request are decided in one Redis script call (see
+    :class:`seawall.RateLimitMiddleware` for the batching, and for what ``on_error`` makes of a
+    request while Redis cannot answer: ``"deny"`` is a 503 with ``Retry-After``, ``"allow"`` and
+    ``"local"`` add no rate-limit header). ``key_prefix``, ``on_error``, the timeouts,
+    ``log_interval`` and the breaker options pass through (a ``ValueError`` with the memory
+    store). The middleware keeps its own budgets, so a ``limiter`` on Redis needs ``store=``
+    too (without it, a ``ValueError``: the middleware would count in memory, per worker).
     """
 
     def __init__(
@@ -324,7 +334,22 @@ class RateLimitMiddleware:
         key_func: Callable[[Request], str | Awaitable[str | None] | None] | None = None,
         max_keys: int = 1_000_000,
         clock: Any = None,
+        store: str | None = None,
+        key_prefix: str | None = None,
+        on_error: Literal["allow", "deny", "local"] | None = None,
+        connect_timeout: float | None = None,
+        command_timeout: float | None = None,
+        log_interval: float | None = None,
+        breaker_failures: int | None = None,
+        breaker_recovery: float | None = None,
     ) -> None:
+        options = redis_options(locals())
+        if limiter is not None and store is None and is_redis(limiter.limiter):
+            raise ValueError(
+                "RateLimitMiddleware: limiter= keeps its limits in Redis, but the middleware "
+                "keeps budgets of its own (only the limiter's config is read): pass "
+                "store=<the same Redis URL> too, or it would count in memory, per worker"
+            )
         if config is None:
             config = limiter.config if limiter is not None else RateLimitConfig()
         self.app = app
@@ -342,6 +367,8 @@ class RateLimitMiddleware:
             error_body=self._error_body,
             max_keys=max_keys,
             clock=clock,
+            store=store,
+            **options,
         )
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
