@@ -139,12 +139,8 @@ class RateLimiter:
         breaker_failures: int | None = None,
         breaker_recovery: float | None = None,
     ) -> None:
-        """``store``: ``None`` (or ``"memory://"``) keeps the limits in this process; a Redis
-        URL (``redis://``, ``rediss://``, ``unix://``, ``redis+cluster://``,
-        ``redis+sentinel://``) shares them with every process naming it, the other keywords
-        passing through to :class:`seawall.RedisLimiter` (given with the memory store they are
-        a ``ValueError``, named). ``max_keys`` bounds the memory store, or with Redis the
-        ``on_error="local"`` fallback."""
+        """``store`` and the Redis options: see the module docstring. ``max_keys`` bounds the
+        memory store, or with Redis the ``on_error="local"`` fallback."""
         options = redis_options(locals())
         if config is None:
             config = RateLimitConfig(
@@ -312,14 +308,10 @@ class RateLimitMiddleware:
     (seconds from now); a refusal is 429 with ``Retry-After`` and the original's body,
     ``{"error": "Rate limit exceeded", "retry_after": <s>, "reset_time": <epoch s>}``.
 
-    ``store``: ``None`` (memory, each worker its own budgets) or a Redis URL, shared by every
-    worker and host: the four limits of a request are decided in one Redis script call (see
-    :class:`seawall.RateLimitMiddleware` for the batching, and for what ``on_error`` makes of a
-    request while Redis cannot answer: ``"deny"`` is a 503 with ``Retry-After``, ``"allow"`` and
-    ``"local"`` add no rate-limit header). ``key_prefix``, ``on_error``, the timeouts,
-    ``log_interval`` and the breaker options pass through (a ``ValueError`` with the memory
-    store). The middleware keeps its own budgets, so a ``limiter`` on Redis needs ``store=``
-    too (without it, a ``ValueError``: the middleware would count in memory, per worker).
+    ``store`` and the Redis options: as for :class:`seawall.RateLimitMiddleware` (a request's
+    four limits in one Redis script call; while Redis cannot answer, ``on_error="deny"`` is a
+    503). The middleware keeps its own budgets, so a ``limiter`` on Redis needs ``store=`` too
+    (else a ``ValueError``: the middleware would count in memory, per worker).
     """
 
     def __init__(
