@@ -17,7 +17,7 @@ import weakref
 
 from seawall import _seawall
 
-__all__ = ["RedisLimiter"]
+__all__ = ["RedisLimiter", "bridge_for"]
 
 _bridges: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _seawall.Bridge] = (
     weakref.WeakKeyDictionary()
@@ -36,6 +36,15 @@ def _bridge(loop: asyncio.AbstractEventLoop) -> _seawall.Bridge:
         _bridges[loop] = bridge
     _last = (loop, bridge)
     return bridge
+
+
+def bridge_for(loop: asyncio.AbstractEventLoop) -> _seawall.Bridge:
+    """The bridge that brings results of Redis calls made on seawall's I/O thread back to
+    ``loop`` (made on first use; the last one is kept at hand)."""
+    last_loop, bridge = _last
+    if last_loop is loop and bridge is not None:
+        return bridge
+    return _bridge(loop)
 
 
 class RedisLimiter(_seawall.RedisLimiter):

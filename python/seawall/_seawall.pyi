@@ -264,6 +264,9 @@ _Rule = (
     | tuple[str, _Limits, Sequence[str] | None, str | None]
 )
 
+#: ``(allowed, headers to add or of the refusal, refusal body, status: 200, 429 or 503)``.
+_HttpResult = tuple[bool, list[tuple[bytes, bytes]], bytes | None, int]
+
 @final
 class HttpLimiter:
     """Per-request decisions for the ASGI middleware: one call per request. Arguments left
@@ -289,16 +292,42 @@ class HttpLimiter:
         draft_version: int | None = None,
         max_keys: int | None = None,
         clock: _ClockArg = None,
+        store: str | None = None,
+        key_prefix: str = "seawall:",
+        on_error: str = "allow",
+        connect_timeout: float = 1.0,
+        command_timeout: float = 0.25,
+        log_interval: float = 60.0,
+        breaker_failures: int = 3,
+        breaker_recovery: float = 1.0,
     ) -> Self: ...
     @property
     def needs_body(self) -> bool: ...
     @property
     def learns_sessions(self) -> bool: ...
+    @property
+    def is_async(self) -> bool:
+        """Whether decisions wait for a store (Redis): async code then uses ``_submit``."""
+    @property
+    def store(self) -> str:
+        """The store URL, password hidden (``memory://`` in this process)."""
+    def store_stats(self) -> dict[str, Any] | None:
+        """What the Redis store did (``None`` in memory)."""
     def issue_session(self, session_id: bytes) -> None: ...
     def __len__(self) -> int: ...
     def check(
         self, scope: Mapping[str, Any], key: str | None = None, body: bytes | None = None
-    ) -> tuple[bool, list[tuple[bytes, bytes]], bytes | None] | None: ...
+    ) -> _HttpResult | None:
+        """The response for a request: ``None`` (call the app untouched) or ``(allowed,
+        headers, body, status)``; on Redis it waits for Redis on this thread."""
+    def _submit(
+        self,
+        bridge: Bridge,
+        future: Any,
+        scope: Mapping[str, Any],
+        key: str | None = None,
+        body: bytes | None = None,
+    ) -> _HttpResult | Any | None: ...
     def key_for(self, scope: Mapping[str, Any], body: bytes | None = None) -> str: ...
     def reset(self, key: str) -> None: ...
 

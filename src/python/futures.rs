@@ -27,6 +27,8 @@ pub(crate) enum Completion {
     /// A decision, or why there is none.
     Decision(Result<LimitDecision, StoreError>),
     Flag(Result<bool, StoreError>),
+    /// A request's response, as `HttpLimiter.check` returns it.
+    Http(Result<crate::http::Outcome, StoreError>),
 }
 
 /// A finished call: its future, its result and what the limiter reports meanwhile.
@@ -110,7 +112,13 @@ impl PyBridge {
                 Completion::Flag(Ok(b)) => {
                     Ok(pyo3::types::PyBool::new(py, b).to_owned().into_any())
                 }
-                Completion::Decision(Err(e)) | Completion::Flag(Err(e)) => Err(e),
+                Completion::Http(Ok(o)) => Ok(match super::http::outcome_tuple(py, &o)? {
+                    Some(t) => t.into_any(),
+                    None => py.None().into_bound(py),
+                }),
+                Completion::Decision(Err(e))
+                | Completion::Flag(Err(e))
+                | Completion::Http(Err(e)) => Err(e),
             };
             let r = match value {
                 Ok(v) => done

@@ -24,26 +24,81 @@ use crate::store::redis::{runtime, url, RedisConfig};
 #[pyclass(frozen, subclass, module = "seawall._seawall", name = "RedisLimiter")]
 pub(crate) struct PyRedisLimiter {
     core: Arc<RedisLimiter>,
-    direct: Arc<DirectShared>,
+    direct: Arc<DirectShared<RedisLimiter>>,
     /// Blocking connections for the sync methods, one per thread calling at once.
     sync_pool: BlockingPool,
     clock: ClockSource,
 }
 
+/// The time for the script (None: the server's TIME) and for the breaker and local policy.
+pub(crate) fn script_times(
+    clock: &ClockSource,
+    py: Python<'_>,
+) -> PyResult<(Option<Nanos>, Nanos)> {
+    Ok(match clock {
+        ClockSource::Default => match clock::default_clock() {
+            Some(m) => (Some(m.now()), m.now()),
+            None => (None, DefaultClock.now()),
+        },
+        ClockSource::System => (None, DefaultClock.now()),
+        other => {
+            let n = other.now(py)?;
+            (Some(n), n)
+        }
+    })
+}
+
+/// The settings of a Redis store as `RedisLimiter` and the middleware take them, checked, each
+/// error naming its parameter.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn redis_settings(
+    store: &str,
+    key_prefix: &str,
+    on_error: &str,
+    connect_timeout: f64,
+    command_timeout: f64,
+    log_interval: f64,
+    max_local_keys: usize,
+    breaker_failures: i64,
+    breaker_recovery: f64,
+) -> PyResult<RedisLimiterConfig> {
+    let connect = seconds_arg("connect_timeout", connect_timeout, 0.001)?;
+    let command = seconds_arg("command_timeout", command_timeout, 0.001)?;
+    let recovery = seconds_arg("breaker_recovery", breaker_recovery, 0.001)?;
+    let failures: u32 = at_least_one("breaker_failures", breaker_failures)?;
+    let breaker = BreakerConfig {
+        failure_threshold: failures,
+        recovery_timeout: recovery,
+        // A probe that outlives a command has timed out anyway.
+        probe_timeout: command.saturating_mul(2).max(NANOS_PER_SEC / 100),
+        max_recovery_timeout: (30 * NANOS_PER_SEC).max(recovery),
+        ..BreakerConfig::default()
+    };
+    Ok(RedisLimiterConfig {
+        redis: RedisConfig {
+            url: store.to_owned(),
+            connect_timeout: Duration::from_nanos(connect),
+            command_timeout: Duration::from_nanos(command),
+        },
+        prefix: key_prefix.to_owned(),
+        on_error: on_error.parse()?,
+        max_local_keys,
+        log_interval: seconds_arg("log_interval", log_interval, 0.0)?,
+        breaker,
+    })
+}
+
+/// The time a clock reads when a limiter is made (the breaker starts then).
+pub(crate) fn start_time(clock: &ClockSource) -> Nanos {
+    match clock {
+        ClockSource::Manual(m) => m.now(),
+        _ => DefaultClock.now(),
+    }
+}
+
 impl PyRedisLimiter {
-    /// The time for the script (None: the server's TIME) and for the breaker and local policy.
     fn times(&self, py: Python<'_>) -> PyResult<(Option<Nanos>, Nanos)> {
-        Ok(match &self.clock {
-            ClockSource::Default => match clock::default_clock() {
-                Some(m) => (Some(m.now()), m.now()),
-                None => (None, DefaultClock.now()),
-            },
-            ClockSource::System => (None, DefaultClock.now()),
-            other => {
-                let n = other.now(py)?;
-                (Some(n), n)
-            }
-        })
+        script_times(&self.clock, py)
     }
 
     fn decide_sync(
@@ -98,35 +153,20 @@ impl PyRedisLimiter {
         clock: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<Self> {
         let limits = limit_set_arg(limits, algorithm)?;
-        let connect = seconds_arg("connect_timeout", connect_timeout, 0.001)?;
-        let command = seconds_arg("command_timeout", command_timeout, 0.001)?;
-        let recovery = seconds_arg("breaker_recovery", breaker_recovery, 0.001)?;
-        let failures: u32 = at_least_one("breaker_failures", breaker_failures)?;
-        let breaker = BreakerConfig {
-            failure_threshold: failures,
-            recovery_timeout: recovery,
-            // A probe that outlives a command has timed out anyway.
-            probe_timeout: command.saturating_mul(2).max(NANOS_PER_SEC / 100),
-            max_recovery_timeout: (30 * NANOS_PER_SEC).max(recovery),
-            ..BreakerConfig::default()
-        };
+        let max_local_keys = at_least_one("max_local_keys", max_local_keys)?;
+        let config = redis_settings(
+            store,
+            key_prefix,
+            on_error,
+            connect_timeout,
+            command_timeout,
+            log_interval,
+            max_local_keys,
+            breaker_failures,
+            breaker_recovery,
+        )?;
         let clock = ClockSource::from_arg(clock)?;
-        let now = match &clock {
-            ClockSource::Manual(m) => m.now(),
-            _ => DefaultClock.now(),
-        };
-        let config = RedisLimiterConfig {
-            redis: RedisConfig {
-                url: store.to_owned(),
-                connect_timeout: Duration::from_nanos(connect),
-                command_timeout: Duration::from_nanos(command),
-            },
-            prefix: key_prefix.to_owned(),
-            on_error: on_error.parse()?,
-            max_local_keys: at_least_one("max_local_keys", max_local_keys)?,
-            log_interval: seconds_arg("log_interval", log_interval, 0.0)?,
-            breaker,
-        };
+        let now = start_time(&clock);
         let core = Arc::new(RedisLimiter::new(limits, config, now)?);
         Ok(PyRedisLimiter {
             direct: DirectShared::new(core.clone()),
@@ -237,7 +277,7 @@ impl PyRedisLimiter {
 
     fn stats<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
         let (_, local_now) = self.times(py)?;
-        let s = &self.core.stats;
+        let s = self.core.stats();
         let d = PyDict::new(py);
         d.set_item("decisions", s.decisions.load(Ordering::Relaxed))?;
         d.set_item("limited", s.limited.load(Ordering::Relaxed))?;
