@@ -25,6 +25,7 @@ import uuid
 from collections import Counter
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -89,6 +90,7 @@ def _stop(proc: subprocess.Popen[bytes]) -> None:
             proc.wait()
 
 
+@contextmanager
 def serve(argv: list[str], store: str, log: Path, ready_path: str = "/pid") -> Iterator[Server]:
     """Run ``python -m <argv>`` (its own process group), wait until all its workers have started
     and it answers HTTP, yield it, then stop it (SIGTERM, then SIGKILL)."""
@@ -138,14 +140,16 @@ GUNICORN = ["gunicorn", "-k", "uvicorn.workers.UvicornWorker", "-w", str(WORKERS
 @pytest.fixture(scope="module")
 def uvicorn_server(redis_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     log = tmp_path_factory.mktemp("uvicorn") / "server.log"
-    yield from serve(uvicorn("http_app"), redis_url, log)
+    with serve(uvicorn("http_app"), redis_url, log) as server:
+        yield server
 
 
 @pytest.fixture(scope="module")
 def gunicorn_server(redis_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     pytest.importorskip("gunicorn")
     log = tmp_path_factory.mktemp("gunicorn") / "server.log"
-    yield from serve(GUNICORN, redis_url, log)
+    with serve(GUNICORN, redis_url, log) as server:
+        yield server
 
 
 @pytest.fixture(scope="module", params=["uvicorn", "gunicorn"])
@@ -263,7 +267,8 @@ def test_decorator_is_exact_across_workers(uvicorn_server: Server) -> None:
 def mcp_server(redis_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     pytest.importorskip("fastmcp")
     log = tmp_path_factory.mktemp("mcp") / "server.log"
-    yield from serve(uvicorn("mcp_app"), redis_url, log, ready_path="/mcp")
+    with serve(uvicorn("mcp_app"), redis_url, log, ready_path="/mcp") as server:
+        yield server
 
 
 @dataclass
@@ -399,15 +404,16 @@ def killed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Killed]:
     redis = RedisServer().start()
     try:
         log = tmp_path_factory.mktemp("killed") / "server.log"
-        for server in serve(uvicorn("http_app"), redis.url, log):
+        with serve(uvicorn("http_app"), redis.url, log) as server:
             before = {p: burst(server, f"/fail/{p}") for p in ("allow", "deny")}
             before["local"] = burst(server, "/fail/local", headers=_client("before"))
-            load = Load(server, ["/fail/allow", "/fail/deny"]).start()
+            # The load's /fail/local requests carry no X-Client: keyed by the client address.
+            load = Load(server, ["/fail/allow", "/fail/deny", "/fail/local"]).start()
             try:
                 load.wait_for(40)
                 killed_at = load.count()
                 redis.kill()  # SIGKILL: connections reset, nothing closed cleanly
-                load.wait_for(killed_at + 120)
+                load.wait_for(killed_at + 180)
             finally:
                 load.stop()
             after = {p: burst(server, f"/fail/{p}") for p in ("allow", "deny")}
@@ -438,12 +444,19 @@ def test_before_the_kill_redis_decides(killed: Killed) -> None:
 def test_no_request_hangs_or_fails_while_redis_dies(killed: Killed) -> None:
     errors = [reply for _, reply in killed.load if isinstance(reply, BaseException)]
     assert errors == []
-    statuses = {path: Counter[int]() for path in ("/fail/allow", "/fail/deny")}
+    statuses = {f"/fail/{policy}": Counter[int]() for policy in ("allow", "deny", "local")}
     for path, reply in killed.load:
         assert isinstance(reply, Reply)
         statuses[path][reply.status] += 1
     assert set(statuses["/fail/allow"]) == {200}, statuses
     assert set(statuses["/fail/deny"]) <= {200, 503}, statuses
+    assert set(statuses["/fail/local"]) <= {200, 429}, statuses
+    for _, reply in killed.load:
+        assert isinstance(reply, Reply)
+        if reply.status in (429, 503):
+            assert int(reply.headers["retry-after"]) >= 1
+        if reply.status == 503:
+            assert _rate_limit_headers(reply) == []
     # Requests decided after the kill were refused: some of the load saw it.
     later = [r for path, r in killed.load[killed.killed_at :] if path == "/fail/deny"]
     assert any(isinstance(r, Reply) and r.status == 503 for r in later), statuses

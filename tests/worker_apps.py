@@ -61,8 +61,9 @@ DEPENDENCY = 10
 DECORATOR = 10
 LOCAL = 3
 MCP_LIMIT = 10
-# Short enough that a dead Redis is noticed at once, long enough for a loaded machine.
-TIMEOUTS: dict[str, Any] = {"connect_timeout": 0.5, "command_timeout": 0.2}
+# Short, so that no request waits long on a dead Redis (a killed one resets its connections and
+# refuses new ones at once), yet far above a Redis round trip on a loaded machine.
+TIMEOUTS: dict[str, Any] = {"connect_timeout": 0.5, "command_timeout": 0.5}
 
 
 def _store() -> str:
