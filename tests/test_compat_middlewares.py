@@ -648,3 +648,71 @@ def test_mahavishnu_middleware_store_checks_and_redis_down(clock: ManualClock) -
     with pytest.raises(ValueError, match="store="):
         mahavishnu.RateLimitMiddleware(PlainTextResponse("x"), limiter=on_redis)
     mahavishnu.RateLimitMiddleware(PlainTextResponse("x"), limiter=on_redis, store=nowhere)
+
+
+# --- Redis down: what the seeds' middlewares show a client ------------------------------------
+
+RATE_HEADERS = ("x-ratelimit-limit", "x-ratelimit-remaining", "x-ratelimit-reset")
+
+
+def _nowhere() -> str:
+    from redis_servers import free_port
+
+    return f"redis://127.0.0.1:{free_port()}"  # nothing listens: every call fails at once
+
+
+DOWN: dict[str, Any] = {"connect_timeout": 0.2, "command_timeout": 0.2}
+
+
+@pytest.mark.parametrize("seed", ["snowflake", "fastmcp_example"])
+@pytest.mark.parametrize(
+    ("on_error", "statuses"),
+    [("allow", [200, 200, 200]), ("deny", [503, 503, 503]), ("local", [200, 200, 429])],
+)
+def test_seed_middlewares_while_redis_is_down(
+    clock: ManualClock, seed: str, on_error: str, statuses: list[int]
+) -> None:
+    """Redis down: admitted requests carry no rate-limit header (no budget stands behind them),
+    ``deny`` is a 503 with ``Retry-After``, ``local`` a 429 with only ``Retry-After`` once this
+    process's own copy of the limit (2) is spent."""
+    options: dict[str, Any] = {"store": _nowhere(), "on_error": on_error, "clock": clock, **DOWN}
+    if seed == "snowflake":
+        seen: list[str | None] = []
+        app: Any = snowflake_app(
+            snowflake.RateLimitMiddleware(requests_per_second=0.01, burst_size=2, **options), seen
+        )
+    else:
+        app = starlette_app(
+            [],
+            fastmcp_example.RateLimitMiddleware,
+            limiter=fastmcp_example.RateLimiterService(**options),
+            limit=2,
+            window=60,
+        )
+
+    async def scenario() -> None:
+        async with http(app) as client:
+            responses = [await client.get("/") for _ in statuses]
+        assert [r.status_code for r in responses] == statuses
+        for r in responses:
+            assert not any(n in r.headers for n in RATE_HEADERS), r.headers
+            if r.status_code != 200:
+                assert int(r.headers["retry-after"]) >= 1
+
+    run(scenario)
+
+
+def test_a_redis_decision_says_whether_on_error_made_it(redis_url: str, redis_prefix: str) -> None:
+    from seawall import Limiter
+
+    up = Limiter("2/minute", store=redis_url, key_prefix=redis_prefix)
+    assert up.hit("k").fallback is False
+    down = Limiter("2/minute", store=_nowhere(), on_error="deny", **DOWN)
+    assert down.hit("k").fallback is True
+    assert Limiter("2/minute").hit("k").fallback is False
+
+    async def scenario() -> None:
+        assert (await down.ahit("k")).fallback is True
+        assert (await up.ahit("k")).fallback is False
+
+    run(scenario)

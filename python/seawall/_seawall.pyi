@@ -168,6 +168,10 @@ class Decision:
     def retry_after(self) -> float: ...
     @property
     def window(self) -> float: ...
+    @property
+    def fallback(self) -> bool:
+        """Whether a Redis limiter's ``on_error`` made this decision (Redis failed, or the
+        breaker around it was open): no budget stands behind its numbers. False in memory."""
     def __bool__(self) -> bool: ...
 
 _Limits = str | Limit | Sequence[str | Limit]

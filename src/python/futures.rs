@@ -19,13 +19,12 @@ use pyo3::intern;
 use pyo3::prelude::*;
 
 use super::limiter::PyDecision;
-use crate::limiter::limit::LimitDecision;
 use crate::limiter::redis_failure::{RedisDecision, Report, StoreError};
 
 /// What a finished call gives its future.
 pub(crate) enum Completion {
     /// A decision, or why there is none.
-    Decision(Result<LimitDecision, StoreError>),
+    Decision(Result<RedisDecision, StoreError>),
     Flag(Result<bool, StoreError>),
     /// A request's response, as `HttpLimiter.check` returns it.
     Http(Result<crate::http::Outcome, StoreError>),
@@ -108,7 +107,9 @@ impl PyBridge {
         for done in batch {
             report_all(py, done.reports);
             let value: Result<Bound<'_, PyAny>, StoreError> = match done.completion {
-                Completion::Decision(Ok(d)) => Ok(Bound::new(py, PyDecision::from(d))?.into_any()),
+                Completion::Decision(Ok(d)) => {
+                    Ok(Bound::new(py, PyDecision::from_redis(d))?.into_any())
+                }
                 Completion::Flag(Ok(b)) => {
                     Ok(pyo3::types::PyBool::new(py, b).to_owned().into_any())
                 }
@@ -170,7 +171,7 @@ pub(crate) fn resolve_all(
 ) {
     for (future, d) in done {
         let r = match d {
-            Ok(d) => Bound::new(py, PyDecision::from(d.decision))
+            Ok(d) => Bound::new(py, PyDecision::from_redis(d))
                 .and_then(|v| future.call_method1(py, intern!(py, "set_result"), (v,))),
             Err(e) => future.call_method1(
                 py,

@@ -16,7 +16,6 @@ use super::futures::{report_all, store_error, Completion, Done, PyBridge};
 use super::limiter::{limit_set_arg, limits_list, secs, PyDecision};
 use crate::breaker::BreakerConfig;
 use crate::clock::{self, Clock, DefaultClock, Nanos, NANOS_PER_SEC};
-use crate::limiter::limit::LimitDecision;
 use crate::limiter::redis_failure::RedisDecision;
 use crate::limiter::redis_limiter::{Pending, RedisLimiter, RedisLimiterConfig};
 use crate::store::redis::pool::BlockingPool;
@@ -108,7 +107,7 @@ impl PyRedisLimiter {
         key: &str,
         cost: Count,
         commit: bool,
-    ) -> PyResult<LimitDecision> {
+    ) -> PyResult<RedisDecision> {
         let (now, local_now) = self.times(py)?;
         let begun = self
             .core
@@ -121,10 +120,10 @@ impl PyRedisLimiter {
         &self,
         py: Python<'_>,
         begun: Result<Pending, RedisDecision>,
-    ) -> PyResult<LimitDecision> {
+    ) -> PyResult<RedisDecision> {
         let pending = match begun {
             Ok(p) => p,
-            Err(d) => return Ok(d.decision),
+            Err(d) => return Ok(d),
         };
         let d = if self.direct.enabled() {
             let core = &self.core;
@@ -135,7 +134,7 @@ impl PyRedisLimiter {
             py.detach(move || runtime::handle().block_on(core.finish(pending)))
         };
         report_all(py, self.core.take_reports());
-        Ok(d.map_err(store_error)?.decision)
+        d.map_err(store_error)
     }
 }
 
@@ -172,7 +171,7 @@ impl PyRedisLimiter {
     ) -> PyResult<Option<PyDecision>> {
         let pending = match begun {
             Ok(p) => p,
-            Err(d) => return Ok(Some(PyDecision::from(d.decision))),
+            Err(d) => return Ok(Some(PyDecision::from_redis(d))),
         };
         let inner = bridge.get().inner().clone();
         let pending = match self
@@ -188,7 +187,7 @@ impl PyRedisLimiter {
             let d = core.finish(pending).await;
             inner.complete(Done {
                 future,
-                completion: Completion::Decision(d.map(|d| d.decision)),
+                completion: Completion::Decision(d),
                 reports: core.take_reports(),
             });
         });
@@ -246,19 +245,27 @@ impl PyRedisLimiter {
     #[pyo3(signature = (key, cost=Count::ONE), text_signature = "($self, key, cost=1)")]
     fn hit(&self, py: Python<'_>, key: &Bound<'_, PyAny>, cost: Count) -> PyResult<PyDecision> {
         let key = text_arg("key", key)?;
-        Ok(PyDecision::from(self.decide_sync(py, key, cost, true)?))
+        Ok(PyDecision::from_redis(
+            self.decide_sync(py, key, cost, true)?,
+        ))
     }
 
     #[pyo3(signature = (key, cost=Count::ONE), text_signature = "($self, key, cost=1)")]
     fn allow(&self, py: Python<'_>, key: &Bound<'_, PyAny>, cost: Count) -> PyResult<bool> {
         let key = text_arg("key", key)?;
-        Ok(self.decide_sync(py, key, cost, true)?.decision.allowed)
+        Ok(self
+            .decide_sync(py, key, cost, true)?
+            .decision
+            .decision
+            .allowed)
     }
 
     #[pyo3(signature = (key, cost=Count::ONE), text_signature = "($self, key, cost=1)")]
     fn test(&self, py: Python<'_>, key: &Bound<'_, PyAny>, cost: Count) -> PyResult<PyDecision> {
         let key = text_arg("key", key)?;
-        Ok(PyDecision::from(self.decide_sync(py, key, cost, false)?))
+        Ok(PyDecision::from_redis(
+            self.decide_sync(py, key, cost, false)?,
+        ))
     }
 
     fn reset(&self, py: Python<'_>, key: &Bound<'_, PyAny>) -> PyResult<bool> {
@@ -302,7 +309,7 @@ impl PyRedisLimiter {
         cost: Count,
     ) -> PyResult<PyDecision> {
         let begun = self.begin_with(py, key, other, other_key, cost)?;
-        Ok(PyDecision::from(self.finish_sync(py, begun)?))
+        Ok(PyDecision::from_redis(self.finish_sync(py, begun)?))
     }
 
     /// `_submit` of [`hit_with`](Self::hit_with).

@@ -1,3 +1,6 @@
+# This file is longer than 450 lines because it is the drop-in of one seed module, whose public
+# names (the service, its HTTP middleware, the tool decorator and the module-level helpers) must
+# all be importable from here, on both stores.
 """Seed 004 (FastMCP + Starlette example), ``RateLimiterService``, on seawall's native sliding log.
 
 Same constructor, same ``check_and_record(client_id, limit=None, window=None) -> (allowed, info)``
@@ -83,6 +86,8 @@ class RateLimiterService:
         self.default_limit = default_limit
         self.default_window = default_window
         self._clock = clock
+        # What a refusal made while Redis cannot decide is: a local limit (429) or not (503).
+        self._local_fallback = on_error == "local"
         # With Redis: one RedisLimiter per (limit, window) pair used, made on first use.
         self._pairs: dict[tuple[int, int], RedisLimiter] | None = None
         self._redis: dict[str, Any] = {}
@@ -163,13 +168,21 @@ class RateLimiterService:
     ) -> tuple[bool, dict[str, Any]]:
         """``check_and_record``, awaitable: with a Redis store the event loop does not wait
         for Redis. A subclass's own ``check_and_record`` is called as it is."""
+        allowed, info, _ = await self._acheck(client_id, limit, window)
+        return allowed, info
+
+    async def _acheck(
+        self, client_id: str, limit: int | None, window: float | None
+    ) -> tuple[bool, dict[str, Any], bool]:
+        """``acheck_and_record`` and whether Redis's ``on_error`` made the decision."""
         if self._log is not None or type(self).check_and_record is not _CHECK_AND_RECORD:
-            return self.check_and_record(client_id, limit, window)
+            return (*self.check_and_record(client_id, limit, window), False)
         lim, limit, window = self._redis_pair(limit, window)
-        allowed, info = self._info(await lim.ahit(client_id), limit, window)
+        decision = await lim.ahit(client_id)
+        allowed, info = self._info(decision, limit, window)
         if not allowed:
             logger.debug("Rate limit exceeded for client '%s'", client_id)
-        return allowed, info
+        return allowed, info, decision.fallback
 
     def _info(
         self, decision: _seawall.Decision, limit: int, window: float
@@ -316,10 +329,16 @@ class RateLimitMiddleware:
             return
         client = scope.get("client")
         client_id = f"http_{client[0] if client else 'unknown'}"
+        fallback = False
         if self._awaits:
-            allowed, info = await self.limiter.acheck_and_record(client_id, self.limit, self.window)
+            allowed, info, fallback = await self.limiter._acheck(client_id, self.limit, self.window)
         else:
             allowed, info = self.limiter.check_and_record(client_id, self.limit, self.window)
+        if fallback:
+            # Redis could not decide: no budget stands behind the numbers (see _unavailable).
+            status = 429 if self.limiter._local_fallback else 503
+            await _unavailable(scope, receive, send, self.app, allowed, info["retry_after"], status)
+            return
         headers = [
             (b"x-ratelimit-limit", str(self.limit).encode()),
             (b"x-ratelimit-remaining", str(info["remaining"]).encode()),
@@ -343,6 +362,33 @@ class RateLimitMiddleware:
         ]
         await send({"type": "http.response.start", "status": 429, "headers": headers})
         await send({"type": "http.response.body", "body": body})
+
+
+async def _unavailable(
+    scope: Scope,
+    receive: Receive,
+    send: Send,
+    app: ASGIApp,
+    allowed: bool,
+    retry_after: int,
+    status: int,
+) -> None:
+    """What a client sees while Redis cannot decide: what is admitted gets no rate-limit
+    header (no budget stands behind it); a refusal is a 503 with ``Retry-After`` under
+    ``on_error="deny"`` (the client did nothing wrong), a 429 with only ``Retry-After`` under
+    ``"local"`` (this process's own copy of the limit refused it)."""
+    if allowed:
+        await app(scope, receive, send)
+        return
+    message = "Rate limit exceeded" if status == 429 else "Rate limit store unavailable"
+    body = json.dumps({"error": message, "retry_after": retry_after})
+    headers = [
+        (b"retry-after", str(max(1, retry_after)).encode()),
+        (b"content-type", b"application/json"),
+        (b"content-length", str(len(body)).encode()),
+    ]
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": body.encode()})
 
 
 _default_service: RateLimiterService | None = None

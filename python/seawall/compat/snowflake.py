@@ -182,6 +182,8 @@ class RateLimitMiddleware:
         decision = (
             self.limiter.hit(client_id) if self._ahit is None else await self._ahit(client_id)
         )
+        if decision.fallback:
+            return await self._unavailable(request, call_next, decision)
         reset = str(math.ceil(now(self._clock) + decision.reset_after))
         if not decision.allowed:
             retry_after = whole_seconds(decision.retry_after)
@@ -212,6 +214,31 @@ class RateLimitMiddleware:
         response.headers["X-RateLimit-Remaining"] = str(decision.remaining)
         response.headers["X-RateLimit-Reset"] = reset
         return response
+
+    async def _unavailable(self, request: Any, call_next: Any, decision: Any) -> Response:
+        """Redis could not decide (its ``on_error`` did): no budget stands behind the numbers,
+        so an admitted request gets no rate-limit header; a refused one gets a 503 with
+        ``Retry-After`` under ``"deny"`` (the client did nothing wrong), or a 429 with only
+        ``Retry-After`` under ``"local"`` (this process's own copy of the limit refused it)."""
+        from starlette.responses import JSONResponse
+
+        if decision.allowed:
+            return await call_next(request)  # type: ignore[no-any-return]
+        retry_after = whole_seconds(decision.retry_after)
+        code = 429 if getattr(self.limiter, "on_error", None) == "local" else 503
+        return JSONResponse(
+            status_code=code,
+            content={
+                "error": {
+                    "code": code,
+                    "message": "Rate limit exceeded"
+                    if code == 429
+                    else "Rate limit store unavailable",
+                    "retry_after": retry_after,
+                }
+            },
+            headers={"Retry-After": str(retry_after)},
+        )
 
 
 def rate_limit(
