@@ -371,3 +371,44 @@ def test_a_redis_store_does_not_warn_of_workers(
     with caplog.at_level(logging.WARNING, logger="seawall"):
         RateLimitMiddleware(hello, limits="1/second")
     assert [r for r in caplog.records if "store=" in r.getMessage()]
+
+
+def scope(ip: str = "192.0.2.1", path: str = "/") -> dict[str, Any]:
+    return {
+        "type": "http",
+        "method": "GET",
+        "path": path,
+        "query_string": b"",
+        "headers": [],
+        "client": (ip, 1234),
+    }
+
+
+def test_sync_check_reset_and_stats_on_redis(redis_url: str, redis_prefix: str) -> None:
+    """The native limiter's sync ``check`` waits for Redis on the calling thread; ``reset``
+    forgets a client in Redis; ``store_stats`` counts what the store did."""
+    middleware = RateLimitMiddleware(
+        hello, limits="2/minute", store=redis_url, key_prefix=redis_prefix
+    )
+    native = middleware.limiter
+    assert native.is_async and native.store == redis_url
+    results = [native.check(scope()) for _ in range(3)]
+    assert [r[0] for r in results if r is not None] == [True, True, False]
+    assert results[2] is not None and results[2][3] == 429
+    native.reset("ip:192.0.2.1")
+    again = native.check(scope())
+    assert again is not None and again[0] is True
+    stats = native.store_stats()
+    assert stats is not None
+    assert (stats["decisions"], stats["limited"], stats["errors"]) == (4, 1, 0)
+    assert stats["breaker"] == "closed"
+    assert RateLimitMiddleware(hello, limits="2/minute").limiter.store_stats() is None
+
+
+def test_reset_while_redis_is_down_raises(redis_server: RedisServer) -> None:
+    middleware = RateLimitMiddleware(
+        hello, limits="2/minute", store=redis_server.url, connect_timeout=0.2, command_timeout=0.2
+    )
+    redis_server.kill()
+    with pytest.raises(OSError, match="Redis reset failed"):
+        middleware.limiter.reset("ip:192.0.2.1")
