@@ -136,9 +136,7 @@ impl PyRedisLimiter {
         report_all(py, self.core.take_reports());
         d.map_err(store_error)
     }
-}
 
-impl PyRedisLimiter {
     fn begin_with(
         &self,
         py: Python<'_>,
