@@ -290,8 +290,8 @@ impl HostLimiter {
     }
 }
 
-/// Slots for `max_keys` keys: a power of two with a fifth to spare (each key lives in one of 16
-/// slots from its home, so a full table would evict early), at least 64.
+/// Slots for `max_keys` keys: the power of two at or above it, at least 64. (Each key lives in
+/// one of 16 slots from its home, so a table evicts a little before every slot is taken.)
 fn capacity_for(max_keys: usize) -> Result<usize, Error> {
     const MOST: usize = 1 << 28;
     if max_keys == 0 || max_keys > MOST {
@@ -300,5 +300,5 @@ fn capacity_for(max_keys: usize) -> Result<usize, Error> {
             format!("must be between 1 and {MOST} for a host store, got {max_keys}"),
         ));
     }
-    Ok((max_keys + max_keys / 4).next_power_of_two().max(64))
+    Ok(max_keys.next_power_of_two().max(64))
 }

@@ -122,6 +122,30 @@ fn system(path: &std::path::Path, what: &str, e: std::io::Error) -> Error {
     }
 }
 
+/// Sizes a new segment file and reserves its memory now: a tmpfs that is too small (Docker's
+/// `/dev/shm` is 64 MiB unless `--shm-size` says more) is an error here, not a SIGBUS later when
+/// a slot is first written.
+fn reserve(file: &File, path: &std::path::Path, bytes: usize) -> Result<(), Error> {
+    // SAFETY: posix_fallocate on an open descriptor has no memory-safety requirement.
+    let r = unsafe { libc::posix_fallocate(file.as_raw_fd(), 0, bytes as libc::off_t) };
+    if r == 0 {
+        return Ok(());
+    }
+    let _ = file.set_len(0);
+    let e = std::io::Error::from_raw_os_error(r);
+    if r == libc::ENOSPC {
+        return Err(Error::System {
+            message: format!(
+                "host store: no room for {} MiB in {} (give a smaller max_keys, or more room:                  docker run --shm-size): {e}",
+                bytes.div_ceil(1 << 20),
+                path.parent().map_or_else(String::new, |p| p.display().to_string())
+            ),
+            permission: false,
+        });
+    }
+    Err(system(path, "reserve memory for", e))
+}
+
 /// Holds an exclusive `flock` on a file while alive.
 struct Locked<'a>(&'a File);
 
@@ -163,8 +187,7 @@ impl Segment {
             .len();
         let fresh = len == 0;
         if fresh {
-            file.set_len(layout.bytes() as u64)
-                .map_err(|e| system(&path, "size", e))?;
+            reserve(&file, &path, layout.bytes())?;
         } else if len < HEADER_BYTES as u64 {
             return Err(Self::foreign(name, &path, "it is too small to be one"));
         }
@@ -185,8 +208,9 @@ impl Segment {
         if fresh || magic == 0 {
             if !fresh && len != layout.bytes() as u64 {
                 // Half-made by a creator that died, for another size: make it afresh.
-                file.set_len(layout.bytes() as u64)
+                file.set_len(0)
                     .map_err(|e| system(&segment.path, "size", e))?;
+                reserve(&file, &segment.path, layout.bytes())?;
                 segment.map = MmapOptions::new()
                     .map_raw(&file)
                     .map_err(|e| system(&segment.path, "map", e))?;
