@@ -927,8 +927,9 @@ def run_redis_phase(
             shift = rnd % len(active)
             done = []
             for row in active[shift:] + active[:shift]:
+                before = len(row.runs)
                 redis_slot(row, pin, a, server, first=rnd == 0)
-                if row.runs and row.runs[-1].error is None and len(row.runs) == rnd + 1:
+                if len(row.runs) > before and row.runs[-1].error is None:
                     done.append(f"{row.variant.key} {row.runs[-1].rps:,.0f}")
             print(
                 f"{workers} worker(s), round {rnd + 1}/{a.rounds}: " + ", ".join(done),
@@ -1131,8 +1132,11 @@ def main_redis(a: argparse.Namespace) -> int:
     for workers in a.workers:
         try:
             rows, note = run_redis_phase(a, rs, workers)
-        except rs.RedisUnavailable as exc:
-            print(f"## Served on Redis, {workers} worker(s): skipped ({exc})")
+        except KeyboardInterrupt:
+            print("interrupted: every server this script started is stopped", file=sys.stderr)
+            return 130
+        except (rs.RedisUnavailable, OSError, RuntimeError) as exc:
+            print(f"## Served on Redis, {workers} worker(s): not measured ({exc!r})")
             print(flush=True)
             continue
         print(f"## Served on Redis: uvicorn, {workers} worker(s), wrk -c{a.connections}")
