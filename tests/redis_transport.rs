@@ -442,7 +442,7 @@ fn redis_limiter_decides_over_the_blocking_pool_and_falls_back_when_redis_is_gon
     assert!(!gone.decision.decision.allowed, "on_error=deny");
     assert_eq!(
         limiter
-            .stats
+            .stats()
             .errors
             .load(std::sync::atomic::Ordering::Relaxed),
         1

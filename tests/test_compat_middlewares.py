@@ -450,3 +450,269 @@ def test_fastmcp_example_middleware_leaves_a_shared_start_message_alone() -> Non
         assert dict(sent[0]["headers"])[b"x-ratelimit-remaining"] == remaining
         assert len(sent[0]["headers"]) == 4
     assert start["headers"] == [(b"x-app", b"1")]
+
+
+# --- store= on a real Redis (issue 13) ------------------------------------------------------
+
+
+def _seen(r: httpx.Response) -> tuple[Any, ...]:
+    """What a client sees of a rate-limited response."""
+    names = ("x-ratelimit-limit", "x-ratelimit-remaining", "x-ratelimit-reset", "retry-after")
+    return (r.status_code, r.content, *(r.headers.get(n) for n in names))
+
+
+def test_snowflake_middleware_on_redis_answers_as_memory(
+    clock: ManualClock, redis_url: str, redis_prefix: str
+) -> None:
+    """The same requests through a memory app and two Redis apps (two workers: same Redis and
+    prefix, alternating): status, body and headers equal, the budget shared between workers."""
+    memory = snowflake_app(
+        snowflake.RateLimitMiddleware(requests_per_second=1.0, burst_size=3, clock=clock), []
+    )
+    workers = [
+        snowflake_app(
+            snowflake.RateLimitMiddleware(
+                requests_per_second=1.0,
+                burst_size=3,
+                clock=clock,
+                store=redis_url,
+                key_prefix=redis_prefix,
+            ),
+            [],
+        )
+        for _ in range(2)
+    ]
+    gaps = [0, 0, 0, 0, 0.5, 0.5, 0, 2.25, 0, 0, 0, 0, 10, 0]
+
+    async def scenario() -> None:
+        async with http(memory) as m, http(workers[0]) as w0, http(workers[1]) as w1:
+            for i, gap in enumerate(gaps):
+                clock.advance(gap)
+                ours = await m.get("/")
+                theirs = await (w0, w1)[i % 2].get("/")
+                assert _seen(theirs) == _seen(ours)
+            clock.advance(10)  # full again: a burst of 3 between the two workers
+            statuses = [(await w.get("/")).status_code for w in (w0, w1, w0, w1)]
+            assert statuses == [200, 200, 200, 429]
+
+    run(scenario)
+
+
+def test_snowflake_decorator_on_redis_is_shared(
+    seawall_clock: ManualClock, redis_url: str, redis_prefix: str
+) -> None:
+    """``rate_limit(store=...)``: the same handler in two workers spends one budget."""
+
+    def worker() -> Callable[[], Awaitable[str]]:
+        @snowflake.rate_limit(requests_per_minute=2, store=redis_url, key_prefix=redis_prefix)
+        async def handler() -> str:
+            return "ok"
+
+        return handler
+
+    one, two = worker(), worker()
+
+    async def scenario() -> None:
+        token = snowflake.current_client_id.set("tenant-1")
+        try:
+            assert await one() == "ok" and await two() == "ok"
+            with pytest.raises(HTTPException) as refused:
+                await one()
+            assert refused.value.status_code == 429
+            assert refused.value.headers == {"Retry-After": "30"}
+            seawall_clock.advance(30)
+            assert await two() == "ok"
+        finally:
+            snowflake.current_client_id.reset(token)
+
+    run(scenario)
+
+
+def test_fastmcp_example_middleware_on_redis(
+    clock: ManualClock, redis_url: str, redis_prefix: str
+) -> None:
+    """Seed 004's middleware on Redis-backed services: two workers' apps share each client's
+    log, and a client sees what the memory service would show it."""
+    memory = starlette_app(
+        [],
+        fastmcp_example.RateLimitMiddleware,
+        limiter=fastmcp_example.RateLimiterService(clock=clock),
+        limit=3,
+        window=10,
+    )
+    workers = [
+        starlette_app(
+            [],
+            fastmcp_example.RateLimitMiddleware,
+            limiter=fastmcp_example.RateLimiterService(
+                clock=clock, store=redis_url, key_prefix=redis_prefix
+            ),
+            limit=3,
+            window=10,
+        )
+        for _ in range(2)
+    ]
+    gaps = [0, 0, 0, 0, 4.5, 0, 5.5, 0, 0, 0, 0.001, 30, 0]
+
+    async def scenario() -> None:
+        async with http(memory) as m, http(workers[0]) as w0, http(workers[1]) as w1:
+            for i, gap in enumerate(gaps):
+                clock.advance(gap)
+                ours = await m.get("/")
+                theirs = await (w0, w1)[i % 2].get("/")
+                assert _seen(theirs) == _seen(ours)
+
+    run(scenario)
+
+
+def test_fastmcp_example_middleware_makes_a_redis_service(
+    seawall_clock: ManualClock, redis_url: str, redis_prefix: str
+) -> None:
+    calls: list[str] = []
+    options = {"limit": 2, "window": 60, "store": redis_url, "key_prefix": redis_prefix}
+    apps = [starlette_app(calls, fastmcp_example.RateLimitMiddleware, **options) for _ in "ab"]
+
+    async def scenario() -> None:
+        async with http(apps[0]) as a, http(apps[1]) as b:
+            statuses = [(await c.get("/")).status_code for c in (a, b, a, b)]
+            assert statuses == [200, 200, 429, 429]
+
+    run(scenario)
+    assert len(calls) == 2
+    with pytest.raises(ValueError, match="on_error"):
+        fastmcp_example.RateLimitMiddleware(PlainTextResponse("x"), on_error="deny")
+
+
+def test_mahavishnu_middleware_on_redis_answers_as_memory(
+    clock: ManualClock, redis_url: str, redis_prefix: str
+) -> None:
+    """Seed 001's middleware on ``seawall.RateLimitMiddleware``'s Redis store: the four limits
+    shared by two workers' apps (same Redis and prefix), every response as memory shows it,
+    exemptions included."""
+    config = mahavishnu.RateLimitConfig(
+        requests_per_minute=4, requests_per_hour=6, burst_size=2, exempt_user_ids={"admin"}
+    )
+    common = {"config": config, "user_id_header": "X-User-ID", "clock": clock}
+    memory = starlette_app([], mahavishnu.RateLimitMiddleware, **common)
+    workers = [
+        starlette_app(
+            [],
+            mahavishnu.RateLimitMiddleware,
+            store=redis_url,
+            key_prefix=redis_prefix,
+            **common,
+        )
+        for _ in range(2)
+    ]
+    gaps = [0, 0, 0, 30, 0, 1, 14, 0, 15, 0, 60, 0, 0, 600, 0]
+
+    async def scenario() -> None:
+        async with http(memory) as m, http(workers[0]) as w0, http(workers[1]) as w1:
+            for i, gap in enumerate(gaps):
+                clock.advance(gap)
+                headers = {"X-User-ID": "admin"} if i == 5 else {}
+                ours = await m.get("/", headers=headers)
+                theirs = await (w0, w1)[i % 2].get("/", headers=headers)
+                assert _seen(theirs) == _seen(ours), i
+            assert {(await w.get("/")).status_code for w in (w0, w1)} == {429}
+
+    run(scenario)
+
+
+def test_mahavishnu_middleware_store_checks_and_redis_down(clock: ManualClock) -> None:
+    from redis_servers import free_port
+
+    nowhere = f"redis://127.0.0.1:{free_port()}"  # nothing listens: every call fails at once
+    app = starlette_app(
+        [],
+        mahavishnu.RateLimitMiddleware,
+        store=nowhere,
+        on_error="deny",
+        connect_timeout=0.2,
+        command_timeout=0.2,
+        clock=clock,
+    )
+
+    async def scenario() -> None:
+        async with http(app) as client:
+            r = await client.get("/")
+            assert r.status_code == 503 and int(r.headers["retry-after"]) >= 1
+            assert "x-ratelimit-limit" not in r.headers  # no budget is known
+
+    run(scenario)
+    with pytest.raises(ValueError, match="key_prefix"):
+        mahavishnu.RateLimitMiddleware(PlainTextResponse("x"), key_prefix="x:")
+    with pytest.raises(TypeError, match="store"):
+        mahavishnu.RateLimitMiddleware(PlainTextResponse("x"), store=5)  # type: ignore[arg-type]
+    on_redis = mahavishnu.RateLimiter(store=nowhere)
+    with pytest.raises(ValueError, match="store="):
+        mahavishnu.RateLimitMiddleware(PlainTextResponse("x"), limiter=on_redis)
+    mahavishnu.RateLimitMiddleware(PlainTextResponse("x"), limiter=on_redis, store=nowhere)
+
+
+# --- Redis down: what the seeds' middlewares show a client ------------------------------------
+
+RATE_HEADERS = ("x-ratelimit-limit", "x-ratelimit-remaining", "x-ratelimit-reset")
+
+
+def _nowhere() -> str:
+    from redis_servers import free_port
+
+    return f"redis://127.0.0.1:{free_port()}"  # nothing listens: every call fails at once
+
+
+DOWN: dict[str, Any] = {"connect_timeout": 0.2, "command_timeout": 0.2}
+
+
+@pytest.mark.parametrize("seed", ["snowflake", "fastmcp_example"])
+@pytest.mark.parametrize(
+    ("on_error", "statuses"),
+    [("allow", [200, 200, 200]), ("deny", [503, 503, 503]), ("local", [200, 200, 429])],
+)
+def test_seed_middlewares_while_redis_is_down(
+    clock: ManualClock, seed: str, on_error: str, statuses: list[int]
+) -> None:
+    """Redis down: admitted requests carry no rate-limit header (no budget stands behind them),
+    ``deny`` is a 503 with ``Retry-After``, ``local`` a 429 with only ``Retry-After`` once this
+    process's own copy of the limit (2) is spent."""
+    options: dict[str, Any] = {"store": _nowhere(), "on_error": on_error, "clock": clock, **DOWN}
+    if seed == "snowflake":
+        seen: list[str | None] = []
+        app: Any = snowflake_app(
+            snowflake.RateLimitMiddleware(requests_per_second=0.01, burst_size=2, **options), seen
+        )
+    else:
+        app = starlette_app(
+            [],
+            fastmcp_example.RateLimitMiddleware,
+            limiter=fastmcp_example.RateLimiterService(**options),
+            limit=2,
+            window=60,
+        )
+
+    async def scenario() -> None:
+        async with http(app) as client:
+            responses = [await client.get("/") for _ in statuses]
+        assert [r.status_code for r in responses] == statuses
+        for r in responses:
+            assert not any(n in r.headers for n in RATE_HEADERS), r.headers
+            if r.status_code != 200:
+                assert int(r.headers["retry-after"]) >= 1
+
+    run(scenario)
+
+
+def test_a_redis_decision_says_whether_on_error_made_it(redis_url: str, redis_prefix: str) -> None:
+    from seawall import Limiter
+
+    up = Limiter("2/minute", store=redis_url, key_prefix=redis_prefix)
+    assert up.hit("k").fallback is False
+    down = Limiter("2/minute", store=_nowhere(), on_error="deny", **DOWN)
+    assert down.hit("k").fallback is True
+    assert Limiter("2/minute").hit("k").fallback is False
+
+    async def scenario() -> None:
+        assert (await down.ahit("k")).fallback is True
+        assert (await up.ahit("k")).fallback is False
+
+    run(scenario)

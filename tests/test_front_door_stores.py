@@ -291,12 +291,88 @@ async def test_mcp_middleware_on_redis_shares_one_budget_across_two_servers(
     assert await admitted("expensive", 4) == 1
 
 
-def test_mcp_global_limits_over_redis_are_refused(redis_url: str) -> None:
-    with pytest.raises(ValueError, match="global_limits works with the memory store only"):
-        ToolRateLimitMiddleware("3/minute", global_limits="10/minute", store=redis_url)
+async def test_mcp_global_limits_on_redis_are_all_or_nothing_across_servers(
+    redis_url: str, redis_prefix: str
+) -> None:
+    """A tool's per-client limit and the server-wide one, one script call across two servers:
+    a call refused by either spends neither."""
+    clock = ManualClock(1_000)
+    servers = []
+    for _ in range(2):
+        server = FastMCP(
+            "global",
+            middleware=[
+                ToolRateLimitMiddleware(
+                    "2/minute",
+                    per_tool={"wide": "10/minute"},
+                    global_limits="4/minute",
+                    key=lambda context: "one-client",
+                    store=redis_url,
+                    key_prefix=redis_prefix,
+                    clock=clock,
+                )
+            ],
+        )
+
+        @server.tool()
+        def narrow() -> int:
+            return 1
+
+        @server.tool()
+        def wide() -> int:
+            return 2
+
+        servers.append(server)
+
+    async def admitted(tool: str, calls: int) -> int:
+        n = 0
+        for i in range(calls):
+            async with Client(servers[i % 2], mode="legacy") as c:
+                n += not (await c.call_tool(tool, {}, raise_on_error=False)).is_error
+        return n
+
+    # narrow's own limit (2) binds first; its 3 refused calls spend none of the global 4.
+    assert await admitted("narrow", 5) == 2
+    # wide's own limit is 10: the global limit has 2 left, then refuses.
+    assert await admitted("wide", 6) == 2
+    clock.advance(15)  # GCRA: the global budget frees one every 15 s
+    assert await admitted("wide", 3) == 1
+
+
+def test_mcp_global_limits_on_redis_need_the_store_they_build(redis_url: str) -> None:
     ready = Limiter("3/minute", store=redis_url)
-    with pytest.raises(ValueError, match="global_limits"):
+    with pytest.raises(ValueError, match="global_limits on Redis needs store="):
         ToolRateLimitMiddleware(limiter=ready, global_limits="10/minute")
+    with pytest.raises(ValueError, match="global_limits on Redis needs store="):
+        ToolRateLimitMiddleware(
+            "3/minute",
+            per_tool={"t": Limiter("1/minute", store=redis_url.replace("/0", "/1"))},
+            global_limits="10/minute",
+            store=redis_url,
+        )
+
+
+async def test_redis_hit_with_is_one_script_all_or_nothing(
+    redis_url: str, redis_prefix: str
+) -> None:
+    clock = ManualClock(1_000)
+    tool = seawall.RedisLimiter("2/minute", store=redis_url, key_prefix=redis_prefix, clock=clock)
+    server_wide = seawall.RedisLimiter(
+        "3/minute", store=redis_url, key_prefix=redis_prefix, clock=clock
+    )
+    got = [tool.hit_with("a", server_wide, "*").allowed for _ in range(3)]
+    assert got == [True, True, False]
+    assert server_wide.test("*").remaining == 1, "a's refused call spent no global budget"
+    assert (await tool.ahit_with("b", server_wide, "*")).allowed
+    refused = await tool.ahit_with("c", server_wide, "*")
+    assert not refused.allowed
+    assert refused.limit == 3, "the global limit binds"
+    assert tool.test("c").remaining == 2, "c's refused call spent nothing of its own"
+    assert tool.test("a").remaining == 0, "decided with another, a key keeps its budget"
+    assert tool.hit("a").allowed is False
+    other_store = seawall.RedisLimiter("1/minute", store=redis_url.replace("/0", "/1"))
+    with pytest.raises(ValueError, match="other"):
+        tool.hit_with("a", other_store, "*")
 
 
 def test_mcp_store_and_limiter_arguments_are_checked(redis_url: str) -> None:
@@ -323,3 +399,13 @@ def test_mcp_store_and_limiter_arguments_are_checked(redis_url: str) -> None:
 
 def test_public_names_unchanged() -> None:
     assert seawall.rate_limit is rate_limit
+
+
+def test_redis_hit_with_on_a_cluster_keeps_one_slot(
+    redis_cluster_url: str, redis_prefix: str
+) -> None:
+    tool = seawall.RedisLimiter("2/minute", store=redis_cluster_url, key_prefix=redis_prefix)
+    server_wide = seawall.RedisLimiter("3/minute", store=redis_cluster_url, key_prefix=redis_prefix)
+    got = [tool.hit_with(f"client-{i % 2}", server_wide, "*").allowed for i in range(5)]
+    assert got == [True, True, True, False, False]
+    assert server_wide.test("*").remaining == 0

@@ -561,7 +561,7 @@ async def mahavishnu_limiter(clock: ManualClock) -> mahavishnu.RateLimitInfo:
     allowed, info = await limiter.is_allowed("user:1")
     checked: tuple[bool, mahavishnu.RateLimitInfo] = limiter.check("user:1")
     assert allowed and checked[0] and not info.limited
-    under: Limiter = limiter.limiter
+    under: Limiter | RedisLimiter = limiter.limiter
     assert under.limits and limiter.get_violations("user:1") == 0
     offenders: dict[str, int] = limiter.get_repeat_offenders(min_violations=1)
     assert offenders == {} and limiter.cleanup() >= 0 and limiter.get_stats()

@@ -10,6 +10,8 @@ from typing import Any
 
 from seawall import _seawall
 from seawall._args import check_int, check_limits, check_optional_str, check_str, check_strings
+from seawall._stores import store_options
+from seawall._workers import warn_if_memory_workers
 from seawall.types import Limits
 
 __all__ = ["RuleTuple", "http_limiter"]
@@ -40,11 +42,22 @@ def http_limiter(
     draft_version: Any = _UNSET,
     max_keys: Any,
     clock: Any,
+    owner: str,
+    store: Any = None,
+    options: dict[str, Any] | None = None,
 ) -> _seawall.HttpLimiter:
     """A native limiter. Every argument of the wrong type is a ``TypeError`` naming it (checked
     in the order of the parameters), and the native constructor names those of a wrong value.
-    ``rules`` are already checked; an argument not passed takes the native default."""
-    return _seawall.HttpLimiter(
+    ``rules`` are already checked; an argument not passed takes the native default.
+
+    ``store``: ``None`` or ``"memory://"`` (this process; ``owner`` warns when it is one of
+    several workers) or a Redis URL, with ``options`` (the Redis options of
+    :data:`seawall._stores.REDIS_OPTIONS`, ``None`` when not given; refused with a memory store).
+    """
+    given = store_options(owner, store, options or {})
+    if given is None:
+        warn_if_memory_workers(owner)
+    native = _seawall.HttpLimiter(
         limits=None if limits is None else check_limits("limits", limits),
         rules=None if rules is _UNSET else list(rules),
         global_limits=(
@@ -68,4 +81,6 @@ def http_limiter(
         ),
         max_keys=check_int("max_keys", max_keys),
         clock=clock,
+        **({} if given is None else {"store": store, **given}),
     )
+    return native

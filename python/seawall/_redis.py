@@ -17,7 +17,7 @@ import weakref
 
 from seawall import _seawall
 
-__all__ = ["RedisLimiter"]
+__all__ = ["RedisLimiter", "bridge_for"]
 
 _bridges: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _seawall.Bridge] = (
     weakref.WeakKeyDictionary()
@@ -36,6 +36,15 @@ def _bridge(loop: asyncio.AbstractEventLoop) -> _seawall.Bridge:
         _bridges[loop] = bridge
     _last = (loop, bridge)
     return bridge
+
+
+def bridge_for(loop: asyncio.AbstractEventLoop) -> _seawall.Bridge:
+    """The bridge that brings results of Redis calls made on seawall's I/O thread back to
+    ``loop`` (made on first use; the last one is kept at hand)."""
+    last_loop, bridge = _last
+    if last_loop is loop and bridge is not None:
+        return bridge
+    return _bridge(loop)
 
 
 class RedisLimiter(_seawall.RedisLimiter):
@@ -80,6 +89,18 @@ class RedisLimiter(_seawall.RedisLimiter):
             bridge = _bridge(loop)
         future: asyncio.Future[_seawall.Decision] = loop.create_future()
         decision = self._submit(bridge, future, key, cost, True)
+        if decision is not None:
+            return decision
+        return await future
+
+    async def ahit_with(
+        self, key: str, other: RedisLimiter, other_key: str, cost: int = 1
+    ) -> _seawall.Decision:
+        """``hit_with``, awaitable: ``key`` here and ``other_key`` in ``other`` (on the same
+        Redis) decided at once, all or nothing, in one script call; the binding decision."""
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[_seawall.Decision] = loop.create_future()
+        decision = self._submit_with(bridge_for(loop), future, key, other, other_key, cost)
         if decision is not None:
             return decision
         return await future

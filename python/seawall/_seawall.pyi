@@ -168,6 +168,10 @@ class Decision:
     def retry_after(self) -> float: ...
     @property
     def window(self) -> float: ...
+    @property
+    def fallback(self) -> bool:
+        """Whether a Redis limiter's ``on_error`` made this decision (Redis failed, or the
+        breaker around it was open): no budget stands behind its numbers. False in memory."""
     def __bool__(self) -> bool: ...
 
 _Limits = str | Limit | Sequence[str | Limit]
@@ -227,6 +231,18 @@ class RedisLimiter:
         self, bridge: Bridge, future: Any, key: str, cost: int, commit: bool
     ) -> Decision | None: ...
     def _submit_reset(self, bridge: Bridge, future: Any, key: str) -> None: ...
+    def hit_with(self, key: str, other: RedisLimiter, other_key: str, cost: int = 1) -> Decision:
+        """``hit`` of ``key`` here and ``other_key`` in ``other`` at once, all or nothing, in
+        one script call (both on the same Redis); the binding decision."""
+    def _submit_with(
+        self,
+        bridge: Bridge,
+        future: Any,
+        key: str,
+        other: RedisLimiter,
+        other_key: str,
+        cost: int,
+    ) -> Decision | None: ...
     def redis_keys(self, key: str) -> list[str]: ...
     def stats(self) -> dict[str, Any]: ...
     @property
@@ -264,6 +280,9 @@ _Rule = (
     | tuple[str, _Limits, Sequence[str] | None, str | None]
 )
 
+#: ``(allowed, headers to add or of the refusal, refusal body, status: 200, 429 or 503)``.
+_HttpResult = tuple[bool, list[tuple[bytes, bytes]], bytes | None, int]
+
 @final
 class HttpLimiter:
     """Per-request decisions for the ASGI middleware: one call per request. Arguments left
@@ -289,16 +308,42 @@ class HttpLimiter:
         draft_version: int | None = None,
         max_keys: int | None = None,
         clock: _ClockArg = None,
+        store: str | None = None,
+        key_prefix: str = "seawall:",
+        on_error: str = "allow",
+        connect_timeout: float = 1.0,
+        command_timeout: float = 0.25,
+        log_interval: float = 60.0,
+        breaker_failures: int = 3,
+        breaker_recovery: float = 1.0,
     ) -> Self: ...
     @property
     def needs_body(self) -> bool: ...
     @property
     def learns_sessions(self) -> bool: ...
+    @property
+    def is_async(self) -> bool:
+        """Whether decisions wait for a store (Redis): async code then uses ``_submit``."""
+    @property
+    def store(self) -> str:
+        """The store URL, password hidden (``memory://`` in this process)."""
+    def store_stats(self) -> dict[str, Any] | None:
+        """What the Redis store did (``None`` in memory)."""
     def issue_session(self, session_id: bytes) -> None: ...
     def __len__(self) -> int: ...
     def check(
         self, scope: Mapping[str, Any], key: str | None = None, body: bytes | None = None
-    ) -> tuple[bool, list[tuple[bytes, bytes]], bytes | None] | None: ...
+    ) -> _HttpResult | None:
+        """The response for a request: ``None`` (call the app untouched) or ``(allowed,
+        headers, body, status)``; on Redis it waits for Redis on this thread."""
+    def _submit(
+        self,
+        bridge: Bridge,
+        future: Any,
+        scope: Mapping[str, Any],
+        key: str | None = None,
+        body: bytes | None = None,
+    ) -> _HttpResult | Any | None: ...
     def key_for(self, scope: Mapping[str, Any], body: bytes | None = None) -> str: ...
     def reset(self, key: str) -> None: ...
 

@@ -18,6 +18,7 @@ __all__ = [
     "is_redis",
     "limiter_for",
     "redis_options",
+    "store_options",
 ]
 
 
@@ -114,6 +115,20 @@ def build_limiter(
     ``options`` maps each of :data:`REDIS_OPTIONS` to its value, ``None`` when not given. Given
     with a memory store they would be ignored, so they are refused, named.
     """
+    given = store_options(owner, store, options)
+    if given is None:
+        limiter = Limiter(_plain(limits), algorithm=algorithm, max_keys=max_keys, clock=clock)
+        warn_if_memory_workers(owner)
+        return limiter
+    return Limiter(
+        _plain(limits), store=store, algorithm=algorithm, max_keys=max_keys, clock=clock, **given
+    )
+
+
+def store_options(owner: str, store: Any, options: dict[str, Any]) -> dict[str, Any] | None:
+    """The Redis options given (those not ``None``) for a Redis ``store``, or ``None`` for the
+    memory store, where any option given would be ignored and is refused, named; a ``store``
+    that is not a string is a ``TypeError``."""
     given = {name: value for name, value in options.items() if value is not None}
     if is_memory(store):
         if given:
@@ -121,14 +136,10 @@ def build_limiter(
                 f"{owner}: {', '.join(sorted(given))} apply only with a Redis store= "
                 f"(got store={store!r}, the memory store)"
             )
-        limiter = Limiter(_plain(limits), algorithm=algorithm, max_keys=max_keys, clock=clock)
-        warn_if_memory_workers(owner)
-        return limiter
+        return None
     if not isinstance(store, str):
         raise TypeError(f"store must be a URL string or None, got {type(store).__name__}")
-    return Limiter(
-        _plain(limits), store=store, algorithm=algorithm, max_keys=max_keys, clock=clock, **given
-    )
+    return given
 
 
 def _plain(limits: Any) -> Any:

@@ -14,10 +14,10 @@ message for message.
 
 from __future__ import annotations
 
+import asyncio
 import inspect
 import json
 import logging
-from collections import deque
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
@@ -30,10 +30,12 @@ from seawall._args import (
     check_optional_callable,
     check_strings,
 )
+from seawall._asgi_streams import ReadAhead, send_learning_sessions
 from seawall._http_limiter import RuleTuple, http_limiter
+from seawall._redis import bridge_for
 from seawall._send import Headers, send_with_headers
-from seawall._workers import warn_if_memory_workers
-from seawall.types import ASGIApp, Limits, Message, Receive, Scope, Send
+from seawall._stores import redis_options
+from seawall.types import ASGIApp, Limits, Receive, Scope, Send
 
 if TYPE_CHECKING:
     from starlette.requests import Request
@@ -48,6 +50,7 @@ KeyFunc = Callable[["Request"], "str | Awaitable[str | None] | None"]
 ErrorBody = Callable[[int], "bytes | Mapping[str, Any]"]
 
 _RATE_LIMITED_CLOSE_CODE = 1008  # policy violation: the close code for a refused websocket
+_TRY_AGAIN_LATER_CLOSE_CODE = 1013  # the store cannot decide (on_error="deny")
 
 
 @dataclass(frozen=True)
@@ -128,6 +131,21 @@ class RateLimitMiddleware:
     - ``max_keys``: the most client keys the whole middleware keeps in memory, one store for the
       default ``limits`` and every rule (a full store forgets the keys that are already fresh
       first). ``len(middleware.limiter)``: the keys held.
+    - ``store``: where the budgets are kept: this process's memory (``None``, the default, or
+      ``"memory://"``; each worker process then has budgets of its own, and a WARNING at start-up
+      says so when it is one of several), or Redis (``"redis://host:6379/0"``, ``rediss://``,
+      ``unix://``, ``redis+cluster://``, ``redis+sentinel://``), shared exactly by every worker
+      and host: a request's global, route and per-client limits are decided in one script call,
+      all or nothing, and the requests that arrive while others are in flight share a call.
+      With Redis: ``key_prefix`` (default ``"seawall:"``; apps sharing a Redis need their own),
+      ``connect_timeout`` / ``command_timeout`` (1.0 / 0.25 s), ``breaker_failures`` /
+      ``breaker_recovery`` (the breaker around Redis), ``log_interval`` (failure reports on
+      ``seawall.redis``), and ``on_error``, what a client gets while Redis cannot answer:
+      ``"allow"`` (default) calls the app with no rate-limit header (no budget is known);
+      ``"deny"`` answers 503 with ``Retry-After`` (not 429: the client did nothing wrong);
+      ``"local"`` decides with this process's own budgets, adding no rate-limit header when it
+      admits and answering 429 with ``Retry-After`` only when it refuses. These options are
+      refused with the memory store.
 
     At least one of ``limits``, ``rules`` and ``global_limits`` is required. Every argument of
     the wrong type or value is a ``TypeError`` or ``ValueError`` naming it.
@@ -158,7 +176,16 @@ class RateLimitMiddleware:
         websockets: bool = False,
         max_keys: int = 1_000_000,
         clock: Any = None,
+        store: str | None = None,
+        key_prefix: str | None = None,
+        on_error: Literal["allow", "deny", "local"] | None = None,
+        connect_timeout: float | None = None,
+        command_timeout: float | None = None,
+        log_interval: float | None = None,
+        breaker_failures: int | None = None,
+        breaker_recovery: float | None = None,
     ) -> None:
+        options = redis_options(locals())
         if not callable(app):
             raise TypeError(f"app must be an ASGI application, got {type(app).__name__}")
         check_optional_callable("key_func", key_func)
@@ -166,8 +193,6 @@ class RateLimitMiddleware:
         check_int("max_body_bytes", max_body_bytes, minimum=0)
         check_bool("websockets", websockets)
         self.app = app
-        # This slice's middleware is memory-only: say so when several workers multiply it.
-        warn_if_memory_workers("seawall.RateLimitMiddleware")
         self.limiter: HttpLimiter = http_limiter(
             # Checked here too, so that a bad ``limits`` is named before a bad rule.
             limits=None if limits is None else check_limits("limits", limits),
@@ -187,17 +212,26 @@ class RateLimitMiddleware:
             draft_version=draft_version,
             max_keys=max_keys,
             clock=clock,
+            owner="seawall.RateLimitMiddleware",
+            store=store,
+            options=options,
         )
         self.key_func = key_func
         self.error_body = error_body
         self.max_body_bytes = max_body_bytes
         self.websockets = websockets
         self._check = self.limiter.check
+        self._submit = self.limiter._submit
+        # On Redis a decision is awaited (one script call, shared with the other requests of
+        # the loop's turn); in memory it is known at once.
+        self._remote = self.limiter.is_async
         self._needs_body = self.limiter.needs_body
         # With MCP session keys, the ids the app issues are learnt from its responses.
         self._issue_session = self.limiter.issue_session if self.limiter.learns_sessions else None
         # The fast path: no Python per request beyond the one native call.
-        self._fast = key_func is None and not self._needs_body and self._issue_session is None
+        plain = key_func is None and not self._needs_body and self._issue_session is None
+        self._fast = plain and not self._remote
+        self._fast_remote = plain and self._remote
         self._request_class: type[Request] | None = None
         if key_func is not None:
             from starlette.requests import Request
@@ -213,6 +247,8 @@ class RateLimitMiddleware:
             return
         if self._fast:
             result = self._check(scope)
+        elif self._fast_remote:
+            result = await self._decide_remote(scope, None, None)
         else:
             result, receive, send = await self._decide_with_python(scope, receive, send)
         if result is None:
@@ -220,26 +256,45 @@ class RateLimitMiddleware:
         elif result[0]:
             await self.app(scope, receive, send_with_headers(send, result[1]))
         else:
-            await self._deny(scope, send, result[1], result[2])
+            await self._deny(scope, send, result[1], result[2], result[3])
+
+    async def _decide_remote(
+        self, scope: Scope, key: str | None, body: bytes | None
+    ) -> tuple[bool, Headers, bytes | None, int] | None:
+        """The decision on a Redis store: known at once (the breaker around Redis is open, or
+        no limit applies), or awaited from the one script call of this request."""
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[Any] = loop.create_future()
+        result = self._submit(bridge_for(loop), future, scope, key, body)
+        if result is future:
+            return await future  # type: ignore[no-any-return]
+        return result
+
+    async def _decide(
+        self, scope: Scope, key: str | None, body: bytes | None
+    ) -> tuple[bool, Headers, bytes | None, int] | None:
+        if self._remote:
+            return await self._decide_remote(scope, key, body)
+        return self._check(scope, key, body)
 
     async def _decide_with_python(
         self, scope: Scope, receive: Receive, send: Send
-    ) -> tuple[tuple[bool, Headers, bytes | None] | None, Receive, Send]:
+    ) -> tuple[tuple[bool, Headers, bytes | None, int] | None, Receive, Send]:
         """The decision when a ``key_func`` or the body is needed, or session ids are learnt:
         returns it with the ``receive`` the app must use (one that hands over first what was
         read ahead) and the ``send`` (one that learns the session ids the app issues)."""
         if self._issue_session is not None:
-            send = _send_learning_sessions(send, self._issue_session)
+            send = send_learning_sessions(send, self._issue_session)
         key = None
         if self.key_func is not None:
-            ahead = _ReadAhead(receive)
+            ahead = ReadAhead(receive)
             key = await self._call_key_func(scope, ahead.read)
             if ahead.pending:
                 receive = ahead.receive
         body = None
         if key is None and self._needs_body:
             body, receive = await self._read_body(receive)
-        return self._check(scope, key, body), receive, send
+        return await self._decide(scope, key, body), receive, send
 
     async def _call_key_func(self, scope: Scope, receive: Receive | None) -> str | None:
         assert self.key_func is not None and self._request_class is not None
@@ -262,7 +317,7 @@ class RateLimitMiddleware:
         Returns the body (``None`` if it is larger than that, or the client left first) and the
         ``receive`` that replays every message read, unchanged, before the rest of the stream.
         """
-        ahead = _ReadAhead(receive)
+        ahead = ReadAhead(receive)
         parts: list[bytes] = []
         size = 0
         while True:
@@ -278,12 +333,17 @@ class RateLimitMiddleware:
             if not message.get("more_body", False):
                 return b"".join(parts), ahead.receive
 
-    async def _deny(self, scope: Scope, send: Send, headers: Headers, body: bytes | None) -> None:
-        if self.error_body is not None:
+    async def _deny(
+        self, scope: Scope, send: Send, headers: Headers, body: bytes | None, status: int
+    ) -> None:
+        # A 503 (the store cannot decide, on_error="deny") keeps seawall's own body:
+        # ``error_body`` words a rate limit, which this is not.
+        if self.error_body is not None and status == 429:
             headers, body = self._custom_error(headers, body)
         if logger.isEnabledFor(logging.DEBUG):
-            logger.debug("Rate limited %s %s", scope.get("method"), scope.get("path"))
-        await send({"type": "http.response.start", "status": 429, "headers": headers})
+            what = "Rate limited" if status == 429 else "Rate limit store unavailable, refused"
+            logger.debug("%s %s %s", what, scope.get("method"), scope.get("path"))
+        await send({"type": "http.response.start", "status": status, "headers": headers})
         await send({"type": "http.response.body", "body": body or b""})
 
     def _custom_error(self, headers: Headers, body: bytes | None) -> tuple[Headers, bytes | None]:
@@ -314,7 +374,7 @@ class RateLimitMiddleware:
         key = None
         if self.key_func is not None:
             key = await self._call_key_func(handshake, None)
-        result = self._check(handshake, key, None)
+        result = await self._decide(handshake, key, None)
         if result is None or result[0]:
             await self.app(scope, receive, send)
             return
@@ -322,54 +382,14 @@ class RateLimitMiddleware:
             logger.debug("Rate limited websocket %s", scope.get("path"))
         message = await receive()
         if message["type"] == "websocket.connect":
+            limited = result[3] == 429
             await send(
                 {
                     "type": "websocket.close",
-                    "code": _RATE_LIMITED_CLOSE_CODE,
-                    "reason": "Rate limit exceeded",
+                    "code": _RATE_LIMITED_CLOSE_CODE if limited else _TRY_AGAIN_LATER_CLOSE_CODE,
+                    "reason": "Rate limit exceeded" if limited else "Rate limit store unavailable",
                 }
             )
-
-
-_SESSION_HEADER = b"mcp-session-id"
-
-
-def _send_learning_sessions(send: Send, issue: Callable[[bytes], None]) -> Send:
-    """``send``, recording the MCP session id the app issues in ``http.response.start``."""
-
-    def send_learning(message: Message) -> Awaitable[None]:
-        if message["type"] == "http.response.start":
-            for name, value in message.get("headers", ()):
-                if len(name) == 14 and name.lower() == _SESSION_HEADER:
-                    if isinstance(value, bytes):
-                        issue(value)
-                    break
-        return send(message)
-
-    return send_learning
-
-
-class _ReadAhead:
-    """Messages read from ``receive`` before the app runs, handed to the app first, in order,
-    unchanged; then the live channel."""
-
-    __slots__ = ("_receive", "pending")
-
-    def __init__(self, receive: Receive) -> None:
-        self._receive = receive
-        self.pending: deque[Message] = deque()
-
-    async def read(self) -> Message:
-        """Read one message for the middleware, keeping it for the app."""
-        message = await self._receive()
-        self.pending.append(message)
-        return message
-
-    async def receive(self) -> Message:
-        """The app's ``receive``."""
-        if self.pending:
-            return self.pending.popleft()
-        return await self._receive()
 
 
 def _retry_after(headers: Headers) -> int:

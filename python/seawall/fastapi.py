@@ -10,6 +10,7 @@ This module imports FastAPI; ``import seawall`` does not. (No ``from __future__ 
 annotations`` here: FastAPI reads the dependency's annotations at run time.)
 """
 
+import asyncio
 import inspect
 from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
@@ -19,7 +20,8 @@ from fastapi import HTTPException, Request, Response
 from seawall import _seawall
 from seawall._args import check_limits, check_optional_callable
 from seawall._http_limiter import http_limiter
-from seawall._workers import warn_if_memory_workers
+from seawall._redis import bridge_for
+from seawall._stores import redis_options
 from seawall.types import Limits
 
 __all__ = ["RateLimitDependency", "limit"]
@@ -42,6 +44,14 @@ def limit(
     detail: Any = "Rate limit exceeded",
     max_keys: int = 1_000_000,
     clock: Any = None,
+    store: str | None = None,
+    key_prefix: str | None = None,
+    on_error: str | None = None,
+    connect_timeout: float | None = None,
+    command_timeout: float | None = None,
+    log_interval: float | None = None,
+    breaker_failures: int | None = None,
+    breaker_recovery: float | None = None,
 ) -> "RateLimitDependency":
     """A dependency admitting ``limits`` per client: ``Depends(limit("10/minute"))``.
 
@@ -53,11 +63,17 @@ def limit(
     ``headers``: ``True`` for ``X-RateLimit-*``, ``False`` for none on admitted responses, or a
     mode of the middleware (``"draft"``, ``"both"``).
     ``detail``: the ``HTTPException`` detail of a refusal.
+    ``store``: ``None`` (this process's memory) or a Redis URL with the same options as
+    :class:`seawall.RateLimitMiddleware` (``key_prefix``, ``on_error``, the timeouts, the
+    breaker, ``log_interval``): every worker then shares the budget, one script call per
+    request. While Redis cannot answer, ``on_error="deny"`` raises ``HTTPException(503)`` with
+    ``Retry-After``; ``"allow"`` and ``"local"`` add no rate-limit header to what they admit.
 
     Each call of ``limit(...)`` is one budget: reuse the returned dependency on several endpoints
     to share it. Headers on admitted responses reach the client when the endpoint returns data
     (FastAPI merges them); an endpoint returning its own ``Response`` sends only its own.
     """
+    options = redis_options(locals())
     check_optional_callable("key_func", key_func)
     if headers is True or headers is False:
         mode = "x-ratelimit" if headers else "none"
@@ -77,8 +93,10 @@ def limit(
         headers=mode,
         max_keys=max_keys,
         clock=clock,
+        owner="seawall.fastapi.limit",
+        store=store,
+        options=options,
     )
-    warn_if_memory_workers("seawall.fastapi.limit")  # its budgets are in this process's memory
     return RateLimitDependency(native, key_func, detail)
 
 
@@ -86,7 +104,7 @@ class RateLimitDependency:
     """What :func:`limit` returns: a FastAPI dependency over one native ``HttpLimiter``
     (``.limiter``: its ``key_for`` and ``reset`` are there for tests and admin tools)."""
 
-    __slots__ = ("_check", "detail", "key_func", "limiter")
+    __slots__ = ("_check", "_remote", "_submit", "detail", "key_func", "limiter")
 
     def __init__(
         self,
@@ -98,6 +116,8 @@ class RateLimitDependency:
         self.key_func: Callable[[Request], str | Awaitable[str | None] | None] | None = key_func
         self.detail: Any = detail
         self._check = limiter.check
+        self._submit = limiter._submit
+        self._remote = limiter.is_async
 
     async def __call__(self, request: Request, response: Response) -> None:
         key = None
@@ -108,17 +128,24 @@ class RateLimitDependency:
             if value is not None and not isinstance(value, str):
                 raise TypeError(f"key_func must return a str or None, got {type(value).__name__}")
             key = value or None
-        result = self._check(request.scope, key)
+        if self._remote:
+            loop = asyncio.get_running_loop()
+            future: asyncio.Future[Any] = loop.create_future()
+            result = self._submit(bridge_for(loop), future, request.scope, key, None)
+            if result is future:
+                result = await future
+        else:
+            result = self._check(request.scope, key)
         if result is None:
             return
-        allowed, rendered, _ = result
+        allowed, rendered, _, status = result
         if allowed:
             for name, field in rendered:
                 response.headers.append(name.decode("latin-1"), field.decode("latin-1"))
             return
         raise HTTPException(
-            status_code=429,
-            detail=self.detail,
+            status_code=status,
+            detail=self.detail if status == 429 else "Rate limit store unavailable",
             headers={
                 name.decode("latin-1"): field.decode("latin-1")
                 for name, field in rendered

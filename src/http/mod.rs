@@ -8,6 +8,7 @@
 //! move to their own file in a later change. The rest is its unit tests.)
 
 pub mod client_ip;
+pub mod redis_budgets;
 pub mod render;
 
 use std::collections::{HashSet, VecDeque};
@@ -145,6 +146,8 @@ impl std::str::FromStr for KeySource {
 /// client instead of the default.
 pub struct Rule {
     name: String,
+    /// The pattern as written.
+    source: String,
     pattern: Pattern,
     methods: Option<Vec<String>>,
     limits: LimitSet,
@@ -214,6 +217,7 @@ impl Rule {
         };
         Ok(Rule {
             name: name.unwrap_or_else(|| pattern.to_string()),
+            source: pattern.to_string(),
             pattern: Pattern::new(pattern),
             methods,
             limits,
@@ -316,6 +320,31 @@ impl Routes {
             tags,
             store: MemoryStore::new(Budgets(sets.into()), max_keys),
         }
+    }
+
+    /// Each budget's limits and a name for it that stays the same while its rule does (for keys
+    /// kept outside this process): `r` and 16 hex digits of the SHA-256 of the rule's pattern
+    /// and methods, or `d` for the default limits. A rule moved up or down keeps its budget.
+    pub fn budget_ids(&self) -> Vec<(LimitSet, String)> {
+        let mut out: Vec<(LimitSet, String)> = self
+            .rules
+            .iter()
+            .map(|r| {
+                let mut text = r.source.clone();
+                text.push('\n');
+                if let Some(m) = &r.methods {
+                    text.push_str(&m.join(","));
+                }
+                (
+                    r.limits.clone(),
+                    format!("r{}", &sha256_hex(text.as_bytes())[..16]),
+                )
+            })
+            .collect();
+        if let Some(d) = self.default {
+            out.push((self.store.default_config().0[d].clone(), "d".to_string()));
+        }
+        out
     }
 
     /// How many budgets there are (rules, plus the default limits if any).
@@ -500,6 +529,9 @@ pub struct HttpPolicy {
     pub routes: Routes,
     /// Which rate-limit headers to render.
     pub headers: HeaderStyle,
+    /// Where the budgets are decided when not in this process: Redis (then `global` and
+    /// `routes` are the `on_error="local"` fallback).
+    pub redis: Option<redis_budgets::RedisBudgets>,
 }
 
 /// What to do with a request.
@@ -511,6 +543,30 @@ pub enum Outcome {
     Allowed(Headers),
     /// Limited: answer 429 with these headers and body; do not call the app.
     Limited(Headers, Vec<u8>),
+    /// The store cannot decide and the policy is to refuse (`on_error="deny"`): answer 503
+    /// with these headers (`Retry-After`, no rate-limit headers) and body; do not call the app.
+    Unavailable(Headers, Vec<u8>),
+}
+
+/// The budgets a request spends: the key it is counted under, the route budget (a rule's or
+/// the default limits'), and whether the global limits apply.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Plan {
+    /// The client key.
+    pub key: String,
+    /// The per-client budget, if any: an index into the route budgets.
+    pub route: Option<usize>,
+    /// Whether the global limits apply.
+    pub global: bool,
+}
+
+/// A decision across a request's budgets, before rendering: whether all admitted, the binding
+/// budget's decision (its `reset_after` that of its binding limit), its period and its name.
+pub(crate) struct Verdict<'a> {
+    pub(crate) allowed: bool,
+    pub(crate) decision: Decision,
+    pub(crate) window: Nanos,
+    pub(crate) name: &'a str,
 }
 
 /// The resolved identity of a request: its key and the raw id exemptions are checked against.
@@ -632,32 +688,51 @@ impl HttpPolicy {
             .is_some_and(|v| bool::from(v.ct_eq(secret.as_slice())))
     }
 
-    /// Decides a request: one call per request.
-    pub fn decide(
+    /// Which budgets a request spends; `None` if it passes unlimited (bypassed, exempt, or no
+    /// limit applies).
+    pub fn plan(
         &self,
         req: &RequestView<'_>,
-        now: Nanos,
         key: Option<&str>,
         body: Option<&[u8]>,
-    ) -> Result<Outcome, Error> {
+    ) -> Option<Plan> {
         if self.bypassed(req) {
-            return Ok(Outcome::Pass);
+            return None;
         }
         let id = self.identity(req, key, body);
         if id.ip.is_some_and(|ip| self.exempt_ips.contains(ip))
             || self.exempt_clients.contains(&id.raw)
         {
-            return Ok(Outcome::Pass);
+            return None;
         }
+        let route = self.routes.route(req).map(|(budget, _)| budget);
+        let global = self.global.is_some();
+        (route.is_some() || global).then_some(Plan {
+            key: id.key,
+            route,
+            global,
+        })
+    }
+
+    /// A route budget's policy name: its rule's, or "default".
+    pub(crate) fn route_name(&self, budget: usize) -> &str {
+        self.routes
+            .rules
+            .get(budget)
+            .map_or("default", |r| r.name.as_str())
+    }
+
+    /// Decides `plan` in this process's stores: all or nothing across its budgets.
+    pub(crate) fn decide_here(&self, plan: &Plan, now: Nanos) -> Result<Verdict<'_>, Error> {
         let mut applicable: Vec<(Budget<'_>, &str)> = Vec::with_capacity(2);
-        if let Some(g) = &self.global {
+        if let (true, Some(g)) = (plan.global, &self.global) {
             applicable.push((Budget::Global(g), "global"));
         }
-        if let Some((budget, name)) = self.routes.route(req) {
-            applicable.push((Budget::Client(&self.routes, budget, &id.key), name));
-        }
-        if applicable.is_empty() {
-            return Ok(Outcome::Pass);
+        if let Some(budget) = plan.route {
+            applicable.push((
+                Budget::Client(&self.routes, budget, &plan.key),
+                self.route_name(budget),
+            ));
         }
         // All or nothing across the applicable limiters (one call under the GIL, so no other
         // Python thread interleaves). Headers describe the binding policy: its limit,
@@ -682,17 +757,42 @@ impl HttpPolicy {
             },
             |(d, _, _)| d.allowed,
         )?;
-        let (d, window, name) = decisions[binding(&decisions, allowed, |(d, _, _)| d)];
-        let headers = render::headers(self.headers, &d, window, name);
-        Ok(if allowed && headers.is_empty() {
+        let (decision, window, name) = decisions[binding(&decisions, allowed, |(d, _, _)| d)];
+        Ok(Verdict {
+            allowed,
+            decision,
+            window,
+            name,
+        })
+    }
+
+    /// The response for a verdict: headers to add, or the whole 429.
+    pub(crate) fn render(&self, v: &Verdict<'_>) -> Outcome {
+        let headers = render::headers(self.headers, &v.decision, v.window, v.name);
+        if v.allowed && headers.is_empty() {
             // Nothing to add: the middleware need not wrap `send`.
             Outcome::Pass
-        } else if allowed {
+        } else if v.allowed {
             Outcome::Allowed(headers)
         } else {
-            let (headers, body) = render::denial(headers, &d);
+            let (headers, body) = render::denial(headers, &v.decision);
             Outcome::Limited(headers, body)
-        })
+        }
+    }
+
+    /// Decides a request in this process: one call per request. (With a Redis store, see
+    /// [`HttpPolicy::begin`].)
+    pub fn decide(
+        &self,
+        req: &RequestView<'_>,
+        now: Nanos,
+        key: Option<&str>,
+        body: Option<&[u8]>,
+    ) -> Result<Outcome, Error> {
+        match self.plan(req, key, body) {
+            None => Ok(Outcome::Pass),
+            Some(plan) => Ok(self.render(&self.decide_here(&plan, now)?)),
+        }
     }
 
     /// Keys held: the per-client ones, and the global limits' one.
@@ -791,6 +891,7 @@ mod tests {
                 1000,
             ),
             headers: HeaderStyle::XRateLimit,
+            redis: None,
         }
     }
 

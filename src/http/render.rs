@@ -129,3 +129,28 @@ pub fn denial(mut headers: Headers, d: &Decision) -> (Headers, Vec<u8>) {
     headers.push((NAMES[7], num(body.len() as u64)));
     (headers, body)
 }
+
+/// The 503 of a store that cannot decide under `on_error="deny"`: `Retry-After` (whole seconds,
+/// at least 1), `Content-Type`, `Content-Length` and a JSON body, but no rate-limit header: the
+/// client has spent nothing, and no budget is known.
+///
+/// ```
+/// use seawall::http::render::unavailable;
+///
+/// let (headers, body) = unavailable(1_500_000_000);
+/// assert_eq!(headers[0], (&b"retry-after"[..], b"2".to_vec()));
+/// assert!(String::from_utf8(body).unwrap().contains("\"code\":503"));
+/// ```
+pub fn unavailable(wait: Nanos) -> (Headers, Vec<u8>) {
+    let retry = ceil_secs(wait).max(1);
+    let body = format!(
+        "{{\"error\":{{\"code\":503,\"message\":\"Rate limit store unavailable\",\"retry_after\":{retry}}}}}"
+    )
+    .into_bytes();
+    let headers = vec![
+        (NAMES[5], num(retry)),
+        (NAMES[6], b"application/json".to_vec()),
+        (NAMES[7], num(body.len() as u64)),
+    ];
+    (headers, body)
+}

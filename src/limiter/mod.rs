@@ -8,7 +8,8 @@
 //! * [`all_or_nothing`]: the rule of every decision across several limits;
 //! * [`hit_with`]: two limiters decided as one;
 //! * [`redis_limiter`]: the limiter whose state is in Redis (Python's `RedisLimiter`), and
-//!   [`redis_failure`]: what it does when Redis cannot answer.
+//!   [`redis_failure`]: what it does when Redis cannot answer, [`redis_guard`]: the connection,
+//!   breaker and reports every Redis-backed decider shares.
 //!
 //! The drop-in types of the APIs seawall replaces live apart, in [`crate::dropin`].
 
@@ -17,5 +18,6 @@ pub mod hit_with;
 pub mod limit;
 pub mod memory_limiter;
 pub mod redis_failure;
+pub mod redis_guard;
 pub mod redis_limiter;
 pub mod spec;

@@ -7,71 +7,28 @@
 //! is reported once per `log_interval`, with the number of failures in between.
 //! The failure side (the policy, the errors, the reports) is in [`super::redis_failure`].
 
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
-
-use parking_lot::Mutex;
 
 use super::limit::{LimitDecision, LimitSet};
 use super::memory_limiter::Limiter;
-use super::redis_failure::{ErrorLog, Fallback, OnError, RedisDecision, Report, StoreError};
+use super::redis_failure::{Fallback, OnError, RedisDecision, StoreError};
+use super::redis_guard::{RedisGuard, Ticket};
+pub use super::redis_guard::{RedisLimiterConfig, RedisLimiterStats};
 use crate::algorithm::Decision;
-use crate::breaker::{Breaker, BreakerConfig, Outcome, REJECTED};
-use crate::clock::{Nanos, NANOS_PER_SEC};
+use crate::breaker::Breaker;
+use crate::clock::Nanos;
 use crate::error::Error;
 use crate::store::redis::pool::BlockingPool;
-use crate::store::redis::script::{packed_batch, parse_reply, LimitScript, Reply, Request};
-use crate::store::redis::{process::ProcessStore, RedisConfig, RedisStore};
-
-/// Counters of what a shared limiter did.
-#[derive(Debug, Default)]
-pub struct RedisLimiterStats {
-    /// Decisions asked for.
-    pub decisions: AtomicU64,
-    /// Decisions refused (the `limited` stats key).
-    pub limited: AtomicU64,
-    /// Calls to Redis that failed or timed out.
-    pub errors: AtomicU64,
-    /// Decisions the failure policy made (failures and open-breaker short cuts).
-    pub fallbacks: AtomicU64,
-}
-
-/// The settings of a [`RedisLimiter`] besides its limits.
-#[derive(Debug, Clone)]
-pub struct RedisLimiterConfig {
-    /// Where and how to reach Redis.
-    pub redis: RedisConfig,
-    /// Prepended to every key; must not hold `{` or `}` (the key's hash tag follows it).
-    pub prefix: String,
-    /// The failure policy.
-    pub on_error: OnError,
-    /// Keys the `Local` policy's in-memory limiter holds at most.
-    pub max_local_keys: usize,
-    /// Least time between two failure reports.
-    pub log_interval: Nanos,
-    /// The breaker around Redis.
-    pub breaker: BreakerConfig,
-}
+use crate::store::redis::script::{joined_request, key_head, LimitScript, Reply, Request};
 
 /// Limits per key, with state in Redis.
 pub struct RedisLimiter {
     limits: LimitSet,
     script: LimitScript,
-    config: RedisLimiterConfig,
-    store: ProcessStore,
     local: Limiter,
-    breaker: Breaker,
-    /// Outages (WARNING) and configuration errors (ERROR), each at most once per interval.
-    log: ErrorLog,
-    config_log: ErrorLog,
-    reports: Mutex<Vec<Report>>,
-    has_report: AtomicBool,
-    /// When a connection last broke: failures of calls already in flight then are the same
-    /// failure, not more of them in a row.
-    last_broken: Mutex<Option<Instant>>,
-    /// What it did.
-    pub stats: RedisLimiterStats,
+    guard: RedisGuard,
+    /// Whether the store is a Redis Cluster (a script's keys must then share one slot).
+    cluster: bool,
 }
 
 /// A decision that needs Redis: the script call and the breaker's permit.
@@ -82,23 +39,12 @@ pub struct Pending {
     request: Request,
     cost: u64,
     commit: bool,
-    permit: crate::breaker::Permit,
-    local_now: Nanos,
-    /// Whether `local_now` is the real clock's (no caller's clock was given): only then does
-    /// the real time the call took move it on. A manual clock stands still while Redis is asked.
-    real_clock: bool,
+    ticket: Ticket,
+    /// Decided together with another limiter's key ([`RedisLimiter::begin_with`]).
+    with: Option<(Arc<RedisLimiter>, String)>,
 }
 
 impl Pending {
-    /// The time, on the caller's clock, at which a call that took `took` (real time) ended.
-    fn done_at(&self, took: Nanos) -> Nanos {
-        if self.real_clock {
-            self.local_now.saturating_add(took)
-        } else {
-            self.local_now
-        }
-    }
-
     /// The script call that makes this decision.
     pub fn request(&self) -> &Request {
         &self.request
@@ -109,26 +55,17 @@ impl RedisLimiter {
     /// Checks the limits and the settings; connects on first use.
     pub fn new(limits: LimitSet, config: RedisLimiterConfig, now: Nanos) -> Result<Self, Error> {
         let script = LimitScript::new(&limits, &config.prefix)?;
-        let store = ProcessStore::new(config.redis.clone())?;
+        let cluster = matches!(
+            crate::store::redis::url::parse(&config.redis.url)?,
+            crate::store::redis::url::Target::Cluster { .. }
+        );
         Ok(RedisLimiter {
+            cluster,
             local: Limiter::new(limits.clone(), config.max_local_keys),
-            breaker: Breaker::new(config.breaker.clone(), now)?,
-            log: ErrorLog::new(config.log_interval, false),
-            config_log: ErrorLog::new(config.log_interval, true),
-            reports: Mutex::new(Vec::new()),
-            has_report: AtomicBool::new(false),
-            last_broken: Mutex::new(None),
-            store,
+            guard: RedisGuard::new(config, now)?,
             limits,
             script,
-            config,
-            stats: RedisLimiterStats::default(),
         })
-    }
-
-    /// This process's store (see [`ProcessStore`]).
-    fn store(&self) -> Arc<RedisStore> {
-        self.store.get()
     }
 
     /// The limits.
@@ -138,12 +75,17 @@ impl RedisLimiter {
 
     /// The settings.
     pub fn config(&self) -> &RedisLimiterConfig {
-        &self.config
+        self.guard.config()
     }
 
     /// The breaker around Redis.
     pub fn breaker(&self) -> &Breaker {
-        &self.breaker
+        self.guard.breaker()
+    }
+
+    /// What it did.
+    pub fn stats(&self) -> &RedisLimiterStats {
+        &self.guard.stats
     }
 
     /// Every Redis key that holds `key`'s state, in the order the script takes them (see
@@ -168,9 +110,7 @@ impl RedisLimiter {
         local_now: Nanos,
     ) -> Result<Result<Pending, RedisDecision>, Error> {
         self.limits.check_cost(cost)?;
-        self.stats.decisions.fetch_add(1, Ordering::Relaxed);
-        let permit = self.breaker.try_acquire(local_now);
-        if permit == REJECTED {
+        let Some(ticket) = self.guard.ticket(local_now, now.is_some()) else {
             return Ok(Err(self.fallback(
                 key,
                 cost,
@@ -178,7 +118,7 @@ impl RedisLimiter {
                 local_now,
                 Fallback::BreakerOpen,
             )));
-        }
+        };
         Ok(Ok(Pending {
             key: key.to_owned(),
             request: self
@@ -186,9 +126,80 @@ impl RedisLimiter {
                 .request(key, cost, commit, now.map(|n| n / 1000)),
             cost,
             commit,
-            permit,
-            local_now,
-            real_clock: now.is_none(),
+            ticket,
+            with: None,
+        }))
+    }
+
+    /// Starts a decision of `cost` for `key` here and for `other_key` in `other` at once, all or
+    /// nothing (counted by both only if both admit it), in one script call: Redis's
+    /// [`crate::limiter::memory_limiter::Limiter::hit_with`]. `other` must name the same
+    /// Redis. Both keys are their usual ones, as [`RedisLimiter::begin`] decides them, except on
+    /// a Redis Cluster: there one script's keys must share a slot, so `key`'s here are
+    /// `<prefix>{<other_key>}:with:<length>:<key>:<limit>`, in `other_key`'s slot (a key
+    /// decided both alone and with another has two budgets on a Cluster). On a failure this
+    /// limiter's `on_error` decides (`local`: both local limiters, all or nothing).
+    pub fn begin_with(
+        &self,
+        key: &str,
+        other: &Arc<RedisLimiter>,
+        other_key: &str,
+        cost: u64,
+        now: Option<Nanos>,
+        local_now: Nanos,
+    ) -> Result<Result<Pending, RedisDecision>, Error> {
+        if other.config().redis.url != self.config().redis.url {
+            return Err(Error::invalid(
+                "other",
+                "must keep its state in the same Redis (the same store URL): one script call \
+                 decides both",
+            ));
+        }
+        if std::ptr::eq(self, Arc::as_ptr(other)) && key == other_key {
+            return Err(Error::invalid(
+                "other_key",
+                format!("must differ from key when other is the same limiter, got {key:?}"),
+            ));
+        }
+        self.limits.check_cost(cost)?;
+        other.limits.check_cost(cost)?;
+        let with = Some((other.clone(), other_key.to_owned()));
+        let Some(ticket) = self.guard.ticket(local_now, now.is_some()) else {
+            return Ok(Err(self.fallback_with(
+                key,
+                cost,
+                true,
+                &with,
+                local_now,
+                Fallback::BreakerOpen,
+            )));
+        };
+        let other_head = key_head(&other.config().prefix, other_key);
+        let head = if self.cluster {
+            format!(
+                "{}:with:{}:{key}",
+                key_head(&self.config().prefix, other_key),
+                key.len()
+            )
+        } else {
+            key_head(&self.config().prefix, key)
+        };
+        let request = joined_request(
+            &[
+                (&self.script, head.as_str()),
+                (&other.script, other_head.as_str()),
+            ],
+            cost,
+            true,
+            now.map(|n| n / 1000),
+        );
+        Ok(Ok(Pending {
+            key: key.to_owned(),
+            request,
+            cost,
+            commit: true,
+            ticket,
+            with,
         }))
     }
 
@@ -200,42 +211,14 @@ impl RedisLimiter {
         pool: &BlockingPool,
         p: Pending,
     ) -> Result<RedisDecision, StoreError> {
-        let started = Instant::now();
-        let request = [&p.request];
-        let reply = pool
-            .call(&self.config.redis, |by_hash| {
-                packed_batch(&request, by_hash)
-            })
-            .and_then(parse_reply)
-            .and_then(|mut v| {
-                v.pop()
-                    .ok_or_else(|| std::io::Error::other("no decision").into())
-            });
-        self.settle(p, reply, started.elapsed().as_nanos() as Nanos)
+        let (reply, took) = self.guard.call_blocking(pool, &p.request);
+        self.settle(p, reply, took)
     }
 
     /// Makes a decision [`RedisLimiter::begin`] could not, within `command_timeout`.
     pub async fn finish(&self, p: Pending) -> Result<RedisDecision, StoreError> {
-        let store = self.store();
-        let started = Instant::now();
-        let r =
-            tokio::time::timeout(self.config.redis.command_timeout, store.decide(&p.request)).await;
-        let took = started.elapsed().as_nanos() as Nanos;
-        if r.is_err() {
-            // Its reply may still come, and be taken for the next request's.
-            store.forget().await;
-        }
-        let r = r.unwrap_or_else(|_| {
-            Err(std::io::Error::new(
-                std::io::ErrorKind::TimedOut,
-                format!(
-                    "no reply within command_timeout ({:?})",
-                    self.config.redis.command_timeout
-                ),
-            )
-            .into())
-        });
-        self.settle(p, r, took)
+        let (reply, took) = self.guard.call(&p.request).await;
+        self.settle(p, reply, took)
     }
 
     /// Turns the script's reply (or the failure) into the decision, reporting to the breaker;
@@ -247,14 +230,19 @@ impl RedisLimiter {
         reply: redis::RedisResult<Reply>,
         took: Nanos,
     ) -> Result<RedisDecision, StoreError> {
-        let done_at = p.done_at(took);
         match reply {
             Ok(raw) => {
-                self.breaker
-                    .record(p.permit, Outcome::Success, took, done_at);
-                let decision = self.decision_of(raw);
+                self.guard.succeeded(&p.ticket, took);
+                let decision = match &p.with {
+                    Some((other, _)) if raw.binding >= self.limits.limits().len() => other
+                        .decision_of(Reply {
+                            binding: raw.binding - self.limits.limits().len(),
+                            ..raw
+                        }),
+                    _ => self.decision_of(raw),
+                };
                 if !decision.decision.allowed {
-                    self.stats.limited.fetch_add(1, Ordering::Relaxed);
+                    self.guard.note_limited();
                 }
                 Ok(RedisDecision {
                     decision,
@@ -262,8 +250,9 @@ impl RedisLimiter {
                 })
             }
             Err(e) => {
-                self.failed(p.permit, &e, took, done_at)?;
-                Ok(self.fallback(&p.key, p.cost, p.commit, done_at, Fallback::Error))
+                self.guard.failed(&p.ticket, &e, took)?;
+                let done_at = p.ticket.done_at(took);
+                Ok(self.fallback_with(&p.key, p.cost, p.commit, &p.with, done_at, Fallback::Error))
             }
         }
     }
@@ -271,73 +260,9 @@ impl RedisLimiter {
     /// Gives up on a decision sent by another process (the parent of this forked child, which
     /// gets its reply): `on_error` decides, and the breaker does not count it.
     pub fn abandon(&self, p: Pending, took: Nanos) -> RedisDecision {
-        let done_at = p.done_at(took);
-        self.breaker
-            .record(p.permit, Outcome::Ignored, took, done_at);
-        self.fallback(&p.key, p.cost, p.commit, done_at, Fallback::Error)
-    }
-
-    /// Reports a failed call to the breaker, the counters and the log. A configuration error
-    /// is returned (the breaker ignores it: Redis is up); an outage is `Ok` (the policy then
-    /// decides).
-    fn failed(
-        &self,
-        permit: crate::breaker::Permit,
-        e: &redis::RedisError,
-        took: Nanos,
-        now: Nanos,
-    ) -> Result<(), StoreError> {
-        let url = crate::store::redis::url::redact(&self.config.redis.url);
-        if crate::store::redis::direct::is_configuration_error(e) {
-            self.breaker.record(permit, Outcome::Ignored, took, now);
-            let msg = format!(
-                "Redis at {url} refuses seawall: {e}. This is a configuration error (the \
-                 credentials, the ACL or the database in the store URL), not an outage: \
-                 on_error does not apply"
-            );
-            self.report(self.config_log.note(&msg));
-            return Err(StoreError::Configuration(msg));
-        }
-        let outcome = if self.same_breakage(e, took) {
-            Outcome::Ignored
-        } else {
-            Outcome::Failure
-        };
-        self.breaker.record(permit, outcome, took, now);
-        self.stats.errors.fetch_add(1, Ordering::Relaxed);
-        self.report(self.log.note(&format!(
-            "Redis at {url} failed: {e}; decisions follow on_error={} until it recovers",
-            self.config.on_error.name()
-        )));
-        Ok(())
-    }
-
-    /// Whether a failed call was already in flight when a connection last broke: then it is
-    /// part of that one failure, and does not count as one more in a row for the breaker
-    /// (`CLIENT KILL` under 40 decisions in flight is one failure, not 40). Error replies from
-    /// the server are each their own failure.
-    fn same_breakage(&self, e: &redis::RedisError, took: Nanos) -> bool {
-        if matches!(
-            e.kind(),
-            redis::ErrorKind::Server(_) | redis::ErrorKind::Extension
-        ) {
-            return false;
-        }
-        let now = Instant::now();
-        let started = now.checked_sub(Duration::from_nanos(took)).unwrap_or(now);
-        let mut last = self.last_broken.lock();
-        if last.is_some_and(|t| started < t) {
-            return true;
-        }
-        *last = Some(now);
-        false
-    }
-
-    fn report(&self, r: Option<Report>) {
-        if let Some(r) = r {
-            self.reports.lock().push(r);
-            self.has_report.store(true, Ordering::Release);
-        }
+        self.guard.abandoned(&p.ticket, took);
+        let done_at = p.ticket.done_at(took);
+        self.fallback_with(&p.key, p.cost, p.commit, &p.with, done_at, Fallback::Error)
     }
 
     fn fallback(
@@ -348,14 +273,28 @@ impl RedisLimiter {
         now: Nanos,
         why: Fallback,
     ) -> RedisDecision {
-        self.stats.fallbacks.fetch_add(1, Ordering::Relaxed);
+        self.fallback_with(key, cost, commit, &None, now, why)
+    }
+
+    fn fallback_with(
+        &self,
+        key: &str,
+        cost: u64,
+        commit: bool,
+        with: &Option<(Arc<RedisLimiter>, String)>,
+        now: Nanos,
+        why: Fallback,
+    ) -> RedisDecision {
+        self.guard.note_fallback();
         let first = self.limits.limits()[0].spec();
-        let decision = match self.config.on_error {
+        let decision = match self.config().on_error {
             OnError::Local => {
-                let r = if commit {
-                    self.local.hit(key, now, cost)
-                } else {
-                    self.local.test(key, now, cost)
+                let r = match with {
+                    Some((other, other_key)) => {
+                        self.local.hit_with(key, &other.local, other_key, now, cost)
+                    }
+                    None if commit => self.local.hit(key, now, cost),
+                    None => self.local.test(key, now, cost),
                 };
                 // The cost was checked in `begin`: the local limiter has the same limits.
                 r.unwrap_or_else(|_| self.synthetic(false, 0))
@@ -363,7 +302,7 @@ impl RedisLimiter {
             OnError::Allow => self.synthetic(true, first.count),
             OnError::Deny => {
                 // Retry once the breaker would let a probe through (at least a second).
-                let wait = self.breaker.retry_after(now).max(NANOS_PER_SEC);
+                let wait = self.guard.deny_wait(now);
                 let mut d = self.synthetic(false, 0);
                 d.decision.retry_after = wait;
                 d.decision.reset_after = wait;
@@ -371,7 +310,7 @@ impl RedisLimiter {
             }
         };
         if !decision.decision.allowed {
-            self.stats.limited.fetch_add(1, Ordering::Relaxed);
+            self.guard.note_limited();
         }
         RedisDecision {
             decision,
@@ -421,50 +360,14 @@ impl RedisLimiter {
     /// caller learns that Redis still holds the state ([`StoreError`]).
     pub async fn reset(&self, key: &str, local_now: Nanos) -> Result<bool, StoreError> {
         self.local.reset(key, local_now);
-        let permit = self.breaker.try_acquire(local_now);
-        if permit == REJECTED {
-            let wait = self.breaker.retry_after(local_now) as f64 / NANOS_PER_SEC as f64;
-            return Err(StoreError::Unavailable(format!(
-                "Redis reset failed: Redis at {} is unavailable (the breaker around it is \
-                 open; the next try in {wait:.3} s)",
-                crate::store::redis::url::redact(&self.config.redis.url),
-            )));
-        }
-        let store = self.store();
-        let keys = self.keys(key);
-        let started = Instant::now();
-        let timeout = self.config.redis.command_timeout;
-        let r = tokio::time::timeout(timeout, store.delete(&keys)).await;
-        if r.is_err() {
-            store.forget().await;
-        }
-        let r = r.unwrap_or_else(|_| {
-            Err(std::io::Error::new(
-                std::io::ErrorKind::TimedOut,
-                format!("no reply within command_timeout ({timeout:?})"),
-            )
-            .into())
-        });
-        let took = started.elapsed().as_nanos() as Nanos;
-        let done_at = local_now.saturating_add(took);
-        match r {
-            Ok(existed) => {
-                self.breaker.record(permit, Outcome::Success, took, done_at);
-                Ok(existed)
-            }
-            Err(e) => {
-                self.failed(permit, &e, took, done_at)?;
-                Err(StoreError::Unavailable(format!("Redis reset failed: {e}")))
-            }
-        }
+        self.guard
+            .delete("Redis reset", &self.keys(key), local_now)
+            .await
     }
 
     /// The reports due now for the `seawall.redis` logger (each kind at most once per
     /// `log_interval`). One atomic load when there are none.
-    pub fn take_reports(&self) -> Vec<Report> {
-        if !self.has_report.swap(false, Ordering::AcqRel) {
-            return Vec::new();
-        }
-        std::mem::take(&mut *self.reports.lock())
+    pub fn take_reports(&self) -> Vec<crate::limiter::redis_failure::Report> {
+        self.guard.take_reports()
     }
 }

@@ -12,49 +12,110 @@ use pyo3::intern;
 use pyo3::prelude::*;
 
 use super::futures::resolve_all;
+use crate::http::redis_budgets::HttpPending;
 use crate::limiter::redis_limiter::{Pending, RedisLimiter};
 use crate::store::redis::batcher::{Batcher, Done, Item, LoopOps, Outcome, Wake};
 use crate::store::redis::script::Request;
+use crate::store::redis::RedisConfig;
 
-/// One async decision on the direct path: the future to set and the decision to make.
-pub(crate) struct Asked {
-    future: Py<PyAny>,
-    pending: Pending,
+/// What decides on the direct path: its pending decisions, and how settled ones reach their
+/// futures. `RedisLimiter` (a key's limits, a `Decision` per future) and the HTTP policy (a
+/// request's budgets, a rendered response per future) are the two.
+pub(crate) trait Decider: Send + Sync + 'static {
+    /// A decision waiting for Redis.
+    type Pending: Requested + Send + 'static;
+    /// How Redis is reached.
+    fn redis_config(&self) -> &RedisConfig;
+    /// Settles what the batcher is done with and sets each result on its future.
+    fn resolve(&self, py: Python<'_>, done: Done<Asked<Self::Pending>>);
 }
 
-impl Item for Asked {
+/// One async decision on the direct path: the future to set and the decision to make.
+pub(crate) struct Asked<P> {
+    pub(crate) future: Py<PyAny>,
+    pub(crate) pending: P,
+}
+
+/// The pending types of the deciders, as the batcher sees them.
+pub(crate) trait Requested {
+    /// Its part of the script call.
+    fn request(&self) -> &Request;
+}
+
+impl Requested for Pending {
+    #[inline]
+    fn request(&self) -> &Request {
+        Pending::request(self)
+    }
+}
+
+impl Requested for HttpPending {
+    #[inline]
+    fn request(&self) -> &Request {
+        HttpPending::request(self)
+    }
+}
+
+impl<P: Requested> Item for Asked<P> {
     #[inline]
     fn request(&self) -> &Request {
         self.pending.request()
     }
 }
 
-/// A limiter's direct connection (its batcher) and the limiter that settles its decisions.
-pub(crate) struct DirectShared {
-    core: Arc<RedisLimiter>,
-    batcher: Arc<Batcher<Asked, Py<PyAny>>>,
+impl Decider for RedisLimiter {
+    type Pending = Pending;
+
+    fn redis_config(&self) -> &RedisConfig {
+        &self.config().redis
+    }
+
+    fn resolve(&self, py: Python<'_>, done: Done<Asked<Pending>>) {
+        let settled = done.into_iter().map(|s| {
+            let Asked { future, pending } = s.item;
+            let d = match s.outcome {
+                Outcome::Reply(r) => self.settle(pending, r, s.took),
+                Outcome::Inherited => Ok(self.abandon(pending, s.took)),
+            };
+            (future, d)
+        });
+        resolve_all(py, settled, self.take_reports());
+    }
+}
+
+/// A decider's direct connection (its batcher) and the decider that settles its decisions.
+pub(crate) struct DirectShared<D: Decider> {
+    core: Arc<D>,
+    batcher: Arc<Batcher<Asked<D::Pending>, Py<PyAny>>>,
+}
+
+/// The loop callbacks of a [`DirectShared`], whatever its decider.
+trait Drive: Send + Sync {
+    fn on_readable(&self, py: Python<'_>);
+    fn flush(&self, py: Python<'_>);
+    fn check(&self, py: Python<'_>);
 }
 
 /// What the loop calls: `on_readable` when the socket has data, `flush` to send what was queued
 /// this turn, `check` on a timer while replies are awaited.
 #[pyclass(frozen, module = "seawall._seawall", name = "_DirectReader")]
 pub(crate) struct PyDirectReader {
-    shared: Arc<DirectShared>,
+    shared: Box<dyn Drive>,
 }
 
 /// The asyncio side of [`LoopOps`].
-struct Asyncio<'a, 'py> {
+struct Asyncio<'a, 'py, D: Decider> {
     py: Python<'py>,
-    shared: &'a Arc<DirectShared>,
+    shared: &'a Arc<DirectShared<D>>,
 }
 
-impl Asyncio<'_, '_> {
+impl<D: Decider> Asyncio<'_, '_, D> {
     /// The reader's bound method `name`, for the loop to call.
     fn callback(&self, name: &str) -> PyResult<Bound<'_, PyAny>> {
         Bound::new(
             self.py,
             PyDirectReader {
-                shared: self.shared.clone(),
+                shared: Box::new(self.shared.clone()),
             },
         )?
         .into_any()
@@ -72,10 +133,10 @@ impl Asyncio<'_, '_> {
     }
 }
 
-impl LoopOps<Asked> for Asyncio<'_, '_> {
+impl<D: Decider> LoopOps<Asked<D::Pending>> for Asyncio<'_, '_, D> {
     type Loop = Py<PyAny>;
 
-    fn loop_of(&self, item: &Asked) -> Option<Py<PyAny>> {
+    fn loop_of(&self, item: &Asked<D::Pending>) -> Option<Py<PyAny>> {
         match item
             .future
             .call_method0(self.py, intern!(self.py, "get_loop"))
@@ -118,22 +179,9 @@ impl LoopOps<Asked> for Asyncio<'_, '_> {
     }
 }
 
-/// Settles what the batcher is done with and sets it on the futures.
-fn finish(py: Python<'_>, core: &RedisLimiter, done: Done<Asked>) {
-    let settled = done.into_iter().map(|s| {
-        let Asked { future, pending } = s.item;
-        let d = match s.outcome {
-            Outcome::Reply(r) => core.settle(pending, r, s.took),
-            Outcome::Inherited => Ok(core.abandon(pending, s.took)),
-        };
-        (future, d)
-    });
-    resolve_all(py, settled, core.take_reports());
-}
-
-impl DirectShared {
-    pub(crate) fn new(core: Arc<RedisLimiter>) -> Arc<Self> {
-        let batcher = Batcher::new(core.config().redis.clone());
+impl<D: Decider> DirectShared<D> {
+    pub(crate) fn new(core: Arc<D>) -> Arc<Self> {
+        let batcher = Batcher::new(core.redis_config().clone());
         Arc::new(DirectShared { core, batcher })
     }
 
@@ -150,8 +198,8 @@ impl DirectShared {
         py: Python<'_>,
         bridge: usize,
         future: &Bound<'_, PyAny>,
-        pending: Pending,
-    ) -> Result<(), Pending> {
+        pending: D::Pending,
+    ) -> Result<(), D::Pending> {
         if !self.batcher.enabled() {
             return Err(pending);
         }
@@ -162,25 +210,38 @@ impl DirectShared {
         };
         let mut done = Vec::new();
         let r = self.batcher.submit(&ops, bridge, asked, &mut done);
-        finish(py, &self.core, done);
+        self.core.resolve(py, done);
         r.map_err(|a| a.pending)
+    }
+
+    /// Runs one of the batcher's loop callbacks and sets what it settled on the futures.
+    fn run(
+        self: &Arc<Self>,
+        py: Python<'_>,
+        step: impl FnOnce(
+            &Batcher<Asked<D::Pending>, Py<PyAny>>,
+            &Asyncio<'_, '_, D>,
+            &mut Done<Asked<D::Pending>>,
+        ),
+    ) {
+        let mut done = Vec::new();
+        let ops = Asyncio { py, shared: self };
+        step(&self.batcher, &ops, &mut done);
+        self.core.resolve(py, done);
     }
 }
 
-impl PyDirectReader {
-    /// Runs one of the batcher's loop callbacks and sets what it settled on the futures.
-    fn run(
-        &self,
-        py: Python<'_>,
-        step: impl FnOnce(&Batcher<Asked, Py<PyAny>>, &Asyncio<'_, '_>, &mut Done<Asked>),
-    ) {
-        let mut done = Vec::new();
-        let ops = Asyncio {
-            py,
-            shared: &self.shared,
-        };
-        step(&self.shared.batcher, &ops, &mut done);
-        finish(py, &self.shared.core, done);
+impl<D: Decider> Drive for Arc<DirectShared<D>> {
+    fn on_readable(&self, py: Python<'_>) {
+        self.run(py, |b, ops, done| b.on_readable(ops, done));
+    }
+
+    fn flush(&self, py: Python<'_>) {
+        self.run(py, |b, ops, done| b.flush(ops, done));
+    }
+
+    fn check(&self, py: Python<'_>) {
+        self.run(py, |b, ops, done| b.check(ops, done));
     }
 }
 
@@ -188,16 +249,16 @@ impl PyDirectReader {
 impl PyDirectReader {
     /// Reads the replies that arrived.
     fn on_readable(&self, py: Python<'_>) {
-        self.run(py, |b, ops, done| b.on_readable(ops, done));
+        self.shared.on_readable(py);
     }
 
     /// Writes the commands queued this turn of the loop.
     fn flush(&self, py: Python<'_>) {
-        self.run(py, |b, ops, done| b.flush(ops, done));
+        self.shared.flush(py);
     }
 
     /// Fails what waited `command_timeout`, or checks again later.
     fn check(&self, py: Python<'_>) {
-        self.run(py, |b, ops, done| b.check(ops, done));
+        self.shared.check(py);
     }
 }

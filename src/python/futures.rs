@@ -19,14 +19,15 @@ use pyo3::intern;
 use pyo3::prelude::*;
 
 use super::limiter::PyDecision;
-use crate::limiter::limit::LimitDecision;
 use crate::limiter::redis_failure::{RedisDecision, Report, StoreError};
 
 /// What a finished call gives its future.
 pub(crate) enum Completion {
     /// A decision, or why there is none.
-    Decision(Result<LimitDecision, StoreError>),
+    Decision(Result<RedisDecision, StoreError>),
     Flag(Result<bool, StoreError>),
+    /// A request's response, as `HttpLimiter.check` returns it.
+    Http(Result<crate::http::Outcome, StoreError>),
 }
 
 /// A finished call: its future, its result and what the limiter reports meanwhile.
@@ -106,11 +107,19 @@ impl PyBridge {
         for done in batch {
             report_all(py, done.reports);
             let value: Result<Bound<'_, PyAny>, StoreError> = match done.completion {
-                Completion::Decision(Ok(d)) => Ok(Bound::new(py, PyDecision::from(d))?.into_any()),
+                Completion::Decision(Ok(d)) => {
+                    Ok(Bound::new(py, PyDecision::from_redis(d))?.into_any())
+                }
                 Completion::Flag(Ok(b)) => {
                     Ok(pyo3::types::PyBool::new(py, b).to_owned().into_any())
                 }
-                Completion::Decision(Err(e)) | Completion::Flag(Err(e)) => Err(e),
+                Completion::Http(Ok(o)) => Ok(match super::http::outcome_tuple(py, &o)? {
+                    Some(t) => t.into_any(),
+                    None => py.None().into_bound(py),
+                }),
+                Completion::Decision(Err(e))
+                | Completion::Flag(Err(e))
+                | Completion::Http(Err(e)) => Err(e),
             };
             let r = match value {
                 Ok(v) => done
@@ -162,7 +171,7 @@ pub(crate) fn resolve_all(
 ) {
     for (future, d) in done {
         let r = match d {
-            Ok(d) => Bound::new(py, PyDecision::from(d.decision))
+            Ok(d) => Bound::new(py, PyDecision::from_redis(d))
                 .and_then(|v| future.call_method1(py, intern!(py, "set_result"), (v,))),
             Err(e) => future.call_method1(
                 py,

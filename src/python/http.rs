@@ -1,11 +1,23 @@
+//! `HttpLimiter`: the native half of the ASGI middleware and the FastAPI dependency. A request
+//! is read from its scope and decided in one call; on a Redis store, `_submit` starts the one
+//! script call of a request on the direct path (batched with the others of the loop's turn) or
+//! on tokio, and the rendered response comes back on an asyncio future.
+
+use std::sync::Arc;
+
 use pyo3::exceptions::{PyTypeError, PyValueError};
 use pyo3::prelude::*;
+use pyo3::sync::PyOnceLock;
 
 use super::errors::at_least_one;
 use pyo3::types::{PyBytes, PyDict, PyList, PyString, PyTuple};
 
 use super::clock::ClockSource;
+use super::direct::{Asked, Decider, DirectShared};
+use super::futures::{report_all, store_error, Completion, Done as BridgeDone, PyBridge};
 use super::limiter::limit_set_arg;
+use super::redis::{redis_settings, script_times, start_time};
+use crate::http::redis_budgets::{Begun, HttpPending, RedisBudgets};
 use crate::http::render::NAMES;
 use crate::http::{
     HeaderStyle, Headers, HttpPolicy, IssuedSessions, KeySource, Outcome, ProxyHeader, RequestView,
@@ -13,15 +25,115 @@ use crate::http::{
 };
 use crate::limiter::limit::{AlgorithmKind, LimitSet};
 use crate::limiter::memory_limiter::Limiter;
+use crate::store::redis::batcher::{Done, Outcome as SentOutcome};
+use crate::store::redis::pool::BlockingPool;
+use crate::store::redis::{runtime, url, RedisConfig};
 
 #[pyclass(frozen, module = "seawall._seawall", name = "HttpLimiter")]
 pub(crate) struct PyHttpLimiter {
-    policy: HttpPolicy,
-    /// One bytes object per header name, made once.
-    names: Vec<Py<PyBytes>>,
+    policy: Arc<HttpPolicy>,
+    /// On a Redis store: its direct connection, driven by the asyncio loop.
+    direct: Option<Arc<DirectShared<HttpPolicy>>>,
+    /// Blocking connections for `check` on a Redis store.
+    sync_pool: BlockingPool,
     clock: ClockSource,
     /// Whether any feature reads headers; if not, they are not even looked at.
     reads_headers: bool,
+}
+
+/// One bytes object per header name, made once per interpreter.
+static HEADER_NAMES: PyOnceLock<Vec<Py<PyBytes>>> = PyOnceLock::new();
+
+fn header_list<'py>(py: Python<'py>, headers: &Headers) -> PyResult<Bound<'py, PyList>> {
+    let names = HEADER_NAMES.get_or_init(py, || {
+        NAMES.iter().map(|n| PyBytes::new(py, n).unbind()).collect()
+    });
+    PyList::new(
+        py,
+        headers.iter().map(|(n, v)| {
+            let name = match NAMES.iter().position(|m| std::ptr::eq(*m, *n)) {
+                Some(i) => names[i].bind(py).clone(),
+                None => PyBytes::new(py, n),
+            };
+            (name, PyBytes::new(py, v))
+        }),
+    )
+}
+
+/// A response as the middleware takes it: `None` (call the app untouched), or
+/// `(allowed, headers, body, status)`: admitted with headers to add (`body` None, status 200),
+/// or refused with the whole response (429, or 503 when the store cannot decide).
+pub(crate) fn outcome_tuple<'py>(
+    py: Python<'py>,
+    outcome: &Outcome,
+) -> PyResult<Option<Bound<'py, PyTuple>>> {
+    let (allowed, headers, body, status) = match outcome {
+        Outcome::Pass => return Ok(None),
+        Outcome::Allowed(h) => (true, h, None, 200u16),
+        Outcome::Limited(h, b) => (false, h, Some(b), 429),
+        Outcome::Unavailable(h, b) => (false, h, Some(b), 503),
+    };
+    Ok(Some(PyTuple::new(
+        py,
+        [
+            pyo3::types::PyBool::new(py, allowed).to_owned().into_any(),
+            header_list(py, headers)?.into_any(),
+            match body {
+                Some(b) => PyBytes::new(py, b).into_any(),
+                None => py.None().into_bound(py),
+            },
+            status.into_pyobject(py)?.into_any(),
+        ],
+    )?))
+}
+
+/// Sets a settled request's response (or its store error) on its future.
+fn set_outcome(
+    py: Python<'_>,
+    future: &Py<PyAny>,
+    outcome: Result<Outcome, crate::limiter::redis_failure::StoreError>,
+) {
+    let r = match outcome {
+        Ok(o) => outcome_tuple(py, &o)
+            .and_then(|t| future.call_method1(py, pyo3::intern!(py, "set_result"), (t,))),
+        Err(e) => future.call_method1(
+            py,
+            pyo3::intern!(py, "set_exception"),
+            (store_error(e).into_value(py),),
+        ),
+    };
+    // A cancelled future refuses its result; nobody is waiting for it.
+    if r.is_err() {
+        let _ = PyErr::take(py);
+    }
+}
+
+impl Decider for HttpPolicy {
+    type Pending = HttpPending;
+
+    fn redis_config(&self) -> &RedisConfig {
+        &self
+            .redis
+            .as_ref()
+            .expect("only a policy on Redis has a direct path")
+            .guard()
+            .config()
+            .redis
+    }
+
+    fn resolve(&self, py: Python<'_>, done: Done<Asked<HttpPending>>) {
+        for s in done {
+            let Asked { future, pending } = s.item;
+            let outcome = match s.outcome {
+                SentOutcome::Reply(r) => self.settle(pending, r, s.took),
+                SentOutcome::Inherited => Ok(self.abandon(pending, s.took)),
+            };
+            set_outcome(py, &future, outcome);
+        }
+        if let Some(r) = &self.redis {
+            report_all(py, r.guard().take_reports());
+        }
+    }
 }
 
 fn strings(param: &'static str, value: Option<&Bound<'_, PyAny>>) -> PyResult<Vec<String>> {
@@ -210,17 +322,33 @@ impl<'py> Scope<'py> {
 }
 
 impl PyHttpLimiter {
-    fn header_list<'py>(&self, py: Python<'py>, headers: &Headers) -> PyResult<Bound<'py, PyList>> {
-        PyList::new(
-            py,
-            headers.iter().map(|(n, v)| {
-                let name = match NAMES.iter().position(|m| std::ptr::eq(*m, *n)) {
-                    Some(i) => self.names[i].bind(py).clone(),
-                    None => PyBytes::new(py, n),
-                };
-                (name, PyBytes::new(py, v))
-            }),
-        )
+    /// Reads a request from `scope`; `None` if it is not HTTP.
+    fn begin(
+        &self,
+        py: Python<'_>,
+        scope: &Bound<'_, PyAny>,
+        key: Option<&str>,
+        body: Option<&[u8]>,
+    ) -> PyResult<Option<Begun>> {
+        let Some(s) = Scope::read(py, scope, self.reads_headers)? else {
+            return Ok(None);
+        };
+        let headers = s.header_slices();
+        let req = s.view(&headers)?;
+        if self.policy.redis.is_none() {
+            let now = self.clock.now(py)?;
+            return Ok(Some(Begun::Done(self.policy.decide(&req, now, key, body)?)));
+        }
+        let (script_now, local_now) = script_times(&self.clock, py)?;
+        Ok(Some(
+            self.policy.begin(&req, key, body, script_now, local_now)?,
+        ))
+    }
+
+    fn reports(&self, py: Python<'_>) {
+        if let Some(r) = &self.policy.redis {
+            report_all(py, r.guard().take_reports());
+        }
     }
 }
 
@@ -248,10 +376,17 @@ impl PyHttpLimiter {
         draft_version=None,
         max_keys=None,
         clock=None,
+        store=None,
+        key_prefix="seawall:",
+        on_error="allow",
+        connect_timeout=1.0,
+        command_timeout=0.25,
+        log_interval=60.0,
+        breaker_failures=3,
+        breaker_recovery=1.0,
     ))]
     #[allow(clippy::too_many_arguments)]
     fn new(
-        py: Python<'_>,
         limits: Option<&Bound<'_, PyAny>>,
         rules: Option<&Bound<'_, PyAny>>,
         global_limits: Option<&Bound<'_, PyAny>>,
@@ -269,6 +404,14 @@ impl PyHttpLimiter {
         draft_version: Option<&Bound<'_, PyAny>>,
         max_keys: Option<&Bound<'_, PyAny>>,
         clock: Option<&Bound<'_, PyAny>>,
+        store: Option<&str>,
+        key_prefix: &str,
+        on_error: &str,
+        connect_timeout: f64,
+        command_timeout: f64,
+        log_interval: f64,
+        breaker_failures: i64,
+        breaker_recovery: f64,
     ) -> PyResult<Self> {
         let algorithm = str_arg("algorithm", algorithm, "gcra")?;
         algorithm.parse::<AlgorithmKind>()?;
@@ -342,7 +485,31 @@ impl PyHttpLimiter {
         let reads_headers = !proxies.is_empty()
             || bypass_set
             || matches!(key_source, KeySource::Header(_) | KeySource::McpSession);
-        let policy = HttpPolicy {
+        let clock = ClockSource::from_arg(clock)?;
+        let routes = Routes::new(rule_list, default, max_keys);
+        let redis = match store.filter(|s| *s != "memory://") {
+            None => None,
+            Some(url) => {
+                let config = redis_settings(
+                    url,
+                    key_prefix,
+                    on_error,
+                    connect_timeout,
+                    command_timeout,
+                    log_interval,
+                    max_keys,
+                    breaker_failures,
+                    breaker_recovery,
+                )?;
+                Some(RedisBudgets::new(
+                    global.as_ref(),
+                    &routes,
+                    config,
+                    start_time(&clock),
+                )?)
+            }
+        };
+        let policy = Arc::new(HttpPolicy {
             key_source,
             proxies,
             proxy_header,
@@ -355,15 +522,54 @@ impl PyHttpLimiter {
             bypass,
             global: global.map(|g| Limiter::new(g, 1)),
             // max_keys bounds the whole middleware: every per-client budget shares one store.
-            routes: Routes::new(rule_list, default, max_keys),
+            routes,
             headers: headers.parse::<HeaderStyle>()?,
-        };
+            redis,
+        });
+        let direct = policy
+            .redis
+            .is_some()
+            .then(|| DirectShared::new(policy.clone()));
         Ok(PyHttpLimiter {
             policy,
-            names: NAMES.iter().map(|n| PyBytes::new(py, n).unbind()).collect(),
-            clock: ClockSource::from_arg(clock)?,
+            direct,
+            sync_pool: BlockingPool::default(),
+            clock,
             reads_headers,
         })
+    }
+
+    /// Whether decisions wait for a store (Redis): then use `_submit` from async code.
+    #[getter]
+    fn is_async(&self) -> bool {
+        self.policy.redis.is_some()
+    }
+
+    /// The store URL, password hidden (`memory://` in this process).
+    #[getter]
+    fn store(&self) -> String {
+        match &self.policy.redis {
+            Some(r) => url::redact(&r.guard().config().redis.url),
+            None => "memory://".to_string(),
+        }
+    }
+
+    /// What the Redis store did (`None` in memory): decisions, limited, errors, fallbacks and
+    /// the breaker around Redis.
+    fn store_stats<'py>(&self, py: Python<'py>) -> PyResult<Option<Bound<'py, PyDict>>> {
+        use std::sync::atomic::Ordering;
+        let Some(r) = &self.policy.redis else {
+            return Ok(None);
+        };
+        let (_, local_now) = script_times(&self.clock, py)?;
+        let s = &r.guard().stats;
+        let d = PyDict::new(py);
+        d.set_item("decisions", s.decisions.load(Ordering::Relaxed))?;
+        d.set_item("limited", s.limited.load(Ordering::Relaxed))?;
+        d.set_item("errors", s.errors.load(Ordering::Relaxed))?;
+        d.set_item("fallbacks", s.fallbacks.load(Ordering::Relaxed))?;
+        d.set_item("breaker", r.guard().breaker().state(local_now).name())?;
+        Ok(Some(d))
     }
 
     /// Whether keys are MCP sessions, learnt from the server's responses.
@@ -387,6 +593,8 @@ impl PyHttpLimiter {
         self.policy.needs_body()
     }
 
+    /// Decides a request now: on a Redis store this waits for Redis on the calling thread
+    /// (without the GIL); async code uses `_submit`.
     #[pyo3(signature = (scope, key=None, body=None))]
     fn check<'py>(
         &self,
@@ -395,31 +603,69 @@ impl PyHttpLimiter {
         key: Option<&str>,
         body: Option<&[u8]>,
     ) -> PyResult<Option<Bound<'py, PyTuple>>> {
-        let Some(s) = Scope::read(py, scope, self.reads_headers)? else {
-            return Ok(None);
+        let outcome = match self.begin(py, scope, key, body)? {
+            None => return Ok(None),
+            Some(Begun::Done(o)) => o,
+            Some(Begun::Pending(p)) => {
+                let policy = &self.policy;
+                let r = if self.direct.as_ref().is_some_and(|d| d.enabled()) {
+                    let pool = &self.sync_pool;
+                    py.detach(move || policy.finish_blocking(pool, p))
+                } else {
+                    let policy = policy.clone();
+                    py.detach(move || runtime::handle().block_on(policy.finish(p)))
+                };
+                self.reports(py);
+                r.map_err(store_error)?
+            }
         };
-        let headers = s.header_slices();
-        let req = s.view(&headers)?;
-        let now = self.clock.now(py)?;
-        Ok(match self.policy.decide(&req, now, key, body)? {
-            Outcome::Pass => None,
-            Outcome::Allowed(h) => Some(PyTuple::new(
-                py,
-                [
-                    true.into_pyobject(py)?.to_owned().into_any(),
-                    self.header_list(py, &h)?.into_any(),
-                    py.None().into_bound(py),
-                ],
-            )?),
-            Outcome::Limited(h, b) => Some(PyTuple::new(
-                py,
-                [
-                    false.into_pyobject(py)?.to_owned().into_any(),
-                    self.header_list(py, &h)?.into_any(),
-                    PyBytes::new(py, &b).into_any(),
-                ],
-            )?),
-        })
+        outcome_tuple(py, &outcome)
+    }
+
+    /// Starts deciding a request from async code: the response if it is known at once (as
+    /// `check` returns it), else `future`, on which the bridge or the direct path sets it.
+    #[pyo3(signature = (bridge, future, scope, key=None, body=None))]
+    fn _submit<'py>(
+        &self,
+        py: Python<'py>,
+        bridge: &Bound<'py, PyBridge>,
+        future: &Bound<'py, PyAny>,
+        scope: &Bound<'py, PyAny>,
+        key: Option<&str>,
+        body: Option<&[u8]>,
+    ) -> PyResult<Option<Bound<'py, PyAny>>> {
+        let pending = match self.begin(py, scope, key, body)? {
+            None => return Ok(None),
+            Some(Begun::Done(o)) => {
+                self.reports(py);
+                return Ok(outcome_tuple(py, &o)?.map(Bound::into_any));
+            }
+            Some(Begun::Pending(p)) => p,
+        };
+        let inner = bridge.get().inner().clone();
+        let pending = match &self.direct {
+            Some(d) => match d.try_send(py, Arc::as_ptr(&inner) as usize, future, pending) {
+                Ok(()) => return Ok(Some(future.clone())),
+                Err(p) => p,
+            },
+            None => pending,
+        };
+        let policy = self.policy.clone();
+        let waiting = future.clone().unbind();
+        runtime::handle().spawn(async move {
+            let outcome = policy.finish(pending).await;
+            let reports = policy
+                .redis
+                .as_ref()
+                .map(|r| r.guard().take_reports())
+                .unwrap_or_default();
+            inner.complete(BridgeDone {
+                future: waiting,
+                completion: Completion::Http(outcome),
+                reports,
+            });
+        });
+        Ok(Some(future.clone()))
     }
 
     #[pyo3(signature = (scope, body=None))]
@@ -437,8 +683,17 @@ impl PyHttpLimiter {
         Ok(self.policy.key_for(&req, body))
     }
 
+    /// Forgets `key` in every per-client budget (in Redis too: `OSError` if Redis fails).
     fn reset(&self, py: Python<'_>, key: &str) -> PyResult<()> {
-        self.policy.reset(key, self.clock.now(py)?);
-        Ok(())
+        if self.policy.redis.is_none() {
+            self.policy.reset(key, self.clock.now(py)?);
+            return Ok(());
+        }
+        let (_, local_now) = script_times(&self.clock, py)?;
+        let policy = self.policy.clone();
+        let key = key.to_owned();
+        let r = py.detach(move || runtime::handle().block_on(policy.reset_shared(&key, local_now)));
+        self.reports(py);
+        r.map(|_| ()).map_err(store_error)
     }
 }

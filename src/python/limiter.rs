@@ -15,6 +15,7 @@ use crate::dropin::log_service::LogService;
 use crate::error::Error;
 use crate::limiter::limit::{AlgorithmKind, Limit, LimitDecision, LimitSet};
 use crate::limiter::memory_limiter::Limiter;
+use crate::limiter::redis_failure::{Fallback, RedisDecision};
 use crate::limiter::spec::{parse_limits, LimitSpec};
 use crate::store::memory::KeyStats;
 
@@ -158,6 +159,8 @@ pub(crate) fn limits_list<'py>(py: Python<'py>, set: &LimitSet) -> PyResult<Boun
 pub(crate) struct PyDecision {
     d: Decision,
     window: Nanos,
+    /// Made by a Redis limiter's `on_error` policy, not by its limits.
+    fallback: bool,
 }
 
 impl PyDecision {
@@ -165,6 +168,15 @@ impl PyDecision {
         PyDecision {
             d: t.decision,
             window: t.binding.period,
+            fallback: false,
+        }
+    }
+
+    /// A Redis limiter's decision, remembering whether its failure policy made it.
+    pub(crate) fn from_redis(r: RedisDecision) -> Self {
+        PyDecision {
+            fallback: r.fallback != Fallback::None,
+            ..PyDecision::from(r.decision)
         }
     }
 }
@@ -204,6 +216,13 @@ impl PyDecision {
     #[getter]
     fn window(&self) -> f64 {
         nanos_to_secs(self.window)
+    }
+
+    /// Whether a Redis limiter's `on_error` made this decision (Redis failed, or the breaker
+    /// around it was open): then no budget stands behind its numbers. Always false in memory.
+    #[getter]
+    fn fallback(&self) -> bool {
+        self.fallback
     }
 
     fn __bool__(&self) -> bool {

@@ -16,34 +16,89 @@ use super::futures::{report_all, store_error, Completion, Done, PyBridge};
 use super::limiter::{limit_set_arg, limits_list, secs, PyDecision};
 use crate::breaker::BreakerConfig;
 use crate::clock::{self, Clock, DefaultClock, Nanos, NANOS_PER_SEC};
-use crate::limiter::limit::LimitDecision;
-use crate::limiter::redis_limiter::{RedisLimiter, RedisLimiterConfig};
+use crate::limiter::redis_failure::RedisDecision;
+use crate::limiter::redis_limiter::{Pending, RedisLimiter, RedisLimiterConfig};
 use crate::store::redis::pool::BlockingPool;
 use crate::store::redis::{runtime, url, RedisConfig};
 
 #[pyclass(frozen, subclass, module = "seawall._seawall", name = "RedisLimiter")]
 pub(crate) struct PyRedisLimiter {
     core: Arc<RedisLimiter>,
-    direct: Arc<DirectShared>,
+    direct: Arc<DirectShared<RedisLimiter>>,
     /// Blocking connections for the sync methods, one per thread calling at once.
     sync_pool: BlockingPool,
     clock: ClockSource,
 }
 
+/// The time for the script (None: the server's TIME) and for the breaker and local policy.
+pub(crate) fn script_times(
+    clock: &ClockSource,
+    py: Python<'_>,
+) -> PyResult<(Option<Nanos>, Nanos)> {
+    Ok(match clock {
+        ClockSource::Default => match clock::default_clock() {
+            Some(m) => (Some(m.now()), m.now()),
+            None => (None, DefaultClock.now()),
+        },
+        ClockSource::System => (None, DefaultClock.now()),
+        other => {
+            let n = other.now(py)?;
+            (Some(n), n)
+        }
+    })
+}
+
+/// The settings of a Redis store as `RedisLimiter` and the middleware take them, checked, each
+/// error naming its parameter.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn redis_settings(
+    store: &str,
+    key_prefix: &str,
+    on_error: &str,
+    connect_timeout: f64,
+    command_timeout: f64,
+    log_interval: f64,
+    max_local_keys: usize,
+    breaker_failures: i64,
+    breaker_recovery: f64,
+) -> PyResult<RedisLimiterConfig> {
+    let connect = seconds_arg("connect_timeout", connect_timeout, 0.001)?;
+    let command = seconds_arg("command_timeout", command_timeout, 0.001)?;
+    let recovery = seconds_arg("breaker_recovery", breaker_recovery, 0.001)?;
+    let failures: u32 = at_least_one("breaker_failures", breaker_failures)?;
+    let breaker = BreakerConfig {
+        failure_threshold: failures,
+        recovery_timeout: recovery,
+        // A probe that outlives a command has timed out anyway.
+        probe_timeout: command.saturating_mul(2).max(NANOS_PER_SEC / 100),
+        max_recovery_timeout: (30 * NANOS_PER_SEC).max(recovery),
+        ..BreakerConfig::default()
+    };
+    Ok(RedisLimiterConfig {
+        redis: RedisConfig {
+            url: store.to_owned(),
+            connect_timeout: Duration::from_nanos(connect),
+            command_timeout: Duration::from_nanos(command),
+        },
+        prefix: key_prefix.to_owned(),
+        on_error: on_error.parse()?,
+        max_local_keys,
+        log_interval: seconds_arg("log_interval", log_interval, 0.0)?,
+        breaker,
+    })
+}
+
+/// The time a clock reads when a limiter is made (the breaker starts then).
+pub(crate) fn start_time(clock: &ClockSource) -> Nanos {
+    match clock {
+        ClockSource::Manual(m) => m.now(),
+        _ => DefaultClock.now(),
+    }
+}
+
 impl PyRedisLimiter {
-    /// The time for the script (None: the server's TIME) and for the breaker and local policy.
     fn times(&self, py: Python<'_>) -> PyResult<(Option<Nanos>, Nanos)> {
-        Ok(match &self.clock {
-            ClockSource::Default => match clock::default_clock() {
-                Some(m) => (Some(m.now()), m.now()),
-                None => (None, DefaultClock.now()),
-            },
-            ClockSource::System => (None, DefaultClock.now()),
-            other => {
-                let n = other.now(py)?;
-                (Some(n), n)
-            }
-        })
+        script_times(&self.clock, py)
     }
 
     fn decide_sync(
@@ -52,14 +107,23 @@ impl PyRedisLimiter {
         key: &str,
         cost: Count,
         commit: bool,
-    ) -> PyResult<LimitDecision> {
+    ) -> PyResult<RedisDecision> {
         let (now, local_now) = self.times(py)?;
-        let pending = match self
+        let begun = self
             .core
-            .begin(key, cost_arg("cost", cost)?, commit, now, local_now)?
-        {
+            .begin(key, cost_arg("cost", cost)?, commit, now, local_now)?;
+        self.finish_sync(py, begun)
+    }
+
+    /// Makes a begun decision on the calling thread, without the GIL.
+    fn finish_sync(
+        &self,
+        py: Python<'_>,
+        begun: Result<Pending, RedisDecision>,
+    ) -> PyResult<RedisDecision> {
+        let pending = match begun {
             Ok(p) => p,
-            Err(d) => return Ok(d.decision),
+            Err(d) => return Ok(d),
         };
         let d = if self.direct.enabled() {
             let core = &self.core;
@@ -70,7 +134,62 @@ impl PyRedisLimiter {
             py.detach(move || runtime::handle().block_on(core.finish(pending)))
         };
         report_all(py, self.core.take_reports());
-        Ok(d.map_err(store_error)?.decision)
+        d.map_err(store_error)
+    }
+
+    fn begin_with(
+        &self,
+        py: Python<'_>,
+        key: &Bound<'_, PyAny>,
+        other: &Bound<'_, PyRedisLimiter>,
+        other_key: &Bound<'_, PyAny>,
+        cost: Count,
+    ) -> PyResult<Result<Pending, RedisDecision>> {
+        let key = text_arg("key", key)?;
+        let other_key = text_arg("other_key", other_key)?;
+        let (now, local_now) = self.times(py)?;
+        Ok(self.core.begin_with(
+            key,
+            &other.get().core,
+            other_key,
+            cost_arg("cost", cost)?,
+            now,
+            local_now,
+        )?)
+    }
+
+    /// Sends a begun decision on the direct path, or over tokio; the decision if it was known
+    /// at once, else None (the bridge or the direct path sets it on `future`).
+    fn submit_begun(
+        &self,
+        py: Python<'_>,
+        bridge: &Bound<'_, PyBridge>,
+        future: &Bound<'_, PyAny>,
+        begun: Result<Pending, RedisDecision>,
+    ) -> PyResult<Option<PyDecision>> {
+        let pending = match begun {
+            Ok(p) => p,
+            Err(d) => return Ok(Some(PyDecision::from_redis(d))),
+        };
+        let inner = bridge.get().inner().clone();
+        let pending = match self
+            .direct
+            .try_send(py, Arc::as_ptr(&inner) as usize, future, pending)
+        {
+            Ok(()) => return Ok(None),
+            Err(pending) => pending,
+        };
+        let core = self.core.clone();
+        let future = future.clone().unbind();
+        runtime::handle().spawn(async move {
+            let d = core.finish(pending).await;
+            inner.complete(Done {
+                future,
+                completion: Completion::Decision(d),
+                reports: core.take_reports(),
+            });
+        });
+        Ok(None)
     }
 }
 
@@ -98,35 +217,20 @@ impl PyRedisLimiter {
         clock: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<Self> {
         let limits = limit_set_arg(limits, algorithm)?;
-        let connect = seconds_arg("connect_timeout", connect_timeout, 0.001)?;
-        let command = seconds_arg("command_timeout", command_timeout, 0.001)?;
-        let recovery = seconds_arg("breaker_recovery", breaker_recovery, 0.001)?;
-        let failures: u32 = at_least_one("breaker_failures", breaker_failures)?;
-        let breaker = BreakerConfig {
-            failure_threshold: failures,
-            recovery_timeout: recovery,
-            // A probe that outlives a command has timed out anyway.
-            probe_timeout: command.saturating_mul(2).max(NANOS_PER_SEC / 100),
-            max_recovery_timeout: (30 * NANOS_PER_SEC).max(recovery),
-            ..BreakerConfig::default()
-        };
+        let max_local_keys = at_least_one("max_local_keys", max_local_keys)?;
+        let config = redis_settings(
+            store,
+            key_prefix,
+            on_error,
+            connect_timeout,
+            command_timeout,
+            log_interval,
+            max_local_keys,
+            breaker_failures,
+            breaker_recovery,
+        )?;
         let clock = ClockSource::from_arg(clock)?;
-        let now = match &clock {
-            ClockSource::Manual(m) => m.now(),
-            _ => DefaultClock.now(),
-        };
-        let config = RedisLimiterConfig {
-            redis: RedisConfig {
-                url: store.to_owned(),
-                connect_timeout: Duration::from_nanos(connect),
-                command_timeout: Duration::from_nanos(command),
-            },
-            prefix: key_prefix.to_owned(),
-            on_error: on_error.parse()?,
-            max_local_keys: at_least_one("max_local_keys", max_local_keys)?,
-            log_interval: seconds_arg("log_interval", log_interval, 0.0)?,
-            breaker,
-        };
+        let now = start_time(&clock);
         let core = Arc::new(RedisLimiter::new(limits, config, now)?);
         Ok(PyRedisLimiter {
             direct: DirectShared::new(core.clone()),
@@ -139,19 +243,27 @@ impl PyRedisLimiter {
     #[pyo3(signature = (key, cost=Count::ONE), text_signature = "($self, key, cost=1)")]
     fn hit(&self, py: Python<'_>, key: &Bound<'_, PyAny>, cost: Count) -> PyResult<PyDecision> {
         let key = text_arg("key", key)?;
-        Ok(PyDecision::from(self.decide_sync(py, key, cost, true)?))
+        Ok(PyDecision::from_redis(
+            self.decide_sync(py, key, cost, true)?,
+        ))
     }
 
     #[pyo3(signature = (key, cost=Count::ONE), text_signature = "($self, key, cost=1)")]
     fn allow(&self, py: Python<'_>, key: &Bound<'_, PyAny>, cost: Count) -> PyResult<bool> {
         let key = text_arg("key", key)?;
-        Ok(self.decide_sync(py, key, cost, true)?.decision.allowed)
+        Ok(self
+            .decide_sync(py, key, cost, true)?
+            .decision
+            .decision
+            .allowed)
     }
 
     #[pyo3(signature = (key, cost=Count::ONE), text_signature = "($self, key, cost=1)")]
     fn test(&self, py: Python<'_>, key: &Bound<'_, PyAny>, cost: Count) -> PyResult<PyDecision> {
         let key = text_arg("key", key)?;
-        Ok(PyDecision::from(self.decide_sync(py, key, cost, false)?))
+        Ok(PyDecision::from_redis(
+            self.decide_sync(py, key, cost, false)?,
+        ))
     }
 
     fn reset(&self, py: Python<'_>, key: &Bound<'_, PyAny>) -> PyResult<bool> {
@@ -177,32 +289,41 @@ impl PyRedisLimiter {
     ) -> PyResult<Option<PyDecision>> {
         let key = text_arg("key", key)?;
         let (now, local_now) = self.times(py)?;
-        let pending = match self
+        let begun = self
             .core
-            .begin(key, cost_arg("cost", cost)?, commit, now, local_now)?
-        {
-            Ok(p) => p,
-            Err(d) => return Ok(Some(PyDecision::from(d.decision))),
-        };
-        let inner = bridge.get().inner().clone();
-        let pending = match self
-            .direct
-            .try_send(py, Arc::as_ptr(&inner) as usize, future, pending)
-        {
-            Ok(()) => return Ok(None),
-            Err(pending) => pending,
-        };
-        let core = self.core.clone();
-        let future = future.clone().unbind();
-        runtime::handle().spawn(async move {
-            let d = core.finish(pending).await;
-            inner.complete(Done {
-                future,
-                completion: Completion::Decision(d.map(|d| d.decision)),
-                reports: core.take_reports(),
-            });
-        });
-        Ok(None)
+            .begin(key, cost_arg("cost", cost)?, commit, now, local_now)?;
+        self.submit_begun(py, bridge, future, begun)
+    }
+
+    /// `hit` of `key` here and `other_key` in `other` at once, all or nothing, in one script
+    /// call (both limiters must name the same Redis); the binding decision.
+    #[pyo3(signature = (key, other, other_key, cost=Count::ONE), text_signature = "($self, key, other, other_key, cost=1)")]
+    fn hit_with(
+        &self,
+        py: Python<'_>,
+        key: &Bound<'_, PyAny>,
+        other: &Bound<'_, PyRedisLimiter>,
+        other_key: &Bound<'_, PyAny>,
+        cost: Count,
+    ) -> PyResult<PyDecision> {
+        let begun = self.begin_with(py, key, other, other_key, cost)?;
+        Ok(PyDecision::from_redis(self.finish_sync(py, begun)?))
+    }
+
+    /// `_submit` of [`hit_with`](Self::hit_with).
+    #[allow(clippy::too_many_arguments)]
+    fn _submit_with(
+        &self,
+        py: Python<'_>,
+        bridge: &Bound<'_, PyBridge>,
+        future: &Bound<'_, PyAny>,
+        key: &Bound<'_, PyAny>,
+        other: &Bound<'_, PyRedisLimiter>,
+        other_key: &Bound<'_, PyAny>,
+        cost: Count,
+    ) -> PyResult<Option<PyDecision>> {
+        let begun = self.begin_with(py, key, other, other_key, cost)?;
+        self.submit_begun(py, bridge, future, begun)
     }
 
     /// Starts an async reset; the bridge sets whether Redis held the key on `future`.
@@ -237,7 +358,7 @@ impl PyRedisLimiter {
 
     fn stats<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
         let (_, local_now) = self.times(py)?;
-        let s = &self.core.stats;
+        let s = self.core.stats();
         let d = PyDict::new(py);
         d.set_item("decisions", s.decisions.load(Ordering::Relaxed))?;
         d.set_item("limited", s.limited.load(Ordering::Relaxed))?;

@@ -64,11 +64,12 @@ class ToolRateLimitMiddleware(_middleware_base()):  # type: ignore[misc]
     Redis options are its own: passing them too is a ``ValueError``); a ``per_tool`` value may
     also be a ready limiter, and must be one when ``limiter=`` is given.
 
-    ``global_limits`` works with the memory store only: there the tool's limit and the global
-    one are one native call, all or nothing. Over Redis they would be two scripts, and a call
-    refused by the second would already have spent the first, so ``global_limits`` with a
-    Redis store (or any Redis limiter) is a ``ValueError`` rather than a silent loss of
-    all-or-nothing; use a per-tool limit with ``key="global"`` in a second middleware meanwhile.
+    ``global_limits`` and the tool's limit are decided together, all or nothing: in memory by
+    one native call (``Limiter.hit_with``), on Redis by one script call
+    (``RedisLimiter.ahit_with``: the global budget lives in the same ``store=``, and every key
+    of a call shares the global key's Cluster hash tag). On Redis the budgets must be built
+    from ``store=`` (a ready ``limiter=`` or ``per_tool`` limiter on Redis beside
+    ``global_limits`` is a ``ValueError``: the global budget needs the same store URL).
     """
 
     def __init__(
@@ -151,28 +152,52 @@ class ToolRateLimitMiddleware(_middleware_base()):  # type: ignore[misc]
         limiters = [self._default, *self._per_tool.values()]
         # Whether any decision must be awaited (a Redis one); memory decisions never are.
         self._redis = any(is_redis(lim) for lim in limiters)
-        if global_limits is not None and (
-            self._redis or not (store is None or store == "memory://")
-        ):
-            raise ValueError(
-                f"{owner}: global_limits works with the memory store only: over Redis the "
-                "tool's limit and the global one would be two scripts, not one all-or-nothing "
-                "decision (a call refused by one would have spent the other)"
-            )
         # Names of tools the server was seen to have (or configured in ``per_tool``): only
         # these get budgets and statistics of their own.
         self._known: set[str] = set(self._per_tool)
-        self._global = (
-            None
-            if global_limits is None
-            else Limiter(global_limits, algorithm=algorithm, clock=clock)
-        )
+        self._global: Any = None
+        if global_limits is not None:
+            self._global = self._global_limiter(
+                owner, global_limits, limiters, store, algorithm, clock, options
+            )
         try:
             from fastmcp.exceptions import NotFoundError
 
             self._not_found: tuple[type[Exception], ...] = (NotFoundError,)
         except ImportError:
             self._not_found = ()
+
+    def _global_limiter(
+        self,
+        owner: str,
+        global_limits: Any,
+        limiters: list[Any],
+        store: str | None,
+        algorithm: str,
+        clock: Any,
+        options: dict[str, Any],
+    ) -> Any:
+        """The server-wide budget: in memory beside memory limiters, in ``store`` beside Redis
+        ones (one script call decides a tool's limit and it together)."""
+        if not self._redis:
+            return Limiter(global_limits, algorithm=algorithm, clock=clock)
+        if store is None or any(
+            not is_redis(lim) or lim.store != limiters[0].store for lim in limiters
+        ):
+            raise ValueError(
+                f"{owner}: global_limits on Redis needs store= (the budgets built here, all "
+                "in one Redis): a ready limiter= or per_tool limiter beside it may name "
+                "another store, and one script call must decide both"
+            )
+        return build_limiter(
+            f"{owner} global_limits",
+            global_limits,
+            store=store,
+            algorithm=algorithm,
+            max_keys=1,
+            clock=clock,
+            options=options,
+        )
 
     def _client(self, context: Any) -> str:
         if self._keys is not None:
@@ -208,7 +233,11 @@ class ToolRateLimitMiddleware(_middleware_base()):  # type: ignore[misc]
         lim = self._per_tool.get(name, self._default)
         key = f"{name}:{self._client(context)}"
         if self._redis and is_redis(lim):
-            decision = await lim.ahit(key if len(key) <= self._cap else digest(key))
+            key = key if len(key) <= self._cap else digest(key)
+            if self._global is None:
+                decision = await lim.ahit(key)
+            else:
+                decision = await lim.ahit_with(key, self._global, "*")
         else:
             decision = self._decide(lim, key)
         if not decision.allowed:

@@ -136,11 +136,32 @@ impl LimitScript {
     /// `{prefix}{<tag>}:<limit>` per limit (see [`key_head`] for the tag), and a sliding log's
     /// running total at `…:<limit>:total` right after it.
     pub fn keys(&self, key: &str) -> Vec<String> {
-        let head = key_head(&self.prefix, key);
         let mut keys = Vec::with_capacity(self.limits.len() + 1);
+        self.push_keys(&key_head(&self.prefix, key), &mut keys);
+        keys
+    }
+
+    /// The key prefix.
+    pub fn prefix(&self) -> &str {
+        &self.prefix
+    }
+
+    /// How many limits there are.
+    pub fn len(&self) -> usize {
+        self.limits.len()
+    }
+
+    /// Whether there are no limits (never, for a script made from a [`LimitSet`]).
+    pub fn is_empty(&self) -> bool {
+        self.limits.is_empty()
+    }
+
+    /// Pushes the Redis keys of these limits under `head` (`<head>:<limit>` per limit, and a
+    /// sliding log's total after it) on `keys`.
+    fn push_keys(&self, head: &str, keys: &mut Vec<String>) {
         for t in &self.limits {
             let mut k = String::with_capacity(head.len() + 1 + t.suffix.len() + 6);
-            k.push_str(&head);
+            k.push_str(head);
             k.push(':');
             k.push_str(&t.suffix);
             if t.log {
@@ -151,26 +172,52 @@ impl LimitScript {
                 keys.push(k);
             }
         }
-        keys
     }
 
     /// The script call for one decision on `key`: `cost` against every limit, counted only if
     /// `commit` and all admit it; at `now_us` (None: the server's TIME).
     pub fn request(&self, key: &str, cost: u64, commit: bool, now_us: Option<u64>) -> Request {
-        let mut args = Vec::with_capacity(3 + 4 * self.limits.len());
-        args.push(if commit { "1" } else { "0" }.to_owned());
-        args.push(cost.to_string());
-        args.push(self.limits.len().to_string());
-        for t in &self.limits {
+        let head = key_head(&self.prefix, key);
+        joined_request(&[(self, head.as_str())], cost, commit, now_us)
+    }
+}
+
+/// The script call for one decision across the limits of several parts, all or nothing: each
+/// part is a [`LimitScript`] and the head its keys start with (see [`LimitScript::keys`] for one
+/// client key's; a caller that joins parts makes heads that share one Cluster hash tag). The
+/// reply's binding index counts the limits of all parts, in order.
+///
+/// ```
+/// use seawall::limiter::limit::{AlgorithmKind, LimitSet};
+/// use seawall::store::redis::script::{joined_request, LimitScript};
+///
+/// let set = |t| LimitSet::parse(t, AlgorithmKind::Gcra).unwrap();
+/// let global = LimitScript::new(&set("100/second"), "app:").unwrap();
+/// let client = LimitScript::new(&set("5/minute; 100/day"), "app:").unwrap();
+/// let r = joined_request(&[(&global, "app:{g}"), (&client, "app:{g}:c")], 1, true, None);
+/// assert_eq!(r.keys().len(), 3);
+/// assert!(r.keys().iter().all(|k| k.starts_with("app:{g}")));
+/// ```
+pub fn joined_request(
+    parts: &[(&LimitScript, &str)],
+    cost: u64,
+    commit: bool,
+    now_us: Option<u64>,
+) -> Request {
+    let count: usize = parts.iter().map(|(s, _)| s.limits.len()).sum();
+    let mut args = Vec::with_capacity(3 + 4 * count);
+    args.push(if commit { "1" } else { "0" }.to_owned());
+    args.push(cost.to_string());
+    args.push(count.to_string());
+    let mut keys = Vec::with_capacity(count + 1);
+    for (script, head) in parts {
+        for t in &script.limits {
             args.push(t.kind.to_owned());
             args.extend(t.params.iter().map(u64::to_string));
         }
-        Request {
-            keys: self.keys(key),
-            args,
-            now_us,
-        }
+        script.push_keys(head, &mut keys);
     }
+    Request { keys, args, now_us }
 }
 
 /// The start of every Redis key of client key `key`: `prefix{key}`, or `prefix{<escaped>}%` for

@@ -13,6 +13,14 @@ together in one native call, all or nothing:
 Violations are counted per key for repeat offenders; ``cleanup()`` (or the task
 ``start_cleanup()`` runs) drops keys whose limits are all back to fresh, losing nothing.
 
+``store=`` (keyword only, default ``None``: this process's memory; on ``RateLimiter``,
+``RateLimitMiddleware`` and ``rate_limit``) moves the four limits to Redis, shared by every worker
+and host that names it: ``RateLimiter(store="redis://...")``,
+with ``key_prefix``, ``on_error``, the timeouts, ``log_interval`` and the breaker options of
+:class:`seawall.RedisLimiter` (a ``ValueError`` with the memory store). The same keys then get
+the same answers as in memory; ``is_allowed`` awaits Redis without blocking the event loop,
+``check`` (sync) blocks on it.
+
 ``RateLimitMiddleware(app, config=None, limiter=None)`` is the original's Starlette middleware as
 pure ASGI on :class:`seawall.RateLimitMiddleware`: the same four limits per client, exemptions
 and switch. Fixed: the client is the peer address, never ``X-Forwarded-For`` / ``X-Real-IP``
@@ -32,10 +40,11 @@ import logging
 import time
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar, cast
+from typing import TYPE_CHECKING, Any, Literal, ParamSpec, TypeVar, cast
 
-from seawall import Decision, Limit, Limiter
+from seawall import Decision, Limit, Limiter, RedisLimiter
 from seawall._args import check_at_least_one
+from seawall._stores import build_limiter, is_redis, redis_options
 from seawall._time import now, whole_seconds
 from seawall.asgi import RateLimitMiddleware as _AsgiRateLimitMiddleware
 from seawall.errors import SeawallError
@@ -121,7 +130,18 @@ class RateLimiter:
         config: RateLimitConfig | None = None,
         max_keys: int = 1_000_000,
         clock: Any = None,
+        store: str | None = None,
+        key_prefix: str | None = None,
+        on_error: str | None = None,
+        connect_timeout: float | None = None,
+        command_timeout: float | None = None,
+        log_interval: float | None = None,
+        breaker_failures: int | None = None,
+        breaker_recovery: float | None = None,
     ) -> None:
+        """``store`` and the Redis options: see the module docstring. ``max_keys`` bounds the
+        memory store, or with Redis the ``on_error="local"`` fallback."""
+        options = redis_options(locals())
         if config is None:
             config = RateLimitConfig(
                 requests_per_minute=per_minute,
@@ -130,13 +150,23 @@ class RateLimiter:
                 burst_size=burst_size,
             )
         self.config = config
-        self._limiter = Limiter(_tiers(config), max_keys=max_keys, clock=clock)
+        self._limiter: Limiter | RedisLimiter = build_limiter(
+            "seawall.compat.mahavishnu.rate_limit.RateLimiter",
+            _tiers(config),
+            store=store,
+            algorithm="gcra",
+            max_keys=max_keys,
+            clock=clock,
+            options=options,
+        )
+        # Only Redis waits: a memory decision is taken without a coroutine.
+        self._ahit = self._limiter.ahit if is_redis(self._limiter) else None
         self._violations: dict[str, int] = {}
         self._cleanup_task: asyncio.Task[None] | None = None
 
     @property
-    def limiter(self) -> Limiter:
-        """The ``seawall.Limiter`` underneath."""
+    def limiter(self) -> Limiter | RedisLimiter:
+        """The ``seawall.Limiter`` underneath (a ``seawall.RedisLimiter`` with a Redis store)."""
         return self._limiter
 
     def _exempt(self, key: str) -> bool:
@@ -147,19 +177,23 @@ class RateLimiter:
         )
 
     def check(self, key: str) -> tuple[bool, RateLimitInfo]:
-        """``is_allowed``, for code that is not async."""
+        """``is_allowed``, for code that is not async (with a Redis store it blocks on Redis)."""
         if self._exempt(key):
             return True, RateLimitInfo(limited=False)
-        decision = self._limiter.hit(key)
+        return self._account(key, self._limiter.hit(key))
+
+    async def is_allowed(self, key: str) -> tuple[bool, RateLimitInfo]:
+        """Whether ``key`` may make a request now; counts it if so."""
+        if self._ahit is None or self._exempt(key):
+            return self.check(key)
+        return self._account(key, await self._ahit(key))
+
+    def _account(self, key: str, decision: Decision) -> tuple[bool, RateLimitInfo]:
         if not decision.allowed:
             self._violations[key] = self._violations.get(key, 0) + 1
             # DEBUG, not WARNING: a record per denied request is an amplifier under attack.
             logger.debug("Rate limit exceeded for %s", key)
         return decision.allowed, RateLimitInfo.from_decision(decision)
-
-    async def is_allowed(self, key: str) -> tuple[bool, RateLimitInfo]:
-        """Whether ``key`` may make a request now; counts it if so."""
-        return self.check(key)
 
     def get_violations(self, key: str) -> int:
         """How often ``key`` was limited (since it was last cleaned up)."""
@@ -171,10 +205,16 @@ class RateLimiter:
         return dict(sorted(offenders, key=lambda kv: -kv[1]))
 
     def cleanup(self) -> int:
-        """Drop keys back to fresh (lossless) and their violation counts; returns how many."""
-        removed = self._limiter.cleanup()
+        """Drop keys back to fresh (lossless) and their violation counts; returns how many.
+
+        With a Redis store, Redis drops each key's state itself when it is fresh again, so
+        nothing is held here to drop: ``0``, and the violation counts are kept."""
+        if isinstance(self._limiter, RedisLimiter):
+            return 0
+        limiter = self._limiter
+        removed = limiter.cleanup()
         if removed:
-            held = {k for k in self._violations if self._limiter.key_stats(k) is not None}
+            held = {k for k in self._violations if limiter.key_stats(k) is not None}
             self._violations = {k: v for k, v in self._violations.items() if k in held}
         return removed
 
@@ -207,12 +247,18 @@ class RateLimiter:
         return self._limiter.reset(key)
 
     def get_stats(self) -> dict[str, Any]:
-        """Totals for monitoring."""
-        stats = self._limiter.stats()
+        """Totals for monitoring. With a Redis store the request counts are this process's
+        decisions, and ``active_keys`` is ``None`` (Redis holds the keys, shared)."""
+        if isinstance(self._limiter, RedisLimiter):
+            redis_stats = self._limiter.stats()
+            total, limited, keys = redis_stats["decisions"], redis_stats["limited"], None
+        else:
+            stats = self._limiter.stats()
+            total, limited, keys = stats["hits"], stats["limited"], stats["keys"]
         return {
-            "total_requests": stats["hits"],
-            "limited_requests": stats["limited"],
-            "active_keys": stats["keys"],
+            "total_requests": total,
+            "limited_requests": limited,
+            "active_keys": keys,
             "total_violations": sum(self._violations.values()),
             "repeat_offenders": len(self.get_repeat_offenders()),
             "limits": {
@@ -261,6 +307,11 @@ class RateLimitMiddleware:
     Responses carry ``X-RateLimit-Limit``, ``X-RateLimit-Remaining`` and ``X-RateLimit-Reset``
     (seconds from now); a refusal is 429 with ``Retry-After`` and the original's body,
     ``{"error": "Rate limit exceeded", "retry_after": <s>, "reset_time": <epoch s>}``.
+
+    ``store`` and the Redis options: as for :class:`seawall.RateLimitMiddleware` (a request's
+    four limits in one Redis script call; while Redis cannot answer, ``on_error="deny"`` is a
+    503). The middleware keeps its own budgets, so a ``limiter`` on Redis needs ``store=`` too
+    (else a ``ValueError``: the middleware would count in memory, per worker).
     """
 
     def __init__(
@@ -275,7 +326,22 @@ class RateLimitMiddleware:
         key_func: Callable[[Request], str | Awaitable[str | None] | None] | None = None,
         max_keys: int = 1_000_000,
         clock: Any = None,
+        store: str | None = None,
+        key_prefix: str | None = None,
+        on_error: Literal["allow", "deny", "local"] | None = None,
+        connect_timeout: float | None = None,
+        command_timeout: float | None = None,
+        log_interval: float | None = None,
+        breaker_failures: int | None = None,
+        breaker_recovery: float | None = None,
     ) -> None:
+        options = redis_options(locals())
+        if limiter is not None and store is None and is_redis(limiter.limiter):
+            raise ValueError(
+                "RateLimitMiddleware: limiter= keeps its limits in Redis, but the middleware "
+                "keeps budgets of its own (only the limiter's config is read): pass "
+                "store=<the same Redis URL> too, or it would count in memory, per worker"
+            )
         if config is None:
             config = limiter.config if limiter is not None else RateLimitConfig()
         self.app = app
@@ -293,6 +359,8 @@ class RateLimitMiddleware:
             error_body=self._error_body,
             max_keys=max_keys,
             clock=clock,
+            store=store,
+            **options,
         )
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -316,13 +384,24 @@ def rate_limit(
     key_func: Callable[[Request], str] | None = None,
     *,
     clock: Any = None,
+    store: str | None = None,
+    key_prefix: str | None = None,
+    on_error: str | None = None,
+    connect_timeout: float | None = None,
+    command_timeout: float | None = None,
+    log_interval: float | None = None,
+    breaker_failures: int | None = None,
+    breaker_recovery: float | None = None,
 ) -> Callable[[Callable[P, Awaitable[R]]], Callable[P, Awaitable[R]]]:
     """Limit an async function: the original's decorator.
 
     The key is ``key_func(request)`` for the first Starlette ``Request`` among the arguments, or
     that request's peer address; a call without a ``Request`` spends the function's one shared
     budget. A refusal raises :class:`RateLimitError` with ``retry_after`` in whole seconds.
+    ``store`` and the Redis options: as for :class:`RateLimiter` (the decision is awaited,
+    never blocking the event loop).
     """
+    options = redis_options(locals())
 
     def decorator(func: Callable[P, Awaitable[R]]) -> Callable[P, Awaitable[R]]:
         limiter = RateLimiter(
@@ -330,6 +409,8 @@ def rate_limit(
             per_hour=requests_per_hour,
             burst_size=burst_size,
             clock=clock,
+            store=store,
+            **options,
         )
         name = getattr(func, "__name__", "function")
         shared_key = f"function:{getattr(func, '__qualname__', name)}"
@@ -343,7 +424,7 @@ def rate_limit(
                 key = key_func(request)
             else:
                 key = request.client.host if request.client else "unknown"
-            allowed, info = limiter.check(key)
+            allowed, info = await limiter.is_allowed(key)
             if not allowed:
                 raise RateLimitError(
                     f"Rate limit exceeded for {name}",
