@@ -34,16 +34,24 @@ and with 4 (``--workers 4``: a supervisor and 4 spawned processes; the app is bu
 CPU 0 to itself and wrk and redis-server share CPU 1; with 4 workers nothing is pinned (the
 workers, wrk and redis-server share both CPUs under the OS scheduler: a server of 4 processes
 cannot be held to one CPU without measuring 1 CPU's worth of workers), and a fresh redis-server
-serves that phase. Redis is flushed (``FLUSHALL``) before each server starts. Around each measured
-run the script reads ``INFO commandstats`` (before and after; its own ``INFO`` is not counted):
-"commands/request" is every command Redis executed during the run divided by the requests wrk
-completed (a redis-py pipeline of N commands counts N; ``EVALSHA`` counts 1 whatever the script
-does); "script calls" are ``EVALSHA``/``EVAL`` (and their ``_RO`` forms, ``FCALL``). One request is
-one decision for every limiter here (one limit, one key), so "requests/script call" is the
-decisions one script call carries: seawall batches the decisions of requests in flight together
-into one ``EVALSHA``, slowapi makes one (plus its header reads) per request. Server CPU counts
-every process of the server (supervisor and workers); Redis CPU is redis-server's. Requests still
-in flight when wrk stops are decided but not counted (at most 64 of a run).
+serves that phase. Redis is flushed (``FLUSHALL``) before each server starts.
+
+Redis use per request, from ``INFO commandstats`` read before and after each measured run (its
+own ``INFO`` not counted), divided by the requests wrk completed: "commands executed" is every
+command Redis ran, those run inside a script included (commandstats counts both alike: limits'
+script shows as ``EVALSHA`` plus ``INCRBY``); "Redis calls" is what the server's Redis clients
+sent: a script call counts 1 whatever it runs, a redis-py pipeline of N commands counts N. The
+commands run inside scripts are told apart by a ``MONITOR`` sample (``[0 lua]`` lines) of 8
+sequential requests per variant, spread over more than a second, before its first warm-up (a
+command not seen there counts as a call, and is named under the table). "script calls" are
+``EVALSHA``/``EVAL`` (and their ``_RO`` forms, ``FCALL``). One request is one decision for every
+limiter here (one limit, one key), so "decisions/script call" is requests / script calls:
+seawall batches the decisions of the requests in flight into one ``EVALSHA`` (one ``TIME``, then
+a ``GET`` and a ``SET`` per decision inside it), slowapi makes one per request plus its header
+reads. Requests still in flight when wrk stops are decided but not counted (at most 64 a run),
+which puts slowapi's counts about 1% above 1 per request. Server CPU counts every process of the
+server (supervisor and workers); Redis CPU is redis-server's. Ctrl-C stops every server this
+script started and exits 130.
 
 Only 127.0.0.1 is contacted; every loop is bounded in count and time; servers are always stopped.
 Timings are never tests: this script always exits 0.
