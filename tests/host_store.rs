@@ -318,3 +318,48 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn a_shared_breaker_record_trips_on_failures_in_a_row_and_on_the_rate() {
+    use seawall::breaker::host_record::{remove_all, HostRecord, Thresholds};
+    use seawall::breaker::Delta;
+
+    let name = Name::new("breaker");
+    let t = Thresholds {
+        failure_threshold: 3,
+        failure_rate: Some(0.5),
+        slow_rate: None,
+        minimum_calls: 10,
+        window_us: 60_000_000,
+        recovery_us: 30_000_000,
+    };
+    let delta = |calls, failures, trailing, success| Delta {
+        calls,
+        failures,
+        slow: 0,
+        trailing_failures: trailing,
+        success_seen: success,
+        opened_for: None,
+        closed: false,
+    };
+    let now = 1_000_000_000;
+    let (a, b) = (
+        HostRecord::open(&name.0, "k").unwrap(),
+        HostRecord::open(&name.0, "k").unwrap(),
+    );
+    assert_eq!(a.merge(&delta(2, 2, 2, false), &t, now), [0, 2, 2, 2]);
+    // The third failure in a row, from another process: open for everyone, counts afresh.
+    assert_eq!(
+        b.merge(&delta(1, 1, 1, false), &t, now + 1),
+        [30_000_000, 0, 0, 0]
+    );
+    assert_eq!(a.merge(&delta(0, 0, 0, false), &t, now + 2)[0], 29_999_999);
+    // After it: calls with successes, then a failure rate of half over ten calls trips it.
+    let later = now + 40_000_000;
+    assert_eq!(a.merge(&delta(6, 2, 0, true), &t, later), [0, 0, 6, 2]);
+    assert_eq!(b.merge(&delta(4, 3, 1, true), &t, later + 1)[0], 30_000_000);
+    // The window forgets old buckets.
+    let much_later = later + 200_000_000;
+    assert_eq!(a.merge(&delta(1, 0, 0, true), &t, much_later), [0, 0, 1, 0]);
+    assert_eq!(remove_all(&name.0).unwrap(), 1);
+}

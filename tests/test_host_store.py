@@ -280,3 +280,48 @@ async def test_the_fastapi_dependency_on_a_host_store_is_shared(name: str) -> No
         async with client(apps[i % 2]) as c:
             statuses.append((await c.get("/search")).status_code)
     assert statuses == [200, 200, 200, 429, 429]
+
+
+# --------------------------------------------------------------------------------------------
+# CircuitBreaker on a host store
+
+
+def _fail(breaker: seawall.CircuitBreaker, times: int) -> None:
+    def boom() -> None:
+        raise RuntimeError("down")
+
+    for _ in range(times):
+        with pytest.raises(RuntimeError):
+            breaker.call(boom)
+
+
+def _breaker_in_a_process(store: str, out: Any) -> None:
+    """Another worker: one failure, then what the shared breaker says."""
+    breaker = seawall.CircuitBreaker(
+        name="payments", failure_threshold=3, recovery_timeout=30, store=store
+    )
+    _fail(breaker, 1)
+    out.put((breaker.sync(), breaker.state))
+
+
+def test_a_breaker_on_a_host_store_is_shared_by_the_processes(name: str) -> None:
+    store = f"host://{name}"
+    here = seawall.CircuitBreaker(
+        name="payments", failure_threshold=3, recovery_timeout=30, store=store, replace=True
+    )
+    _fail(here, 2)
+    assert here.sync() == 0.0 and here.state == "closed"  # two failures in a row so far
+    ctx = multiprocessing.get_context("spawn")
+    out = ctx.Queue()
+    worker = ctx.Process(target=_breaker_in_a_process, args=(store, out))
+    worker.start()
+    worker.join(60)
+    assert worker.exitcode == 0
+    open_for, state = out.get(timeout=5)
+    # The third failure in a row, in the other process, opened it for everyone.
+    assert open_for == pytest.approx(30, abs=1) and state == "open"
+    assert here.sync() > 0 and here.state == "open"
+    stats = here.stats()["shared"]
+    assert stats["errors"] == 0 and stats["syncs"] >= 2
+    assert seawall.host.remove(name)  # the segment's breaker files go with it
+    assert not seawall.host.remove(name)

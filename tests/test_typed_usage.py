@@ -20,6 +20,7 @@ from pathlib import Path
 import pytest
 import typed_usage
 
+import seawall
 from seawall import CircuitOpenError, Decision, Limiter, RedisLimiter, breakers
 from seawall.testing import ManualClock
 
@@ -98,6 +99,13 @@ def test_redis_parts(redis_url: str, redis_prefix: str) -> None:
     assert isinstance(limiter, RedisLimiter)
     probe = asyncio.run(typed_usage.redis_limiter_async(redis_url, f"{redis_prefix}async:"))
     assert isinstance(probe, Decision) and probe.retry_after > 0
+
+
+def test_host_parts() -> None:
+    import uuid
+
+    limiter = typed_usage.host_limiter(f"typed-{uuid.uuid4().hex[:12]}")
+    assert isinstance(limiter, seawall.HostLimiter)
 
 
 def _used_objects() -> set[int]:

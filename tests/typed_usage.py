@@ -26,12 +26,14 @@ from starlette.routing import Route
 from starlette.testclient import TestClient
 
 import seawall
+import seawall.host
 from seawall import (
     ALGORITHMS,
     CircuitBreaker,
     CircuitOpenError,
     ClientRateLimiter,
     Decision,
+    HostLimiter,
     Limit,
     Limiter,
     RateLimitExceeded,
@@ -146,6 +148,23 @@ async def redis_limiter_async(store: str, prefix: str) -> Decision:
     had_state: bool = await limiter.areset("k")
     assert had_state
     return probe
+
+
+def host_limiter(name: str) -> HostLimiter:
+    """``HostLimiter``: limits shared by the processes of one machine; its sync API."""
+    limiter = HostLimiter("5/second; 100/hour", store=f"host://{name}", max_keys=1000)
+    other = HostLimiter("1/second", store=f"host://{name}", max_keys=1000)
+    d: Decision = limiter.hit("user:1")
+    both: Decision = limiter.hit_with("user:1", other, "*")
+    admitted: bool = limiter.allow("user:1")
+    peek: Decision = limiter.test("user:1")
+    assert d.allowed and both.allowed and admitted and peek.remaining == 2
+    stats: dict[str, Any] = limiter.stats()
+    assert stats["keys"] >= 1 and limiter.capacity == 1024 and len(limiter) >= 1
+    assert limiter.store == f"host://{name}" and limiter.path.endswith(name)
+    reset: bool = limiter.reset("user:1")
+    assert reset and seawall.host.remove(name)
+    return limiter
 
 
 # --------------------------------------------------------------------------------------------

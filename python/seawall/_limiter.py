@@ -12,7 +12,6 @@ from typing import TYPE_CHECKING, Any, Literal, overload
 from seawall import _seawall
 
 if TYPE_CHECKING:
-    from seawall._host import HostLimiter
     from seawall._redis import RedisLimiter
 
 
@@ -34,6 +33,8 @@ class Limiter(_seawall.Limiter):
     the timeouts) pass through, and ``max_keys`` bounds its local fallback. ``"host://NAME"``
     returns a :class:`seawall.HostLimiter`: the same limits shared by every process of this
     machine through a shared-memory segment, at memory speed (``max_keys`` is its capacity).
+    (Type checkers read any other ``store`` string as a Redis URL: typed code that uses a host
+    store builds :class:`seawall.HostLimiter` itself, with the same arguments.)
     """
 
     __slots__ = ()
@@ -48,16 +49,6 @@ class Limiter(_seawall.Limiter):
         max_keys: int = 1_000_000,
         clock: Any = None,
     ) -> Limiter: ...
-    @overload
-    def __new__(  # type: ignore[misc]
-        cls,
-        limits: Any,
-        *,
-        store: Literal["host://"],
-        algorithm: str = "gcra",
-        max_keys: int = 1_000_000,
-        clock: Any = None,
-    ) -> HostLimiter: ...
     @overload
     def __new__(  # type: ignore[misc]
         cls,

@@ -167,7 +167,9 @@ class CircuitBreaker:
     60-second time window), and a breaker opened in any process is open in all within
     ``sync_interval`` plus one round trip to Redis. Half-open probes are each process's own. If
     Redis is unreachable, each breaker goes on alone and sends its counts later; ``stats()``
-    reports the sharing under ``"shared"``. ``sync()`` shares at once.
+    reports the sharing under ``"shared"``. ``sync()`` shares at once. ``store="host://NAME"``
+    shares it among the processes of one machine instead, through shared memory (the same
+    counts and rules, no Redis; see ``docs/host.md``).
     """
 
     __slots__ = (

@@ -26,6 +26,7 @@ use parking_lot::Mutex;
 use crate::clock::{Nanos, NANOS_PER_SEC};
 use crate::error::Error;
 
+pub mod host_record;
 pub mod shared;
 
 /// The three states.

@@ -9,7 +9,8 @@
 //! the time window), and answers how long the breaker stays open for everyone, which the process
 //! adopts. So a breaker opened anywhere is open everywhere within `interval` plus one round trip
 //! to Redis. Half-open probes are each process's own. When Redis is down, each breaker goes on
-//! alone and the counts it could not send are sent later.
+//! alone and the counts it could not send are sent later. A host store keeps the same counts in
+//! this machine's shared memory instead ([`super::host_record`]), merged by the same rules.
 
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::Arc;
@@ -24,6 +25,14 @@ use crate::clock::Nanos;
 use crate::error::Error;
 use crate::store::redis::{process::ProcessStore, runtime, RedisConfig, RedisStore};
 
+/// Where a shared breaker's counts are kept.
+enum Transport {
+    /// In Redis, merged by `shared.lua`; this process's store.
+    Redis { store: ProcessStore, script: Script },
+    /// In this machine's shared memory, merged in place.
+    Host(super::host_record::HostRecord),
+}
+
 /// The clock of a shared breaker: the time to send (None: Redis's own) and the local time.
 pub type Times = Box<dyn Fn() -> (Option<Nanos>, Nanos) + Send + Sync>;
 
@@ -34,12 +43,11 @@ pub type Times = Box<dyn Fn() -> (Option<Nanos>, Nanos) + Send + Sync>;
 /// parent's are the parent's; they are forgotten in the child, never used or dropped).
 pub struct BreakerSync {
     breaker: Arc<Breaker>,
-    /// This process's store.
-    store: ProcessStore,
+    /// Where the shared counts are.
+    transport: Transport,
     /// The process the sharing loop runs in (0: not started), and the loop.
     task_pid: AtomicU32,
     task: Mutex<Option<tokio::task::JoinHandle<()>>>,
-    script: Script,
     key: String,
     interval: Duration,
     timeout: Duration,
@@ -65,13 +73,48 @@ impl BreakerSync {
         times: Times,
     ) -> Result<Arc<Self>, Error> {
         let timeout = redis.command_timeout;
-        let store = ProcessStore::new(redis)?;
-        Ok(Arc::new(BreakerSync {
+        let transport = Transport::Redis {
+            store: ProcessStore::new(redis)?,
+            script: Script::new(crate::store::redis::script::BREAKER_LUA),
+        };
+        Ok(Self::with(
+            breaker, transport, key, interval, timeout, times,
+        ))
+    }
+
+    /// Prepares the sharing of `breaker` under `key` through host store `store` (its NAME):
+    /// the counts in this machine's shared memory instead of Redis.
+    pub fn new_host(
+        breaker: Arc<Breaker>,
+        store: &str,
+        key: String,
+        interval: Duration,
+        times: Times,
+    ) -> Result<Arc<Self>, Error> {
+        let record = super::host_record::HostRecord::open(store, &key)?;
+        Ok(Self::with(
             breaker,
-            store,
+            Transport::Host(record),
+            key,
+            interval,
+            Duration::from_secs(1),
+            times,
+        ))
+    }
+
+    fn with(
+        breaker: Arc<Breaker>,
+        transport: Transport,
+        key: String,
+        interval: Duration,
+        timeout: Duration,
+        times: Times,
+    ) -> Arc<Self> {
+        Arc::new(BreakerSync {
+            breaker,
+            transport,
             task_pid: AtomicU32::new(0),
             task: Mutex::new(None),
-            script: Script::new(crate::store::redis::script::BREAKER_LUA),
             key,
             interval,
             timeout,
@@ -81,12 +124,7 @@ impl BreakerSync {
             errors: AtomicU64::new(0),
             last_error: Mutex::new(None),
             shared: Mutex::new((0, 0, 0)),
-        }))
-    }
-
-    /// This process's store (see [`ProcessStore`]).
-    fn store(&self) -> Arc<RedisStore> {
-        self.store.get()
+        })
     }
 
     /// Starts the sharing loop in this process if it does not run here yet (first use, or a
@@ -172,16 +210,30 @@ impl BreakerSync {
             (window / 1000).to_string(),
             (cfg.recovery_timeout / 1000).max(1).to_string(),
         ];
-        let keys = [self.key.clone()];
-        let store = self.store();
-        let r = tokio::time::timeout(self.timeout, store.eval(&self.script, &keys, &args)).await;
-        if r.is_err() {
-            store.forget().await;
-        }
-        let r = r
-            .map_err(|_| format!("no reply within command_timeout ({:?})", self.timeout))
-            .and_then(|r| r.map_err(|e| e.to_string()))
-            .and_then(|v| parse(v).ok_or_else(|| "unexpected reply".to_owned()));
+        let r = match &self.transport {
+            Transport::Redis { store, script } => {
+                let keys = [self.key.clone()];
+                let store: Arc<RedisStore> = store.get();
+                let r = tokio::time::timeout(self.timeout, store.eval(script, &keys, &args)).await;
+                if r.is_err() {
+                    store.forget().await;
+                }
+                r.map_err(|_| format!("no reply within command_timeout ({:?})", self.timeout))
+                    .and_then(|r| r.map_err(|e| e.to_string()))
+                    .and_then(|v| parse(v).ok_or_else(|| "unexpected reply".to_owned()))
+            }
+            Transport::Host(record) => {
+                let thresholds = super::host_record::Thresholds {
+                    failure_threshold: u64::from(cfg.failure_threshold),
+                    failure_rate: cfg.failure_rate_threshold,
+                    slow_rate: cfg.slow_call_rate_threshold,
+                    minimum_calls: u64::from(cfg.minimum_calls),
+                    window_us: window / 1000,
+                    recovery_us: (cfg.recovery_timeout / 1000).max(1),
+                };
+                Ok(record.merge(&delta, &thresholds, now.unwrap_or(local) / 1000))
+            }
+        };
         match r {
             Ok([open_us, consec, total, failed]) => {
                 self.syncs.fetch_add(1, Ordering::Relaxed);

@@ -332,17 +332,26 @@ impl PyBreakerCore {
                         Err(seconds_error(name, &v, 0.001))
                     }
                 };
-                let sync = BreakerSync::new(
-                    breaker.clone(),
-                    RedisConfig {
-                        url: url.to_owned(),
-                        connect_timeout: positive("connect_timeout", connect_timeout)?,
-                        command_timeout: positive("command_timeout", command_timeout)?,
-                    },
-                    key.to_owned(),
-                    positive("sync_interval", sync_interval)?,
-                    shared_times(&clock)?,
-                )?;
+                let sync = match url.strip_prefix("host://") {
+                    Some(name) => BreakerSync::new_host(
+                        breaker.clone(),
+                        name,
+                        key.to_owned(),
+                        positive("sync_interval", sync_interval)?,
+                        shared_times(&clock)?,
+                    )?,
+                    None => BreakerSync::new(
+                        breaker.clone(),
+                        RedisConfig {
+                            url: url.to_owned(),
+                            connect_timeout: positive("connect_timeout", connect_timeout)?,
+                            command_timeout: positive("command_timeout", command_timeout)?,
+                        },
+                        key.to_owned(),
+                        positive("sync_interval", sync_interval)?,
+                        shared_times(&clock)?,
+                    )?,
+                };
                 sync.start();
                 Some(Shared { sync })
             }

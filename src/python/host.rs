@@ -169,8 +169,11 @@ impl PyHostLimiter {
     }
 }
 
-/// Removes the host store `name` (its shared-memory segment); whether there was one.
+/// Removes the host store `name` (its shared-memory segment and its breakers' files); whether
+/// there was any of it.
 #[pyfunction]
 pub(crate) fn remove_host_store(name: &str) -> PyResult<bool> {
-    Ok(segment::remove(name)?)
+    let segment = segment::remove(name)?;
+    let breakers = crate::breaker::host_record::remove_all(name)?;
+    Ok(segment || breakers > 0)
 }

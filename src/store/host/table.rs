@@ -70,7 +70,7 @@ pub struct Table {
 }
 
 /// A held slot lock; released when dropped.
-struct Held<'a> {
+pub struct Held<'a> {
     lock: &'a AtomicU64,
     /// Taken over from a holder that died or stalled: the state may be half-written.
     recovered: bool,
@@ -91,6 +91,12 @@ fn gone(pid: u32) -> bool {
     // SAFETY: signal 0 only checks whether the process exists and may be signalled.
     let r = unsafe { libc::kill(pid as libc::pid_t, 0) };
     r != 0 && std::io::Error::last_os_error().raw_os_error() == Some(libc::ESRCH)
+}
+
+/// Takes a lock word of shared memory (0 when free) the way slots are taken: a holder that is
+/// gone, or stalled over ten seconds, is taken over. Released when the guard drops.
+pub fn hold(word: &AtomicU64) -> Held<'_> {
+    lock(word)
 }
 
 fn lock(word: &AtomicU64) -> Held<'_> {
