@@ -247,6 +247,14 @@ class Resources:
             return Spec(store, limit, per_s, max_keys, where=path)
         return Spec(store, limit, per_s, max_keys)
 
+    def done(self, spec: Spec) -> None:
+        """Free what ``spec`` used, once no process uses it any more."""
+        if spec.store == "host":
+            remove_host(spec.where)
+        elif spec.store == "pyrate":
+            for suffix in ("", ".lock", "-wal", "-shm"):
+                Path(spec.where + suffix).unlink(missing_ok=True)
+
     def close(self) -> None:
         for name in self.hosts:
             remove_host(name)
@@ -542,7 +550,9 @@ def measure_processes(
             continue
         for procs in sorted({1, a.procs}):
             job = Job("rate", HOT_KEY, a.rounds, a.duration, 0)
-            got = run_processes(res.spec(store, FAST_LIMIT, 1, max_keys), job, procs)
+            spec = res.spec(store, FAST_LIMIT, 1, max_keys)
+            got = run_processes(spec, job, procs)
+            res.done(spec)
             if isinstance(got, str):
                 row.rate[procs] = f"failed: {got}"
                 continue
@@ -552,7 +562,9 @@ def measure_processes(
                 best = max(best, sum(x.decisions for x in this) / max(x.elapsed_s for x in this))
             row.rate[procs] = best
         job = Job("exact", f"exact-{uuid.uuid4().hex[:8]}", 1, 0.0, a.attempts)
-        got = run_processes(res.spec(store, EXACT_LIMIT, 86_400, max_keys), job, a.procs)
+        spec = res.spec(store, EXACT_LIMIT, 86_400, max_keys)
+        got = run_processes(spec, job, a.procs)
+        res.done(spec)
         row.admitted = f"failed: {got}" if isinstance(got, str) else sum(x.admitted for x in got)
     return out
 
