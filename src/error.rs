@@ -19,6 +19,14 @@ pub enum Error {
         /// What was wrong, and what is allowed.
         message: String,
     },
+    /// The operating system refused an operation (opening a shared-memory segment): the
+    /// message says what and how to fix it; `permission` tells a permission error apart.
+    System {
+        /// What failed, and what to do about it.
+        message: String,
+        /// Whether it was refused for lack of permission.
+        permission: bool,
+    },
 }
 
 impl Error {
@@ -35,6 +43,7 @@ impl fmt::Display for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Error::InvalidArgument { param, message } => write!(f, "{param} {message}"),
+            Error::System { message, .. } => f.write_str(message),
         }
     }
 }

@@ -19,6 +19,7 @@ seed 000's ``TokenBucket`` / ``ClientRateLimiter`` (``consume`` is async, ``try_
 (``CircuitBreaker.call_async``) still works, with a ``DeprecationWarning``.
 """
 
+from seawall._host import HostLimiter
 from seawall._limiter import Limiter
 from seawall._redis import RedisLimiter
 from seawall._seawall import (
@@ -41,6 +42,7 @@ __all__ = [
     "CircuitOpenError",
     "ClientRateLimiter",
     "Decision",
+    "HostLimiter",
     "Limit",
     "Limiter",
     "RateLimitExceeded",

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any, Literal, overload
 from seawall import _seawall
 
 if TYPE_CHECKING:
+    from seawall._host import HostLimiter
     from seawall._redis import RedisLimiter
 
 
@@ -30,7 +31,9 @@ class Limiter(_seawall.Limiter):
     above. A Redis URL (``redis://``, ``rediss://``, ``redis+cluster://``, ``redis+sentinel://``)
     returns a :class:`seawall.RedisLimiter` with the same limits, shared by every process that
     names that Redis; the keyword arguments it takes besides these (``key_prefix``, ``on_error``,
-    the timeouts) pass through, and ``max_keys`` bounds its local fallback.
+    the timeouts) pass through, and ``max_keys`` bounds its local fallback. ``"host://NAME"``
+    returns a :class:`seawall.HostLimiter`: the same limits shared by every process of this
+    machine through a shared-memory segment, at memory speed (``max_keys`` is its capacity).
     """
 
     __slots__ = ()
@@ -45,6 +48,16 @@ class Limiter(_seawall.Limiter):
         max_keys: int = 1_000_000,
         clock: Any = None,
     ) -> Limiter: ...
+    @overload
+    def __new__(  # type: ignore[misc]
+        cls,
+        limits: Any,
+        *,
+        store: Literal["host://"],
+        algorithm: str = "gcra",
+        max_keys: int = 1_000_000,
+        clock: Any = None,
+    ) -> HostLimiter: ...
     @overload
     def __new__(  # type: ignore[misc]
         cls,
@@ -75,6 +88,17 @@ class Limiter(_seawall.Limiter):
             return super().__new__(cls, limits, algorithm=algorithm, max_keys=max_keys, clock=clock)
         if not isinstance(store, str):
             raise TypeError(f"store must be a URL string or None, got {type(store).__name__}")
+        if store.startswith("host://"):
+            if options:
+                raise TypeError(
+                    f"Limiter() got unexpected keyword arguments {sorted(options)}; they "
+                    "apply only with a Redis store"
+                )
+            from seawall._host import HostLimiter
+
+            return HostLimiter(
+                limits, store=store, algorithm=algorithm, max_keys=max_keys, clock=clock
+            )
         from seawall._redis import RedisLimiter
 
         return RedisLimiter(

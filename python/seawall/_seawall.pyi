@@ -12,6 +12,7 @@ __all__ = [
     "Bridge",
     "ClientRateLimiter",
     "Decision",
+    "HostLimiter",
     "HttpLimiter",
     "Limit",
     "Limiter",
@@ -23,6 +24,7 @@ __all__ = [
     "TokenBucketConfig",
     "__version__",
     "get_default_clock",
+    "remove_host_store",
     "set_default_clock",
 ]
 
@@ -253,6 +255,35 @@ class RedisLimiter:
     def on_error(self) -> str: ...
     @property
     def key_prefix(self) -> str: ...
+
+class HostLimiter:
+    """Limits per key in a shared-memory segment of this machine (``seawall.HostLimiter``)."""
+
+    def __new__(
+        cls,
+        limits: _Limits,
+        *,
+        store: str,
+        algorithm: _Algorithm | str = "gcra",
+        max_keys: int = 100_000,
+        clock: _ClockArg = None,
+    ) -> Self: ...
+    def hit(self, key: str, cost: int = 1) -> Decision: ...
+    def allow(self, key: str, cost: int = 1) -> bool: ...
+    def test(self, key: str, cost: int = 1) -> Decision: ...
+    def reset(self, key: str) -> bool: ...
+    def stats(self) -> dict[str, Any]: ...
+    def __len__(self) -> int: ...
+    @property
+    def limits(self) -> list[Limit]: ...
+    @property
+    def store(self) -> str: ...
+    @property
+    def capacity(self) -> int: ...
+    @property
+    def path(self) -> str: ...
+
+def remove_host_store(name: str) -> bool: ...
 
 @final
 class Bridge:

@@ -139,6 +139,11 @@ def store_options(owner: str, store: Any, options: dict[str, Any]) -> dict[str, 
         return None
     if not isinstance(store, str):
         raise TypeError(f"store must be a URL string or None, got {type(store).__name__}")
+    if store.startswith("host://") and given:
+        raise ValueError(
+            f"{owner}: {', '.join(sorted(given))} apply only with a Redis store= "
+            f"(got store={store!r}, a host store: nothing to time out, nothing to fall back from)"
+        )
     return given
 
 

@@ -34,6 +34,23 @@ pub struct WindowState {
     count: u64,
 }
 
+impl WindowState {
+    /// The state as two words, for a store that keeps it outside this process.
+    #[inline]
+    pub fn to_words(self) -> [u64; 2] {
+        [self.start, self.count]
+    }
+
+    /// The state [`WindowState::to_words`] gave.
+    #[inline]
+    pub fn from_words(words: [u64; 2]) -> Self {
+        WindowState {
+            start: words[0],
+            count: words[1],
+        }
+    }
+}
+
 impl FixedWindow {
     /// `limit` ≥ 1 per `window` ≥ 1 ns (callers validate; zero is raised to one).
     pub fn new(limit: u64, window: Nanos) -> Self {

@@ -38,6 +38,24 @@ pub struct CounterState {
     previous: u64,
 }
 
+impl CounterState {
+    /// The state as three words, for a store that keeps it outside this process.
+    #[inline]
+    pub fn to_words(self) -> [u64; 3] {
+        [self.start, self.current, self.previous]
+    }
+
+    /// The state [`CounterState::to_words`] gave.
+    #[inline]
+    pub fn from_words(words: [u64; 3]) -> Self {
+        CounterState {
+            start: words[0],
+            current: words[1],
+            previous: words[2],
+        }
+    }
+}
+
 impl SlidingCounter {
     /// `limit` ≥ 1 per `window` ≥ 1 ns (callers validate; zero is raised to one).
     pub fn new(limit: u64, window: Nanos) -> Self {

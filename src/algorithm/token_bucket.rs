@@ -48,6 +48,21 @@ pub struct BucketState {
 }
 
 impl BucketState {
+    /// The state as two words, for a store that keeps it outside this process.
+    #[inline]
+    pub fn to_words(self) -> [u64; 2] {
+        [self.hi, self.lo]
+    }
+
+    /// The state [`BucketState::to_words`] gave.
+    #[inline]
+    pub fn from_words(words: [u64; 2]) -> Self {
+        BucketState {
+            hi: words[0],
+            lo: words[1],
+        }
+    }
+
     #[inline]
     fn full_at(self) -> u128 {
         (u128::from(self.hi) << 64) | u128::from(self.lo)

@@ -440,6 +440,37 @@ impl LimitSet {
     fn fresh_states(&self, now: Nanos) -> Box<[LimitState]> {
         self.limits.iter().map(|l| l.fresh(now)).collect()
     }
+
+    /// Limit `i`'s state for a key seen for the first time at `now`.
+    pub fn fresh_state(&self, i: usize, now: Nanos) -> LimitState {
+        self.limits[i].fresh(now)
+    }
+
+    /// Limit `i`'s state with the whole limit spent at `now`: no state a key can reach by
+    /// requests admits more (what a store falls back to when it cannot trust what it holds).
+    pub fn spent_state(&self, i: usize, now: Nanos) -> LimitState {
+        let limit = &self.limits[i];
+        let mut state = limit.fresh(now);
+        limit.decide(&mut state, now, limit.max_cost(), true);
+        state
+    }
+
+    /// Whether `state` (one per limit) is, at `now`, the same as a new key's.
+    pub fn states_are_fresh(&self, state: &[LimitState], now: Nanos) -> bool {
+        self.limits
+            .iter()
+            .zip(state.iter())
+            .all(|(l, s)| l.is_fresh(s, now))
+    }
+
+    /// What dropping `state` (one per limit) gives away at `now` (see [`Keyed::eviction_rank`]).
+    pub fn states_loss(&self, state: &[LimitState], now: Nanos) -> u128 {
+        self.limits
+            .iter()
+            .zip(state.iter())
+            .map(|(l, s)| l.eviction_loss(s, now))
+            .fold(0u128, u128::saturating_add)
+    }
 }
 
 fn combine(decisions: &[Decision], allowed: bool) -> (Decision, usize, Nanos) {
@@ -470,22 +501,13 @@ impl Keyed for LimitSet {
     }
 
     fn is_fresh(&self, state: &Self::State, now: Nanos) -> bool {
-        self.limits
-            .iter()
-            .zip(state.iter())
-            .all(|(l, s)| l.is_fresh(s, now))
+        self.states_are_fresh(state, now)
     }
 
     /// The sum of what each limit gives away ([`Limit`]'s share of the limit used × time until it
     /// comes back), as the second element; the first is always 0, so that the sum alone decides.
     fn eviction_rank(&self, state: &Self::State, now: Nanos) -> (Nanos, u128) {
-        let loss = self
-            .limits
-            .iter()
-            .zip(state.iter())
-            .map(|(l, s)| l.eviction_loss(s, now))
-            .fold(0u128, u128::saturating_add);
-        (0, loss)
+        (0, self.states_loss(state, now))
     }
 
     fn state_heap_bytes(&self, state: &Self::State) -> usize {

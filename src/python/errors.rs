@@ -1,4 +1,4 @@
-use pyo3::exceptions::{PyOverflowError, PyTypeError, PyValueError};
+use pyo3::exceptions::{PyOSError, PyOverflowError, PyPermissionError, PyTypeError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::types::PyString;
 
@@ -8,7 +8,14 @@ use crate::limiter::limit::AlgorithmKind;
 
 impl From<Error> for PyErr {
     fn from(e: Error) -> PyErr {
-        PyValueError::new_err(e.to_string())
+        match e {
+            Error::InvalidArgument { .. } => PyValueError::new_err(e.to_string()),
+            Error::System {
+                message,
+                permission: true,
+            } => PyPermissionError::new_err(message),
+            Error::System { message, .. } => PyOSError::new_err(message),
+        }
     }
 }
 

@@ -9,6 +9,7 @@ mod config;
 mod direct;
 mod errors;
 mod futures;
+mod host;
 mod http;
 mod limiter;
 mod redis;
@@ -34,6 +35,8 @@ fn _seawall(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<http::PyHttpLimiter>()?;
     m.add_class::<breaker::PyBreakerCore>()?;
     m.add_class::<redis::PyRedisLimiter>()?;
+    m.add_class::<host::PyHostLimiter>()?;
+    m.add_function(wrap_pyfunction!(host::remove_host_store, m)?)?;
     m.add_class::<futures::PyBridge>()?;
     Ok(())
 }

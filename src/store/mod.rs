@@ -1,6 +1,7 @@
 //! Where limiter state lives. A store never decides policy: it holds each key's state and runs an
 //! algorithm's transition on it atomically.
 
+pub mod host;
 pub mod memory;
 pub mod redis;
 

@@ -1,0 +1,349 @@
+//! The table in a host segment: open addressing over `capacity` slots, each key in one of the 16
+//! slots after its home slot, and every slot guarded by a lock that a crashed holder cannot keep.
+//!
+//! Layout (64-bit words after the header): `capacity` tags (a key's 64-bit hash under the
+//! segment's secret seed; 0: empty), then `capacity` slots of eight words: the lock, a checksum,
+//! and six words of state. Tags apart from slots make a lookup read one or two cache lines of
+//! tags and then the one line of its slot.
+//!
+//! Locks. A slot's lock word is 0 when free, else its holder's pid and the second it took it. A
+//! decision holds it for well under a microsecond. A process that waits on it longer than a
+//! few spins checks the holder: if that process is gone (`kill -9` mid-decision), or held it for
+//! over ten seconds, the lock is taken over. The state the dead holder may have half-written is
+//! then checked against the checksum written after it: a mismatch is replaced by a state with
+//! every limit spent just now, so a crash can lose the one decision in flight but never lets a
+//! key admit more than its limit. New keys are placed under one of 256 insertion locks (by home
+//! slot), taken before any slot lock, so that two processes never place one key twice.
+//!
+//! Eviction: a key finds no room when its 16 slots are taken. It then takes the first of them
+//! that is back to fresh (lossless), else the one whose state gives away least
+//! ([`Codec::eviction_rank`]), as the memory store does.
+
+use std::hash::BuildHasher;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use foldhash::fast::FixedState;
+
+use super::segment::{Segment, HEADER_BYTES};
+use crate::clock::{Nanos, NANOS_PER_SEC};
+
+/// Slots a key may live in, from its home slot on.
+pub const WINDOW: usize = 16;
+/// Words of state per slot.
+pub const STATE_WORDS: usize = 6;
+/// Words per slot: the lock, the checksum, the state.
+const SLOT_WORDS: usize = 2 + STATE_WORDS;
+/// Bytes a slot costs, its tag included.
+pub const SLOT_BYTES: u32 = ((SLOT_WORDS + 1) * 8) as u32;
+/// Insertion locks, in the header page after the header itself.
+const INSERT_LOCKS: usize = 256;
+const INSERT_LOCKS_AT: usize = 1024;
+/// A lock held longer than this is taken over even if its holder lives (a stopped process).
+const STALE_SECS: u64 = 10;
+
+/// A key's state as six words, and what the table needs to know of it.
+pub type State = [u64; STATE_WORDS];
+
+/// What the table needs of the states it keeps (the limits' arithmetic, on words).
+pub trait Codec {
+    /// A new key's state at `now`.
+    fn fresh(&self, now: Nanos) -> State;
+    /// A state no more generous than any real one at `now`: every limit spent just now. What a
+    /// slot holds after its writer died half-way through.
+    fn spent(&self, now: Nanos) -> State;
+    /// Whether `state` is, at `now`, the same as a new key's: dropping it loses nothing.
+    fn is_fresh(&self, state: &State, now: Nanos) -> bool;
+    /// The eviction order among states that are not fresh: least loss first.
+    fn eviction_rank(&self, state: &State, now: Nanos) -> (Nanos, u128);
+}
+
+/// The table of one segment.
+pub struct Table {
+    segment: Segment,
+    capacity: usize,
+    hasher: FixedState,
+}
+
+/// A held slot lock; released when dropped.
+struct Held<'a> {
+    lock: &'a AtomicU64,
+    /// Taken over from a holder that died or stalled: the state may be half-written.
+    recovered: bool,
+}
+
+impl Drop for Held<'_> {
+    fn drop(&mut self) {
+        self.lock.store(0, Ordering::Release);
+    }
+}
+
+fn now_secs() -> u64 {
+    crate::clock::Clock::now(&crate::clock::SystemClock) / NANOS_PER_SEC
+}
+
+/// Whether process `pid` is gone.
+fn gone(pid: u32) -> bool {
+    // SAFETY: signal 0 only checks whether the process exists and may be signalled.
+    let r = unsafe { libc::kill(pid as libc::pid_t, 0) };
+    r != 0 && std::io::Error::last_os_error().raw_os_error() == Some(libc::ESRCH)
+}
+
+fn lock(word: &AtomicU64) -> Held<'_> {
+    let me = (u64::from(crate::store::redis::runtime::pid()) << 32) | (now_secs() & 0xffff_ffff);
+    let mut spins = 0u32;
+    loop {
+        match word.compare_exchange_weak(0, me, Ordering::Acquire, Ordering::Relaxed) {
+            Ok(_) => {
+                return Held {
+                    lock: word,
+                    recovered: false,
+                }
+            }
+            Err(0) => continue,
+            Err(held) => {
+                spins += 1;
+                if spins < 100 {
+                    std::hint::spin_loop();
+                    continue;
+                }
+                let holder = (held >> 32) as u32;
+                let since = held & 0xffff_ffff;
+                let stale =
+                    (now_secs() & 0xffff_ffff).wrapping_sub(since) & 0xffff_ffff > STALE_SECS;
+                if (gone(holder) || stale)
+                    && word
+                        .compare_exchange(held, me, Ordering::Acquire, Ordering::Relaxed)
+                        .is_ok()
+                {
+                    return Held {
+                        lock: word,
+                        recovered: true,
+                    };
+                }
+                std::thread::yield_now();
+            }
+        }
+    }
+}
+
+fn checksum(tag: u64, state: &[u64; STATE_WORDS]) -> u64 {
+    state
+        .iter()
+        .fold(tag ^ 0x9e37_79b9_7f4a_7c15, |h, w| {
+            (h ^ w).wrapping_mul(0x0100_0000_01b3).rotate_left(29)
+        })
+        // Never 0: a slot's checksum is 0 only before its first write.
+        | 1
+}
+
+impl Table {
+    /// The table of `segment`, which holds `capacity` slots (a power of two).
+    pub fn new(segment: Segment, capacity: usize) -> Self {
+        debug_assert_eq!(
+            segment.words().len(),
+            capacity * (SLOT_WORDS + 1),
+            "the segment was sized for this table"
+        );
+        let seed = segment.header().seed;
+        Table {
+            segment,
+            capacity,
+            hasher: FixedState::with_seed(seed[0] ^ seed[1].rotate_left(32)),
+        }
+    }
+
+    /// The segment.
+    pub fn segment(&self) -> &Segment {
+        &self.segment
+    }
+
+    /// Slots.
+    pub fn capacity(&self) -> usize {
+        self.capacity
+    }
+
+    fn insert_lock(&self, home: usize) -> &AtomicU64 {
+        const { assert!(INSERT_LOCKS_AT + INSERT_LOCKS * 8 <= HEADER_BYTES) };
+        // SAFETY: the header page holds the insertion locks at INSERT_LOCKS_AT, 8-aligned,
+        // inside HEADER_BYTES, accessed only atomically.
+        unsafe {
+            let base = (self.segment.header() as *const _ as *const u8).add(INSERT_LOCKS_AT);
+            &*(base as *const AtomicU64).add(home % INSERT_LOCKS)
+        }
+    }
+
+    #[inline]
+    fn tag(&self, i: usize) -> &AtomicU64 {
+        &self.segment.words()[i]
+    }
+
+    #[inline]
+    fn slot(&self, i: usize) -> &[AtomicU64] {
+        let at = self.capacity + i * SLOT_WORDS;
+        &self.segment.words()[at..at + SLOT_WORDS]
+    }
+
+    fn read(&self, i: usize) -> [u64; STATE_WORDS] {
+        let slot = self.slot(i);
+        std::array::from_fn(|w| slot[2 + w].load(Ordering::Relaxed))
+    }
+
+    fn write(&self, i: usize, tag: u64, state: &[u64; STATE_WORDS]) {
+        let slot = self.slot(i);
+        for (w, v) in state.iter().enumerate() {
+            slot[2 + w].store(*v, Ordering::Relaxed);
+        }
+        slot[1].store(checksum(tag, state), Ordering::Relaxed);
+    }
+
+    /// The slot's state, under its lock: replaced by [`Codec::spent`] if a dead holder left it
+    /// half-written.
+    fn state<C: Codec>(&self, codec: &C, i: usize, held: &Held<'_>, now: Nanos) -> State {
+        let words = self.read(i);
+        let tag = self.tag(i).load(Ordering::Relaxed);
+        if held.recovered && self.slot(i)[1].load(Ordering::Relaxed) != checksum(tag, &words) {
+            let spent = codec.spent(now);
+            self.write(i, tag, &spent);
+            return spent;
+        }
+        words
+    }
+
+    /// Runs `f` on `key`'s state (made fresh if the key is new, evicting another if its slots
+    /// are full) under the slot's lock, and keeps what `f` leaves. `f` may decline to change it
+    /// (`Err`), which keeps the state as it was.
+    pub fn update<C: Codec, R, E>(
+        &self,
+        codec: &C,
+        key: &str,
+        now: Nanos,
+        f: impl FnOnce(&mut State) -> Result<R, E>,
+    ) -> Result<R, E> {
+        let h = self.hasher.hash_one(key);
+        let tag = h.max(1);
+        let home = (h.rotate_left(32) as usize) & (self.capacity - 1);
+        let (i, held) = loop {
+            if let Some(found) = self.find(tag, home) {
+                break found;
+            }
+            if let Some(placed) = self.place(codec, tag, home, now) {
+                break placed;
+            }
+        };
+        let mut state = self.state(codec, i, &held, now);
+        let r = f(&mut state)?;
+        self.write(i, tag, &state);
+        drop(held);
+        Ok(r)
+    }
+
+    /// Reads `key`'s state without keeping anything: `f` sees a fresh state for a new key.
+    pub fn read_with<C: Codec, R>(
+        &self,
+        codec: &C,
+        key: &str,
+        now: Nanos,
+        f: impl FnOnce(&State) -> R,
+    ) -> R {
+        let h = self.hasher.hash_one(key);
+        let tag = h.max(1);
+        let home = (h.rotate_left(32) as usize) & (self.capacity - 1);
+        match self.find(tag, home) {
+            Some((i, held)) => f(&self.state(codec, i, &held, now)),
+            None => f(&codec.fresh(now)),
+        }
+    }
+
+    /// Makes `key` fresh again; whether it was held.
+    pub fn reset<C: Codec>(&self, codec: &C, key: &str, now: Nanos) -> bool {
+        let h = self.hasher.hash_one(key);
+        let tag = h.max(1);
+        let home = (h.rotate_left(32) as usize) & (self.capacity - 1);
+        match self.find(tag, home) {
+            Some((i, _held)) => {
+                self.write(i, tag, &codec.fresh(now));
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// The slot holding `tag`, locked, if any.
+    fn find(&self, tag: u64, home: usize) -> Option<(usize, Held<'_>)> {
+        for j in 0..WINDOW {
+            let i = (home + j) & (self.capacity - 1);
+            if self.tag(i).load(Ordering::Acquire) == tag {
+                let held = lock(&self.slot(i)[0]);
+                // Evicted between the look and the lock: look again.
+                if self.tag(i).load(Ordering::Relaxed) == tag {
+                    return Some((i, held));
+                }
+                return None;
+            }
+        }
+        None
+    }
+
+    /// Places a new key (`tag`) in its window under its insertion lock: in the first empty slot,
+    /// else in place of the slot that loses least. `None` if another process placed it first.
+    fn place<C: Codec>(
+        &self,
+        codec: &C,
+        tag: u64,
+        home: usize,
+        now: Nanos,
+    ) -> Option<(usize, Held<'_>)> {
+        let _insert = lock(self.insert_lock(home));
+        if let Some(found) = self.find(tag, home) {
+            return Some(found);
+        }
+        let fresh = codec.fresh(now);
+        // An empty slot (another key's insertion, under another insertion lock, may take it
+        // between the look and the lock: then the next one).
+        for j in 0..WINDOW {
+            let i = (home + j) & (self.capacity - 1);
+            if self.tag(i).load(Ordering::Acquire) != 0 {
+                continue;
+            }
+            let held = lock(&self.slot(i)[0]);
+            if self.tag(i).load(Ordering::Relaxed) == 0 {
+                self.write(i, tag, &fresh);
+                self.tag(i).store(tag, Ordering::Release);
+                return Some((i, held));
+            }
+        }
+        // Full: the first fresh slot, else the one that gives away least.
+        let mut victim: Option<(usize, (Nanos, u128))> = None;
+        for j in 0..WINDOW {
+            let i = (home + j) & (self.capacity - 1);
+            let held = lock(&self.slot(i)[0]);
+            let state = self.state(codec, i, &held, now);
+            if codec.is_fresh(&state, now) {
+                victim = Some((i, (0, 0)));
+                drop(held);
+                break;
+            }
+            let rank = codec.eviction_rank(&state, now);
+            if victim.is_none_or(|(_, best)| rank < best) {
+                victim = Some((i, rank));
+            }
+        }
+        let (i, _) = victim?;
+        let held = lock(&self.slot(i)[0]);
+        self.write(i, tag, &fresh);
+        self.tag(i).store(tag, Ordering::Release);
+        Some((i, held))
+    }
+
+    /// Keys held (a scan of the tags).
+    pub fn len(&self) -> usize {
+        (0..self.capacity)
+            .filter(|&i| self.tag(i).load(Ordering::Relaxed) != 0)
+            .count()
+    }
+
+    /// Whether no key is held.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}

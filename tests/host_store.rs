@@ -1,0 +1,287 @@
+//! The host store against the memory limiter (the same decisions, proven by property tests), and
+//! its promises across real processes: exactly the limit admitted by four processes hammering
+//! one key, and no key admitting more after workers are killed with SIGKILL mid-decision.
+//!
+//! The worker processes are this test binary, started again with `SEAWALL_HOST_WORKER` set: the
+//! test `worker` then runs as one worker instead of as a test.
+
+use std::io::Write;
+use std::process::{Child, Command};
+use std::time::{Duration, Instant};
+
+use proptest::prelude::*;
+use seawall::clock::NANOS_PER_SEC;
+use seawall::limiter::limit::{AlgorithmKind, LimitSet};
+use seawall::limiter::memory_limiter::Limiter;
+use seawall::store::host::{segment, HostLimiter};
+
+/// A segment name of this test's own, removed when dropped.
+struct Name(String);
+
+impl Name {
+    fn new(what: &str) -> Self {
+        let n = Name(format!("test-{what}-{}", std::process::id()));
+        let _ = segment::remove(&n.0);
+        n
+    }
+}
+
+impl Drop for Name {
+    fn drop(&mut self) {
+        let _ = segment::remove(&self.0);
+    }
+}
+
+fn set(text: &str, kind: AlgorithmKind) -> LimitSet {
+    LimitSet::parse(text, kind).unwrap()
+}
+
+const KINDS: [AlgorithmKind; 5] = [
+    AlgorithmKind::Gcra,
+    AlgorithmKind::TokenBucket,
+    AlgorithmKind::LeakyBucket,
+    AlgorithmKind::FixedWindow,
+    AlgorithmKind::SlidingCounter,
+];
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(64))]
+
+    /// Every decision (allowed, limit, remaining, reset and retry times, binding limit) equals the
+    /// memory limiter's, for one and two limits of every algorithm the host store takes.
+    #[test]
+    fn host_decides_as_memory_does(
+        kind in 0usize..KINDS.len(),
+        two in any::<bool>(),
+        steps in proptest::collection::vec(
+            (0u8..4, 0u64..3_000_000_000, 1u64..3, any::<bool>()), 1..80
+        ),
+    ) {
+        let kind = KINDS[kind];
+        let text = if two { "5/second; 20/minute" } else { "7/10 seconds" };
+        let limits = set(text, kind);
+        let name = Name::new(&format!("prop-{}", kind.name()));
+        let host = HostLimiter::open(&name.0, limits.clone(), 100).unwrap();
+        let memory = Limiter::new(limits, 100);
+        let mut now = 1_000 * NANOS_PER_SEC;
+        for (key, advance, cost, commit) in steps {
+            now += advance;
+            let key = format!("k{key}");
+            let (a, b) = if commit {
+                (host.hit(&key, now, cost), memory.hit(&key, now, cost))
+            } else {
+                (host.test(&key, now, cost), memory.test(&key, now, cost))
+            };
+            prop_assert_eq!(a, b);
+        }
+    }
+}
+
+#[test]
+fn threads_on_one_key_admit_exactly_the_limit() {
+    for kind in KINDS {
+        let name = Name::new(&format!("threads-{}", kind.name()));
+        let limits = set("300/hour", kind);
+        let admitted: u64 = std::thread::scope(|s| {
+            let handles: Vec<_> = (0..4)
+                .map(|_| {
+                    let limits = limits.clone();
+                    let name = &name.0;
+                    s.spawn(move || {
+                        let host = HostLimiter::open(name, limits, 100).unwrap();
+                        (0..400)
+                            .filter(|_| host.hit("hot", NANOS_PER_SEC, 1).unwrap().decision.allowed)
+                            .count() as u64
+                    })
+                })
+                .collect();
+            handles.into_iter().map(|h| h.join().unwrap()).sum()
+        });
+        assert_eq!(admitted, 300, "{}", kind.name());
+    }
+}
+
+#[test]
+fn a_full_table_evicts_fresh_keys_first_and_stays_bounded() {
+    let name = Name::new("evict");
+    let host = HostLimiter::open(&name.0, set("1/second", AlgorithmKind::Gcra), 10).unwrap();
+    let capacity = host.capacity();
+    let now = 1_000 * NANOS_PER_SEC;
+    for i in 0..capacity * 3 {
+        host.hit(&format!("k{i}"), now, 1).unwrap();
+    }
+    assert!(host.len() <= capacity);
+    // A second later every key is fresh again: new keys take their places, nothing is lost.
+    let later = now + 2 * NANOS_PER_SEC;
+    assert!(host.hit("spent", later, 1).unwrap().decision.allowed);
+    assert!(!host.hit("spent", later, 1).unwrap().decision.allowed);
+    assert_eq!(host.bytes(), 4096 + capacity * 72);
+}
+
+#[test]
+fn opening_checks_name_version_capacity_and_limits() {
+    let name = Name::new("checks");
+    let limits = set("5/minute", AlgorithmKind::Gcra);
+    let _first = HostLimiter::open(&name.0, limits.clone(), 1000).unwrap();
+    let other_limits = HostLimiter::open(&name.0, set("6/minute", AlgorithmKind::Gcra), 1000);
+    assert!(other_limits
+        .err()
+        .unwrap()
+        .to_string()
+        .contains("other limits"));
+    let other_size = HostLimiter::open(&name.0, limits.clone(), 100_000);
+    assert!(other_size
+        .err()
+        .unwrap()
+        .to_string()
+        .starts_with("max_keys"));
+    for bad in ["", "a/b", "..", ".hidden", "x y"] {
+        let e = HostLimiter::open(bad, limits.clone(), 10).err().unwrap();
+        assert!(e.to_string().starts_with("store"), "{bad:?}: {e}");
+    }
+    let log = HostLimiter::open(&name.0, set("5/minute", AlgorithmKind::SlidingLog), 10);
+    assert!(log.err().unwrap().to_string().starts_with("algorithm"));
+    // A file of another kind under the name is refused, never read as counts.
+    let foreign = Name::new("foreign");
+    std::fs::write(segment::path_of(&foreign.0).unwrap(), vec![7u8; 8192]).unwrap();
+    let e = HostLimiter::open(&foreign.0, limits, 10).err().unwrap();
+    assert!(e.to_string().contains("not a seawall segment"), "{e}");
+}
+
+// ---------------------------------------------------------------------------------------------
+// Real processes
+
+const WORKER: &str = "SEAWALL_HOST_WORKER";
+const LIMIT: u64 = 20_000;
+
+/// Runs as a worker when started by [`spawn`]: hammers one key, appending a line to its file for
+/// each admitted decision, until `attempts` are made.
+#[test]
+fn worker() {
+    let Ok(spec) = std::env::var(WORKER) else {
+        return;
+    };
+    let mut parts = spec.split(',');
+    let (name, out, attempts) = (
+        parts.next().unwrap().to_owned(),
+        parts.next().unwrap().to_owned(),
+        parts.next().unwrap().parse::<u64>().unwrap(),
+    );
+    let limits = set(&format!("{LIMIT}/hour"), AlgorithmKind::Gcra);
+    let host = HostLimiter::open(&name, limits, 100).unwrap();
+    let mut file = std::fs::OpenOptions::new()
+        .append(true)
+        .create(true)
+        .open(out)
+        .unwrap();
+    for _ in 0..attempts {
+        if host.hit("hot", NANOS_PER_SEC, 1).unwrap().decision.allowed {
+            file.write_all(b"a\n").unwrap();
+        }
+    }
+}
+
+fn spawn(name: &str, out: &std::path::Path, attempts: u64) -> Child {
+    Command::new(std::env::current_exe().unwrap())
+        .args(["--exact", "worker", "--nocapture", "--test-threads=1"])
+        .env(WORKER, format!("{name},{},{attempts}", out.display()))
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap()
+}
+
+fn admitted(dir: &std::path::Path) -> u64 {
+    std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| std::fs::read(e.unwrap().path()).unwrap().len() as u64 / 2)
+        .sum()
+}
+
+#[test]
+fn four_processes_on_one_key_admit_exactly_the_limit() {
+    let name = Name::new("procs");
+    let dir = std::env::temp_dir().join(format!("seawall-host-procs-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let mut children: Vec<Child> = (0..4)
+        .map(|i| spawn(&name.0, &dir.join(format!("w{i}")), LIMIT))
+        .collect();
+    for c in &mut children {
+        assert!(c.wait().unwrap().success());
+    }
+    assert_eq!(admitted(&dir), LIMIT);
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn workers_killed_mid_decision_never_let_a_key_admit_more() {
+    let name = Name::new("kill");
+    let dir = std::env::temp_dir().join(format!("seawall-host-kill-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let mut next = 0;
+    let mut start = |children: &mut Vec<Child>, attempts: u64| {
+        children.push(spawn(&name.0, &dir.join(format!("w{next}")), attempts));
+        next += 1;
+    };
+    let mut children = Vec::new();
+    for _ in 0..4 {
+        start(&mut children, 10 * LIMIT);
+    }
+    // Kill a worker every millisecond or so, at whatever point it is in, and start another:
+    // while the key has budget left, and on after (refusals take the slot's lock too).
+    let mut kills = 0;
+    let mut rng = 0x2545_f491_4f6c_dd1du64;
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while kills < 60 && Instant::now() < deadline {
+        rng ^= rng << 13;
+        rng ^= rng >> 7;
+        rng ^= rng << 17;
+        std::thread::sleep(Duration::from_micros(200 + rng % 1500));
+        let victim = (rng % children.len() as u64) as usize;
+        let mut c = children.swap_remove(victim);
+        let _ = c.kill(); // SIGKILL
+        let _ = c.wait();
+        kills += 1;
+        start(&mut children, 10 * LIMIT);
+    }
+    // Then the survivors spend what is left (a worker stuck on a lock its killed holder kept
+    // would never end: bounded, and a failure).
+    let deadline = Instant::now() + Duration::from_secs(60);
+    for mut c in children {
+        loop {
+            if let Some(status) = c.try_wait().unwrap() {
+                assert!(status.success());
+                break;
+            }
+            if Instant::now() > deadline {
+                let _ = c.kill();
+                panic!("a worker did not finish: stuck on a lock?");
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+    let got = admitted(&dir);
+    eprintln!("{kills} workers killed, {got} of {LIMIT} admitted");
+    assert!(kills >= 20, "the test killed {kills} workers");
+    // A killed worker loses at most its one decision in flight (counted in the store, not yet
+    // written to its file): never more admitted than the limit, at most one short per kill.
+    assert!(got <= LIMIT, "{got} admitted after {kills} kills");
+    assert!(got + kills >= LIMIT, "{got} admitted after {kills} kills");
+    // And the table is usable: a new process finds the key spent, a new key fresh.
+    let limits = set(&format!("{LIMIT}/hour"), AlgorithmKind::Gcra);
+    let host = HostLimiter::open(&name.0, limits, 100).unwrap();
+    assert_eq!(
+        host.test("hot", NANOS_PER_SEC, 1)
+            .unwrap()
+            .decision
+            .remaining,
+        0
+    );
+    assert!(
+        host.hit("other", NANOS_PER_SEC, 1)
+            .unwrap()
+            .decision
+            .allowed
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+}

@@ -1,0 +1,171 @@
+"""``store="host://NAME"``: limits shared by the processes of one machine through shared memory.
+
+Real processes (multiprocessing, spawned) with threads and asyncio tasks in each, on one key;
+the front doors that decide through ``seawall.Limiter`` on a host store; and the errors a user
+meets: bad names, options that mean nothing here, another process's other limits or capacity,
+a file that is not a segment.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import multiprocessing
+import os
+import threading
+import uuid
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+import seawall
+import seawall.host
+from seawall import HostLimiter, Limiter, RateLimitExceeded
+from seawall.testing import ManualClock
+
+pytestmark = pytest.mark.anyio
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    return "asyncio"
+
+
+ALGORITHMS = ["gcra", "token_bucket", "leaky_bucket", "fixed_window", "sliding_counter"]
+
+
+@pytest.fixture
+def name() -> Iterator[str]:
+    n = f"test-{uuid.uuid4().hex[:12]}"
+    yield n
+    seawall.host.remove(n)
+
+
+def test_limiter_with_a_host_store_is_a_host_limiter(name: str) -> None:
+    clock = ManualClock(1_000)
+    a = Limiter("3/minute", store=f"host://{name}", max_keys=1000, clock=clock)
+    b = Limiter("3/minute", store=f"host://{name}", max_keys=1000, clock=clock)
+    assert isinstance(a, HostLimiter) and a.store == f"host://{name}"
+    assert [a.hit("k").allowed, b.hit("k").allowed, a.hit("k").allowed] == [True] * 3
+    refused = b.hit("k")
+    assert not refused.allowed and refused.retry_after == pytest.approx(20)
+    clock.advance(20)
+    assert b.allow("k") and not a.allow("k")
+    assert a.test("other").remaining == 3
+    assert a.reset("k") and b.allow("k")
+    assert len(a) == 1 and a.capacity == 1024
+    stats = a.stats()
+    assert stats["keys"] == 1 and stats["bytes"] == 4096 + 1024 * 72
+
+
+async def test_async_methods_answer_at_once(name: str) -> None:
+    lim = Limiter("2/minute", store=f"host://{name}", max_keys=1000)
+    assert (await lim.ahit("k")).allowed and await lim.aallow("k")
+    assert not (await lim.atest("k")).allowed
+    assert await lim.areset("k")
+
+
+def _worker(store: str, algorithm: str, attempts: int, out: Any) -> None:
+    lim = Limiter("500/hour", store=store, algorithm=algorithm, max_keys=1000)
+    admitted = 0
+    lock = threading.Lock()
+
+    def thread() -> None:
+        nonlocal admitted
+        n = sum(lim.hit("hot").allowed for _ in range(attempts))
+        with lock:
+            admitted += n
+
+    async def tasks() -> int:
+        async def one() -> int:
+            n = 0
+            for _ in range(attempts):
+                n += (await lim.ahit("hot")).allowed
+                await asyncio.sleep(0)
+            return n
+
+        return sum(await asyncio.gather(*(one() for _ in range(3))))
+
+    threads = [threading.Thread(target=thread) for _ in range(3)]
+    for t in threads:
+        t.start()
+    from_tasks = asyncio.run(tasks())
+    for t in threads:
+        t.join()
+    out.put(admitted + from_tasks)
+
+
+@pytest.mark.parametrize("algorithm", ALGORITHMS)
+def test_processes_threads_and_tasks_on_one_key_admit_exactly_the_limit(
+    name: str, algorithm: str
+) -> None:
+    ctx = multiprocessing.get_context("spawn")
+    out = ctx.Queue()
+    store = f"host://{name}"
+    procs = [ctx.Process(target=_worker, args=(store, algorithm, 100, out)) for _ in range(4)]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join(60)
+        assert p.exitcode == 0
+    assert sum(out.get(timeout=5) for _ in procs) == 500
+
+
+def test_front_doors_take_a_host_store(name: str) -> None:
+    store = f"host://{name}"
+    calls = []
+    workers = []
+    for _ in range(2):
+
+        @seawall.rate_limit("2/minute", store=store, max_keys=1000)
+        def endpoint() -> str:
+            calls.append(1)
+            return "ok"
+
+        workers.append(endpoint)
+    workers[0]()
+    workers[1]()
+    with pytest.raises(RateLimitExceeded):
+        workers[0]()
+    assert len(calls) == 2
+
+
+def test_bad_names_and_options_are_named(name: str) -> None:
+    for bad in ["", "a/b", "..", ".x", "x y", "ü"]:
+        with pytest.raises(ValueError, match="host://NAME"):
+            Limiter("1/second", store=f"host://{bad}")
+    with pytest.raises(TypeError, match="Redis"):
+        Limiter("1/second", store=f"host://{name}", on_error="deny")
+    with pytest.raises(ValueError, match="on_error"):
+        seawall.rate_limit("1/second", store=f"host://{name}", max_keys=10, on_error="deny")
+    with pytest.raises(ValueError, match="sliding_log"):
+        Limiter("1/second", store=f"host://{name}", algorithm="sliding_log")
+    with pytest.raises(ValueError, match="too many"):
+        Limiter("1/second; 2/minute; 3/hour; 4/day", store=f"host://{name}")
+    with pytest.raises(ValueError, match="max_keys"):
+        Limiter("1/second", store=f"host://{name}", max_keys=0)
+
+
+def test_every_process_must_agree_on_limits_and_capacity(name: str) -> None:
+    store = f"host://{name}"
+    Limiter("5/minute", store=store, max_keys=1000)
+    with pytest.raises(ValueError, match="other limits"):
+        Limiter("6/minute", store=store, max_keys=1000)
+    with pytest.raises(ValueError, match="other limits"):
+        Limiter("5/minute", store=store, algorithm="fixed_window", max_keys=1000)
+    with pytest.raises(ValueError, match="max_keys"):
+        Limiter("5/minute", store=store, max_keys=5000)
+
+
+def test_a_file_that_is_not_a_segment_is_refused_not_read(name: str) -> None:
+    path = f"/dev/shm/seawall-{name}" if os.path.isdir("/dev/shm") else None
+    if path is None:
+        pytest.skip("no /dev/shm here")
+    with open(path, "wb") as f:
+        f.write(b"not a segment" * 1000)
+    with pytest.raises(ValueError, match="not a seawall segment"):
+        Limiter("5/minute", store=f"host://{name}", max_keys=10)
+    assert seawall.host.remove(name)
+    assert not seawall.host.remove(name)
+    with pytest.raises(TypeError, match="name"):
+        seawall.host.remove(3)  # type: ignore[arg-type]
