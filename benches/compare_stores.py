@@ -19,12 +19,15 @@ What it measures, in one run (tables with ratios; every number from this run):
      shortest window, pyrate's fastest configuration (its log keeps a row per admitted decision
      and counts the window's rows at every decision; see ``pyrate_rate``).
 
-   M is twice the key count, so nothing is evicted. The memory and host stores are filled with
-   every key before timing. Redis is not: seawall's script gives each key an expiry at the moment
-   its state is back to fresh (here about a millisecond), so no key stays present there. Neither
-   is pyrate: its ``SQLiteBucket`` counts every row of its table whatever the name (one limit
-   shared by all names), so distinct names add no state; its rows measure the same work with
-   distinct names. The keyed rows continue through the key list from repeat to repeat.
+   M is twice the key count. The memory and host stores are filled with every key before timing,
+   and the report says how many each holds then (the host store keeps a key in one of the 16
+   slots after its home slot and, when those are taken, replaces one that is back to fresh,
+   which loses nothing, so a few keys may be replaced below capacity) and the host segment's
+   size. Redis is not filled: seawall's script gives each key an expiry at the moment its state
+   is back to fresh (here about a millisecond), so no key stays present there. Nor is pyrate:
+   its ``SQLiteBucket`` counts every row of its table whatever the name (one limit shared by
+   all names), so distinct names add no state; its rows measure the same work with distinct
+   names. The keyed rows continue through the key list from repeat to repeat.
 
 2. Processes on ONE key (``multiprocessing``, spawn): 1 and ``--procs`` (4) processes each build
    their own limiter on the same store (segment name, Redis URL and prefix, SQLite file), warm up,
@@ -129,7 +132,7 @@ class Subject:
     hit: Callable[[str], object]
     ahit: Callable[[str], Awaitable[object]]
     close: Callable[[], None]
-    held: Callable[[], int | None]  # keys held, where the store can say
+    stats: Callable[[], dict[str, Any]]  # seawall's stats(); {} for pyrate
 
 
 class WaitingFileLock:
@@ -187,7 +190,7 @@ def build_pyrate(spec: Spec) -> Subject:
     async def ahit(key: str) -> object:
         return await try_acquire_async(key, 1, False)
 
-    return Subject(hit, ahit, limiter.close, lambda: None)
+    return Subject(hit, ahit, limiter.close, dict)
 
 
 def build(spec: Spec) -> Subject:
@@ -201,14 +204,8 @@ def build(spec: Spec) -> Subject:
     else:
         lim = seawall.Limiter(spec.limits, store=spec.where, key_prefix=spec.prefix)
 
-    def held() -> int | None:
-        try:
-            return len(lim)
-        except TypeError:
-            return None
-
     close = getattr(lim, "close", None)
-    return Subject(lim.hit, lim.ahit, close if callable(close) else (lambda: None), held)
+    return Subject(lim.hit, lim.ahit, close if callable(close) else (lambda: None), lim.stats)
 
 
 def remove_host(name: str) -> None:
@@ -376,7 +373,7 @@ def fill(subject: Subject, keys: list[str]) -> None:
 
 
 def measure_one_process(
-    a: argparse.Namespace, res: Resources, available: dict[str, str | None]
+    a: argparse.Namespace, res: Resources, available: dict[str, str | None], notes: list[str]
 ) -> dict[tuple[str, str], float]:
     keys = [f"client-{i}" for i in range(a.keys)]
     max_keys = 2 * a.keys
@@ -391,9 +388,16 @@ def measure_one_process(
             subjects[store] = s
             if store in ("memory", "host"):
                 fill(s, keys)
-                held = s.held()
-                if held is not None and held != a.keys:
-                    print(f"- WARNING: {store} holds {held:,} of {a.keys:,} keys after the fill")
+                st = s.stats()
+                note = (
+                    f"{LABELS[store]}: {st.get('keys', 0):,} of {a.keys:,} keys held after the fill"
+                )
+                if store == "host":
+                    note += (
+                        f"; segment of {st.get('capacity', 0):,} slots, "
+                        f"{st.get('bytes', 0) / 2**20:.1f} MiB"
+                    )
+                notes.append(note)
             rows += [
                 Row(store, "hot sync", t_call1(s.hit, HOT_KEY), None),
                 Row(store, "hot async", None, t_await1(s.ahit, HOT_KEY)),
@@ -407,11 +411,13 @@ def measure_one_process(
             for i in range(len(rows)):
                 row = rows[(i + r) % len(rows)]
                 row.best = min(row.best, run_once(row, row.n, loop) / row.n)
-        # Every decision must have been admitted: one more on the hot key says whether any was
-        # refused (the limits admit 1e9 a second).
+        # Every decision must have been admitted (the limits admit 1e9 a second): seawall's
+        # stats count refusals (and Redis errors); for pyrate, one more decision must pass.
         for store, s in subjects.items():
-            if not bool(s.hit(HOT_KEY)):
-                print(f"- WARNING: {store} refused a decision: the rows measured refusals")
+            st = s.stats()
+            bad = {k: st[k] for k in ("limited", "errors", "fallbacks") if st.get(k)}
+            if bad or not bool(s.hit(HOT_KEY)):
+                notes.append(f"WARNING: {LABELS[store]} refused or failed decisions: {bad}")
     finally:
         for s in subjects.values():
             s.close()
@@ -440,6 +446,7 @@ class Result:
     elapsed_s: float
     admitted: int
     error: str = ""
+    trouble: int = 0  # seawall's refusals, Redis errors and fallbacks so far (rate jobs)
 
 
 def worker(spec: Spec, job: Job, barrier: Any, results: Any, index: int) -> None:
@@ -470,7 +477,9 @@ def worker(spec: Spec, job: Job, barrier: Any, results: Any, index: int) -> None
                             hit(key)
                         n += CHUNK
                         now = time.perf_counter()
-                    results.put(Result(index, r, n, now - t0, n))
+                    st = subject.stats()
+                    bad = sum(int(st.get(k, 0)) for k in ("limited", "errors", "fallbacks"))
+                    results.put(Result(index, r, n, now - t0, n, trouble=bad))
                 else:
                     admitted = 0
                     t0 = time.perf_counter()
@@ -539,7 +548,7 @@ class MultiRow:
 
 
 def measure_processes(
-    a: argparse.Namespace, res: Resources, available: dict[str, str | None]
+    a: argparse.Namespace, res: Resources, available: dict[str, str | None], notes: list[str]
 ) -> list[MultiRow]:
     out: list[MultiRow] = []
     max_keys = 2 * a.keys
@@ -556,6 +565,11 @@ def measure_processes(
             if isinstance(got, str):
                 row.rate[procs] = f"failed: {got}"
                 continue
+            if any(x.trouble for x in got):
+                notes.append(
+                    f"WARNING: {LABELS[store]}, {procs} processes: "
+                    f"{max(x.trouble for x in got)} refused or failed decisions in a process"
+                )
             best = 0.0
             for r in range(a.rounds):
                 this = [x for x in got if x.round == r]
@@ -604,6 +618,10 @@ def fs_type(path: Path) -> str:
     return kind
 
 
+def usable_cpus() -> int:
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
 def fmt_ns(x: float | None) -> str:
     return "n/a" if x is None or x == float("inf") else ns(x)
 
@@ -615,7 +633,9 @@ def fmt_ratio(x: float | None) -> str:
 def report(
     a: argparse.Namespace,
     one: dict[tuple[str, str], float],
+    notes: list[str],
     multi: list[MultiRow],
+    mnotes: list[str],
     available: dict[str, str | None],
 ) -> None:
     columns = ["hot sync", "hot async", "keys sync", "keys async"]
@@ -640,6 +660,8 @@ def report(
     for store in STORES:
         if available[store] is not None:
             print(f"- {LABELS[store]}: not available in this build/environment: {available[store]}")
+    for note in notes:
+        print(f"- {note}")
     print()
 
     def ratio(slow: str, fast: str, column: str) -> float | None:
@@ -697,6 +719,14 @@ def report(
         note = " (one budget per process)" if m.store == "memory" else ""
         mbody.append([LABELS[m.store], *cells, scale, admitted, f"{expected:,}{note}"])
     print(table(mheader, mbody, right={1, 2, 3, 4}))
+    print()
+    cpus = usable_cpus()
+    print(
+        f"- {a.procs} processes on {cpus} usable CPUs: an aggregate can grow at most "
+        f"{min(cpus, a.procs)}x over one process (Redis rows: redis-server shares the CPUs too)"
+    )
+    for note in mnotes:
+        print(f"- {note}")
     print()
 
     print("## Bars (issue 14)")
@@ -788,14 +818,16 @@ def main() -> int:
         except Exception as e:
             available["redis"] = f"redis-server did not start: {e}"
     res = Resources(redis_url, sqlite_dir)
+    notes: list[str] = []
+    mnotes: list[str] = []
     try:
-        one = measure_one_process(a, res, available)
-        multi = measure_processes(a, res, available)
+        one = measure_one_process(a, res, available, notes)
+        multi = measure_processes(a, res, available, mnotes)
     finally:
         res.close()
         if server is not None:
             server.close()
-    report(a, one, multi, available)
+    report(a, one, notes, multi, mnotes, available)
     print()
     print(f"total run time: {time.perf_counter() - started:.0f} s")
     return 0
