@@ -29,14 +29,17 @@ What it measures, in one run (tables with ratios; every number from this run):
    all names), so distinct names add no state; its rows measure the same work with distinct
    names. The keyed rows continue through the key list from repeat to repeat.
 
-2. Processes on ONE key (``multiprocessing``, spawn): 1 and ``--procs`` (4) processes each build
-   their own limiter on the same store (segment name, Redis URL and prefix, SQLite file), warm up,
-   then start together on a barrier and call the sync ``hit`` for a fixed duration; aggregate
-   decisions/s = all their decisions ÷ the longest process's elapsed time; best of ``--rounds``.
-   Then the exactness check: a fresh key limited to ``1000/day`` (pyrate: ``Rate(1000, one
-   day)``), every process makes ``--attempts`` attempts at once, admitted counted. The memory
-   store keeps one budget per process (it admits procs x 1000: shown, not a fault); host, Redis
-   and pyrate share one budget and must admit exactly 1000.
+2. Processes on ONE key (``multiprocessing``, spawn): ``--procs`` (4) processes each build
+   their own limiter on the same store (segment name, Redis URL and prefix, SQLite file) and
+   warm up. Each round has two phases, each started on a barrier and lasting ``--duration``:
+   one process calls the sync ``hit`` alone (the others wait at the next barrier), then all of
+   them do; so the 1-process and 4-process figures are taken side by side in time, and a busy
+   machine slows both alike. Aggregate decisions/s = the phase's decisions ÷ its longest
+   process's elapsed time; best of ``--rounds``. Then the exactness check: a fresh key limited
+   to ``1000/day`` (pyrate: ``Rate(1000, one day)``), every process makes ``--attempts``
+   attempts at once, admitted counted. The memory store keeps one budget per process (it admits
+   procs x 1000: shown, not a fault); host, Redis and pyrate share one budget and must admit
+   exactly 1000.
 
 3. Ratios, against the bars of issue 14: host ≤ 2x memory's time (hot key, one process, sync);
    Redis ≥ 50x host's time; pyrate's SQLite bucket ≥ 20x host's time; host's aggregate with 4
@@ -436,12 +439,16 @@ class Job:
     rounds: int
     duration_s: float
     attempts: int
+    # Per round, one phase per entry: how many of the processes run in it (the first ones; the
+    # others wait at the next barrier). (1, 4): one alone, then all four, round after round.
+    phases: tuple[int, ...]
 
 
 @dataclass(frozen=True)
 class Result:
     index: int
     round: int
+    active: int  # processes running in this phase
     decisions: int
     elapsed_s: float
     admitted: int
@@ -454,7 +461,7 @@ def worker(spec: Spec, job: Job, barrier: Any, results: Any, index: int) -> None
     try:
         subject = build(spec)
     except BaseException as e:
-        results.put(Result(index, -1, 0, 0.0, 0, f"{type(e).__name__}: {e}"))
+        results.put(Result(index, -1, 0, 0, 0.0, 0, f"{type(e).__name__}: {e}"))
         barrier.abort()
         return
     try:
@@ -462,9 +469,11 @@ def worker(spec: Spec, job: Job, barrier: Any, results: Any, index: int) -> None
         if job.kind == "rate":
             for _ in range(CHUNK):
                 hit(key)  # warm-up: connections, first touch of the key
-        for r in range(job.rounds):
+        for r, active in itertools.product(range(job.rounds), job.phases):
             gc.collect()
             barrier.wait(BARRIER_TIMEOUT_S)
+            if index >= active:
+                continue
             gc.disable()
             try:
                 if job.kind == "rate":
@@ -479,18 +488,19 @@ def worker(spec: Spec, job: Job, barrier: Any, results: Any, index: int) -> None
                         now = time.perf_counter()
                     st = subject.stats()
                     bad = sum(int(st.get(k, 0)) for k in ("limited", "errors", "fallbacks"))
-                    results.put(Result(index, r, n, now - t0, n, trouble=bad))
+                    results.put(Result(index, r, active, n, now - t0, n, trouble=bad))
                 else:
                     admitted = 0
                     t0 = time.perf_counter()
                     for _ in range(job.attempts):
                         if hit(key):
                             admitted += 1
-                    results.put(Result(index, r, job.attempts, time.perf_counter() - t0, admitted))
+                    elapsed = time.perf_counter() - t0
+                    results.put(Result(index, r, active, job.attempts, elapsed, admitted))
             finally:
                 gc.enable()
     except BaseException as e:
-        results.put(Result(index, -1, 0, 0.0, 0, f"{type(e).__name__}: {e}"))
+        results.put(Result(index, -1, 0, 0, 0.0, 0, f"{type(e).__name__}: {e}"))
         barrier.abort()
     finally:
         subject.close()
@@ -511,7 +521,7 @@ def run_processes(spec: Spec, job: Job, procs: int) -> list[Result] | str:
     error = ""
     deadline = time.monotonic() + JOB_TIMEOUT_S
     try:
-        while len(out) < procs * job.rounds:
+        while len(out) < job.rounds * sum(job.phases):
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 error = f"timed out after {JOB_TIMEOUT_S:.0f} s"
@@ -557,25 +567,29 @@ def measure_processes(
         out.append(row)
         if available[store] is not None:
             continue
-        for procs in sorted({1, a.procs}):
-            job = Job("rate", HOT_KEY, a.rounds, a.duration, 0)
-            spec = res.spec(store, FAST_LIMIT, 1, max_keys)
-            got = run_processes(spec, job, procs)
-            res.done(spec)
-            if isinstance(got, str):
-                row.rate[procs] = f"failed: {got}"
-                continue
+        # One pool of processes; each round runs one of them alone, then all of them, so the two
+        # figures are taken side by side in time (a busy machine slows both alike).
+        phases = (1, a.procs)
+        job = Job("rate", HOT_KEY, a.rounds, a.duration, 0, phases)
+        spec = res.spec(store, FAST_LIMIT, 1, max_keys)
+        got = run_processes(spec, job, a.procs)
+        res.done(spec)
+        if isinstance(got, str):
+            row.rate = {p: f"failed: {got}" for p in phases}
+        else:
             if any(x.trouble for x in got):
                 notes.append(
-                    f"WARNING: {LABELS[store]}, {procs} processes: "
-                    f"{max(x.trouble for x in got)} refused or failed decisions in a process"
+                    f"WARNING: {LABELS[store]}: {max(x.trouble for x in got)} refused or failed "
+                    "decisions in a process"
                 )
-            best = 0.0
-            for r in range(a.rounds):
-                this = [x for x in got if x.round == r]
-                best = max(best, sum(x.decisions for x in this) / max(x.elapsed_s for x in this))
-            row.rate[procs] = best
-        job = Job("exact", f"exact-{uuid.uuid4().hex[:8]}", 1, 0.0, a.attempts)
+            for p in phases:
+                best = 0.0
+                for r in range(a.rounds):
+                    this = [x for x in got if x.round == r and x.active == p]
+                    total = sum(x.decisions for x in this)
+                    best = max(best, total / max(x.elapsed_s for x in this))
+                row.rate[p] = best
+        job = Job("exact", f"exact-{uuid.uuid4().hex[:8]}", 1, 0.0, a.attempts, (a.procs,))
         spec = res.spec(store, EXACT_LIMIT, 86_400, max_keys)
         got = run_processes(spec, job, a.procs)
         res.done(spec)
@@ -693,8 +707,9 @@ def report(
     print()
 
     print(
-        f"## Processes on ONE key: aggregate decisions/s (sync `hit`, {a.duration:g} s, best of "
-        f"{a.rounds}) and exactness ({EXACT_LIMIT}/day, {a.procs} x {a.attempts:,} attempts)"
+        f"## Processes on ONE key: aggregate decisions/s (sync `hit`, {a.duration:g} s phases, "
+        f"best of {a.rounds} rounds) and exactness ({EXACT_LIMIT}/day, {a.procs} x "
+        f"{a.attempts:,} attempts)"
     )
     print()
     p = a.procs
@@ -723,7 +738,9 @@ def report(
     cpus = usable_cpus()
     print(
         f"- {a.procs} processes on {cpus} usable CPUs: an aggregate can grow at most "
-        f"{min(cpus, a.procs)}x over one process (Redis rows: redis-server shares the CPUs too)"
+        f"{min(cpus, a.procs)}x over one process (Redis rows: redis-server shares the CPUs too). "
+        f"The memory store shares nothing between its processes: its {a.procs} ÷ 1 is the most "
+        "this machine's free CPUs allowed in this run (other load on the machine lowers it)"
     )
     for note in mnotes:
         print(f"- {note}")
@@ -735,8 +752,13 @@ def report(
         print(f"- {v}")
     host = next(m for m in multi if m.store == "host")
     r1, rp = host.rate.get(1), host.rate.get(p)
+    mem = next(m for m in multi if m.store == "memory")
+    m1, mp = mem.rate.get(1), mem.rate.get(p)
+    control = ""
+    if isinstance(m1, float) and isinstance(mp, float):
+        control = f" (control, the memory store, nothing shared: {mp / m1:.2f}x)"
     if isinstance(r1, float) and isinstance(rp, float):
-        verdict = "met" if rp > r1 else "NOT met"
+        verdict = f"{rp / r1:.2f}x, " + ("met" if rp > r1 else "NOT met") + control
         print(
             f"- host, {p} processes vs 1 on one key: {rp:,.0f} vs {r1:,.0f} decisions/s, {verdict}"
         )
@@ -761,13 +783,18 @@ def main() -> int:
     parser.add_argument("--target-ms", type=float, default=None, help="one repeat (300; quick 100)")
     parser.add_argument("--keys", type=int, default=100_000, help="distinct keys (100,000)")
     parser.add_argument("--procs", type=int, default=4, help="processes on one key (4)")
-    parser.add_argument("--duration", type=float, default=None, help="s per round (1; quick 0.3)")
-    parser.add_argument("--rounds", type=int, default=None, help="rounds per run (3; quick 2)")
+    parser.add_argument("--duration", type=float, default=None, help="s a phase (0.5; quick 0.2)")
+    parser.add_argument("--rounds", type=int, default=None, help="rounds (5; quick 3)")
     parser.add_argument(
         "--attempts",
         type=int,
         default=None,
         help="exactness attempts per process (5000; quick 2500)",
+    )
+    parser.add_argument(
+        "--stores",
+        default=",".join(STORES),
+        help=f"which subjects, comma-separated (default: all of {','.join(STORES)})",
     )
     parser.add_argument(
         "--sqlite-dir", type=Path, default=None, help="where pyrate's SQLite file goes (temp dir)"
@@ -778,8 +805,8 @@ def main() -> int:
     a.target_ms = max(10.0, min(a.target_ms or (100.0 if q else 300.0), 5_000.0))
     a.keys = max(1, min(a.keys, 5_000_000))
     a.procs = max(2, min(a.procs, 64))
-    a.duration = max(0.05, min(a.duration or (0.3 if q else 1.0), 30.0))
-    a.rounds = max(1, min(a.rounds or (2 if q else 3), 10))
+    a.duration = max(0.05, min(a.duration or (0.2 if q else 0.5), 30.0))
+    a.rounds = max(1, min(a.rounds or (3 if q else 5), 20))
     a.attempts = max(EXACT_LIMIT, min(a.attempts or (2_500 if q else 5_000), 1_000_000))
 
     started = time.perf_counter()
@@ -799,7 +826,8 @@ def main() -> int:
     )
     print(
         f"- one process: ~{a.target_ms:g} ms a repeat, {a.repeats} repeats interleaved, best; "
-        f"processes: spawn, barrier start, {a.duration:g} s rounds, best of {a.rounds}"
+        f"processes: spawn, {a.rounds} rounds of 1 then {a.procs} processes, {a.duration:g} s "
+        "phases started on a barrier, best round"
     )
     print(flush=True)
 
@@ -809,6 +837,10 @@ def main() -> int:
         "redis": None if redis_bin is not None else "redis-server is not installed",
         "pyrate": pyrate_unavailable(),
     }
+    chosen = {x.strip() for x in a.stores.split(",")}
+    for store in STORES:
+        if store not in chosen:
+            available[store] = "left out (--stores)"
     server = None
     redis_url = None
     if available["redis"] is None:
