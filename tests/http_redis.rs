@@ -54,6 +54,7 @@ fn policy(redis: RedisConfig, on_error: OnError, prefix: &str) -> HttpPolicy {
         routes,
         headers: HeaderStyle::XRateLimit,
         redis: Some(budgets),
+        host: None,
     }
 }
 

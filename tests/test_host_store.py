@@ -17,6 +17,9 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from test_middleware_redis import CONFIG, app_with, client, visible
 
 import seawall
 import seawall.host
@@ -169,3 +172,68 @@ def test_a_file_that_is_not_a_segment_is_refused_not_read(name: str) -> None:
     assert not seawall.host.remove(name)
     with pytest.raises(TypeError, match="name"):
         seawall.host.remove(3)  # type: ignore[arg-type]
+
+
+# --------------------------------------------------------------------------------------------
+# The middleware and the FastAPI dependency on a host store
+
+
+@settings(
+    max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    steps=st.lists(
+        st.tuples(
+            st.sampled_from(["/", "/login", "/other"]),
+            st.sampled_from(["GET", "POST"]),
+            st.sampled_from(["192.0.2.1", "192.0.2.2", "2001:db8::1"]),
+            st.integers(min_value=0, max_value=40),
+        ),
+        min_size=1,
+        max_size=30,
+    )
+)
+def test_the_middleware_on_a_host_store_answers_as_memory_does(
+    steps: list[tuple[str, str, str, int]],
+) -> None:
+    """Every status and rate-limit header the same, request by request, on one clock: global,
+    route and per-client budgets, decided together in shared memory."""
+    name = f"test-eq-{uuid.uuid4().hex[:12]}"
+    clock = ManualClock()
+    memory = app_with(**CONFIG, clock=clock)
+    shared = app_with(**CONFIG, clock=clock, store=f"host://{name}", max_keys=1000)
+
+    async def run() -> None:
+        for path, method, ip, advance in steps:
+            clock.advance(advance)
+            async with client(memory, ip) as m, client(shared, ip) as h:
+                a = await m.request(method, path)
+                b = await h.request(method, path)
+            assert visible(b) == visible(a), (path, method, ip)
+
+    try:
+        asyncio.run(run())
+    finally:
+        seawall.host.remove(name)
+
+
+async def test_the_fastapi_dependency_on_a_host_store_is_shared(name: str) -> None:
+    from fastapi import Depends, FastAPI
+
+    from seawall.fastapi import limit
+
+    apps = []
+    for _ in range(2):
+        app = FastAPI()
+        dependency = limit("3/minute", store=f"host://{name}", max_keys=1000)
+
+        @app.get("/search", dependencies=[Depends(dependency)])
+        async def search() -> dict[str, str]:
+            return {"ok": "yes"}
+
+        apps.append(app)
+    statuses = []
+    for i in range(5):
+        async with client(apps[i % 2]) as c:
+            statuses.append((await c.get("/search")).status_code)
+    assert statuses == [200, 200, 200, 429, 429]

@@ -35,6 +35,8 @@ import pytest
 import worker_apps as apps
 from redis_servers import RedisServer, free_port, redis_server_binary
 
+import seawall.host
+
 WORKERS = 4
 BURST = 40  # requests per burst: four times the usual limit, so every worker gets some
 START = 90.0  # seconds four workers may take to start on a loaded machine
@@ -68,6 +70,7 @@ def _env(store: str) -> dict[str, str]:
         PYTHONPATH=os.pathsep.join(filter(None, [str(TESTS), env.get("PYTHONPATH")])),
         SEAWALL_WORKERS_STORE=store,
         SEAWALL_WORKERS_PREFIX=f"w:{uuid.uuid4().hex[:12]}:",
+        SEAWALL_WORKERS_HOST=f"w-{uuid.uuid4().hex[:12]}",
     )
     return env
 
@@ -96,11 +99,12 @@ def serve(argv: list[str], store: str, log: Path, ready_path: str = "/pid") -> I
     and it answers HTTP, yield it, then stop it (SIGTERM, then SIGKILL)."""
     port = free_port()
     argv = [a.replace("{port}", str(port)) for a in argv]
+    env = _env(store)
     with log.open("wb") as out:
         proc = subprocess.Popen(
             [sys.executable, "-m", *argv],
             cwd=TESTS,
-            env=_env(store),
+            env=env,
             stdin=subprocess.DEVNULL,
             stdout=out,
             stderr=subprocess.STDOUT,
@@ -126,6 +130,9 @@ def serve(argv: list[str], store: str, log: Path, ready_path: str = "/pid") -> I
         yield Server(url, pids, log)
     finally:
         _stop(proc)
+        # The server's host stores outlive it (as they outlive any worker): remove them.
+        for segment in Path("/dev/shm").glob(f"seawall-{env['SEAWALL_WORKERS_HOST']}-*"):
+            seawall.host.remove(segment.name.removeprefix("seawall-"))
 
 
 def uvicorn(factory: str) -> list[str]:
@@ -232,6 +239,18 @@ def test_middleware_route_rule_is_exact_across_workers(http_server: Server) -> N
     assert_exactly(http_server, lambda a: f"/rules/{a}/limited", apps.RULE)
     # The rule replaced the default for its path: the default budget is still whole.
     assert_exactly(http_server, lambda a: f"/rules/{a}/other", apps.RULE_DEFAULT)
+
+
+def test_host_store_middleware_is_exact_across_workers(http_server: Server) -> None:
+    """The same cases on a host store (shared memory, no Redis): per client, and global."""
+    assert_exactly(http_server, lambda a: f"/host-client/{a}/x", apps.CLIENT)
+    assert_exactly(
+        http_server,
+        lambda a: f"/host-global/{a}/x",
+        apps.GLOBAL,
+        headers=lambda i: {"X-Client": f"client-{i}"},
+        rate_limit_headers=False,
+    )
 
 
 def test_middleware_global_limit_is_exact_across_workers_and_clients(http_server: Server) -> None:

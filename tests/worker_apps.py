@@ -22,6 +22,8 @@ retry a burst when the kernel happened to hand every connection to one worker. T
 - ``/fail/allow``, ``/fail/deny``, ``/fail/local``: ``RateLimitMiddleware`` with that
   ``on_error`` and short timeouts, for the Redis-killed tests (``/fail/local`` keyed by
   ``X-Client``, limit ``LOCAL``);
+- ``/host-client/<a>/...`` and ``/host-global/<a>/...``: the client and global cases on a host
+  store (``host://<SEAWALL_WORKERS_HOST>-…``, shared memory) instead of Redis;
 - ``/pid``: no limit (readiness).
 
 Every response, a refusal included, carries the answering worker's pid in ``X-Worker-Pid``.
@@ -72,6 +74,11 @@ def _store() -> str:
 
 def _prefix(part: str) -> str:
     return f"{os.environ['SEAWALL_WORKERS_PREFIX']}{part}:"
+
+
+def _host(part: str) -> str:
+    """A host store (shared memory) of this server's own (``SEAWALL_WORKERS_HOST``)."""
+    return f"host://{os.environ['SEAWALL_WORKERS_HOST']}-{part}"
 
 
 def _hour(n: int) -> str:
@@ -190,6 +197,18 @@ def http_app() -> ASGIApp:
         )
         routes[f"/fastapi/{a}"] = fastapi
         routes[f"/decorator/{a}"] = decorated
+        # The same on the host store (shared memory): no Redis involved.
+        routes[f"/host-client/{a}"] = RateLimitMiddleware(
+            inner, limits=_hour(CLIENT), store=_host(f"client-{a}"), max_keys=1000
+        )
+        routes[f"/host-global/{a}"] = RateLimitMiddleware(
+            inner,
+            limits=_hour(GLOBAL_PER_CLIENT),
+            global_limits=_hour(GLOBAL),
+            key="header:X-Client",
+            store=_host(f"global-{a}"),
+            max_keys=1000,
+        )
     for policy in ("allow", "deny"):
         routes[f"/fail/{policy}"] = middleware(
             f"fail-{policy}", limits=_hour(1000), on_error=policy, **TIMEOUTS

@@ -532,6 +532,9 @@ pub struct HttpPolicy {
     /// Where the budgets are decided when not in this process: Redis (then `global` and
     /// `routes` are the `on_error="local"` fallback).
     pub redis: Option<redis_budgets::RedisBudgets>,
+    /// Or this machine's shared memory: the route budgets in order, then the global limits'
+    /// (then `global` and `routes` only name the budgets).
+    pub host: Option<crate::store::host::HostBudgets>,
 }
 
 /// What to do with a request.
@@ -722,8 +725,12 @@ impl HttpPolicy {
             .map_or("default", |r| r.name.as_str())
     }
 
-    /// Decides `plan` in this process's stores: all or nothing across its budgets.
+    /// Decides `plan` in this process's stores (or the host store): all or nothing across its
+    /// budgets.
     pub(crate) fn decide_here(&self, plan: &Plan, now: Nanos) -> Result<Verdict<'_>, Error> {
+        if let Some(host) = &self.host {
+            return self.decide_on_host(host, plan, now);
+        }
         let mut applicable: Vec<(Budget<'_>, &str)> = Vec::with_capacity(2);
         if let (true, Some(g)) = (plan.global, &self.global) {
             applicable.push((Budget::Global(g), "global"));
@@ -766,6 +773,48 @@ impl HttpPolicy {
         })
     }
 
+    /// [`HttpPolicy::decide_here`] on the host store: the global key and the client's key in its
+    /// route budget locked together, so that no other process decides in between.
+    fn decide_on_host(
+        &self,
+        host: &crate::store::host::HostBudgets,
+        plan: &Plan,
+        now: Nanos,
+    ) -> Result<Verdict<'_>, Error> {
+        let global_budget = self.routes.budgets();
+        let client = plan.route.map(|b| (b, format!("{b}|{}", plan.key)));
+        let policy = |t: LimitDecision, name| {
+            let d = Decision {
+                reset_after: t.binding_reset_after,
+                ..t.decision
+            };
+            (d, t.binding.period, name)
+        };
+        let parts: Vec<(Decision, Nanos, &str)> = match (plan.global, &client) {
+            (true, Some((b, key))) => {
+                let (_, [g, c]) = host.hit_pair([(global_budget, "global"), (*b, key)], now)?;
+                vec![policy(g, "global"), policy(c, self.route_name(*b))]
+            }
+            (true, None) => vec![policy(
+                host.decide(global_budget, "global", now, 1, true)?,
+                "global",
+            )],
+            (false, Some((b, key))) => vec![policy(
+                host.decide(*b, key, now, 1, true)?,
+                self.route_name(*b),
+            )],
+            (false, None) => unreachable!("a plan spends at least one budget"),
+        };
+        let allowed = parts.iter().all(|(d, _, _)| d.allowed);
+        let (decision, window, name) = parts[binding(&parts, allowed, |(d, _, _)| d)];
+        Ok(Verdict {
+            allowed,
+            decision,
+            window,
+            name,
+        })
+    }
+
     /// The response for a verdict: headers to add, or the whole 429.
     pub(crate) fn render(&self, v: &Verdict<'_>) -> Outcome {
         let headers = render::headers(self.headers, &v.decision, v.window, v.name);
@@ -797,6 +846,9 @@ impl HttpPolicy {
 
     /// Keys held: the per-client ones, and the global limits' one.
     pub fn len(&self) -> usize {
+        if let Some(host) = &self.host {
+            return host.len();
+        }
         self.routes.len() + self.global.as_ref().map_or(0, Limiter::len)
     }
 
@@ -812,6 +864,12 @@ impl HttpPolicy {
 
     /// Forgets `key` in every budget.
     pub fn reset(&self, key: &str, now: Nanos) {
+        if let Some(host) = &self.host {
+            for b in 0..self.routes.budgets() {
+                host.reset(b, &format!("{b}|{key}"), now);
+            }
+            return;
+        }
         if let Some(g) = &self.global {
             g.reset(key, now);
         }
@@ -892,6 +950,7 @@ mod tests {
             ),
             headers: HeaderStyle::XRateLimit,
             redis: None,
+            host: None,
         }
     }
 

@@ -25,6 +25,7 @@ use crate::http::{
 };
 use crate::limiter::limit::{AlgorithmKind, LimitSet};
 use crate::limiter::memory_limiter::Limiter;
+use crate::store::host::HostBudgets;
 use crate::store::redis::batcher::{Done, Outcome as SentOutcome};
 use crate::store::redis::pool::BlockingPool;
 use crate::store::redis::{runtime, url, RedisConfig};
@@ -487,7 +488,19 @@ impl PyHttpLimiter {
             || matches!(key_source, KeySource::Header(_) | KeySource::McpSession);
         let clock = ClockSource::from_arg(clock)?;
         let routes = Routes::new(rule_list, default, max_keys);
-        let redis = match store.filter(|s| *s != "memory://") {
+        let host = match store.and_then(|s| s.strip_prefix("host://")) {
+            Some(name) => {
+                let mut sets: Vec<LimitSet> = routes
+                    .budget_ids()
+                    .into_iter()
+                    .map(|(set, _)| set)
+                    .collect();
+                sets.extend(global.clone());
+                Some(HostBudgets::open(name, sets, max_keys)?)
+            }
+            None => None,
+        };
+        let redis = match store.filter(|s| *s != "memory://" && host.is_none()) {
             None => None,
             Some(url) => {
                 let config = redis_settings(
@@ -525,6 +538,7 @@ impl PyHttpLimiter {
             routes,
             headers: headers.parse::<HeaderStyle>()?,
             redis,
+            host,
         });
         let direct = policy
             .redis
@@ -548,9 +562,10 @@ impl PyHttpLimiter {
     /// The store URL, password hidden (`memory://` in this process).
     #[getter]
     fn store(&self) -> String {
-        match &self.policy.redis {
-            Some(r) => url::redact(&r.guard().config().redis.url),
-            None => "memory://".to_string(),
+        match (&self.policy.redis, &self.policy.host) {
+            (Some(r), _) => url::redact(&r.guard().config().redis.url),
+            (None, Some(h)) => format!("host://{}", h.name()),
+            (None, None) => "memory://".to_string(),
         }
     }
 

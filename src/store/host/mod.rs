@@ -8,7 +8,7 @@
 //! see [`table`] for the locks, crash safety and eviction). The sliding log keeps one entry per
 //! request, which has no fixed size in shared memory: the host store takes every other
 //! algorithm (GCRA, token and leaky buckets, fixed windows, sliding counters), up to six words
-//! of state per key (three bucket limits, or three window limits, or two sliding counters).
+//! of state per key (three bucket or fixed-window limits, or two sliding counters).
 //!
 //! Time: every process reads [`crate::clock::SystemClock`], each anchored to the wall clock when
 //! it started. Two processes may disagree by the skew of those anchors (microseconds, more if
@@ -27,7 +27,7 @@ use crate::clock::Nanos;
 use crate::error::Error;
 use crate::limiter::limit::{AlgorithmKind, LimitDecision, LimitSet, LimitState};
 use segment::{Layout, Segment};
-use table::{Codec, State, Table, SLOT_BYTES, STATE_WORDS};
+use table::{Codec, Kind, State, Table, SLOT_BYTES, STATE_WORDS};
 
 /// Limits per key with state in a shared-memory segment of this machine.
 ///
@@ -45,12 +45,19 @@ use table::{Codec, State, Table, SLOT_BYTES, STATE_WORDS};
 /// assert!(segment::remove(&name).unwrap());
 /// ```
 pub struct HostLimiter {
-    limits: Codes,
-    table: Table,
-    name: String,
+    budgets: HostBudgets,
     /// This process's decisions and refusals.
     decisions: AtomicU64,
     limited: AtomicU64,
+}
+
+/// Several limit sets ("budgets") in one host segment, each key held to one of them: the store
+/// of [`HostLimiter`] (one budget) and of the HTTP policy (a budget per route rule, the default
+/// limits and the global ones). A request's two budgets are decided together, all or nothing.
+pub struct HostBudgets {
+    codec: Budgets,
+    table: Table,
+    name: String,
 }
 
 /// A limit set as the table keeps it: where each limit's words start.
@@ -75,7 +82,6 @@ impl Codes {
                         "sliding_log keeps an entry per request, which a host store cannot hold \
                          in a fixed slot; use sliding_counter (or gcra) with store='host://…'",
                     )),
-                    AlgorithmKind::FixedWindow => 2,
                     AlgorithmKind::SlidingCounter => 3,
                     _ => 2,
                 };
@@ -87,8 +93,8 @@ impl Codes {
                 "limits",
                 format!(
                     "are too many for a host store: a key keeps at most {STATE_WORDS} words of \
-                     state (three bucket or fixed-window limits, two sliding counters), these \
-                     need {next}"
+                     state (three bucket or fixed-window limits, or two sliding counters), \
+                     these need {next}"
                 ),
             ));
         }
@@ -128,12 +134,6 @@ impl Codes {
         }
     }
 
-    fn with<R>(&self, state: &State, f: impl FnOnce(&[LimitState]) -> R) -> R {
-        let mut buf = empty();
-        let n = self.decode(state, &mut buf);
-        f(&buf[..n])
-    }
-
     fn make(&self, f: impl Fn(usize) -> LimitState) -> State {
         let mut out = [0; STATE_WORDS];
         for (i, &(at, _)) in self.at.iter().enumerate() {
@@ -141,119 +141,163 @@ impl Codes {
         }
         out
     }
+
+    fn with<R>(&self, state: &State, f: impl FnOnce(&[LimitState]) -> R) -> R {
+        let mut buf = empty();
+        let n = self.decode(state, &mut buf);
+        f(&buf[..n])
+    }
 }
 
 fn empty() -> [LimitState; MAX_LIMITS] {
     std::array::from_fn(|_| LimitState::Bucket(BucketState::default()))
 }
 
-impl Codec for Codes {
-    fn fresh(&self, now: Nanos) -> State {
-        self.make(|i| self.set.fresh_state(i, now))
+/// The budgets of a segment, as the table's [`Codec`]: a state's kind is its budget's index.
+struct Budgets(Vec<Codes>);
+
+impl Codec for Budgets {
+    fn fresh(&self, kind: Kind, now: Nanos) -> State {
+        let c = &self.0[usize::from(kind)];
+        c.make(|i| c.set.fresh_state(i, now))
     }
 
-    fn spent(&self, now: Nanos) -> State {
-        self.make(|i| self.set.spent_state(i, now))
+    fn spent(&self, kind: Kind, at: Nanos) -> State {
+        let c = &self.0[usize::from(kind)];
+        c.make(|i| c.set.spent_state(i, at))
     }
 
-    fn is_fresh(&self, state: &State, now: Nanos) -> bool {
-        self.with(state, |s| self.set.states_are_fresh(s, now))
+    fn is_fresh(&self, kind: Kind, state: &State, now: Nanos) -> bool {
+        match self.0.get(usize::from(kind)) {
+            Some(c) => c.with(state, |s| c.set.states_are_fresh(s, now)),
+            // A poisoned state is kept until it would be fresh in every budget.
+            None => (0..self.0.len()).all(|k| {
+                let spent = self.spent(k as Kind, state[0]);
+                self.is_fresh(k as Kind, &spent, now)
+            }),
+        }
     }
 
-    fn eviction_rank(&self, state: &State, now: Nanos) -> (Nanos, u128) {
-        (0, self.with(state, |s| self.set.states_loss(s, now)))
+    fn eviction_rank(&self, kind: Kind, state: &State, now: Nanos) -> (Nanos, u128) {
+        match self.0.get(usize::from(kind)) {
+            Some(c) => (0, c.with(state, |s| c.set.states_loss(s, now))),
+            None => (0, u128::MAX),
+        }
     }
 }
 
-impl HostLimiter {
-    /// Opens (or creates) the host store `name` for `limits`, with room for at least `max_keys`
-    /// keys. Every process that opens one name must give the same limits and `max_keys`.
-    pub fn open(name: &str, limits: LimitSet, max_keys: usize) -> Result<Self, Error> {
-        let codes = Codes::new(limits)?;
+/// One budget's part of a decision: its limits' decision, counted only if every part admits.
+fn decide_part(
+    codes: &Codes,
+    words: &mut State,
+    now: Nanos,
+    cost: u64,
+    commit: bool,
+) -> LimitDecision {
+    let mut buf = empty();
+    let n = codes.decode(words, &mut buf);
+    let (decision, i, binding_reset_after) = codes.set.decide(&mut buf[..n], now, cost, commit);
+    let d = LimitDecision {
+        decision,
+        binding: codes.set.limits()[i].spec(),
+        binding_reset_after,
+    };
+    if commit {
+        codes.encode(&buf[..n], words);
+    }
+    d
+}
+
+impl HostBudgets {
+    /// Opens (or creates) the host store `name` for `sets` (a key is held to one of them), with
+    /// room for at least `max_keys` keys. Every process that opens one name must give the same
+    /// limit sets, in the same order, and `max_keys`.
+    pub fn open(name: &str, sets: Vec<LimitSet>, max_keys: usize) -> Result<Self, Error> {
+        if sets.len() >= usize::from(table::POISONED) {
+            return Err(Error::invalid("rules", "are too many for a host store"));
+        }
+        let codes = sets
+            .into_iter()
+            .map(Codes::new)
+            .collect::<Result<Vec<_>, Error>>()?;
         let capacity = capacity_for(max_keys)?;
+        let described: Vec<_> = codes.iter().map(|c| c.set.limits()).collect();
         let layout = Layout {
             capacity: capacity as u64,
             slot_bytes: SLOT_BYTES,
             config: format!(
-                "seawall {} host store: {:?}",
-                env!("CARGO_PKG_VERSION"),
-                codes.set.limits()
+                "seawall {} host store: {described:?}",
+                env!("CARGO_PKG_VERSION")
             ),
         };
         let segment = Segment::open(name, &layout)?;
-        Ok(HostLimiter {
-            limits: codes,
+        Ok(HostBudgets {
+            codec: Budgets(codes),
             table: Table::new(segment, capacity),
             name: name.to_owned(),
-            decisions: AtomicU64::new(0),
-            limited: AtomicU64::new(0),
         })
     }
 
-    /// The limits.
-    pub fn limits(&self) -> &LimitSet {
-        &self.limits.set
+    /// Budget `budget`'s limits.
+    pub fn limits(&self, budget: usize) -> &LimitSet {
+        &self.codec.0[budget].set
     }
 
-    /// The store's name.
-    pub fn name(&self) -> &str {
-        &self.name
-    }
-
-    fn decide(
+    /// Decides `cost` for `key` in `budget` at `now`, all or nothing across its limits; counted
+    /// only if admitted and `commit`.
+    pub fn decide(
         &self,
+        budget: usize,
         key: &str,
         now: Nanos,
         cost: u64,
         commit: bool,
     ) -> Result<LimitDecision, Error> {
-        let set = &self.limits.set;
-        set.check_cost(cost)?;
-        let run = |words: &mut State| {
-            let mut buf = empty();
-            let n = self.limits.decode(words, &mut buf);
-            let (decision, i, binding_reset_after) = set.decide(&mut buf[..n], now, cost, commit);
-            if commit {
-                self.limits.encode(&buf[..n], words);
-            }
-            Ok::<_, Error>(LimitDecision {
-                decision,
-                binding: set.limits()[i].spec(),
-                binding_reset_after,
-            })
-        };
-        let d = if commit {
-            self.table.update(&self.limits, key, now, run)?
-        } else {
-            let mut copy = None;
-            self.table
-                .read_with(&self.limits, key, now, |w| copy = Some(*w));
-            let mut words = copy.unwrap_or_else(|| self.limits.fresh(now));
-            run(&mut words)?
-        };
+        let codes = &self.codec.0[budget];
+        codes.set.check_cost(cost)?;
+        let kind = budget as Kind;
         if commit {
-            self.decisions.fetch_add(1, Ordering::Relaxed);
-            if !d.decision.allowed {
-                self.limited.fetch_add(1, Ordering::Relaxed);
-            }
+            return self.table.update(&self.codec, kind, key, now, |w| {
+                Ok::<_, Error>(decide_part(codes, w, now, cost, true))
+            });
         }
-        Ok(d)
+        let mut words = self.table.read_with(&self.codec, kind, key, now, |w| *w);
+        Ok(decide_part(codes, &mut words, now, cost, false))
     }
 
-    /// Decides `cost` for `key` at `now` against every limit, all or nothing, and counts it if
-    /// admitted, exactly across every process of the store.
-    pub fn hit(&self, key: &str, now: Nanos, cost: u64) -> Result<LimitDecision, Error> {
-        self.decide(key, now, cost, true)
+    /// Decides one request against two budgets' keys at once, all or nothing: counted by both
+    /// only if both admit it. Each part's decision, in order, and whether both admitted.
+    pub fn hit_pair(
+        &self,
+        parts: [(usize, &str); 2],
+        now: Nanos,
+    ) -> Result<(bool, [LimitDecision; 2]), Error> {
+        for (budget, _) in parts {
+            self.codec.0[budget].set.check_cost(1)?;
+        }
+        let keys = parts.map(|(budget, key)| (budget as Kind, key));
+        self.table.update_pair(&self.codec, keys, now, |a, b| {
+            let (ca, cb) = (&self.codec.0[parts[0].0], &self.codec.0[parts[1].0]);
+            // Asked first without counting; counted by both only if both admit.
+            let da = decide_part(ca, &mut a.clone(), now, 1, false);
+            let db = decide_part(cb, &mut b.clone(), now, 1, false);
+            if !(da.decision.allowed && db.decision.allowed) {
+                return Ok::<_, Error>((false, [da, db]));
+            }
+            let da = decide_part(ca, a, now, 1, true);
+            let db = decide_part(cb, b, now, 1, true);
+            Ok((true, [da, db]))
+        })
     }
 
-    /// What [`HostLimiter::hit`] would decide, changing nothing.
-    pub fn test(&self, key: &str, now: Nanos, cost: u64) -> Result<LimitDecision, Error> {
-        self.decide(key, now, cost, false)
+    /// Makes `key` fresh again in `budget`, for every process; whether it was held.
+    pub fn reset(&self, budget: usize, key: &str, now: Nanos) -> bool {
+        self.table.reset(&self.codec, budget as Kind, key, now)
     }
 
-    /// Makes `key` fresh again, for every process; whether it was held.
-    pub fn reset(&self, key: &str, now: Nanos) -> bool {
-        self.table.reset(&self.limits, key, now)
+    /// The store's name.
+    pub fn name(&self) -> &str {
+        &self.name
     }
 
     /// Keys held (a scan of the table).
@@ -279,6 +323,74 @@ impl HostLimiter {
     /// Where the segment lives.
     pub fn path(&self) -> &std::path::Path {
         self.table.segment().path()
+    }
+}
+
+impl HostLimiter {
+    /// Opens (or creates) the host store `name` for `limits`, with room for at least `max_keys`
+    /// keys. Every process that opens one name must give the same limits and `max_keys`.
+    pub fn open(name: &str, limits: LimitSet, max_keys: usize) -> Result<Self, Error> {
+        Ok(HostLimiter {
+            budgets: HostBudgets::open(name, vec![limits], max_keys)?,
+            decisions: AtomicU64::new(0),
+            limited: AtomicU64::new(0),
+        })
+    }
+
+    /// The limits.
+    pub fn limits(&self) -> &LimitSet {
+        self.budgets.limits(0)
+    }
+
+    /// The store's name.
+    pub fn name(&self) -> &str {
+        self.budgets.name()
+    }
+
+    /// Decides `cost` for `key` at `now` against every limit, all or nothing, and counts it if
+    /// admitted, exactly across every process of the store.
+    pub fn hit(&self, key: &str, now: Nanos, cost: u64) -> Result<LimitDecision, Error> {
+        let d = self.budgets.decide(0, key, now, cost, true)?;
+        self.decisions.fetch_add(1, Ordering::Relaxed);
+        if !d.decision.allowed {
+            self.limited.fetch_add(1, Ordering::Relaxed);
+        }
+        Ok(d)
+    }
+
+    /// What [`HostLimiter::hit`] would decide, changing nothing.
+    pub fn test(&self, key: &str, now: Nanos, cost: u64) -> Result<LimitDecision, Error> {
+        self.budgets.decide(0, key, now, cost, false)
+    }
+
+    /// Makes `key` fresh again, for every process; whether it was held.
+    pub fn reset(&self, key: &str, now: Nanos) -> bool {
+        self.budgets.reset(0, key, now)
+    }
+
+    /// Keys held (a scan of the table).
+    pub fn len(&self) -> usize {
+        self.budgets.len()
+    }
+
+    /// Whether no key is held.
+    pub fn is_empty(&self) -> bool {
+        self.budgets.is_empty()
+    }
+
+    /// Slots in the table: the most keys it holds.
+    pub fn capacity(&self) -> usize {
+        self.budgets.capacity()
+    }
+
+    /// Bytes of shared memory the segment takes (capacity × 72 bytes, and a 4 KiB header).
+    pub fn bytes(&self) -> usize {
+        self.budgets.bytes()
+    }
+
+    /// Where the segment lives.
+    pub fn path(&self) -> &std::path::Path {
+        self.budgets.path()
     }
 
     /// This process's decisions and refusals.

@@ -2,8 +2,9 @@
 //! slots after its home slot, and every slot guarded by a lock that a crashed holder cannot keep.
 //!
 //! Layout (64-bit words after the header): `capacity` tags (a key's 64-bit hash under the
-//! segment's secret seed; 0: empty), then `capacity` slots of eight words: the lock, a checksum,
-//! and six words of state. Tags apart from slots make a lookup read one or two cache lines of
+//! segment's secret seed; 0: empty), then `capacity` slots of eight words: the lock, a check word
+//! (the state's kind, which of the store's limit sets it is kept under, and a checksum), and
+//! six words of state. Tags apart from slots make a lookup read one or two cache lines of
 //! tags and then the one line of its slot.
 //!
 //! Locks. A slot's lock word is 0 when free, else its holder's pid and the second it took it. A
@@ -44,17 +45,21 @@ const STALE_SECS: u64 = 10;
 /// A key's state as six words, and what the table needs to know of it.
 pub type State = [u64; STATE_WORDS];
 
+/// Which limits a slot's state is kept under (a budget of the store), recorded beside it.
+pub type Kind = u16;
+/// The kind of a state replaced after a crash: word 0 says when; spent in every kind.
+pub const POISONED: Kind = Kind::MAX;
+
 /// What the table needs of the states it keeps (the limits' arithmetic, on words).
 pub trait Codec {
-    /// A new key's state at `now`.
-    fn fresh(&self, now: Nanos) -> State;
-    /// A state no more generous than any real one at `now`: every limit spent just now. What a
-    /// slot holds after its writer died half-way through.
-    fn spent(&self, now: Nanos) -> State;
-    /// Whether `state` is, at `now`, the same as a new key's: dropping it loses nothing.
-    fn is_fresh(&self, state: &State, now: Nanos) -> bool;
+    /// A new key's state of `kind` at `now`.
+    fn fresh(&self, kind: Kind, now: Nanos) -> State;
+    /// A state of `kind` no more generous than any real one at `at`: every limit spent then.
+    fn spent(&self, kind: Kind, at: Nanos) -> State;
+    /// Whether `state` (of `kind`; [`POISONED`] too) is, at `now`, the same as a new key's.
+    fn is_fresh(&self, kind: Kind, state: &State, now: Nanos) -> bool;
     /// The eviction order among states that are not fresh: least loss first.
-    fn eviction_rank(&self, state: &State, now: Nanos) -> (Nanos, u128);
+    fn eviction_rank(&self, kind: Kind, state: &State, now: Nanos) -> (Nanos, u128);
 }
 
 /// The table of one segment.
@@ -126,14 +131,15 @@ fn lock(word: &AtomicU64) -> Held<'_> {
     }
 }
 
-fn checksum(tag: u64, state: &[u64; STATE_WORDS]) -> u64 {
-    state
+/// The slot's second word: its kind in the top 16 bits, a checksum of the tag, kind and state
+/// below (never 0: a slot's word is 0 only before its first write).
+fn check_word(tag: u64, kind: Kind, state: &State) -> u64 {
+    let sum = state
         .iter()
-        .fold(tag ^ 0x9e37_79b9_7f4a_7c15, |h, w| {
+        .fold(tag ^ u64::from(kind) ^ 0x9e37_79b9_7f4a_7c15, |h, w| {
             (h ^ w).wrapping_mul(0x0100_0000_01b3).rotate_left(29)
-        })
-        // Never 0: a slot's checksum is 0 only before its first write.
-        | 1
+        });
+    (u64::from(kind) << 48) | (sum & 0x0000_ffff_ffff_ffff) | 1
 }
 
 impl Table {
@@ -188,25 +194,45 @@ impl Table {
         std::array::from_fn(|w| slot[2 + w].load(Ordering::Relaxed))
     }
 
-    fn write(&self, i: usize, tag: u64, state: &[u64; STATE_WORDS]) {
+    fn write(&self, i: usize, tag: u64, kind: Kind, state: &State) {
         let slot = self.slot(i);
         for (w, v) in state.iter().enumerate() {
             slot[2 + w].store(*v, Ordering::Relaxed);
         }
-        slot[1].store(checksum(tag, state), Ordering::Relaxed);
+        slot[1].store(check_word(tag, kind, state), Ordering::Relaxed);
     }
 
-    /// The slot's state, under its lock: replaced by [`Codec::spent`] if a dead holder left it
-    /// half-written.
-    fn state<C: Codec>(&self, codec: &C, i: usize, held: &Held<'_>, now: Nanos) -> State {
+    /// The slot's kind and state, under its lock. A state a dead holder may have left
+    /// half-written (its check word does not match) is replaced by a poisoned one: spent now.
+    fn raw(&self, i: usize, held: &Held<'_>, now: Nanos) -> (Kind, State) {
         let words = self.read(i);
         let tag = self.tag(i).load(Ordering::Relaxed);
-        if held.recovered && self.slot(i)[1].load(Ordering::Relaxed) != checksum(tag, &words) {
-            let spent = codec.spent(now);
-            self.write(i, tag, &spent);
-            return spent;
+        let check = self.slot(i)[1].load(Ordering::Relaxed);
+        let kind = (check >> 48) as Kind;
+        if held.recovered && check != check_word(tag, kind, &words) {
+            let mut poisoned = [0; STATE_WORDS];
+            poisoned[0] = now;
+            self.write(i, tag, POISONED, &poisoned);
+            return (POISONED, poisoned);
         }
-        words
+        (kind, words)
+    }
+
+    /// The slot's state as `kind` sees it: what it holds if it is of that kind, else (poisoned,
+    /// or a 64-bit hash collision between keys of two kinds) a state with every limit spent.
+    fn state<C: Codec>(
+        &self,
+        codec: &C,
+        kind: Kind,
+        i: usize,
+        held: &Held<'_>,
+        now: Nanos,
+    ) -> State {
+        match self.raw(i, held, now) {
+            (k, words) if k == kind => words,
+            (POISONED, words) => codec.spent(kind, words[0]),
+            _ => codec.spent(kind, now),
+        }
     }
 
     /// Runs `f` on `key`'s state (made fresh if the key is new, evicting another if its slots
@@ -215,6 +241,7 @@ impl Table {
     pub fn update<C: Codec, R, E>(
         &self,
         codec: &C,
+        kind: Kind,
         key: &str,
         now: Nanos,
         f: impl FnOnce(&mut State) -> Result<R, E>,
@@ -226,21 +253,79 @@ impl Table {
             if let Some(found) = self.find(tag, home) {
                 break found;
             }
-            if let Some(placed) = self.place(codec, tag, home, now) {
+            if let Some(placed) = self.place(codec, kind, tag, home, now) {
                 break placed;
             }
         };
-        let mut state = self.state(codec, i, &held, now);
+        let mut state = self.state(codec, kind, i, &held, now);
         let r = f(&mut state)?;
-        self.write(i, tag, &state);
+        self.write(i, tag, kind, &state);
         drop(held);
         Ok(r)
+    }
+
+    /// [`Table::update`] for two keys at once: both slots locked together (in slot order, the
+    /// same in every process, so two processes never wait on each other), so that `f` decides
+    /// across both with no other decision in between (a request's global and per-client
+    /// budgets, all or nothing). The keys must differ.
+    pub fn update_pair<C: Codec, R, E>(
+        &self,
+        codec: &C,
+        keys: [(Kind, &str); 2],
+        now: Nanos,
+        f: impl FnOnce(&mut State, &mut State) -> Result<R, E>,
+    ) -> Result<R, E> {
+        let at = keys.map(|(kind, k)| {
+            let h = self.hasher.hash_one(k);
+            (
+                h.max(1),
+                (h.rotate_left(32) as usize) & (self.capacity - 1),
+                kind,
+            )
+        });
+        loop {
+            // Where each key is, placing a new one (and letting go of its lock at once).
+            let mut slots = [0usize; 2];
+            for (n, &(tag, home, kind)) in at.iter().enumerate() {
+                let (i, held) = loop {
+                    if let Some(found) = self.find(tag, home) {
+                        break found;
+                    }
+                    if let Some(placed) = self.place(codec, kind, tag, home, now) {
+                        break placed;
+                    }
+                };
+                drop(held);
+                slots[n] = i;
+            }
+            let (first, second) = if slots[0] <= slots[1] { (0, 1) } else { (1, 0) };
+            let held_first = lock(&self.slot(slots[first])[0]);
+            let held_second = (slots[0] != slots[1]).then(|| lock(&self.slot(slots[second])[0]));
+            // Either key evicted before both were locked: place it again.
+            if (0..2).any(|n| self.tag(slots[n]).load(Ordering::Relaxed) != at[n].0) {
+                continue;
+            }
+            let held = |n: usize| {
+                if n == first {
+                    &held_first
+                } else {
+                    held_second.as_ref().unwrap_or(&held_first)
+                }
+            };
+            let mut a = self.state(codec, at[0].2, slots[0], held(0), now);
+            let mut b = self.state(codec, at[1].2, slots[1], held(1), now);
+            let r = f(&mut a, &mut b)?;
+            self.write(slots[0], at[0].0, at[0].2, &a);
+            self.write(slots[1], at[1].0, at[1].2, &b);
+            return Ok(r);
+        }
     }
 
     /// Reads `key`'s state without keeping anything: `f` sees a fresh state for a new key.
     pub fn read_with<C: Codec, R>(
         &self,
         codec: &C,
+        kind: Kind,
         key: &str,
         now: Nanos,
         f: impl FnOnce(&State) -> R,
@@ -249,19 +334,19 @@ impl Table {
         let tag = h.max(1);
         let home = (h.rotate_left(32) as usize) & (self.capacity - 1);
         match self.find(tag, home) {
-            Some((i, held)) => f(&self.state(codec, i, &held, now)),
-            None => f(&codec.fresh(now)),
+            Some((i, held)) => f(&self.state(codec, kind, i, &held, now)),
+            None => f(&codec.fresh(kind, now)),
         }
     }
 
     /// Makes `key` fresh again; whether it was held.
-    pub fn reset<C: Codec>(&self, codec: &C, key: &str, now: Nanos) -> bool {
+    pub fn reset<C: Codec>(&self, codec: &C, kind: Kind, key: &str, now: Nanos) -> bool {
         let h = self.hasher.hash_one(key);
         let tag = h.max(1);
         let home = (h.rotate_left(32) as usize) & (self.capacity - 1);
         match self.find(tag, home) {
             Some((i, _held)) => {
-                self.write(i, tag, &codec.fresh(now));
+                self.write(i, tag, kind, &codec.fresh(kind, now));
                 true
             }
             None => false,
@@ -289,6 +374,7 @@ impl Table {
     fn place<C: Codec>(
         &self,
         codec: &C,
+        kind: Kind,
         tag: u64,
         home: usize,
         now: Nanos,
@@ -297,7 +383,7 @@ impl Table {
         if let Some(found) = self.find(tag, home) {
             return Some(found);
         }
-        let fresh = codec.fresh(now);
+        let fresh = codec.fresh(kind, now);
         // An empty slot (another key's insertion, under another insertion lock, may take it
         // between the look and the lock: then the next one).
         for j in 0..WINDOW {
@@ -307,7 +393,7 @@ impl Table {
             }
             let held = lock(&self.slot(i)[0]);
             if self.tag(i).load(Ordering::Relaxed) == 0 {
-                self.write(i, tag, &fresh);
+                self.write(i, tag, kind, &fresh);
                 self.tag(i).store(tag, Ordering::Release);
                 return Some((i, held));
             }
@@ -317,20 +403,20 @@ impl Table {
         for j in 0..WINDOW {
             let i = (home + j) & (self.capacity - 1);
             let held = lock(&self.slot(i)[0]);
-            let state = self.state(codec, i, &held, now);
-            if codec.is_fresh(&state, now) {
+            let (k, state) = self.raw(i, &held, now);
+            if codec.is_fresh(k, &state, now) {
                 victim = Some((i, (0, 0)));
                 drop(held);
                 break;
             }
-            let rank = codec.eviction_rank(&state, now);
+            let rank = codec.eviction_rank(k, &state, now);
             if victim.is_none_or(|(_, best)| rank < best) {
                 victim = Some((i, rank));
             }
         }
         let (i, _) = victim?;
         let held = lock(&self.slot(i)[0]);
-        self.write(i, tag, &fresh);
+        self.write(i, tag, kind, &fresh);
         self.tag(i).store(tag, Ordering::Release);
         Some((i, held))
     }
