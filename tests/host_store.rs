@@ -115,7 +115,7 @@ fn a_full_table_evicts_fresh_keys_first_and_stays_bounded() {
     let later = now + 2 * NANOS_PER_SEC;
     assert!(host.hit("spent", later, 1).unwrap().decision.allowed);
     assert!(!host.hit("spent", later, 1).unwrap().decision.allowed);
-    assert_eq!(host.bytes(), 4096 + capacity * 72);
+    assert_eq!(host.bytes(), 16384 + capacity * 72);
 }
 
 #[test]
@@ -123,12 +123,6 @@ fn opening_checks_name_version_capacity_and_limits() {
     let name = Name::new("checks");
     let limits = set("5/minute", AlgorithmKind::Gcra);
     let _first = HostLimiter::open(&name.0, limits.clone(), 1000).unwrap();
-    let other_limits = HostLimiter::open(&name.0, set("6/minute", AlgorithmKind::Gcra), 1000);
-    assert!(other_limits
-        .err()
-        .unwrap()
-        .to_string()
-        .contains("other limits"));
     let other_size = HostLimiter::open(&name.0, limits.clone(), 100_000);
     assert!(other_size
         .err()
@@ -139,6 +133,18 @@ fn opening_checks_name_version_capacity_and_limits() {
         let e = HostLimiter::open(bad, limits.clone(), 10).err().unwrap();
         assert!(e.to_string().starts_with("store"), "{bad:?}: {e}");
     }
+    // A registry of at most 96 limit sets per segment.
+    let crowded = Name::new("crowded");
+    for n in 1..=96 {
+        let limits = set(&format!("{n}/minute"), AlgorithmKind::Gcra);
+        HostLimiter::open(&crowded.0, limits, 10).unwrap();
+    }
+    let e = HostLimiter::open(&crowded.0, set("97/minute", AlgorithmKind::Gcra), 10);
+    assert!(e
+        .err()
+        .unwrap()
+        .to_string()
+        .contains("96 different limit sets"));
     let log = HostLimiter::open(&name.0, set("5/minute", AlgorithmKind::SlidingLog), 10);
     assert!(log.err().unwrap().to_string().starts_with("algorithm"));
     // A file of another kind under the name is refused, never read as counts.
@@ -284,4 +290,31 @@ fn workers_killed_mid_decision_never_let_a_key_admit_more() {
             .allowed
     );
     std::fs::remove_dir_all(&dir).unwrap();
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(48))]
+
+    /// Two host limiters decided as one answer as two memory limiters do (`hit_with`).
+    #[test]
+    fn host_hit_with_decides_as_memory_does(
+        steps in proptest::collection::vec((0u8..3, 0u64..3_000_000_000), 1..60),
+    ) {
+        let (n1, n2) = (Name::new("with-a"), Name::new("with-b"));
+        let tool = set("3/10 seconds", AlgorithmKind::Gcra);
+        let global = set("5/10 seconds", AlgorithmKind::FixedWindow);
+        let (ht, hg) = (
+            HostLimiter::open(&n1.0, tool.clone(), 100).unwrap(),
+            HostLimiter::open(&n2.0, global.clone(), 100).unwrap(),
+        );
+        let (mt, mg) = (Limiter::new(tool, 100), Limiter::new(global, 100));
+        let mut now = 1_000 * NANOS_PER_SEC;
+        for (key, advance) in steps {
+            now += advance;
+            let key = format!("c{key}");
+            let a = ht.hit_with(&key, &hg, "*", now, 1).unwrap();
+            let b = mt.hit_with(&key, &mg, "*", now, 1).unwrap();
+            prop_assert_eq!(a, b);
+        }
+    }
 }

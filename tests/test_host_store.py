@@ -58,7 +58,7 @@ def test_limiter_with_a_host_store_is_a_host_limiter(name: str) -> None:
     assert a.reset("k") and b.allow("k")
     assert len(a) == 1 and a.capacity == 1024
     stats = a.stats()
-    assert stats["keys"] == 1 and stats["bytes"] == 4096 + 1024 * 72
+    assert stats["keys"] == 1 and stats["bytes"] == 16384 + 1024 * 72
 
 
 async def test_async_methods_answer_at_once(name: str) -> None:
@@ -149,15 +149,58 @@ def test_bad_names_and_options_are_named(name: str) -> None:
         Limiter("1/second", store=f"host://{name}", max_keys=0)
 
 
-def test_every_process_must_agree_on_limits_and_capacity(name: str) -> None:
+def test_one_store_holds_every_front_doors_limits(name: str) -> None:
+    """Limiters of other limits share a store (as they share a Redis): each limit set keeps its
+    own budgets there, and every process must agree on the capacity."""
     store = f"host://{name}"
-    Limiter("5/minute", store=store, max_keys=1000)
-    with pytest.raises(ValueError, match="other limits"):
-        Limiter("6/minute", store=store, max_keys=1000)
-    with pytest.raises(ValueError, match="other limits"):
-        Limiter("5/minute", store=store, algorithm="fixed_window", max_keys=1000)
+    five = Limiter("5/minute", store=store, max_keys=1000)
+    one = Limiter("1/minute", store=store, algorithm="fixed_window", max_keys=1000)
+    assert one.hit("k").allowed and not one.hit("k").allowed
+    assert all(five.hit("k").allowed for _ in range(5)) and not five.hit("k").allowed
     with pytest.raises(ValueError, match="max_keys"):
         Limiter("5/minute", store=store, max_keys=5000)
+
+
+async def test_mcp_global_limits_on_a_host_store(name: str) -> None:
+    from fastmcp import Client, FastMCP
+
+    from seawall.mcp import ToolRateLimitMiddleware
+
+    clock = ManualClock(1_000)
+    servers = []
+    for _ in range(2):
+        middleware = ToolRateLimitMiddleware(
+            "2/minute",
+            per_tool={"wide": "10/minute"},
+            global_limits="4/minute",
+            key=lambda context: "one-client",
+            store=f"host://{name}",
+            max_keys=1000,
+            clock=clock,
+        )
+        server = FastMCP("host", middleware=[middleware])
+
+        @server.tool()
+        def narrow() -> int:
+            return 1
+
+        @server.tool()
+        def wide() -> int:
+            return 2
+
+        servers.append(server)
+
+    async def admitted(tool: str, calls: int) -> int:
+        n = 0
+        for i in range(calls):
+            async with Client(servers[i % 2], mode="legacy") as c:
+                n += not (await c.call_tool(tool, {}, raise_on_error=False)).is_error
+        return n
+
+    assert await admitted("narrow", 5) == 2  # its own limit; the refusals spend no global budget
+    assert await admitted("wide", 6) == 2  # the global budget's last two
+    clock.advance(15)
+    assert await admitted("wide", 3) == 1
 
 
 def test_a_file_that_is_not_a_segment_is_refused_not_read(name: str) -> None:

@@ -18,9 +18,11 @@ class HostLimiter(_seawall.HostLimiter):
     same arguments).
 
     The first process to name ``myapp`` creates the segment (``/dev/shm/seawall-myapp``, room for
-    ``max_keys`` keys, 72 bytes each, reserved at once); the others open it, and must give the same
-    limits, algorithm and ``max_keys`` (a mismatch is a ``ValueError`` naming it, never mixed
-    counts). Names are 1 to 100 letters, digits, ``-``, ``_`` and ``.``. The segment outlives the
+    ``max_keys`` keys, 72 bytes each, reserved at once); the others open it and must give the
+    same ``max_keys`` (a mismatch is a ``ValueError`` naming it). Like a Redis, one store serves
+    every limiter of an app: each limit set (up to 96 per store) keeps its own budgets in it, and
+    limiters of the same limits in any process share theirs. Names are 1 to 100 letters, digits,
+    ``-``, ``_`` and ``.``. The segment outlives the
     processes, so limits survive rolling and full restarts; ``seawall.host.remove("myapp")``
     removes it (when no worker runs). A worker killed mid-decision loses at most that decision,
     and no key admits more than its limit afterwards. Every algorithm but ``sliding_log`` (one
@@ -33,6 +35,12 @@ class HostLimiter(_seawall.HostLimiter):
     async def ahit(self, key: str, cost: int = 1) -> _seawall.Decision:
         """``hit``, awaitable."""
         return self.hit(key, cost)
+
+    async def ahit_with(
+        self, key: str, other: HostLimiter, other_key: str, cost: int = 1
+    ) -> _seawall.Decision:
+        """``hit_with``, awaitable."""
+        return self.hit_with(key, other, other_key, cost)
 
     async def aallow(self, key: str, cost: int = 1) -> bool:
         """``allow``, awaitable."""

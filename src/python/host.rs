@@ -76,6 +76,38 @@ impl PyHostLimiter {
         )?))
     }
 
+    /// `hit` of `key` here and `other_key` in `other` (another HostLimiter) at once, all or
+    /// nothing; the binding decision.
+    #[pyo3(
+        signature = (key, other, other_key, cost=Count::ONE),
+        text_signature = "($self, key, other, other_key, cost=1)"
+    )]
+    fn hit_with(
+        &self,
+        py: Python<'_>,
+        key: &Bound<'_, PyAny>,
+        other: &Bound<'_, PyAny>,
+        other_key: &Bound<'_, PyAny>,
+        cost: Count,
+    ) -> PyResult<PyDecision> {
+        let key = text_arg("key", key)?;
+        let other = other.cast::<PyHostLimiter>().map_err(|_| {
+            pyo3::exceptions::PyTypeError::new_err(format!(
+                "other must be a HostLimiter, got {}",
+                super::errors::type_name(other)
+            ))
+        })?;
+        let other_key = text_arg("other_key", other_key)?;
+        let now = self.clock.now(py)?;
+        Ok(PyDecision::from(self.core.hit_with(
+            key,
+            &other.get().core,
+            other_key,
+            now,
+            cost_arg("cost", cost)?,
+        )?))
+    }
+
     /// Makes `key` fresh again for every process; whether it was held.
     fn reset(&self, py: Python<'_>, key: &Bound<'_, PyAny>) -> PyResult<bool> {
         let key = text_arg("key", key)?;

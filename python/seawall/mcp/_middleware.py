@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from typing import TYPE_CHECKING, Any, Literal, cast
 
+from seawall._host import HostLimiter
 from seawall._keys import check_max_key_length, digest
 from seawall._limiter import Limiter
 from seawall._redis import RedisLimiter
@@ -158,7 +159,7 @@ class ToolRateLimitMiddleware(_middleware_base()):  # type: ignore[misc]
         self._global: Any = None
         if global_limits is not None:
             self._global = self._global_limiter(
-                owner, global_limits, limiters, store, algorithm, clock, options
+                owner, global_limits, limiters, store, algorithm, clock, options, max_keys
             )
         try:
             from fastmcp.exceptions import NotFoundError
@@ -176,9 +177,25 @@ class ToolRateLimitMiddleware(_middleware_base()):  # type: ignore[misc]
         algorithm: str,
         clock: Any,
         options: dict[str, Any],
+        max_keys: int,
     ) -> Any:
         """The server-wide budget: in memory beside memory limiters, in ``store`` beside Redis
-        ones (one script call decides a tool's limit and it together)."""
+        ones (one script call decides a tool's limit and it together), in a host store of its
+        own beside host ones (both slots locked together)."""
+        if any(isinstance(lim, HostLimiter) for lim in limiters):
+            if store is None or not all(isinstance(lim, HostLimiter) for lim in limiters):
+                raise ValueError(
+                    f"{owner}: global_limits on a host store needs store= (the budgets built "
+                    "here, all in host stores)"
+                )
+            # The same segment: its registry keeps these limits apart from the tools'.
+            return Limiter(
+                global_limits,
+                store=store,
+                algorithm=algorithm,
+                max_keys=max_keys,
+                clock=clock,
+            )
         if not self._redis:
             return Limiter(global_limits, algorithm=algorithm, clock=clock)
         if store is None or any(

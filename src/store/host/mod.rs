@@ -19,14 +19,18 @@ pub mod segment;
 pub mod table;
 
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use parking_lot::RwLock;
 
 use crate::algorithm::fixed_window::WindowState;
 use crate::algorithm::sliding_counter::CounterState;
 use crate::algorithm::token_bucket::BucketState;
 use crate::clock::Nanos;
 use crate::error::Error;
-use crate::limiter::limit::{AlgorithmKind, LimitDecision, LimitSet, LimitState};
-use segment::{Layout, Segment};
+use crate::limiter::limit::{AlgorithmKind, Limit, LimitDecision, LimitSet, LimitState};
+use crate::limiter::spec::LimitSpec;
+use segment::{Layout, Record, Segment, RECORD_BYTES};
 use table::{Codec, Kind, State, Table, SLOT_BYTES, STATE_WORDS};
 
 /// Limits per key with state in a shared-memory segment of this machine.
@@ -153,36 +157,129 @@ fn empty() -> [LimitState; MAX_LIMITS] {
     std::array::from_fn(|_| LimitState::Bucket(BucketState::default()))
 }
 
-/// The budgets of a segment, as the table's [`Codec`]: a state's kind is its budget's index.
-struct Budgets(Vec<Codes>);
+/// A limit set as the segment's registry keeps it: the number of limits, then per limit its
+/// count, period (ns), algorithm and burst (`u64::MAX`: none), little-endian.
+///
+/// ```
+/// use seawall::limiter::limit::{AlgorithmKind, LimitSet};
+/// use seawall::store::host::{record_of, set_of};
+///
+/// let set = LimitSet::parse("5/minute; 100/day", AlgorithmKind::FixedWindow).unwrap();
+/// assert_eq!(set_of(&record_of(&set)), Some(set));
+/// ```
+pub fn record_of(set: &LimitSet) -> Record {
+    let mut r = [0u8; RECORD_BYTES];
+    r[0] = set.limits().len() as u8;
+    for (i, l) in set.limits().iter().enumerate().take(MAX_LIMITS) {
+        let at = 8 + i * 32;
+        let kind = AlgorithmKind::ALL
+            .iter()
+            .position(|k| *k == l.kind())
+            .unwrap_or(0);
+        let fields = [
+            l.spec().count,
+            l.spec().period,
+            kind as u64,
+            l.burst().unwrap_or(u64::MAX),
+        ];
+        for (j, f) in fields.iter().enumerate() {
+            r[at + j * 8..at + j * 8 + 8].copy_from_slice(&f.to_le_bytes());
+        }
+    }
+    r
+}
+
+/// The limit set [`record_of`] wrote, if it is one.
+pub fn set_of(r: &Record) -> Option<LimitSet> {
+    let n = usize::from(r[0]);
+    if n == 0 || n > MAX_LIMITS {
+        return None;
+    }
+    let limits = (0..n)
+        .map(|i| {
+            let at = 8 + i * 32;
+            let field =
+                |j: usize| u64::from_le_bytes(r[at + j * 8..at + j * 8 + 8].try_into().expect("8"));
+            let kind = *AlgorithmKind::ALL.get(field(2) as usize)?;
+            let burst = Some(field(3)).filter(|&b| b != u64::MAX);
+            let spec = LimitSpec {
+                count: field(0),
+                period: field(1),
+            };
+            Limit::new(spec, kind, burst).ok()
+        })
+        .collect::<Option<Vec<_>>>()?;
+    LimitSet::new(limits).ok()
+}
+
+/// The budgets of a segment, as the table's [`Codec`]: a slot's kind is the index of its limit
+/// set in the segment's registry. This process's own budgets are at hand; another process's
+/// (met only when judging a slot to evict) are read from the registry once.
+struct Budgets {
+    own: Vec<(Kind, Codes)>,
+    segment: Arc<Segment>,
+    others: RwLock<Vec<(Kind, Option<Arc<Codes>>)>>,
+}
+
+impl Budgets {
+    fn with_kind<R>(&self, kind: Kind, f: impl FnOnce(Option<&Codes>) -> R) -> R {
+        if let Some((_, c)) = self.own.iter().find(|(k, _)| *k == kind) {
+            return f(Some(c));
+        }
+        let known = self
+            .others
+            .read()
+            .iter()
+            .find(|(k, _)| *k == kind)
+            .map(|(_, c)| c.clone());
+        let codes = match known {
+            Some(c) => c,
+            None => {
+                let c = self
+                    .segment
+                    .record(kind)
+                    .and_then(|r| set_of(&r))
+                    .and_then(|set| Codes::new(set).ok())
+                    .map(Arc::new);
+                self.others.write().push((kind, c.clone()));
+                c
+            }
+        };
+        f(codes.as_deref())
+    }
+}
 
 impl Codec for Budgets {
     fn fresh(&self, kind: Kind, now: Nanos) -> State {
-        let c = &self.0[usize::from(kind)];
-        c.make(|i| c.set.fresh_state(i, now))
+        self.with_kind(kind, |c| {
+            c.map_or([0; STATE_WORDS], |c| c.make(|i| c.set.fresh_state(i, now)))
+        })
     }
 
     fn spent(&self, kind: Kind, at: Nanos) -> State {
-        let c = &self.0[usize::from(kind)];
-        c.make(|i| c.set.spent_state(i, at))
+        self.with_kind(kind, |c| {
+            c.map_or([0; STATE_WORDS], |c| c.make(|i| c.set.spent_state(i, at)))
+        })
     }
 
     fn is_fresh(&self, kind: Kind, state: &State, now: Nanos) -> bool {
-        match self.0.get(usize::from(kind)) {
-            Some(c) => c.with(state, |s| c.set.states_are_fresh(s, now)),
-            // A poisoned state is kept until it would be fresh in every budget.
-            None => (0..self.0.len()).all(|k| {
-                let spent = self.spent(k as Kind, state[0]);
-                self.is_fresh(k as Kind, &spent, now)
-            }),
+        if kind == table::POISONED {
+            // Kept until it would be fresh in each of this process's budgets.
+            return self.own.iter().all(|(k, c)| {
+                let spent = c.make(|i| c.set.spent_state(i, state[0]));
+                self.is_fresh(*k, &spent, now)
+            });
         }
+        self.with_kind(kind, |c| {
+            c.is_some_and(|c| c.with(state, |s| c.set.states_are_fresh(s, now)))
+        })
     }
 
     fn eviction_rank(&self, kind: Kind, state: &State, now: Nanos) -> (Nanos, u128) {
-        match self.0.get(usize::from(kind)) {
-            Some(c) => (0, c.with(state, |s| c.set.states_loss(s, now))),
-            None => (0, u128::MAX),
-        }
+        self.with_kind(kind, |c| match c {
+            Some(c) if kind != table::POISONED => (0, c.with(state, |s| c.set.states_loss(s, now))),
+            _ => (0, u128::MAX),
+        })
     }
 }
 
@@ -213,26 +310,25 @@ impl HostBudgets {
     /// room for at least `max_keys` keys. Every process that opens one name must give the same
     /// limit sets, in the same order, and `max_keys`.
     pub fn open(name: &str, sets: Vec<LimitSet>, max_keys: usize) -> Result<Self, Error> {
-        if sets.len() >= usize::from(table::POISONED) {
-            return Err(Error::invalid("rules", "are too many for a host store"));
-        }
         let codes = sets
             .into_iter()
             .map(Codes::new)
             .collect::<Result<Vec<_>, Error>>()?;
         let capacity = capacity_for(max_keys)?;
-        let described: Vec<_> = codes.iter().map(|c| c.set.limits()).collect();
         let layout = Layout {
             capacity: capacity as u64,
             slot_bytes: SLOT_BYTES,
-            config: format!(
-                "seawall {} host store: {described:?}",
-                env!("CARGO_PKG_VERSION")
-            ),
+            build: format!("seawall {} host store", env!("CARGO_PKG_VERSION")),
         };
-        let segment = Segment::open(name, &layout)?;
+        let records: Vec<Record> = codes.iter().map(|c| record_of(&c.set)).collect();
+        let (segment, kinds) = Segment::open(name, &layout, &records)?;
+        let segment = Arc::new(segment);
         Ok(HostBudgets {
-            codec: Budgets(codes),
+            codec: Budgets {
+                own: kinds.into_iter().zip(codes).collect(),
+                segment: segment.clone(),
+                others: RwLock::new(Vec::new()),
+            },
             table: Table::new(segment, capacity),
             name: name.to_owned(),
         })
@@ -240,7 +336,7 @@ impl HostBudgets {
 
     /// Budget `budget`'s limits.
     pub fn limits(&self, budget: usize) -> &LimitSet {
-        &self.codec.0[budget].set
+        &self.codec.own[budget].1.set
     }
 
     /// Decides `cost` for `key` in `budget` at `now`, all or nothing across its limits; counted
@@ -253,9 +349,9 @@ impl HostBudgets {
         cost: u64,
         commit: bool,
     ) -> Result<LimitDecision, Error> {
-        let codes = &self.codec.0[budget];
+        let (kind, codes) = &self.codec.own[budget];
+        let kind = *kind;
         codes.set.check_cost(cost)?;
-        let kind = budget as Kind;
         if commit {
             return self.table.update(&self.codec, kind, key, now, |w| {
                 Ok::<_, Error>(decide_part(codes, w, now, cost, true))
@@ -273,11 +369,11 @@ impl HostBudgets {
         now: Nanos,
     ) -> Result<(bool, [LimitDecision; 2]), Error> {
         for (budget, _) in parts {
-            self.codec.0[budget].set.check_cost(1)?;
+            self.codec.own[budget].1.set.check_cost(1)?;
         }
-        let keys = parts.map(|(budget, key)| (budget as Kind, key));
+        let keys = parts.map(|(budget, key)| (self.codec.own[budget].0, key));
         self.table.update_pair(&self.codec, keys, now, |a, b| {
-            let (ca, cb) = (&self.codec.0[parts[0].0], &self.codec.0[parts[1].0]);
+            let (ca, cb) = (&self.codec.own[parts[0].0].1, &self.codec.own[parts[1].0].1);
             // Asked first without counting; counted by both only if both admit.
             let da = decide_part(ca, &mut a.clone(), now, 1, false);
             let db = decide_part(cb, &mut b.clone(), now, 1, false);
@@ -292,7 +388,8 @@ impl HostBudgets {
 
     /// Makes `key` fresh again in `budget`, for every process; whether it was held.
     pub fn reset(&self, budget: usize, key: &str, now: Nanos) -> bool {
-        self.table.reset(&self.codec, budget as Kind, key, now)
+        self.table
+            .reset(&self.codec, self.codec.own[budget].0, key, now)
     }
 
     /// The store's name.
@@ -327,6 +424,59 @@ impl HostBudgets {
 }
 
 impl HostLimiter {
+    /// Decides `cost` for `key` here and for `other_key` in `other` (another host limiter, or
+    /// this one with another key) at once, all or nothing: counted by both only if both admit
+    /// it. The binding decision, as [`crate::limiter::memory_limiter::Limiter::hit_with`] gives.
+    pub fn hit_with(
+        &self,
+        key: &str,
+        other: &HostLimiter,
+        other_key: &str,
+        now: Nanos,
+        cost: u64,
+    ) -> Result<LimitDecision, Error> {
+        if std::ptr::eq(self, other) && key == other_key {
+            return Err(Error::invalid(
+                "other_key",
+                format!("must differ from key when other is the same limiter, got {key:?}"),
+            ));
+        }
+        let (kind, mine) = &self.budgets.codec.own[0];
+        let (other_kind, theirs) = &other.budgets.codec.own[0];
+        mine.set.check_cost(cost)?;
+        theirs.set.check_cost(cost)?;
+        let (all, parts) = table::update_two(
+            (&self.budgets.table, &self.budgets.codec, *kind, key),
+            (
+                &other.budgets.table,
+                &other.budgets.codec,
+                *other_kind,
+                other_key,
+            ),
+            now,
+            |a, b| {
+                let da = decide_part(mine, &mut a.clone(), now, cost, false);
+                let db = decide_part(theirs, &mut b.clone(), now, cost, false);
+                if !(da.decision.allowed && db.decision.allowed) {
+                    return Ok::<_, Error>((false, [da, db]));
+                }
+                Ok((
+                    true,
+                    [
+                        decide_part(mine, a, now, cost, true),
+                        decide_part(theirs, b, now, cost, true),
+                    ],
+                ))
+            },
+        )?;
+        self.decisions.fetch_add(1, Ordering::Relaxed);
+        if !all {
+            self.limited.fetch_add(1, Ordering::Relaxed);
+        }
+        let decisions = parts.map(|p| p.decision);
+        Ok(parts[crate::limiter::all_or_nothing::binding(&decisions, all, |d| d)])
+    }
+
     /// Opens (or creates) the host store `name` for `limits`, with room for at least `max_keys`
     /// keys. Every process that opens one name must give the same limits and `max_keys`.
     pub fn open(name: &str, limits: LimitSet, max_keys: usize) -> Result<Self, Error> {

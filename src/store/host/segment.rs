@@ -29,8 +29,17 @@ use crate::error::Error;
 const MAGIC: u64 = 0x7365_6177_616c_6c48;
 /// The layout version: a segment of another version is refused, never read.
 pub const VERSION: u32 = 1;
-/// Bytes before the table: the header, padded to a page.
-pub const HEADER_BYTES: usize = 4096;
+/// Bytes before the table: the header, the insertion locks and the registry of limit sets.
+pub const HEADER_BYTES: usize = 16384;
+/// Where the registry of limit sets starts, and the size of one record.
+const RECORDS_AT: usize = 4096;
+/// The bytes that describe one limit set (see [`super::record_of`]).
+pub const RECORD_BYTES: usize = 128;
+/// Limit sets one segment can hold.
+pub const MAX_RECORDS: usize = (HEADER_BYTES - RECORDS_AT) / RECORD_BYTES;
+
+/// One limit set as the registry keeps it.
+pub type Record = [u8; RECORD_BYTES];
 
 /// The header at the start of every segment.
 #[repr(C)]
@@ -42,8 +51,10 @@ pub struct Header {
     capacity: u64,
     /// The seed of the key hash, random per segment: a client cannot aim two keys at one slot.
     pub seed: [u64; 2],
-    /// The SHA-256 of the configuration the segment was made for (the limits).
-    config: [u8; 32],
+    /// The SHA-256 of the build that made it: one arithmetic per segment.
+    build: [u8; 32],
+    /// Limit sets registered (each a kind of the table's slots).
+    records: AtomicU64,
 }
 
 /// What a segment is made for: checked at every open.
@@ -53,8 +64,8 @@ pub struct Layout {
     pub capacity: u64,
     /// Bytes per slot, tag included.
     pub slot_bytes: u32,
-    /// The configuration's canonical text (its SHA-256 is kept).
-    pub config: String,
+    /// What made it (the seawall version): processes of another build refuse it.
+    pub build: String,
 }
 
 impl Layout {
@@ -63,8 +74,8 @@ impl Layout {
         HEADER_BYTES + self.capacity as usize * self.slot_bytes as usize
     }
 
-    fn config_hash(&self) -> [u8; 32] {
-        Sha256::digest(self.config.as_bytes()).into()
+    fn build_hash(&self) -> [u8; 32] {
+        Sha256::digest(self.build.as_bytes()).into()
     }
 }
 
@@ -167,10 +178,15 @@ impl Drop for Locked<'_> {
 }
 
 impl Segment {
-    /// Opens the segment `name`, creating it for `layout` if there is none. An existing one made
-    /// for another layout version, capacity or configuration is an error naming the difference
-    /// (its counts are never read with another meaning).
-    pub fn open(name: &str, layout: &Layout) -> Result<Self, Error> {
+    /// Opens the segment `name`, creating it for `layout` if there is none, and registers
+    /// `records` (limit sets) in it: each one's index, the same in every process that registers
+    /// the same set. An existing segment made for another layout version, build or capacity is
+    /// an error naming the difference (its counts are never read with another meaning).
+    pub fn open(
+        name: &str,
+        layout: &Layout,
+        records: &[Record],
+    ) -> Result<(Self, Vec<u16>), Error> {
         let path = path_of(name)?;
         let file = OpenOptions::new()
             .read(true)
@@ -216,10 +232,58 @@ impl Segment {
                     .map_err(|e| system(&segment.path, "map", e))?;
             }
             segment.initialise(layout);
-            return Ok(segment);
+        } else {
+            segment.check(name, layout)?;
         }
-        segment.check(name, layout)?;
-        Ok(segment)
+        // Still under the file lock: no other process registers meanwhile.
+        let kinds = records
+            .iter()
+            .map(|r| segment.register(name, r))
+            .collect::<Result<_, Error>>()?;
+        Ok((segment, kinds))
+    }
+
+    fn record_ptr(&self, i: usize) -> *mut u8 {
+        // SAFETY: i < MAX_RECORDS keeps it inside the header.
+        unsafe { self.map.as_mut_ptr().add(RECORDS_AT + i * RECORD_BYTES) }
+    }
+
+    /// The index of `record`, registering it if it is new. Only under the file lock.
+    fn register(&self, name: &str, record: &Record) -> Result<u16, Error> {
+        let n = self.header().records.load(Ordering::Acquire) as usize;
+        for i in 0..n.min(MAX_RECORDS) {
+            if self.record(i as u16).as_ref() == Some(record) {
+                return Ok(i as u16);
+            }
+        }
+        if n >= MAX_RECORDS {
+            return Err(Error::invalid(
+                "limits",
+                format!(
+                    "host://{name} already holds {MAX_RECORDS} different limit sets, its most; \
+                     use another name for these"
+                ),
+            ));
+        }
+        // SAFETY: a record slot not yet published; we hold the file lock.
+        unsafe { std::ptr::copy_nonoverlapping(record.as_ptr(), self.record_ptr(n), RECORD_BYTES) };
+        self.header().records.store(n as u64 + 1, Ordering::Release);
+        Ok(n as u16)
+    }
+
+    /// The limit set registered as `kind`, if there is one.
+    pub fn record(&self, kind: u16) -> Option<Record> {
+        let n = self.header().records.load(Ordering::Acquire) as usize;
+        let i = usize::from(kind);
+        if i >= n.min(MAX_RECORDS) {
+            return None;
+        }
+        let mut out = [0u8; RECORD_BYTES];
+        // SAFETY: published records are never written again.
+        unsafe {
+            std::ptr::copy_nonoverlapping(self.record_ptr(i), out.as_mut_ptr(), RECORD_BYTES)
+        };
+        Some(out)
     }
 
     fn foreign(name: &str, path: &std::path::Path, why: &str) -> Error {
@@ -257,12 +321,15 @@ impl Segment {
                 u64::from_le_bytes(seed[..8].try_into().expect("8 bytes")),
                 u64::from_le_bytes(seed[8..].try_into().expect("8 bytes")),
             ];
-            (*h).config = layout.config_hash();
-            // The table: all zero (a new file is), or zeroed again after a creator died.
+            (*h).build = layout.build_hash();
+            (*h).records = AtomicU64::new(0);
+            // The locks, the registry and the table: all zero (a new file is), or zeroed again
+            // after a creator died.
+            let header = std::mem::size_of::<Header>();
             std::ptr::write_bytes(
-                self.map.as_mut_ptr().add(HEADER_BYTES),
+                self.map.as_mut_ptr().add(header),
                 0,
-                layout.bytes() - HEADER_BYTES,
+                layout.bytes() - header,
             );
         }
         self.header().magic.store(MAGIC, Ordering::Release);
@@ -288,14 +355,11 @@ impl Segment {
                 ),
             ));
         }
-        if h.config != layout.config_hash() {
-            return Err(Error::invalid(
-                "limits",
-                format!(
-                    "host://{name} was made for other limits than {}: every worker of one store \
-                     must give the same limits and algorithm (or use another name)",
-                    layout.config
-                ),
+        if h.build != layout.build_hash() {
+            return Err(Self::foreign(
+                name,
+                &self.path,
+                &format!("made by another seawall build than {}", layout.build),
             ));
         }
         Ok(())

@@ -64,7 +64,7 @@ pub trait Codec {
 
 /// The table of one segment.
 pub struct Table {
-    segment: Segment,
+    segment: std::sync::Arc<Segment>,
     capacity: usize,
     hasher: FixedState,
 }
@@ -144,7 +144,7 @@ fn check_word(tag: u64, kind: Kind, state: &State) -> u64 {
 
 impl Table {
     /// The table of `segment`, which holds `capacity` slots (a power of two).
-    pub fn new(segment: Segment, capacity: usize) -> Self {
+    pub fn new(segment: std::sync::Arc<Segment>, capacity: usize) -> Self {
         debug_assert_eq!(
             segment.words().len(),
             capacity * (SLOT_WORDS + 1),
@@ -246,7 +246,7 @@ impl Table {
         now: Nanos,
         f: impl FnOnce(&mut State) -> Result<R, E>,
     ) -> Result<R, E> {
-        let h = self.hasher.hash_one(key);
+        let h = self.hasher.hash_one((kind, key));
         let tag = h.max(1);
         let home = (h.rotate_left(32) as usize) & (self.capacity - 1);
         let (i, held) = loop {
@@ -275,50 +275,28 @@ impl Table {
         now: Nanos,
         f: impl FnOnce(&mut State, &mut State) -> Result<R, E>,
     ) -> Result<R, E> {
-        let at = keys.map(|(kind, k)| {
-            let h = self.hasher.hash_one(k);
-            (
-                h.max(1),
-                (h.rotate_left(32) as usize) & (self.capacity - 1),
-                kind,
-            )
-        });
-        loop {
-            // Where each key is, placing a new one (and letting go of its lock at once).
-            let mut slots = [0usize; 2];
-            for (n, &(tag, home, kind)) in at.iter().enumerate() {
-                let (i, held) = loop {
-                    if let Some(found) = self.find(tag, home) {
-                        break found;
-                    }
-                    if let Some(placed) = self.place(codec, kind, tag, home, now) {
-                        break placed;
-                    }
-                };
-                drop(held);
-                slots[n] = i;
+        update_two(
+            (self, codec, keys[0].0, keys[0].1),
+            (self, codec, keys[1].0, keys[1].1),
+            now,
+            f,
+        )
+    }
+
+    /// Where `key` is, placing it if new; its slot's lock is let go at once.
+    fn slot_of<C: Codec>(&self, codec: &C, kind: Kind, key: &str, now: Nanos) -> (u64, usize) {
+        let h = self.hasher.hash_one((kind, key));
+        let (tag, home) = (h.max(1), (h.rotate_left(32) as usize) & (self.capacity - 1));
+        let (i, held) = loop {
+            if let Some(found) = self.find(tag, home) {
+                break found;
             }
-            let (first, second) = if slots[0] <= slots[1] { (0, 1) } else { (1, 0) };
-            let held_first = lock(&self.slot(slots[first])[0]);
-            let held_second = (slots[0] != slots[1]).then(|| lock(&self.slot(slots[second])[0]));
-            // Either key evicted before both were locked: place it again.
-            if (0..2).any(|n| self.tag(slots[n]).load(Ordering::Relaxed) != at[n].0) {
-                continue;
+            if let Some(placed) = self.place(codec, kind, tag, home, now) {
+                break placed;
             }
-            let held = |n: usize| {
-                if n == first {
-                    &held_first
-                } else {
-                    held_second.as_ref().unwrap_or(&held_first)
-                }
-            };
-            let mut a = self.state(codec, at[0].2, slots[0], held(0), now);
-            let mut b = self.state(codec, at[1].2, slots[1], held(1), now);
-            let r = f(&mut a, &mut b)?;
-            self.write(slots[0], at[0].0, at[0].2, &a);
-            self.write(slots[1], at[1].0, at[1].2, &b);
-            return Ok(r);
-        }
+        };
+        drop(held);
+        (tag, i)
     }
 
     /// Reads `key`'s state without keeping anything: `f` sees a fresh state for a new key.
@@ -330,7 +308,7 @@ impl Table {
         now: Nanos,
         f: impl FnOnce(&State) -> R,
     ) -> R {
-        let h = self.hasher.hash_one(key);
+        let h = self.hasher.hash_one((kind, key));
         let tag = h.max(1);
         let home = (h.rotate_left(32) as usize) & (self.capacity - 1);
         match self.find(tag, home) {
@@ -341,7 +319,7 @@ impl Table {
 
     /// Makes `key` fresh again; whether it was held.
     pub fn reset<C: Codec>(&self, codec: &C, kind: Kind, key: &str, now: Nanos) -> bool {
-        let h = self.hasher.hash_one(key);
+        let h = self.hasher.hash_one((kind, key));
         let tag = h.max(1);
         let home = (h.rotate_left(32) as usize) & (self.capacity - 1);
         match self.find(tag, home) {
@@ -431,5 +409,49 @@ impl Table {
     /// Whether no key is held.
     pub fn is_empty(&self) -> bool {
         self.len() == 0
+    }
+}
+
+/// A key in a table, with its codec and kind: one side of [`update_two`].
+pub type Side<'a, C> = (&'a Table, &'a C, Kind, &'a str);
+
+/// [`Table::update`] for two keys at once, in one table or two (a tool's limit and a
+/// server-wide one): both slots locked together, in the order of (segment path, slot), the same
+/// in every process, so that two processes never wait on each other; `f` then decides across
+/// both with no other decision in between. The keys must differ.
+pub fn update_two<C: Codec, R, E>(
+    a: Side<'_, C>,
+    b: Side<'_, C>,
+    now: Nanos,
+    f: impl FnOnce(&mut State, &mut State) -> Result<R, E>,
+) -> Result<R, E> {
+    let sides = [a, b];
+    loop {
+        let at = sides.map(|(table, codec, kind, key)| table.slot_of(codec, kind, key, now));
+        let order = |n: usize| (sides[n].0.segment.path(), at[n].1);
+        let (first, second) = if order(0) <= order(1) { (0, 1) } else { (1, 0) };
+        let same = order(0) == order(1);
+        let held_first = lock(&sides[first].0.slot(at[first].1)[0]);
+        let held_second = (!same).then(|| lock(&sides[second].0.slot(at[second].1)[0]));
+        // Either key evicted before both were locked: place it again.
+        if (0..2).any(|n| sides[n].0.tag(at[n].1).load(Ordering::Relaxed) != at[n].0) {
+            continue;
+        }
+        let held = |n: usize| {
+            if n == first {
+                &held_first
+            } else {
+                held_second.as_ref().unwrap_or(&held_first)
+            }
+        };
+        let state = |n: usize| {
+            let (table, codec, kind, _) = sides[n];
+            table.state(codec, kind, at[n].1, held(n), now)
+        };
+        let (mut sa, mut sb) = (state(0), state(1));
+        let r = f(&mut sa, &mut sb)?;
+        sides[0].0.write(at[0].1, at[0].0, sides[0].2, &sa);
+        sides[1].0.write(at[1].1, at[1].0, sides[1].2, &sb);
+        return Ok(r);
     }
 }
