@@ -183,7 +183,7 @@ def build_pyrate(spec: Spec) -> Subject:
         create_new_table=True,
         use_file_lock=True,
     )
-    bucket.lock = WaitingFileLock(bucket.lock)  # before Limiter(), which reads it
+    bucket.lock = WaitingFileLock(bucket.lock)  # type: ignore[assignment]  # before Limiter()
     limiter = PyrateLimiter(bucket)
     try_acquire, try_acquire_async = limiter.try_acquire, limiter.try_acquire_async
 
@@ -686,7 +686,7 @@ def report(
 
     print("## Ratios of time per decision (one process)")
     print()
-    bars = [
+    bars: list[tuple[str, str, str, str, Callable[[float], bool] | None]] = [
         ("host ÷ memory", "host", "memory", "≤ 2x", lambda x: x <= 2.0),
         ("Redis ÷ host", "redis", "host", "≥ 50x", lambda x: x >= 50.0),
         ("pyrate SQLite ÷ host", "pyrate", "host", "≥ 20x", lambda x: x >= 20.0),
