@@ -103,20 +103,30 @@ fn lock(word: &AtomicU64) -> Held<'_> {
     let me = (u64::from(crate::store::redis::runtime::pid()) << 32) | (now_secs() & 0xffff_ffff);
     let mut spins = 0u32;
     loop {
-        match word.compare_exchange_weak(0, me, Ordering::Acquire, Ordering::Relaxed) {
-            Ok(_) => {
-                return Held {
-                    lock: word,
-                    recovered: false,
-                }
+        if word
+            .compare_exchange_weak(0, me, Ordering::Acquire, Ordering::Relaxed)
+            .is_ok()
+        {
+            return Held {
+                lock: word,
+                recovered: false,
+            };
+        }
+        // Wait reading, not writing (the line stays shared until the holder lets go): a few
+        // spins, then give the CPU away (the holder may be descheduled: with more processes
+        // than cores, spinning only delays it), and only now and then ask whether the holder
+        // is still there (a system call).
+        loop {
+            let held = word.load(Ordering::Relaxed);
+            if held == 0 {
+                break;
             }
-            Err(0) => continue,
-            Err(held) => {
-                spins += 1;
-                if spins < 100 {
-                    std::hint::spin_loop();
-                    continue;
-                }
+            spins += 1;
+            if spins < 64 {
+                std::hint::spin_loop();
+                continue;
+            }
+            if spins.is_multiple_of(256) {
                 let holder = (held >> 32) as u32;
                 let since = held & 0xffff_ffff;
                 let stale =
@@ -131,8 +141,8 @@ fn lock(word: &AtomicU64) -> Held<'_> {
                         recovered: true,
                     };
                 }
-                std::thread::yield_now();
             }
+            std::thread::yield_now();
         }
     }
 }
