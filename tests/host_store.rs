@@ -363,3 +363,69 @@ fn a_shared_breaker_record_trips_on_failures_in_a_row_and_on_the_rate() {
     assert_eq!(a.merge(&delta(1, 0, 0, true), &t, much_later), [0, 0, 1, 0]);
     assert_eq!(remove_all(&name.0).unwrap(), 1);
 }
+
+/// Every slot's lock word set as if a process that is gone held it (the state left as it was,
+/// or torn), in the segment's file mapped by the test: how a `kill -9` mid-decision leaves it.
+fn leave_locked_by_a_dead_process(host: &HostLimiter, tear_state: bool) {
+    let dead = {
+        let mut child = Command::new("true").spawn().unwrap();
+        let pid = child.id();
+        child.wait().unwrap();
+        pid
+    };
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(host.path())
+        .unwrap();
+    let mut map = unsafe { memmap2::MmapMut::map_mut(&file).unwrap() };
+    let capacity = host.capacity();
+    let words = unsafe {
+        std::slice::from_raw_parts_mut(map.as_mut_ptr().add(16384) as *mut u64, capacity * 9)
+    };
+    // Taken "in the future": only the holder's death, not its age, can free it.
+    let since = (std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+        + 100_000)
+        & 0xffff_ffff;
+    for i in 0..capacity {
+        let slot = capacity + i * 8;
+        words[slot] = (u64::from(dead) << 32) | since;
+        if tear_state && words[i] != 0 {
+            words[slot + 3] ^= 0x5555; // half of a write: the checksum no longer matches
+        }
+    }
+    map.flush().unwrap();
+}
+
+/// `f` on another thread, which must end (a hang detector far above any decision's time).
+fn ends<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> T {
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || tx.send(f()).unwrap());
+    rx.recv_timeout(Duration::from_secs(60))
+        .expect("a lock held by a dead process was never taken over")
+}
+
+#[test]
+fn a_lock_whose_holder_died_is_taken_over_and_a_torn_state_spends_the_key() {
+    let name = Name::new("dead-holder");
+    let limits = set("10/hour", AlgorithmKind::Gcra);
+    let host = HostLimiter::open(&name.0, limits.clone(), 100).unwrap();
+    assert!(host.hit("hot", NANOS_PER_SEC, 1).unwrap().decision.allowed);
+    leave_locked_by_a_dead_process(&host, false);
+    let again = HostLimiter::open(&name.0, limits.clone(), 100).unwrap();
+    let d = ends(move || again.hit("hot", NANOS_PER_SEC, 1).unwrap().decision);
+    assert!(
+        d.allowed && d.remaining == 8,
+        "the state was whole: kept ({d:?})"
+    );
+    leave_locked_by_a_dead_process(&host, true);
+    let again = HostLimiter::open(&name.0, limits, 100).unwrap();
+    let d = ends(move || again.hit("hot", NANOS_PER_SEC, 1).unwrap().decision);
+    assert!(
+        !d.allowed && d.remaining == 0,
+        "a torn state is spent, not trusted ({d:?})"
+    );
+}

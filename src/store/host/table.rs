@@ -76,9 +76,48 @@ pub struct Held<'a> {
     recovered: bool,
 }
 
+/// Set in a lock word by a process that sleeps on it: the holder wakes the sleepers as it lets
+/// go. (Pids stay below 2^22, so the top bit is free.)
+const SLEEPERS: u64 = 1 << 63;
+
 impl Drop for Held<'_> {
     fn drop(&mut self) {
-        self.lock.store(0, Ordering::Release);
+        if self.lock.swap(0, Ordering::Release) & SLEEPERS != 0 {
+            futex_wake(self.lock);
+        }
+    }
+}
+
+/// The low half of a lock word, as the 32-bit futex the kernel sleeps on (little-endian).
+fn futex_of(word: &AtomicU64) -> *const u32 {
+    const { assert!(cfg!(target_endian = "little")) };
+    word as *const AtomicU64 as *const u32
+}
+
+/// Sleeps until the low half of `word` is no longer `expected`, woken, or 1 ms passed. Shared
+/// (not private) futexes: the word is in memory several processes map.
+fn futex_wait(word: &AtomicU64, expected: u32) {
+    let timeout = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 1_000_000,
+    };
+    // SAFETY: the address is a live, aligned u32 inside the mapping; the kernel only reads it.
+    unsafe {
+        libc::syscall(
+            libc::SYS_futex,
+            futex_of(word),
+            libc::FUTEX_WAIT,
+            expected,
+            &timeout as *const libc::timespec,
+        );
+    }
+}
+
+/// Wakes every process sleeping on `word`.
+fn futex_wake(word: &AtomicU64) {
+    // SAFETY: as in futex_wait; FUTEX_WAKE does not touch the memory.
+    unsafe {
+        libc::syscall(libc::SYS_futex, futex_of(word), libc::FUTEX_WAKE, i32::MAX);
     }
 }
 
@@ -113,9 +152,10 @@ fn lock(word: &AtomicU64) -> Held<'_> {
             };
         }
         // Wait reading, not writing (the line stays shared until the holder lets go): a few
-        // spins, then give the CPU away (the holder may be descheduled: with more processes
-        // than cores, spinning only delays it), and only now and then ask whether the holder
-        // is still there (a system call).
+        // spins, then sleep on the word until the holder lets go (the holder may have been
+        // descheduled mid-decision: with more processes than cores, a waiter that stays
+        // runnable only keeps it from the CPU). Every 1 ms asleep, ask whether the holder is
+        // still there (a system call).
         loop {
             let held = word.load(Ordering::Relaxed);
             if held == 0 {
@@ -126,23 +166,37 @@ fn lock(word: &AtomicU64) -> Held<'_> {
                 std::hint::spin_loop();
                 continue;
             }
-            if spins.is_multiple_of(256) {
-                let holder = (held >> 32) as u32;
-                let since = held & 0xffff_ffff;
-                let stale =
-                    (now_secs() & 0xffff_ffff).wrapping_sub(since) & 0xffff_ffff > STALE_SECS;
+            let owner = held & !SLEEPERS;
+            if spins.is_multiple_of(8) {
+                let holder = (owner >> 32) as u32;
+                let since = owner & 0xffff_ffff;
+                // Held for over STALE_SECS (an age that wraps below zero is a clock that
+                // differs a little between processes, not an old lock).
+                let age = (now_secs() & 0xffff_ffff).wrapping_sub(since) & 0xffff_ffff;
+                let stale = age > STALE_SECS && age < 1 << 31;
                 if (gone(holder) || stale)
                     && word
                         .compare_exchange(held, me, Ordering::Acquire, Ordering::Relaxed)
                         .is_ok()
                 {
+                    if held & SLEEPERS != 0 {
+                        // Others slept on the dead holder: they will try again as we let go.
+                        word.fetch_or(SLEEPERS, Ordering::Relaxed);
+                    }
                     return Held {
                         lock: word,
                         recovered: true,
                     };
                 }
             }
-            std::thread::yield_now();
+            if held & SLEEPERS == 0
+                && word
+                    .compare_exchange(held, held | SLEEPERS, Ordering::Relaxed, Ordering::Relaxed)
+                    .is_err()
+            {
+                continue;
+            }
+            futex_wait(word, held as u32);
         }
     }
 }
