@@ -325,3 +325,63 @@ def test_a_breaker_on_a_host_store_is_shared_by_the_processes(name: str) -> None
     assert stats["errors"] == 0 and stats["syncs"] >= 2
     assert seawall.host.remove(name)  # the segment's breaker files go with it
     assert not seawall.host.remove(name)
+
+
+# --------------------------------------------------------------------------------------------
+# Opened before a fork (gunicorn --preload), other versions, other users
+
+
+def _hit_in_forked_child(limiter: HostLimiter, out: Any) -> None:
+    out.put(sum(limiter.hit("hot").allowed for _ in range(200)))
+
+
+def test_a_store_opened_before_fork_is_shared_by_the_children(name: str) -> None:
+    limiter = Limiter("300/hour", store=f"host://{name}", max_keys=1000)
+    assert limiter.hit("hot").allowed  # used in the parent first, as a preloaded app may
+    ctx = multiprocessing.get_context("fork")
+    out = ctx.Queue()
+    children = [ctx.Process(target=_hit_in_forked_child, args=(limiter, out)) for _ in range(3)]
+    for c in children:
+        c.start()
+    for c in children:
+        c.join(60)
+        assert c.exitcode == 0
+    assert 1 + sum(out.get(timeout=5) for _ in children) == 300
+
+
+def test_a_segment_of_another_version_is_refused(name: str) -> None:
+    limiter = Limiter("5/minute", store=f"host://{name}", max_keys=10)
+    with open(limiter.path, "r+b") as f:
+        f.seek(8)  # the layout version, after the magic
+        f.write((999).to_bytes(4, "little"))
+    with pytest.raises(ValueError, match="layout version 999"):
+        Limiter("5/minute", store=f"host://{name}", max_keys=10)
+
+
+def _open_as_nobody(store: str, out: Any) -> None:
+    os.setuid(65534)
+    try:
+        Limiter("5/minute", store=store, max_keys=10)
+    except PermissionError as error:
+        out.put(("PermissionError", str(error)))
+    except Exception as error:  # reported, so that the test names it
+        out.put((type(error).__name__, str(error)))
+    else:
+        out.put(("opened", ""))
+
+
+def test_another_users_segment_is_a_permission_error(name: str) -> None:
+    store = f"host://{name}"
+    limiter = Limiter("5/minute", store=store, max_keys=10)
+    if os.geteuid() != 0:
+        os.chmod(limiter.path, 0)
+        with pytest.raises(PermissionError, match="another user"):
+            Limiter("5/minute", store=store, max_keys=10)
+        return
+    ctx = multiprocessing.get_context("fork")
+    out = ctx.Queue()
+    child = ctx.Process(target=_open_as_nobody, args=(store, out))
+    child.start()
+    child.join(60)
+    kind, message = out.get(timeout=5)
+    assert kind == "PermissionError" and "another user" in message, message
