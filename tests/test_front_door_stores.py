@@ -291,11 +291,9 @@ async def test_mcp_middleware_on_redis_shares_one_budget_across_two_servers(
     assert await admitted("expensive", 4) == 1
 
 
-async def test_mcp_global_limits_on_redis_are_all_or_nothing_across_servers(
-    redis_url: str, redis_prefix: str
-) -> None:
-    """A tool's per-client limit and the server-wide one, one script call across two servers:
-    a call refused by either spends neither."""
+async def global_limits_are_all_or_nothing(**store: Any) -> None:
+    """A tool's per-client limit and the server-wide one on ``store`` (``store=`` and its
+    options), across two servers: a call refused by either spends neither."""
     clock = ManualClock(1_000)
     servers = []
     for _ in range(2):
@@ -307,9 +305,8 @@ async def test_mcp_global_limits_on_redis_are_all_or_nothing_across_servers(
                     per_tool={"wide": "10/minute"},
                     global_limits="4/minute",
                     key=lambda context: "one-client",
-                    store=redis_url,
-                    key_prefix=redis_prefix,
                     clock=clock,
+                    **store,
                 )
             ],
         )
@@ -337,6 +334,13 @@ async def test_mcp_global_limits_on_redis_are_all_or_nothing_across_servers(
     assert await admitted("wide", 6) == 2
     clock.advance(15)  # GCRA: the global budget frees one every 15 s
     assert await admitted("wide", 3) == 1
+
+
+async def test_mcp_global_limits_on_redis_are_all_or_nothing_across_servers(
+    redis_url: str, redis_prefix: str
+) -> None:
+    """One script call for both limits, across two servers."""
+    await global_limits_are_all_or_nothing(store=redis_url, key_prefix=redis_prefix)
 
 
 def test_mcp_global_limits_on_redis_need_the_store_they_build(redis_url: str) -> None:

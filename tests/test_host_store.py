@@ -18,8 +18,8 @@ from typing import Any
 
 import pytest
 from hypothesis import HealthCheck, given, settings
-from hypothesis import strategies as st
-from test_middleware_redis import CONFIG, app_with, client, visible
+from test_front_door_stores import global_limits_are_all_or_nothing
+from test_middleware_redis import STEPS, answers_as_memory_does, client
 
 import seawall
 import seawall.host
@@ -162,45 +162,7 @@ def test_one_store_holds_every_front_doors_limits(name: str) -> None:
 
 
 async def test_mcp_global_limits_on_a_host_store(name: str) -> None:
-    from fastmcp import Client, FastMCP
-
-    from seawall.mcp import ToolRateLimitMiddleware
-
-    clock = ManualClock(1_000)
-    servers = []
-    for _ in range(2):
-        middleware = ToolRateLimitMiddleware(
-            "2/minute",
-            per_tool={"wide": "10/minute"},
-            global_limits="4/minute",
-            key=lambda context: "one-client",
-            store=f"host://{name}",
-            max_keys=1000,
-            clock=clock,
-        )
-        server = FastMCP("host", middleware=[middleware])
-
-        @server.tool()
-        def narrow() -> int:
-            return 1
-
-        @server.tool()
-        def wide() -> int:
-            return 2
-
-        servers.append(server)
-
-    async def admitted(tool: str, calls: int) -> int:
-        n = 0
-        for i in range(calls):
-            async with Client(servers[i % 2], mode="legacy") as c:
-                n += not (await c.call_tool(tool, {}, raise_on_error=False)).is_error
-        return n
-
-    assert await admitted("narrow", 5) == 2  # its own limit; the refusals spend no global budget
-    assert await admitted("wide", 6) == 2  # the global budget's last two
-    clock.advance(15)
-    assert await admitted("wide", 3) == 1
+    await global_limits_are_all_or_nothing(store=f"host://{name}", max_keys=1000)
 
 
 def test_a_file_that_is_not_a_segment_is_refused_not_read(name: str) -> None:
@@ -224,38 +186,15 @@ def test_a_file_that_is_not_a_segment_is_refused_not_read(name: str) -> None:
 @settings(
     max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
 )
-@given(
-    steps=st.lists(
-        st.tuples(
-            st.sampled_from(["/", "/login", "/other"]),
-            st.sampled_from(["GET", "POST"]),
-            st.sampled_from(["192.0.2.1", "192.0.2.2", "2001:db8::1"]),
-            st.integers(min_value=0, max_value=40),
-        ),
-        min_size=1,
-        max_size=30,
-    )
-)
+@given(steps=STEPS)
 def test_the_middleware_on_a_host_store_answers_as_memory_does(
     steps: list[tuple[str, str, str, int]],
 ) -> None:
     """Every status and rate-limit header the same, request by request, on one clock: global,
     route and per-client budgets, decided together in shared memory."""
     name = f"test-eq-{uuid.uuid4().hex[:12]}"
-    clock = ManualClock()
-    memory = app_with(**CONFIG, clock=clock)
-    shared = app_with(**CONFIG, clock=clock, store=f"host://{name}", max_keys=1000)
-
-    async def run() -> None:
-        for path, method, ip, advance in steps:
-            clock.advance(advance)
-            async with client(memory, ip) as m, client(shared, ip) as h:
-                a = await m.request(method, path)
-                b = await h.request(method, path)
-            assert visible(b) == visible(a), (path, method, ip)
-
     try:
-        asyncio.run(run())
+        answers_as_memory_does(steps, store=f"host://{name}", max_keys=1000)
     finally:
         seawall.host.remove(name)
 

@@ -88,30 +88,25 @@ CONFIG: dict[str, Any] = {
 }
 
 
-@settings(
-    max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+#: Requests (path, method, client, seconds before it) for the side-by-side property tests.
+STEPS = st.lists(
+    st.tuples(
+        st.sampled_from(["/", "/login", "/other"]),
+        st.sampled_from(["GET", "POST"]),
+        st.sampled_from(["192.0.2.1", "192.0.2.2", "2001:db8::1"]),
+        st.integers(min_value=0, max_value=40),
+    ),
+    min_size=1,
+    max_size=30,
 )
-@given(
-    steps=st.lists(
-        st.tuples(
-            st.sampled_from(["/", "/login", "/other"]),
-            st.sampled_from(["GET", "POST"]),
-            st.sampled_from(["192.0.2.1", "192.0.2.2", "2001:db8::1"]),
-            st.integers(min_value=0, max_value=40),
-        ),
-        min_size=1,
-        max_size=30,
-    )
-)
-def test_redis_answers_as_memory_does(
-    redis_url: str, steps: list[tuple[str, str, str, int]]
-) -> None:
-    """Every status and every rate-limit header the same, request by request, on one clock."""
+
+
+def answers_as_memory_does(steps: list[tuple[str, str, str, int]], **store: Any) -> None:
+    """The middleware of :data:`CONFIG` on ``store`` answers each of ``steps`` with the status
+    and the rate-limit headers the memory one gives, on one manual clock."""
     clock = ManualClock()
     memory = app_with(**CONFIG, clock=clock)
-    shared = app_with(
-        **CONFIG, clock=clock, store=redis_url, key_prefix=f"t:eq:{uuid.uuid4().hex}:"
-    )
+    shared = app_with(**CONFIG, clock=clock, **store)
 
     async def run() -> None:
         for path, method, ip, advance in steps:
@@ -122,6 +117,17 @@ def test_redis_answers_as_memory_does(
             assert visible(b) == visible(a), (path, method, ip)
 
     asyncio.run(run())
+
+
+@settings(
+    max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(steps=STEPS)
+def test_redis_answers_as_memory_does(
+    redis_url: str, steps: list[tuple[str, str, str, int]]
+) -> None:
+    """Every status and every rate-limit header the same, request by request, on one clock."""
+    answers_as_memory_does(steps, store=redis_url, key_prefix=f"t:eq:{uuid.uuid4().hex}:")
 
 
 async def test_two_apps_on_one_redis_share_every_budget(redis_url: str, redis_prefix: str) -> None:
