@@ -37,7 +37,9 @@ PUBLIC_MODULES = [
     "seawall.decorators",
     "seawall.errors",
     "seawall.fastapi",
+    "seawall.host",
     "seawall.mcp",
+    "seawall.rules",
     "seawall.testing",
     "seawall.types",
 ]

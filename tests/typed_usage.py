@@ -13,8 +13,10 @@ from __future__ import annotations
 
 import contextlib
 import contextvars
+import tempfile
 from collections.abc import Awaitable, Callable
 from datetime import timedelta
+from pathlib import Path
 from typing import Any
 
 from fastapi import Depends, FastAPI
@@ -26,7 +28,6 @@ from starlette.routing import Route
 from starlette.testclient import TestClient
 
 import seawall
-import seawall.host
 from seawall import (
     ALGORITHMS,
     CircuitBreaker,
@@ -53,6 +54,7 @@ from seawall.compat import fastmcp_example, snowflake
 from seawall.compat.mahavishnu import rate_limit as mahavishnu
 from seawall.compat.mahavishnu import rate_limit_tools as mahavishnu_tools
 from seawall.fastapi import RateLimitDependency, limit
+from seawall.host import remove as remove_host_store
 from seawall.mcp import (
     DecisionLike,
     KeyFunc,
@@ -65,6 +67,7 @@ from seawall.mcp import (
     session_identity,
     tool_stats,
 )
+from seawall.rules import RuleDecision, RulesEngine, load_rules
 from seawall.testing import ManualClock, get_default_clock, use_clock
 from seawall.types import ASGIApp, Limits, Message, Receive, Scope, Send
 
@@ -150,6 +153,23 @@ async def redis_limiter_async(store: str, prefix: str) -> Decision:
     return probe
 
 
+def rules_engine(clock: ManualClock) -> RuleDecision:
+    """``seawall.rules``: named rules as dicts, selection and checks."""
+    engine = RulesEngine(default_strategy="hard", clock=clock)
+    engine.add_rule({"name": "api", "scope": "per_user", "rate": 2, "window_seconds": 60})
+    listed: list[dict[str, Any]] = engine.rules()
+    chosen: str | None = engine.select(identifier="bob", default="api")
+    d: RuleDecision = engine.check("api", "bob", endpoint="/x")
+    assert listed[0]["rate"] == 2 and chosen == "api" and d.allowed and d.strategy == "hard"
+    assert engine.get_rule("api")["scope"] == "per_user" and engine.reset("api", "bob")
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / "rules.toml"
+        path.write_text('[[rules]]\nname = "g"\nscope = "global"\nrate = 1\nwindow_seconds = 1\n')
+        added: list[str] = load_rules(engine, path)
+    assert added == ["g"] and engine.remove_rule("g")
+    return d
+
+
 def host_limiter(name: str) -> HostLimiter:
     """``HostLimiter``: limits shared by the processes of one machine; its sync API."""
     limiter = HostLimiter("5/second; 100/hour", store=f"host://{name}", max_keys=1000)
@@ -163,7 +183,7 @@ def host_limiter(name: str) -> HostLimiter:
     assert stats["keys"] >= 1 and limiter.capacity == 1024 and len(limiter) >= 1
     assert limiter.store == f"host://{name}" and limiter.path.endswith(name)
     reset: bool = limiter.reset("user:1")
-    assert reset and seawall.host.remove(name)
+    assert reset and remove_host_store(name)
     return limiter
 
 
@@ -622,6 +642,7 @@ async def mahavishnu_limiter(clock: ManualClock) -> mahavishnu.RateLimitInfo:
 
 
 SYNC_PARTS: list[Callable[[ManualClock], object]] = [
+    rules_engine,
     in_memory_limiter,
     rate_limited_functions,
     asgi_requests,

@@ -18,6 +18,8 @@ __all__ = [
     "Limiter",
     "ManualClock",
     "RedisLimiter",
+    "RuleDecision",
+    "RulesEngine",
     "SlidingLogService",
     "SystemClock",
     "TokenBucket",
@@ -422,3 +424,65 @@ class BreakerCore:
     def reset(self) -> None: ...
     def force_open(self) -> None: ...
     def force_closed(self) -> None: ...
+
+@final
+class RuleDecision:
+    """A rule's decision: the limiter's verdict, the rule and its strategy."""
+
+    @property
+    def allowed(self) -> bool: ...
+    @property
+    def limit(self) -> int: ...
+    @property
+    def remaining(self) -> int: ...
+    @property
+    def retry_after(self) -> float: ...
+    @property
+    def reset_after(self) -> float: ...
+    @property
+    def rule(self) -> str: ...
+    @property
+    def strategy(self) -> str: ...
+    def __bool__(self) -> bool: ...
+
+@final
+class RulesEngine:
+    """Named rules chosen per request (``seawall.rules``)."""
+
+    def __new__(
+        cls,
+        *,
+        default_algorithm: str = "token_bucket",
+        default_strategy: str = "retry_after",
+        max_keys: int = 100_000,
+        clock: _ClockArg = None,
+    ) -> Self: ...
+    def add_rule(self, rule: Mapping[str, Any]) -> None: ...
+    def remove_rule(self, name: str) -> bool: ...
+    def rules(self) -> list[dict[str, Any]]: ...
+    def get_rule(self, name: str) -> dict[str, Any]: ...
+    def select(
+        self,
+        *,
+        identifier: str | None = None,
+        endpoint: str | None = None,
+        ip_address: str | None = None,
+        default: str | None = None,
+    ) -> str | None: ...
+    def check(
+        self,
+        rule_name: str,
+        identifier: str | None = None,
+        *,
+        endpoint: str | None = None,
+        ip_address: str | None = None,
+        cost: int = 1,
+    ) -> RuleDecision: ...
+    def reset(
+        self,
+        rule_name: str,
+        identifier: str | None = None,
+        *,
+        endpoint: str | None = None,
+        ip_address: str | None = None,
+    ) -> bool: ...

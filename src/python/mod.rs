@@ -13,6 +13,7 @@ mod host;
 mod http;
 mod limiter;
 mod redis;
+mod rules;
 
 use pyo3::prelude::*;
 
@@ -38,5 +39,7 @@ fn _seawall(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<host::PyHostLimiter>()?;
     m.add_function(wrap_pyfunction!(host::remove_host_store, m)?)?;
     m.add_class::<futures::PyBridge>()?;
+    m.add_class::<rules::PyRulesEngine>()?;
+    m.add_class::<rules::PyRuleDecision>()?;
     Ok(())
 }

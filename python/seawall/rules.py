@@ -1,0 +1,63 @@
+"""``seawall.rules``: named rate-limit rules chosen per request (seed 002's rules engine, native).
+
+``RulesEngine(default_algorithm="token_bucket", default_strategy="retry_after")`` holds rules
+given as dicts (or read from a TOML file with :func:`load_rules`)::
+
+    engine.add_rule({"name": "api", "scope": "per_user", "rate": 100, "window_seconds": 60})
+    engine.add_rule({"name": "vip", "scope": "per_user", "rate": 1000, "window_seconds": 60,
+                     "user_ids": ["alice"], "priority": 10})
+    engine.select(identifier="user:alice", default="api")   # "vip"
+    engine.check("api", "user:bob")                          # a RuleDecision
+
+A rule's fields are seed 002's ``RateLimitRule``'s: ``name``, ``scope`` (``"global"``,
+``"per_user"``, ``"per_ip"``, ``"per_endpoint"``), ``rate`` per ``window_seconds``, ``burst``
+(token bucket; 1 to twice ``rate``), ``algorithm`` (``"token_bucket"``, ``"leaky_bucket"``,
+``"fixed_window"``, ``"sliding_window"``; ``None``: the engine's default), ``strategy``
+(``"hard"``, ``"retry_after"``, ``"queue"``, ``"graceful"``, ``"throttle"``; ``None``: the
+engine's default), the filters ``endpoints`` (paths; ``*`` globs), ``user_ids`` (with or without
+a ``user:`` prefix) and ``ip_addresses`` (IPs or CIDRs), ``priority``, ``enabled``, and
+``max_delay`` (THROTTLE's bound). A bad field raises ``ValueError`` naming it, when the rule is
+added, never at request time.
+
+Selection (``select``): among the enabled rules that have a filter and whose every filter
+matches, the highest ``priority`` (ties: the first added), else ``default``. A rule named in
+``check`` applies whatever its filters say; a disabled one admits. Budgets are per rule, scope and
+identifier, so no two rules or scopes share one. ``add_rule`` with an existing name replaces the
+rule, keeping its budgets only if its numbers are the same. An unknown rule name raises
+``KeyError`` (a ``LookupError``) naming it.
+
+This is the engine's first part: the strategies' responses, admin overrides, per-rule metrics,
+Redis-shared rules, the CLI and the seed's drop-in come with the rest of issue 15.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from seawall._seawall import RuleDecision, RulesEngine
+
+__all__ = ["RuleDecision", "RulesEngine", "load_rules"]
+
+
+def load_rules(engine: RulesEngine, path: str | Path) -> list[str]:
+    """Adds every rule of a TOML file (``[[rules]]`` tables with a rule's fields) to
+    ``engine``; the names added, in order. A bad rule raises ``ValueError`` naming its index and
+    field, and adds nothing after it. (Python 3.11 or later: it reads TOML with ``tomllib``.)"""
+    try:
+        import tomllib
+    except ImportError:  # Python 3.10
+        raise RuntimeError("load_rules needs Python 3.11 or later (tomllib)") from None
+    with open(path, "rb") as f:
+        data: dict[str, Any] = tomllib.load(f)
+    rules = data.get("rules", [])
+    if not isinstance(rules, list):
+        raise ValueError(f"{path}: 'rules' must be an array of tables ([[rules]])")
+    names = []
+    for i, rule in enumerate(rules):
+        try:
+            engine.add_rule(rule)
+        except (TypeError, ValueError) as error:
+            raise type(error)(f"{path}: rules[{i}]: {error}") from None
+        names.append(rule["name"])
+    return names

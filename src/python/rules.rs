@@ -1,0 +1,238 @@
+//! `RulesEngine`: named rules chosen per request ([`crate::rules`]). Rules cross the boundary as
+//! dicts through serde (pythonize): a bad field is named by serde's own error.
+
+use pyo3::exceptions::{PyKeyError, PyTypeError, PyValueError};
+use pyo3::prelude::*;
+use pyo3::types::PyDict;
+
+use super::clock::ClockSource;
+use super::errors::{at_least_one, cost_arg, Count};
+use super::limiter::secs;
+use crate::error::Error;
+use crate::rules::{RequestFacts, RuleAlgorithm, RuleDecision, RuleSpec, Rules, Strategy};
+
+#[pyclass(frozen, module = "seawall._seawall", name = "RulesEngine")]
+pub(crate) struct PyRulesEngine {
+    rules: Rules,
+    clock: ClockSource,
+}
+
+/// A rule's decision, as Python reads it.
+#[pyclass(frozen, module = "seawall._seawall", name = "RuleDecision")]
+pub(crate) struct PyRuleDecision {
+    d: RuleDecision,
+}
+
+fn enum_arg<T: serde::de::DeserializeOwned>(param: &str, value: &str) -> PyResult<T> {
+    serde_json::from_value(serde_json::Value::String(value.to_owned()))
+        .map_err(|_| PyValueError::new_err(format!("{param} names no such choice: {value:?}")))
+}
+
+fn facts<'a>(
+    identifier: Option<&'a str>,
+    endpoint: Option<&'a str>,
+    ip: Option<&str>,
+) -> PyResult<RequestFacts<'a>> {
+    let ip = match ip {
+        Some(text) => Some(text.parse().map_err(|_| {
+            PyValueError::new_err(format!("ip_address must be an IP address, got {text:?}"))
+        })?),
+        None => None,
+    };
+    Ok(RequestFacts {
+        user: identifier,
+        ip,
+        endpoint,
+    })
+}
+
+/// A rule-name error as Python's `LookupError` family (`KeyError`), naming the rule.
+fn lookup(e: Error) -> PyErr {
+    match &e {
+        Error::InvalidArgument {
+            param: "rule_name", ..
+        } => PyKeyError::new_err(e.to_string()),
+        _ => e.into(),
+    }
+}
+
+#[pymethods]
+impl PyRulesEngine {
+    #[new]
+    #[pyo3(signature = (*, default_algorithm="token_bucket", default_strategy="retry_after", max_keys=100_000, clock=None))]
+    fn new(
+        default_algorithm: &str,
+        default_strategy: &str,
+        max_keys: i64,
+        clock: Option<&Bound<'_, PyAny>>,
+    ) -> PyResult<Self> {
+        let algorithm: RuleAlgorithm = enum_arg("default_algorithm", default_algorithm)?;
+        let strategy: Strategy = enum_arg("default_strategy", default_strategy)?;
+        Ok(PyRulesEngine {
+            rules: Rules::new(algorithm, strategy, at_least_one("max_keys", max_keys)?),
+            clock: ClockSource::from_arg(clock)?,
+        })
+    }
+
+    /// Adds a rule given as a dict (or replaces the rule of its name).
+    fn add_rule(&self, rule: &Bound<'_, PyAny>) -> PyResult<()> {
+        if !rule.is_instance_of::<PyDict>() {
+            return Err(PyTypeError::new_err(format!(
+                "rule must be a dict, got {}",
+                super::errors::type_name(rule)
+            )));
+        }
+        let mut de = pythonize::Depythonizer::from_object(rule);
+        let spec: RuleSpec = serde_path_to_error::deserialize(&mut de).map_err(|e| {
+            let path = e.path().to_string();
+            let inner = e.into_inner();
+            if path == "." {
+                PyValueError::new_err(format!("rule: {inner}"))
+            } else {
+                PyValueError::new_err(format!("rule: {path}: {inner}"))
+            }
+        })?;
+        Ok(self.rules.add(spec)?)
+    }
+
+    /// Removes the rule `name`; whether there was one.
+    fn remove_rule(&self, name: &str) -> bool {
+        self.rules.remove(name)
+    }
+
+    /// Every rule, as dicts, in the order added.
+    fn rules<'py>(&self, py: Python<'py>) -> PyResult<Vec<Bound<'py, PyAny>>> {
+        self.rules
+            .list()
+            .iter()
+            .map(|r| {
+                pythonize::pythonize(py, r.spec()).map_err(|e| PyValueError::new_err(e.to_string()))
+            })
+            .collect()
+    }
+
+    /// The rule `name` as a dict; `KeyError` if there is none.
+    fn get_rule<'py>(&self, py: Python<'py>, name: &str) -> PyResult<Bound<'py, PyAny>> {
+        let rule = self
+            .rules
+            .get(name)
+            .ok_or_else(|| PyKeyError::new_err(format!("rule_name names no rule: {name:?}")))?;
+        pythonize::pythonize(py, rule.spec()).map_err(|e| PyValueError::new_err(e.to_string()))
+    }
+
+    /// The rule a request falls under (the highest-priority enabled rule whose filters all
+    /// match), else `default`.
+    #[pyo3(signature = (*, identifier=None, endpoint=None, ip_address=None, default=None))]
+    fn select(
+        &self,
+        identifier: Option<&str>,
+        endpoint: Option<&str>,
+        ip_address: Option<&str>,
+        default: Option<&str>,
+    ) -> PyResult<Option<String>> {
+        let req = facts(identifier, endpoint, ip_address)?;
+        self.rules.select(&req, default).map_err(lookup)
+    }
+
+    /// Decides one request under the rule `rule_name` (its filters are not consulted).
+    #[pyo3(
+        signature = (rule_name, identifier=None, *, endpoint=None, ip_address=None, cost=Count::ONE),
+        text_signature = "($self, rule_name, identifier=None, *, endpoint=None, ip_address=None, cost=1)"
+    )]
+    fn check(
+        &self,
+        py: Python<'_>,
+        rule_name: &str,
+        identifier: Option<&str>,
+        endpoint: Option<&str>,
+        ip_address: Option<&str>,
+        cost: Count,
+    ) -> PyResult<PyRuleDecision> {
+        let req = facts(identifier, endpoint, ip_address)?;
+        let now = self.clock.now(py)?;
+        let d = self
+            .rules
+            .check(rule_name, &req, now, cost_arg("cost", cost)?)
+            .map_err(lookup)?;
+        Ok(PyRuleDecision { d })
+    }
+
+    /// Forgets the budget a request has under `rule_name`; whether it was held.
+    #[pyo3(signature = (rule_name, identifier=None, *, endpoint=None, ip_address=None))]
+    fn reset(
+        &self,
+        py: Python<'_>,
+        rule_name: &str,
+        identifier: Option<&str>,
+        endpoint: Option<&str>,
+        ip_address: Option<&str>,
+    ) -> PyResult<bool> {
+        let req = facts(identifier, endpoint, ip_address)?;
+        self.rules
+            .reset(rule_name, &req, self.clock.now(py)?)
+            .map_err(lookup)
+    }
+}
+
+#[pymethods]
+impl PyRuleDecision {
+    /// The limiter's verdict.
+    #[getter]
+    fn allowed(&self) -> bool {
+        self.d.decision.allowed
+    }
+
+    #[getter]
+    fn limit(&self) -> u64 {
+        self.d.decision.limit
+    }
+
+    #[getter]
+    fn remaining(&self) -> u64 {
+        self.d.decision.remaining
+    }
+
+    #[getter]
+    fn retry_after(&self) -> f64 {
+        secs(self.d.decision.retry_after)
+    }
+
+    #[getter]
+    fn reset_after(&self) -> f64 {
+        secs(self.d.decision.reset_after)
+    }
+
+    /// The rule that decided.
+    #[getter]
+    fn rule(&self) -> &str {
+        &self.d.rule
+    }
+
+    /// What the rule's strategy makes of a refusal: its name.
+    #[getter]
+    fn strategy(&self) -> String {
+        serde_json::to_value(self.d.strategy)
+            .ok()
+            .and_then(|v| v.as_str().map(str::to_owned))
+            .unwrap_or_default()
+    }
+
+    fn __bool__(&self) -> bool {
+        self.d.decision.allowed
+    }
+
+    fn __repr__(&self) -> String {
+        format!(
+            "RuleDecision(allowed={}, rule={:?}, strategy={:?}, remaining={}, retry_after={:?})",
+            if self.d.decision.allowed {
+                "True"
+            } else {
+                "False"
+            },
+            self.d.rule,
+            self.strategy(),
+            self.d.decision.remaining,
+            secs(self.d.decision.retry_after)
+        )
+    }
+}
