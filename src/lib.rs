@@ -16,6 +16,7 @@ pub mod dropin;
 pub mod error;
 pub mod http;
 pub mod limiter;
+pub mod metrics;
 pub mod store;
 
 #[cfg(feature = "python")]
