@@ -484,7 +484,8 @@ fn rule_metrics_snapshot_serializes() {
 }
 
 /// Not a test of time: prints the per-record cost and the bytes of K = 1000, for the report.
-/// `cargo test --release --lib metrics::tests::bench_record_and_bytes -- --ignored --nocapture`
+/// `cargo test --profile fastdev --lib metrics::tests::bench_record_and_bytes -- --ignored --nocapture`
+/// (fastdev: release optimizations without fat LTO, so it builds in seconds).
 #[test]
 #[ignore]
 fn bench_record_and_bytes() {
