@@ -3,8 +3,9 @@
 //!
 //! The core builds and tests without Python: [`clock`] says what time it is, [`algorithm`] holds
 //! the pure state transitions, [`store`] keeps keyed state, [`limiter`] is what users configure,
-//! [`breaker`] the circuit breaker, [`http`] the ASGI policy, and [`dropin`] holds the drop-in
-//! types of the APIs seawall replaces.
+//! [`breaker`] the circuit breaker, [`http`] the ASGI policy, [`rules`] named rules chosen per
+//! request, [`metrics`] bounded counts of who is limited, and [`dropin`] holds the drop-in types of
+//! the APIs seawall replaces.
 //! The pyo3 bindings live in `python` behind the `python` feature, which the maturin build turns on.
 
 #![warn(missing_docs)]
@@ -16,6 +17,7 @@ pub mod dropin;
 pub mod error;
 pub mod http;
 pub mod limiter;
+pub mod metrics;
 pub mod rules;
 pub mod store;
 
