@@ -159,7 +159,8 @@ fn replacing_a_rule_keeps_its_budgets_only_if_its_numbers_stay() {
 
 #[test]
 fn bad_rules_name_their_field() {
-    let cases: [(&str, fn(&mut RuleSpec)); 6] = [
+    type Spoil = fn(&mut RuleSpec);
+    let cases: [(&str, Spoil); 6] = [
         ("name", |s| s.name = " ".into()),
         ("rate", |s| s.rate = 0),
         ("window_seconds", |s| s.window_seconds = 0.0),
