@@ -91,6 +91,10 @@ def test_rules_read_back_and_replace() -> None:
         ),
         ({"name": "r", "scope": "global", "rate": 1, "window_seconds": 1, "rates": 2}, "rates"),
         ({"name": "r", "scope": "global", "rate": "1", "window_seconds": 1}, "rate|string"),
+        (
+            {"name": "r", "scope": "global", "rate": 1, "window_seconds": 1, "enabled": "no"},
+            "enabled.*true or false",
+        ),
     ],
 )
 def test_bad_rules_name_their_field_when_added(rule: dict[str, object], field: str) -> None:
@@ -134,3 +138,71 @@ algorithm = "sliding_window"
     path.write_text('[[rules]]\nname = "r"\nscope = "global"\nrate = 0\nwindow_seconds = 1\n')
     with pytest.raises(ValueError, match=r"rules\[0\]: rate"):
         load_rules(RulesEngine(), path)
+
+
+# --------------------------------------------------------------------------------------------
+# Admin overrides
+
+
+def test_an_unlimited_override_lets_a_user_through_without_spending_budget(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    clock = ManualClock(1_000)
+    e = engine(clock)
+    with caplog.at_level("INFO", logger="seawall.rules.audit"):
+        added = e.add_override(
+            {
+                "target_user_id": "bob",
+                "unlimited": True,
+                "duration_minutes": 10,
+                "reason": "incident 42",
+                "admin_id": "ops-1",
+            }
+        )
+    assert added["override_id"] == 1 and added["expires_at"] == pytest.approx(1_600)
+    decisions = [e.check("api", "user:bob") for _ in range(10)]
+    assert all(d.allowed and d.override_id == 1 for d in decisions)
+    assert e.check_override(user_id="bob")["reason"] == "incident 42"  # type: ignore[index]
+    # No budget was spent: once the override ends, bob has his whole limit.
+    clock.advance(600)
+    assert [e.check("api", "user:bob").allowed for _ in range(4)] == [True, True, True, False]
+    actions = [entry["action"] for entry in e.audit_log()]
+    assert actions == ["add", "expire"]
+    messages = [r.getMessage() for r in caplog.records]
+    assert any("override 1 added by 'ops-1'" in m for m in messages)
+
+
+def test_a_multiplied_override_and_an_address_target() -> None:
+    clock = ManualClock(1_000)
+    e = engine(clock)
+    e.add_override({"target_ip_address": "10.0.0.0/8", "multiplier": 2, "admin_id": "ops"})
+    got = [e.check("api", "carol", ip_address="10.1.2.3") for _ in range(7)]
+    assert [d.allowed for d in got] == [True] * 6 + [False]  # twice the 3 a minute
+    assert e.check("api", "dave", ip_address="192.0.2.1").limit == 3  # not covered
+    assert e.check_override(ip_address="10.9.9.9") is not None
+    assert e.check_override(ip_address="11.0.0.1") is None
+    (live,) = e.overrides()
+    assert e.remove_override(live["override_id"], admin_id="ops-2")
+    assert not e.remove_override(live["override_id"])
+    assert e.overrides() == []
+    last = e.audit_log(limit=1)[0]
+    assert (last["action"], last["admin_id"]) == ("remove", "ops-2")
+
+
+@pytest.mark.parametrize(
+    ("request_", "field"),
+    [
+        ({"unlimited": True}, "target"),
+        ({"target_ip_address": "10.0.0.0/99", "unlimited": True}, "target_ip_address"),
+        ({"target_user_id": "u", "unlimited": True, "duration_minutes": 0}, "duration_minutes"),
+        ({"target_user_id": "u", "unlimited": True, "duration_minutes": 10**6}, "maximum"),
+        ({"target_user_id": "u", "multiplier": 0.5}, "multiplier"),
+        ({"target_user_id": "u", "unlimited": "yes"}, "unlimited"),
+        ({"target_user": "u"}, "target_user"),
+    ],
+)
+def test_bad_overrides_are_refused_naming_the_field(
+    request_: dict[str, object], field: str
+) -> None:
+    with pytest.raises(ValueError, match=field):
+        engine().add_override(request_)

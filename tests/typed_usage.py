@@ -167,6 +167,14 @@ def rules_engine(clock: ManualClock) -> RuleDecision:
         path.write_text('[[rules]]\nname = "g"\nscope = "global"\nrate = 1\nwindow_seconds = 1\n')
         added: list[str] = load_rules(engine, path)
     assert added == ["g"] and engine.remove_rule("g")
+    grant: dict[str, Any] = engine.add_override(
+        {"target_user_id": "bob", "unlimited": True, "duration_minutes": 5, "admin_id": "ops"}
+    )
+    found: dict[str, Any] | None = engine.check_override(user_id="bob")
+    assert found is not None and found["override_id"] == grant["override_id"]
+    assert engine.check("api", "bob").override_id == grant["override_id"]
+    assert len(engine.overrides()) == 1 and engine.remove_override(grant["override_id"])
+    assert [entry["action"] for entry in engine.audit_log()] == ["add", "remove"]
     return d
 
 

@@ -9,7 +9,54 @@ use super::clock::ClockSource;
 use super::errors::{at_least_one, cost_arg, Count};
 use super::limiter::secs;
 use crate::error::Error;
+use crate::rules::overrides::{AuditEntry, OverrideSpec};
 use crate::rules::{RequestFacts, RuleAlgorithm, RuleDecision, RuleSpec, Rules, Strategy};
+
+/// Writes `entries` to the `seawall.rules.audit` logger, one INFO record each, with the entry's
+/// fields as `extra` (JSON log formatters pick them up).
+fn log_audit(py: Python<'_>, entries: &[AuditEntry]) {
+    for entry in entries {
+        let done = (|| -> PyResult<()> {
+            let logger = py
+                .import("logging")?
+                .call_method1("getLogger", ("seawall.rules.audit",))?;
+            let extra = PyDict::new(py);
+            extra.set_item(
+                "seawall_override",
+                pythonize::pythonize(py, entry)
+                    .map_err(|e| PyValueError::new_err(e.to_string()))?,
+            )?;
+            let kwargs = PyDict::new(py);
+            kwargs.set_item("extra", extra)?;
+            let action = match entry.action {
+                crate::rules::overrides::Action::Add => "added",
+                crate::rules::overrides::Action::Remove => "removed",
+                crate::rules::overrides::Action::Expire => "expired",
+            };
+            logger.call_method(
+                "info",
+                (
+                    "override %s %s by %r (user %r, address %r): %s",
+                    entry.override_id,
+                    action,
+                    entry.admin_id.clone(),
+                    entry.target_user_id.clone(),
+                    entry.target_ip_address.clone(),
+                    entry.reason.clone(),
+                ),
+                Some(&kwargs),
+            )?;
+            Ok(())
+        })();
+        if done.is_err() {
+            let _ = PyErr::take(py);
+        }
+    }
+}
+
+fn to_py<'py, T: serde::Serialize>(py: Python<'py>, value: &T) -> PyResult<Bound<'py, PyAny>> {
+    pythonize::pythonize(py, value).map_err(|e| PyValueError::new_err(e.to_string()))
+}
 
 #[pyclass(frozen, module = "seawall._seawall", name = "RulesEngine")]
 pub(crate) struct PyRulesEngine {
@@ -154,7 +201,76 @@ impl PyRulesEngine {
             .rules
             .check(rule_name, &req, now, cost_arg("cost", cost)?)
             .map_err(lookup)?;
+        log_audit(py, &d.audit);
         Ok(PyRuleDecision { d })
+    }
+
+    /// Adds an admin override given as a dict (`target_user_id` and/or `target_ip_address`,
+    /// `unlimited` or `multiplier`, `duration_minutes`, `reason`, `admin_id`); the record as a
+    /// dict (`override_id`, `created_at`, `expires_at` in seconds on seawall's clock).
+    fn add_override<'py>(
+        &self,
+        py: Python<'py>,
+        request: &Bound<'py, PyAny>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        if !request.is_instance_of::<PyDict>() {
+            return Err(PyTypeError::new_err(format!(
+                "request must be a dict, got {}",
+                super::errors::type_name(request)
+            )));
+        }
+        let mut de = pythonize::Depythonizer::from_object(request);
+        let spec: OverrideSpec = serde_path_to_error::deserialize(&mut de).map_err(|e| {
+            let path = e.path().to_string();
+            PyValueError::new_err(format!("request: {path}: {}", e.into_inner()))
+        })?;
+        let (added, audit) = self.rules.overrides.add(spec, self.clock.now(py)?)?;
+        log_audit(py, &audit);
+        to_py(py, &added)
+    }
+
+    /// Removes override `override_id` on behalf of `admin_id`; whether it was in force.
+    #[pyo3(signature = (override_id, admin_id=""))]
+    fn remove_override(&self, py: Python<'_>, override_id: u64, admin_id: &str) -> PyResult<bool> {
+        let (removed, audit) =
+            self.rules
+                .overrides
+                .remove(override_id, admin_id, self.clock.now(py)?);
+        log_audit(py, &audit);
+        Ok(removed)
+    }
+
+    /// The override in force for `user_id` or `ip_address` (unlimited first, then the latest
+    /// expiry), as a dict, or None.
+    #[pyo3(signature = (user_id=None, ip_address=None))]
+    fn check_override<'py>(
+        &self,
+        py: Python<'py>,
+        user_id: Option<&str>,
+        ip_address: Option<&str>,
+    ) -> PyResult<Option<Bound<'py, PyAny>>> {
+        let req = facts(user_id, None, ip_address)?;
+        let (found, audit) = self
+            .rules
+            .overrides
+            .check(req.user, req.ip, self.clock.now(py)?);
+        log_audit(py, &audit);
+        found.map(|o| to_py(py, &o)).transpose()
+    }
+
+    /// The overrides in force, oldest first, as dicts.
+    fn overrides<'py>(&self, py: Python<'py>) -> PyResult<Vec<Bound<'py, PyAny>>> {
+        let (live, audit) = self.rules.overrides.list(self.clock.now(py)?);
+        log_audit(py, &audit);
+        live.iter().map(|o| to_py(py, o)).collect()
+    }
+
+    /// The last `limit` audit entries (add, remove, expire), oldest first, as dicts.
+    #[pyo3(signature = (limit=100))]
+    fn audit_log<'py>(&self, py: Python<'py>, limit: usize) -> PyResult<Vec<Bound<'py, PyAny>>> {
+        let (entries, written) = self.rules.overrides.audit(limit, self.clock.now(py)?);
+        log_audit(py, &written);
+        entries.iter().map(|e| to_py(py, e)).collect()
     }
 
     /// Forgets the budget a request has under `rule_name`; whether it was held.
@@ -206,6 +322,12 @@ impl PyRuleDecision {
     #[getter]
     fn rule(&self) -> &str {
         &self.d.rule
+    }
+
+    /// The admin override that applied, if any.
+    #[getter]
+    fn override_id(&self) -> Option<u64> {
+        self.d.override_id
     }
 
     /// What the rule's strategy makes of a refusal: its name.

@@ -13,7 +13,11 @@
 //! * **the budget key** ([`Rules::key`]): rule name, scope and identifier, length-prefixed, so that
 //!   no two rules or scopes share a budget (a PER_USER id `10.0.0.1` is not the PER_IP budget of
 //!   that address; seed 002's defect 6).
-//! * **the decision** ([`Rules::check`]): the rule's limits on its own budgets, in memory.
+//! * **the decision** ([`Rules::check`]): the rule's limits on its own budgets, in memory; an
+//!   admin override ([`overrides`]) lets a user or address through without spending budget, or
+//!   holds it to its limits times a multiplier (budgets of their own while it lasts).
+
+pub mod overrides;
 
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -29,6 +33,7 @@ use crate::http::client_ip::Proxies;
 use crate::limiter::limit::{AlgorithmKind, Limit, LimitSet};
 use crate::limiter::memory_limiter::Limiter;
 use crate::limiter::spec::LimitSpec;
+use overrides::{AuditEntry, Overrides};
 
 /// Whose budget a rule counts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -78,6 +83,22 @@ fn enabled_default() -> bool {
     true
 }
 
+/// A bool that must be one: some sources (Python through pythonize) would read any object as
+/// its truth value, so that `"no"` turned into `true`.
+pub(crate) fn strict_bool<'de, D: serde::Deserializer<'de>>(d: D) -> Result<bool, D::Error> {
+    struct Strict;
+    impl serde::de::Visitor<'_> for Strict {
+        type Value = bool;
+        fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str("true or false")
+        }
+        fn visit_bool<E>(self, v: bool) -> Result<bool, E> {
+            Ok(v)
+        }
+    }
+    d.deserialize_any(Strict)
+}
+
 /// A rule as written: every field of seed 002's `RateLimitRule`, plus `max_delay` (THROTTLE's
 /// bound). Unknown fields are an error naming them.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -113,7 +134,7 @@ pub struct RuleSpec {
     #[serde(default)]
     pub priority: i64,
     /// A disabled rule admits everything when named and is never selected.
-    #[serde(default = "enabled_default")]
+    #[serde(default = "enabled_default", deserialize_with = "strict_bool")]
     pub enabled: bool,
     /// THROTTLE's longest wait, seconds; default `min(window_seconds, 30)`.
     #[serde(default)]
@@ -300,22 +321,30 @@ pub struct RuleDecision {
     pub rule: String,
     /// Its strategy.
     pub strategy: Strategy,
+    /// The override that applied, if any.
+    pub override_id: Option<u64>,
+    /// Audit entries written while deciding (overrides that expired), for the caller's log.
+    pub audit: Vec<AuditEntry>,
 }
 
 /// A rule and the budgets it keeps (replaced with the rule only when its limits change).
 struct Entry {
     rule: Rule,
     budgets: std::sync::Arc<Limiter>,
+    /// Budgets under multiplied limits (an override's), by the multiplier's bits.
+    scaled: std::sync::Arc<parking_lot::Mutex<HashMap<u64, std::sync::Arc<Limiter>>>>,
     /// Insertion order, for ties of priority.
     order: u64,
 }
 
-/// Rules by name, with their budgets in memory.
+/// Rules by name, with their budgets in memory, and the admin overrides.
 pub struct Rules {
     entries: RwLock<(HashMap<String, Entry>, u64)>,
     algorithm: RuleAlgorithm,
     strategy: Strategy,
     max_keys: usize,
+    /// Admin overrides and their audit log.
+    pub overrides: Overrides,
 }
 
 impl Rules {
@@ -341,6 +370,7 @@ impl Rules {
             algorithm,
             strategy,
             max_keys: max_keys.max(1),
+            overrides: Overrides::new(overrides::DEFAULT_MAX_DURATION),
         }
     }
 
@@ -364,11 +394,16 @@ impl Rules {
                 )
             }
         };
+        let scaled = match entries.get(&spec.name) {
+            Some(old) if old.rule.limits == rule.limits => old.scaled.clone(),
+            _ => Default::default(),
+        };
         entries.insert(
             spec.name.clone(),
             Entry {
                 rule,
                 budgets,
+                scaled,
                 order,
             },
         );
@@ -463,35 +498,65 @@ impl Rules {
         now: Nanos,
         cost: u64,
     ) -> Result<RuleDecision, Error> {
-        let (budgets, scope, strategy, enabled, limit) = {
+        let (budgets, scaled, rule) = {
             let guard = self.entries.read();
             let e = guard.0.get(name).ok_or_else(|| unknown(name))?;
-            (
-                e.budgets.clone(),
-                e.rule.spec.scope,
-                e.rule.strategy,
-                e.rule.spec.enabled,
-                e.rule.spec.rate,
-            )
+            (e.budgets.clone(), e.scaled.clone(), e.rule.clone())
         };
-        if !enabled {
-            return Ok(RuleDecision {
-                decision: Decision {
-                    allowed: true,
-                    limit,
-                    remaining: limit,
-                    reset_after: 0,
-                    retry_after: 0,
-                },
-                rule: name.to_owned(),
-                strategy,
-            });
+        let spec = &rule.spec;
+        let admit = |override_id, audit| RuleDecision {
+            decision: Decision {
+                allowed: true,
+                limit: spec.rate,
+                remaining: spec.rate,
+                reset_after: 0,
+                retry_after: 0,
+            },
+            rule: name.to_owned(),
+            strategy: rule.strategy,
+            override_id,
+            audit,
+        };
+        if !spec.enabled {
+            return Ok(admit(None, Vec::new()));
         }
-        let d = budgets.hit(&Self::key(name, scope, req), now, cost)?;
+        let (found, audit) = if self.overrides.any() {
+            self.overrides.check(req.user, req.ip, now)
+        } else {
+            (None, Vec::new())
+        };
+        let key = Self::key(name, spec.scope, req);
+        let (limiter, override_id) = match found {
+            // Let through without spending any budget.
+            Some(o) if o.spec.unlimited => return Ok(admit(Some(o.override_id), audit)),
+            Some(o) => {
+                let limiter = scaled
+                    .lock()
+                    .entry(o.spec.multiplier.to_bits())
+                    .or_insert_with(|| {
+                        let mut bigger = spec.clone();
+                        bigger.rate = ((spec.rate as f64) * o.spec.multiplier).floor() as u64;
+                        bigger.burst = spec
+                            .burst
+                            .map(|b| ((b as f64) * o.spec.multiplier).floor() as u64);
+                        let limits = bigger
+                            .compile(self.algorithm, self.strategy)
+                            .map(|r| r.limits)
+                            .unwrap_or_else(|_| rule.limits.clone());
+                        std::sync::Arc::new(Limiter::new(limits, self.max_keys))
+                    })
+                    .clone();
+                (limiter, Some(o.override_id))
+            }
+            None => (budgets, None),
+        };
+        let d = limiter.hit(&key, now, cost)?;
         Ok(RuleDecision {
             decision: d.decision,
             rule: name.to_owned(),
-            strategy,
+            strategy: rule.strategy,
+            override_id,
+            audit,
         })
     }
 
