@@ -206,3 +206,40 @@ def test_bad_overrides_are_refused_naming_the_field(
 ) -> None:
     with pytest.raises(ValueError, match=field):
         engine().add_override(request_)
+
+
+# --------------------------------------------------------------------------------------------
+# Metrics per rule
+
+
+def test_metrics_count_the_limiters_verdicts_and_reset_without_touching_budgets() -> None:
+    e = engine()
+    for _ in range(5):
+        e.check("api", "bob", endpoint="/items", ip_address="192.0.2.7")
+    m = e.get_metrics("api")
+    assert (m["total_requests"], m["allowed_requests"], m["denied_requests"]) == (5, 3, 2)
+    assert m["hit_rate"] == pytest.approx(0.4)
+    assert m["violations_by_user"]["entries"] == [{"key": "bob", "count": 2, "error": 0}]
+    assert m["violations_by_ip"]["entries"][0]["key"] == "192.0.2.7"
+    assert m["violations_by_endpoint"]["entries"][0]["key"] == "/items"
+    assert set(e.get_all_metrics()) == {"api", "vip", "search"}
+    e.reset_metrics("api")
+    assert e.get_metrics("api")["total_requests"] == 0
+    assert not e.check("api", "bob").allowed, "a reset of metrics leaves the budgets"
+    e.reset_metrics()
+    with pytest.raises(KeyError, match="nope"):
+        e.get_metrics("nope")
+
+
+def test_a_flood_of_distinct_identifiers_keeps_the_violations_bounded() -> None:
+    e = RulesEngine(clock=ManualClock(1_000))
+    e.add_rule({"name": "g", "scope": "global", "rate": 1, "window_seconds": 3600})
+    n = 100_000
+    for i in range(n):
+        e.check("g", f"client-{i}", ip_address=f"10.{i >> 16 & 255}.{i >> 8 & 255}.{i & 255}")
+    m = e.get_metrics("g")
+    assert m["denied_requests"] == n - 1
+    for by in ("violations_by_user", "violations_by_ip"):
+        summary = m[by]
+        assert len(summary["entries"]) == summary["capacity"] == 1000
+        assert summary["total"] == n - 1

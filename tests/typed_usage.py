@@ -175,6 +175,9 @@ def rules_engine(clock: ManualClock) -> RuleDecision:
     assert engine.check("api", "bob").override_id == grant["override_id"]
     assert len(engine.overrides()) == 1 and engine.remove_override(grant["override_id"])
     assert [entry["action"] for entry in engine.audit_log()] == ["add", "remove"]
+    metrics: dict[str, Any] = engine.get_metrics("api")
+    assert metrics["total_requests"] == 2 and "api" in engine.get_all_metrics()
+    engine.reset_metrics("api")
     return d
 
 

@@ -273,6 +273,28 @@ impl PyRulesEngine {
         entries.iter().map(|e| to_py(py, e)).collect()
     }
 
+    /// Rule `rule_name`'s metrics as a dict: `total_requests`, `allowed_requests`,
+    /// `denied_requests`, `hit_rate`, `avg_tokens_remaining`, and `violations_by_user`,
+    /// `violations_by_ip`, `violations_by_endpoint` (bounded top-K summaries).
+    fn get_metrics<'py>(&self, py: Python<'py>, rule_name: &str) -> PyResult<Bound<'py, PyAny>> {
+        to_py(py, &self.rules.metrics(rule_name).map_err(lookup)?)
+    }
+
+    /// Every rule's metrics, by rule name.
+    fn get_all_metrics<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
+        let out = PyDict::new(py);
+        for (name, snapshot) in self.rules.all_metrics() {
+            out.set_item(name, to_py(py, &snapshot)?)?;
+        }
+        Ok(out)
+    }
+
+    /// Zeroes `rule_name`'s metrics (every rule's with None); budgets stay as they are.
+    #[pyo3(signature = (rule_name=None))]
+    fn reset_metrics(&self, rule_name: Option<&str>) -> PyResult<()> {
+        self.rules.reset_metrics(rule_name).map_err(lookup)
+    }
+
     /// Forgets the budget a request has under `rule_name`; whether it was held.
     #[pyo3(signature = (rule_name, identifier=None, *, endpoint=None, ip_address=None))]
     fn reset(

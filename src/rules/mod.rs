@@ -33,6 +33,7 @@ use crate::http::client_ip::Proxies;
 use crate::limiter::limit::{AlgorithmKind, Limit, LimitSet};
 use crate::limiter::memory_limiter::Limiter;
 use crate::limiter::spec::LimitSpec;
+use crate::metrics::rule::{RuleMetrics, RuleMetricsSnapshot};
 use overrides::{AuditEntry, Overrides};
 
 /// Whose budget a rule counts.
@@ -333,6 +334,8 @@ struct Entry {
     budgets: std::sync::Arc<Limiter>,
     /// Budgets under multiplied limits (an override's), by the multiplier's bits.
     scaled: std::sync::Arc<parking_lot::Mutex<HashMap<u64, std::sync::Arc<Limiter>>>>,
+    /// Its decisions and violations (kept when the rule is replaced).
+    metrics: std::sync::Arc<RuleMetrics>,
     /// Insertion order, for ties of priority.
     order: u64,
 }
@@ -398,12 +401,17 @@ impl Rules {
             Some(old) if old.rule.limits == rule.limits => old.scaled.clone(),
             _ => Default::default(),
         };
+        let metrics = entries
+            .get(&spec.name)
+            .map(|old| old.metrics.clone())
+            .unwrap_or_default();
         entries.insert(
             spec.name.clone(),
             Entry {
                 rule,
                 budgets,
                 scaled,
+                metrics,
                 order,
             },
         );
@@ -498,10 +506,25 @@ impl Rules {
         now: Nanos,
         cost: u64,
     ) -> Result<RuleDecision, Error> {
-        let (budgets, scaled, rule) = {
+        let (budgets, scaled, rule, metrics) = {
             let guard = self.entries.read();
             let e = guard.0.get(name).ok_or_else(|| unknown(name))?;
-            (e.budgets.clone(), e.scaled.clone(), e.rule.clone())
+            (
+                e.budgets.clone(),
+                e.scaled.clone(),
+                e.rule.clone(),
+                e.metrics.clone(),
+            )
+        };
+        let ip = req.ip.map(|ip| ip.to_string());
+        let count = |d: &Decision| {
+            metrics.record(
+                d.allowed,
+                d.remaining as f64,
+                req.user.unwrap_or(""),
+                ip.as_deref(),
+                req.endpoint,
+            )
         };
         let spec = &rule.spec;
         let admit = |override_id, audit| RuleDecision {
@@ -518,7 +541,9 @@ impl Rules {
             audit,
         };
         if !spec.enabled {
-            return Ok(admit(None, Vec::new()));
+            let d = admit(None, Vec::new());
+            count(&d.decision);
+            return Ok(d);
         }
         let (found, audit) = if self.overrides.any() {
             self.overrides.check(req.user, req.ip, now)
@@ -528,7 +553,11 @@ impl Rules {
         let key = Self::key(name, spec.scope, req);
         let (limiter, override_id) = match found {
             // Let through without spending any budget.
-            Some(o) if o.spec.unlimited => return Ok(admit(Some(o.override_id), audit)),
+            Some(o) if o.spec.unlimited => {
+                let d = admit(Some(o.override_id), audit);
+                count(&d.decision);
+                return Ok(d);
+            }
             Some(o) => {
                 let limiter = scaled
                     .lock()
@@ -551,6 +580,8 @@ impl Rules {
             None => (budgets, None),
         };
         let d = limiter.hit(&key, now, cost)?;
+        // The limiter's verdict, before anything a strategy makes of it (defect 1).
+        count(&d.decision);
         Ok(RuleDecision {
             decision: d.decision,
             rule: name.to_owned(),
@@ -558,6 +589,34 @@ impl Rules {
             override_id,
             audit,
         })
+    }
+
+    /// Rule `name`'s metrics: decisions, hit rate, mean remaining and the bounded top violators
+    /// by user, address and endpoint.
+    pub fn metrics(&self, name: &str) -> Result<RuleMetricsSnapshot, Error> {
+        let guard = self.entries.read();
+        let e = guard.0.get(name).ok_or_else(|| unknown(name))?;
+        Ok(e.metrics.snapshot())
+    }
+
+    /// Every rule's metrics, in the order the rules were added.
+    pub fn all_metrics(&self) -> Vec<(String, RuleMetricsSnapshot)> {
+        let guard = self.entries.read();
+        let mut all: Vec<&Entry> = guard.0.values().collect();
+        all.sort_by_key(|e| e.order);
+        all.into_iter()
+            .map(|e| (e.rule.spec.name.clone(), e.metrics.snapshot()))
+            .collect()
+    }
+
+    /// Zeroes rule `name`'s metrics (every rule's with `None`); its budgets stay as they are.
+    pub fn reset_metrics(&self, name: Option<&str>) -> Result<(), Error> {
+        let guard = self.entries.read();
+        match name {
+            Some(n) => guard.0.get(n).ok_or_else(|| unknown(n))?.metrics.reset(),
+            None => guard.0.values().for_each(|e| e.metrics.reset()),
+        }
+        Ok(())
     }
 
     /// Forgets the budget `req` has under rule `name`; whether it was held.
