@@ -342,7 +342,9 @@ struct Entry {
 
 /// Rules by name, with their budgets in memory, and the admin overrides.
 pub struct Rules {
-    entries: RwLock<(HashMap<String, Entry>, u64)>,
+    /// The rules by name, the next insertion number, and the rules selection considers (enabled,
+    /// with a filter) in the order it tries them: priority, highest first, then insertion.
+    entries: RwLock<(HashMap<String, Entry>, u64, Vec<Rule>)>,
     algorithm: RuleAlgorithm,
     strategy: Strategy,
     max_keys: usize,
@@ -369,7 +371,7 @@ impl Rules {
     /// ```
     pub fn new(algorithm: RuleAlgorithm, strategy: Strategy, max_keys: usize) -> Self {
         Rules {
-            entries: RwLock::new((HashMap::new(), 0)),
+            entries: RwLock::new((HashMap::new(), 0, Vec::new())),
             algorithm,
             strategy,
             max_keys: max_keys.max(1),
@@ -382,7 +384,7 @@ impl Rules {
     pub fn add(&self, spec: RuleSpec) -> Result<(), Error> {
         let rule = spec.compile(self.algorithm, self.strategy)?;
         let mut guard = self.entries.write();
-        let (entries, next) = &mut *guard;
+        let (entries, next, _) = &mut *guard;
         let (budgets, order) = match entries.get(&spec.name) {
             Some(old) if old.rule.limits == rule.limits => (old.budgets.clone(), old.order),
             Some(old) => (
@@ -415,12 +417,31 @@ impl Rules {
                 order,
             },
         );
+        Self::order_candidates(&mut guard);
         Ok(())
+    }
+
+    /// Recomputes the rules selection tries, in its order.
+    fn order_candidates(state: &mut (HashMap<String, Entry>, u64, Vec<Rule>)) {
+        let mut candidates: Vec<(&Entry, i64, u64)> = state
+            .0
+            .values()
+            .filter(|e| e.rule.spec.enabled && e.rule.has_filter())
+            .map(|e| (e, e.rule.spec.priority, e.order))
+            .collect();
+        candidates.sort_by(|a, b| b.1.cmp(&a.1).then(a.2.cmp(&b.2)));
+        state.2 = candidates
+            .into_iter()
+            .map(|(e, _, _)| e.rule.clone())
+            .collect();
     }
 
     /// Removes the rule `name` and its budgets; whether there was one.
     pub fn remove(&self, name: &str) -> bool {
-        self.entries.write().0.remove(name).is_some()
+        let mut guard = self.entries.write();
+        let removed = guard.0.remove(name).is_some();
+        Self::order_candidates(&mut guard);
+        removed
     }
 
     /// Every rule, in the order added.
@@ -444,19 +465,9 @@ impl Rules {
         default: Option<&str>,
     ) -> Result<Option<String>, Error> {
         let guard = self.entries.read();
-        let best = guard
-            .0
-            .values()
-            .filter(|e| e.rule.spec.enabled && e.rule.has_filter() && e.rule.matches(req))
-            .max_by(|a, b| {
-                a.rule
-                    .spec
-                    .priority
-                    .cmp(&b.rule.spec.priority)
-                    .then(b.order.cmp(&a.order))
-            });
-        if let Some(e) = best {
-            return Ok(Some(e.rule.spec.name.clone()));
+        // The candidates are in selection order: the first that matches wins.
+        if let Some(rule) = guard.2.iter().find(|r| r.matches(req)) {
+            return Ok(Some(rule.spec.name.clone()));
         }
         match default {
             Some(d) if guard.0.contains_key(d) => Ok(Some(d.to_owned())),
