@@ -428,6 +428,18 @@ def t_check_keys(
     return timer_rule_first
 
 
+def t_floor(fn: Callable[[str], object], keys: list[str]) -> SyncTimer:
+    def timer(rounds: int) -> int:
+        f, ks = fn, keys
+        t0 = time.perf_counter_ns()
+        for _ in range(rounds):
+            for k in ks:
+                f(k)
+        return time.perf_counter_ns() - t0
+
+    return timer
+
+
 def t_await_check(
     fn: Callable[[str, str], Coroutine[Any, Any, object]], keys: list[str], rule: str
 ) -> SyncTimer:
@@ -564,6 +576,7 @@ class CheckRow:
     seed_sync: float
     seed_await: float
     seed_full: float
+    floor: float  # seawall ClientRateLimiter.try_consume(key): the same bucket, no rules
 
 
 def check_rules() -> list[dict[str, Any]]:
@@ -589,6 +602,9 @@ def run_check(s: Settings, keys: list[str]) -> list[CheckRow]:
         m_sw = measure(t_sw, len(ks), s)
         m_py = measure(t_py, len(ks), s)
         m_await = measure(t_await_check(py.check_limit, ks, CHECK_RULE), len(ks), s)
+        bucket = seawall.TokenBucketConfig(BIG_RATE, float(BIG_RATE), BIG_RATE)
+        plain = seawall.ClientRateLimiter(bucket, max_clients=2 * len(ks))
+        m_floor = measure(t_floor(plain.try_consume, ks), len(ks), s)
         full = seed_engine(check_rules(), full=True)
         m_full = measure(t_await_check(full.check_limit, ks, CHECK_RULE), len(ks), s)
         if not isinstance(full, SeedRulesEngineFull) or full.metrics[CHECK_RULE].denied_requests:
@@ -597,7 +613,7 @@ def run_check(s: Settings, keys: list[str]) -> list[CheckRow]:
         admitted(f"seed-style check, {label}", py.check_limit_sync(ks[-1], CHECK_RULE))
         if len(py._buckets) != len(ks):
             raise Wrong(f"seed-style engine holds {len(py._buckets)} of {len(ks)} keys")
-        rows.append(CheckRow(label, m_sw, m_py, m_await, m_full))
+        rows.append(CheckRow(label, m_sw, m_py, m_await, m_full, m_floor))
     return rows
 
 
@@ -697,6 +713,10 @@ def main() -> int:
                 for label, get in (
                     ("seawall `engine.check(rule, id)`", lambda r: r.seawall),
                     (
+                        "floor: seawall `ClientRateLimiter.try_consume(id)` (no rules)",
+                        lambda r: r.floor,
+                    ),
+                    (
                         "seed-style `check_limit_sync(id, rule)` (no lock, no metrics)",
                         lambda r: r.seed_sync,
                     ),
@@ -716,7 +736,8 @@ def main() -> int:
     print()
     print(
         "speedup = seed-style ns / seawall ns. seawall's engine counts no metrics yet; the "
-        "first two seed-style rows leave them out too, the last one pays for them."
+        "first two seed-style rows leave them out too, the last one pays for them. The floor "
+        "row is not a rules engine: it shows what one native keyed bucket costs from Python."
     )
     print(flush=True)
 
