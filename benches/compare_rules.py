@@ -1,0 +1,800 @@
+"""seawall's native rules engine vs seed 002's rules engine written in pure Python, in-process.
+
+Measures ``seawall.rules.RulesEngine`` (issue 15) two ways, each against the same work done the
+way seed 002 (Mahavishnu "Rate Limiting Integration #23", ``../shared/seeds/002_*.txt``) would do
+it in Python:
+
+1. **Selection** (``engine.select(identifier=, endpoint=, ip_address=, default=)``) with 1, 10 and
+   100 filtered rules (plus a filterless default rule), for a request whose filters match exactly
+   one rule and for one that matches none (it falls to the default). Seed-style:
+   :class:`SeedRulesEngine.select`, the selection of SEEDS-002-003.md A3 as plain Python: every
+   rule in insertion order, ``endpoints`` exact or trailing-``*`` prefix globs, ``user_ids`` equal
+   to the identifier with or without a ``user:`` prefix, ``ip_addresses`` as ``ipaddress``
+   networks (parsed once when the rule is added, and the request's address once per call: the
+   cheapest fair Python, not the slowest), the highest priority (ties: first added), else the
+   default. A breakdown table times seawall's 100-rule selection with one filter kind only
+   (endpoints, user ids, CIDRs), to show where the time goes.
+2. **check_limit** on a per-user token-bucket rule, a hot key and 100,000 keys round-robin:
+   ``engine.check(rule_name, identifier)`` against :class:`SeedRulesEngine`'s token bucket as the
+   seed describes it (a dict of buckets per ``"{rule}:{identifier}"`` key, refilled from
+   ``time.monotonic()``, the algorithm dispatched per call, a fresh mutable ``RateLimitDecision``
+   dataclass per call), both as a plain call and as the seed's ``await check_limit(...)`` (one
+   ``asyncio.Lock`` per engine, awaited inside one ``asyncio.run``). The seed's engine also
+   records per-rule metrics on every call; seawall's engine does not count metrics yet, so the
+   seed-style engine leaves them out too (that favours Python).
+
+Every rule admits every call (rate 1e9 per second): this measures the cost of a decision, not of
+a denial. Both sides take the same keyword arguments in the timed loop.
+
+Timing: ``time.perf_counter_ns`` around N iterations of a plain ``for`` loop whose callee and
+arguments are bound to locals first, best of 5 repeats (3 with ``--quick``), cyclic GC disabled
+while timing (``timeit``'s convention; it favours the Python implementations). N is calibrated per
+row so a repeat takes about ``--target-ms``. The issue's bars are checked at the end; timings are
+never tests, and this script always exits 0. Only in-process: no network, no Redis.
+
+Run from the repository root (release build: ``maturin develop --release --extras dev,bench``)::
+
+    .venv/bin/python benches/compare_rules.py [--quick] [--target-ms MS]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import ipaddress
+import sys
+import time
+from collections.abc import Callable, Coroutine
+from dataclasses import dataclass, field
+from enum import Enum
+from typing import Any
+
+from timing import SyncTimer, best_of, ns, plan_units, print_header, table
+
+import seawall
+from seawall.rules import RulesEngine
+
+RULE_COUNTS = (1, 10, 100)
+N_KEYS = 100_000
+BIG_RATE = 1_000_000_000  # per 1 s window: every call is admitted
+DEFAULT_RULE = "api_default"
+CHECK_RULE = "api_per_user"
+HOT_KEY = "user:client-0"
+FAT_FILTERS = 20  # per filter kind, for the check row on a rule with filters
+
+# The request every selection row sends. It matches rule "r{target}" only when that rule's
+# filter is built from these values (see rule_filters); otherwise it matches nothing.
+REQ_USER = "user:alice"
+REQ_ENDPOINT = "/api/v1/orders/42"
+REQ_IP = "203.0.113.7"
+
+
+# --------------------------------------------------------------------------------------------
+# The seed-style engine: seed 002's RateLimitRule / RateLimitDecision and engine, in pure Python
+
+
+class LimitScope(str, Enum):
+    GLOBAL = "global"
+    PER_USER = "per_user"
+    PER_IP = "per_ip"
+    PER_ENDPOINT = "per_endpoint"
+
+
+class RateLimitAlgorithm(str, Enum):
+    TOKEN_BUCKET = "token_bucket"
+    LEAKY_BUCKET = "leaky_bucket"
+    FIXED_WINDOW = "fixed_window"
+    SLIDING_WINDOW = "sliding_window"
+
+
+class LimitStrategy(str, Enum):
+    HARD = "hard"
+    QUEUE = "queue"
+    RETRY_AFTER = "retry_after"
+    GRACEFUL = "graceful"
+    THROTTLE = "throttle"
+
+
+@dataclass
+class RateLimitRule:
+    """Seed 002's rule, field for field."""
+
+    name: str
+    scope: LimitScope
+    rate: int
+    window_seconds: float
+    burst: int | None = None
+    algorithm: RateLimitAlgorithm | None = None
+    strategy: LimitStrategy | None = None
+    endpoints: list[str] = field(default_factory=list)
+    user_ids: list[str] = field(default_factory=list)
+    ip_addresses: list[str] = field(default_factory=list)
+    priority: int = 0
+    enabled: bool = True
+
+
+@dataclass
+class RateLimitDecision:
+    """Seed 002's decision: mutable (the seed's custom handler rewrites ``allowed``)."""
+
+    allowed: bool
+    rule_name: str
+    identifier: str
+    tokens_remaining: float
+    retry_after: float | None
+    reset_at: float
+    strategy: LimitStrategy
+
+
+@dataclass
+class _Compiled:
+    """What the engine precomputes when a rule is added (fair to Python: not per request)."""
+
+    rule: RateLimitRule
+    exact: frozenset[str]
+    prefixes: tuple[str, ...]
+    networks: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]
+    has_filter: bool
+
+
+class SeedRulesEngine:
+    """Seed 002's engine the way its document describes it, in memory, without metrics."""
+
+    def __init__(
+        self,
+        default_algorithm: RateLimitAlgorithm = RateLimitAlgorithm.TOKEN_BUCKET,
+        default_strategy: LimitStrategy = LimitStrategy.RETRY_AFTER,
+    ) -> None:
+        self.default_algorithm = default_algorithm
+        self.default_strategy = default_strategy
+        self.rules: dict[str, _Compiled] = {}
+        self._buckets: dict[str, dict[str, float]] = {}
+        self._lock = asyncio.Lock()
+
+    def add_rule_sync(self, rule: RateLimitRule) -> None:
+        endpoints = rule.endpoints
+        self.rules[rule.name] = _Compiled(
+            rule=rule,
+            exact=frozenset(e for e in endpoints if not e.endswith("*")),
+            prefixes=tuple(e[:-1] for e in endpoints if e.endswith("*")),
+            networks=tuple(ipaddress.ip_network(a, strict=False) for a in rule.ip_addresses),
+            has_filter=bool(endpoints or rule.user_ids or rule.ip_addresses),
+        )
+
+    def select(
+        self,
+        identifier: str | None = None,
+        endpoint: str | None = None,
+        ip_address: str | None = None,
+        default: str | None = None,
+    ) -> str | None:
+        """SEEDS-002-003.md A3: among enabled rules with a filter whose every filter matches,
+        the highest priority (ties: first added), else ``default``."""
+        bare = identifier[5:] if identifier and identifier.startswith("user:") else identifier
+        addr: ipaddress.IPv4Address | ipaddress.IPv6Address | None = None
+        addr_parsed = False
+        best: RateLimitRule | None = None
+        for c in self.rules.values():
+            rule = c.rule
+            if not rule.enabled or not c.has_filter:
+                continue
+            if rule.endpoints and not (
+                endpoint is not None
+                and (endpoint in c.exact or any(endpoint.startswith(p) for p in c.prefixes))
+            ):
+                continue
+            if rule.user_ids and not (
+                identifier is not None and any(u in (identifier, bare) for u in rule.user_ids)
+            ):
+                continue
+            if rule.ip_addresses:
+                if not addr_parsed:
+                    addr = ipaddress.ip_address(ip_address) if ip_address else None
+                    addr_parsed = True
+                if addr is None or not any(addr in n for n in c.networks):
+                    continue
+            if best is None or rule.priority > best.priority:
+                best = rule
+        if best is not None:
+            return best.name
+        if default is not None and default not in self.rules:
+            raise KeyError(default)
+        return default
+
+    def _key(self, rule: RateLimitRule, identifier: str) -> str:
+        if rule.scope is LimitScope.GLOBAL:
+            return f"{rule.name}:global"
+        return f"{rule.name}:{identifier}"
+
+    def check_limit_sync(self, identifier: str, rule_name: str) -> RateLimitDecision:
+        compiled = self.rules.get(rule_name)
+        if compiled is None:
+            raise KeyError(rule_name)
+        rule = compiled.rule
+        algorithm = rule.algorithm or self.default_algorithm
+        strategy = rule.strategy or self.default_strategy
+        if algorithm is RateLimitAlgorithm.TOKEN_BUCKET:
+            return self._token_bucket(rule, self._key(rule, identifier), identifier, strategy)
+        raise NotImplementedError(algorithm)  # the benchmark uses the token bucket only
+
+    def _token_bucket(
+        self, rule: RateLimitRule, key: str, identifier: str, strategy: LimitStrategy
+    ) -> RateLimitDecision:
+        now = time.monotonic()
+        capacity = float(rule.burst or rule.rate)
+        refill_per_second = rule.rate / rule.window_seconds
+        state = self._buckets.get(key)
+        if state is None:
+            state = {"tokens": capacity, "last_refill": now}
+            self._buckets[key] = state
+        elapsed = now - state["last_refill"]
+        state["tokens"] = min(capacity, state["tokens"] + elapsed * refill_per_second)
+        state["last_refill"] = now
+        if state["tokens"] >= 1.0:
+            state["tokens"] -= 1.0
+            return RateLimitDecision(
+                allowed=True,
+                rule_name=rule.name,
+                identifier=identifier,
+                tokens_remaining=state["tokens"],
+                retry_after=None,
+                reset_at=now + (capacity - state["tokens"]) / refill_per_second,
+                strategy=strategy,
+            )
+        retry_after = (1.0 - state["tokens"]) / refill_per_second
+        return RateLimitDecision(
+            allowed=False,
+            rule_name=rule.name,
+            identifier=identifier,
+            tokens_remaining=state["tokens"],
+            retry_after=retry_after,
+            reset_at=now + retry_after,
+            strategy=strategy,
+        )
+
+    async def check_limit(self, identifier: str, rule_name: str) -> RateLimitDecision:
+        async with self._lock:
+            return self.check_limit_sync(identifier, rule_name)
+
+
+@dataclass
+class RateLimitMetrics:
+    """Seed 002's per-rule metrics (``get_metrics``), counted on every check."""
+
+    rule_name: str
+    total_requests: int = 0
+    allowed_requests: int = 0
+    denied_requests: int = 0
+    avg_tokens_remaining: float = 0.0
+    violations_by_user: dict[str, int] = field(default_factory=dict)
+
+
+@dataclass
+class OverrideRecord:
+    override_id: str
+    target_user_id: str | None
+    unlimited: bool
+    expires_at: float | None
+
+
+class SeedRulesEngineFull(SeedRulesEngine):
+    """The seed's ``check_limit`` as its document describes it in full: the admin overrides
+    looked up first (none are set here), then the limit, then the rule's metrics counted."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.overrides: dict[str, OverrideRecord] = {}
+        self.metrics: dict[str, RateLimitMetrics] = {}
+
+    def check_override_sync(self, user_id: str | None = None) -> OverrideRecord | None:
+        now = time.monotonic()
+        for record in self.overrides.values():
+            if record.expires_at is not None and record.expires_at <= now:
+                continue
+            if record.target_user_id is not None and record.target_user_id == user_id:
+                return record
+        return None
+
+    def check_limit_sync(self, identifier: str, rule_name: str) -> RateLimitDecision:
+        override = self.check_override_sync(user_id=identifier)
+        if override is not None and override.unlimited:
+            rule = self.rules[rule_name].rule
+            return RateLimitDecision(
+                True,
+                rule_name,
+                identifier,
+                float(rule.rate),
+                None,
+                0.0,
+                rule.strategy or self.default_strategy,
+            )
+        decision = super().check_limit_sync(identifier, rule_name)
+        m = self.metrics.get(rule_name)
+        if m is None:
+            m = self.metrics[rule_name] = RateLimitMetrics(rule_name)
+        m.total_requests += 1
+        if decision.allowed:
+            m.allowed_requests += 1
+        else:
+            m.denied_requests += 1
+            m.violations_by_user[identifier] = m.violations_by_user.get(identifier, 0) + 1
+        m.avg_tokens_remaining += (
+            decision.tokens_remaining - m.avg_tokens_remaining
+        ) / m.total_requests
+        return decision
+
+
+# --------------------------------------------------------------------------------------------
+# Rule sets
+
+
+def rule_filters(i: int, target: int | None, kinds: str) -> dict[str, list[str]]:
+    """Rule ``i``'s filters: one kind, rotating through ``kinds`` (``e``ndpoint, ``u``ser,
+    ``i``p). Only rule ``target`` is built to match the benchmark's request (REQ_*); the others
+    are near misses of the same shape (other paths, users, networks)."""
+    kind = kinds[i % len(kinds)]
+    hit = i == target
+    if kind == "e":
+        return {"endpoints": ["/api/v1/orders*" if hit else f"/api/v1/r{i}*"]}
+    if kind == "u":
+        return {"user_ids": ["alice" if hit else f"user-{i}"]}
+    return {"ip_addresses": ["203.0.113.0/24" if hit else f"10.{i % 256}.0.0/16"]}
+
+
+def rule_dicts(count: int, match: bool, kinds: str = "eui") -> list[dict[str, Any]]:
+    """A filterless default rule, then ``count`` filtered rules. With ``match``, the last one
+    matches the request (priority 5; the rest 0..9 in turn, so priorities vary), else none."""
+    target = count - 1 if match else None
+    rules: list[dict[str, Any]] = [
+        {"name": DEFAULT_RULE, "scope": "per_user", "rate": BIG_RATE, "window_seconds": 1}
+    ]
+    for i in range(count):
+        rules.append(
+            {
+                "name": f"r{i}",
+                "scope": "per_user",
+                "rate": BIG_RATE,
+                "window_seconds": 1,
+                "priority": 5 if i == target else i % 10,
+                **rule_filters(i, target, kinds),
+            }
+        )
+    return rules
+
+
+def seawall_engine(rules: list[dict[str, Any]], max_keys: int = 100_000) -> RulesEngine:
+    engine = RulesEngine(max_keys=max_keys)
+    for r in rules:
+        engine.add_rule(r)
+    return engine
+
+
+def seed_engine(rules: list[dict[str, Any]], full: bool = False) -> SeedRulesEngine:
+    engine = SeedRulesEngineFull() if full else SeedRulesEngine()
+    for r in rules:
+        engine.add_rule_sync(RateLimitRule(**{**r, "scope": LimitScope(r["scope"])}))
+    return engine
+
+
+# --------------------------------------------------------------------------------------------
+# Timers (each binds what it calls to locals before starting the clock)
+
+
+def t_select(fn: Callable[..., object]) -> SyncTimer:
+    def timer(n: int) -> int:
+        f, u, e, a, d = fn, REQ_USER, REQ_ENDPOINT, REQ_IP, DEFAULT_RULE
+        t0 = time.perf_counter_ns()
+        for _ in range(n):
+            f(identifier=u, endpoint=e, ip_address=a, default=d)
+        return time.perf_counter_ns() - t0
+
+    return timer
+
+
+def t_check(fn: Callable[[str, str], object], first: str, second: str) -> SyncTimer:
+    def timer(n: int) -> int:
+        f, a, b = fn, first, second
+        t0 = time.perf_counter_ns()
+        for _ in range(n):
+            f(a, b)
+        return time.perf_counter_ns() - t0
+
+    return timer
+
+
+def t_check_keys(
+    fn: Callable[[str, str], object], keys: list[str], rule: str, key_first: bool
+) -> SyncTimer:
+    """``fn(rule, key)`` (seawall) or ``fn(key, rule)`` (the seed's argument order) per key."""
+    if key_first:
+
+        def timer(rounds: int) -> int:
+            f, ks, r = fn, keys, rule
+            t0 = time.perf_counter_ns()
+            for _ in range(rounds):
+                for k in ks:
+                    f(k, r)
+            return time.perf_counter_ns() - t0
+
+        return timer
+
+    def timer_rule_first(rounds: int) -> int:
+        f, ks, r = fn, keys, rule
+        t0 = time.perf_counter_ns()
+        for _ in range(rounds):
+            for k in ks:
+                f(r, k)
+        return time.perf_counter_ns() - t0
+
+    return timer_rule_first
+
+
+def t_floor(fn: Callable[[str], object], keys: list[str]) -> SyncTimer:
+    def timer(rounds: int) -> int:
+        f, ks = fn, keys
+        t0 = time.perf_counter_ns()
+        for _ in range(rounds):
+            for k in ks:
+                f(k)
+        return time.perf_counter_ns() - t0
+
+    return timer
+
+
+def t_await_check(
+    fn: Callable[[str, str], Coroutine[Any, Any, object]], keys: list[str], rule: str
+) -> SyncTimer:
+    """``await fn(key, rule)`` per key, all rounds inside one ``asyncio.run``."""
+
+    def timer(rounds: int) -> int:
+        async def run() -> int:
+            f, ks, r = fn, keys, rule
+            t0 = time.perf_counter_ns()
+            for _ in range(rounds):
+                for k in ks:
+                    await f(k, r)
+            return time.perf_counter_ns() - t0
+
+        return asyncio.run(run())
+
+    return timer
+
+
+def t_select_check(
+    fn_select: Callable[..., str | None], fn_check: Callable[..., object], key_first: bool
+) -> SyncTimer:
+    """What a middleware does per request: select the rule, then check it (seawall's
+    ``check(rule, id)``, or the seed's ``check_limit(id, rule)`` with ``key_first``)."""
+    if key_first:
+
+        def timer(n: int) -> int:
+            s, c, u, e, a, d = fn_select, fn_check, REQ_USER, REQ_ENDPOINT, REQ_IP, DEFAULT_RULE
+            t0 = time.perf_counter_ns()
+            for _ in range(n):
+                c(u, s(identifier=u, endpoint=e, ip_address=a, default=d))
+            return time.perf_counter_ns() - t0
+
+        return timer
+
+    def timer_rule_first(n: int) -> int:
+        s, c, u, e, a, d = fn_select, fn_check, REQ_USER, REQ_ENDPOINT, REQ_IP, DEFAULT_RULE
+        t0 = time.perf_counter_ns()
+        for _ in range(n):
+            c(s(identifier=u, endpoint=e, ip_address=a, default=d), u)
+        return time.perf_counter_ns() - t0
+
+    return timer_rule_first
+
+
+# --------------------------------------------------------------------------------------------
+# Measurement
+
+
+@dataclass(frozen=True)
+class Settings:
+    target_ns: int
+    repeats: int
+
+
+def measure(timer: SyncTimer, unit_size: int, s: Settings) -> float:
+    """Best ns per call; ``timer(n)`` runs ``n`` units of ``unit_size`` calls."""
+    n0 = 1 if unit_size > 1 else 2_000
+    timer(n0)  # warm-up; for the keyed rows a full pass, so every key exists before timing
+    n = plan_units(timer(n0), n0, s.target_ns)
+    return best_of(timer, n, s.repeats) / (n * unit_size)
+
+
+class Wrong(Exception):
+    pass
+
+
+def agree(label: str, got: object, want: object) -> None:
+    if got != want:
+        raise Wrong(f"{label}: got {got!r}, want {want!r}")
+
+
+@dataclass(frozen=True)
+class SelRow:
+    count: int
+    match: bool
+    seawall: float
+    python: float
+
+
+def run_selection(s: Settings) -> list[SelRow]:
+    rows = []
+    for count in RULE_COUNTS:
+        for match in (True, False):
+            rules = rule_dicts(count, match)
+            sw, py = seawall_engine(rules), seed_engine(rules)
+            want = f"r{count - 1}" if match else DEFAULT_RULE
+            for name, fn in (("seawall", sw.select), ("seed-style", py.select)):
+                got = fn(
+                    identifier=REQ_USER,
+                    endpoint=REQ_ENDPOINT,
+                    ip_address=REQ_IP,
+                    default=DEFAULT_RULE,
+                )
+                agree(f"{name} select, {count} rules, match={match}", got, want)
+            rows.append(
+                SelRow(
+                    count,
+                    match,
+                    measure(t_select(sw.select), 1, s),
+                    measure(t_select(py.select), 1, s),
+                )
+            )
+    return rows
+
+
+def run_breakdown(s: Settings) -> list[tuple[str, float, float]]:
+    """seawall's 100-rule selection with one filter kind only; request matching none."""
+    out = []
+    base = seawall_engine(rule_dicts(0, False))
+    for kinds, label in (
+        ("e", "endpoints (globs)"),
+        ("u", "user_ids"),
+        ("i", "ip_addresses (CIDRs)"),
+    ):
+        rules = rule_dicts(100, False, kinds)
+        sw, py = seawall_engine(rules), seed_engine(rules)
+        agree(
+            f"breakdown {kinds}",
+            sw.select(
+                identifier=REQ_USER, endpoint=REQ_ENDPOINT, ip_address=REQ_IP, default=DEFAULT_RULE
+            ),
+            DEFAULT_RULE,
+        )
+        out.append((label, measure(t_select(sw.select), 1, s), measure(t_select(py.select), 1, s)))
+    out.append(("no filtered rule (the call's floor)", measure(t_select(base.select), 1, s), 0.0))
+    return out
+
+
+@dataclass(frozen=True)
+class CheckRow:
+    label: str
+    seawall: float
+    seed_sync: float
+    seed_await: float
+    seed_full: float
+    floor: float  # seawall ClientRateLimiter.try_consume(key): the same bucket, no rules
+    seawall_fat: float  # engine.check on a rule holding 3 x FAT_FILTERS filter entries
+
+
+def check_rules(filters: int = 0) -> list[dict[str, Any]]:
+    """The checked rule; with ``filters``, that many endpoint, user and CIDR filters each
+    (``check`` ignores them, A4; they show what the rule's size costs per call)."""
+    rule: dict[str, Any] = {
+        "name": CHECK_RULE,
+        "scope": "per_user",
+        "rate": BIG_RATE,
+        "window_seconds": 1,
+    }
+    if filters:
+        rule["endpoints"] = [f"/api/v1/r{i}*" for i in range(filters)]
+        rule["user_ids"] = [f"user-{i}" for i in range(filters)]
+        rule["ip_addresses"] = [f"10.{i}.0.0/16" for i in range(filters)]
+    return [rule]
+
+
+def admitted(label: str, decision: Any) -> None:
+    if not decision.allowed:
+        raise Wrong(f"{label}: a call was denied; the benchmark must admit all")
+
+
+def run_check(s: Settings, keys: list[str]) -> list[CheckRow]:
+    rows = []
+    for label, ks in (("hot key", [HOT_KEY]), (f"{len(keys):,} keys round-robin", keys)):
+        sw = seawall_engine(check_rules(), max_keys=2 * len(keys))
+        py = seed_engine(check_rules())
+        if len(ks) == 1:
+            t_sw = t_check(sw.check, CHECK_RULE, ks[0])
+            t_py = t_check(py.check_limit_sync, ks[0], CHECK_RULE)
+        else:
+            t_sw = t_check_keys(sw.check, ks, CHECK_RULE, key_first=False)
+            t_py = t_check_keys(py.check_limit_sync, ks, CHECK_RULE, key_first=True)
+        m_sw = measure(t_sw, len(ks), s)
+        fat = seawall_engine(check_rules(FAT_FILTERS), max_keys=2 * len(ks))
+        m_fat = measure(t_check_keys(fat.check, ks, CHECK_RULE, key_first=False), len(ks), s)
+        admitted(f"seawall check (filtered rule), {label}", fat.check(CHECK_RULE, ks[-1]))
+        m_py = measure(t_py, len(ks), s)
+        m_await = measure(t_await_check(py.check_limit, ks, CHECK_RULE), len(ks), s)
+        bucket = seawall.TokenBucketConfig(BIG_RATE, float(BIG_RATE), BIG_RATE)
+        plain = seawall.ClientRateLimiter(bucket, max_clients=2 * len(ks))
+        m_floor = measure(t_floor(plain.try_consume, ks), len(ks), s)
+        full = seed_engine(check_rules(), full=True)
+        m_full = measure(t_await_check(full.check_limit, ks, CHECK_RULE), len(ks), s)
+        if not isinstance(full, SeedRulesEngineFull) or full.metrics[CHECK_RULE].denied_requests:
+            raise Wrong(f"seed-style full engine, {label}: a call was denied")
+        admitted(f"seawall check, {label}", sw.check(CHECK_RULE, ks[-1]))
+        admitted(f"seed-style check, {label}", py.check_limit_sync(ks[-1], CHECK_RULE))
+        if len(py._buckets) != len(ks):
+            raise Wrong(f"seed-style engine holds {len(py._buckets)} of {len(ks)} keys")
+        rows.append(CheckRow(label, m_sw, m_py, m_await, m_full, m_floor, m_fat))
+    return rows
+
+
+def run_end_to_end(s: Settings) -> list[tuple[str, float, float]]:
+    out = []
+    for count in (1, 100):
+        rules = rule_dicts(count, True)
+        sw, py = seawall_engine(rules), seed_engine(rules)
+        out.append(
+            (
+                f"{count} rule{'s' if count > 1 else ''}, matching",
+                measure(t_select_check(sw.select, sw.check, key_first=False), 1, s),
+                measure(t_select_check(py.select, py.check_limit_sync, key_first=True), 1, s),
+            )
+        )
+    return out
+
+
+# --------------------------------------------------------------------------------------------
+# Output
+
+
+def x(slow: float, fast: float) -> str:
+    return f"{slow / fast:.1f}x"
+
+
+def verdict(ok: bool) -> str:
+    return "PASS" if ok else "FAIL"
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    parser.add_argument("--quick", action="store_true", help="short repeats, 3 of them")
+    parser.add_argument("--target-ms", type=float, default=None, help="time per repeat")
+    args = parser.parse_args()
+    target_ms = args.target_ms if args.target_ms is not None else (20.0 if args.quick else 200.0)
+    s = Settings(target_ns=int(target_ms * 1e6), repeats=3 if args.quick else 5)
+
+    started = time.perf_counter()
+    print_header(
+        "# seawall RulesEngine vs seed-002-style Python: selection and check_limit, in-process",
+        {"seawall": seawall.__version__},
+    )
+    print(
+        f"- method: perf_counter_ns around a plain `for` loop, best of {s.repeats} repeats of "
+        f"~{target_ms:g} ms, GC off while timing; every call admitted (rate 1e9/s)"
+    )
+    print(
+        f"- request: identifier `{REQ_USER}`, endpoint `{REQ_ENDPOINT}`, ip `{REQ_IP}`; rules "
+        "rotate endpoint-glob / user_ids / CIDR filters; 'matching' = the last rule matches"
+    )
+    print(flush=True)
+
+    sel = run_selection(s)
+    print("## Selection: `select(identifier=, endpoint=, ip_address=, default=)`")
+    print()
+    rows = [
+        [
+            f"{r.count}",
+            "one rule" if r.match else "none (default)",
+            ns(r.seawall),
+            ns(r.python),
+            x(r.python, r.seawall),
+        ]
+        for r in sel
+    ]
+    print(
+        table(
+            ["filtered rules", "request matches", "seawall ns", "seed-style ns", "speedup"],
+            rows,
+            {0, 2, 3, 4},
+        )
+    )
+    print(flush=True)
+
+    brk = run_breakdown(s)
+    print("## Where selection's time goes: 100 rules of one filter kind, request matching none")
+    print()
+    print(
+        table(
+            ["filters", "seawall ns", "seed-style ns"],
+            [[label, ns(a), ns(b) if b else ""] for label, a, b in brk],
+            {1, 2},
+        )
+    )
+    print(flush=True)
+
+    keys = [f"user:client-{i}" for i in range(N_KEYS)]
+    chk = run_check(s, keys)
+    print("## check_limit: `engine.check(rule, id)` vs seed-style (per-user token bucket)")
+    print()
+    engines: list[tuple[str, Callable[[CheckRow], float]]] = [
+        ("seawall `engine.check(rule, id)`", lambda r: r.seawall),
+        (
+            f"seawall `engine.check`, the rule holding {3 * FAT_FILTERS} filter entries",
+            lambda r: r.seawall_fat,
+        ),
+        ("floor: seawall `ClientRateLimiter.try_consume(id)` (no rules)", lambda r: r.floor),
+        ("seed-style `check_limit_sync(id, rule)` (no lock, no metrics)", lambda r: r.seed_sync),
+        ("seed-style `await check_limit(id, rule)` (lock, no metrics)", lambda r: r.seed_await),
+        (
+            "seed-style `await check_limit` + overrides + metrics (as documented)",
+            lambda r: r.seed_full,
+        ),
+    ]
+    print(
+        table(
+            [
+                "engine",
+                *(f"{r.label} ns" for r in chk),
+                *(f"ratio to seawall check, {r.label}" for r in chk),
+            ],
+            [
+                [label, *(ns(get(r)) for r in chk), *(x(get(r), r.seawall) for r in chk)]
+                for label, get in engines
+            ],
+            set(range(1, 1 + 2 * len(chk))),
+        )
+    )
+    print()
+    print(
+        "ratio to seawall check = the row's ns / seawall `engine.check` ns (on seed-style rows: "
+        "seawall's speedup). seawall's engine counts no metrics yet; the "
+        "first two seed-style rows leave them out too, the last one pays for them. The floor "
+        "row is not a rules engine: it shows what one native keyed bucket costs from Python."
+    )
+    print(flush=True)
+
+    e2e = run_end_to_end(s)
+    print("## Select + check (what a middleware does per request), hot key")
+    print()
+    print(
+        table(
+            ["rules", "seawall ns", "seed-style ns", "speedup"],
+            [[label, ns(a), ns(b), x(b, a)] for label, a, b in e2e],
+            {1, 2, 3},
+        )
+    )
+    print()
+
+    by = {(r.count, r.match): r.seawall for r in sel}
+    print("## Bars (issue 15; informational, timings are never tests)")
+    print()
+    for match, what in ((True, "matching one rule"), (False, "matching none")):
+        added = by[(100, match)] - by[(1, match)]
+        print(
+            f"bar 1: selection among 100 rules adds <= 1 us over one rule ({what}): "
+            f"+{added:,.0f} ns {verdict(added <= 1000)}"
+        )
+    one_kind = ", ".join(f"{label}: +{a - by[(1, False)]:,.0f} ns" for label, a, _ in brk[:3])
+    print(f"       (100 rules of one filter kind, over one rule, matching none: {one_kind})")
+    for r in chk:
+        for what, slow in (
+            ("the seed's engine as documented: await, overrides, metrics", r.seed_full),
+            ("strict: its sync core, no lock, no metrics", r.seed_sync),
+        ):
+            print(
+                f"bar 2: check_limit >= 20x a seed-style engine ({r.label}; {what}): "
+                f"{slow / r.seawall:.1f}x {verdict(slow / r.seawall >= 20)}"
+            )
+    print()
+    print(f"total run time: {time.perf_counter() - started:.0f} s")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
