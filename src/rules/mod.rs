@@ -330,7 +330,7 @@ pub struct RuleDecision {
 
 /// A rule and the budgets it keeps (replaced with the rule only when its limits change).
 struct Entry {
-    rule: Rule,
+    rule: std::sync::Arc<Rule>,
     budgets: std::sync::Arc<Limiter>,
     /// Budgets under multiplied limits (an override's), by the multiplier's bits.
     scaled: std::sync::Arc<parking_lot::Mutex<HashMap<u64, std::sync::Arc<Limiter>>>>,
@@ -340,11 +340,14 @@ struct Entry {
     order: u64,
 }
 
+/// The rules by name, the next insertion number, and the rules selection tries, in order.
+type Registry = (HashMap<String, Entry>, u64, Vec<std::sync::Arc<Rule>>);
+
 /// Rules by name, with their budgets in memory, and the admin overrides.
 pub struct Rules {
     /// The rules by name, the next insertion number, and the rules selection considers (enabled,
     /// with a filter) in the order it tries them: priority, highest first, then insertion.
-    entries: RwLock<(HashMap<String, Entry>, u64, Vec<Rule>)>,
+    entries: RwLock<Registry>,
     algorithm: RuleAlgorithm,
     strategy: Strategy,
     max_keys: usize,
@@ -382,7 +385,7 @@ impl Rules {
     /// Adds `spec`, or replaces the rule of that name: its budgets are kept if its limits are
     /// the same, else they start afresh (A28). Errors name the field.
     pub fn add(&self, spec: RuleSpec) -> Result<(), Error> {
-        let rule = spec.compile(self.algorithm, self.strategy)?;
+        let rule = std::sync::Arc::new(spec.compile(self.algorithm, self.strategy)?);
         let mut guard = self.entries.write();
         let (entries, next, _) = &mut *guard;
         let (budgets, order) = match entries.get(&spec.name) {
@@ -422,7 +425,7 @@ impl Rules {
     }
 
     /// Recomputes the rules selection tries, in its order.
-    fn order_candidates(state: &mut (HashMap<String, Entry>, u64, Vec<Rule>)) {
+    fn order_candidates(state: &mut Registry) {
         let mut candidates: Vec<(&Entry, i64, u64)> = state
             .0
             .values()
@@ -449,12 +452,12 @@ impl Rules {
         let guard = self.entries.read();
         let mut all: Vec<&Entry> = guard.0.values().collect();
         all.sort_by_key(|e| e.order);
-        all.into_iter().map(|e| e.rule.clone()).collect()
+        all.into_iter().map(|e| (*e.rule).clone()).collect()
     }
 
     /// The rule `name`.
     pub fn get(&self, name: &str) -> Option<Rule> {
-        self.entries.read().0.get(name).map(|e| e.rule.clone())
+        self.entries.read().0.get(name).map(|e| (*e.rule).clone())
     }
 
     /// The rule a request falls under: the highest-priority enabled rule with filters that all
