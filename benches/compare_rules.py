@@ -49,7 +49,7 @@ from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any
 
-from timing import SyncTimer, best_of, ns, plan_units, print_header, table
+from timing import SyncTimer, best_of, ns, plan_units, print_header, t_keys1, table
 
 import seawall
 from seawall.rules import RulesEngine
@@ -429,18 +429,6 @@ def t_check_keys(
     return timer_rule_first
 
 
-def t_floor(fn: Callable[[str], object], keys: list[str]) -> SyncTimer:
-    def timer(rounds: int) -> int:
-        f, ks = fn, keys
-        t0 = time.perf_counter_ns()
-        for _ in range(rounds):
-            for k in ks:
-                f(k)
-        return time.perf_counter_ns() - t0
-
-    return timer
-
-
 def t_await_check(
     fn: Callable[[str, str], Coroutine[Any, Any, object]], keys: list[str], rule: str
 ) -> SyncTimer:
@@ -621,7 +609,7 @@ def run_check(s: Settings, keys: list[str]) -> list[CheckRow]:
         m_await = measure(t_await_check(py.check_limit, ks, CHECK_RULE), len(ks), s)
         bucket = seawall.TokenBucketConfig(BIG_RATE, float(BIG_RATE), BIG_RATE)
         plain = seawall.ClientRateLimiter(bucket, max_clients=2 * len(ks))
-        m_floor = measure(t_floor(plain.try_consume, ks), len(ks), s)
+        m_floor = measure(t_keys1(plain.try_consume, ks), len(ks), s)
         full = seed_engine(check_rules(), full=True)
         m_full = measure(t_await_check(full.check_limit, ks, CHECK_RULE), len(ks), s)
         if not isinstance(full, SeedRulesEngineFull) or full.metrics[CHECK_RULE].denied_requests:
