@@ -207,3 +207,47 @@ fn token_bucket_burst_and_leaky_bucket_spacing() {
     assert!(!second.allowed, "no bursts: one per window / rate");
     assert_eq!(second.retry_after, 6_000_000_000);
 }
+
+#[test]
+fn throttle_books_each_refused_request_a_slot_of_its_own_up_to_max_delay() {
+    let set = Rules::new(RuleAlgorithm::TokenBucket, Strategy::Throttle, 100);
+    let mut r = spec("slow", 0, true);
+    r.rate = 10; // one every 6 s once the burst of 10 is spent
+    r.max_delay = Some(20.0);
+    set.add(r).unwrap();
+    let who = RequestFacts {
+        user: Some("x"),
+        ..Default::default()
+    };
+    let now = 1_000_000_000_000;
+    for _ in 0..10 {
+        assert_eq!(set.check("slow", &who, now, 1).unwrap().delay, 0);
+    }
+    // Refused now, each booked the next free slot: 6, 12 and 18 s away, then nothing within
+    // 20 s: refused outright (no booking, no wait).
+    let delays: Vec<u64> = (0..5)
+        .map(|_| set.check("slow", &who, now, 1).unwrap().delay / 1_000_000_000)
+        .collect();
+    assert_eq!(delays, [6, 12, 18, 0, 0]);
+    let refused = set.check("slow", &who, now, 1).unwrap();
+    assert!(!refused.decision.allowed && refused.delay == 0);
+    // The booked slots are spent: at 18 s the next request waits for the fourth slot.
+    let later = set.check("slow", &who, now + 18_000_000_000, 1).unwrap();
+    assert_eq!(later.delay, 6_000_000_000);
+}
+
+#[test]
+fn graceful_marks_refusals_degraded_and_keeps_the_verdict() {
+    let set = Rules::new(RuleAlgorithm::FixedWindow, Strategy::Graceful, 100);
+    let mut r = spec("soft", 0, true);
+    r.rate = 1;
+    set.add(r).unwrap();
+    let who = RequestFacts::default();
+    let first = set.check("soft", &who, 0, 1).unwrap();
+    let second = set.check("soft", &who, 0, 1).unwrap();
+    assert!(first.decision.allowed && !first.degraded);
+    assert!(
+        !second.decision.allowed && second.degraded,
+        "the verdict stays a refusal"
+    );
+}

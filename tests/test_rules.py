@@ -243,3 +243,27 @@ def test_a_flood_of_distinct_identifiers_keeps_the_violations_bounded() -> None:
         summary = m[by]
         assert len(summary["entries"]) == summary["capacity"] == 1000
         assert summary["total"] == n - 1
+
+
+def test_throttle_books_slots_and_graceful_marks_degraded() -> None:
+    e = RulesEngine(clock=ManualClock(1_000))
+    e.add_rule(
+        {
+            "name": "slow",
+            "scope": "per_user",
+            "rate": 2,
+            "window_seconds": 60,
+            "strategy": "throttle",
+            "max_delay": 45,
+        }
+    )
+    e.add_rule(
+        {"name": "soft", "scope": "global", "rate": 1, "window_seconds": 60, "strategy": "graceful"}
+    )
+    got = [e.check("slow", "x") for _ in range(5)]
+    assert [d.allowed for d in got] == [True, True, False, False, False]
+    assert [d.delay for d in got] == pytest.approx([0, 0, 30, 0, 0])  # one slot within 45 s
+    assert got[2].strategy == "throttle"
+    e.check("soft", "a")
+    degraded = e.check("soft", "b")
+    assert not degraded.allowed and degraded.degraded

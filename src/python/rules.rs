@@ -352,6 +352,19 @@ impl PyRuleDecision {
         self.d.override_id
     }
 
+    /// THROTTLE: seconds until the slot booked for this refused request (0.0 if none): wait
+    /// that long, once, then serve it.
+    #[getter]
+    fn delay(&self) -> f64 {
+        secs(self.d.delay)
+    }
+
+    /// GRACEFUL: the request was refused and is to be served marked as degraded.
+    #[getter]
+    fn degraded(&self) -> bool {
+        self.d.degraded
+    }
+
     /// What the rule's strategy makes of a refusal: its name.
     #[getter]
     fn strategy(&self) -> String {

@@ -326,6 +326,12 @@ pub struct RuleDecision {
     pub override_id: Option<u64>,
     /// Audit entries written while deciding (overrides that expired), for the caller's log.
     pub audit: Vec<AuditEntry>,
+    /// THROTTLE: the request was refused now, and the next free slot, this long from now, is
+    /// booked for it (at most the rule's `max_delay`): the caller waits that long, once, and
+    /// serves it. 0 otherwise.
+    pub delay: Nanos,
+    /// GRACEFUL: the request was refused, and is to be served marked as degraded.
+    pub degraded: bool,
 }
 
 /// A rule and the budgets it keeps (replaced with the rule only when its limits change).
@@ -553,6 +559,8 @@ impl Rules {
             strategy: rule.strategy,
             override_id,
             audit,
+            delay: 0,
+            degraded: false,
         };
         if !spec.enabled {
             let d = admit(None, Vec::new());
@@ -596,12 +604,29 @@ impl Rules {
         let d = limiter.hit(&key, now, cost)?;
         // The limiter's verdict, before anything a strategy makes of it (defect 1).
         count(&d.decision);
+        let refused = !d.decision.allowed;
+        let mut delay = 0;
+        if refused && rule.strategy == Strategy::Throttle {
+            // Book the next free slot once: decide as at the moment it frees, counting it there
+            // (the budget then holds it, and later requests queue behind it). Past `max_delay`,
+            // or a slot that never frees, the request is refused instead: never a
+            // sleep-and-retry loop, never an unbounded wait.
+            let wait = d.decision.retry_after;
+            if wait != Nanos::MAX && wait <= rule.max_delay() {
+                let booked = limiter.hit(&key, now.saturating_add(wait), cost)?;
+                if booked.decision.allowed {
+                    delay = wait.max(1);
+                }
+            }
+        }
         Ok(RuleDecision {
             decision: d.decision,
             rule: name.to_owned(),
             strategy: rule.strategy,
             override_id,
             audit,
+            delay,
+            degraded: refused && rule.strategy == Strategy::Graceful,
         })
     }
 
