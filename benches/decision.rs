@@ -118,5 +118,57 @@ fn client_limiter(c: &mut Criterion) {
     });
 }
 
-criterion_group!(benches, token_bucket, algorithms, client_limiter);
+/// Who is limited: a space-saving top-1,000 under a flood of distinct keys (every record
+/// evicts) and under a skewed stream, and a rule's metrics recording a denial (three top-Ks).
+fn violations(c: &mut Criterion) {
+    use seawall::metrics::rule::RuleMetrics;
+    use seawall::metrics::top_k::TopK;
+
+    const K: usize = 1000;
+    let flood: Vec<String> = (0..200_000u32)
+        .map(|i| format!("10.{}.{}.{}", (i >> 16) & 255, (i >> 8) & 255, i & 255))
+        .collect();
+    let skewed: Vec<String> = (0..200_000u64)
+        .map(|i| {
+            let x = (i.wrapping_mul(2_654_435_761) % 1_000_000) as f64 / 1e6;
+            format!("user:{}", (x * x * x * 5000.0) as u32)
+        })
+        .collect();
+    let mut group = c.benchmark_group("violations");
+    for (name, stream) in [("flood", &flood), ("skewed", &skewed)] {
+        let mut top = TopK::new(K);
+        let mut i = 0;
+        group.bench_function(format!("top_k_record_{name}"), |b| {
+            b.iter(|| {
+                top.record(black_box(&stream[i % stream.len()]), 1);
+                i += 1;
+            })
+        });
+        println!(
+            "top-{K} after the {name} stream: {} bytes",
+            top.heap_bytes()
+        );
+    }
+    let metrics = RuleMetrics::new();
+    let mut i = 0;
+    group.bench_function("rule_metrics_denial_flood", |b| {
+        b.iter(|| {
+            let key = &flood[i % flood.len()];
+            metrics.record(false, 0.0, key, Some(key), Some(key));
+            i += 1;
+        })
+    });
+    group.bench_function("rule_metrics_allowed", |b| {
+        b.iter(|| metrics.record(true, black_box(3.0), "user:1", Some("10.0.0.1"), None))
+    });
+    group.finish();
+}
+
+criterion_group!(
+    benches,
+    token_bucket,
+    algorithms,
+    client_limiter,
+    violations
+);
 criterion_main!(benches);
