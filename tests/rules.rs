@@ -88,11 +88,12 @@ proptest! {
         prop_assert_eq!(got, model);
     }
 
-    /// No two (rule, scope, identifier) share a key.
+    /// No two (rule, scope, identifier) share a key, long (hashed) identifiers included: an
+    /// identifier written as a hashed one's key part never stands for it.
     #[test]
     fn keys_never_collide(
-        a in ("[a-c|:]{0,4}", 0usize..4, "[a-c|:0-9.]{0,6}"),
-        b in ("[a-c|:]{0,4}", 0usize..4, "[a-c|:0-9.]{0,6}"),
+        a in ("[a-c|:]{0,4}", 0usize..4, "[a-c|:#0-9.]{0,6}|x{257,260}"),
+        b in ("[a-c|:]{0,4}", 0usize..4, "[a-c|:#0-9.]{0,6}|x{257,260}"),
     ) {
         let scopes = [Scope::Global, Scope::PerUser, Scope::PerIp, Scope::PerEndpoint];
         let key = |(rule, scope, id): &(String, usize, String)| {
@@ -250,4 +251,20 @@ fn graceful_marks_refusals_degraded_and_keeps_the_verdict() {
         !second.decision.allowed && second.degraded,
         "the verdict stays a refusal"
     );
+}
+
+#[test]
+fn a_written_out_hash_is_not_a_long_identifiers_budget() {
+    fn key_of(id: &str) -> String {
+        let facts = RequestFacts {
+            user: Some(id),
+            ..Default::default()
+        };
+        Rules::key("r", Scope::PerUser, &facts)
+    }
+    let hashed = key_of(&"y".repeat(300));
+    let hex = hashed.rsplit('|').next().unwrap().to_owned();
+    // A client that sends the hex (or the key's tail) gets a budget of its own.
+    assert_ne!(key_of(&hex), hashed);
+    assert_ne!(key_of(&format!("#|{hex}")), hashed);
 }

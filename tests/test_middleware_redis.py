@@ -418,3 +418,26 @@ def test_reset_while_redis_is_down_raises(redis_server: RedisServer) -> None:
     redis_server.kill()
     with pytest.raises(OSError, match="Redis reset failed"):
         middleware.limiter.reset("ip:192.0.2.1")
+
+
+async def test_client_keys_with_braces_stay_in_one_slot_on_a_cluster(
+    redis_cluster_url: str, redis_prefix: str
+) -> None:
+    """A client writes its key (a header): braces in it must not move its keys out of the
+    request's hash tag (a CROSSSLOT refusal would let everything through under on_error)."""
+    for global_limits in (None, "100/minute"):
+        app = app_with(
+            limits="2/minute",
+            global_limits=global_limits,
+            key="header:X-Client",
+            store=redis_cluster_url,
+            key_prefix=f"{redis_prefix}{global_limits is None}:",
+            on_error="deny",
+        )
+        for value in ("a}b{c", "{x}", "}", "{"):
+            statuses = []
+            for _ in range(3):
+                async with client(app) as c:
+                    r = await c.get("/", headers={"X-Client": value})
+                    statuses.append(r.status_code)
+            assert statuses == [200, 200, 429], (global_limits, value, statuses)

@@ -495,6 +495,9 @@ impl Rules {
     /// let ip = RequestFacts { ip: Some("10.0.0.1".parse().unwrap()), ..Default::default() };
     /// assert_ne!(Rules::key("r", Scope::PerUser, &user), Rules::key("r", Scope::PerIp, &ip));
     /// assert_ne!(Rules::key("a", Scope::Global, &user), Rules::key("b", Scope::Global, &user));
+    /// let huge = "x".repeat(1 << 20);
+    /// let long = RequestFacts { user: Some(&huge), ..Default::default() };
+    /// assert!(Rules::key("r", Scope::PerUser, &long).len() < 100);
     /// ```
     pub fn key(rule: &str, scope: Scope, req: &RequestFacts<'_>) -> String {
         let id = match scope {
@@ -513,6 +516,17 @@ impl Rules {
             Scope::PerIp => "i",
             Scope::PerEndpoint => "e",
         };
+        // An identifier is the caller's (a client's, through it): one longer than
+        // MAX_IDENTIFIER is kept as its SHA-256, marked apart (`#`) so that no identifier
+        // written out can stand for a hashed one.
+        if id.len() > MAX_IDENTIFIER {
+            use sha2::{Digest, Sha256};
+            let hex: String = Sha256::digest(id.as_bytes())
+                .iter()
+                .map(|b| format!("{b:02x}"))
+                .collect();
+            return format!("{}:{rule}|{scope}#|{hex}", rule.len());
+        }
         format!("{}:{rule}|{scope}|{id}", rule.len())
     }
 
@@ -666,6 +680,10 @@ impl Rules {
             .reset(&Self::key(name, e.rule.spec.scope, req), now))
     }
 }
+
+/// Identifiers longer than this are kept as their SHA-256 (a budget key never grows with what a
+/// client sends).
+pub const MAX_IDENTIFIER: usize = 256;
 
 /// The error for a rule name that is not in the set.
 fn unknown(name: &str) -> Error {
