@@ -8,9 +8,7 @@
 //! into 60 buckets (one second each for windows up to a minute). A process killed mid-merge
 //! loses at most the counts it was adding.
 
-use std::fs::OpenOptions;
 use std::os::fd::AsRawFd;
-use std::os::unix::fs::OpenOptionsExt;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use memmap2::{MmapOptions, MmapRaw};
@@ -63,14 +61,7 @@ impl HostRecord {
         let digest = Sha256::digest(key.as_bytes());
         let hex: String = digest[..8].iter().map(|b| format!("{b:02x}")).collect();
         let path = path_of(&format!("{store}.breaker-{hex}"))?;
-        let file = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .mode(0o600)
-            .open(&path)
-            .map_err(|e| system(&path, e))?;
+        let file = crate::store::host::segment::open_shared(&path)?;
         let bytes = (WORDS * 8) as u64;
         // A new file is all zeros: no counts, closed. Reserved now, as segments are.
         // SAFETY: posix_fallocate on an open descriptor has no memory-safety requirement.

@@ -23,6 +23,25 @@ fn decide(
     }
 }
 
+/// The error for deciding one key against itself (`other` is this limiter and `other_key` is
+/// `key`): it would count the request twice in one budget. Every `hit_with` checks it.
+///
+/// ```
+/// use seawall::limiter::hit_with::same_key;
+///
+/// assert!(same_key(true, "k", "k").is_err());
+/// assert!(same_key(true, "k", "j").is_ok() && same_key(false, "k", "k").is_ok());
+/// ```
+pub fn same_key(same_limiter: bool, key: &str, other_key: &str) -> Result<(), Error> {
+    if same_limiter && key == other_key {
+        return Err(Error::invalid(
+            "other_key",
+            format!("must differ from key when other is the same limiter, got {key:?}"),
+        ));
+    }
+    Ok(())
+}
+
 impl Limiter {
     /// Decides `cost` for `key` here and for `other_key` in `other` at once, all or nothing:
     /// counted by both only if both admit it, by neither otherwise. Returns the binding
@@ -58,12 +77,7 @@ impl Limiter {
         now: Nanos,
         cost: u64,
     ) -> Result<LimitDecision, Error> {
-        if std::ptr::eq(self, other) && key == other_key {
-            return Err(Error::invalid(
-                "other_key",
-                format!("must differ from key when other is the same limiter, got {key:?}"),
-            ));
-        }
+        same_key(std::ptr::eq(self, other), key, other_key)?;
         self.store.with_pair(key, &other.store, other_key, |pair| {
             let mut parts: Vec<LimitDecision> = Vec::with_capacity(2);
             let allowed = decide_all(

@@ -155,12 +155,7 @@ impl RedisLimiter {
                  decides both",
             ));
         }
-        if std::ptr::eq(self, Arc::as_ptr(other)) && key == other_key {
-            return Err(Error::invalid(
-                "other_key",
-                format!("must differ from key when other is the same limiter, got {key:?}"),
-            ));
-        }
+        super::hit_with::same_key(std::ptr::eq(self, Arc::as_ptr(other)), key, other_key)?;
         self.limits.check_cost(cost)?;
         other.limits.check_cost(cost)?;
         let with = Some((other.clone(), other_key.to_owned()));

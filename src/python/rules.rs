@@ -54,6 +54,26 @@ fn log_audit(py: Python<'_>, entries: &[AuditEntry]) {
     }
 }
 
+/// A dict as the serde struct `T`, every error naming `param` and the field's path.
+fn from_dict<T: serde::de::DeserializeOwned>(param: &str, value: &Bound<'_, PyAny>) -> PyResult<T> {
+    if !value.is_instance_of::<PyDict>() {
+        return Err(PyTypeError::new_err(format!(
+            "{param} must be a dict, got {}",
+            super::errors::type_name(value)
+        )));
+    }
+    let mut de = pythonize::Depythonizer::from_object(value);
+    serde_path_to_error::deserialize(&mut de).map_err(|e| {
+        let path = e.path().to_string();
+        let inner = e.into_inner();
+        if path == "." {
+            PyValueError::new_err(format!("{param}: {inner}"))
+        } else {
+            PyValueError::new_err(format!("{param}: {path}: {inner}"))
+        }
+    })
+}
+
 fn to_py<'py, T: serde::Serialize>(py: Python<'py>, value: &T) -> PyResult<Bound<'py, PyAny>> {
     pythonize::pythonize(py, value).map_err(|e| PyValueError::new_err(e.to_string()))
 }
@@ -123,22 +143,7 @@ impl PyRulesEngine {
 
     /// Adds a rule given as a dict (or replaces the rule of its name).
     fn add_rule(&self, rule: &Bound<'_, PyAny>) -> PyResult<()> {
-        if !rule.is_instance_of::<PyDict>() {
-            return Err(PyTypeError::new_err(format!(
-                "rule must be a dict, got {}",
-                super::errors::type_name(rule)
-            )));
-        }
-        let mut de = pythonize::Depythonizer::from_object(rule);
-        let spec: RuleSpec = serde_path_to_error::deserialize(&mut de).map_err(|e| {
-            let path = e.path().to_string();
-            let inner = e.into_inner();
-            if path == "." {
-                PyValueError::new_err(format!("rule: {inner}"))
-            } else {
-                PyValueError::new_err(format!("rule: {path}: {inner}"))
-            }
-        })?;
+        let spec: RuleSpec = from_dict("rule", rule)?;
         Ok(self.rules.add(spec)?)
     }
 
@@ -213,17 +218,7 @@ impl PyRulesEngine {
         py: Python<'py>,
         request: &Bound<'py, PyAny>,
     ) -> PyResult<Bound<'py, PyAny>> {
-        if !request.is_instance_of::<PyDict>() {
-            return Err(PyTypeError::new_err(format!(
-                "request must be a dict, got {}",
-                super::errors::type_name(request)
-            )));
-        }
-        let mut de = pythonize::Depythonizer::from_object(request);
-        let spec: OverrideSpec = serde_path_to_error::deserialize(&mut de).map_err(|e| {
-            let path = e.path().to_string();
-            PyValueError::new_err(format!("request: {path}: {}", e.into_inner()))
-        })?;
+        let spec: OverrideSpec = from_dict("request", request)?;
         let (added, audit) = self.rules.overrides.add(spec, self.clock.now(py)?)?;
         log_audit(py, &audit);
         to_py(py, &added)

@@ -435,12 +435,7 @@ impl HostLimiter {
         now: Nanos,
         cost: u64,
     ) -> Result<LimitDecision, Error> {
-        if std::ptr::eq(self, other) && key == other_key {
-            return Err(Error::invalid(
-                "other_key",
-                format!("must differ from key when other is the same limiter, got {key:?}"),
-            ));
-        }
+        crate::limiter::hit_with::same_key(std::ptr::eq(self, other), key, other_key)?;
         let (kind, mine) = &self.budgets.codec.own[0];
         let (other_kind, theirs) = &other.budgets.codec.own[0];
         mine.set.check_cost(cost)?;

@@ -133,6 +133,18 @@ fn system(path: &std::path::Path, what: &str, e: std::io::Error) -> Error {
     }
 }
 
+/// Opens (or creates, for this user only) a file of shared memory.
+pub(crate) fn open_shared(path: &std::path::Path) -> Result<File, Error> {
+    OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .mode(0o600)
+        .open(path)
+        .map_err(|e| system(path, "open", e))
+}
+
 /// Sizes a new segment file and reserves its memory now: a tmpfs that is too small (Docker's
 /// `/dev/shm` is 64 MiB unless `--shm-size` says more) is an error here, not a SIGBUS later when
 /// a slot is first written.
@@ -188,14 +200,7 @@ impl Segment {
         records: &[Record],
     ) -> Result<(Self, Vec<u16>), Error> {
         let path = path_of(name)?;
-        let file = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .mode(0o600)
-            .open(&path)
-            .map_err(|e| system(&path, "open", e))?;
+        let file = open_shared(&path)?;
         let _lock = Locked::new(&file).map_err(|e| system(&path, "lock", e))?;
         let len = file
             .metadata()
