@@ -394,7 +394,15 @@ fn leave_locked_by_a_dead_process(host: &HostLimiter, tear_state: bool) {
         let slot = capacity + i * 8;
         words[slot] = (u64::from(dead) << 32) | since;
         if tear_state && words[i] != 0 {
-            words[slot + 3] ^= 0x5555; // half of a write: the checksum no longer matches
+            // Half of a write in the state in use (a compact state is in one of two copies
+            // of three words, as bit 46 of the check word says): the checksum no longer matches.
+            let check = words[slot + 1];
+            let copy = if check & (1 << 47) != 0 && check & (1 << 46) != 0 {
+                3
+            } else {
+                0
+            };
+            words[slot + 2 + copy + 1] ^= 0x5555;
         }
     }
     map.flush().unwrap();

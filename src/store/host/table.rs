@@ -3,17 +3,19 @@
 //!
 //! Layout (64-bit words after the header): `capacity` tags (a key's 64-bit hash under the
 //! segment's secret seed; 0: empty), then `capacity` slots of eight words: the lock, a check word
-//! (the state's kind, which of the store's limit sets it is kept under, and a checksum), and
-//! six words of state. Tags apart from slots make a lookup read one or two cache lines of
+//! (the state's kind, which of the store's limit sets it is kept under, where the state is, and a
+//! checksum), and six words of state. A state that fits in three words (every one-limit key's)
+//! is kept in one of two copies: a write fills the other copy and then switches to it with one
+//! store of the check word, so a writer killed at any point leaves the old state or the new one. Tags apart from slots make a lookup read one or two cache lines of
 //! tags and then the one line of its slot.
 //!
 //! Locks. A slot's lock word is 0 when free, else its holder's pid and the second it took it. A
 //! decision holds it for well under a microsecond. A process that waits on it longer than a
 //! few spins checks the holder: if that process is gone (`kill -9` mid-decision), or held it for
-//! over ten seconds, the lock is taken over. The state the dead holder may have half-written is
-//! then checked against the checksum written after it: a mismatch is replaced by a state with
-//! every limit spent just now, so a crash can lose the one decision in flight but never lets a
-//! key admit more than its limit. New keys are placed under one of 256 insertion locks (by home
+//! over ten seconds, the lock is taken over. A compact state (below) is whole whenever the holder
+//! died: at most its one decision in flight is lost. A larger state, written in place, is checked
+//! against the checksum written after it: a mismatch is replaced by a state with every limit spent
+//! just now, so a crash never lets a key admit more than its limit. New keys are placed under one of 256 insertion locks (by home
 //! slot), taken before any slot lock, so that two processes never place one key twice.
 //!
 //! Eviction: a key finds no room when its 16 slots are taken. It then takes the first of them
@@ -203,14 +205,22 @@ fn lock(word: &AtomicU64) -> Held<'_> {
 
 /// The slot's second word: its kind in the top 16 bits, a checksum of the tag, kind and state
 /// below (never 0: a slot's word is 0 only before its first write).
-fn check_word(tag: u64, kind: Kind, state: &State) -> u64 {
-    let sum = state
-        .iter()
-        .fold(tag ^ u64::from(kind) ^ 0x9e37_79b9_7f4a_7c15, |h, w| {
-            (h ^ w).wrapping_mul(0x0100_0000_01b3).rotate_left(29)
-        });
-    (u64::from(kind) << 48) | (sum & 0x0000_ffff_ffff_ffff) | 1
+fn check_word(tag: u64, kind: Kind, layout: u64, words: &[u64]) -> u64 {
+    let sum = words.iter().fold(
+        tag ^ u64::from(kind) ^ layout ^ 0x9e37_79b9_7f4a_7c15,
+        |h, w| (h ^ w).wrapping_mul(0x0100_0000_01b3).rotate_left(29),
+    );
+    (u64::from(kind) << 48) | layout | (sum & SUM_BITS) | 1
 }
+
+/// In the check word: the state fits in three words and is kept in one of two copies...
+const COMPACT: u64 = 1 << 47;
+/// ...the second (else the first).
+const SECOND: u64 = 1 << 46;
+/// The checksum's bits.
+const SUM_BITS: u64 = (1 << 46) - 1;
+/// Words of a compact state (the rest are zero).
+const COMPACT_WORDS: usize = STATE_WORDS / 2;
 
 impl Table {
     /// The table of `segment`, which holds `capacity` slots (a power of two).
@@ -259,27 +269,72 @@ impl Table {
         &self.segment.words()[at..at + SLOT_WORDS]
     }
 
-    fn read(&self, i: usize) -> [u64; STATE_WORDS] {
+    /// The state as the check word says it is kept: a compact state from its current copy (the
+    /// rest zero), a full one from all six words; and the words its checksum covers.
+    fn read(&self, i: usize, check: u64) -> (State, u64) {
         let slot = self.slot(i);
-        std::array::from_fn(|w| slot[2 + w].load(Ordering::Relaxed))
+        let mut state = [0; STATE_WORDS];
+        if check & COMPACT != 0 {
+            let at = if check & SECOND != 0 {
+                COMPACT_WORDS
+            } else {
+                0
+            };
+            for (w, v) in state.iter_mut().take(COMPACT_WORDS).enumerate() {
+                *v = slot[2 + at + w].load(Ordering::Relaxed);
+            }
+            (state, check & (COMPACT | SECOND))
+        } else {
+            for (w, v) in state.iter_mut().enumerate() {
+                *v = slot[2 + w].load(Ordering::Relaxed);
+            }
+            (state, 0)
+        }
     }
 
+    /// Writes `state` under the slot's lock. A state that fits in three words (every one-limit
+    /// key's) goes into the copy not in use, and the check word then names it in one store: a
+    /// holder killed at any point leaves the old state or the new one, whole. A larger state is
+    /// written in place, and one killed mid-write is caught by the checksum.
     fn write(&self, i: usize, tag: u64, kind: Kind, state: &State) {
         let slot = self.slot(i);
-        for (w, v) in state.iter().enumerate() {
-            slot[2 + w].store(*v, Ordering::Relaxed);
-        }
-        slot[1].store(check_word(tag, kind, state), Ordering::Relaxed);
+        let old = slot[1].load(Ordering::Relaxed);
+        let compact = state[COMPACT_WORDS..].iter().all(|&w| w == 0);
+        let layout = if compact {
+            // The other copy, if the slot is compact now; else the first.
+            let second = old & COMPACT != 0 && old & SECOND == 0;
+            let at = if second { COMPACT_WORDS } else { 0 };
+            for (w, v) in state.iter().take(COMPACT_WORDS).enumerate() {
+                slot[2 + at + w].store(*v, Ordering::Relaxed);
+            }
+            COMPACT | if second { SECOND } else { 0 }
+        } else {
+            for (w, v) in state.iter().enumerate() {
+                slot[2 + w].store(*v, Ordering::Relaxed);
+            }
+            0
+        };
+        let covered = if compact {
+            &state[..COMPACT_WORDS]
+        } else {
+            &state[..]
+        };
+        slot[1].store(check_word(tag, kind, layout, covered), Ordering::Relaxed);
     }
 
     /// The slot's kind and state, under its lock. A state a dead holder may have left
     /// half-written (its check word does not match) is replaced by a poisoned one: spent now.
     fn raw(&self, i: usize, held: &Held<'_>, now: Nanos) -> (Kind, State) {
-        let words = self.read(i);
         let tag = self.tag(i).load(Ordering::Relaxed);
         let check = self.slot(i)[1].load(Ordering::Relaxed);
+        let (words, layout) = self.read(i, check);
         let kind = (check >> 48) as Kind;
-        if held.recovered && check != check_word(tag, kind, &words) {
+        let covered = if layout & COMPACT != 0 {
+            &words[..COMPACT_WORDS]
+        } else {
+            &words[..]
+        };
+        if held.recovered && check != check_word(tag, kind, layout, covered) {
             let mut poisoned = [0; STATE_WORDS];
             poisoned[0] = now;
             self.write(i, tag, POISONED, &poisoned);
