@@ -26,6 +26,9 @@ identifier, so no two rules or scopes share one. ``add_rule`` with an existing n
 rule, keeping its budgets only if its numbers are the same. An unknown rule name raises
 ``KeyError`` (a ``LookupError``) naming it.
 
+:class:`RulesMiddleware` applies an engine to every request of an ASGI app, with the response
+of each rule's strategy (429, 429 with ``Retry-After``, 202 queued, degraded, throttled).
+
 This is the engine's first part: the strategies' responses, admin overrides, per-rule metrics,
 Redis-shared rules, the CLI and the seed's drop-in come with the rest of issue 15.
 """
@@ -36,8 +39,9 @@ from pathlib import Path
 from typing import Any
 
 from seawall._seawall import RuleDecision, RulesEngine
+from seawall.rules_middleware import RulesMiddleware
 
-__all__ = ["RuleDecision", "RulesEngine", "load_rules"]
+__all__ = ["RuleDecision", "RulesEngine", "RulesMiddleware", "load_rules"]
 
 
 def load_rules(engine: RulesEngine, path: str | Path) -> list[str]:
