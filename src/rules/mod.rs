@@ -19,6 +19,7 @@
 
 pub mod budgets;
 pub mod overrides;
+pub mod shared;
 
 use std::collections::HashMap;
 use std::net::IpAddr;
