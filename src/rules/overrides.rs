@@ -147,6 +147,9 @@ pub struct AuditEntry {
 /// The overrides of one engine and their audit log.
 pub struct Overrides {
     state: Mutex<State>,
+    /// Whether any override is held (expired ones included until they are dropped): read on
+    /// every decision without the lock.
+    held: std::sync::atomic::AtomicBool,
     max_duration: Nanos,
 }
 
@@ -193,6 +196,7 @@ impl Overrides {
                 next_id: 1,
             }),
             max_duration,
+            held: std::sync::atomic::AtomicBool::new(false),
         }
     }
 
@@ -209,6 +213,7 @@ impl Overrides {
         let (gone, live): (Vec<Override>, Vec<Override>) =
             state.live.drain(..).partition(|o| o.expires_at <= now);
         state.live = live;
+        self.note(state);
         for o in gone {
             let admin = o.spec.admin_id.clone();
             Self::log(state, o.entry(o.expires_at, Action::Expire, &admin), out);
@@ -246,6 +251,7 @@ impl Overrides {
         let admin = o.spec.admin_id.clone();
         Self::log(&mut state, o.entry(now, Action::Add, &admin), &mut out);
         state.live.push(o.clone());
+        self.note(&state);
         Ok((o, out))
     }
 
@@ -313,6 +319,7 @@ impl Overrides {
         let admin = o.spec.admin_id.clone();
         Self::log(&mut state, o.entry(now, Action::Add, &admin), &mut out);
         state.live.push(o);
+        self.note(&state);
         out
     }
 
@@ -324,6 +331,7 @@ impl Overrides {
             state.next_id = state.next_id.max(top + 1);
         }
         state.live = live;
+        self.note(&state);
     }
 
     /// Removes override `id` at `now` on behalf of `admin_id`; whether it was in force, and the
@@ -336,6 +344,7 @@ impl Overrides {
             return (false, out);
         };
         let o = state.live.remove(i);
+        self.note(&state);
         Self::log(&mut state, o.entry(now, Action::Remove, admin_id), &mut out);
         (true, out)
     }
@@ -365,7 +374,13 @@ impl Overrides {
 
     /// Whether any override is in force (one load of a lock when none is).
     pub fn any(&self) -> bool {
-        !self.state.lock().live.is_empty()
+        self.held.load(std::sync::atomic::Ordering::Acquire)
+    }
+
+    /// Keeps [`Overrides::any`] in step with `state` (called with the lock held, after a change).
+    fn note(&self, state: &State) {
+        self.held
+            .store(!state.live.is_empty(), std::sync::atomic::Ordering::Release);
     }
 
     /// The overrides in force at `now`, oldest first.
