@@ -50,6 +50,17 @@ def rule(name: str, rate: int, **fields: Any) -> dict[str, Any]:
     return {"name": name, "scope": "per_ip", "rate": rate, "window_seconds": 60, **fields}
 
 
+# 100 per second, no burst: a slot every 10 ms.
+THROTTLE = {
+    "name": "slow",
+    "scope": "per_ip",
+    "rate": 100,
+    "window_seconds": 1,
+    "burst": 1,
+    "strategy": "throttle",
+}
+
+
 def starlette_app(calls: list[str], engine: RulesEngine, **options: Any) -> Starlette:
     """Every path answers what the app saw: its path, ``request.state``'s rate-limit marks."""
 
@@ -223,16 +234,7 @@ def test_throttle_waits_the_booked_slot_once_then_refuses_past_max_delay(
     calls: list[str] = []
     # 100 per second, no burst: a slot every 10 ms. The clock does not move, so the booked
     # slots queue up: 10 ms, 20 ms, then 30 ms is past max_delay.
-    throttle = {
-        "name": "slow",
-        "scope": "per_ip",
-        "rate": 100,
-        "window_seconds": 1,
-        "burst": 1,
-        "strategy": "throttle",
-        "max_delay": 0.025,
-    }
-    engine = engine_with(clock, throttle)
+    engine = engine_with(clock, {**THROTTLE, "max_delay": 0.025})
     app = starlette_app(calls, engine, default_rule="slow")
 
     async def scenario() -> None:
@@ -557,3 +559,67 @@ def test_over_real_http(clock: ManualClock) -> None:
         assert degraded.headers["x-ratelimit-degraded"] == "true"
     violators = engine.get_metrics("api")["violations_by_ip"]["entries"]
     assert violators[0]["key"] == "127.0.0.1"
+
+
+# --- on Redis ------------------------------------------------------------------------------------
+
+
+def test_on_redis_every_strategy_answers_the_same(
+    clock: ManualClock, redis_url: str, redis_prefix: str
+) -> None:
+    engine = RulesEngine(clock=clock, store=redis_url, key_prefix=redis_prefix)
+    for r in (
+        rule("api", 2),
+        rule("jobs", 1, strategy="queue", max_queued=1, endpoints=["/jobs"], priority=5),
+        {**THROTTLE, "endpoints": ["/slow"], "priority": 5},
+    ):
+        engine.add_rule(r)
+    queued: list[dict[str, Any]] = []
+    app = starlette_app([], engine, default_rule="api", on_queue=queued.append)
+
+    async def scenario() -> None:
+        async with http(app) as client:
+            got = [await client.get("/a") for _ in range(3)]
+            assert [r.status_code for r in got] == [200, 200, 429]
+            assert limits_of(got[0])[:2] == ("2", "1") and got[2].headers["retry-after"] == "30"
+            jobs = [(await client.post("/jobs")).status_code for _ in range(3)]
+            assert jobs == [200, 202, 429]  # the queue place is a second call, on Redis too
+            assert (await client.get("/slow")).json()["delay"] is None
+            assert (await client.get("/slow")).json()["delay"] == pytest.approx(0.01)
+
+    run(scenario)
+    assert [info["rule"] for info in queued] == ["jobs"]
+    assert engine.get_metrics("api")["denied_requests"] == 1
+
+
+@pytest.mark.parametrize("on_error", ["deny", "allow"])
+def test_with_redis_down_on_error_decides(
+    clock: ManualClock, redis_server: Any, on_error: str
+) -> None:
+    engine = RulesEngine(
+        clock=clock,
+        store=redis_server.url,
+        key_prefix="mw:",
+        on_error=on_error,
+        connect_timeout=0.2,
+        command_timeout=0.2,
+    )
+    engine.add_rule(rule("api", 100))
+    app = starlette_app([], engine, default_rule="api")
+    redis_server.kill()
+
+    async def scenario() -> None:
+        async with http(app) as client:
+            r = await client.get("/a")
+            if on_error == "allow":  # the app's response; no budget is known, so no header
+                assert r.status_code == 200 and "x-ratelimit-limit" not in r.headers
+            else:  # not the client's doing: 503, not 429
+                assert r.status_code == 503 and int(r.headers["retry-after"]) >= 1
+                assert r.json()["error"]["code"] == 503
+
+    run(scenario)
+    if on_error == "deny":
+        with TestClient(app, client=CLIENT) as client:
+            with pytest.raises(WebSocketDisconnect) as refused, client.websocket_connect("/ws"):
+                pass
+            assert refused.value.code == 1013

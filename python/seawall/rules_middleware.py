@@ -27,7 +27,6 @@ from typing import TYPE_CHECKING, Any
 
 from seawall._args import check_optional_callable, check_strings
 from seawall._asgi_streams import ReadAhead
-from seawall._seawall import RulesGate
 from seawall._send import Headers, send_with_headers
 from seawall.types import ASGIApp, Receive, Scope, Send
 
@@ -35,6 +34,7 @@ if TYPE_CHECKING:
     from starlette.requests import Request
 
     from seawall._seawall import RuleDecision, RulesEngine
+    from seawall.rules import RulesGate
 
 __all__ = ["ExtractIdentifier", "OnQueue", "RulesMiddleware"]
 
@@ -44,6 +44,7 @@ ExtractIdentifier = Callable[["Request"], "str | Awaitable[str | None] | None"]
 OnQueue = Callable[[dict[str, Any]], "Awaitable[None] | None"]
 
 _RATE_LIMITED_CLOSE_CODE = 1008  # policy violation: the close code for a refused websocket
+_TRY_AGAIN_LATER_CLOSE_CODE = 1013  # the store cannot decide (on_error="deny")
 _JSON = (b"content-type", b"application/json")
 _DEGRADED = (b"x-ratelimit-degraded", b"true")
 
@@ -104,10 +105,13 @@ class RulesMiddleware:
             names = [rule["name"] for rule in engine.rules()]
             if names and default_rule not in names:
                 raise KeyError(f"default_rule {default_rule!r} is not a rule of the engine")
+        # seawall.rules defines the gate (with ``adecide``) and re-exports this class.
+        from seawall.rules import RulesGate
+
         self.app = app
         self.engine = engine
         self.default_rule = default_rule
-        self.gate = RulesGate(
+        self.gate: RulesGate = RulesGate(
             engine,
             default_rule=default_rule,
             trusted_proxies=tuple(check_strings("trusted_proxies", trusted_proxies)),
@@ -116,6 +120,8 @@ class RulesMiddleware:
         self.extract_identifier = extract_identifier
         self.on_queue = on_queue
         self._decide = self.gate.decide
+        # On Redis a decision is awaited (batched on the loop); elsewhere it is known at once.
+        self._remote = self.gate.is_async
         self._exact = frozenset(p for p in exempt if not p.endswith("*"))
         self._prefixes = tuple(p[:-1] for p in exempt if p.endswith("*"))
         self._exempt = bool(exempt)
@@ -141,14 +147,21 @@ class RulesMiddleware:
         if self.extract_identifier is not None:
             identifier, receive = await self._identify(scope, receive)
         try:
-            decision = self._decide(scope, identifier)
+            if self._remote:
+                decision = await self.gate.adecide(scope, identifier)
+            else:
+                decision = self._decide(scope, identifier)
         except LookupError:
             self._report()
             raise
         if decision is None:
             await self.app(scope, receive, send)
         elif decision.allowed:
-            await self.app(scope, receive, send_with_headers(send, _rate_headers(decision)))
+            if self._remote and decision.fallback:
+                # Redis could not decide and on_error let it through: no budget is known.
+                await self.app(scope, receive, send)
+            else:
+                await self.app(scope, receive, send_with_headers(send, _rate_headers(decision)))
         else:
             await self._refused(scope, receive, send, decision, identifier)
 
@@ -196,13 +209,18 @@ class RulesMiddleware:
             headers.append(_DEGRADED)
             await self.app(scope, receive, send_with_headers(send, headers))
             return
+        retry = decision.retry_after_header
+        if decision.fallback:
+            # Redis could not decide and on_error="deny": not the client's doing, so not a 429.
+            body = b'{"error":{"code":503,"message":"Rate limit store unavailable"}}'
+            await _respond(send, 503, body, [(b"retry-after", b"%d" % retry)])
+            return
         delay = decision.delay
         if delay > 0:
             _set_state(scope, "rate_limit_delay", delay)
             await asyncio.sleep(delay)
             await self.app(scope, receive, send_with_headers(send, _rate_headers(decision)))
             return
-        retry = decision.retry_after_header
         if decision.queued:
             if self.on_queue is not None:
                 info = {
@@ -250,7 +268,10 @@ class RulesMiddleware:
             handshake["method"] = "GET"
             identifier, _ = await self._identify(handshake, _no_body)
         try:
-            decision = self._decide(scope, identifier)
+            if self._remote:
+                decision = await self.gate.adecide(scope, identifier)
+            else:
+                decision = self._decide(scope, identifier)
         except LookupError:
             self._report()
             raise
@@ -273,8 +294,12 @@ class RulesMiddleware:
             await send(
                 {
                     "type": "websocket.close",
-                    "code": _RATE_LIMITED_CLOSE_CODE,
-                    "reason": "Rate limit exceeded",
+                    "code": _TRY_AGAIN_LATER_CLOSE_CODE
+                    if decision.fallback
+                    else _RATE_LIMITED_CLOSE_CODE,
+                    "reason": "Rate limit store unavailable"
+                    if decision.fallback
+                    else "Rate limit exceeded",
                 }
             )
 
