@@ -623,3 +623,14 @@ def test_with_redis_down_on_error_decides(
             with pytest.raises(WebSocketDisconnect) as refused, client.websocket_connect("/ws"):
                 pass
             assert refused.value.code == 1013
+
+
+def test_built_while_the_store_cannot_answer() -> None:
+    """default_rule is checked at the first request then: an app starts while Redis is down."""
+    from redis_servers import free_port
+
+    engine = RulesEngine(store=f"redis://127.0.0.1:{free_port()}/0", connect_timeout=0.2)
+    with pytest.raises(ValueError, match="could not read the rules"):
+        engine.rules()
+    middleware = RulesMiddleware(PlainTextResponse("x"), engine, default_rule="api")
+    assert middleware.gate.default_rule == "api"

@@ -102,7 +102,10 @@ class RulesMiddleware:
                     f"exempt_paths: {path!r} must start with '/' (it would never match)"
                 )
         if default_rule is not None:
-            names = [rule["name"] for rule in engine.rules()]
+            try:
+                names = [rule["name"] for rule in engine.rules()]
+            except Exception:  # a store that cannot answer now (Redis down): the first request
+                names = []
             if names and default_rule not in names:
                 raise KeyError(f"default_rule {default_rule!r} is not a rule of the engine")
         # seawall.rules defines the gate (with ``adecide``) and re-exports this class.
