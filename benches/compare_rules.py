@@ -1,6 +1,6 @@
 """seawall's native rules engine vs seed 002's rules engine written in pure Python, in-process.
 
-Measures ``seawall.rules.RulesEngine`` (issue 15) two ways, each against the same work done the
+Measures ``seawall.rules.RulesEngine`` (issue 15) three ways, each against the same work done the
 way seed 002 (Mahavishnu "Rate Limiting Integration #23", ``../shared/seeds/002_*.txt``) would do
 it in Python:
 
@@ -23,8 +23,19 @@ it in Python:
    records per-rule metrics on every call, as seawall's engine does; the first two seed-style
    rows leave them out (that favours Python), the last pays for them.
 
-Every rule admits every call (rate 1e9 per second): this measures the cost of a decision, not of
-a denial. Both sides take the same keyword arguments in the timed loop.
+3. **The middleware** (``--part middleware``): a request through ``seawall.rules.RulesMiddleware``
+   (one ``RulesGate.decide`` per request, then the strategy's response) around a trivial ASGI
+   app, called in-process with a fixed ``http`` scope (copied per call) from ``REQ_IP`` to
+   ``REQ_ENDPOINT``, inside one ``asyncio.run``; the bare app's time is subtracted. Against the
+   same selection and responses in Python: :class:`SeedStyleRulesASGI` (pure ASGI, the
+   seed-style engine's ``select`` + ``await check_limit`` with its overrides and metrics; the
+   cheapest Python) and a Starlette ``BaseHTTPMiddleware`` (the seed's likely shape). Admitted
+   rows: 1, 10 and 100 rules, matching one or none, and a ``user_ids`` rule through
+   ``extract_identifier``; refused rows: one rule per strategy with its budget spent (THROTTLE's
+   booked wait is a real sleep, so its row times the refusal past ``max_delay``).
+
+In parts 1 and 2 every rule admits every call (rate 1e9 per second): this measures the cost of a
+decision, not of a denial. Both sides take the same keyword arguments in the timed loop.
 
 Timing: ``time.perf_counter_ns`` around N iterations of a plain ``for`` loop whose callee and
 arguments are bound to locals first, best of 5 repeats (3 with ``--quick``), cyclic GC disabled
@@ -34,7 +45,7 @@ never tests, and this script always exits 0. Only in-process: no network, no Red
 
 Run from the repository root (release build: ``maturin develop --release --extras dev,bench``)::
 
-    .venv/bin/python benches/compare_rules.py [--quick] [--target-ms MS]
+    .venv/bin/python benches/compare_rules.py [--quick] [--target-ms MS] [--part PART]
 """
 
 from __future__ import annotations
