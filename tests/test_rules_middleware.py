@@ -80,7 +80,8 @@ def starlette_app(calls: list[str], engine: RulesEngine, **options: Any) -> Star
 
     async def socket(websocket: WebSocket) -> None:
         await websocket.accept()
-        await websocket.send_text("hello")
+        degraded = getattr(websocket.state, "rate_limit_degraded", False)
+        await websocket.send_text("hello, degraded" if degraded else "hello")
         await websocket.close()
 
     app = Starlette(
@@ -286,7 +287,7 @@ def test_user_filter_through_extract_identifier(clock: ManualClock, asynchronous
     # A test stand-in: a real app reads a verified claim (a session, a checked JWT).
     def user_of(request: Request) -> str | None:
         user = request.headers.get("x-test-user")
-        return None if user is None else f"user:{user}"
+        return None if user is None else f"user:{user}" if user else ""
 
     async def user_of_async(request: Request) -> str | None:
         return user_of(request)
@@ -305,8 +306,9 @@ def test_user_filter_through_extract_identifier(clock: ManualClock, asynchronous
             bob = [(await client.get("/", headers={"x-test-user": "bob"})).status_code]
             bob.append((await client.get("/", headers={"x-test-user": "bob"})).status_code)
             assert bob == [200, 429]
-            # No user: the default identifier, ip:<client>, a budget of its own.
+            # No user (None or ""): the default identifier, ip:<client>, a budget of its own.
             assert (await client.get("/")).status_code == 200
+            assert (await client.get("/", headers={"x-test-user": ""})).status_code == 429
 
     run(scenario)
     assert engine.get_metrics("vip")["total_requests"] == 3
@@ -456,6 +458,17 @@ def test_websocket_handshakes_are_decided(clock: ManualClock) -> None:
             ws.receive_text()
         assert refused.value.code == 1008
     assert engine.get_metrics("api")["denied_requests"] == 1
+
+
+def test_a_graceful_websocket_is_let_through_marked(clock: ManualClock) -> None:
+    engine = engine_with(clock, rule("soft", 1, strategy="graceful"))
+    app = starlette_app([], engine, default_rule="soft")
+    with TestClient(app, client=CLIENT) as client:
+        texts = []
+        for _ in range(2):
+            with client.websocket_connect("/ws") as ws:
+                texts.append(ws.receive_text())
+    assert texts == ["hello", "hello, degraded"]
 
 
 def test_lifespan_passes_through(clock: ManualClock) -> None:

@@ -61,18 +61,24 @@ class RulesMiddleware:
       once).
     - ``extract_identifier``: a function of a Starlette ``Request`` (sync or async) returning the
       request's identifier (``"user:<id>"`` for ``user_ids`` filters and per-user budgets), or
-      ``None`` for the default. It must use **verified** claims (a session, a JWT whose
+      ``None`` (or ``""``) for the default. It must use **verified** claims (a session, a JWT whose
       signature it checked): an identifier read from an unverified token lets a client pick a
       fresh budget per request or claim another user's. Default: ``"ip:<client address>"``.
     - ``trusted_proxies`` (IPs / CIDRs) and ``proxy_header`` (default ``X-Forwarded-For``): the
       client address is the peer's, unless the peer is a trusted proxy, whose header is then
       read. No proxy is trusted by default.
     - ``on_queue``: called (sync or async) with ``{"method", "path", "identifier", "rule",
-      "retry_after"}`` for each request a ``queue`` rule answers 202, before the answer is sent.
+      "retry_after"}`` for each request a ``queue`` rule answers 202, before the answer is sent
+      (if it raises, the request fails with the error and no 202 is sent).
     - ``exempt_paths``: paths never limited (exact, or a prefix with a trailing ``*``).
 
-    Websocket handshakes are decided too: a refused one is closed with code 1008 (a ``graceful``
-    or ``throttle`` rule lets it through as for HTTP). Other scopes (lifespan) pass untouched.
+    With a Redis store the decision is awaited (``gate.adecide``). When Redis cannot answer, the
+    engine's ``on_error`` decides: a refusal it makes is a 503 with ``Retry-After`` (not the
+    client's doing, so not a 429), an admission carries no rate-limit header.
+
+    Websocket handshakes are decided too: a refused one is closed with code 1008 (1013 when
+    Redis could not decide; a ``graceful`` or ``throttle`` rule lets it through as for HTTP).
+    Other scopes (lifespan) pass untouched.
     """
 
     def __init__(
@@ -181,7 +187,7 @@ class RulesMiddleware:
             value = await value
         if ahead.pending:
             receive = ahead.receive
-        if value is None:
+        if value is None or value == "":
             return None, receive
         if not isinstance(value, str):
             raise TypeError(
@@ -321,11 +327,9 @@ def _rate_headers(decision: RuleDecision) -> Headers:
 
 
 def _set_state(scope: Scope, name: str, value: object) -> None:
-    """``request.state.<name> = value`` for the app (Starlette reads ``scope["state"]``); a new
-    dict, so that a state shared with other requests (a lifespan's) is never changed."""
-    state = dict(scope.get("state") or {})
-    state[name] = value
-    scope["state"] = state
+    """``request.state.<name> = value`` for the app: Starlette reads ``scope["state"]``, the
+    request's own dict (servers copy the lifespan state per request), shared by every layer."""
+    scope.setdefault("state", {})[name] = value
 
 
 async def _respond(send: Send, status: int, body: bytes, headers: Headers) -> None:
