@@ -29,8 +29,10 @@ rule, keeping its budgets only if its numbers are the same. An unknown rule name
 :class:`RulesMiddleware` applies an engine to every request of an ASGI app, with the response
 of each rule's strategy (429, 429 with ``Retry-After``, 202 queued, degraded, throttled).
 
-This is the engine's first part: the strategies' responses, admin overrides, per-rule metrics,
-Redis-shared rules, the CLI and the seed's drop-in come with the rest of issue 15.
+Admin overrides (``add_override``, ``remove_override``, ``check_override``, ``audit_log``) and
+per-rule metrics (``get_metrics``, with bounded violation counters) come with every engine. With
+``store="redis://…"`` the budgets, rules, overrides and metrics are shared by every worker (see
+docs/rules.md); ``python -m seawall rules`` manages them from the command line.
 """
 
 from __future__ import annotations
