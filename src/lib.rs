@@ -13,6 +13,7 @@
 pub mod algorithm;
 pub mod breaker;
 pub mod clock;
+pub mod concurrency;
 pub mod dropin;
 pub mod error;
 pub mod http;
