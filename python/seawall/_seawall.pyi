@@ -29,6 +29,9 @@ __all__ = [
     "get_default_clock",
     "remove_host_store",
     "set_default_clock",
+    "AIMDLimit",
+    "ConcurrencyCore",
+    "GradientLimit",
 ]
 
 __version__: str
@@ -576,3 +579,95 @@ class RulesGate:
         scope: Mapping[str, Any],
         identifier: str | None = None,
     ) -> tuple[bool, RuleDecision | None]: ...
+
+
+@final
+class AIMDLimit:
+    """Loss-based adaptive limit settings: +``increase_by`` per success (when at least half the
+    limit is in use), × ``backoff_ratio`` per dropped call or call slower than ``timeout``."""
+
+    def __new__(
+        cls,
+        initial: int = 20,
+        *,
+        min_limit: int = 1,
+        max_limit: int = 200,
+        backoff_ratio: float = 0.9,
+        increase_by: int = 1,
+        timeout: float = 5.0,
+    ) -> Self: ...
+    @property
+    def initial(self) -> int: ...
+    @property
+    def min_limit(self) -> int: ...
+    @property
+    def max_limit(self) -> int: ...
+    @property
+    def backoff_ratio(self) -> float: ...
+    @property
+    def increase_by(self) -> int: ...
+    @property
+    def timeout(self) -> float: ...
+
+@final
+class GradientLimit:
+    """Delay-based adaptive limit settings (Netflix's Gradient2, with guards)."""
+
+    def __new__(
+        cls,
+        initial: int = 20,
+        *,
+        min_limit: int = 1,
+        max_limit: int = 200,
+        smoothing: float = 0.2,
+        rtt_tolerance: float = 1.5,
+        long_window: int = 600,
+        queue_size: int = 4,
+    ) -> Self: ...
+    @property
+    def initial(self) -> int: ...
+    @property
+    def min_limit(self) -> int: ...
+    @property
+    def max_limit(self) -> int: ...
+    @property
+    def smoothing(self) -> float: ...
+    @property
+    def rtt_tolerance(self) -> float: ...
+    @property
+    def long_window(self) -> int: ...
+    @property
+    def queue_size(self) -> int: ...
+
+@final
+class ConcurrencyCore:
+    """The concurrency limiter's native state (``seawall.ConcurrencyLimiter`` wraps it)."""
+
+    def __new__(
+        cls,
+        limit: GradientLimit | AIMDLimit | int,
+        *,
+        max_queue: int = 0,
+        queue_timeout: float | None = None,
+        partitions: Mapping[str, float] | None = None,
+        clock: Any = None,
+    ) -> Self: ...
+    def try_acquire(self, partition: str | None = None) -> int:
+        """A permit id, or 0 when refused."""
+    def acquire(
+        self, partition: str | None = None, timeout: float | None = None
+    ) -> tuple[int, list[int]]:
+        """``(code, expired tickets)``: code > 0 a permit, < 0 minus a queued ticket, 0 refused."""
+    def release(
+        self, permit: int, outcome: int, rtt: float | None = None
+    ) -> tuple[list[tuple[int, int]], list[int]] | None:
+        """Returns a permit; ``None`` or ``(granted [(ticket, permit)], expired tickets)``."""
+    def cancel(self, ticket: int, timed_out: bool = False) -> bool:
+        """Removes a queued waiter; ``False`` if it is no longer queued."""
+    @property
+    def limit(self) -> int: ...
+    @property
+    def in_flight(self) -> int: ...
+    @property
+    def queued(self) -> int: ...
+    def stats(self) -> dict[str, Any]: ...

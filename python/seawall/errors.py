@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from seawall._time import whole_seconds
 
-__all__ = ["CircuitOpenError", "RateLimitExceeded", "SeawallError"]
+__all__ = ["CircuitOpenError", "Dropped", "Overloaded", "RateLimitExceeded", "SeawallError"]
 
 
 class SeawallError(Exception):
@@ -67,3 +67,24 @@ class RateLimitExceeded(SeawallError):
             f"rate limit exceeded for {self.key!r} (limit {self.limit}); "
             f"retry after {self.retry_after:.3f} s"
         )
+
+
+class Overloaded(SeawallError):
+    """Work was refused because the service is at its capacity (load shedding).
+
+    ``reason``: why (``"limit"``: every permit busy and no queue; ``"queue_full"``;
+    ``"timeout"``: it waited in the queue longer than allowed). ``retry_after``: seconds after
+    which trying again is reasonable, or ``None``.
+    """
+
+    reason: str
+    retry_after: float | None
+
+    def __init__(self, message: str, *, reason: str, retry_after: float | None = None) -> None:
+        super().__init__(message)
+        self.reason = reason
+        self.retry_after = retry_after
+
+
+class Dropped(Overloaded):
+    """Work that was accepted, then dropped before it ran (a waiting item displaced)."""

@@ -286,14 +286,19 @@ impl ConcurrencyLimiter {
         Woken { granted, expired }
     }
 
-    /// Removes a waiter that gave up; `false` if it is no longer queued (it got a permit, or
-    /// expired, and the caller must deal with that).
-    pub fn cancel(&self, ticket: u64) -> bool {
+    /// Removes a waiter that gave up (`timed_out`: because its caller's own timer ran out);
+    /// `false` if it is no longer queued (it got a permit, or expired, and the caller must deal
+    /// with that).
+    pub fn cancel(&self, ticket: u64, timed_out: bool) -> bool {
         let mut inner = self.inner.lock();
         match inner.queue.iter().position(|w| w.ticket == ticket) {
             Some(i) => {
                 inner.queue.remove(i);
-                inner.stats.cancelled += 1;
+                if timed_out {
+                    inner.stats.timed_out += 1;
+                } else {
+                    inner.stats.cancelled += 1;
+                }
                 true
             }
             None => false,

@@ -5,6 +5,7 @@ mod breaker;
 mod bucket;
 mod client;
 mod clock;
+mod concurrency;
 mod config;
 mod direct;
 mod errors;
@@ -45,5 +46,8 @@ fn _seawall(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<rules::PyRulesEngine>()?;
     m.add_class::<rules::PyRuleDecision>()?;
     m.add_class::<rules_gate::PyRulesGate>()?;
+    m.add_class::<concurrency::PyAimdLimit>()?;
+    m.add_class::<concurrency::PyGradientLimit>()?;
+    m.add_class::<concurrency::PyConcurrencyCore>()?;
     Ok(())
 }
