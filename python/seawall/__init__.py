@@ -33,18 +33,27 @@ from seawall._seawall import (
 from seawall._token_bucket import ClientRateLimiter, TokenBucket
 from seawall.asgi import RateLimitMiddleware, Rule
 from seawall.breaker import CircuitBreaker, breakers
+from seawall.concurrency import AIMDLimit, ConcurrencyLimiter, GradientLimit, Permit
 from seawall.decorators import rate_limit
-from seawall.errors import CircuitOpenError, RateLimitExceeded, SeawallError
+from seawall.errors import CircuitOpenError, Dropped, Overloaded, RateLimitExceeded, SeawallError
+from seawall.shedding import ConcurrencyLimitMiddleware
 
 __all__ = [
     "ALGORITHMS",
+    "AIMDLimit",
     "CircuitBreaker",
     "CircuitOpenError",
     "ClientRateLimiter",
+    "ConcurrencyLimitMiddleware",
+    "ConcurrencyLimiter",
     "Decision",
+    "Dropped",
+    "GradientLimit",
     "HostLimiter",
     "Limit",
     "Limiter",
+    "Overloaded",
+    "Permit",
     "RateLimitExceeded",
     "RateLimitMiddleware",
     "RedisLimiter",

@@ -8,10 +8,13 @@ from typing_extensions import Self
 
 __all__ = [
     "ALGORITHMS",
+    "AIMDLimit",
     "BreakerCore",
     "Bridge",
     "ClientRateLimiter",
+    "ConcurrencyCore",
     "Decision",
+    "GradientLimit",
     "HostLimiter",
     "HttpLimiter",
     "Limit",
@@ -29,9 +32,6 @@ __all__ = [
     "get_default_clock",
     "remove_host_store",
     "set_default_clock",
-    "AIMDLimit",
-    "ConcurrencyCore",
-    "GradientLimit",
 ]
 
 __version__: str
@@ -580,11 +580,10 @@ class RulesGate:
         identifier: str | None = None,
     ) -> tuple[bool, RuleDecision | None]: ...
 
-
 @final
 class AIMDLimit:
     """Loss-based adaptive limit settings: +``increase_by`` per success (when at least half the
-    limit is in use), × ``backoff_ratio`` per dropped call or call slower than ``timeout``."""
+    limit is in use), times ``backoff_ratio`` per dropped call or call slower than ``timeout``."""
 
     def __new__(
         cls,

@@ -35,6 +35,7 @@ from seawall._http_limiter import RuleTuple, http_limiter
 from seawall._redis import bridge_for
 from seawall._send import Headers, send_with_headers
 from seawall._stores import redis_options
+from seawall.shedding import ConcurrencyLimitMiddleware
 from seawall.types import ASGIApp, Limits, Receive, Scope, Send
 
 if TYPE_CHECKING:
@@ -42,7 +43,7 @@ if TYPE_CHECKING:
 
     from seawall._seawall import HttpLimiter
 
-__all__ = ["RateLimitMiddleware", "Rule"]
+__all__ = ["ConcurrencyLimitMiddleware", "RateLimitMiddleware", "Rule"]
 
 logger = logging.getLogger("seawall.asgi")
 

@@ -27,7 +27,13 @@ from collections.abc import Mapping
 from types import TracebackType
 from typing import Any
 
-from seawall._seawall import AIMDLimit, ConcurrencyCore, GradientLimit, ManualClock, get_default_clock
+from seawall._seawall import (
+    AIMDLimit,
+    ConcurrencyCore,
+    GradientLimit,
+    ManualClock,
+    get_default_clock,
+)
 from seawall.errors import Overloaded
 
 __all__ = ["AIMDLimit", "ConcurrencyLimiter", "GradientLimit", "Permit"]
@@ -99,7 +105,10 @@ class Permit:
         return self
 
     def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
     ) -> None:
         self._exit(exc)
 
@@ -107,7 +116,10 @@ class Permit:
         return self
 
     async def __aexit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
     ) -> None:
         self._exit(exc)
 
@@ -131,7 +143,7 @@ class ConcurrencyLimiter:
     need no sleeping; otherwise they also end on the event loop's timer.
 
     ``partitions`` (``{"critical": 0.8, "batch": 0.2}``, shares adding up to at most 1) reserve
-    capacity: each partition is guaranteed ``floor(limit × share)`` permits and may borrow what
+    capacity: each partition is guaranteed ``floor(limit * share)`` permits and may borrow what
     no other partition is owed; callers of no partition borrow only. The total never exceeds the
     limit. ``clock``: what RTTs and queue deadlines are measured on (a
     :class:`seawall.testing.ManualClock` in tests).
@@ -189,7 +201,9 @@ class ConcurrencyLimiter:
         permit_id = self._core.try_acquire(partition)
         return Permit(self, permit_id) if permit_id else None
 
-    async def acquire(self, partition: str | None = None, *, timeout: float | None = None) -> Permit:
+    async def acquire(
+        self, partition: str | None = None, *, timeout: float | None = None
+    ) -> Permit:
         """A permit, waiting in the queue if there is one; raises :class:`seawall.Overloaded`."""
         code, expired = self._core.acquire(partition, timeout)
         if expired:
@@ -212,9 +226,9 @@ class ConcurrencyLimiter:
             return await future
         except asyncio.CancelledError:
             self._waiters.pop(ticket, None)
-            if not self._core.cancel(ticket) and future.done() and not future.cancelled():
-                if future.exception() is None:  # granted as it was cancelled: give it back
-                    self._release(future.result(), _IGNORE, None)
+            left = self._core.cancel(ticket)
+            if not left and future.done() and not future.cancelled() and not future.exception():
+                self._release(future.result(), _IGNORE, None)  # granted as it was cancelled
             raise
         finally:
             if timer is not None:

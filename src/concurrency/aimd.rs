@@ -1,8 +1,13 @@
-//! AIMD: loss-based. Each successful call adds `increase_by` to the limit (when the limit is
-//! in use); each dropped call, or one slower than `timeout`, multiplies it by `backoff_ratio`.
+//! AIMD: loss-based. Successful calls add `increase_by` to the limit per round trip (when the
+//! limit is in use); a dropped call, or one slower than `timeout`, multiplies it by
+//! `backoff_ratio`.
 //!
-//! As Netflix's `AIMDLimit`, with two guards:
+//! As Netflix's `AIMDLimit`, with three changes:
 //!
+//! * **Additive increase per round trip**: each success adds `increase_by / limit`, so a limit's
+//!   worth of successes, one round trip, adds `increase_by` (TCP's congestion avoidance,
+//!   RFC 5681). Netflix adds `increase_by` per success, which doubles the limit every round trip
+//!   (slow start for ever) and overshoots the capacity by as much as the limit itself.
 //! * **No increase when app-limited**: a success raises the limit only if the call was admitted
 //!   with at least half the limit in flight (`in_flight × 2 ≥ limit`). A service that never uses
 //!   its limit learns nothing about the dependency's capacity from it, so the limit does not
@@ -17,10 +22,14 @@
 //!
 //! let config = AimdConfig { initial: 10, ..AimdConfig::default() };
 //! let mut limit = LimitConfig::Aimd(config).build().unwrap();
-//! limit.on_sample(Sample { start: 0, rtt: 1_000, in_flight: 10, dropped: false });
+//! for i in 0..10 {
+//!     limit.on_sample(Sample { start: i, rtt: 1_000, in_flight: 10, dropped: false });
+//! }
+//! assert_eq!(limit.limit(), 10); // 10 + 10 × 1/10, in floating point just under 11
+//! limit.on_sample(Sample { start: 10, rtt: 1_000, in_flight: 10, dropped: false });
 //! assert_eq!(limit.limit(), 11);
 //! limit.on_sample(Sample { start: 5_000, rtt: 1_000, in_flight: 11, dropped: true });
-//! assert_eq!(limit.limit(), 9); // floor(11 × 0.9)
+//! assert_eq!(limit.limit(), 9); // 11.0… × 0.9
 //! ```
 
 use crate::clock::{Nanos, NANOS_PER_SEC};
@@ -37,9 +46,9 @@ pub struct AimdConfig {
     pub min_limit: u32,
     /// Nor above this.
     pub max_limit: u32,
-    /// A loss multiplies the limit by this (0.5 ≤ r < 1), rounding down.
+    /// A loss multiplies the limit by this (0.5 ≤ r < 1).
     pub backoff_ratio: f64,
-    /// A success adds this.
+    /// Successes add this per round trip.
     pub increase_by: u32,
     /// A call slower than this counts as dropped.
     pub timeout: Nanos,
@@ -102,7 +111,7 @@ impl AimdConfig {
 #[derive(Debug, Clone)]
 pub struct Aimd {
     config: AimdConfig,
-    limit: u32,
+    estimate: f64,
     /// When the last decrease happened (the end of the call that caused it).
     last_decrease: Option<Nanos>,
 }
@@ -111,15 +120,20 @@ impl Aimd {
     /// Starts at `config.initial` (the config is assumed valid).
     pub fn new(config: AimdConfig) -> Self {
         Aimd {
-            limit: config.initial,
+            estimate: f64::from(config.initial),
             config,
             last_decrease: None,
         }
     }
 
-    /// The current limit.
+    /// The current limit: the estimate rounded down.
     pub fn limit(&self) -> u32 {
-        self.limit
+        self.estimate as u32
+    }
+
+    /// The estimate before rounding.
+    pub fn estimate(&self) -> f64 {
+        self.estimate
     }
 
     /// Feeds one outcome; returns the new limit.
@@ -127,14 +141,14 @@ impl Aimd {
         let c = &self.config;
         if s.dropped || s.rtt > c.timeout {
             if self.last_decrease.is_some_and(|t| s.start < t) {
-                return self.limit; // this congestion event was answered already
+                return self.limit(); // this congestion event was answered already
             }
-            let reduced = (f64::from(self.limit) * c.backoff_ratio).floor() as u32;
-            self.limit = reduced.max(c.min_limit);
+            self.estimate = (self.estimate * c.backoff_ratio).max(f64::from(c.min_limit));
             self.last_decrease = Some(s.start.saturating_add(s.rtt));
-        } else if u64::from(s.in_flight) * 2 >= u64::from(self.limit) {
-            self.limit = self.limit.saturating_add(c.increase_by).min(c.max_limit);
+        } else if u64::from(s.in_flight) * 2 >= u64::from(self.limit()) {
+            let grown = self.estimate + f64::from(c.increase_by) / self.estimate;
+            self.estimate = grown.min(f64::from(c.max_limit));
         }
-        self.limit
+        self.limit()
     }
 }

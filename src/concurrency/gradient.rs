@@ -6,13 +6,22 @@
 //! ```text
 //! gradient  = clamp(rtt_tolerance × long_rtt / rtt, 0.5, 1)
 //! target    = limit × gradient  (+ queue_size when gradient = 1: no queueing seen)
-//! limit     = limit × (1 − smoothing) + target × smoothing, within [min_limit, max_limit]
+//! weight    = smoothing / limit
+//! limit     = limit × (1 − weight) + target × weight, within [min_limit, max_limit]
 //! ```
 //!
-//! So while calls are no slower than `rtt_tolerance` times the baseline the limit grows by
-//! `queue_size × smoothing` per call, and once they are, it shrinks in proportion, at most by half
-//! (smoothed). Where it differs from Netflix, and why:
+//! So while calls are no slower than `rtt_tolerance` times the baseline the limit grows by about
+//! `queue_size × smoothing` per round trip, and once they are, it shrinks in proportion, by at
+//! most `smoothing / 2` per round trip. It settles where calls take about `rtt_tolerance` times
+//! the unloaded RTT. Where it differs from Netflix, and why:
 //!
+//! * **Smoothing per round trip, not per call.** Netflix moves the limit `smoothing` of the way
+//!   on every sample, so in one round trip a limit of `L` grows by `0.8 L` (it doubles, like TCP's
+//!   slow start, for ever) and a batch of `L` slow calls cuts it by `0.9^L`: driven by a
+//!   dependency whose latency rises with load, its limit swings between a tenth and three times
+//!   the capacity (`tests/test_concurrency_properties.py` simulates it). Weighting each sample
+//!   by `1 / limit` makes a limit's worth of samples, one round trip, count as one step: additive
+//!   increase and proportional decrease per round trip, and the limit holds within a few percent.
 //! * **Load-induced latency never becomes the baseline** (the ratchet of concurrency-limits
 //!   issue #137 and PR #134). Netflix feeds every RTT into the long average, so under sustained
 //!   overload the baseline climbs to the overloaded RTT within a few hundred calls, the gradient
@@ -38,14 +47,14 @@
 //!
 //! let mut limit = LimitConfig::Gradient(GradientConfig::default()).build().unwrap();
 //! let ms = 1_000_000;
-//! // Calls at the baseline, with the limit in use: it grows by queue_size × smoothing (0.8).
-//! for i in 0..10 {
+//! // Ten round trips of calls at the baseline, the limit in use: + queue_size × smoothing each.
+//! for i in 0..220 {
 //!     limit.on_sample(Sample { start: i * ms, rtt: 10 * ms, in_flight: 20, dropped: false });
 //! }
-//! assert_eq!(limit.limit(), 28);
+//! assert_eq!(limit.limit(), 27);
 //! // Calls three times slower: the gradient is 0.5 and the limit comes down.
-//! for i in 10..20 {
-//!     limit.on_sample(Sample { start: i * ms, rtt: 30 * ms, in_flight: 28, dropped: false });
+//! for i in 220..500 {
+//!     limit.on_sample(Sample { start: i * ms, rtt: 30 * ms, in_flight: 27, dropped: false });
 //! }
 //! assert!(limit.limit() < 20);
 //! ```
@@ -175,9 +184,10 @@ impl Gradient {
         }
     }
 
-    fn set_estimate(&mut self, target: f64) {
+    /// Moves the estimate `weight` of the way to `target`, within the bounds.
+    fn set_estimate(&mut self, target: f64, weight: f64) {
         let c = &self.config;
-        let smoothed = self.estimate * (1.0 - c.smoothing) + target * c.smoothing;
+        let smoothed = self.estimate * (1.0 - weight) + target * weight;
         self.estimate = smoothed.clamp(f64::from(c.min_limit), f64::from(c.max_limit));
     }
 
@@ -187,7 +197,7 @@ impl Gradient {
             if self.last_decrease.is_some_and(|t| s.start < t) {
                 return self.limit(); // this congestion event was answered already
             }
-            self.set_estimate(self.estimate * 0.5);
+            self.set_estimate(self.estimate * 0.5, self.config.smoothing);
             self.last_decrease = Some(s.start.saturating_add(s.rtt));
             return self.limit();
         }
@@ -211,7 +221,9 @@ impl Gradient {
         if gradient >= 1.0 {
             target += f64::from(self.config.queue_size);
         }
-        self.set_estimate(target);
+        // Smoothing per round trip: a limit's worth of samples moves it `smoothing` of the way.
+        let weight = self.config.smoothing / self.estimate.max(1.0);
+        self.set_estimate(target, weight);
         self.limit()
     }
 }

@@ -14,17 +14,18 @@
 //! use seawall::concurrency::{AimdConfig, ConcurrencyLimiter, LimitConfig, LimiterConfig, Outcome};
 //!
 //! let limiter = ConcurrencyLimiter::new(LimiterConfig {
-//!     limit: LimitConfig::Aimd(AimdConfig { initial: 2, ..AimdConfig::default() }),
+//!     limit: LimitConfig::Aimd(AimdConfig { initial: 1, ..AimdConfig::default() }),
 //!     ..LimiterConfig::default()
 //! })
 //! .unwrap();
 //! let a = limiter.try_acquire(None, 0).unwrap();
-//! let b = limiter.try_acquire(None, 0).unwrap();
 //! assert!(limiter.try_acquire(None, 0).is_none());
-//! limiter.release(a, Outcome::Success, None, 1_000);
-//! assert_eq!(limiter.limit(), 3);
-//! limiter.release(b, Outcome::Dropped, None, 2_000);
+//! limiter.release(a, Outcome::Success, None, 1_000); // + 1 per round trip: 1 call here
 //! assert_eq!(limiter.limit(), 2);
+//! let b = limiter.try_acquire(None, 2_000).unwrap();
+//! let _c = limiter.try_acquire(None, 2_000).unwrap();
+//! limiter.release(b, Outcome::Dropped, None, 3_000); // × 0.9
+//! assert_eq!(limiter.limit(), 1);
 //! ```
 
 pub mod aimd;
