@@ -140,7 +140,7 @@ def simulate(
     base: float = 0.010,
 ) -> list[int]:
     """``clients`` callers, each calling again as soon as its call ends (or 1 ms after being
-    refused), against a dependency whose latency is ``base × max(1, running / capacity)``, on
+    refused), against a dependency whose latency is ``base * max(1, running / capacity)``, on
     the manual clock: no sleeping. Returns the limit after each finished call."""
     now = 0.0
     events: list[tuple[float, int, int]] = []  # (time, client, kind: 0 try, 1 finish)
@@ -174,7 +174,7 @@ def test_gradient_converges_near_the_capacity_and_stays() -> None:
     settled = limits[3_000:]
     # rtt_tolerance 1.5 lets calls run up to 1.5 times slower than the baseline: about 15 in
     # flight; it holds there (no swings), and 45 long windows later it has not ratcheted up.
-    assert 13 <= min(settled) and max(settled) <= 18
+    assert min(settled) >= 13 and max(settled) <= 18
     assert 14 <= sum(limits[-3_000:]) / 3_000 <= 17
     assert limiter.stats()["long_rtt"] < 0.0105  # the baseline is still the unloaded latency
 
@@ -186,7 +186,7 @@ def test_aimd_converges_near_the_capacity() -> None:
     limits = simulate(limiter, clock, capacity=10, clients=60, calls=20_000)
     settled = limits[3_000:]
     # It backs off where calls pass the timeout (13 in flight) and climbs back by one per trip.
-    assert 10 <= min(settled) and max(settled) <= 16
+    assert min(settled) >= 10 and max(settled) <= 16
     assert 12 <= sum(settled) / len(settled) <= 15
 
 
