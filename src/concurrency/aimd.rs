@@ -81,7 +81,9 @@ pub(crate) fn check_bounds(initial: u32, min_limit: u32, max_limit: u32) -> Resu
     if !(min_limit..=max_limit).contains(&initial) {
         return Err(Error::invalid(
             "initial",
-            format!("must be from min_limit ({min_limit}) to max_limit ({max_limit}), got {initial}"),
+            format!(
+                "must be from min_limit ({min_limit}) to max_limit ({max_limit}), got {initial}"
+            ),
         ));
     }
     Ok(())
@@ -94,7 +96,10 @@ impl AimdConfig {
         if !(self.backoff_ratio >= 0.5 && self.backoff_ratio < 1.0) {
             return Err(Error::invalid(
                 "backoff_ratio",
-                format!("must be from 0.5 up to (not including) 1, got {}", self.backoff_ratio),
+                format!(
+                    "must be from 0.5 up to (not including) 1, got {}",
+                    self.backoff_ratio
+                ),
             ));
         }
         if self.increase_by == 0 {

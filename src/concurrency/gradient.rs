@@ -114,7 +114,10 @@ impl GradientConfig {
         if !(self.rtt_tolerance.is_finite() && self.rtt_tolerance >= 1.0) {
             return Err(Error::invalid(
                 "rtt_tolerance",
-                format!("must be a finite number of at least 1, got {}", self.rtt_tolerance),
+                format!(
+                    "must be a finite number of at least 1, got {}",
+                    self.rtt_tolerance
+                ),
             ));
         }
         if self.long_window == 0 {

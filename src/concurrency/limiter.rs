@@ -253,7 +253,13 @@ impl ConcurrencyLimiter {
     /// Returns a permit with its outcome (`rtt`: measured by the caller; `None`: from the
     /// permit's admission to `now`), and gives freed permits to waiters. Returning a permit twice,
     /// or one this limiter never gave, changes nothing.
-    pub fn release(&self, permit: Permit, outcome: Outcome, rtt: Option<Nanos>, now: Nanos) -> Woken {
+    pub fn release(
+        &self,
+        permit: Permit,
+        outcome: Outcome,
+        rtt: Option<Nanos>,
+        now: Nanos,
+    ) -> Woken {
         let mut inner = self.inner.lock();
         let Some(held) = inner.held.remove(&permit.0) else {
             return Woken::default();

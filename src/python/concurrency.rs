@@ -255,7 +255,10 @@ fn woken<'py>(py: Python<'py>, w: Woken) -> PyResult<Option<Bound<'py, PyTuple>>
     }
     let granted = PyList::new(py, w.granted.iter().map(|(t, p)| (*t, p.0)))?;
     let expired = PyList::new(py, w.expired)?;
-    Ok(Some(PyTuple::new(py, [granted.into_any(), expired.into_any()])?))
+    Ok(Some(PyTuple::new(
+        py,
+        [granted.into_any(), expired.into_any()],
+    )?))
 }
 
 #[pymethods]
@@ -305,7 +308,10 @@ impl PyConcurrencyCore {
     fn try_acquire(&self, py: Python<'_>, partition: Option<&Bound<'_, PyAny>>) -> PyResult<u64> {
         let p = self.partition(partition)?;
         let now = self.clock.now(py)?;
-        Ok(self.limiter.try_acquire(p, now).map_or(0, |permit| permit.0))
+        Ok(self
+            .limiter
+            .try_acquire(p, now)
+            .map_or(0, |permit| permit.0))
     }
 
     /// `(code, expired tickets)`: code > 0 a permit id, < 0 minus a queued ticket, 0 refused.
