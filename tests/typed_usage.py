@@ -30,13 +30,20 @@ from starlette.testclient import TestClient
 import seawall
 from seawall import (
     ALGORITHMS,
+    AIMDLimit,
     CircuitBreaker,
     CircuitOpenError,
     ClientRateLimiter,
+    ConcurrencyLimiter,
+    ConcurrencyLimitMiddleware,
     Decision,
+    Dropped,
+    GradientLimit,
     HostLimiter,
     Limit,
     Limiter,
+    Overloaded,
+    Permit,
     RateLimitExceeded,
     RateLimitMiddleware,
     RedisLimiter,
@@ -48,6 +55,7 @@ from seawall import (
     breakers,
     rate_limit,
 )
+from seawall.asgi import ConcurrencyLimitMiddleware as AsgiConcurrencyLimitMiddleware
 from seawall.asgi import RateLimitMiddleware as AsgiRateLimitMiddleware
 from seawall.breaker import BreakerRegistry, Listener
 from seawall.compat import fastmcp_example, snowflake
@@ -693,6 +701,37 @@ async def mahavishnu_limiter(clock: ManualClock) -> mahavishnu.RateLimitInfo:
     return info
 
 
+async def adaptive_concurrency(clock: ManualClock) -> dict[str, Any]:
+    """An adaptive concurrency limit: permits, outcomes, the queue, and the shedding middleware."""
+    limiter = ConcurrencyLimiter(
+        GradientLimit(10, max_limit=50), max_queue=5, partitions={"critical": 0.5}, clock=clock
+    )
+    permit: Permit | None = limiter.try_acquire("critical")
+    assert permit is not None
+    clock.advance(0.02)
+    permit.success()
+    async with await limiter.acquire(timeout=1.0) as held:
+        assert not held.done
+    aimd = ConcurrencyLimiter(AIMDLimit(1, timeout=2.0), clock=clock)
+    first = await aimd.acquire()
+    refused: Overloaded | None = None
+    try:
+        await aimd.acquire()
+    except Overloaded as e:
+        refused = e
+    first.dropped()
+    assert refused is not None and refused.reason == "limit" and not isinstance(refused, Dropped)
+
+    async def app(scope: Scope, receive: Receive, send: Send) -> None:
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": b"ok"})
+
+    shedding: ASGIApp = ConcurrencyLimitMiddleware(app, limit=AIMDLimit(4), clock=clock)
+    same: type[ConcurrencyLimitMiddleware] = AsgiConcurrencyLimitMiddleware
+    assert callable(shedding) and same is ConcurrencyLimitMiddleware
+    return limiter.stats()
+
+
 # --------------------------------------------------------------------------------------------
 # Everything that needs no network, in one place for the test
 
@@ -716,4 +755,5 @@ ASYNC_PARTS: list[Callable[[ManualClock], Awaitable[object]]] = [
     rate_limited_coroutine,
     mcp_calls,
     mahavishnu_limiter,
+    adaptive_concurrency,
 ]

@@ -265,7 +265,8 @@ fn woken<'py>(py: Python<'py>, w: Woken) -> PyResult<Option<Bound<'py, PyTuple>>
 impl PyConcurrencyCore {
     #[new]
     #[pyo3(signature = (limit, *, max_queue=Arg::Is(0), queue_timeout=None, partitions=None,
-        clock=None))]
+        clock=None), text_signature = "(limit, *, max_queue=0, queue_timeout=None, \
+        partitions=None, clock=None)")]
     fn new(
         limit: &Bound<'_, PyAny>,
         max_queue: Arg<i64>,
