@@ -1,5 +1,7 @@
 //! Adaptive concurrency for Python (`seawall.concurrency` wraps it): the limit algorithms as
-//! frozen settings, and the limiter's core, whose permits and tickets are ints.
+//! frozen settings, and the limiter's core, whose permits and tickets are ints. (About 480
+//! lines, most of them the two settings classes' arguments and getters, each checked and named
+//! in errors; the core's calls are thin.)
 
 use pyo3::exceptions::{PyTypeError, PyValueError};
 use pyo3::prelude::*;
