@@ -24,9 +24,12 @@ Reported per row: requests sent, answered 200 and 503, p50 / p99 latency of the 
 requests, p99 of those sent in the last quarter of the run, goodput (200s completed within the
 run, per second) and the limit at the end. Timings are never tests: this script always exits 0.
 
+``--cost`` measures instead what one admission and release costs (a permit taken and reported
+as a success, no contention), next to a bare ``asyncio.Semaphore``.
+
 Run from the repository root (release build: ``maturin develop --release``)::
 
-    .venv/bin/python benches/compare_shedding.py [--seconds 20] [--model linear|step]
+    .venv/bin/python benches/compare_shedding.py [--seconds 20] [--model linear|step] [--cost]
 """
 
 from __future__ import annotations
@@ -198,6 +201,49 @@ def run_row(name: str, mode: str, rate: float, args: argparse.Namespace) -> Row:
     )
 
 
+def cost() -> None:
+    """Admission + release per call, best of 5: the limiter against a bare asyncio.Semaphore."""
+    from seawall import ConcurrencyLimiter, GradientLimit
+
+    n = 200_000
+    limiter = ConcurrencyLimiter(GradientLimit())
+    semaphore = asyncio.Semaphore(20)
+
+    async def with_semaphore() -> None:
+        for _ in range(n):
+            await semaphore.acquire()
+            semaphore.release()
+
+    async def with_acquire() -> None:
+        for _ in range(n):
+            permit = await limiter.acquire()
+            permit.success()
+
+    def with_try_acquire() -> None:
+        for _ in range(n):
+            permit = limiter.try_acquire()
+            assert permit is not None
+            permit.success()
+
+    def best(run: Any) -> float:
+        times = []
+        for _ in range(5):
+            start = time.perf_counter_ns()
+            run()
+            times.append((time.perf_counter_ns() - start) / n)
+        return min(times)
+
+    rows = [
+        ("asyncio.Semaphore acquire/release", lambda: asyncio.run(with_semaphore())),
+        ("ConcurrencyLimiter.try_acquire + success", with_try_acquire),
+        ("await ConcurrencyLimiter.acquire + success", lambda: asyncio.run(with_acquire())),
+    ]
+    print("| admission + release | ns per call |")
+    print("|---|---:|")
+    for name, run in rows:
+        print(f"| {name} | {best(run):.0f} |")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--serve", choices=["none", "gradient", "aimd"], help=argparse.SUPPRESS)
@@ -208,7 +254,11 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=20.0)
     parser.add_argument("--overload", type=float, default=1.5, help="times the capacity's rate")
     parser.add_argument("--rows", default="unloaded,none,gradient,aimd")
+    parser.add_argument("--cost", action="store_true", help="admission + release cost only")
     args = parser.parse_args()
+    if args.cost:
+        cost()
+        return
     if args.serve:
         serve(args.port, args.serve, args.model, args.base, args.capacity)
         return

@@ -306,3 +306,29 @@ def test_settings_read_back() -> None:
     assert (a.initial, a.timeout, a.increase_by, a.backoff_ratio) == (5, 0.5, 2, 0.9)
     assert "GradientLimit(10" in repr(g) and "AIMDLimit(5" in repr(a)
     assert isinstance(ConcurrencyLimiter(clock=ManualClock()).try_acquire(), Permit)
+
+
+def test_waiter_on_another_threads_loop_is_handed_its_permit() -> None:
+    limiter = ConcurrencyLimiter(1, max_queue=1, clock=ManualClock())
+    held = limiter.try_acquire()
+    assert held is not None
+    queued = threading.Event()
+    got: list[Permit] = []
+
+    def other_thread() -> None:
+        async def wait() -> None:
+            task = asyncio.ensure_future(limiter.acquire())
+            await asyncio.sleep(0)
+            queued.set()
+            permit = await task
+            got.append(permit)
+            permit.success()
+
+        asyncio.run(wait())
+
+    thread = threading.Thread(target=other_thread)
+    thread.start()
+    assert queued.wait(10)
+    held.success()  # from this thread, which runs no event loop
+    thread.join(10)
+    assert len(got) == 1 and limiter.in_flight == 0 and limiter.queued == 0

@@ -23,6 +23,7 @@ capacity; :class:`seawall.asgi.ConcurrencyLimitMiddleware` classifies HTTP respo
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import Mapping
 from types import TracebackType
 from typing import Any
@@ -248,7 +249,8 @@ class ConcurrencyLimiter:
                 if loop is asyncio._get_running_loop():
                     future.set_exception(_refused("timeout"))
                 else:
-                    loop.call_soon_threadsafe(self._fail, future)
+                    with contextlib.suppress(RuntimeError):  # a closed loop waits for nobody
+                        loop.call_soon_threadsafe(self._fail, future)
 
     @staticmethod
     def _fail(future: asyncio.Future[int]) -> None:
@@ -272,7 +274,10 @@ class ConcurrencyLimiter:
             elif future.get_loop() is running:
                 future.set_result(permit_id)
             else:  # a waiter on another thread's event loop
-                future.get_loop().call_soon_threadsafe(self._hand_over, future, permit_id)
+                try:
+                    future.get_loop().call_soon_threadsafe(self._hand_over, future, permit_id)
+                except RuntimeError:  # that loop is closed: nobody will take the permit
+                    self._release(permit_id, _IGNORE, None)
 
     def _hand_over(self, future: asyncio.Future[int], permit_id: int) -> None:
         if future.done():
