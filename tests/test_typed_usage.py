@@ -33,6 +33,7 @@ PUBLIC_MODULES = [
     "seawall.compat.fastmcp_example",
     "seawall.compat.mahavishnu.rate_limit",
     "seawall.compat.mahavishnu.rate_limit_tools",
+    "seawall.compat.mahavishnu.rate_limiting",
     "seawall.compat.snowflake",
     "seawall.decorators",
     "seawall.errors",

@@ -53,6 +53,7 @@ from seawall.breaker import BreakerRegistry, Listener
 from seawall.compat import fastmcp_example, snowflake
 from seawall.compat.mahavishnu import rate_limit as mahavishnu
 from seawall.compat.mahavishnu import rate_limit_tools as mahavishnu_tools
+from seawall.compat.mahavishnu import rate_limiting as mahavishnu_rules
 from seawall.fastapi import RateLimitDependency, limit
 from seawall.host import remove as remove_host_store
 from seawall.mcp import (
@@ -649,6 +650,74 @@ async def mahavishnu_limiter(clock: ManualClock) -> mahavishnu.RateLimitInfo:
 
 
 # --------------------------------------------------------------------------------------------
+# Seed 002's drop-in: seawall.compat.mahavishnu.rate_limiting
+
+
+class TypedCounter:
+    """A custom algorithm (``mahavishnu_rules.CustomAlgorithm``): one request per key."""
+
+    async def check(self, state: Any, current_time: float) -> tuple[bool, dict[str, int]]:
+        return not state, {"used": 1}
+
+    def get_retry_after(self, state: Any) -> float:
+        return 1.0
+
+
+class TypedHandler(mahavishnu_rules.RateLimitStrategyHandler):
+    async def apply_strategy(
+        self, decision: mahavishnu_rules.RateLimitDecision, identifier: str
+    ) -> mahavishnu_rules.RateLimitDecision:
+        return decision
+
+
+async def mahavishnu_rules_engine(clock: ManualClock) -> mahavishnu_rules.RateLimitMetrics:
+    """Seed 002's engine: rules, checks, overrides, audit and metrics."""
+    engine: mahavishnu_rules.RateLimitEngine = mahavishnu_rules.create_rate_limiter(
+        default_algorithm=mahavishnu_rules.RateLimitAlgorithm.TOKEN_BUCKET,
+        default_strategy=mahavishnu_rules.LimitStrategy.RETRY_AFTER,
+        clock=clock,
+    )
+    engine.set_strategy_handler(TypedHandler(engine))
+    for default in mahavishnu_rules.create_default_rules():
+        await engine.add_rule(default)
+    algorithm: mahavishnu_rules.CustomAlgorithm = TypedCounter()
+    await engine.add_rule(
+        mahavishnu_rules.RateLimitRule(
+            "custom", mahavishnu_rules.LimitScope.PER_IP, rate=1, algorithm=algorithm
+        )
+    )
+    d: mahavishnu_rules.RateLimitDecision = await engine.check_limit(
+        "user:1", "api_per_user", endpoint="/x"
+    )
+    wait: int | None = d.retry_after
+    tokens: float = d.tokens_remaining
+    assert d.allowed and wait is None and tokens == 9.0
+    assert (await engine.check_limit("ip:1", "custom")).allowed
+    assert not engine.check_limit_sync("user:1", "api_per_user", ip_address="::1").queued
+    rules: list[mahavishnu_rules.RateLimitRule] = await engine.list_rules()
+    assert (
+        await engine.get_rule("api_global")
+    ).scope is mahavishnu_rules.LimitScope.GLOBAL and len(rules) == 5
+    request = mahavishnu_rules.OverrideRequest(
+        admin_id="ops",
+        reason=mahavishnu_rules.OverrideReason.INCIDENT_RESPONSE,
+        target_user_id="user:1",
+    )
+    record: mahavishnu_rules.OverrideRecord = await engine.add_override(request)
+    found: mahavishnu_rules.OverrideRecord | None = await engine.check_override(user_id="user:1")
+    assert found is not None and found.override_id == record.override_id
+    assert await engine.remove_override(record.override_id, admin_id="ops")
+    log: list[mahavishnu_rules.OverrideAuditEntry] = await engine.get_audit_log(limit=10)
+    assert [e.action for e in log] == ["add", "remove"]
+    everything: dict[str, mahavishnu_rules.RateLimitMetrics] = await engine.get_all_metrics()
+    metrics = await engine.get_metrics("api_per_user")
+    assert metrics.calculate_hit_rate() == 0.0 and set(everything) >= {"custom"}
+    await engine.reset_metrics()
+    assert await engine.remove_rule("custom")
+    return metrics
+
+
+# --------------------------------------------------------------------------------------------
 # Everything that needs no network, in one place for the test
 
 
@@ -669,4 +738,5 @@ ASYNC_PARTS: list[Callable[[ManualClock], Awaitable[object]]] = [
     rate_limited_coroutine,
     mcp_calls,
     mahavishnu_limiter,
+    mahavishnu_rules_engine,
 ]
