@@ -19,6 +19,7 @@ fn spec(name: &str, priority: i64, enabled: bool) -> RuleSpec {
         priority,
         enabled,
         max_delay: None,
+        max_queued: None,
     }
 }
 

@@ -14,6 +14,8 @@ mod http;
 mod limiter;
 mod redis;
 mod rules;
+mod rules_gate;
+mod rules_redis;
 
 use pyo3::prelude::*;
 
@@ -41,5 +43,6 @@ fn _seawall(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<futures::PyBridge>()?;
     m.add_class::<rules::PyRulesEngine>()?;
     m.add_class::<rules::PyRuleDecision>()?;
+    m.add_class::<rules_gate::PyRulesGate>()?;
     Ok(())
 }

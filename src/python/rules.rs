@@ -5,16 +5,25 @@ use pyo3::exceptions::{PyKeyError, PyTypeError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::types::PyDict;
 
+use std::sync::Arc;
+
 use super::clock::ClockSource;
 use super::errors::{at_least_one, cost_arg, Count};
+use super::futures::{store_error, PyBridge};
 use super::limiter::secs;
+use super::redis::{redis_settings, script_times, start_time};
+use super::rules_redis::RedisPath;
+use crate::clock::NANOS_PER_SEC;
 use crate::error::Error;
 use crate::rules::overrides::{AuditEntry, OverrideSpec};
-use crate::rules::{RequestFacts, RuleAlgorithm, RuleDecision, RuleSpec, Rules, Strategy};
+use crate::rules::{
+    FollowUp, RequestFacts, RuleAlgorithm, RuleDecision, RuleSpec, RuleStore, Rules, Step, Strategy,
+};
+use crate::store::redis::runtime;
 
 /// Writes `entries` to the `seawall.rules.audit` logger, one INFO record each, with the entry's
 /// fields as `extra` (JSON log formatters pick them up).
-fn log_audit(py: Python<'_>, entries: &[AuditEntry]) {
+pub(crate) fn log_audit(py: Python<'_>, entries: &[AuditEntry]) {
     for entry in entries {
         let done = (|| -> PyResult<()> {
             let logger = py
@@ -78,16 +87,28 @@ fn to_py<'py, T: serde::Serialize>(py: Python<'py>, value: &T) -> PyResult<Bound
     pythonize::pythonize(py, value).map_err(|e| PyValueError::new_err(e.to_string()))
 }
 
-#[pyclass(frozen, module = "seawall._seawall", name = "RulesEngine")]
+#[pyclass(frozen, subclass, module = "seawall._seawall", name = "RulesEngine")]
 pub(crate) struct PyRulesEngine {
-    rules: Rules,
-    clock: ClockSource,
+    pub(crate) rules: Arc<Rules>,
+    pub(crate) clock: ClockSource,
+    /// How decisions reach Redis, when the budgets are there.
+    pub(crate) redis: Option<RedisPath>,
+    /// The store's URL as given.
+    store: String,
 }
 
 /// A rule's decision, as Python reads it.
 #[pyclass(frozen, module = "seawall._seawall", name = "RuleDecision")]
 pub(crate) struct PyRuleDecision {
     d: RuleDecision,
+    /// On Redis: the second call a refusal still needs (THROTTLE's booking, QUEUE's place).
+    follow: Option<FollowUp>,
+}
+
+impl PyRuleDecision {
+    pub(crate) fn new(d: RuleDecision, follow: Option<FollowUp>) -> Self {
+        PyRuleDecision { d, follow }
+    }
 }
 
 fn enum_arg<T: serde::de::DeserializeOwned>(param: &str, value: &str) -> PyResult<T> {
@@ -95,7 +116,7 @@ fn enum_arg<T: serde::de::DeserializeOwned>(param: &str, value: &str) -> PyResul
         .map_err(|_| PyValueError::new_err(format!("{param} names no such choice: {value:?}")))
 }
 
-fn facts<'a>(
+pub(crate) fn facts<'a>(
     identifier: Option<&'a str>,
     endpoint: Option<&'a str>,
     ip: Option<&str>,
@@ -114,7 +135,7 @@ fn facts<'a>(
 }
 
 /// A rule-name error as Python's `LookupError` family (`KeyError`), naming the rule.
-fn lookup(e: Error) -> PyErr {
+pub(crate) fn lookup(e: Error) -> PyErr {
     match &e {
         Error::InvalidArgument {
             param: "rule_name", ..
@@ -123,28 +144,183 @@ fn lookup(e: Error) -> PyErr {
     }
 }
 
+/// The store an engine keeps its budgets in, from its URL and the Redis options.
+#[allow(clippy::too_many_arguments)]
+fn store_arg(
+    store: &str,
+    key_prefix: &str,
+    on_error: &str,
+    connect_timeout: f64,
+    command_timeout: f64,
+    log_interval: f64,
+    breaker_failures: i64,
+    breaker_recovery: f64,
+    max_keys: usize,
+) -> PyResult<RuleStore> {
+    if store == "memory://" {
+        return Ok(RuleStore::Memory);
+    }
+    if let Some(name) = store.strip_prefix("host://") {
+        return Ok(RuleStore::Host(name.to_owned()));
+    }
+    // Checked now, not when the first rule opens its budgets.
+    crate::store::redis::url::parse(store)?;
+    if key_prefix.contains(['{', '}']) {
+        return Err(PyValueError::new_err(
+            "key_prefix must not hold '{' or '}' (seawall puts the Redis Cluster hash tag after it)",
+        ));
+    }
+    Ok(RuleStore::Redis(redis_settings(
+        store,
+        key_prefix,
+        on_error,
+        connect_timeout,
+        command_timeout,
+        log_interval,
+        max_keys,
+        breaker_failures,
+        breaker_recovery,
+    )?))
+}
+
+impl PyRulesEngine {
+    /// The whole decision on this thread: at once in memory and the host store, blocking on
+    /// Redis. `name`: a named rule; else the one selected for `req` (or `default`).
+    pub(crate) fn decide_sync(
+        &self,
+        py: Python<'_>,
+        name: Option<&str>,
+        default: Option<&str>,
+        req: &RequestFacts<'_>,
+        cost: u64,
+    ) -> PyResult<Option<PyRuleDecision>> {
+        let Some(redis) = &self.redis else {
+            let now = self.clock.now(py)?;
+            let d = match name {
+                Some(n) => Some(self.rules.check(n, req, now, cost).map_err(lookup)?),
+                None => self.rules.decide(req, default, now, cost).map_err(lookup)?,
+            };
+            if let Some(d) = &d {
+                log_audit(py, &d.audit);
+            }
+            return Ok(d.map(|d| PyRuleDecision::new(d, None)));
+        };
+        let (script_now, now) = script_times(&self.clock, py)?;
+        let d = match self
+            .rules
+            .plan(name, default, req, now, cost)
+            .map_err(lookup)?
+        {
+            None => return Ok(None),
+            Some(Step::Decided(d)) => d,
+            Some(Step::Hit(hit)) => redis.decide_blocking(py, hit, req, script_now)?,
+        };
+        log_audit(py, &d.audit);
+        Ok(Some(PyRuleDecision::new(d, None)))
+    }
+
+    /// Starts the decision on the loop: `(false, decision)` when it is known at once (`None`:
+    /// no rule applies), `(true, None)` when it is set on `future` later.
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn submit(
+        &self,
+        py: Python<'_>,
+        bridge: &Bound<'_, PyBridge>,
+        future: &Bound<'_, PyAny>,
+        name: Option<&str>,
+        default: Option<&str>,
+        req: &RequestFacts<'_>,
+        cost: u64,
+    ) -> PyResult<(bool, Option<PyRuleDecision>)> {
+        let Some(redis) = &self.redis else {
+            return Ok((false, self.decide_sync(py, name, default, req, cost)?));
+        };
+        let (script_now, now) = script_times(&self.clock, py)?;
+        match self
+            .rules
+            .plan(name, default, req, now, cost)
+            .map_err(lookup)?
+        {
+            None => Ok((false, None)),
+            Some(Step::Decided(d)) => {
+                log_audit(py, &d.audit);
+                Ok((false, Some(PyRuleDecision::new(d, None))))
+            }
+            Some(Step::Hit(hit)) => {
+                log_audit(py, hit.audit());
+                let d = redis.submit_hit(py, bridge, future, hit, req, script_now)?;
+                Ok((d.is_none(), d))
+            }
+        }
+    }
+}
+
 #[pymethods]
 impl PyRulesEngine {
     #[new]
-    #[pyo3(signature = (*, default_algorithm="token_bucket", default_strategy="retry_after", max_keys=100_000, clock=None))]
+    #[pyo3(signature = (
+        *, default_algorithm="token_bucket", default_strategy="retry_after", max_keys=100_000,
+        clock=None, store="memory://", key_prefix="seawall:rules:", on_error="deny",
+        connect_timeout=1.0, command_timeout=0.25, log_interval=60.0, breaker_failures=3,
+        breaker_recovery=1.0
+    ))]
+    #[allow(clippy::too_many_arguments)]
     fn new(
         default_algorithm: &str,
         default_strategy: &str,
         max_keys: i64,
         clock: Option<&Bound<'_, PyAny>>,
+        store: &str,
+        key_prefix: &str,
+        on_error: &str,
+        connect_timeout: f64,
+        command_timeout: f64,
+        log_interval: f64,
+        breaker_failures: i64,
+        breaker_recovery: f64,
     ) -> PyResult<Self> {
         let algorithm: RuleAlgorithm = enum_arg("default_algorithm", default_algorithm)?;
         let strategy: Strategy = enum_arg("default_strategy", default_strategy)?;
+        let max_keys = at_least_one("max_keys", max_keys)?;
+        let rule_store = store_arg(
+            store,
+            key_prefix,
+            on_error,
+            connect_timeout,
+            command_timeout,
+            log_interval,
+            breaker_failures,
+            breaker_recovery,
+            max_keys,
+        )?;
+        let redis = match &rule_store {
+            RuleStore::Redis(config) => Some(RedisPath::new(config.redis.clone())),
+            _ => None,
+        };
         Ok(PyRulesEngine {
-            rules: Rules::new(algorithm, strategy, at_least_one("max_keys", max_keys)?),
+            rules: Arc::new(Rules::with_store(algorithm, strategy, max_keys, rule_store)),
             clock: ClockSource::from_arg(clock)?,
+            redis,
+            store: store.to_owned(),
         })
+    }
+
+    /// Where the budgets are (the URL given).
+    #[getter]
+    fn store(&self) -> &str {
+        &self.store
+    }
+
+    /// Whether decisions wait for Redis (then `acheck` / `adecide` do not block the loop).
+    #[getter]
+    fn is_async(&self) -> bool {
+        self.redis.is_some()
     }
 
     /// Adds a rule given as a dict (or replaces the rule of its name).
     fn add_rule(&self, rule: &Bound<'_, PyAny>) -> PyResult<()> {
         let spec: RuleSpec = from_dict("rule", rule)?;
-        Ok(self.rules.add(spec)?)
+        Ok(self.rules.add_at(spec, start_time(&self.clock))?)
     }
 
     /// Removes the rule `name`; whether there was one.
@@ -201,13 +377,73 @@ impl PyRulesEngine {
         cost: Count,
     ) -> PyResult<PyRuleDecision> {
         let req = facts(identifier, endpoint, ip_address)?;
-        let now = self.clock.now(py)?;
-        let d = self
-            .rules
-            .check(rule_name, &req, now, cost_arg("cost", cost)?)
-            .map_err(lookup)?;
-        log_audit(py, &d.audit);
-        Ok(PyRuleDecision { d })
+        let d = self.decide_sync(py, Some(rule_name), None, &req, cost_arg("cost", cost)?)?;
+        Ok(d.expect("a named rule always decides"))
+    }
+
+    /// Selection and decision in one call: the rule the request falls under (the
+    /// highest-priority enabled rule whose filters all match, else `default`), decided; None
+    /// when no rule applies.
+    #[pyo3(
+        signature = (identifier=None, *, endpoint=None, ip_address=None, default=None, cost=Count::ONE),
+        text_signature = "($self, identifier=None, *, endpoint=None, ip_address=None, default=None, cost=1)"
+    )]
+    fn decide(
+        &self,
+        py: Python<'_>,
+        identifier: Option<&str>,
+        endpoint: Option<&str>,
+        ip_address: Option<&str>,
+        default: Option<&str>,
+        cost: Count,
+    ) -> PyResult<Option<PyRuleDecision>> {
+        let req = facts(identifier, endpoint, ip_address)?;
+        self.decide_sync(py, None, default, &req, cost_arg("cost", cost)?)
+    }
+
+    /// Starts `check` (a rule name) or `decide` (None) on the loop of `future`: `(False,
+    /// decision)` when known at once, `(True, None)` when the bridge sets it on `future`.
+    #[allow(clippy::too_many_arguments)]
+    #[pyo3(signature = (bridge, future, rule_name, identifier, endpoint, ip_address, default, cost))]
+    fn _submit(
+        &self,
+        py: Python<'_>,
+        bridge: &Bound<'_, PyBridge>,
+        future: &Bound<'_, PyAny>,
+        rule_name: Option<&str>,
+        identifier: Option<&str>,
+        endpoint: Option<&str>,
+        ip_address: Option<&str>,
+        default: Option<&str>,
+        cost: Count,
+    ) -> PyResult<(bool, Option<PyRuleDecision>)> {
+        let req = facts(identifier, endpoint, ip_address)?;
+        self.submit(
+            py,
+            bridge,
+            future,
+            rule_name,
+            default,
+            &req,
+            cost_arg("cost", cost)?,
+        )
+    }
+
+    /// Starts the second call a refusal on Redis still needs (`decision._needs_follow_up`):
+    /// `(False, decision)` when known at once, `(True, None)` when set on `future`.
+    fn _submit_follow(
+        &self,
+        py: Python<'_>,
+        bridge: &Bound<'_, PyBridge>,
+        future: &Bound<'_, PyAny>,
+        decision: &Bound<'_, PyRuleDecision>,
+    ) -> PyResult<(bool, Option<PyRuleDecision>)> {
+        let d = decision.get();
+        let (Some(redis), Some(f)) = (&self.redis, d.follow.clone()) else {
+            return Ok((false, Some(PyRuleDecision::new(d.d.clone(), None))));
+        };
+        let r = redis.submit_follow(py, bridge, future, d.d.clone(), f)?;
+        Ok((r.is_none(), r))
     }
 
     /// Adds an admin override given as a dict (`target_user_id` and/or `target_ip_address`,
@@ -301,9 +537,18 @@ impl PyRulesEngine {
         ip_address: Option<&str>,
     ) -> PyResult<bool> {
         let req = facts(identifier, endpoint, ip_address)?;
-        self.rules
-            .reset(rule_name, &req, self.clock.now(py)?)
-            .map_err(lookup)
+        let (_, now) = script_times(&self.clock, py)?;
+        match self.rules.reset(rule_name, &req, now).map_err(lookup)? {
+            Ok(held) => Ok(held),
+            Err((budgets, key)) => {
+                let limiter = budgets
+                    .redis()
+                    .cloned()
+                    .expect("budgets not reset at once are in Redis");
+                let r = py.detach(move || runtime::handle().block_on(limiter.reset(&key, now)));
+                r.map_err(store_error)
+            }
+        }
     }
 }
 
@@ -367,6 +612,36 @@ impl PyRuleDecision {
             .ok()
             .and_then(|v| v.as_str().map(str::to_owned))
             .unwrap_or_default()
+    }
+
+    /// QUEUE: refused, and given a queue place (202); False: refused outright (429).
+    #[getter]
+    fn queued(&self) -> bool {
+        self.d.queued
+    }
+
+    /// Whether Redis's failure policy (`on_error`) made the decision.
+    #[getter]
+    fn fallback(&self) -> bool {
+        self.d.fallback
+    }
+
+    /// What a `Retry-After` header says: whole seconds, rounded up, at least 1 when refused
+    /// (waiting that long admits the retry); 0 when allowed.
+    #[getter]
+    fn retry_after_header(&self) -> u64 {
+        if self.d.decision.allowed {
+            0
+        } else {
+            self.d.decision.retry_after.div_ceil(NANOS_PER_SEC).max(1)
+        }
+    }
+
+    /// Whether a second call is still due (a refusal on Redis that THROTTLE books or QUEUE
+    /// queues); `acheck` / `adecide` make it.
+    #[getter]
+    fn _needs_follow_up(&self) -> bool {
+        self.follow.is_some()
     }
 
     fn __bool__(&self) -> bool {
