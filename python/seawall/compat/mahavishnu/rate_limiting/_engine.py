@@ -9,7 +9,6 @@ import inspect
 from dataclasses import replace
 from typing import Any
 
-from seawall._time import NEVER_SECONDS
 from seawall._workers import warn_if_memory_workers
 from seawall.rules import RuleDecision, RulesEngine
 
@@ -43,8 +42,6 @@ _SEED_SCHEMES = {"sentinel": "redis+sentinel", "redis-cluster": "redis+cluster"}
 
 _BUCKETS = (RateLimitAlgorithm.TOKEN_BUCKET.value, RateLimitAlgorithm.LEAKY_BUCKET.value)
 
-NANOS = 1_000_000_000
-
 
 def store_url(redis_url: str | None) -> str | None:
     """``redis_url`` as seawall's ``store=`` URL (``sentinel://`` and ``redis-cluster://`` become
@@ -57,13 +54,6 @@ def store_url(redis_url: str | None) -> str | None:
     if sep and scheme.lower() in _SEED_SCHEMES:
         return f"{_SEED_SCHEMES[scheme.lower()]}://{rest}"
     return redis_url
-
-
-def whole_seconds(d: RuleDecision) -> int:
-    """A refusal's wait in whole seconds, rounded up, at least 1, exact: the native wait is a
-    whole number of nanoseconds, which its float seconds give back exactly when rounded."""
-    nanos = round(d.retry_after * NANOS)
-    return min(NEVER_SECONDS, max(1, -(-nanos // NANOS)))
 
 
 def _handled(result: object) -> RateLimitDecision:
@@ -189,20 +179,18 @@ class RateLimitEngine:
         """Registers ``handler`` (``None``: none), replacing any other."""
         self._handler = handler
 
-    def _check(
-        self, identifier: str, rule_name: str, endpoint: str | None, ip_address: str | None
-    ) -> RateLimitDecision:
-        d = self._native.check(rule_name, identifier, endpoint=endpoint, ip_address=ip_address)
+    def _decision(self, identifier: str, d: RuleDecision) -> RateLimitDecision:
         self._audit.poll()
         return RateLimitDecision(
             allowed=d.allowed,
             rule_name=d.rule,
             identifier=identifier,
             tokens_remaining=self._tokens(d),
-            retry_after=None if d.allowed else whole_seconds(d),
+            retry_after=None if d.allowed else d.retry_after_header,
             reset_after=d.reset_after,
             limit=d.limit,
             strategy=LimitStrategy(d.strategy),
+            queued=d.queued,
             degraded=d.degraded,
             delay=d.delay,
             override_id=d.override_id,
@@ -246,7 +234,8 @@ class RateLimitEngine:
         if custom is not None:
             decision = custom.check_sync(identifier, endpoint, ip_address)
         else:
-            decision = self._check(identifier, rule_name, endpoint, ip_address)
+            d = self._native.check(rule_name, identifier, endpoint=endpoint, ip_address=ip_address)
+            decision = self._decision(identifier, d)
         if self._handler is None:
             return decision
         handled = self._handler.apply_strategy(replace(decision), identifier)
@@ -264,7 +253,10 @@ class RateLimitEngine:
         if custom is not None:
             decision = await custom.check(identifier, endpoint, ip_address)
         else:
-            decision = self._check(identifier, rule_name, endpoint, ip_address)
+            d = await self._native.acheck(
+                rule_name, identifier, endpoint=endpoint, ip_address=ip_address
+            )
+            decision = self._decision(identifier, d)
         if self._handler is None:
             return decision
         handled: Any = self._handler.apply_strategy(replace(decision), identifier)

@@ -276,7 +276,7 @@ class OverrideAuditEntry:
         )
 
 
-@dataclass
+@dataclass(slots=True)
 class RateLimitDecision:
     """One check's outcome, a fresh mutable object per call. ``allowed`` is the limiter's verdict;
     ``retry_after`` whole seconds (>= 1) when refused, ``None`` when allowed; ``tokens_remaining``
