@@ -26,7 +26,7 @@ from seawall.compat.mahavishnu.rate_limiting import (
     create_rate_limiter,
 )
 from seawall.compat.mahavishnu.rate_limiting._engine import store_url
-from seawall.testing import ManualClock
+from seawall.testing import ManualClock, use_clock
 
 T0 = 1_800_000_000.0
 
@@ -199,6 +199,14 @@ def test_a6_a7_strategies_keep_the_limiters_verdict() -> None:
     slow = [engine.check_limit_sync("u", "slow") for _ in range(4)]
     assert [d.allowed for d in slow] == [True, True, False, False]
     assert [d.delay for d in slow] == pytest.approx([0, 0, 30, 0])  # one slot booked, once
+
+
+def test_a6_queue_gives_a_bounded_number_of_places() -> None:
+    engine = limiter(ManualClock(T0), rule(rate=1, strategy=LimitStrategy.QUEUE, max_queued=2))
+    got = [engine.check_limit_sync("u", "r") for _ in range(4)]
+    assert [d.allowed for d in got] == [True, False, False, False]
+    assert [d.queued for d in got] == [False, True, True, False]  # then 429
+    assert all(d.retry_after == 60 for d in got[1:])
 
 
 def test_a26_an_unknown_rule_is_a_lookup_error_naming_it() -> None:
@@ -447,6 +455,22 @@ def test_a30_every_method_has_a_sync_twin_and_engines_outlive_event_loops() -> N
 
     asyncio.run(fill())
     assert asyncio.run(serve()) == [True, False]
+
+
+def test_a30_an_engine_without_a_clock_reads_seawalls_default_clock() -> None:
+    engine = limiter(ManualClock(0), rule(rate=1))  # a clock of its own
+    shared = create_rate_limiter()
+    shared.add_rule_sync(rule(rate=1))
+    with use_clock(ManualClock(T0)) as clock:
+        assert clock is not None
+        grant = shared.add_override_sync(
+            OverrideRequest(admin_id="a", reason="r", target_user_id="x", duration_minutes=1)
+        )
+        assert grant.created_at == datetime.fromtimestamp(T0, tz=timezone.utc)
+        assert allowed(shared, 2) == [True, False]
+        clock.advance(60)
+        assert allowed(shared, 1) == [True] and shared.check_override_sync(user_id="x") is None
+    assert engine.add_override_sync(grant.request).created_at.timestamp() == 0
 
 
 class Counting:

@@ -135,8 +135,8 @@ class RateLimitEngine:
             return
         if self._store not in (None, "memory://"):
             raise ValueError(
-                f"algorithm: a custom algorithm runs in Python on this process's memory only, "
-                f"not with the store {self._store!r}"
+                "algorithm: a custom algorithm runs in Python on this process's memory only, "
+                "not on a shared store (Redis or host://)"
             )
         self._native.remove_rule(rule.name)
         self._custom[rule.name] = CustomRule(
