@@ -5,8 +5,9 @@ bounded places, THROTTLE's booking and Retry-After's exact whole seconds."""
 from __future__ import annotations
 
 import asyncio
+import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import pytest
 
@@ -156,9 +157,8 @@ def test_redis_counts_exactly_under_concurrency(redis_url: str, redis_prefix: st
 
     decisions = asyncio.run(flood())
     assert sum(d.allowed for d in decisions) == 3
-    assert (
-        one.get_metrics("api")["allowed_requests"] + two.get_metrics("api")["allowed_requests"] == 3
-    )
+    two.sync()  # its counts reach the store now (else within its sync_interval)
+    assert one.get_metrics("api")["allowed_requests"] == 3  # the sum over both engines
     assert one.reset("api", "shared") and one.check("api", "shared").allowed
 
 
@@ -220,3 +220,73 @@ def test_bad_store_options_are_named() -> None:
         RulesEngine(store="redis://127.0.0.1:1/0", on_error="maybe")
     with pytest.raises(ValueError, match="store"):
         RulesEngine(store="ftp://nowhere")
+
+
+def wait_for(condition: Callable[[], bool], seconds: float = 5.0) -> None:
+    """Polls until ``condition`` holds (another engine's watcher thread applies changes)."""
+    deadline = time.monotonic() + seconds
+    while not condition():
+        assert time.monotonic() < deadline, "the change did not reach the other engine"
+        time.sleep(0.01)
+
+
+def test_rules_overrides_and_metrics_are_shared_through_redis(
+    redis_url: str, redis_prefix: str
+) -> None:
+    clock = ManualClock(1_000)
+    here = RulesEngine(clock=clock, store=redis_url, key_prefix=redis_prefix, sync_interval=0.05)
+    there = RulesEngine(clock=clock, store=redis_url, key_prefix=redis_prefix, sync_interval=0.05)
+    assert there.rules() == []  # loaded (nothing yet), and its watcher runs
+    here.add_rule({"name": "api", "scope": "per_user", "rate": 3, "window_seconds": 60})
+    wait_for(lambda: [r["name"] for r in there.rules()] == ["api"])
+    # One budget for both (Redis), counted exactly.
+    admitted = [e.check("api", "u").allowed for e in (here, there, here, there)]
+    assert admitted == [True, True, True, False]
+    # Metrics: each engine's counts, summed in the store.
+    for e in (here, there):
+        e.sync()
+    both = here.get_metrics("api")
+    assert (both["total_requests"], both["denied_requests"]) == (4, 1)
+    assert both["violations_by_user"]["entries"] == [{"key": "u", "count": 1, "error": 0}]
+    # An override added in one engine lets the client through in the other.
+    grant = here.add_override(
+        {"target_user_id": "u", "unlimited": True, "duration_minutes": 1, "admin_id": "ops"}
+    )
+    wait_for(lambda: there.check_override(user_id="u") is not None)
+    assert there.check("api", "u").override_id == grant["override_id"]
+    assert there.remove_override(grant["override_id"], "ops-2")
+    wait_for(lambda: here.check_override(user_id="u") is None)
+    assert [(e["action"], e["admin_id"]) for e in here.audit_log()] == [
+        ("add", "ops"),
+        ("remove", "ops-2"),
+    ]
+    # A replaced rule and a removed one reach the other engine; reset zeroes the shared totals.
+    here.add_rule({"name": "api", "scope": "per_user", "rate": 5, "window_seconds": 60})
+    wait_for(lambda: there.get_rule("api")["rate"] == 5)
+    there.reset_metrics("api")
+    assert here.get_metrics("api")["total_requests"] == 0
+    assert there.remove_rule("api")
+    wait_for(lambda: here.rules() == [])
+    with pytest.raises(KeyError, match="api"):
+        here.check("api", "u")
+
+
+def test_an_override_that_ends_is_logged_once_in_the_shared_audit(
+    redis_url: str, redis_prefix: str
+) -> None:
+    clock = ManualClock(1_000)
+    engines = [
+        RulesEngine(clock=clock, store=redis_url, key_prefix=redis_prefix, sync_interval=0.02)
+        for _ in range(3)
+    ]
+    engines[0].add_rule({"name": "api", "scope": "per_user", "rate": 1, "window_seconds": 60})
+    engines[0].add_override(
+        {"target_user_id": "u", "unlimited": True, "duration_minutes": 1, "admin_id": "ops"}
+    )
+    for e in engines:
+        e.sync()
+    clock.advance(61)
+    wait_for(lambda: all(e.check_override(user_id="u") is None for e in engines))
+    wait_for(lambda: len(engines[1].audit_log()) == 2)
+    time.sleep(0.1)  # every watcher has had its turns: still one expiry
+    assert [e["action"] for e in engines[2].audit_log()] == ["add", "expire"]

@@ -478,11 +478,13 @@ class RulesEngine:
         log_interval: float = 60.0,
         breaker_failures: int = 3,
         breaker_recovery: float = 1.0,
+        sync_interval: float = 0.25,
     ) -> Self: ...
     @property
     def store(self) -> str: ...
     @property
     def is_async(self) -> bool: ...
+    def sync(self) -> int: ...
     def decide(
         self,
         identifier: str | None = None,

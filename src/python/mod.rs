@@ -16,6 +16,7 @@ mod redis;
 mod rules;
 mod rules_gate;
 mod rules_redis;
+mod rules_shared;
 
 use pyo3::prelude::*;
 

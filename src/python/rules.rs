@@ -8,14 +8,16 @@ use pyo3::types::PyDict;
 use std::sync::Arc;
 
 use super::clock::ClockSource;
-use super::errors::{at_least_one, cost_arg, Count};
+use super::errors::{at_least_one, cost_arg, seconds_arg, Count};
 use super::futures::{store_error, PyBridge};
 use super::limiter::secs;
 use super::redis::{redis_settings, script_times, start_time};
 use super::rules_redis::RedisPath;
+use super::rules_shared::Shared;
 use crate::clock::NANOS_PER_SEC;
 use crate::error::Error;
-use crate::rules::overrides::{AuditEntry, OverrideSpec};
+use crate::rules::overrides::{Action, AuditEntry, OverrideSpec, StoredOverride};
+use crate::rules::shared::ControlPlane;
 use crate::rules::{
     FollowUp, RequestFacts, RuleAlgorithm, RuleDecision, RuleSpec, RuleStore, Rules, Step, Strategy,
 };
@@ -95,6 +97,8 @@ pub(crate) struct PyRulesEngine {
     pub(crate) redis: Option<RedisPath>,
     /// The store's URL as given.
     store: String,
+    /// Redis: the shared rules, overrides and metrics.
+    pub(crate) shared: Option<Arc<Shared>>,
 }
 
 /// A rule's decision, as Python reads it.
@@ -184,6 +188,29 @@ fn store_arg(
 }
 
 impl PyRulesEngine {
+    /// A shared engine: the store's rules loaded once in this process and its watcher started
+    /// (one atomic load after that). Nothing for the others.
+    #[inline]
+    fn ensure(&self, py: Python<'_>) -> PyResult<()> {
+        if let Some(shared) = &self.shared {
+            let rules = &self.rules;
+            py.detach(|| shared.ensure(rules))?;
+        }
+        Ok(())
+    }
+
+    /// Runs `f` on the control plane without the GIL, if the engine has one.
+    fn on_plane<T: Send>(
+        &self,
+        py: Python<'_>,
+        f: impl FnOnce(&Shared) -> Result<T, Error> + Send,
+    ) -> PyResult<Option<T>> {
+        match &self.shared {
+            Some(shared) => Ok(Some(py.detach(|| f(shared))?)),
+            None => Ok(None),
+        }
+    }
+
     /// The whole decision on this thread: at once in memory and the host store, blocking on
     /// Redis. `name`: a named rule; else the one selected for `req` (or `default`).
     pub(crate) fn decide_sync(
@@ -194,6 +221,7 @@ impl PyRulesEngine {
         req: &RequestFacts<'_>,
         cost: u64,
     ) -> PyResult<Option<PyRuleDecision>> {
+        self.ensure(py)?;
         let Some(redis) = &self.redis else {
             let now = self.clock.now(py)?;
             let d = match name {
@@ -235,6 +263,7 @@ impl PyRulesEngine {
         let Some(redis) = &self.redis else {
             return Ok((false, self.decide_sync(py, name, default, req, cost)?));
         };
+        self.ensure(py)?;
         let (script_now, now) = script_times(&self.clock, py)?;
         match self
             .rules
@@ -262,7 +291,7 @@ impl PyRulesEngine {
         *, default_algorithm="token_bucket", default_strategy="retry_after", max_keys=100_000,
         clock=None, store="memory://", key_prefix="seawall:rules:", on_error="deny",
         connect_timeout=1.0, command_timeout=0.25, log_interval=60.0, breaker_failures=3,
-        breaker_recovery=1.0
+        breaker_recovery=1.0, sync_interval=0.25
     ))]
     #[allow(clippy::too_many_arguments)]
     fn new(
@@ -278,7 +307,9 @@ impl PyRulesEngine {
         log_interval: f64,
         breaker_failures: i64,
         breaker_recovery: f64,
+        sync_interval: f64,
     ) -> PyResult<Self> {
+        let interval = seconds_arg("sync_interval", sync_interval, 0.001)?;
         let algorithm: RuleAlgorithm = enum_arg("default_algorithm", default_algorithm)?;
         let strategy: Strategy = enum_arg("default_strategy", default_strategy)?;
         let max_keys = at_least_one("max_keys", max_keys)?;
@@ -297,9 +328,22 @@ impl PyRulesEngine {
             RuleStore::Redis(config) => Some(RedisPath::new(config.redis.clone())),
             _ => None,
         };
+        let clock = ClockSource::from_arg(clock)?;
+        let shared = match &rule_store {
+            RuleStore::Redis(config) => Some(Shared::new(
+                ControlPlane::new(config.redis.clone(), key_prefix)?,
+                std::time::Duration::from_nanos(interval),
+                match &clock {
+                    ClockSource::Manual(m) => Some(m.clone()),
+                    _ => None,
+                },
+            )),
+            _ => None,
+        };
         Ok(PyRulesEngine {
+            shared,
             rules: Arc::new(Rules::with_store(algorithm, strategy, max_keys, rule_store)),
-            clock: ClockSource::from_arg(clock)?,
+            clock,
             redis,
             store: store.to_owned(),
         })
@@ -318,18 +362,40 @@ impl PyRulesEngine {
     }
 
     /// Adds a rule given as a dict (or replaces the rule of its name).
-    fn add_rule(&self, rule: &Bound<'_, PyAny>) -> PyResult<()> {
+    fn add_rule(&self, py: Python<'_>, rule: &Bound<'_, PyAny>) -> PyResult<()> {
         let spec: RuleSpec = from_dict("rule", rule)?;
+        self.rules.validate(&spec)?;
+        self.ensure(py)?;
+        if let Some(version) = self.on_plane(py, |s| s.plane.put_rule(&spec))? {
+            self.shared.as_ref().expect("a plane").wrote(version);
+        }
         Ok(self.rules.add_at(spec, start_time(&self.clock))?)
     }
 
     /// Removes the rule `name`; whether there was one.
-    fn remove_rule(&self, name: &str) -> bool {
-        self.rules.remove(name)
+    fn remove_rule(&self, py: Python<'_>, name: &str) -> PyResult<bool> {
+        self.ensure(py)?;
+        let shared = self.on_plane(py, |s| s.plane.remove_rule(name))?;
+        let here = self.rules.remove(name);
+        Ok(shared.unwrap_or(here))
+    }
+
+    /// Applies the shared store's rules and overrides now (they are otherwise applied within
+    /// `sync_interval`); the store's version. 0 for an engine that shares nothing.
+    fn sync(&self, py: Python<'_>) -> PyResult<u64> {
+        self.ensure(py)?;
+        let rules = &self.rules;
+        Ok(self
+            .on_plane(py, |s| {
+                s.flush(rules)?;
+                s.reload(rules)
+            })?
+            .unwrap_or(0))
     }
 
     /// Every rule, as dicts, in the order added.
     fn rules<'py>(&self, py: Python<'py>) -> PyResult<Vec<Bound<'py, PyAny>>> {
+        self.ensure(py)?;
         self.rules
             .list()
             .iter()
@@ -341,6 +407,7 @@ impl PyRulesEngine {
 
     /// The rule `name` as a dict; `KeyError` if there is none.
     fn get_rule<'py>(&self, py: Python<'py>, name: &str) -> PyResult<Bound<'py, PyAny>> {
+        self.ensure(py)?;
         let rule = self
             .rules
             .get(name)
@@ -353,11 +420,13 @@ impl PyRulesEngine {
     #[pyo3(signature = (*, identifier=None, endpoint=None, ip_address=None, default=None))]
     fn select(
         &self,
+        py: Python<'_>,
         identifier: Option<&str>,
         endpoint: Option<&str>,
         ip_address: Option<&str>,
         default: Option<&str>,
     ) -> PyResult<Option<String>> {
+        self.ensure(py)?;
         let req = facts(identifier, endpoint, ip_address)?;
         self.rules.select(&req, default).map_err(lookup)
     }
@@ -455,7 +524,25 @@ impl PyRulesEngine {
         request: &Bound<'py, PyAny>,
     ) -> PyResult<Bound<'py, PyAny>> {
         let spec: OverrideSpec = from_dict("request", request)?;
-        let (added, audit) = self.rules.overrides.add(spec, self.clock.now(py)?)?;
+        let now = self.clock.now(py)?;
+        if self.shared.is_some() {
+            self.ensure(py)?;
+            let mut o = self.rules.overrides.prepare(spec, now)?;
+            let stored = self
+                .on_plane(py, |s| {
+                    o.override_id = s.plane.next_override_id()?;
+                    let entry = o.entry(now, Action::Add, &o.spec.admin_id);
+                    let version = s.plane.put_override(&StoredOverride::from(&o), &entry)?;
+                    s.wrote(version);
+                    s.added(StoredOverride::from(&o));
+                    Ok(o)
+                })?
+                .expect("a plane");
+            let audit = self.rules.overrides.insert(stored.clone(), now);
+            log_audit(py, &audit);
+            return to_py(py, &stored);
+        }
+        let (added, audit) = self.rules.overrides.add(spec, now)?;
         log_audit(py, &audit);
         to_py(py, &added)
     }
@@ -463,12 +550,20 @@ impl PyRulesEngine {
     /// Removes override `override_id` on behalf of `admin_id`; whether it was in force.
     #[pyo3(signature = (override_id, admin_id=""))]
     fn remove_override(&self, py: Python<'_>, override_id: u64, admin_id: &str) -> PyResult<bool> {
-        let (removed, audit) =
-            self.rules
-                .overrides
-                .remove(override_id, admin_id, self.clock.now(py)?);
+        let now = self.clock.now(py)?;
+        let mut shared = None;
+        if self.shared.is_some() {
+            // Another process's override may not have reached this one yet.
+            self.sync(py)?;
+            let (live, _) = self.rules.overrides.list(0);
+            if let Some(o) = live.into_iter().find(|o| o.override_id == override_id) {
+                let entry = o.entry(now, Action::Remove, admin_id);
+                shared = self.on_plane(py, |s| s.plane.remove_override(override_id, &entry))?;
+            }
+        }
+        let (removed, audit) = self.rules.overrides.remove(override_id, admin_id, now);
         log_audit(py, &audit);
-        Ok(removed)
+        Ok(shared.unwrap_or(removed))
     }
 
     /// The override in force for `user_id` or `ip_address` (unlimited first, then the latest
@@ -481,6 +576,7 @@ impl PyRulesEngine {
         ip_address: Option<&str>,
     ) -> PyResult<Option<Bound<'py, PyAny>>> {
         let req = facts(user_id, None, ip_address)?;
+        self.ensure(py)?;
         let (found, audit) = self
             .rules
             .overrides
@@ -491,6 +587,7 @@ impl PyRulesEngine {
 
     /// The overrides in force, oldest first, as dicts.
     fn overrides<'py>(&self, py: Python<'py>) -> PyResult<Vec<Bound<'py, PyAny>>> {
+        self.ensure(py)?;
         let (live, audit) = self.rules.overrides.list(self.clock.now(py)?);
         log_audit(py, &audit);
         live.iter().map(|o| to_py(py, o)).collect()
@@ -499,6 +596,9 @@ impl PyRulesEngine {
     /// The last `limit` audit entries (add, remove, expire), oldest first, as dicts.
     #[pyo3(signature = (limit=100))]
     fn audit_log<'py>(&self, py: Python<'py>, limit: usize) -> PyResult<Vec<Bound<'py, PyAny>>> {
+        if let Some(entries) = self.on_plane(py, |s| s.plane.audit(limit))? {
+            return entries.iter().map(|e| to_py(py, e)).collect();
+        }
         let (entries, written) = self.rules.overrides.audit(limit, self.clock.now(py)?);
         log_audit(py, &written);
         entries.iter().map(|e| to_py(py, e)).collect()
@@ -508,13 +608,33 @@ impl PyRulesEngine {
     /// `denied_requests`, `hit_rate`, `avg_tokens_remaining`, and `violations_by_user`,
     /// `violations_by_ip`, `violations_by_endpoint` (bounded top-K summaries).
     fn get_metrics<'py>(&self, py: Python<'py>, rule_name: &str) -> PyResult<Bound<'py, PyAny>> {
-        to_py(py, &self.rules.metrics(rule_name).map_err(lookup)?)
+        self.ensure(py)?;
+        let here = self.rules.metrics(rule_name).map_err(lookup)?;
+        let rules = &self.rules;
+        let shared = self.on_plane(py, |s| {
+            s.flush(rules)?;
+            s.plane.metrics(rule_name)
+        })?;
+        to_py(py, &shared.unwrap_or(here))
     }
 
     /// Every rule's metrics, by rule name.
     fn get_all_metrics<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
+        self.ensure(py)?;
         let out = PyDict::new(py);
-        for (name, snapshot) in self.rules.all_metrics() {
+        let rules = &self.rules;
+        let all = match self.on_plane(py, |s| {
+            s.flush(rules)?;
+            rules
+                .list()
+                .iter()
+                .map(|r| Ok((r.spec().name.clone(), s.plane.metrics(&r.spec().name)?)))
+                .collect::<Result<Vec<_>, Error>>()
+        })? {
+            Some(all) => all,
+            None => self.rules.all_metrics(),
+        };
+        for (name, snapshot) in all {
             out.set_item(name, to_py(py, &snapshot)?)?;
         }
         Ok(out)
@@ -522,8 +642,22 @@ impl PyRulesEngine {
 
     /// Zeroes `rule_name`'s metrics (every rule's with None); budgets stay as they are.
     #[pyo3(signature = (rule_name=None))]
-    fn reset_metrics(&self, rule_name: Option<&str>) -> PyResult<()> {
-        self.rules.reset_metrics(rule_name).map_err(lookup)
+    fn reset_metrics(&self, py: Python<'_>, rule_name: Option<&str>) -> PyResult<()> {
+        self.ensure(py)?;
+        self.rules.reset_metrics(rule_name).map_err(lookup)?;
+        let names: Vec<String> = match rule_name {
+            Some(n) => vec![n.to_owned()],
+            None => self
+                .rules
+                .list()
+                .iter()
+                .map(|r| r.spec().name.clone())
+                .collect(),
+        };
+        self.on_plane(py, |s| {
+            names.iter().try_for_each(|n| s.plane.reset_metrics(n))
+        })?;
+        Ok(())
     }
 
     /// Forgets the budget a request has under `rule_name`; whether it was held.

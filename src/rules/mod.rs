@@ -19,6 +19,7 @@
 
 pub mod budgets;
 pub mod overrides;
+pub mod shared;
 
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -444,8 +445,13 @@ struct Entry {
     order: u64,
 }
 
-/// The rules by name, the next insertion number, and the rules selection tries, in order.
-type Registry = (HashMap<String, Entry>, u64, Vec<std::sync::Arc<Rule>>);
+/// The rules by name (foldhash: names are the operator's, and the lookup is on every decision),
+/// the next insertion number, and the rules selection tries, in order.
+type Registry = (
+    HashMap<String, Entry, foldhash::fast::RandomState>,
+    u64,
+    Vec<std::sync::Arc<Rule>>,
+);
 
 /// Rules by name, with their budgets, and the admin overrides.
 pub struct Rules {
@@ -495,7 +501,7 @@ impl Rules {
         store: RuleStore,
     ) -> Self {
         Rules {
-            entries: RwLock::new((HashMap::new(), 0, Vec::new())),
+            entries: RwLock::new((HashMap::default(), 0, Vec::new())),
             algorithm,
             strategy,
             max_keys: max_keys.max(1),
@@ -654,13 +660,17 @@ impl Rules {
         use std::fmt::Write;
         out.clear();
         let (tag, id): (&str, Option<&str>) = match scope {
-            Scope::Global => ("g", Some("")),
-            Scope::PerUser => ("u", Some(req.user.unwrap_or(""))),
-            Scope::PerIp if req.ip.is_some() => ("i", None),
-            Scope::PerIp => ("i", Some(req.user.unwrap_or(""))),
-            Scope::PerEndpoint => ("e", Some(req.endpoint.or(req.user).unwrap_or(""))),
+            Scope::Global => ("|g", Some("")),
+            Scope::PerUser => ("|u", Some(req.user.unwrap_or(""))),
+            Scope::PerIp if req.ip.is_some() => ("|i", None),
+            Scope::PerIp => ("|i", Some(req.user.unwrap_or(""))),
+            Scope::PerEndpoint => ("|e", Some(req.endpoint.or(req.user).unwrap_or(""))),
         };
-        let _ = write!(out, "{}:{rule}|{tag}", rule.len());
+        let mut digits = [0u8; 20];
+        out.push_str(decimal(rule.len(), &mut digits));
+        out.push(':');
+        out.push_str(rule);
+        out.push_str(tag);
         match (id, req.ip) {
             // An identifier is the caller's (a client's, through it): one longer than
             // MAX_IDENTIFIER is kept as its SHA-256, marked apart (`#`) so that no identifier
@@ -1034,6 +1044,20 @@ impl Hit {
         });
         (out, follow)
     }
+}
+
+/// `n` in decimal, written into `buf` (no formatting machinery on the hot path).
+fn decimal(mut n: usize, buf: &mut [u8; 20]) -> &str {
+    let mut i = buf.len();
+    loop {
+        i -= 1;
+        buf[i] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    std::str::from_utf8(&buf[i..]).unwrap_or("0")
 }
 
 /// Identifiers longer than this are kept as their SHA-256 (a budget key never grows with what a
