@@ -4,12 +4,16 @@ shared by engines (workers) that name the same server, and what stays memory-onl
 from __future__ import annotations
 
 import asyncio
+import logging
+import time
 
 import pytest
 from redis_servers import RedisServer
 
 from seawall.compat.mahavishnu.rate_limiting import (
     LimitScope,
+    OverrideReason,
+    OverrideRequest,
     RateLimitRule,
     create_rate_limiter,
 )
@@ -55,3 +59,72 @@ def test_a16_custom_algorithms_are_refused_with_redis(redis_server: RedisServer)
     custom = RateLimitRule(name="c", scope=LimitScope.GLOBAL, rate=1, algorithm=Always())
     with pytest.raises(ValueError, match="algorithm"):
         engine.add_rule_sync(custom)
+
+
+def test_rules_overrides_audit_and_metrics_are_shared_through_redis(
+    redis_server: RedisServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    clock = ManualClock(T0)
+    here, there = (create_rate_limiter(redis_url=redis_server.url, clock=clock) for _ in range(2))
+
+    async def scenario() -> None:
+        await here.add_rule(RateLimitRule(name="api", scope=LimitScope.PER_USER, rate=2))
+        there.native.sync()  # else within its sync interval (0.25 s)
+        assert [r.name for r in await there.list_rules()] == ["api"]
+        got = [(await e.check_limit("u", "api")).allowed for e in (here, there, here)]
+        assert got == [True, True, False]
+        for e in (here, there):
+            e.native.sync()  # each worker's counts reach the store
+        m = await there.get_metrics("api")
+        assert (m.total_requests, m.denied_requests, m.violations_by_user) == (3, 1, {"u": 1})
+
+        request = OverrideRequest(
+            admin_id="ops", reason=OverrideReason.INCIDENT_RESPONSE, target_user_id="u"
+        )
+        record = await here.add_override(request)
+        there.native.sync()
+        found = await there.check_override(user_id="u")
+        assert found is not None and found.override_id == record.override_id
+        assert found.request == request
+        assert (await there.check_limit("u", "api")).override_id == record.override_id
+        assert await there.remove_override(record.override_id, admin_id="ops-2")
+        log = await here.get_audit_log()
+        assert [(e.action, e.admin_id) for e in log] == [("add", "ops"), ("remove", "ops-2")]
+        await there.reset_metrics("api")
+        assert (await here.get_metrics("api")).total_requests == 0
+
+    with caplog.at_level(logging.INFO, logger="seawall.compat.mahavishnu.audit"):
+        asyncio.run(scenario())
+    actions = [r.getMessage().split()[2] for r in caplog.records if "audit" in r.name]
+    assert actions == ["added", "removed"]  # each by the engine that did it
+
+
+def test_an_expiry_on_redis_is_logged_once_by_the_engine_that_added_it(
+    redis_server: RedisServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    clock = ManualClock(T0)
+    here, there = (create_rate_limiter(redis_url=redis_server.url, clock=clock) for _ in range(2))
+    here.add_rule_sync(RateLimitRule(name="api", scope=LimitScope.PER_USER, rate=1))
+    request = OverrideRequest(admin_id="ops", reason="r", target_user_id="u", duration_minutes=1)
+
+    def logged() -> list[list[str]]:
+        audit = [r for r in caplog.records if r.name == "seawall.compat.mahavishnu.audit"]
+        return [r.getMessage().split()[:3] for r in audit]
+
+    with caplog.at_level(logging.INFO, logger="seawall.compat.mahavishnu.audit"):
+        record = here.add_override_sync(request)
+        clock.advance(61)
+        there.native.sync()
+        assert there.check_override_sync(user_id="u") is None  # ended, on the shared clock
+        deadline = time.monotonic() + 5
+        while len(logged()) < 2:  # the store logs the expiry a moment later
+            assert time.monotonic() < deadline, "the expiry was never logged"
+            here.check_limit_sync("u", "api")
+            time.sleep(0.01)
+        for e in (here, there):
+            e.check_limit_sync("u", "api")
+    assert [e.action for e in there.get_audit_log_sync()] == ["add", "expire"]
+    assert logged() == [
+        ["override", str(record.override_id), "added"],
+        ["override", str(record.override_id), "expired"],
+    ]

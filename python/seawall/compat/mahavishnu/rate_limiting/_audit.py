@@ -3,14 +3,16 @@ engine, on the ``seawall.compat.mahavishnu.audit`` logger (A12), the entry's fie
 ``extra["seawall_override"]``.
 
 The native engine writes the same actions to its own ``seawall.rules.audit`` logger. The drop-in
-writes adds and removals as it makes them; an expiry is found on the native audit log when
-seawall's clock has passed the earliest expiry of an override this engine added (one clock
-reading per check while any is pending, nothing otherwise)."""
+writes adds and removals as it makes them; an expiry is found on the native audit log (shared on
+Redis) when seawall's clock has passed the earliest expiry of an override this engine added (one
+clock reading per check while any is pending, nothing otherwise), so that each expiry is logged
+once, by the engine that added the override."""
 
 from __future__ import annotations
 
 import logging
 import threading
+import time
 from typing import Any
 
 from seawall._time import now
@@ -20,6 +22,10 @@ __all__ = ["AUDIT_LOGGER", "AuditTrail"]
 
 AUDIT_LOGGER = "seawall.compat.mahavishnu.audit"
 logger = logging.getLogger(AUDIT_LOGGER)
+
+# A due expiry not yet in the store's log is looked for again after RETRY seconds, TRIES times.
+RETRY = 0.05
+TRIES = 40
 
 _DONE = {"add": "added", "remove": "removed", "expire": "expired"}
 
@@ -47,6 +53,8 @@ class AuditTrail:
         self._pending: dict[int, float] = {}
         self._next: float | None = None
         self._lock = threading.Lock()
+        self._quiet_until = 0.0
+        self._tries = 0
 
     def added(self, record: dict[str, Any]) -> None:
         with self._lock:
@@ -67,17 +75,34 @@ class AuditTrail:
                 return
 
     def poll(self) -> None:
-        """Logs the expiries that seawall's clock has reached (cheap when none is due)."""
+        """Logs the expiries that seawall's clock has reached (one clock reading when none is
+        due). On Redis the store logs an expiry a moment later (the one engine whose removal
+        succeeds does), so a due override not yet in the log is looked for again, at most every
+        ``RETRY`` seconds, ``TRIES`` times; one ended otherwise (removed by another engine) is
+        dropped without a record of this engine's."""
         if self._next is None or now(self._clock) < self._next:
+            return
+        if time.monotonic() < self._quiet_until:
             return
         # Reading the native log makes the engine expire what is due, on its clock.
         entries = self._native.audit_log(limit=10_000)
         with self._lock:
-            due = [
-                e for e in entries if e["action"] == "expire" and e["override_id"] in self._pending
+            ended = [
+                e
+                for e in entries
+                if e["action"] in ("expire", "remove") and e["override_id"] in self._pending
             ]
-            for entry in due:
+            for entry in ended:
                 del self._pending[entry["override_id"]]
+            self._tries += 1
+            due = [i for i, at in self._pending.items() if at <= now(self._clock)]
+            if due and self._tries >= TRIES:
+                for i in due:
+                    del self._pending[i]
+            if not due or self._tries >= TRIES:
+                self._tries = 0
+            self._quiet_until = time.monotonic() + RETRY if due else 0.0
             self._next = min(self._pending.values(), default=None)
-        for entry in due:
-            log_entry(entry)
+        for entry in ended:
+            if entry["action"] == "expire":
+                log_entry(entry)

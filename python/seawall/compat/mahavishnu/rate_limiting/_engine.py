@@ -5,9 +5,11 @@ layer turns its answers into the seed's objects."""
 
 from __future__ import annotations
 
+import asyncio
 import inspect
+from collections.abc import Callable
 from dataclasses import replace
-from typing import Any
+from typing import Any, TypeVar
 
 from seawall._workers import warn_if_memory_workers
 from seawall.rules import RuleDecision, RulesEngine
@@ -36,6 +38,8 @@ __all__ = [
     "create_rate_limiter",
     "store_url",
 ]
+
+T = TypeVar("T")
 
 # The seed's spellings of seawall's Sentinel and Cluster URLs.
 _SEED_SCHEMES = {"sentinel": "redis+sentinel", "redis-cluster": "redis+cluster"}
@@ -114,6 +118,13 @@ class RateLimitEngine:
         if store in (None, "memory://"):
             warn_if_memory_workers("create_rate_limiter")
 
+    async def _off_loop(self, call: Callable[..., T], *args: Any) -> T:
+        """``call(*args)``; in a worker thread when the store is Redis (its writes and reads
+        would block the event loop), at once otherwise."""
+        if self._native.is_async:
+            return await asyncio.to_thread(call, *args)
+        return call(*args)
+
     @property
     def native(self) -> RulesEngine:
         """The ``seawall.rules.RulesEngine`` underneath."""
@@ -161,16 +172,16 @@ class RateLimitEngine:
         return native + [c.rule for c in self._custom.values()]
 
     async def add_rule(self, rule: RateLimitRule) -> None:
-        self.add_rule_sync(rule)
+        return await self._off_loop(self.add_rule_sync, rule)
 
     async def remove_rule(self, name: str) -> bool:
-        return self.remove_rule_sync(name)
+        return await self._off_loop(self.remove_rule_sync, name)
 
     async def get_rule(self, name: str) -> RateLimitRule:
-        return self.get_rule_sync(name)
+        return await self._off_loop(self.get_rule_sync, name)
 
     async def list_rules(self) -> list[RateLimitRule]:
-        return self.list_rules_sync()
+        return await self._off_loop(self.list_rules_sync)
 
     # ---------------------------------------------------------------------------------------
     # Checks
@@ -298,18 +309,18 @@ class RateLimitEngine:
         return [OverrideAuditEntry.from_native(e) for e in entries]
 
     async def add_override(self, request: OverrideRequest) -> OverrideRecord:
-        return self.add_override_sync(request)
+        return await self._off_loop(self.add_override_sync, request)
 
     async def remove_override(self, override_id: int, admin_id: str = "") -> bool:
-        return self.remove_override_sync(override_id, admin_id)
+        return await self._off_loop(self.remove_override_sync, override_id, admin_id)
 
     async def check_override(
         self, user_id: str | None = None, ip_address: str | None = None
     ) -> OverrideRecord | None:
-        return self.check_override_sync(user_id, ip_address)
+        return await self._off_loop(self.check_override_sync, user_id, ip_address)
 
     async def get_audit_log(self, limit: int = 100) -> list[OverrideAuditEntry]:
-        return self.get_audit_log_sync(limit)
+        return await self._off_loop(self.get_audit_log_sync, limit)
 
     # ---------------------------------------------------------------------------------------
     # Metrics
@@ -342,13 +353,13 @@ class RateLimitEngine:
                 each.reset_metrics()
 
     async def get_metrics(self, rule_name: str) -> RateLimitMetrics:
-        return self.get_metrics_sync(rule_name)
+        return await self._off_loop(self.get_metrics_sync, rule_name)
 
     async def get_all_metrics(self) -> dict[str, RateLimitMetrics]:
-        return self.get_all_metrics_sync()
+        return await self._off_loop(self.get_all_metrics_sync)
 
     async def reset_metrics(self, rule_name: str | None = None) -> None:
-        self.reset_metrics_sync(rule_name)
+        return await self._off_loop(self.reset_metrics_sync, rule_name)
 
 
 def create_rate_limiter(
