@@ -759,6 +759,13 @@ async def mahavishnu_rules_engine(clock: ManualClock) -> mahavishnu_rules.RateLi
     assert metrics.calculate_hit_rate() == 0.0 and set(everything) >= {"custom"}
     await engine.reset_metrics()
     assert await engine.remove_rule("custom")
+
+    app = Starlette(routes=[Route("/", homepage)])
+    app.add_middleware(
+        mahavishnu_rules.RateLimitMiddleware, engine=engine, default_rule="api_per_user"
+    )
+    middleware = mahavishnu_rules.RateLimitMiddleware(app, engine, "api_per_ip")
+    assert middleware.default_rule == "api_per_ip"
     return metrics
 
 

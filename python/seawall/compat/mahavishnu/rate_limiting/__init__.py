@@ -7,8 +7,9 @@ default_algorithm=TOKEN_BUCKET, default_strategy=RETRY_AFTER)`` returns a new en
 rule_name)``, ``add_override`` / ``remove_override`` / ``check_override`` / ``get_audit_log``,
 ``get_metrics`` / ``get_all_metrics`` / ``reset_metrics`` (each async, each with a ``_sync``
 twin); ``RateLimitRule``, ``LimitScope``, ``LimitStrategy``, ``RateLimitAlgorithm``,
-``OverrideRequest``, ``OverrideReason``, ``create_default_rules()`` and
-``RateLimitStrategyHandler``. How the seed's ambiguities are resolved (SEEDS-002-003.md, A1 to A30)
+``OverrideRequest``, ``OverrideReason``, ``create_default_rules()``,
+``RateLimitStrategyHandler`` and ``RateLimitMiddleware(app, engine=..., default_rule=...,
+extract_identifier=...)``. How the seed's ambiguities are resolved (SEEDS-002-003.md, A1 to A30)
 and which of its defects are not copied: ``docs/compat-mahavishnu-rules.md``.
 """
 
@@ -20,6 +21,7 @@ from ._engine import (
     create_default_rules,
     create_rate_limiter,
 )
+from ._middleware import RateLimitMiddleware
 from ._types import (
     CustomAlgorithm,
     LimitScope,
@@ -46,6 +48,7 @@ __all__ = [
     "RateLimitDecision",
     "RateLimitEngine",
     "RateLimitMetrics",
+    "RateLimitMiddleware",
     "RateLimitRule",
     "RateLimitStrategyHandler",
     "create_default_rules",
