@@ -10,17 +10,22 @@ and an engine in this process read back.
 
 from __future__ import annotations
 
+import json
 import os
 import shlex
 import subprocess
 import sys
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
+from redis_servers import free_port
 
 from seawall.__main__ import main as seawall_main
 from seawall.compat.mahavishnu.rate_limiting_cli import build_parser
 from seawall.compat.mahavishnu.rate_limiting_cli import main as seed_main
+from seawall.rules import RulesEngine
 
 ENVS = ("SEAWALL_STORE", "SEAWALL_REDIS_URL")
 WHY = "cannot see another process's memory"
@@ -208,3 +213,205 @@ def test_the_store_options_are_taken_before_and_after_the_command(
     ):
         assert seawall_main(argv) == 2, argv
         assert "memory://" in capsys.readouterr().err
+
+
+# ------------------------------------------------------------------------------------------
+# On a real Redis: what a command writes, a server's engine and the next command read
+
+
+@dataclass
+class Store:
+    url: str
+    prefix: str
+
+    def engine(self) -> RulesEngine:
+        """An engine as a server builds it, on this store and prefix."""
+        return RulesEngine(store=self.url, key_prefix=self.prefix)
+
+
+@pytest.fixture
+def store(redis_url: str, redis_prefix: str) -> Store:
+    return Store(redis_url, redis_prefix.rstrip(":"))
+
+
+@dataclass
+class Ran:
+    code: int
+    out: str
+    err: str
+
+    def json(self) -> Any:
+        assert self.code == 0, self
+        return json.loads(self.out)
+
+
+def rules(store: Store, command: str, capsys: pytest.CaptureFixture[str]) -> Ran:
+    """``python -m seawall rules <command>`` on ``store`` (in this process: each command builds
+    its own engine, as its own process would)."""
+    argv = ["rules", *shlex.split(command), "--store", store.url, "--key-prefix", store.prefix]
+    code = seawall_main(argv)
+    out, err = capsys.readouterr()
+    assert "Traceback" not in err
+    return Ran(code, out, err)
+
+
+API = "--name api --scope per_user --rate 3 --window 60"
+
+
+def test_rules_added_and_removed_by_the_cli_are_the_servers_rules(
+    store: Store, capsys: pytest.CaptureFixture[str]
+) -> None:
+    server = store.engine()
+    added = rules(store, f"add {API} --strategy hard", capsys)
+    assert added.code == 0, added
+    assert added.out.startswith("rule 'api' added\n") and "per_user" in added.out
+    server.sync()
+    assert server.get_rule("api")["rate"] == 3 and server.get_rule("api")["strategy"] == "hard"
+    assert not server.check("api", "bob", cost=4).allowed  # the rule's numbers, in the server
+    server.add_rule(
+        {
+            "name": "vip",
+            "scope": "per_user",
+            "rate": 100,
+            "window_seconds": 60,
+            "user_ids": ["alice"],
+            "priority": 10,
+        }
+    )
+    listed = rules(store, "list --json", capsys).json()
+    assert [r["name"] for r in listed] == ["api", "vip"]
+    assert listed[1]["user_ids"] == ["alice"] and listed[1]["priority"] == 10
+    table = rules(store, "list", capsys)
+    assert table.code == 0 and table.out.splitlines()[0].split()[:3] == ["NAME", "SCOPE", "RATE"]
+    assert "alice" in table.out and "3/60s" in table.out
+    assert rules(store, "remove api", capsys).out == "rule 'api' removed\n"
+    server.sync()
+    with pytest.raises(KeyError, match="api"):
+        server.get_rule("api")
+    again = rules(store, "remove api", capsys)
+    assert (again.code, again.out) == (1, "")
+    assert again.err == "seawall rules: no rule named 'api' (see the list command)\n"
+
+
+@pytest.mark.parametrize(
+    ("command", "named"),
+    [
+        ("add --name r --scope global --rate 0 --window 60", "rate"),
+        ("add --name r --scope global --rate 2 --burst 5 --window 60", "burst"),
+        ("add --name r --scope global --rate 2 --window 0", "window_seconds"),
+        ("add --name r --scope global --rate 2 --window 60 --ip 10.0.0.0/99", "ip_addresses"),
+        ("add --name '' --scope global --rate 2 --window 60", "name"),
+        ("override add --admin ops --unlimited", "target"),
+        ("override add --admin ops --ip 10.0.0.0/99 --unlimited", "target_ip_address"),
+        ("override add --admin ops --user u --unlimited --duration 0", "duration_minutes"),
+        ("override add --admin ops --user u --multiplier 0.5", "multiplier"),
+        ("override remove 999 --admin ops", "999"),
+        ("metrics --rule nope", "nope"),
+        ("reset-metrics --rule nope", "nope"),
+    ],
+)
+def test_input_the_engine_refuses_is_one_line_naming_the_field_and_exit_1(
+    store: Store, command: str, named: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    ran = rules(store, command, capsys)
+    assert (ran.code, ran.out) == (1, ""), ran
+    assert ran.err.startswith("seawall rules: ") and ran.err.count("\n") == 1
+    assert named in ran.err
+    assert store.engine().rules() == []  # nothing was written
+
+
+def test_overrides_through_the_cli_are_in_force_in_the_server_and_audited(
+    store: Store, capsys: pytest.CaptureFixture[str]
+) -> None:
+    server = store.engine()
+    server.add_rule({"name": "api", "scope": "per_user", "rate": 1, "window_seconds": 3600})
+    record = rules(
+        store,
+        "override add --admin ops-1 --user bob --unlimited --duration 10 --reason 'incident 42'"
+        " --json",
+        capsys,
+    ).json()
+    assert (record["target_user_id"], record["unlimited"], record["reason"]) == (
+        "bob", True, "incident 42",
+    )  # fmt: skip
+    server.sync()
+    assert all(server.check("api", "user:bob").allowed for _ in range(5))
+    assert not [server.check("api", "user:carol").allowed for _ in range(2)][1]
+    listed = rules(store, "override list", capsys)
+    assert "bob" in listed.out and "unlimited" in listed.out and "incident 42" in listed.out
+    oid = record["override_id"]
+    assert rules(store, f"override remove {oid} --admin ops-2", capsys).out == (
+        f"override {oid} removed\n"
+    )
+    server.sync()
+    assert server.check_override(user_id="bob") is None
+    assert rules(store, "override list --json", capsys).json() == []
+    log = rules(store, "audit --json", capsys).json()
+    assert [(e["action"], e["admin_id"]) for e in log] == [("add", "ops-1"), ("remove", "ops-2")]
+    assert "remove" in rules(store, "audit", capsys).out
+
+
+def test_metrics_are_the_servers_and_reset_leaves_the_budgets(
+    store: Store, capsys: pytest.CaptureFixture[str]
+) -> None:
+    server = store.engine()
+    server.add_rule({"name": "api", "scope": "per_user", "rate": 3, "window_seconds": 3600})
+    for _ in range(5):
+        server.check("api", "bob", endpoint="/items", ip_address="192.0.2.7")
+    server.sync()  # flushes this engine's counts to the store
+    shown = rules(store, "metrics --rule api --json", capsys).json()
+    m = shown["api"]
+    assert (m["total_requests"], m["allowed_requests"], m["denied_requests"]) == (5, 3, 2)
+    assert m["violations_by_user"]["entries"][0]["key"] == "bob"
+    text = rules(store, "metrics --rule api", capsys).out
+    assert "40.0%" in text and "violations by user" in text and "192.0.2.7" in text
+    assert set(rules(store, "metrics --json", capsys).json()) == {"api"}
+    assert rules(store, "reset-metrics --rule api", capsys).code == 0
+    assert rules(store, "metrics --json", capsys).json()["api"]["total_requests"] == 0
+    assert not server.check("api", "bob").allowed, "a reset of metrics leaves the budgets"
+
+
+def test_the_seeds_commands_on_redis(store: Store) -> None:
+    """``seawall-mahavishnu`` as the seed documents it, each command a process of its own."""
+    env = {"SEAWALL_REDIS_URL": store.url}
+    prefix = ["--key-prefix", store.prefix]
+
+    def seed(command: str) -> subprocess.CompletedProcess[str]:
+        done = _process(_seed_script(), *shlex.split(command), *prefix, env=env)
+        assert done.returncode == 0 and "Traceback" not in done.stderr, done
+        return done
+
+    seed(
+        "rate-limit-add --name api_limit --scope per_user --rate 100 --burst 10 --window 60 "
+        "--algorithm token_bucket --strategy retry_after"
+    )
+    assert "api_limit" in seed("rate-limit-list").stdout
+    server = store.engine()
+    assert server.get_rule("api_limit")["burst"] == 10
+    seed(
+        "rate-limit-override --admin admin_123 --user user_456 --reason emergency_access "
+        "--duration 60 --unlimited"
+    )
+    server.sync()
+    assert server.check_override(user_id="user_456") is not None
+    server.check("api_limit", "user:carol")
+    server.sync()
+    assert "api_limit" in seed("rate-limit-metrics --rule api_limit").stdout
+    metrics = json.loads(seed("rate-limit-metrics --json").stdout)
+    assert metrics["api_limit"]["total_requests"] == 1
+    seed("rate-limit-reset --rule api_limit")
+    assert server.get_metrics("api_limit")["total_requests"] == 0
+    seed("rate-limit-remove --name api_limit")
+    server.sync()
+    assert server.rules() == []
+    done = _process(_seed_script(), "rate-limit-remove", "--name", "api_limit", *prefix, env=env)
+    assert done.returncode == 1 and "api_limit" in done.stderr and "Traceback" not in done.stderr
+
+
+def test_a_store_that_cannot_be_reached_is_one_line_and_exit_1() -> None:
+    done = _process(
+        sys.executable, "-m", "seawall", "rules", "list",
+        "--store", f"redis://127.0.0.1:{free_port()}",
+    )  # fmt: skip
+    assert done.returncode == 1, done
+    assert done.stderr.count("\n") == 1 and "Traceback" not in done.stderr
