@@ -19,6 +19,7 @@ fn spec(name: &str, priority: i64, enabled: bool) -> RuleSpec {
         priority,
         enabled,
         max_delay: None,
+        max_queued: None,
     }
 }
 
@@ -267,4 +268,75 @@ fn a_written_out_hash_is_not_a_long_identifiers_budget() {
     // A client that sends the hex (or the key's tail) gets a budget of its own.
     assert_ne!(key_of(&hex), hashed);
     assert_ne!(key_of(&format!("#|{hex}")), hashed);
+}
+
+#[test]
+fn queue_gives_max_queued_places_per_window_then_refuses() {
+    let set = Rules::new(RuleAlgorithm::TokenBucket, Strategy::Queue, 100);
+    let mut s = spec("jobs", 0, true);
+    s.rate = 2;
+    s.max_queued = Some(3);
+    set.add(s).unwrap();
+    let who = RequestFacts {
+        user: Some("u"),
+        ..Default::default()
+    };
+    let seen: Vec<(bool, bool)> = (0..7)
+        .map(|_| {
+            let d = set.check("jobs", &who, 0, 1).unwrap();
+            (d.decision.allowed, d.queued)
+        })
+        .collect();
+    let mut want = vec![(true, false); 2];
+    want.extend([(false, true); 3]);
+    want.extend([(false, false); 2]);
+    assert_eq!(seen, want);
+    // The queue's places come back with the window, as the budget does.
+    let later = set.check("jobs", &who, 60 * 1_000_000_000, 1).unwrap();
+    assert!(later.decision.allowed && !later.queued);
+    let mut zero = spec("none", 0, true);
+    zero.max_queued = Some(0);
+    assert!(set
+        .add(zero)
+        .unwrap_err()
+        .to_string()
+        .contains("max_queued"));
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(100))]
+
+    /// `decide` (selection and decision in one call) answers as `select` then `check` do on a
+    /// twin set, request after request.
+    #[test]
+    fn decide_is_select_then_check(
+        requests in proptest::collection::vec((0u8..3, 0u8..3, 0u64..3), 1..40),
+    ) {
+        let make = || {
+            let set = Rules::new(RuleAlgorithm::TokenBucket, Strategy::Throttle, 100);
+            let mut d = spec("default", 0, true);
+            d.rate = 2;
+            set.add(d).unwrap();
+            for i in 0..3u8 {
+                let mut s = spec(&format!("e{i}"), i64::from(i), true);
+                s.rate = 1 + u64::from(i);
+                s.endpoints = vec![endpoint(i)];
+                s.scope = if i == 1 { Scope::Global } else { Scope::PerUser };
+                set.add(s).unwrap();
+            }
+            set
+        };
+        let (one, two) = (make(), make());
+        let mut now = 0;
+        for (e, u, step) in requests {
+            now += step * 400_000_000;
+            let path = endpoint(e);
+            let who = user(u);
+            let facts = RequestFacts { endpoint: Some(&path), user: Some(&who), ip: None };
+            let got = one.decide(&facts, Some("default"), now, 1).unwrap().unwrap();
+            let name = two.select(&facts, Some("default")).unwrap().unwrap();
+            let want = two.check(&name, &facts, now, 1).unwrap();
+            prop_assert_eq!(got, want);
+        }
+    }
 }

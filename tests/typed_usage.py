@@ -67,7 +67,7 @@ from seawall.mcp import (
     session_identity,
     tool_stats,
 )
-from seawall.rules import RuleDecision, RulesEngine, load_rules
+from seawall.rules import RuleDecision, RulesEngine, RulesGate, load_rules
 from seawall.testing import ManualClock, get_default_clock, use_clock
 from seawall.types import ASGIApp, Limits, Message, Receive, Scope, Send
 
@@ -179,6 +179,25 @@ def rules_engine(clock: ManualClock) -> RuleDecision:
     assert metrics["total_requests"] == 2 and "api" in engine.get_all_metrics()
     engine.reset_metrics("api")
     return d
+
+
+async def rules_gate_async(clock: ManualClock) -> RuleDecision | None:
+    """``RulesGate``: a rules engine applied to ASGI scopes; the awaitable twins."""
+    engine = RulesEngine(default_strategy="queue", clock=clock)
+    engine.add_rule({"name": "api", "scope": "per_ip", "rate": 1, "window_seconds": 60})
+    gate = RulesGate(engine, default_rule="api", trusted_proxies=["10.0.0.0/8"])
+    scope: dict[str, Any] = {"type": "http", "path": "/", "client": ("10.0.0.1", 1), "headers": []}
+    scope["headers"] = [(b"x-forwarded-for", b"203.0.113.9")]
+    first: RuleDecision | None = gate.decide(scope)
+    queued: RuleDecision | None = await gate.adecide(scope)
+    assert first is not None and first.allowed and gate.client_ip(scope) == "203.0.113.9"
+    assert queued is not None and queued.queued and queued.retry_after_header == 60
+    named: RuleDecision = await engine.acheck("api", "user:1")
+    chosen: RuleDecision | None = await engine.adecide("user:2", default="api")
+    picked: RuleDecision | None = engine.decide("user:3", default="api")
+    assert named.allowed and chosen is not None and picked is not None and not engine.is_async
+    assert engine.store == "memory://" and gate.engine is engine and gate.default_rule == "api"
+    return queued
 
 
 def host_limiter(name: str) -> HostLimiter:
@@ -665,6 +684,7 @@ SYNC_PARTS: list[Callable[[ManualClock], object]] = [
 ]
 ASYNC_PARTS: list[Callable[[ManualClock], Awaitable[object]]] = [
     in_memory_limiter_async,
+    rules_gate_async,
     token_buckets,
     rate_limited_coroutine,
     mcp_calls,

@@ -20,6 +20,7 @@ __all__ = [
     "RedisLimiter",
     "RuleDecision",
     "RulesEngine",
+    "RulesGate",
     "SlidingLogService",
     "SystemClock",
     "TokenBucket",
@@ -449,9 +450,16 @@ class RuleDecision:
     def delay(self) -> float: ...
     @property
     def degraded(self) -> bool: ...
+    @property
+    def queued(self) -> bool: ...
+    @property
+    def fallback(self) -> bool: ...
+    @property
+    def retry_after_header(self) -> int: ...
+    @property
+    def _needs_follow_up(self) -> bool: ...
     def __bool__(self) -> bool: ...
 
-@final
 class RulesEngine:
     """Named rules chosen per request (``seawall.rules``)."""
 
@@ -462,7 +470,44 @@ class RulesEngine:
         default_strategy: str = "retry_after",
         max_keys: int = 100_000,
         clock: _ClockArg = None,
+        store: str = "memory://",
+        key_prefix: str = "seawall:rules:",
+        on_error: str = "deny",
+        connect_timeout: float = 1.0,
+        command_timeout: float = 0.25,
+        log_interval: float = 60.0,
+        breaker_failures: int = 3,
+        breaker_recovery: float = 1.0,
+        sync_interval: float = 0.25,
     ) -> Self: ...
+    @property
+    def store(self) -> str: ...
+    @property
+    def is_async(self) -> bool: ...
+    def sync(self) -> int: ...
+    def decide(
+        self,
+        identifier: str | None = None,
+        *,
+        endpoint: str | None = None,
+        ip_address: str | None = None,
+        default: str | None = None,
+        cost: int = 1,
+    ) -> RuleDecision | None: ...
+    def _submit(
+        self,
+        bridge: Bridge,
+        future: Any,
+        rule_name: str | None,
+        identifier: str | None,
+        endpoint: str | None,
+        ip_address: str | None,
+        default: str | None,
+        cost: int,
+    ) -> tuple[bool, RuleDecision | None]: ...
+    def _submit_follow(
+        self, bridge: Bridge, future: Any, decision: RuleDecision
+    ) -> tuple[bool, RuleDecision | None]: ...
     def add_rule(self, rule: Mapping[str, Any]) -> None: ...
     def remove_rule(self, name: str) -> bool: ...
     def rules(self) -> list[dict[str, Any]]: ...
@@ -502,3 +547,32 @@ class RulesEngine:
     def get_metrics(self, rule_name: str) -> dict[str, Any]: ...
     def get_all_metrics(self) -> dict[str, dict[str, Any]]: ...
     def reset_metrics(self, rule_name: str | None = None) -> None: ...
+
+class RulesGate:
+    """A rules engine applied to ASGI requests (``seawall.rules``)."""
+
+    def __new__(
+        cls,
+        engine: RulesEngine,
+        *,
+        default_rule: str | None = None,
+        trusted_proxies: Sequence[str] = ...,
+        proxy_header: str = "x-forwarded-for",
+    ) -> Self: ...
+    @property
+    def engine(self) -> RulesEngine: ...
+    @property
+    def default_rule(self) -> str | None: ...
+    @property
+    def is_async(self) -> bool: ...
+    def client_ip(self, scope: Mapping[str, Any]) -> str | None: ...
+    def decide(
+        self, scope: Mapping[str, Any], identifier: str | None = None
+    ) -> RuleDecision | None: ...
+    def _submit(
+        self,
+        bridge: Bridge,
+        future: Any,
+        scope: Mapping[str, Any],
+        identifier: str | None = None,
+    ) -> tuple[bool, RuleDecision | None]: ...

@@ -32,12 +32,93 @@ Redis-shared rules, the CLI and the seed's drop-in come with the rest of issue 1
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from seawall._seawall import RuleDecision, RulesEngine
+from seawall import _seawall
+from seawall._redis import bridge_for
+from seawall._seawall import RuleDecision
 
-__all__ = ["RuleDecision", "RulesEngine", "load_rules"]
+__all__ = ["RuleDecision", "RulesEngine", "RulesGate", "load_rules"]
+
+_Submit = Callable[..., "tuple[bool, RuleDecision | None]"]
+
+
+async def _settle(engine: _seawall.RulesEngine, submit: _Submit, *args: Any) -> RuleDecision | None:
+    """Runs a native ``_submit``: the decision known at once, or awaited from Redis; then the
+    second call a refusal on Redis may still need (THROTTLE's booking, QUEUE's place)."""
+    loop = asyncio.get_running_loop()
+    bridge = bridge_for(loop)
+    future: asyncio.Future[RuleDecision | None] = loop.create_future()
+    pending, decision = submit(bridge, future, *args)
+    if pending:
+        decision = await future
+    if decision is not None and decision._needs_follow_up:
+        future = loop.create_future()
+        pending, decision = engine._submit_follow(bridge, future, decision)
+        if pending:
+            decision = await future
+    return decision
+
+
+class RulesEngine(_seawall.RulesEngine):
+    """Named rules chosen per request: see the module's documentation. ``acheck`` and
+    ``adecide`` are the awaitable twins of ``check`` and ``decide``: with budgets in Redis they
+    wait for it without blocking the loop; elsewhere they decide at once."""
+
+    async def acheck(
+        self,
+        rule_name: str,
+        identifier: str | None = None,
+        *,
+        endpoint: str | None = None,
+        ip_address: str | None = None,
+        cost: int = 1,
+    ) -> RuleDecision:
+        """``check``, awaited."""
+        if not self.is_async:
+            return self.check(
+                rule_name, identifier, endpoint=endpoint, ip_address=ip_address, cost=cost
+            )
+        decision = await _settle(
+            self, self._submit, rule_name, identifier, endpoint, ip_address, None, cost
+        )
+        assert decision is not None  # a named rule always decides
+        return decision
+
+    async def adecide(
+        self,
+        identifier: str | None = None,
+        *,
+        endpoint: str | None = None,
+        ip_address: str | None = None,
+        default: str | None = None,
+        cost: int = 1,
+    ) -> RuleDecision | None:
+        """``decide``, awaited."""
+        if not self.is_async:
+            return self.decide(
+                identifier, endpoint=endpoint, ip_address=ip_address, default=default, cost=cost
+            )
+        return await _settle(
+            self, self._submit, None, identifier, endpoint, ip_address, default, cost
+        )
+
+
+class RulesGate(_seawall.RulesGate):
+    """A rules engine applied to ASGI requests, one native call per request: ``decide(scope,
+    identifier=None)`` reads the scope (the client through ``trusted_proxies`` only, the path as
+    the endpoint), selects the rule and decides it; ``adecide`` awaits it on Redis."""
+
+    async def adecide(
+        self, scope: dict[str, Any], identifier: str | None = None
+    ) -> RuleDecision | None:
+        """``decide``, awaited."""
+        if not self.is_async:
+            return self.decide(scope, identifier)
+        return await _settle(self.engine, self._submit, scope, identifier)
 
 
 def load_rules(engine: RulesEngine, path: str | Path) -> list[str]:

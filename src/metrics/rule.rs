@@ -145,6 +145,55 @@ impl RuleMetrics {
         }
     }
 
+    /// [`RuleMetrics::record`] with the client address as it was read: written out only for a
+    /// denial (an allowed request formats nothing).
+    #[inline]
+    pub fn record_addr(
+        &self,
+        allowed: bool,
+        remaining: f64,
+        identifier: &str,
+        ip: Option<std::net::IpAddr>,
+        endpoint: Option<&str>,
+    ) {
+        if allowed {
+            self.record(true, remaining, identifier, None, None);
+        } else {
+            let ip = ip.map(|ip| ip.to_string());
+            self.record(false, remaining, identifier, ip.as_deref(), endpoint);
+        }
+    }
+
+    /// Reads and zeroes the counts and violations in one go (each counter swapped, each top-K
+    /// taken under its lock): what a shared engine adds to the store's totals. A decision
+    /// recorded meanwhile is in this delta or in the next, never in both or neither.
+    ///
+    /// ```
+    /// use seawall::metrics::rule::RuleMetrics;
+    ///
+    /// let m = RuleMetrics::new();
+    /// m.record(false, 2.0, "u", None, Some("/x"));
+    /// let delta = m.take();
+    /// assert_eq!((delta.denied_requests, delta.violations_by_endpoint.total), (1, 1));
+    /// assert_eq!(m.take().total_requests, 0);
+    /// ```
+    pub fn take(&self) -> RuleMetricsSnapshot {
+        let allowed = self.allowed.swap(0, Relaxed);
+        let denied = self.denied.swap(0, Relaxed);
+        let sum = f64::from_bits(self.remaining_sum.swap(0f64.to_bits(), Relaxed));
+        let total = allowed + denied;
+        RuleMetricsSnapshot {
+            total_requests: total,
+            allowed_requests: allowed,
+            denied_requests: denied,
+            hit_rate: ratio(denied, total),
+            avg_tokens_remaining: if total == 0 { 0.0 } else { sum / total as f64 },
+            violations_by_user: self.by_user.take(),
+            violations_by_ip: self.by_ip.take(),
+            violations_by_endpoint: self.by_endpoint.take(),
+        }
+    }
+
     /// Decisions recorded since the last reset (`allowed() + denied()`).
     pub fn total(&self) -> u64 {
         let (allowed, denied) = self.read_counts();

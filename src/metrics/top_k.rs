@@ -631,6 +631,17 @@ impl<K> SharedTopK<K> {
         self.inner.lock().capacity()
     }
 
+    /// [`TopK::summary`] and [`TopK::reset`] under one lock.
+    pub fn take(&self) -> TopKSnapshot<K>
+    where
+        K: Ord + Clone,
+    {
+        let mut inner = self.inner.lock();
+        let s = inner.summary();
+        inner.reset();
+        s
+    }
+
     /// [`TopK::reset`] under the lock.
     pub fn reset(&self) {
         self.inner.lock().reset();

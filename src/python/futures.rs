@@ -28,7 +28,12 @@ pub(crate) enum Completion {
     Flag(Result<bool, StoreError>),
     /// A request's response, as `HttpLimiter.check` returns it.
     Http(Result<crate::http::Outcome, StoreError>),
+    /// A result that makes its own Python object (a rule's decision).
+    Object(Result<MakeObject, StoreError>),
 }
+
+/// Makes a result's Python object once the loop's thread holds the GIL.
+pub(crate) type MakeObject = Box<dyn FnOnce(Python<'_>) -> PyResult<Py<PyAny>> + Send>;
 
 /// A finished call: its future, its result and what the limiter reports meanwhile.
 pub(crate) struct Done {
@@ -117,9 +122,11 @@ impl PyBridge {
                     Some(t) => t.into_any(),
                     None => py.None().into_bound(py),
                 }),
+                Completion::Object(Ok(make)) => Ok(make(py)?.into_bound(py)),
                 Completion::Decision(Err(e))
                 | Completion::Flag(Err(e))
-                | Completion::Http(Err(e)) => Err(e),
+                | Completion::Http(Err(e))
+                | Completion::Object(Err(e)) => Err(e),
             };
             let r = match value {
                 Ok(v) => done

@@ -14,6 +14,9 @@ mod http;
 mod limiter;
 mod redis;
 mod rules;
+mod rules_gate;
+mod rules_redis;
+mod rules_shared;
 
 use pyo3::prelude::*;
 
@@ -41,5 +44,6 @@ fn _seawall(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<futures::PyBridge>()?;
     m.add_class::<rules::PyRulesEngine>()?;
     m.add_class::<rules::PyRuleDecision>()?;
+    m.add_class::<rules_gate::PyRulesGate>()?;
     Ok(())
 }

@@ -5,16 +5,27 @@ use pyo3::exceptions::{PyKeyError, PyTypeError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::types::PyDict;
 
+use std::sync::Arc;
+
 use super::clock::ClockSource;
-use super::errors::{at_least_one, cost_arg, Count};
+use super::errors::{at_least_one, cost_arg, seconds_arg, Count};
+use super::futures::{store_error, PyBridge};
 use super::limiter::secs;
+use super::redis::{redis_settings, script_times, start_time};
+use super::rules_redis::RedisPath;
+use super::rules_shared::Shared;
+use crate::clock::NANOS_PER_SEC;
 use crate::error::Error;
-use crate::rules::overrides::{AuditEntry, OverrideSpec};
-use crate::rules::{RequestFacts, RuleAlgorithm, RuleDecision, RuleSpec, Rules, Strategy};
+use crate::rules::overrides::{Action, AuditEntry, OverrideSpec, StoredOverride};
+use crate::rules::shared::ControlPlane;
+use crate::rules::{
+    FollowUp, RequestFacts, RuleAlgorithm, RuleDecision, RuleSpec, RuleStore, Rules, Step, Strategy,
+};
+use crate::store::redis::runtime;
 
 /// Writes `entries` to the `seawall.rules.audit` logger, one INFO record each, with the entry's
 /// fields as `extra` (JSON log formatters pick them up).
-fn log_audit(py: Python<'_>, entries: &[AuditEntry]) {
+pub(crate) fn log_audit(py: Python<'_>, entries: &[AuditEntry]) {
     for entry in entries {
         let done = (|| -> PyResult<()> {
             let logger = py
@@ -78,16 +89,30 @@ fn to_py<'py, T: serde::Serialize>(py: Python<'py>, value: &T) -> PyResult<Bound
     pythonize::pythonize(py, value).map_err(|e| PyValueError::new_err(e.to_string()))
 }
 
-#[pyclass(frozen, module = "seawall._seawall", name = "RulesEngine")]
+#[pyclass(frozen, subclass, module = "seawall._seawall", name = "RulesEngine")]
 pub(crate) struct PyRulesEngine {
-    rules: Rules,
-    clock: ClockSource,
+    pub(crate) rules: Arc<Rules>,
+    pub(crate) clock: ClockSource,
+    /// How decisions reach Redis, when the budgets are there.
+    pub(crate) redis: Option<RedisPath>,
+    /// The store's URL as given.
+    store: String,
+    /// Redis: the shared rules, overrides and metrics.
+    pub(crate) shared: Option<Arc<Shared>>,
 }
 
 /// A rule's decision, as Python reads it.
 #[pyclass(frozen, module = "seawall._seawall", name = "RuleDecision")]
 pub(crate) struct PyRuleDecision {
     d: RuleDecision,
+    /// On Redis: the second call a refusal still needs (THROTTLE's booking, QUEUE's place).
+    follow: Option<FollowUp>,
+}
+
+impl PyRuleDecision {
+    pub(crate) fn new(d: RuleDecision, follow: Option<FollowUp>) -> Self {
+        PyRuleDecision { d, follow }
+    }
 }
 
 fn enum_arg<T: serde::de::DeserializeOwned>(param: &str, value: &str) -> PyResult<T> {
@@ -95,7 +120,7 @@ fn enum_arg<T: serde::de::DeserializeOwned>(param: &str, value: &str) -> PyResul
         .map_err(|_| PyValueError::new_err(format!("{param} names no such choice: {value:?}")))
 }
 
-fn facts<'a>(
+pub(crate) fn facts<'a>(
     identifier: Option<&'a str>,
     endpoint: Option<&'a str>,
     ip: Option<&str>,
@@ -114,7 +139,7 @@ fn facts<'a>(
 }
 
 /// A rule-name error as Python's `LookupError` family (`KeyError`), naming the rule.
-fn lookup(e: Error) -> PyErr {
+pub(crate) fn lookup(e: Error) -> PyErr {
     match &e {
         Error::InvalidArgument {
             param: "rule_name", ..
@@ -123,37 +148,254 @@ fn lookup(e: Error) -> PyErr {
     }
 }
 
+/// The store an engine keeps its budgets in, from its URL and the Redis options.
+#[allow(clippy::too_many_arguments)]
+fn store_arg(
+    store: &str,
+    key_prefix: &str,
+    on_error: &str,
+    connect_timeout: f64,
+    command_timeout: f64,
+    log_interval: f64,
+    breaker_failures: i64,
+    breaker_recovery: f64,
+    max_keys: usize,
+) -> PyResult<RuleStore> {
+    if store == "memory://" {
+        return Ok(RuleStore::Memory);
+    }
+    if let Some(name) = store.strip_prefix("host://") {
+        return Ok(RuleStore::Host(name.to_owned()));
+    }
+    // Checked now, not when the first rule opens its budgets.
+    crate::store::redis::url::parse(store)?;
+    if key_prefix.contains(['{', '}']) {
+        return Err(PyValueError::new_err(
+            "key_prefix must not hold '{' or '}' (seawall puts the Redis Cluster hash tag after it)",
+        ));
+    }
+    Ok(RuleStore::Redis(redis_settings(
+        store,
+        key_prefix,
+        on_error,
+        connect_timeout,
+        command_timeout,
+        log_interval,
+        max_keys,
+        breaker_failures,
+        breaker_recovery,
+    )?))
+}
+
+impl PyRulesEngine {
+    /// A shared engine: the store's rules loaded once in this process and its watcher started
+    /// (one atomic load after that). Nothing for the others.
+    #[inline]
+    fn ensure(&self, py: Python<'_>) -> PyResult<()> {
+        if let Some(shared) = &self.shared {
+            let rules = &self.rules;
+            py.detach(|| shared.ensure(rules))?;
+        }
+        Ok(())
+    }
+
+    /// Runs `f` on the control plane without the GIL, if the engine has one.
+    fn on_plane<T: Send>(
+        &self,
+        py: Python<'_>,
+        f: impl FnOnce(&Shared) -> Result<T, Error> + Send,
+    ) -> PyResult<Option<T>> {
+        match &self.shared {
+            Some(shared) => Ok(Some(py.detach(|| f(shared))?)),
+            None => Ok(None),
+        }
+    }
+
+    /// The whole decision on this thread: at once in memory and the host store, blocking on
+    /// Redis. `name`: a named rule; else the one selected for `req` (or `default`).
+    pub(crate) fn decide_sync(
+        &self,
+        py: Python<'_>,
+        name: Option<&str>,
+        default: Option<&str>,
+        req: &RequestFacts<'_>,
+        cost: u64,
+    ) -> PyResult<Option<PyRuleDecision>> {
+        self.ensure(py)?;
+        let Some(redis) = &self.redis else {
+            let now = self.clock.now(py)?;
+            let d = match name {
+                Some(n) => Some(self.rules.check(n, req, now, cost).map_err(lookup)?),
+                None => self.rules.decide(req, default, now, cost).map_err(lookup)?,
+            };
+            if let Some(d) = &d {
+                log_audit(py, &d.audit);
+            }
+            return Ok(d.map(|d| PyRuleDecision::new(d, None)));
+        };
+        let (script_now, now) = script_times(&self.clock, py)?;
+        let d = match self
+            .rules
+            .plan(name, default, req, now, cost)
+            .map_err(lookup)?
+        {
+            None => return Ok(None),
+            Some(Step::Decided(d)) => d,
+            Some(Step::Hit(hit)) => redis.decide_blocking(py, hit, req, script_now)?,
+        };
+        log_audit(py, &d.audit);
+        Ok(Some(PyRuleDecision::new(d, None)))
+    }
+
+    /// Starts the decision on the loop: `(false, decision)` when it is known at once (`None`:
+    /// no rule applies), `(true, None)` when it is set on `future` later.
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn submit(
+        &self,
+        py: Python<'_>,
+        bridge: &Bound<'_, PyBridge>,
+        future: &Bound<'_, PyAny>,
+        name: Option<&str>,
+        default: Option<&str>,
+        req: &RequestFacts<'_>,
+        cost: u64,
+    ) -> PyResult<(bool, Option<PyRuleDecision>)> {
+        let Some(redis) = &self.redis else {
+            return Ok((false, self.decide_sync(py, name, default, req, cost)?));
+        };
+        self.ensure(py)?;
+        let (script_now, now) = script_times(&self.clock, py)?;
+        match self
+            .rules
+            .plan(name, default, req, now, cost)
+            .map_err(lookup)?
+        {
+            None => Ok((false, None)),
+            Some(Step::Decided(d)) => {
+                log_audit(py, &d.audit);
+                Ok((false, Some(PyRuleDecision::new(d, None))))
+            }
+            Some(Step::Hit(hit)) => {
+                log_audit(py, hit.audit());
+                let d = redis.submit_hit(py, bridge, future, hit, req, script_now)?;
+                Ok((d.is_none(), d))
+            }
+        }
+    }
+}
+
 #[pymethods]
 impl PyRulesEngine {
     #[new]
-    #[pyo3(signature = (*, default_algorithm="token_bucket", default_strategy="retry_after", max_keys=100_000, clock=None))]
+    #[pyo3(signature = (
+        *, default_algorithm="token_bucket", default_strategy="retry_after", max_keys=100_000,
+        clock=None, store="memory://", key_prefix="seawall:rules:", on_error="deny",
+        connect_timeout=1.0, command_timeout=0.25, log_interval=60.0, breaker_failures=3,
+        breaker_recovery=1.0, sync_interval=0.25
+    ))]
+    #[allow(clippy::too_many_arguments)]
     fn new(
         default_algorithm: &str,
         default_strategy: &str,
         max_keys: i64,
         clock: Option<&Bound<'_, PyAny>>,
+        store: &str,
+        key_prefix: &str,
+        on_error: &str,
+        connect_timeout: f64,
+        command_timeout: f64,
+        log_interval: f64,
+        breaker_failures: i64,
+        breaker_recovery: f64,
+        sync_interval: f64,
     ) -> PyResult<Self> {
+        let interval = seconds_arg("sync_interval", sync_interval, 0.001)?;
         let algorithm: RuleAlgorithm = enum_arg("default_algorithm", default_algorithm)?;
         let strategy: Strategy = enum_arg("default_strategy", default_strategy)?;
+        let max_keys = at_least_one("max_keys", max_keys)?;
+        let rule_store = store_arg(
+            store,
+            key_prefix,
+            on_error,
+            connect_timeout,
+            command_timeout,
+            log_interval,
+            breaker_failures,
+            breaker_recovery,
+            max_keys,
+        )?;
+        let redis = match &rule_store {
+            RuleStore::Redis(config) => Some(RedisPath::new(config.redis.clone())),
+            _ => None,
+        };
+        let clock = ClockSource::from_arg(clock)?;
+        let shared = match &rule_store {
+            RuleStore::Redis(config) => Some(Shared::new(
+                ControlPlane::new(config.redis.clone(), key_prefix)?,
+                std::time::Duration::from_nanos(interval),
+                match &clock {
+                    ClockSource::Manual(m) => Some(m.clone()),
+                    _ => None,
+                },
+            )),
+            _ => None,
+        };
         Ok(PyRulesEngine {
-            rules: Rules::new(algorithm, strategy, at_least_one("max_keys", max_keys)?),
-            clock: ClockSource::from_arg(clock)?,
+            shared,
+            rules: Arc::new(Rules::with_store(algorithm, strategy, max_keys, rule_store)),
+            clock,
+            redis,
+            store: store.to_owned(),
         })
     }
 
+    /// Where the budgets are (the URL given).
+    #[getter]
+    fn store(&self) -> &str {
+        &self.store
+    }
+
+    /// Whether decisions wait for Redis (then `acheck` / `adecide` do not block the loop).
+    #[getter]
+    fn is_async(&self) -> bool {
+        self.redis.is_some()
+    }
+
     /// Adds a rule given as a dict (or replaces the rule of its name).
-    fn add_rule(&self, rule: &Bound<'_, PyAny>) -> PyResult<()> {
+    fn add_rule(&self, py: Python<'_>, rule: &Bound<'_, PyAny>) -> PyResult<()> {
         let spec: RuleSpec = from_dict("rule", rule)?;
-        Ok(self.rules.add(spec)?)
+        self.rules.validate(&spec)?;
+        self.ensure(py)?;
+        if let Some(version) = self.on_plane(py, |s| s.plane.put_rule(&spec))? {
+            self.shared.as_ref().expect("a plane").wrote(version);
+        }
+        Ok(self.rules.add_at(spec, start_time(&self.clock))?)
     }
 
     /// Removes the rule `name`; whether there was one.
-    fn remove_rule(&self, name: &str) -> bool {
-        self.rules.remove(name)
+    fn remove_rule(&self, py: Python<'_>, name: &str) -> PyResult<bool> {
+        self.ensure(py)?;
+        let shared = self.on_plane(py, |s| s.plane.remove_rule(name))?;
+        let here = self.rules.remove(name);
+        Ok(shared.unwrap_or(here))
+    }
+
+    /// Applies the shared store's rules and overrides now (they are otherwise applied within
+    /// `sync_interval`); the store's version. 0 for an engine that shares nothing.
+    fn sync(&self, py: Python<'_>) -> PyResult<u64> {
+        self.ensure(py)?;
+        let rules = &self.rules;
+        Ok(self
+            .on_plane(py, |s| {
+                s.flush(rules)?;
+                s.reload(rules)
+            })?
+            .unwrap_or(0))
     }
 
     /// Every rule, as dicts, in the order added.
     fn rules<'py>(&self, py: Python<'py>) -> PyResult<Vec<Bound<'py, PyAny>>> {
+        self.ensure(py)?;
         self.rules
             .list()
             .iter()
@@ -165,6 +407,7 @@ impl PyRulesEngine {
 
     /// The rule `name` as a dict; `KeyError` if there is none.
     fn get_rule<'py>(&self, py: Python<'py>, name: &str) -> PyResult<Bound<'py, PyAny>> {
+        self.ensure(py)?;
         let rule = self
             .rules
             .get(name)
@@ -177,11 +420,13 @@ impl PyRulesEngine {
     #[pyo3(signature = (*, identifier=None, endpoint=None, ip_address=None, default=None))]
     fn select(
         &self,
+        py: Python<'_>,
         identifier: Option<&str>,
         endpoint: Option<&str>,
         ip_address: Option<&str>,
         default: Option<&str>,
     ) -> PyResult<Option<String>> {
+        self.ensure(py)?;
         let req = facts(identifier, endpoint, ip_address)?;
         self.rules.select(&req, default).map_err(lookup)
     }
@@ -201,13 +446,73 @@ impl PyRulesEngine {
         cost: Count,
     ) -> PyResult<PyRuleDecision> {
         let req = facts(identifier, endpoint, ip_address)?;
-        let now = self.clock.now(py)?;
-        let d = self
-            .rules
-            .check(rule_name, &req, now, cost_arg("cost", cost)?)
-            .map_err(lookup)?;
-        log_audit(py, &d.audit);
-        Ok(PyRuleDecision { d })
+        let d = self.decide_sync(py, Some(rule_name), None, &req, cost_arg("cost", cost)?)?;
+        Ok(d.expect("a named rule always decides"))
+    }
+
+    /// Selection and decision in one call: the rule the request falls under (the
+    /// highest-priority enabled rule whose filters all match, else `default`), decided; None
+    /// when no rule applies.
+    #[pyo3(
+        signature = (identifier=None, *, endpoint=None, ip_address=None, default=None, cost=Count::ONE),
+        text_signature = "($self, identifier=None, *, endpoint=None, ip_address=None, default=None, cost=1)"
+    )]
+    fn decide(
+        &self,
+        py: Python<'_>,
+        identifier: Option<&str>,
+        endpoint: Option<&str>,
+        ip_address: Option<&str>,
+        default: Option<&str>,
+        cost: Count,
+    ) -> PyResult<Option<PyRuleDecision>> {
+        let req = facts(identifier, endpoint, ip_address)?;
+        self.decide_sync(py, None, default, &req, cost_arg("cost", cost)?)
+    }
+
+    /// Starts `check` (a rule name) or `decide` (None) on the loop of `future`: `(False,
+    /// decision)` when known at once, `(True, None)` when the bridge sets it on `future`.
+    #[allow(clippy::too_many_arguments)]
+    #[pyo3(signature = (bridge, future, rule_name, identifier, endpoint, ip_address, default, cost))]
+    fn _submit(
+        &self,
+        py: Python<'_>,
+        bridge: &Bound<'_, PyBridge>,
+        future: &Bound<'_, PyAny>,
+        rule_name: Option<&str>,
+        identifier: Option<&str>,
+        endpoint: Option<&str>,
+        ip_address: Option<&str>,
+        default: Option<&str>,
+        cost: Count,
+    ) -> PyResult<(bool, Option<PyRuleDecision>)> {
+        let req = facts(identifier, endpoint, ip_address)?;
+        self.submit(
+            py,
+            bridge,
+            future,
+            rule_name,
+            default,
+            &req,
+            cost_arg("cost", cost)?,
+        )
+    }
+
+    /// Starts the second call a refusal on Redis still needs (`decision._needs_follow_up`):
+    /// `(False, decision)` when known at once, `(True, None)` when set on `future`.
+    fn _submit_follow(
+        &self,
+        py: Python<'_>,
+        bridge: &Bound<'_, PyBridge>,
+        future: &Bound<'_, PyAny>,
+        decision: &Bound<'_, PyRuleDecision>,
+    ) -> PyResult<(bool, Option<PyRuleDecision>)> {
+        let d = decision.get();
+        let (Some(redis), Some(f)) = (&self.redis, d.follow.clone()) else {
+            return Ok((false, Some(PyRuleDecision::new(d.d.clone(), None))));
+        };
+        let r = redis.submit_follow(py, bridge, future, d.d.clone(), f)?;
+        Ok((r.is_none(), r))
     }
 
     /// Adds an admin override given as a dict (`target_user_id` and/or `target_ip_address`,
@@ -219,7 +524,25 @@ impl PyRulesEngine {
         request: &Bound<'py, PyAny>,
     ) -> PyResult<Bound<'py, PyAny>> {
         let spec: OverrideSpec = from_dict("request", request)?;
-        let (added, audit) = self.rules.overrides.add(spec, self.clock.now(py)?)?;
+        let now = self.clock.now(py)?;
+        if self.shared.is_some() {
+            self.ensure(py)?;
+            let mut o = self.rules.overrides.prepare(spec, now)?;
+            let stored = self
+                .on_plane(py, |s| {
+                    o.override_id = s.plane.next_override_id()?;
+                    let entry = o.entry(now, Action::Add, &o.spec.admin_id);
+                    let version = s.plane.put_override(&StoredOverride::from(&o), &entry)?;
+                    s.wrote(version);
+                    s.added(StoredOverride::from(&o));
+                    Ok(o)
+                })?
+                .expect("a plane");
+            let audit = self.rules.overrides.insert(stored.clone(), now);
+            log_audit(py, &audit);
+            return to_py(py, &stored);
+        }
+        let (added, audit) = self.rules.overrides.add(spec, now)?;
         log_audit(py, &audit);
         to_py(py, &added)
     }
@@ -227,12 +550,20 @@ impl PyRulesEngine {
     /// Removes override `override_id` on behalf of `admin_id`; whether it was in force.
     #[pyo3(signature = (override_id, admin_id=""))]
     fn remove_override(&self, py: Python<'_>, override_id: u64, admin_id: &str) -> PyResult<bool> {
-        let (removed, audit) =
-            self.rules
-                .overrides
-                .remove(override_id, admin_id, self.clock.now(py)?);
+        let now = self.clock.now(py)?;
+        let mut shared = None;
+        if self.shared.is_some() {
+            // Another process's override may not have reached this one yet.
+            self.sync(py)?;
+            let (live, _) = self.rules.overrides.list(0);
+            if let Some(o) = live.into_iter().find(|o| o.override_id == override_id) {
+                let entry = o.entry(now, Action::Remove, admin_id);
+                shared = self.on_plane(py, |s| s.plane.remove_override(override_id, &entry))?;
+            }
+        }
+        let (removed, audit) = self.rules.overrides.remove(override_id, admin_id, now);
         log_audit(py, &audit);
-        Ok(removed)
+        Ok(shared.unwrap_or(removed))
     }
 
     /// The override in force for `user_id` or `ip_address` (unlimited first, then the latest
@@ -245,6 +576,7 @@ impl PyRulesEngine {
         ip_address: Option<&str>,
     ) -> PyResult<Option<Bound<'py, PyAny>>> {
         let req = facts(user_id, None, ip_address)?;
+        self.ensure(py)?;
         let (found, audit) = self
             .rules
             .overrides
@@ -255,6 +587,7 @@ impl PyRulesEngine {
 
     /// The overrides in force, oldest first, as dicts.
     fn overrides<'py>(&self, py: Python<'py>) -> PyResult<Vec<Bound<'py, PyAny>>> {
+        self.ensure(py)?;
         let (live, audit) = self.rules.overrides.list(self.clock.now(py)?);
         log_audit(py, &audit);
         live.iter().map(|o| to_py(py, o)).collect()
@@ -263,6 +596,9 @@ impl PyRulesEngine {
     /// The last `limit` audit entries (add, remove, expire), oldest first, as dicts.
     #[pyo3(signature = (limit=100))]
     fn audit_log<'py>(&self, py: Python<'py>, limit: usize) -> PyResult<Vec<Bound<'py, PyAny>>> {
+        if let Some(entries) = self.on_plane(py, |s| s.plane.audit(limit))? {
+            return entries.iter().map(|e| to_py(py, e)).collect();
+        }
         let (entries, written) = self.rules.overrides.audit(limit, self.clock.now(py)?);
         log_audit(py, &written);
         entries.iter().map(|e| to_py(py, e)).collect()
@@ -272,13 +608,33 @@ impl PyRulesEngine {
     /// `denied_requests`, `hit_rate`, `avg_tokens_remaining`, and `violations_by_user`,
     /// `violations_by_ip`, `violations_by_endpoint` (bounded top-K summaries).
     fn get_metrics<'py>(&self, py: Python<'py>, rule_name: &str) -> PyResult<Bound<'py, PyAny>> {
-        to_py(py, &self.rules.metrics(rule_name).map_err(lookup)?)
+        self.ensure(py)?;
+        let here = self.rules.metrics(rule_name).map_err(lookup)?;
+        let rules = &self.rules;
+        let shared = self.on_plane(py, |s| {
+            s.flush(rules)?;
+            s.plane.metrics(rule_name)
+        })?;
+        to_py(py, &shared.unwrap_or(here))
     }
 
     /// Every rule's metrics, by rule name.
     fn get_all_metrics<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
+        self.ensure(py)?;
         let out = PyDict::new(py);
-        for (name, snapshot) in self.rules.all_metrics() {
+        let rules = &self.rules;
+        let all = match self.on_plane(py, |s| {
+            s.flush(rules)?;
+            rules
+                .list()
+                .iter()
+                .map(|r| Ok((r.spec().name.clone(), s.plane.metrics(&r.spec().name)?)))
+                .collect::<Result<Vec<_>, Error>>()
+        })? {
+            Some(all) => all,
+            None => self.rules.all_metrics(),
+        };
+        for (name, snapshot) in all {
             out.set_item(name, to_py(py, &snapshot)?)?;
         }
         Ok(out)
@@ -286,8 +642,22 @@ impl PyRulesEngine {
 
     /// Zeroes `rule_name`'s metrics (every rule's with None); budgets stay as they are.
     #[pyo3(signature = (rule_name=None))]
-    fn reset_metrics(&self, rule_name: Option<&str>) -> PyResult<()> {
-        self.rules.reset_metrics(rule_name).map_err(lookup)
+    fn reset_metrics(&self, py: Python<'_>, rule_name: Option<&str>) -> PyResult<()> {
+        self.ensure(py)?;
+        self.rules.reset_metrics(rule_name).map_err(lookup)?;
+        let names: Vec<String> = match rule_name {
+            Some(n) => vec![n.to_owned()],
+            None => self
+                .rules
+                .list()
+                .iter()
+                .map(|r| r.spec().name.clone())
+                .collect(),
+        };
+        self.on_plane(py, |s| {
+            names.iter().try_for_each(|n| s.plane.reset_metrics(n))
+        })?;
+        Ok(())
     }
 
     /// Forgets the budget a request has under `rule_name`; whether it was held.
@@ -301,9 +671,18 @@ impl PyRulesEngine {
         ip_address: Option<&str>,
     ) -> PyResult<bool> {
         let req = facts(identifier, endpoint, ip_address)?;
-        self.rules
-            .reset(rule_name, &req, self.clock.now(py)?)
-            .map_err(lookup)
+        let (_, now) = script_times(&self.clock, py)?;
+        match self.rules.reset(rule_name, &req, now).map_err(lookup)? {
+            Ok(held) => Ok(held),
+            Err((budgets, key)) => {
+                let limiter = budgets
+                    .redis()
+                    .cloned()
+                    .expect("budgets not reset at once are in Redis");
+                let r = py.detach(move || runtime::handle().block_on(limiter.reset(&key, now)));
+                r.map_err(store_error)
+            }
+        }
     }
 }
 
@@ -367,6 +746,36 @@ impl PyRuleDecision {
             .ok()
             .and_then(|v| v.as_str().map(str::to_owned))
             .unwrap_or_default()
+    }
+
+    /// QUEUE: refused, and given a queue place (202); False: refused outright (429).
+    #[getter]
+    fn queued(&self) -> bool {
+        self.d.queued
+    }
+
+    /// Whether Redis's failure policy (`on_error`) made the decision.
+    #[getter]
+    fn fallback(&self) -> bool {
+        self.d.fallback
+    }
+
+    /// What a `Retry-After` header says: whole seconds, rounded up, at least 1 when refused
+    /// (waiting that long admits the retry); 0 when allowed.
+    #[getter]
+    fn retry_after_header(&self) -> u64 {
+        if self.d.decision.allowed {
+            0
+        } else {
+            self.d.decision.retry_after.div_ceil(NANOS_PER_SEC).max(1)
+        }
+    }
+
+    /// Whether a second call is still due (a refusal on Redis that THROTTLE books or QUEUE
+    /// queues); `acheck` / `adecide` make it.
+    #[getter]
+    fn _needs_follow_up(&self) -> bool {
+        self.follow.is_some()
     }
 
     fn __bool__(&self) -> bool {

@@ -17,7 +17,9 @@
 //!   admin override ([`overrides`]) lets a user or address through without spending budget, or
 //!   holds it to its limits times a multiplier (budgets of their own while it lasts).
 
+pub mod budgets;
 pub mod overrides;
+pub mod shared;
 
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -31,9 +33,9 @@ use crate::clock::{Nanos, NANOS_PER_SEC};
 use crate::error::Error;
 use crate::http::client_ip::Proxies;
 use crate::limiter::limit::{AlgorithmKind, Limit, LimitSet};
-use crate::limiter::memory_limiter::Limiter;
 use crate::limiter::spec::LimitSpec;
 use crate::metrics::rule::{RuleMetrics, RuleMetricsSnapshot};
+pub use budgets::{Budgets, RuleStore};
 use overrides::{AuditEntry, Overrides};
 
 /// Whose budget a rule counts.
@@ -140,13 +142,21 @@ pub struct RuleSpec {
     /// THROTTLE's longest wait, seconds; default `min(window_seconds, 30)`.
     #[serde(default)]
     pub max_delay: Option<f64>,
+    /// QUEUE's bound: refused requests that may be queued per window, per budget; default
+    /// `rate`. Past it, a refusal is a 429.
+    #[serde(default)]
+    pub max_queued: Option<u64>,
 }
 
 /// A checked rule: its spec, limits and compiled filters.
 #[derive(Debug, Clone)]
 pub struct Rule {
     spec: RuleSpec,
+    /// The name, shared by every decision that reports it (no copy per decision).
+    name: std::sync::Arc<str>,
     limits: LimitSet,
+    /// QUEUE's places: `max_queued` per window.
+    queue_limits: LimitSet,
     algorithm: RuleAlgorithm,
     strategy: Strategy,
     endpoints: Vec<WildMatch>,
@@ -238,7 +248,24 @@ impl RuleSpec {
                 format!("must hold IP addresses or CIDR networks, got '{bad}'"),
             )
         })?;
+        if self.max_queued == Some(0) {
+            return Err(Error::invalid(
+                "max_queued",
+                "must be at least 1 (a QUEUE rule that queues nothing is a HARD one)",
+            ));
+        }
+        let queued = self.max_queued.unwrap_or(self.rate);
+        let queue_limit = Limit::new(
+            LimitSpec {
+                count: queued,
+                period: spec.period,
+            },
+            AlgorithmKind::TokenBucket,
+            Some(queued),
+        )?;
         Ok(Rule {
+            name: std::sync::Arc::from(self.name.as_str()),
+            queue_limits: LimitSet::new(vec![queue_limit])?,
             limits: LimitSet::new(vec![limit])?,
             algorithm,
             strategy: self.strategy.unwrap_or(strategy),
@@ -319,7 +346,7 @@ pub struct RuleDecision {
     /// The limiter's verdict (never changed by a strategy).
     pub decision: Decision,
     /// The rule that decided.
-    pub rule: String,
+    pub rule: std::sync::Arc<str>,
     /// Its strategy.
     pub strategy: Strategy,
     /// The override that applied, if any.
@@ -332,24 +359,101 @@ pub struct RuleDecision {
     pub delay: Nanos,
     /// GRACEFUL: the request was refused, and is to be served marked as degraded.
     pub degraded: bool,
+    /// QUEUE: the request was refused, and took one of the rule's queue places (202); false:
+    /// the queue is full too (429).
+    pub queued: bool,
+    /// Whether Redis's failure policy (`on_error`) made the decision.
+    pub fallback: bool,
+}
+
+/// What a refusal still needs from the budgets, by strategy: THROTTLE books the slot at `at`;
+/// QUEUE asks for a queue place. Made at once in memory and the host store; on Redis, a second
+/// script call on the refused path only.
+#[derive(Clone)]
+pub struct FollowUp {
+    /// The budgets to ask.
+    pub budgets: std::sync::Arc<Budgets>,
+    /// The key (the decision's).
+    pub key: String,
+    /// When to decide.
+    pub at: Nanos,
+    /// The cost.
+    pub cost: u64,
+    /// What for.
+    pub kind: FollowKind,
+}
+
+/// Why a [`FollowUp`] is made.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FollowKind {
+    /// THROTTLE: booking the slot this long from now.
+    Book(Nanos),
+    /// QUEUE: a queue place.
+    Queue,
+}
+
+impl FollowKind {
+    /// Applies the follow-up's verdict to `d`.
+    pub fn apply(self, d: &mut RuleDecision, allowed: bool) {
+        match self {
+            FollowKind::Book(wait) if allowed => d.delay = wait.max(1),
+            FollowKind::Book(_) => {}
+            FollowKind::Queue => d.queued = allowed,
+        }
+    }
+}
+
+/// A decision that needs the budgets: which, the key, and what the rule makes of the verdict.
+/// Owned (no borrow of the set), so it can wait for Redis.
+pub struct Hit {
+    /// The budgets to hit.
+    pub budgets: std::sync::Arc<Budgets>,
+    /// The budget key.
+    pub key: String,
+    /// The cost.
+    pub cost: u64,
+    /// When it was asked.
+    pub now: Nanos,
+    rule: std::sync::Arc<Rule>,
+    queue: std::sync::Arc<Budgets>,
+    metrics: std::sync::Arc<RuleMetrics>,
+    override_id: Option<u64>,
+    audit: Vec<AuditEntry>,
+}
+
+/// The first step of a decision: made at once (a disabled rule, an unlimited override), or a
+/// [`Hit`] to make on the budgets.
+pub enum Step {
+    /// Made.
+    Decided(RuleDecision),
+    /// To make.
+    Hit(Hit),
 }
 
 /// A rule and the budgets it keeps (replaced with the rule only when its limits change).
 struct Entry {
     rule: std::sync::Arc<Rule>,
-    budgets: std::sync::Arc<Limiter>,
+    budgets: std::sync::Arc<Budgets>,
+    /// QUEUE's places.
+    queue: std::sync::Arc<Budgets>,
     /// Budgets under multiplied limits (an override's), by the multiplier's bits.
-    scaled: std::sync::Arc<parking_lot::Mutex<HashMap<u64, std::sync::Arc<Limiter>>>>,
-    /// Its decisions and violations (kept when the rule is replaced).
+    scaled: std::sync::Arc<parking_lot::Mutex<HashMap<u64, std::sync::Arc<Budgets>>>>,
+    /// Its decisions and violations (kept when the rule is replaced). On a shared store, what
+    /// this process recorded since its last flush to the store.
     metrics: std::sync::Arc<RuleMetrics>,
     /// Insertion order, for ties of priority.
     order: u64,
 }
 
-/// The rules by name, the next insertion number, and the rules selection tries, in order.
-type Registry = (HashMap<String, Entry>, u64, Vec<std::sync::Arc<Rule>>);
+/// The rules by name (foldhash: names are the operator's, and the lookup is on every decision),
+/// the next insertion number, and the rules selection tries, in order.
+type Registry = (
+    HashMap<String, Entry, foldhash::fast::RandomState>,
+    u64,
+    Vec<std::sync::Arc<Rule>>,
+);
 
-/// Rules by name, with their budgets in memory, and the admin overrides.
+/// Rules by name, with their budgets, and the admin overrides.
 pub struct Rules {
     /// The rules by name, the next insertion number, and the rules selection considers (enabled,
     /// with a filter) in the order it tries them: priority, highest first, then insertion.
@@ -357,13 +461,20 @@ pub struct Rules {
     algorithm: RuleAlgorithm,
     strategy: Strategy,
     max_keys: usize,
+    store: RuleStore,
     /// Admin overrides and their audit log.
     pub overrides: Overrides,
 }
 
+thread_local! {
+    /// The key of the decision being made on this thread, built in place (no allocation per
+    /// decision once it has grown to the longest key).
+    static KEY: std::cell::RefCell<String> = const { std::cell::RefCell::new(String::new()) };
+}
+
 impl Rules {
-    /// An empty set whose rules default to `algorithm` and `strategy`, each rule holding at most
-    /// `max_keys` budgets.
+    /// An empty set in memory whose rules default to `algorithm` and `strategy`, each rule
+    /// holding at most `max_keys` budgets.
     ///
     /// ```
     /// use seawall::rules::{RequestFacts, RuleAlgorithm, Rules, RuleSpec, Strategy};
@@ -379,48 +490,80 @@ impl Rules {
     /// assert_eq!(rules.select(&bob, Some("all")).unwrap().as_deref(), Some("all"));
     /// ```
     pub fn new(algorithm: RuleAlgorithm, strategy: Strategy, max_keys: usize) -> Self {
+        Self::with_store(algorithm, strategy, max_keys, RuleStore::Memory)
+    }
+
+    /// An empty set keeping its budgets in `store`.
+    pub fn with_store(
+        algorithm: RuleAlgorithm,
+        strategy: Strategy,
+        max_keys: usize,
+        store: RuleStore,
+    ) -> Self {
         Rules {
-            entries: RwLock::new((HashMap::new(), 0, Vec::new())),
+            entries: RwLock::new((HashMap::default(), 0, Vec::new())),
             algorithm,
             strategy,
             max_keys: max_keys.max(1),
+            store,
             overrides: Overrides::new(overrides::DEFAULT_MAX_DURATION),
         }
+    }
+
+    /// Where the budgets are.
+    pub fn store(&self) -> &RuleStore {
+        &self.store
+    }
+
+    /// Checks `spec` as [`Rules::add`] would, changing nothing.
+    pub fn validate(&self, spec: &RuleSpec) -> Result<(), Error> {
+        spec.compile(self.algorithm, self.strategy).map(|_| ())
     }
 
     /// Adds `spec`, or replaces the rule of that name: its budgets are kept if its limits are
     /// the same, else they start afresh (A28). Errors name the field.
     pub fn add(&self, spec: RuleSpec) -> Result<(), Error> {
+        self.add_at(spec, 0)
+    }
+
+    /// [`Rules::add`] at `now` (a Redis store's breakers start their clocks then).
+    pub fn add_at(&self, spec: RuleSpec, now: Nanos) -> Result<(), Error> {
         let rule = std::sync::Arc::new(spec.compile(self.algorithm, self.strategy)?);
+        let open = |role: &str, limits: &LimitSet| {
+            self.store
+                .open(role, limits.clone(), self.max_keys, now)
+                .map(std::sync::Arc::new)
+        };
         let mut guard = self.entries.write();
         let (entries, next, _) = &mut *guard;
-        let (budgets, order) = match entries.get(&spec.name) {
-            Some(old) if old.rule.limits == rule.limits => (old.budgets.clone(), old.order),
-            Some(old) => (
-                std::sync::Arc::new(Limiter::new(rule.limits.clone(), self.max_keys)),
-                old.order,
-            ),
-            None => {
-                *next += 1;
-                (
-                    std::sync::Arc::new(Limiter::new(rule.limits.clone(), self.max_keys)),
-                    *next,
-                )
-            }
+        let old = entries.get(&spec.name);
+        let same = old.is_some_and(|o| o.rule.limits == rule.limits);
+        let budgets = match old {
+            Some(o) if same => o.budgets.clone(),
+            _ => open("b", &rule.limits)?,
         };
-        let scaled = match entries.get(&spec.name) {
-            Some(old) if old.rule.limits == rule.limits => old.scaled.clone(),
+        let queue = match old {
+            Some(o) if o.rule.queue_limits == rule.queue_limits => o.queue.clone(),
+            _ => open("q", &rule.queue_limits)?,
+        };
+        let scaled = match old {
+            Some(o) if same => o.scaled.clone(),
             _ => Default::default(),
         };
-        let metrics = entries
-            .get(&spec.name)
-            .map(|old| old.metrics.clone())
-            .unwrap_or_default();
+        let metrics = old.map(|o| o.metrics.clone()).unwrap_or_default();
+        let order = match old {
+            Some(o) => o.order,
+            None => {
+                *next += 1;
+                *next
+            }
+        };
         entries.insert(
             spec.name.clone(),
             Entry {
                 rule,
                 budgets,
+                queue,
                 scaled,
                 metrics,
                 order,
@@ -474,13 +617,20 @@ impl Rules {
         default: Option<&str>,
     ) -> Result<Option<String>, Error> {
         let guard = self.entries.read();
+        Ok(Self::select_in(&guard, req, default)?.map(|e| e.rule.spec.name.clone()))
+    }
+
+    fn select_in<'g>(
+        guard: &'g Registry,
+        req: &RequestFacts<'_>,
+        default: Option<&str>,
+    ) -> Result<Option<&'g Entry>, Error> {
         // The candidates are in selection order: the first that matches wins.
         if let Some(rule) = guard.2.iter().find(|r| r.matches(req)) {
-            return Ok(Some(rule.spec.name.clone()));
+            return Ok(guard.0.get(&rule.spec.name));
         }
         match default {
-            Some(d) if guard.0.contains_key(d) => Ok(Some(d.to_owned())),
-            Some(d) => Err(unknown(d)),
+            Some(d) => guard.0.get(d).map(Some).ok_or_else(|| unknown(d)),
             None => Ok(None),
         }
     }
@@ -500,39 +650,142 @@ impl Rules {
     /// assert!(Rules::key("r", Scope::PerUser, &long).len() < 100);
     /// ```
     pub fn key(rule: &str, scope: Scope, req: &RequestFacts<'_>) -> String {
-        let id = match scope {
-            Scope::Global => String::new(),
-            Scope::PerUser => req.user.unwrap_or("").to_owned(),
-            Scope::PerIp => req
-                .ip
-                .map(|ip| ip.to_string())
-                .or_else(|| req.user.map(str::to_owned))
-                .unwrap_or_default(),
-            Scope::PerEndpoint => req.endpoint.or(req.user).unwrap_or("").to_owned(),
+        let mut out = String::new();
+        Self::write_key(&mut out, rule, scope, req);
+        out
+    }
+
+    /// [`Rules::key`] into `out` (cleared first).
+    fn write_key(out: &mut String, rule: &str, scope: Scope, req: &RequestFacts<'_>) {
+        use std::fmt::Write;
+        out.clear();
+        let (tag, id): (&str, Option<&str>) = match scope {
+            Scope::Global => ("|g", Some("")),
+            Scope::PerUser => ("|u", Some(req.user.unwrap_or(""))),
+            Scope::PerIp if req.ip.is_some() => ("|i", None),
+            Scope::PerIp => ("|i", Some(req.user.unwrap_or(""))),
+            Scope::PerEndpoint => ("|e", Some(req.endpoint.or(req.user).unwrap_or(""))),
         };
-        let scope = match scope {
-            Scope::Global => "g",
-            Scope::PerUser => "u",
-            Scope::PerIp => "i",
-            Scope::PerEndpoint => "e",
-        };
-        // An identifier is the caller's (a client's, through it): one longer than
-        // MAX_IDENTIFIER is kept as its SHA-256, marked apart (`#`) so that no identifier
-        // written out can stand for a hashed one.
-        if id.len() > MAX_IDENTIFIER {
-            use sha2::{Digest, Sha256};
-            let hex: String = Sha256::digest(id.as_bytes())
-                .iter()
-                .map(|b| format!("{b:02x}"))
-                .collect();
-            return format!("{}:{rule}|{scope}#|{hex}", rule.len());
+        let mut digits = [0u8; 20];
+        out.push_str(decimal(rule.len(), &mut digits));
+        out.push(':');
+        out.push_str(rule);
+        out.push_str(tag);
+        match (id, req.ip) {
+            // An identifier is the caller's (a client's, through it): one longer than
+            // MAX_IDENTIFIER is kept as its SHA-256, marked apart (`#`) so that no identifier
+            // written out can stand for a hashed one.
+            (Some(id), _) if id.len() > MAX_IDENTIFIER => {
+                use sha2::{Digest, Sha256};
+                out.push_str("#|");
+                for b in Sha256::digest(id.as_bytes()) {
+                    let _ = write!(out, "{b:02x}");
+                }
+            }
+            (Some(id), _) => {
+                out.push('|');
+                out.push_str(id);
+            }
+            (None, Some(ip)) => {
+                let _ = write!(out, "|{ip}");
+            }
+            (None, None) => out.push('|'),
         }
-        format!("{}:{rule}|{scope}|{id}", rule.len())
+    }
+
+    /// The first step of a decision under `e`'s rule: made at once, or the budgets to hit.
+    fn plan_in(&self, e: &Entry, req: &RequestFacts<'_>, now: Nanos) -> Result<Planned, Error> {
+        let rule = &e.rule;
+        if !rule.spec.enabled {
+            return Ok(Planned::Decided(admit(rule, None, Vec::new())));
+        }
+        let (found, audit) = if self.overrides.any() {
+            self.overrides.check(req.user, req.ip, now)
+        } else {
+            (None, Vec::new())
+        };
+        Ok(match found {
+            // Let through without spending any budget.
+            Some(o) if o.spec.unlimited => {
+                Planned::Decided(admit(rule, Some(o.override_id), audit))
+            }
+            Some(o) => {
+                let scaled = e.scaled.lock().get(&o.spec.multiplier.to_bits()).cloned();
+                let budgets = match scaled {
+                    Some(b) => b,
+                    None => {
+                        let mut bigger = rule.spec.clone();
+                        bigger.rate = ((rule.spec.rate as f64) * o.spec.multiplier).floor() as u64;
+                        bigger.burst = rule
+                            .spec
+                            .burst
+                            .map(|b| ((b as f64) * o.spec.multiplier).floor() as u64);
+                        let limits = bigger
+                            .compile(self.algorithm, self.strategy)
+                            .map(|r| r.limits)
+                            .unwrap_or_else(|_| rule.limits.clone());
+                        let role = format!("m{:x}", o.spec.multiplier.to_bits());
+                        let b = std::sync::Arc::new(self.store.open(
+                            &role,
+                            limits,
+                            self.max_keys,
+                            now,
+                        )?);
+                        e.scaled
+                            .lock()
+                            .entry(o.spec.multiplier.to_bits())
+                            .or_insert(b)
+                            .clone()
+                    }
+                };
+                Planned::Hit(Some(budgets), Some(o.override_id), audit)
+            }
+            None => Planned::Hit(None, None, audit),
+        })
+    }
+
+    /// The first step of a decision under rule `name` (its filters are not consulted: a named
+    /// rule applies, A4), or under the rule selected for `req` when `name` is `None` (then
+    /// `Ok(None)`: no rule applies). For a caller that waits for Redis; in memory and the host
+    /// store [`Rules::check`] and [`Rules::decide`] make the whole decision in one go.
+    pub fn plan(
+        &self,
+        name: Option<&str>,
+        default: Option<&str>,
+        req: &RequestFacts<'_>,
+        now: Nanos,
+        cost: u64,
+    ) -> Result<Option<Step>, Error> {
+        let guard = self.entries.read();
+        let e = match name {
+            Some(n) => guard.0.get(n).ok_or_else(|| unknown(n))?,
+            None => match Self::select_in(&guard, req, default)? {
+                Some(e) => e,
+                None => return Ok(None),
+            },
+        };
+        Ok(Some(match self.plan_in(e, req, now)? {
+            Planned::Decided(d) => {
+                record(&e.metrics, &d.decision, req);
+                Step::Decided(d)
+            }
+            Planned::Hit(scaled, override_id, audit) => Step::Hit(Hit {
+                budgets: scaled.unwrap_or_else(|| e.budgets.clone()),
+                key: Self::key(&e.rule.name, e.rule.spec.scope, req),
+                cost,
+                now,
+                rule: e.rule.clone(),
+                queue: e.queue.clone(),
+                metrics: e.metrics.clone(),
+                override_id,
+                audit,
+            }),
+        }))
     }
 
     /// Decides one request under the rule `name` (its filters are not consulted: a named rule
     /// applies, A4) at `now`; counted if admitted. A disabled rule admits (A18). An unknown name
-    /// is an error naming it.
+    /// is an error naming it. Budgets in Redis: an error (the caller uses [`Rules::plan`]).
     pub fn check(
         &self,
         name: &str,
@@ -540,107 +793,70 @@ impl Rules {
         now: Nanos,
         cost: u64,
     ) -> Result<RuleDecision, Error> {
-        let (budgets, scaled, rule, metrics) = {
-            let guard = self.entries.read();
-            let e = guard.0.get(name).ok_or_else(|| unknown(name))?;
-            (
-                e.budgets.clone(),
-                e.scaled.clone(),
-                e.rule.clone(),
-                e.metrics.clone(),
-            )
-        };
-        let ip = req.ip.map(|ip| ip.to_string());
-        let count = |d: &Decision| {
-            metrics.record(
-                d.allowed,
-                d.remaining as f64,
-                req.user.unwrap_or(""),
-                ip.as_deref(),
-                req.endpoint,
-            )
-        };
-        let spec = &rule.spec;
-        let admit = |override_id, audit| RuleDecision {
-            decision: Decision {
-                allowed: true,
-                limit: spec.rate,
-                remaining: spec.rate,
-                reset_after: 0,
-                retry_after: 0,
-            },
-            rule: name.to_owned(),
-            strategy: rule.strategy,
-            override_id,
-            audit,
-            delay: 0,
-            degraded: false,
-        };
-        if !spec.enabled {
-            let d = admit(None, Vec::new());
-            count(&d.decision);
-            return Ok(d);
+        let guard = self.entries.read();
+        let e = guard.0.get(name).ok_or_else(|| unknown(name))?;
+        self.decide_here(e, req, now, cost)
+    }
+
+    /// Selection and decision in one go: the rule `req` falls under (else `default`), decided
+    /// as [`Rules::check`] does; `None` when no rule applies.
+    pub fn decide(
+        &self,
+        req: &RequestFacts<'_>,
+        default: Option<&str>,
+        now: Nanos,
+        cost: u64,
+    ) -> Result<Option<RuleDecision>, Error> {
+        let guard = self.entries.read();
+        match Self::select_in(&guard, req, default)? {
+            Some(e) => self.decide_here(e, req, now, cost).map(Some),
+            None => Ok(None),
         }
-        let (found, audit) = if self.overrides.any() {
-            self.overrides.check(req.user, req.ip, now)
-        } else {
-            (None, Vec::new())
-        };
-        let key = Self::key(name, spec.scope, req);
-        let (limiter, override_id) = match found {
-            // Let through without spending any budget.
-            Some(o) if o.spec.unlimited => {
-                let d = admit(Some(o.override_id), audit);
-                count(&d.decision);
+    }
+
+    /// The whole decision under `e` where the budgets answer at once, the set's read lock held
+    /// (no count of a shared pointer, the key built in this thread's buffer).
+    fn decide_here(
+        &self,
+        e: &Entry,
+        req: &RequestFacts<'_>,
+        now: Nanos,
+        cost: u64,
+    ) -> Result<RuleDecision, Error> {
+        let (scaled, override_id, audit) = match self.plan_in(e, req, now)? {
+            Planned::Decided(d) => {
+                record(&e.metrics, &d.decision, req);
                 return Ok(d);
             }
-            Some(o) => {
-                let limiter = scaled
-                    .lock()
-                    .entry(o.spec.multiplier.to_bits())
-                    .or_insert_with(|| {
-                        let mut bigger = spec.clone();
-                        bigger.rate = ((spec.rate as f64) * o.spec.multiplier).floor() as u64;
-                        bigger.burst = spec
-                            .burst
-                            .map(|b| ((b as f64) * o.spec.multiplier).floor() as u64);
-                        let limits = bigger
-                            .compile(self.algorithm, self.strategy)
-                            .map(|r| r.limits)
-                            .unwrap_or_else(|_| rule.limits.clone());
-                        std::sync::Arc::new(Limiter::new(limits, self.max_keys))
-                    })
-                    .clone();
-                (limiter, Some(o.override_id))
-            }
-            None => (budgets, None),
+            Planned::Hit(scaled, override_id, audit) => (scaled, override_id, audit),
         };
-        let d = limiter.hit(&key, now, cost)?;
-        // The limiter's verdict, before anything a strategy makes of it (defect 1).
-        count(&d.decision);
-        let refused = !d.decision.allowed;
-        let mut delay = 0;
-        if refused && rule.strategy == Strategy::Throttle {
-            // Book the next free slot once: decide as at the moment it frees, counting it there
-            // (the budget then holds it, and later requests queue behind it). Past `max_delay`,
-            // or a slot that never frees, the request is refused instead: never a
-            // sleep-and-retry loop, never an unbounded wait.
-            let wait = d.decision.retry_after;
-            if wait != Nanos::MAX && wait <= rule.max_delay() {
-                let booked = limiter.hit(&key, now.saturating_add(wait), cost)?;
-                if booked.decision.allowed {
-                    delay = wait.max(1);
+        let budgets = scaled.as_ref().unwrap_or(&e.budgets);
+        KEY.with(|buf| {
+            let mut key = buf.borrow_mut();
+            Self::write_key(&mut key, &e.rule.name, e.rule.spec.scope, req);
+            let d = budgets
+                .hit_here(&key, now, cost)
+                .ok_or_else(|| Error::invalid("store", "keeps its budgets in Redis: await it"))??;
+            let (mut out, follow) = finish(
+                &e.rule,
+                &e.metrics,
+                req,
+                d.decision,
+                false,
+                override_id,
+                audit,
+                now,
+            );
+            if let Some((kind, at)) = follow {
+                let target = match kind {
+                    FollowKind::Book(_) => budgets,
+                    FollowKind::Queue => &e.queue,
+                };
+                if let Some(r) = target.hit_here(&key, at, cost) {
+                    kind.apply(&mut out, r?.decision.allowed);
                 }
             }
-        }
-        Ok(RuleDecision {
-            decision: d.decision,
-            rule: name.to_owned(),
-            strategy: rule.strategy,
-            override_id,
-            audit,
-            delay,
-            degraded: refused && rule.strategy == Strategy::Graceful,
+            Ok(out)
         })
     }
 
@@ -662,6 +878,18 @@ impl Rules {
             .collect()
     }
 
+    /// Every rule's metrics recorded since the last call, zeroed as they are read (what a
+    /// shared engine flushes to its store).
+    pub fn take_metrics(&self) -> Vec<(String, RuleMetricsSnapshot)> {
+        let guard = self.entries.read();
+        guard
+            .0
+            .values()
+            .map(|e| (e.rule.spec.name.clone(), e.metrics.take()))
+            .filter(|(_, s)| s.total_requests > 0)
+            .collect()
+    }
+
     /// Zeroes rule `name`'s metrics (every rule's with `None`); its budgets stay as they are.
     pub fn reset_metrics(&self, name: Option<&str>) -> Result<(), Error> {
         let guard = self.entries.read();
@@ -672,13 +900,164 @@ impl Rules {
         Ok(())
     }
 
-    /// Forgets the budget `req` has under rule `name`; whether it was held.
-    pub fn reset(&self, name: &str, req: &RequestFacts<'_>, now: Nanos) -> Result<bool, Error> {
+    /// Forgets the budget `req` has under rule `name` where that is done at once (memory, host):
+    /// whether it was held. On Redis: the budgets and key, for the caller to reset there.
+    pub fn reset(
+        &self,
+        name: &str,
+        req: &RequestFacts<'_>,
+        now: Nanos,
+    ) -> Result<Result<bool, (std::sync::Arc<Budgets>, String)>, Error> {
         let guard = self.entries.read();
         let e = guard.0.get(name).ok_or_else(|| unknown(name))?;
-        Ok(e.budgets
-            .reset(&Self::key(name, e.rule.spec.scope, req), now))
+        let key = Self::key(name, e.rule.spec.scope, req);
+        Ok(match e.budgets.reset_here(&key, now) {
+            Some(held) => Ok(held),
+            None => Err((e.budgets.clone(), key)),
+        })
     }
+}
+
+/// What [`Rules::plan_in`] found: a decision, or the budgets to hit (an override's multiplied
+/// ones, else the rule's own), the override and the audit entries.
+enum Planned {
+    Decided(RuleDecision),
+    Hit(
+        Option<std::sync::Arc<Budgets>>,
+        Option<u64>,
+        Vec<AuditEntry>,
+    ),
+}
+
+/// An admission that spends no budget (a disabled rule, an unlimited override).
+fn admit(rule: &Rule, override_id: Option<u64>, audit: Vec<AuditEntry>) -> RuleDecision {
+    let spec = &rule.spec;
+    RuleDecision {
+        decision: Decision {
+            allowed: true,
+            limit: spec.rate,
+            remaining: spec.rate,
+            reset_after: 0,
+            retry_after: 0,
+        },
+        rule: rule.name.clone(),
+        strategy: rule.strategy,
+        override_id,
+        audit,
+        delay: 0,
+        degraded: false,
+        queued: false,
+        fallback: false,
+    }
+}
+
+#[inline]
+fn record(metrics: &RuleMetrics, d: &Decision, req: &RequestFacts<'_>) {
+    metrics.record_addr(
+        d.allowed,
+        d.remaining as f64,
+        req.user.unwrap_or(""),
+        req.ip,
+        req.endpoint,
+    );
+}
+
+/// The rule's decision from the limiter's verdict `d` (recorded in the metrics first: no
+/// strategy changes what they count, defect 1), and the follow-up a refusal needs, if any: its
+/// kind and when to make it.
+#[allow(clippy::too_many_arguments)]
+fn finish(
+    rule: &Rule,
+    metrics: &RuleMetrics,
+    req: &RequestFacts<'_>,
+    d: Decision,
+    fallback: bool,
+    override_id: Option<u64>,
+    audit: Vec<AuditEntry>,
+    now: Nanos,
+) -> (RuleDecision, Option<(FollowKind, Nanos)>) {
+    record(metrics, &d, req);
+    let refused = !d.allowed;
+    // A refusal by the failure policy is not the limit's: nothing is booked or queued on it.
+    let follow = match rule.strategy {
+        _ if !refused || fallback => None,
+        // Book the next free slot once: decide as at the moment it frees, counting it there
+        // (the budget then holds it, and later requests queue behind it). Past `max_delay`, or
+        // a slot that never frees, the request is refused instead: never a sleep-and-retry
+        // loop, never an unbounded wait.
+        Strategy::Throttle if d.retry_after != Nanos::MAX && d.retry_after <= rule.max_delay() => {
+            Some((
+                FollowKind::Book(d.retry_after),
+                now.saturating_add(d.retry_after),
+            ))
+        }
+        Strategy::Queue => Some((FollowKind::Queue, now)),
+        _ => None,
+    };
+    let out = RuleDecision {
+        decision: d,
+        rule: rule.name.clone(),
+        strategy: rule.strategy,
+        override_id,
+        audit,
+        delay: 0,
+        degraded: refused && rule.strategy == Strategy::Graceful,
+        queued: false,
+        fallback,
+    };
+    (out, follow)
+}
+
+impl Hit {
+    /// The audit entries written while planning it (overrides that expired).
+    pub fn audit(&self) -> &[AuditEntry] {
+        &self.audit
+    }
+
+    /// The rule's decision from the budgets' verdict `d` (made by the caller, on Redis), and
+    /// the follow-up a refusal needs, if any. `req` is the request the hit was planned for.
+    pub fn finish(
+        self,
+        req: &RequestFacts<'_>,
+        d: Decision,
+        fallback: bool,
+    ) -> (RuleDecision, Option<FollowUp>) {
+        let (out, follow) = finish(
+            &self.rule,
+            &self.metrics,
+            req,
+            d,
+            fallback,
+            self.override_id,
+            self.audit,
+            self.now,
+        );
+        let follow = follow.map(|(kind, at)| FollowUp {
+            budgets: match kind {
+                FollowKind::Book(_) => self.budgets,
+                FollowKind::Queue => self.queue,
+            },
+            key: self.key,
+            at,
+            cost: self.cost,
+            kind,
+        });
+        (out, follow)
+    }
+}
+
+/// `n` in decimal, written into `buf` (no formatting machinery on the hot path).
+fn decimal(mut n: usize, buf: &mut [u8; 20]) -> &str {
+    let mut i = buf.len();
+    loop {
+        i -= 1;
+        buf[i] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    std::str::from_utf8(&buf[i..]).unwrap_or("0")
 }
 
 /// Identifiers longer than this are kept as their SHA-256 (a budget key never grows with what a

@@ -74,6 +74,44 @@ pub struct Override {
     net: Option<IpNet>,
 }
 
+/// An override as a shared store keeps it: times in nanoseconds on seawall's clock.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StoredOverride {
+    /// Its number.
+    pub override_id: u64,
+    /// When it was added.
+    pub created_at: Nanos,
+    /// When it ends.
+    pub expires_at: Nanos,
+    /// What was asked.
+    pub spec: OverrideSpec,
+}
+
+impl From<&Override> for StoredOverride {
+    fn from(o: &Override) -> Self {
+        StoredOverride {
+            override_id: o.override_id,
+            created_at: o.created_at,
+            expires_at: o.expires_at,
+            spec: o.spec.clone(),
+        }
+    }
+}
+
+impl StoredOverride {
+    /// The override in force it stands for (its address parsed again).
+    pub fn into_override(self) -> Override {
+        let net = self.spec.target_ip_address.as_deref().and_then(parse_net);
+        Override {
+            override_id: self.override_id,
+            created_at: self.created_at,
+            expires_at: self.expires_at,
+            net,
+            spec: self.spec,
+        }
+    }
+}
+
 /// What happened to an override.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
@@ -109,6 +147,9 @@ pub struct AuditEntry {
 /// The overrides of one engine and their audit log.
 pub struct Overrides {
     state: Mutex<State>,
+    /// Whether any override is held (expired ones included until they are dropped): read on
+    /// every decision without the lock.
+    held: std::sync::atomic::AtomicBool,
     max_duration: Nanos,
 }
 
@@ -119,7 +160,8 @@ struct State {
 }
 
 impl Override {
-    fn entry(&self, at: Nanos, action: Action, admin: &str) -> AuditEntry {
+    /// The audit entry of `action` on it at `at` by `admin`.
+    pub fn entry(&self, at: Nanos, action: Action, admin: &str) -> AuditEntry {
         AuditEntry {
             at,
             action,
@@ -154,6 +196,7 @@ impl Overrides {
                 next_id: 1,
             }),
             max_duration,
+            held: std::sync::atomic::AtomicBool::new(false),
         }
     }
 
@@ -170,6 +213,7 @@ impl Overrides {
         let (gone, live): (Vec<Override>, Vec<Override>) =
             state.live.drain(..).partition(|o| o.expires_at <= now);
         state.live = live;
+        self.note(state);
         for o in gone {
             let admin = o.spec.admin_id.clone();
             Self::log(state, o.entry(o.expires_at, Action::Expire, &admin), out);
@@ -198,6 +242,23 @@ impl Overrides {
         spec: OverrideSpec,
         now: Nanos,
     ) -> Result<(Override, Vec<AuditEntry>), Error> {
+        let mut o = self.prepare(spec, now)?;
+        let mut state = self.state.lock();
+        let mut out = Vec::new();
+        self.expire(&mut state, now, &mut out);
+        o.override_id = state.next_id;
+        state.next_id += 1;
+        let admin = o.spec.admin_id.clone();
+        Self::log(&mut state, o.entry(now, Action::Add, &admin), &mut out);
+        state.live.push(o.clone());
+        self.note(&state);
+        Ok((o, out))
+    }
+
+    /// Checks `spec` and makes its record at `now`, numbered 0 and not yet in force (a shared
+    /// engine numbers it from its store, then [`Overrides::insert`]s it). Errors as
+    /// [`Overrides::add`]'s.
+    pub fn prepare(&self, spec: OverrideSpec, now: Nanos) -> Result<Override, Error> {
         if spec.target_user_id.as_deref().is_none_or(str::is_empty)
             && spec.target_ip_address.as_deref().is_none_or(str::is_empty)
         {
@@ -239,21 +300,38 @@ impl Overrides {
             // Until removed, but never past the maximum.
             None => self.max_duration,
         };
-        let mut state = self.state.lock();
-        let mut out = Vec::new();
-        self.expire(&mut state, now, &mut out);
-        let o = Override {
-            override_id: state.next_id,
+        Ok(Override {
+            override_id: 0,
             created_at: now,
             expires_at: now.saturating_add(duration),
             net,
             spec,
-        };
-        state.next_id += 1;
+        })
+    }
+
+    /// Puts `o` in force (as [`Overrides::prepare`] made it, numbered), logging its addition;
+    /// the audit entries written.
+    pub fn insert(&self, o: Override, now: Nanos) -> Vec<AuditEntry> {
+        let mut state = self.state.lock();
+        let mut out = Vec::new();
+        self.expire(&mut state, now, &mut out);
+        state.next_id = state.next_id.max(o.override_id + 1);
         let admin = o.spec.admin_id.clone();
         Self::log(&mut state, o.entry(now, Action::Add, &admin), &mut out);
-        state.live.push(o.clone());
-        Ok((o, out))
+        state.live.push(o);
+        self.note(&state);
+        out
+    }
+
+    /// Replaces the overrides in force with `live` (a shared store's), writing no audit entry:
+    /// the store's log has them.
+    pub fn replace(&self, live: Vec<Override>) {
+        let mut state = self.state.lock();
+        if let Some(top) = live.iter().map(|o| o.override_id).max() {
+            state.next_id = state.next_id.max(top + 1);
+        }
+        state.live = live;
+        self.note(&state);
     }
 
     /// Removes override `id` at `now` on behalf of `admin_id`; whether it was in force, and the
@@ -266,6 +344,7 @@ impl Overrides {
             return (false, out);
         };
         let o = state.live.remove(i);
+        self.note(&state);
         Self::log(&mut state, o.entry(now, Action::Remove, admin_id), &mut out);
         (true, out)
     }
@@ -295,7 +374,13 @@ impl Overrides {
 
     /// Whether any override is in force (one load of a lock when none is).
     pub fn any(&self) -> bool {
-        !self.state.lock().live.is_empty()
+        self.held.load(std::sync::atomic::Ordering::Acquire)
+    }
+
+    /// Keeps [`Overrides::any`] in step with `state` (called with the lock held, after a change).
+    fn note(&self, state: &State) {
+        self.held
+            .store(!state.live.is_empty(), std::sync::atomic::Ordering::Release);
     }
 
     /// The overrides in force at `now`, oldest first.
