@@ -140,7 +140,7 @@ def add_store_options(
     )  # fmt: skip
     parser.add_argument(
         "--key-prefix", metavar="PREFIX", default=argparse.SUPPRESS,
-        help="the servers' RulesEngine key_prefix (default: the engine's, seawall:rules)",
+        help="the servers' RulesEngine key_prefix (default: the engine's, seawall:rules:)",
     )  # fmt: skip
     parser.add_argument("--json", action="store_true", default=argparse.SUPPRESS, help="print JSON")
     parser.set_defaults(store_flags=tuple(flags), engine_example=engine_example)
