@@ -279,9 +279,9 @@ def test_rules_added_and_removed_by_the_cli_are_the_servers_rules(
             "priority": 10,
         }
     )
-    listed = rules(store, "list --json", capsys).json()
-    assert [r["name"] for r in listed] == ["api", "vip"]
-    assert listed[1]["user_ids"] == ["alice"] and listed[1]["priority"] == 10
+    listed = {r["name"]: r for r in rules(store, "list --json", capsys).json()}
+    assert set(listed) == {"api", "vip"}
+    assert listed["vip"]["user_ids"] == ["alice"] and listed["vip"]["priority"] == 10
     table = rules(store, "list", capsys)
     assert table.code == 0 and table.out.splitlines()[0].split()[:3] == ["NAME", "SCOPE", "RATE"]
     assert "alice" in table.out and "3/60s" in table.out
