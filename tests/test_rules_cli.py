@@ -285,6 +285,8 @@ def test_rules_added_and_removed_by_the_cli_are_the_servers_rules(
     table = rules(store, "list", capsys)
     assert table.code == 0 and table.out.splitlines()[0].split()[:3] == ["NAME", "SCOPE", "RATE"]
     assert "alice" in table.out and "3/60s" in table.out
+    replaced = rules(store, f"add {API} --priority 1", capsys)
+    assert replaced.out.startswith("rule 'api' replaced\n"), replaced
     assert rules(store, "remove api", capsys).out == "rule 'api' removed\n"
     server.sync()
     with pytest.raises(KeyError, match="api"):

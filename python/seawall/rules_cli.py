@@ -316,12 +316,13 @@ def _fields(args: argparse.Namespace, fields: str) -> dict[str, Any]:
 
 
 def add_rule(engine: RulesEngine, args: argparse.Namespace) -> Shown:
+    done = "replaced" if any(r["name"] == args.name for r in engine.rules()) else "added"
     try:
         engine.add_rule({**_fields(args, RULE_FIELDS), "enabled": not args.disabled})
     except (TypeError, ValueError) as error:
         raise CommandFailed(f"rule {args.name!r} not added: {error}") from None
     added = engine.get_rule(args.name)
-    return Shown(added, f"rule {args.name!r} added\n" + _rules_table([added]))
+    return Shown(added, f"rule {args.name!r} {done}\n" + _rules_table([added]))
 
 
 def remove_rule(engine: RulesEngine, args: argparse.Namespace) -> Shown:
