@@ -1,6 +1,6 @@
 """seawall's native rules engine vs seed 002's rules engine written in pure Python, in-process.
 
-Measures ``seawall.rules.RulesEngine`` (issue 15) two ways, each against the same work done the
+Measures ``seawall.rules.RulesEngine`` (issue 15) three ways, each against the same work done the
 way seed 002 (Mahavishnu "Rate Limiting Integration #23", ``../shared/seeds/002_*.txt``) would do
 it in Python:
 
@@ -23,8 +23,19 @@ it in Python:
    records per-rule metrics on every call, as seawall's engine does; the first two seed-style
    rows leave them out (that favours Python), the last pays for them.
 
-Every rule admits every call (rate 1e9 per second): this measures the cost of a decision, not of
-a denial. Both sides take the same keyword arguments in the timed loop.
+3. **The middleware** (``--part middleware``): a request through ``seawall.rules.RulesMiddleware``
+   (one ``RulesGate.decide`` per request, then the strategy's response) around a trivial ASGI
+   app, called in-process with a fixed ``http`` scope (copied per call) from ``REQ_IP`` to
+   ``REQ_ENDPOINT``, inside one ``asyncio.run``; the bare app's time is subtracted. Against the
+   same selection and responses in Python: :class:`SeedStyleRulesASGI` (pure ASGI, the
+   seed-style engine's ``select`` + ``await check_limit`` with its overrides and metrics; the
+   cheapest Python) and a Starlette ``BaseHTTPMiddleware`` (the seed's likely shape). Admitted
+   rows: 1, 10 and 100 rules, matching one or none, and a ``user_ids`` rule through
+   ``extract_identifier``; refused rows: one rule per strategy with its budget spent (THROTTLE's
+   booked wait is a real sleep, so its row times the refusal past ``max_delay``).
+
+In parts 1 and 2 every rule admits every call (rate 1e9 per second): this measures the cost of a
+decision, not of a denial. Both sides take the same keyword arguments in the timed loop.
 
 Timing: ``time.perf_counter_ns`` around N iterations of a plain ``for`` loop whose callee and
 arguments are bound to locals first, best of 5 repeats (3 with ``--quick``), cyclic GC disabled
@@ -34,7 +45,7 @@ never tests, and this script always exits 0. Only in-process: no network, no Red
 
 Run from the repository root (release build: ``maturin develop --release --extras dev,bench``)::
 
-    .venv/bin/python benches/compare_rules.py [--quick] [--target-ms MS]
+    .venv/bin/python benches/compare_rules.py [--quick] [--target-ms MS] [--part PART]
 """
 
 from __future__ import annotations
@@ -42,6 +53,8 @@ from __future__ import annotations
 import argparse
 import asyncio
 import ipaddress
+import json
+import math
 import sys
 import time
 from collections.abc import Callable, Coroutine
@@ -49,7 +62,7 @@ from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any
 
-from timing import SyncTimer, best_of, ns, plan_units, print_header, t_keys1, table
+from timing import SyncTimer, abest_of, best_of, ns, plan_units, print_header, t_keys1, table
 
 import seawall
 from seawall.rules import RulesEngine
@@ -373,7 +386,12 @@ def seawall_engine(rules: list[dict[str, Any]], max_keys: int = 100_000) -> Rule
 def seed_engine(rules: list[dict[str, Any]], full: bool = False) -> SeedRulesEngine:
     engine = SeedRulesEngineFull() if full else SeedRulesEngine()
     for r in rules:
-        engine.add_rule_sync(RateLimitRule(**{**r, "scope": LimitScope(r["scope"])}))
+        # The seed's rule has no max_queued / max_delay (seawall's bounds, defects 2 and 3).
+        fields = {k: v for k, v in r.items() if k not in ("max_queued", "max_delay")}
+        fields["scope"] = LimitScope(r["scope"])
+        if fields.get("strategy") is not None:
+            fields["strategy"] = LimitStrategy(fields["strategy"])
+        engine.add_rule_sync(RateLimitRule(**fields))
     return engine
 
 
@@ -639,6 +657,457 @@ def run_end_to_end(s: Settings) -> list[tuple[str, float, float]]:
 
 
 # --------------------------------------------------------------------------------------------
+# The middleware: seawall's RulesMiddleware vs the same selection and responses in Python
+
+
+def mw_scope(path: str = REQ_ENDPOINT) -> dict[str, Any]:
+    """What uvicorn's httptools sends for ``GET path`` from REQ_IP (copied per call: an app may
+    write ``scope["state"]``)."""
+    return {
+        "type": "http",
+        "asgi": {"version": "3.0", "spec_version": "2.3"},
+        "http_version": "1.1",
+        "server": ("127.0.0.1", 8000),
+        "client": (REQ_IP, 50_000),
+        "scheme": "http",
+        "method": "GET",
+        "root_path": "",
+        "path": path,
+        "raw_path": path.encode(),
+        "query_string": b"",
+        "headers": [
+            (b"host", b"127.0.0.1:8000"),
+            (b"user-agent", b"compare_rules/1"),
+            (b"accept", b"*/*"),
+            (b"x-user", b"alice"),
+        ],
+    }
+
+
+MW_HELLO = b"Hello, world!"
+MW_REQUEST: dict[str, Any] = {"type": "http.request", "body": b"", "more_body": False}
+
+
+async def mw_receive() -> dict[str, Any]:
+    return MW_REQUEST
+
+
+async def mw_inner(scope: dict[str, Any], receive: Any, send: Any) -> None:
+    """The trivial app: start + body, fresh messages each call."""
+    await send(
+        {
+            "type": "http.response.start",
+            "status": 200,
+            "headers": [(b"content-type", b"text/plain"), (b"content-length", b"13")],
+        }
+    )
+    await send({"type": "http.response.body", "body": MW_HELLO, "more_body": False})
+
+
+def user_from_header(request: Any) -> str | None:
+    """``extract_identifier`` of the user-filter rows (a header stands for a verified claim)."""
+    user = request.headers.get("x-user")
+    return None if user is None else f"user:{user}"
+
+
+def _json_response(
+    status: int, payload: dict[str, Any], headers: list[tuple[bytes, bytes]]
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    body = json.dumps(payload, separators=(",", ":")).encode()
+    start = {
+        "type": "http.response.start",
+        "status": status,
+        "headers": [
+            (b"content-type", b"application/json"),
+            (b"content-length", str(len(body)).encode()),
+            *headers,
+        ],
+    }
+    return start, {"type": "http.response.body", "body": body}
+
+
+class SeedStyleRulesASGI:
+    """Seed 002's ``RateLimitMiddleware`` the cheapest way Python can write it: pure ASGI, the
+    seed-style engine's ``select`` then ``await check_limit(identifier, rule)`` (its lock, its
+    overrides and metrics), and each strategy's response as seawall answers it (429, 429 +
+    ``Retry-After``, 202 bounded by ``max_queued``, the degraded flag and header, THROTTLE's
+    wait bounded by ``max_delay``). Client: the peer (no trusted proxy), as seawall's default."""
+
+    def __init__(
+        self,
+        app: Any,
+        engine: SeedRulesEngine,
+        default_rule: str | None = None,
+        extract_identifier: Callable[[Any], str | None] | None = None,
+        max_queued: int = 10**9,
+        max_delay: float = 30.0,
+    ) -> None:
+        self.app = app
+        self.engine = engine
+        self.default_rule = default_rule
+        self.extract_identifier = extract_identifier
+        self.max_queued = max_queued
+        self.max_delay = max_delay
+        self.queued: dict[str, int] = {}
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        client = scope.get("client")
+        ip = client[0] if client else None
+        identifier = None
+        if self.extract_identifier is not None:
+            from starlette.requests import Request
+
+            identifier = self.extract_identifier(Request(scope, receive))
+        if identifier is None:
+            identifier = f"ip:{ip}"
+        path = scope["path"]
+        engine = self.engine
+        name = engine.select(
+            identifier=identifier, endpoint=path, ip_address=ip, default=self.default_rule
+        )
+        if name is None:
+            await self.app(scope, receive, send)
+            return
+        d = await engine.check_limit(identifier, name)
+        reset = max(0, math.ceil(d.reset_at - time.monotonic()))
+        headers = [
+            (b"x-ratelimit-limit", str(engine.rules[name].rule.rate).encode()),
+            (b"x-ratelimit-remaining", str(int(d.tokens_remaining)).encode()),
+            (b"x-ratelimit-reset", str(reset).encode()),
+        ]
+        if not d.allowed:
+            await self._refused(scope, receive, send, d, name, identifier, headers)
+            return
+
+        async def send_with_headers(message: dict[str, Any]) -> None:
+            if message["type"] == "http.response.start":
+                message = {**message, "headers": [*message.get("headers", ()), *headers]}
+            await send(message)
+
+        await self.app(scope, receive, send_with_headers)
+
+    async def _refused(
+        self,
+        scope: dict[str, Any],
+        receive: Any,
+        send: Any,
+        d: RateLimitDecision,
+        name: str,
+        identifier: str,
+        headers: list[tuple[bytes, bytes]],
+    ) -> None:
+        retry = max(1, math.ceil(d.retry_after or 0.0))
+        strategy = d.strategy
+        if strategy is LimitStrategy.GRACEFUL:
+            scope["state"] = {**scope.get("state", {}), "rate_limit_degraded": True}
+            extra = [*headers, (b"x-ratelimit-degraded", b"true")]
+
+            async def send_degraded(message: dict[str, Any]) -> None:
+                if message["type"] == "http.response.start":
+                    message = {**message, "headers": [*message.get("headers", ()), *extra]}
+                await send(message)
+
+            await self.app(scope, receive, send_degraded)
+            return
+        if strategy is LimitStrategy.THROTTLE and (d.retry_after or 0.0) <= self.max_delay:
+            await asyncio.sleep(d.retry_after or 0.0)
+            await self.app(scope, receive, send)
+            return
+        if strategy is LimitStrategy.QUEUE:
+            key = f"{name}:{identifier}"
+            count = self.queued.get(key, 0)
+            if count < self.max_queued:
+                self.queued[key] = count + 1
+                start, body = _json_response(
+                    202,
+                    {"status": "queued", "retry_after": retry},
+                    [(b"retry-after", str(retry).encode())],
+                )
+                await send(start)
+                await send(body)
+                return
+        error: dict[str, Any] = {"code": 429, "message": "Rate limit exceeded"}
+        if strategy is LimitStrategy.HARD:
+            start, body = _json_response(429, {"error": error}, [])
+        else:
+            error["retry_after"] = retry
+            start, body = _json_response(
+                429, {"error": error}, [*headers, (b"retry-after", str(retry).encode())]
+            )
+        await send(start)
+        await send(body)
+
+
+def seed_style_base_http(
+    engine: SeedRulesEngine,
+    default_rule: str | None,
+    extract_identifier: Callable[[Any], str | None] | None = None,
+) -> type:
+    """The same middleware as seed 002 would most likely be written: Starlette's
+    ``BaseHTTPMiddleware`` (``dispatch(request, call_next)``), allowed requests only (the
+    refusal rows use the pure-ASGI one)."""
+    from starlette.middleware.base import BaseHTTPMiddleware
+    from starlette.responses import JSONResponse
+
+    class SeedStyleRulesHTTP(BaseHTTPMiddleware):
+        async def dispatch(self, request: Any, call_next: Any) -> Any:
+            client = request.client
+            ip = client.host if client else None
+            identifier = extract_identifier(request) if extract_identifier else None
+            if identifier is None:
+                identifier = f"ip:{ip}"
+            name = engine.select(
+                identifier=identifier,
+                endpoint=request.url.path,
+                ip_address=ip,
+                default=default_rule,
+            )
+            if name is None:
+                return await call_next(request)
+            d = await engine.check_limit(identifier, name)
+            if not d.allowed:
+                retry = max(1, math.ceil(d.retry_after or 0.0))
+                return JSONResponse(
+                    {
+                        "error": {
+                            "code": 429,
+                            "message": "Rate limit exceeded",
+                            "retry_after": retry,
+                        }
+                    },
+                    status_code=429,
+                    headers={"Retry-After": str(retry)},
+                )
+            response = await call_next(request)
+            response.headers["X-RateLimit-Limit"] = str(engine.rules[name].rule.rate)
+            response.headers["X-RateLimit-Remaining"] = str(int(d.tokens_remaining))
+            reset = max(0, math.ceil(d.reset_at - time.monotonic()))
+            response.headers["X-RateLimit-Reset"] = str(reset)
+            return response
+
+    return SeedStyleRulesHTTP
+
+
+async def _mw_validate(app: Any, label: str, status: int, header: bytes | None) -> None:
+    sent: list[dict[str, Any]] = []
+
+    async def send(message: dict[str, Any]) -> None:
+        sent.append(message)
+
+    await app(mw_scope(), mw_receive, send)
+    starts = [m for m in sent if m["type"] == "http.response.start"]
+    if len(starts) != 1 or starts[0]["status"] != status:
+        raise Wrong(f"{label}: expected one {status}, got {sent!r:.300}")
+    names = {bytes(k).lower() for k, _ in starts[0]["headers"]}
+    if header is not None and header not in names:
+        raise Wrong(f"{label}: the response lacks {header.decode()}: {sorted(names)}")
+
+
+async def _mw_measure(app: Any, s: Settings, status: int) -> float:
+    bad: list[int] = []
+
+    async def send(message: dict[str, Any]) -> None:
+        if message["type"] == "http.response.start" and message["status"] != status:
+            bad.append(message["status"])
+
+    scope = mw_scope()
+
+    async def timer(n: int) -> int:
+        a, copy, sc, rcv, snd = app, dict, scope, mw_receive, send
+        t0 = time.perf_counter_ns()
+        for _ in range(n):
+            await a(copy(sc), rcv, snd)
+        return time.perf_counter_ns() - t0
+
+    n0 = 200
+    await timer(n0)
+    n = plan_units(await timer(n0), n0, s.target_ns)
+    best = await abest_of(timer, n, s.repeats)
+    if bad:
+        raise Wrong(f"{len(bad)} responses were not {status} (e.g. {bad[0]})")
+    return best / n
+
+
+def mw_time(
+    app: Any,
+    label: str,
+    s: Settings,
+    status: int = 200,
+    header: bytes | None = None,
+    spend: bool = False,
+) -> float:
+    """Best ns per request; with ``spend``, one request first spends the budget (the refused
+    rows time refusals only)."""
+
+    async def go() -> float:
+        if spend:
+            await _mw_validate(app, f"{label} (spending the budget)", 200, b"x-ratelimit-limit")
+        await _mw_validate(app, label, status, header)
+        return await _mw_measure(app, s, status)
+
+    return asyncio.run(go())
+
+
+@dataclass(frozen=True)
+class MwRow:
+    label: str
+    seawall: float
+    seed_asgi: float
+    seed_http: float | None  # BaseHTTPMiddleware (allowed requests only)
+
+
+def _mw_pair(
+    rules: list[dict[str, Any]],
+    label: str,
+    s: Settings,
+    extract: bool = False,
+    status: int = 200,
+    header: bytes | None = b"x-ratelimit-limit",
+    max_queued: int = 10**9,
+    with_http: bool = True,
+) -> MwRow:
+    from seawall.rules import RulesMiddleware
+
+    sw = seawall_engine(rules)
+    py = seed_engine(rules, full=True)
+    fn = user_from_header if extract else None
+    native = RulesMiddleware(mw_inner, sw, default_rule=DEFAULT_RULE, extract_identifier=fn)
+    seed = SeedStyleRulesASGI(mw_inner, py, DEFAULT_RULE, fn, max_queued=max_queued)
+    m_sw = mw_time(native, f"seawall, {label}", s, status, header, spend=not with_http)
+    m_py = mw_time(seed, f"seed-style ASGI, {label}", s, status, header, spend=not with_http)
+    m_http = None
+    if with_http:
+        cls = seed_style_base_http(seed_engine(rules, full=True), DEFAULT_RULE, fn)
+        m_http = mw_time(
+            cls(mw_inner), f"seed-style BaseHTTPMiddleware, {label}", s, status, header
+        )
+    return MwRow(label, m_sw, m_py, m_http)
+
+
+def run_middleware(s: Settings) -> tuple[float, float, list[MwRow], list[MwRow]]:
+    """The bare app's ns, seawall's ``RateLimitMiddleware``'s, then the admitted rows (1, 10 and
+    100 rules, matching one or none, and a user filter through ``extract_identifier``) and the
+    refused rows (one rule per strategy, its budget spent)."""
+    bare = mw_time(mw_inner, "bare app", s, header=None)
+    plain = mw_time(
+        seawall.RateLimitMiddleware(mw_inner, limits="1000000000/second"),
+        "RateLimitMiddleware",
+        s,
+    )
+    admitted_rows = []
+    for count in RULE_COUNTS:
+        for match in (True, False):
+            matches = "one matches" if match else "none match (default)"
+            label = f"{count} rule{'s' if count > 1 else ''}, {matches}"
+            admitted_rows.append(_mw_pair(rule_dicts(count, match), label, s))
+    # The last of 100 near misses becomes a user_ids rule the request's identifier matches.
+    users = rule_dicts(100, False)
+    users[-1] = {k: v for k, v in users[-1].items() if k not in ("endpoints", "ip_addresses")}
+    users[-1]["user_ids"] = ["alice"]
+    admitted_rows.append(
+        _mw_pair(users, "100 rules, a user_ids rule matches (extract_identifier)", s, extract=True)
+    )
+    refused_rows = []
+    for strategy, status, header in (
+        ("hard", 429, None),
+        ("retry_after", 429, b"retry-after"),
+        ("queue", 202, b"retry-after"),
+        ("graceful", 200, b"x-ratelimit-degraded"),
+        ("throttle", 429, b"retry-after"),
+    ):
+        spent = [
+            {
+                "name": DEFAULT_RULE,
+                "scope": "per_user",
+                "rate": 1,
+                "window_seconds": 3600,
+                "strategy": strategy,
+                **({"max_queued": 10**9} if strategy == "queue" else {}),
+            }
+        ]
+        label = {
+            "hard": "hard: 429",
+            "retry_after": "retry_after: 429 + Retry-After",
+            "queue": "queue: 202 (a place left)",
+            "graceful": "graceful: the app, degraded",
+            "throttle": "throttle: no slot within max_delay, 429",
+        }[strategy]
+        refused_rows.append(
+            _mw_pair(spent, label, s, status=status, header=header, with_http=False)
+        )
+    return bare, plain, admitted_rows, refused_rows
+
+
+def print_middleware(
+    bare: float, plain: float, admitted_rows: list[MwRow], refused_rows: list[MwRow]
+) -> None:
+    print("## The middleware: a request through `RulesMiddleware`, in-process")
+    print()
+    print(
+        f"Each middleware around a trivial ASGI app (start + body; alone {ns(bare)} ns), called "
+        "with an `http` scope copied per call, N calls in a loop inside one `asyncio.run`. "
+        "'added' = the request's ns minus the bare app's. seed-style: the seed-style engine's "
+        "`select` + `await check_limit` (lock, overrides, metrics) in a pure-ASGI middleware "
+        "(the cheapest Python) and in a Starlette `BaseHTTPMiddleware` (the seed's likely shape). "
+        f"For scale: seawall's `RateLimitMiddleware(limits=...)` adds {ns(plain - bare)} ns."
+    )
+    print()
+    print("### Admitted requests (rate 1e9/s; the strategy plays no part)")
+    print()
+    rows = []
+    for r in admitted_rows:
+        added = r.seawall - bare
+        http = r.seed_http if r.seed_http is not None else 0.0
+        rows.append(
+            [
+                r.label,
+                ns(added),
+                ns(r.seed_asgi - bare),
+                ns(http - bare),
+                x(r.seed_asgi - bare, added),
+                x(http - bare, added),
+            ]
+        )
+    print(
+        table(
+            [
+                "rules",
+                "seawall added ns",
+                "seed-style ASGI added ns",
+                "seed-style BaseHTTP added ns",
+                "ASGI / seawall",
+                "BaseHTTP / seawall",
+            ],
+            rows,
+            {1, 2, 3, 4, 5},
+        )
+    )
+    print()
+    print("### Refused requests, one rule per strategy (its budget spent)")
+    print()
+    print(
+        table(
+            ["strategy: response", "seawall ns", "seed-style ASGI ns", "ASGI / seawall"],
+            [
+                [r.label, ns(r.seawall), ns(r.seed_asgi), x(r.seed_asgi, r.seawall)]
+                for r in refused_rows
+            ],
+            {1, 2, 3},
+        )
+    )
+    print()
+    print(
+        "Refused rows are whole requests (the graceful row includes the app's response). "
+        "THROTTLE's booked wait is a real `asyncio.sleep`, not timed: the row times the refusal "
+        "past `max_delay`."
+    )
+    print(flush=True)
+
+
+# --------------------------------------------------------------------------------------------
 # Output
 
 
@@ -650,29 +1119,8 @@ def verdict(ok: bool) -> str:
     return "PASS" if ok else "FAIL"
 
 
-def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
-    parser.add_argument("--quick", action="store_true", help="short repeats, 3 of them")
-    parser.add_argument("--target-ms", type=float, default=None, help="time per repeat")
-    args = parser.parse_args()
-    target_ms = args.target_ms if args.target_ms is not None else (20.0 if args.quick else 200.0)
-    s = Settings(target_ns=int(target_ms * 1e6), repeats=3 if args.quick else 5)
-
-    started = time.perf_counter()
-    print_header(
-        "# seawall RulesEngine vs seed-002-style Python: selection and check_limit, in-process",
-        {"seawall": seawall.__version__},
-    )
-    print(
-        f"- method: perf_counter_ns around a plain `for` loop, best of {s.repeats} repeats of "
-        f"~{target_ms:g} ms, GC off while timing; every call admitted (rate 1e9/s)"
-    )
-    print(
-        f"- request: identifier `{REQ_USER}`, endpoint `{REQ_ENDPOINT}`, ip `{REQ_IP}`; rules "
-        "rotate endpoint-glob / user_ids / CIDR filters; 'matching' = the last rule matches"
-    )
-    print(flush=True)
-
+def engine_part(s: Settings) -> None:
+    """Selection, check_limit, select + check, and the issue's bars."""
     sel = run_selection(s)
     print("## Selection: `select(identifier=, endpoint=, ip_address=, default=)`")
     print()
@@ -781,6 +1229,41 @@ def main() -> int:
                 f"{slow / r.seawall:.1f}x {verdict(slow / r.seawall >= 20)}"
             )
     print()
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    parser.add_argument("--quick", action="store_true", help="short repeats, 3 of them")
+    parser.add_argument("--target-ms", type=float, default=None, help="time per repeat")
+    parser.add_argument(
+        "--part",
+        choices=("all", "engine", "middleware"),
+        default="all",
+        help="the engine's rows, the middleware's, or both",
+    )
+    args = parser.parse_args()
+    target_ms = args.target_ms if args.target_ms is not None else (20.0 if args.quick else 200.0)
+    s = Settings(target_ns=int(target_ms * 1e6), repeats=3 if args.quick else 5)
+
+    started = time.perf_counter()
+    print_header(
+        "# seawall RulesEngine vs seed-002-style Python: selection and check_limit, in-process",
+        {"seawall": seawall.__version__},
+    )
+    print(
+        f"- method: perf_counter_ns around a plain `for` loop, best of {s.repeats} repeats of "
+        f"~{target_ms:g} ms, GC off while timing; every call admitted (rate 1e9/s)"
+    )
+    print(
+        f"- request: identifier `{REQ_USER}`, endpoint `{REQ_ENDPOINT}`, ip `{REQ_IP}`; rules "
+        "rotate endpoint-glob / user_ids / CIDR filters; 'matching' = the last rule matches"
+    )
+    print(flush=True)
+
+    if args.part in ("all", "engine"):
+        engine_part(s)
+    if args.part in ("all", "middleware"):
+        print_middleware(*run_middleware(s))
     print(f"total run time: {time.perf_counter() - started:.0f} s")
     return 0
 

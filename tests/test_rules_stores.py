@@ -290,3 +290,21 @@ def test_an_override_that_ends_is_logged_once_in_the_shared_audit(
     wait_for(lambda: len(engines[1].audit_log()) == 2)
     time.sleep(0.1)  # every watcher has had its turns: still one expiry
     assert [e["action"] for e in engines[2].audit_log()] == ["add", "expire"]
+
+
+@pytest.mark.parametrize("on_error", ["deny", "allow", "local"])
+def test_a_process_that_cannot_read_the_shared_rules_decides_by_on_error(on_error: str) -> None:
+    """Redis down since the process started: no rule is known, so ``on_error`` decides, marked
+    as a fallback (never an exception per request)."""
+    from redis_servers import free_port
+
+    url = f"redis://127.0.0.1:{free_port()}/0"
+    engine = RulesEngine(store=url, on_error=on_error, connect_timeout=0.1, command_timeout=0.1)
+    d = engine.decide("u", default="api")
+    assert d is not None and d.fallback and d.rule == "api"
+    assert d.allowed == (on_error != "deny")
+    assert d.retry_after_header == (0 if on_error != "deny" else 1)
+    awaited = asyncio.run(engine.acheck("api", "u"))
+    assert awaited.fallback and awaited.allowed == (on_error != "deny")
+    with pytest.raises(OSError, match="could not"):
+        engine.add_rule({"name": "api", "scope": "global", "rate": 1, "window_seconds": 1})

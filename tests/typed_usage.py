@@ -67,7 +67,7 @@ from seawall.mcp import (
     session_identity,
     tool_stats,
 )
-from seawall.rules import RuleDecision, RulesEngine, RulesGate, load_rules
+from seawall.rules import RuleDecision, RulesEngine, RulesGate, RulesMiddleware, load_rules
 from seawall.testing import ManualClock, get_default_clock, use_clock
 from seawall.types import ASGIApp, Limits, Message, Receive, Scope, Send
 
@@ -418,6 +418,32 @@ def api_key(request: Request) -> str | None:
     return request.headers.get("x-api-key")
 
 
+def rules_middleware(clock: ManualClock) -> list[int]:
+    """``RulesMiddleware``: an engine's rules in front of an app; a ``hard`` rule answers 429."""
+    engine = RulesEngine(clock=clock)
+    rule = {"name": "api", "scope": "per_ip", "rate": 1, "window_seconds": 60, "strategy": "hard"}
+    engine.add_rule(rule)
+    queued: list[dict[str, Any]] = []
+
+    def user_of(request: Request) -> str | None:
+        return None  # no verified user: the default identifier, ip:<client>
+
+    app = Starlette(routes=[Route("/", homepage)])
+    app.add_middleware(
+        RulesMiddleware,
+        engine=engine,
+        default_rule="api",
+        extract_identifier=user_of,
+        trusted_proxies=["10.0.0.0/8"],
+        on_queue=queued.append,
+        exempt_paths=["/health"],
+    )
+    with TestClient(app, client=("203.0.113.7", 1234)) as client:
+        codes = [client.get("/").status_code for _ in range(2)]
+    assert codes == [200, 429] and not queued
+    return codes
+
+
 def starlette_app(clock: ManualClock) -> Starlette:
     """``RateLimitMiddleware`` with default limits, route rules and a global budget."""
     app = Starlette(
@@ -676,6 +702,7 @@ SYNC_PARTS: list[Callable[[ManualClock], object]] = [
     in_memory_limiter,
     rate_limited_functions,
     asgi_requests,
+    rules_middleware,
     raw_asgi_requests,
     fastapi_requests,
     mcp_server,

@@ -26,22 +26,28 @@ identifier, so no two rules or scopes share one. ``add_rule`` with an existing n
 rule, keeping its budgets only if its numbers are the same. An unknown rule name raises
 ``KeyError`` (a ``LookupError``) naming it.
 
-This is the engine's first part: the strategies' responses, admin overrides, per-rule metrics,
-Redis-shared rules, the CLI and the seed's drop-in come with the rest of issue 15.
+:class:`RulesMiddleware` applies an engine to every request of an ASGI app, with the response
+of each rule's strategy (429, 429 with ``Retry-After``, 202 queued, degraded, throttled).
+
+Admin overrides (``add_override``, ``remove_override``, ``check_override``, ``audit_log``) and
+per-rule metrics (``get_metrics``, with bounded violation counters) come with every engine. With
+``store="redis://…"`` the budgets, rules, overrides and metrics are shared by every worker (see
+docs/rules.md); ``python -m seawall rules`` manages them from the command line.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
 from seawall import _seawall
 from seawall._redis import bridge_for
 from seawall._seawall import RuleDecision
+from seawall.rules_middleware import RulesMiddleware
 
-__all__ = ["RuleDecision", "RulesEngine", "RulesGate", "load_rules"]
+__all__ = ["RuleDecision", "RulesEngine", "RulesGate", "RulesMiddleware", "load_rules"]
 
 _Submit = Callable[..., "tuple[bool, RuleDecision | None]"]
 
@@ -113,7 +119,7 @@ class RulesGate(_seawall.RulesGate):
     the endpoint), selects the rule and decides it; ``adecide`` awaits it on Redis."""
 
     async def adecide(
-        self, scope: dict[str, Any], identifier: str | None = None
+        self, scope: Mapping[str, Any], identifier: str | None = None
     ) -> RuleDecision | None:
         """``decide``, awaited."""
         if not self.is_async:

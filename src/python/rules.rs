@@ -16,6 +16,7 @@ use super::rules_redis::RedisPath;
 use super::rules_shared::Shared;
 use crate::clock::NANOS_PER_SEC;
 use crate::error::Error;
+use crate::limiter::redis_failure::OnError;
 use crate::rules::overrides::{Action, AuditEntry, OverrideSpec, StoredOverride};
 use crate::rules::shared::ControlPlane;
 use crate::rules::{
@@ -148,6 +149,11 @@ pub(crate) fn lookup(e: Error) -> PyErr {
     }
 }
 
+/// A control-plane failure as Python's `OSError` (Redis unreachable, or refusing the call).
+fn outage(e: Error) -> PyErr {
+    pyo3::exceptions::PyOSError::new_err(e.to_string())
+}
+
 /// The store an engine keeps its budgets in, from its URL and the Redis options.
 #[allow(clippy::too_many_arguments)]
 fn store_arg(
@@ -194,9 +200,40 @@ impl PyRulesEngine {
     fn ensure(&self, py: Python<'_>) -> PyResult<()> {
         if let Some(shared) = &self.shared {
             let rules = &self.rules;
-            py.detach(|| shared.ensure(rules))?;
+            py.detach(|| shared.ensure(rules)).map_err(outage)?;
         }
         Ok(())
+    }
+
+    /// A decision for a process that could not read the shared rules yet (Redis down since it
+    /// started): `on_error` decides, marked as a fallback (`deny` refuses for a second; `allow`
+    /// and `local` admit, having no limits to apply). `None` once the rules were read.
+    fn unloaded(&self, name: Option<&str>, default: Option<&str>) -> Option<RuleDecision> {
+        let (Some(shared), RuleStore::Redis(config)) = (&self.shared, self.rules.store()) else {
+            return None;
+        };
+        if shared.is_loaded() {
+            return None;
+        }
+        let allowed = config.on_error != OnError::Deny;
+        let wait = if allowed { 0 } else { NANOS_PER_SEC };
+        Some(RuleDecision {
+            decision: crate::algorithm::Decision {
+                allowed,
+                limit: 0,
+                remaining: 0,
+                reset_after: wait,
+                retry_after: wait,
+            },
+            rule: Arc::from(name.or(default).unwrap_or("")),
+            strategy: self.rules.default_strategy(),
+            override_id: None,
+            audit: Vec::new(),
+            delay: 0,
+            degraded: false,
+            queued: false,
+            fallback: true,
+        })
     }
 
     /// Runs `f` on the control plane without the GIL, if the engine has one.
@@ -206,7 +243,7 @@ impl PyRulesEngine {
         f: impl FnOnce(&Shared) -> Result<T, Error> + Send,
     ) -> PyResult<Option<T>> {
         match &self.shared {
-            Some(shared) => Ok(Some(py.detach(|| f(shared))?)),
+            Some(shared) => Ok(Some(py.detach(|| f(shared)).map_err(outage)?)),
             None => Ok(None),
         }
     }
@@ -221,7 +258,12 @@ impl PyRulesEngine {
         req: &RequestFacts<'_>,
         cost: u64,
     ) -> PyResult<Option<PyRuleDecision>> {
-        self.ensure(py)?;
+        if let Err(e) = self.ensure(py) {
+            return match self.unloaded(name, default) {
+                Some(d) => Ok(Some(PyRuleDecision::new(d, None))),
+                None => Err(e),
+            };
+        }
         let Some(redis) = &self.redis else {
             let now = self.clock.now(py)?;
             let d = match name {
@@ -263,7 +305,12 @@ impl PyRulesEngine {
         let Some(redis) = &self.redis else {
             return Ok((false, self.decide_sync(py, name, default, req, cost)?));
         };
-        self.ensure(py)?;
+        if let Err(e) = self.ensure(py) {
+            return match self.unloaded(name, default) {
+                Some(d) => Ok((false, Some(PyRuleDecision::new(d, None)))),
+                None => Err(e),
+            };
+        }
         let (script_now, now) = script_times(&self.clock, py)?;
         match self
             .rules

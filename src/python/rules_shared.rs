@@ -61,6 +61,11 @@ impl Shared {
         }
     }
 
+    /// Whether the store's rules were read once in this process.
+    pub(crate) fn is_loaded(&self) -> bool {
+        self.loaded.load(Ordering::Acquire)
+    }
+
     /// Makes sure the store's rules have been loaded once in this process and its watcher
     /// runs: one atomic load and one pid compare once both are done.
     pub(crate) fn ensure(self: &Arc<Self>, rules: &Arc<Rules>) -> Result<(), Error> {

@@ -510,6 +510,11 @@ impl Rules {
         }
     }
 
+    /// The strategy of rules that name none.
+    pub fn default_strategy(&self) -> Strategy {
+        self.strategy
+    }
+
     /// Where the budgets are.
     pub fn store(&self) -> &RuleStore {
         &self.store
