@@ -18,7 +18,7 @@ from starlette.responses import PlainTextResponse, Response
 from starlette.routing import Route
 from worker_apps import ASGIApp, with_pid
 
-from seawall.rules import RulesEngine, RulesGate
+from seawall.rules import RulesEngine, RulesMiddleware
 
 DEFAULT_RULE = "open"
 #: The default rule: per client, far above what the test sends.
@@ -39,15 +39,5 @@ def app() -> ASGIApp:
     engine = RulesEngine(
         store=os.environ["SEAWALL_WORKERS_STORE"], key_prefix=os.environ["SEAWALL_RULES_PREFIX"]
     )
-    gate = RulesGate(engine, default_rule=DEFAULT_RULE)
-
-    async def limited(request: Request) -> Response:
-        decision = await gate.adecide(request.scope)
-        assert decision is not None
-        headers = {"X-RateLimit-Limit": str(decision.limit)}
-        if decision.allowed:
-            return PlainTextResponse("ok", headers=headers)
-        headers["Retry-After"] = str(decision.retry_after_header)
-        return PlainTextResponse("limited", status_code=429, headers=headers)
-
-    return with_pid(Starlette(routes=[Route("/{path:path}", limited, methods=["GET"])]))
+    inner = Starlette(routes=[Route("/{path:path}", _ok, methods=["GET"])])
+    return with_pid(RulesMiddleware(inner, engine, default_rule=DEFAULT_RULE))

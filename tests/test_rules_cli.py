@@ -417,4 +417,5 @@ def test_a_store_that_cannot_be_reached_is_one_line_and_exit_1() -> None:
         "--store", f"redis://127.0.0.1:{free_port()}",
     )  # fmt: skip
     assert done.returncode == 1, done
+    assert done.stderr.startswith("seawall rules: the store failed: ")
     assert done.stderr.count("\n") == 1 and "Traceback" not in done.stderr

@@ -398,7 +398,10 @@ def run(
     except (KeyError, ValueError, TypeError) as error:
         print(f"{prog}: {_message(error)}", file=sys.stderr)
         return 1
-    except Exception as error:  # the store failing (unreachable, timing out): said, not raised
+    except OSError as error:  # the store failing: unreachable, timing out, refusing
+        print(f"{prog}: the store failed: {error}", file=sys.stderr)
+        return 1
+    except Exception as error:  # anything else: said in one line, not raised
         print(f"{prog}: {type(error).__name__}: {_message(error)}", file=sys.stderr)
         return 1
     if getattr(args, "json", False):
