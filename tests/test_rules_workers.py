@@ -48,6 +48,7 @@ pytestmark = pytest.mark.skipif(
 @dataclass(frozen=True)
 class Answer:
     sent: float  # time.monotonic() when the request was sent
+    answered: float  # and when its answer came
     pid: int
     status: int
     limit: str | None  # X-RateLimit-Limit: the limit of the rule that decided
@@ -81,6 +82,7 @@ class Poller:
                     r = c.get(PATH, headers={"Connection": "close"})
                     answer = Answer(
                         sent,
+                        time.monotonic(),
                         int(r.headers["x-worker-pid"]),
                         r.status_code,
                         r.headers.get("x-ratelimit-limit"),
@@ -189,7 +191,7 @@ def _check_propagation(
     change: Change,
     enforces: Callable[[Answer], bool],
 ) -> None:
-    before = [a for a in answers if a.sent < change.started]
+    before = [a for a in answers if a.answered < change.started]
     assert before, "no request was answered before the command ran"
     assert not any(enforces(a) for a in before), "in force before the command ran"
     late = _after(answers, change.exited + BAR)
@@ -240,9 +242,9 @@ def test_a_rule_and_an_override_added_through_the_cli_are_in_force_in_every_work
     _check_propagation(
         server, _after(answers, added.exited + BAR), granted, lambda a: a.status == 200
     )
-    # Exact across the workers: of every request the rule decided before the override (all of
-    # them answered now), RATE were admitted; the others were the default rule's.
-    ruled = [a for a in poller.answers if a.sent < granted.started]
+    # Exact across the workers: of every request the rule decided before the override command
+    # ran, RATE were admitted; the others were the default rule's.
+    ruled = [a for a in poller.answers if a.answered < granted.started]
     decided = [a for a in ruled if a.limit == rule]
     assert Counter(a.status for a in decided) == {200: RATE, 429: len(decided) - RATE}
     assert len({a.pid for a in decided}) >= MIN_WORKERS
