@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from redis_servers import free_port
+from redis_servers import RedisServer, free_port
 
 from seawall.__main__ import main as seawall_main
 from seawall.compat.mahavishnu.rate_limiting_cli import build_parser
@@ -186,6 +186,9 @@ def test_the_seeds_commands_take_the_seeds_options() -> None:
     assert (override.reason, override.duration_minutes, override.unlimited) == (
         "emergency_access", 60, True
     )  # fmt: skip
+    # Without --duration, OverrideRequest's 60 minutes.
+    bare = parser.parse_args(["rate-limit-override", "--admin", "a", "--user", "u"])
+    assert (bare.duration_minutes, bare.unlimited, bare.multiplier) == (60, False, None)
     assert parser.parse_args(["rate-limit-remove", "--name", "api_limit"]).name == "api_limit"
     assert parser.parse_args(["rate-limit-metrics"]).rule is None
     assert parser.parse_args(["rate-limit-metrics", "--rule", "x"]).rule == "x"
@@ -419,3 +422,30 @@ def test_a_store_that_cannot_be_reached_is_one_line_and_exit_1() -> None:
     assert done.returncode == 1, done
     assert done.stderr.startswith("seawall rules: the store failed: ")
     assert done.stderr.count("\n") == 1 and "Traceback" not in done.stderr
+
+
+def test_the_seeds_cli_and_the_drop_in_share_rules_and_overrides(
+    redis_server: RedisServer,
+) -> None:
+    """What ``seawall-mahavishnu`` writes, ``create_rate_limiter(redis_url=...)`` reads: the
+    same store and default key prefix, the seed's reason a member of ``OverrideReason``."""
+    mahavishnu = pytest.importorskip("seawall.compat.mahavishnu.rate_limiting")
+    env = {"SEAWALL_REDIS_URL": redis_server.url}
+    for command in (
+        "rate-limit-add --name api_limit --scope per_user --rate 2 --burst 2 --window 60",
+        "rate-limit-override --admin admin_123 --user user_456 --reason emergency_access "
+        "--duration 60 --unlimited",
+    ):
+        done = _process(_seed_script(), *shlex.split(command), env=env)
+        assert done.returncode == 0, done
+    limiter = mahavishnu.create_rate_limiter(redis_url=redis_server.url)
+    (rule,) = limiter.list_rules_sync()
+    assert (rule.name, rule.scope, rule.rate, rule.burst) == (
+        "api_limit", mahavishnu.LimitScope.PER_USER, 2, 2,
+    )  # fmt: skip
+    record = limiter.check_override_sync(user_id="user_456")
+    assert record is not None
+    assert record.request.reason is mahavishnu.OverrideReason.EMERGENCY_ACCESS
+    assert [limiter.check_limit_sync("carol", "api_limit").allowed for _ in range(3)] == [
+        True, True, False,
+    ]  # fmt: skip

@@ -192,18 +192,19 @@ def add_rule_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--max-queued", type=int, metavar="N", help="queue's bound per window")
 
 
-def add_override_options(parser: argparse.ArgumentParser) -> None:
+def add_override_options(parser: argparse.ArgumentParser, duration: float | None = None) -> None:
     """An override's fields as options: targets ``--user`` and/or ``--ip``, ``--unlimited`` or
-    ``--multiplier``, ``--duration`` in minutes."""
+    ``--multiplier``, ``--duration`` in minutes (default ``duration``; ``None``: the engine's)."""
     parser.add_argument("--admin", dest="admin_id", required=True, help="who grants it")
     parser.add_argument("--user", dest="target_user_id", metavar="ID", help="the user it covers")
     parser.add_argument(
         "--ip", dest="target_ip_address", metavar="CIDR", help="the address or CIDR it covers"
     )
     parser.add_argument("--reason", default="", help="why (recorded in the audit log)")
+    until = "until removed, at most the engine's maximum, a week"
     parser.add_argument(
-        "--duration", dest="duration_minutes", type=_number, metavar="MINUTES",
-        help="how long (default: until removed, at most the engine's maximum, a week)",
+        "--duration", dest="duration_minutes", type=_number, metavar="MINUTES", default=duration,
+        help=f"how long (default: {until if duration is None else f'{duration:g} minutes'})",
     )  # fmt: skip
     grant = parser.add_mutually_exclusive_group()
     grant.add_argument("--unlimited", action="store_true", help="no limit, no budget spent")

@@ -17,8 +17,8 @@ The store is ``--redis-url`` (or ``--store``), else ``SEAWALL_REDIS_URL``, else
 rules``) under the seed's names, with its additions: ``rate-limit-add`` also takes
 ``--priority``, ``--endpoint`` / ``--user`` / ``--ip`` (repeatable filters) and ``--disabled``;
 ``rate-limit-override`` also takes ``--ip`` (a CIDR) and ``--multiplier``; every command takes
-``--json``. With no store, or ``memory://``, a command says why it cannot see a running
-server's memory and exits 2.
+``--json``. ``--duration`` is 60 minutes when not given, as ``OverrideRequest``'s. With no store,
+or ``memory://``, a command says why it cannot see a running server's memory and exits 2.
 """
 
 from __future__ import annotations
@@ -29,11 +29,13 @@ from collections.abc import Sequence
 
 from seawall import rules_cli
 
-__all__ = ["ENVS", "build_parser", "main"]
+__all__ = ["DEFAULT_DURATION", "ENVS", "build_parser", "main"]
 
 #: Where the store URL is read from when no option gives it, first set wins.
 ENVS = ("SEAWALL_REDIS_URL", rules_cli.STORE_ENV)
 _FLAGS = ("--redis-url", "--store")
+#: ``--duration``'s default, the drop-in's ``OverrideRequest.duration_minutes`` default.
+DEFAULT_DURATION = 60.0
 _EXAMPLE = 'create_rate_limiter(redis_url="redis://HOST:6379/0")'
 
 
@@ -59,7 +61,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--name", required=True
     )
     rules_cli.add_override_options(
-        command("rate-limit-override", rules_cli.add_override, "grant an admin override")
+        command("rate-limit-override", rules_cli.add_override, "grant an admin override"),
+        duration=DEFAULT_DURATION,
     )
     command(
         "rate-limit-metrics", rules_cli.show_metrics, "show every rule's metrics, or one's"
