@@ -446,6 +446,5 @@ def test_the_seeds_cli_and_the_drop_in_share_rules_and_overrides(
     record = limiter.check_override_sync(user_id="user_456")
     assert record is not None
     assert record.request.reason is mahavishnu.OverrideReason.EMERGENCY_ACCESS
-    assert [limiter.check_limit_sync("carol", "api_limit").allowed for _ in range(3)] == [
-        True, True, False,
-    ]  # fmt: skip
+    allowed = [limiter.check_limit_sync("carol", "api_limit").allowed for _ in range(3)]
+    assert allowed == [True, True, False]
