@@ -308,3 +308,21 @@ def test_a_process_that_cannot_read_the_shared_rules_decides_by_on_error(on_erro
     assert awaited.fallback and awaited.allowed == (on_error != "deny")
     with pytest.raises(OSError, match="could not"):
         engine.add_rule({"name": "api", "scope": "global", "rate": 1, "window_seconds": 1})
+
+
+def test_every_engine_on_a_store_breaks_priority_ties_alike(
+    redis_url: str, redis_prefix: str
+) -> None:
+    """Ties go to the rule added first to the store, whichever process added it."""
+    clock = ManualClock(1_000)
+    here = RulesEngine(clock=clock, store=redis_url, key_prefix=redis_prefix)
+    for i in range(8):
+        rule = {"name": f"r{i}", "scope": "global", "rate": 5, "window_seconds": 60}
+        here.add_rule({**rule, "endpoints": ["/p"], "priority": 1})
+    there = RulesEngine(clock=clock, store=redis_url, key_prefix=redis_prefix)
+    there.sync()
+    assert [r["name"] for r in there.rules()] == [f"r{i}" for i in range(8)]
+    assert here.select(endpoint="/p") == there.select(endpoint="/p") == "r0"
+    there.add_rule({"name": "r0", "scope": "global", "rate": 6, "window_seconds": 60})
+    here.sync()  # replaced elsewhere: it keeps its place, and now has no filter
+    assert here.select(endpoint="/p") == there.select(endpoint="/p") == "r1"

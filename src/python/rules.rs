@@ -413,10 +413,16 @@ impl PyRulesEngine {
         let spec: RuleSpec = from_dict("rule", rule)?;
         self.rules.validate(&spec)?;
         self.ensure(py)?;
-        if let Some(version) = self.on_plane(py, |s| s.plane.put_rule(&spec))? {
-            self.shared.as_ref().expect("a plane").wrote(version);
-        }
-        Ok(self.rules.add_at(spec, start_time(&self.clock))?)
+        let place = match self.on_plane(py, |s| s.plane.put_rule(&spec))? {
+            Some((version, place)) => {
+                self.shared.as_ref().expect("a plane").wrote(version);
+                Some(place)
+            }
+            None => None,
+        };
+        Ok(self
+            .rules
+            .add_ordered(spec, place, start_time(&self.clock))?)
     }
 
     /// Removes the rule `name`; whether there was one.

@@ -533,6 +533,12 @@ impl Rules {
 
     /// [`Rules::add`] at `now` (a Redis store's breakers start their clocks then).
     pub fn add_at(&self, spec: RuleSpec, now: Nanos) -> Result<(), Error> {
+        self.add_ordered(spec, None, now)
+    }
+
+    /// [`Rules::add_at`] with the rule's place among equal priorities given (a shared store's,
+    /// so that every engine breaks ties alike); `None`: after every rule added so far.
+    pub fn add_ordered(&self, spec: RuleSpec, place: Option<u64>, now: Nanos) -> Result<(), Error> {
         let rule = std::sync::Arc::new(spec.compile(self.algorithm, self.strategy)?);
         let open = |role: &str, limits: &LimitSet| {
             self.store
@@ -556,9 +562,13 @@ impl Rules {
             _ => Default::default(),
         };
         let metrics = old.map(|o| o.metrics.clone()).unwrap_or_default();
-        let order = match old {
-            Some(o) => o.order,
-            None => {
+        let order = match (place, old) {
+            (Some(p), _) => {
+                *next = (*next).max(p);
+                p
+            }
+            (None, Some(o)) => o.order,
+            (None, None) => {
                 *next += 1;
                 *next
             }
@@ -607,6 +617,11 @@ impl Rules {
         let mut all: Vec<&Entry> = guard.0.values().collect();
         all.sort_by_key(|e| e.order);
         all.into_iter().map(|e| (*e.rule).clone()).collect()
+    }
+
+    /// Rule `name`'s place among equal priorities.
+    pub fn place(&self, name: &str) -> Option<u64> {
+        self.entries.read().0.get(name).map(|e| e.order)
     }
 
     /// The rule `name`.
