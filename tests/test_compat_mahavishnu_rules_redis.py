@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import subprocess
+import sys
 import time
 
 import pytest
@@ -128,3 +130,26 @@ def test_an_expiry_on_redis_is_logged_once_by_the_engine_that_added_it(
         ["override", str(record.override_id), "added"],
         ["override", str(record.override_id), "expired"],
     ]
+
+
+def test_a15_the_seeds_cli_sees_what_the_drop_in_engines_share(redis_server: RedisServer) -> None:
+    engine = create_rate_limiter(redis_url=redis_server.url)
+    engine.add_rule_sync(RateLimitRule(name="api_limit", scope=LimitScope.PER_USER, rate=100))
+    cli = [sys.executable, "-m", "seawall.compat.mahavishnu.rate_limiting"]
+    listed = subprocess.run(
+        [*cli, "--redis-url", redis_server.url, "rate-limit-list"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert listed.returncode == 0, listed.stderr
+    assert "api_limit" in listed.stdout
+    removed = subprocess.run(
+        [*cli, "--redis-url", redis_server.url, "rate-limit-remove", "--name", "api_limit"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert removed.returncode == 0, removed.stderr
+    engine.native.sync()
+    assert engine.list_rules_sync() == []
