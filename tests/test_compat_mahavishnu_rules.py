@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import inspect
+import logging
 from datetime import datetime, timezone
 from typing import Any
 
@@ -409,3 +410,22 @@ def test_a30_sync_twins_run_an_async_handler_that_never_waits_even_inside_a_loop
 
     asyncio.run(inside())
     assert not engine.check_limit_sync("d", "g").allowed  # outside a loop: a loop of its own
+
+
+def test_a18_a_disabled_rule_admits_when_named() -> None:
+    engine = limiter(ManualClock(T0), rule(rate=1, enabled=False))
+    assert allowed(engine, 3) == [True] * 3
+    assert engine.get_metrics_sync("r").allowed_requests == 3
+
+
+def test_defect_13_a_memory_engine_in_one_of_several_workers_warns(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    monkeypatch.setenv("WEB_CONCURRENCY", "4")
+    monkeypatch.setattr("seawall._workers._warned", False)
+    with caplog.at_level(logging.WARNING, logger="seawall"):
+        create_rate_limiter(redis_url="redis://127.0.0.1:1/0")  # shared: no warning
+        assert not caplog.records
+        create_rate_limiter()
+    (warning,) = caplog.records
+    assert "create_rate_limiter keeps its limits in this process's memory" in warning.getMessage()
