@@ -44,6 +44,8 @@ T = TypeVar("T")
 # The seed's spellings of seawall's Sentinel and Cluster URLs.
 _SEED_SCHEMES = {"sentinel": "redis+sentinel", "redis-cluster": "redis+cluster"}
 
+_STRATEGIES = {s.value: s for s in LimitStrategy}
+
 _BUCKETS = (RateLimitAlgorithm.TOKEN_BUCKET.value, RateLimitAlgorithm.LEAKY_BUCKET.value)
 
 
@@ -190,35 +192,44 @@ class RateLimitEngine:
         """Registers ``handler`` (``None``: none), replacing any other."""
         self._handler = handler
 
-    def _decision(self, identifier: str, d: RuleDecision) -> RateLimitDecision:
+    def _decision(self, identifier: str, rule_name: str, d: RuleDecision) -> RateLimitDecision:
         self._audit.poll()
+        allowed, limit, reset_after, override_id = d.allowed, d.limit, d.reset_after, d.override_id
         return RateLimitDecision(
-            allowed=d.allowed,
-            rule_name=d.rule,
+            allowed=allowed,
+            rule_name=rule_name,
             identifier=identifier,
-            tokens_remaining=self._tokens(d),
-            retry_after=None if d.allowed else d.retry_after_header,
-            reset_after=d.reset_after,
-            limit=d.limit,
-            strategy=LimitStrategy(d.strategy),
+            tokens_remaining=self._tokens(rule_name, d, limit, reset_after, override_id),
+            retry_after=None if allowed else d.retry_after_header,
+            reset_after=reset_after,
+            limit=limit,
+            strategy=_STRATEGIES[d.strategy],
             queued=d.queued,
             degraded=d.degraded,
             delay=d.delay,
-            override_id=d.override_id,
+            override_id=override_id,
         )
 
-    def _tokens(self, d: RuleDecision) -> float:
+    def _tokens(
+        self,
+        rule_name: str,
+        d: RuleDecision,
+        limit: int,
+        reset_after: float,
+        override_id: int | None,
+    ) -> float:
         """Buckets: the tokens left, fractions included (the native ``reset_after`` is the time
         the missing tokens take to come back); windows, and limits an override multiplied: the
         whole requests left."""
-        if d.override_id is None:
-            shape = self._shapes.get(d.rule)
-            if shape is None or shape[1] != d.limit:
-                shape = self._shapes[d.rule] = self._shape(d.rule)
+        if override_id is None:
+            shape = self._shapes.get(rule_name)
+            if shape is None or shape[1] != limit:
+                shape = self._shapes[rule_name] = self._shape(rule_name)
             per_second = shape[0]
             if per_second:
-                left = round(d.limit - d.reset_after * per_second, 9)
-                return min(float(d.limit), max(0.0, left))
+                # To the nanotoken: float error is not a token's fraction.
+                left = round((limit - reset_after * per_second) * 1e9) / 1e9
+                return min(float(limit), max(0.0, left))
         return float(d.remaining)
 
     def _shape(self, name: str) -> tuple[float, int]:
@@ -246,7 +257,7 @@ class RateLimitEngine:
             decision = custom.check_sync(identifier, endpoint, ip_address)
         else:
             d = self._native.check(rule_name, identifier, endpoint=endpoint, ip_address=ip_address)
-            decision = self._decision(identifier, d)
+            decision = self._decision(identifier, rule_name, d)
         if self._handler is None:
             return decision
         handled = self._handler.apply_strategy(replace(decision), identifier)
@@ -267,7 +278,7 @@ class RateLimitEngine:
             d = await self._native.acheck(
                 rule_name, identifier, endpoint=endpoint, ip_address=ip_address
             )
-            decision = self._decision(identifier, d)
+            decision = self._decision(identifier, rule_name, d)
         if self._handler is None:
             return decision
         handled: Any = self._handler.apply_strategy(replace(decision), identifier)
