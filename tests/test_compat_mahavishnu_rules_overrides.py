@@ -133,3 +133,32 @@ def test_a14_a_flood_of_identifiers_keeps_the_violations_bounded() -> None:
     assert len(m.violations_by_user) <= 1000
     assert sum(m.violations_by_user.values()) + m.other_user_violations == n - 1
     assert m.other_user_violations > 0
+
+
+def test_check_limit_matches_user_overrides_by_user_id() -> None:
+    """A22: ``user_id=`` names the user an override targets when the identifier is another."""
+    from seawall.compat.mahavishnu.rate_limiting import (
+        LimitScope,
+        OverrideReason,
+        OverrideRequest,
+        RateLimitRule,
+        create_rate_limiter,
+    )
+    from seawall.testing import ManualClock
+
+    limiter = create_rate_limiter(clock=ManualClock(1_000))
+    limiter.add_rule_sync(
+        RateLimitRule(name="ip", scope=LimitScope.PER_IP, rate=1, burst=1, window_seconds=60)
+    )
+    limiter.add_override_sync(
+        OverrideRequest(
+            admin_id="ops",
+            target_user_id="alice",
+            reason=OverrideReason.EMERGENCY_ACCESS,
+            duration_minutes=5,
+            unlimited=True,
+        )
+    )
+    who = "ip:203.0.113.7"
+    assert all(limiter.check_limit_sync(who, "ip", user_id="alice").allowed for _ in range(3))
+    assert [limiter.check_limit_sync(who, "ip").allowed for _ in range(2)] == [True, False]

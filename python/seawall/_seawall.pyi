@@ -493,6 +493,7 @@ class RulesEngine:
         ip_address: str | None = None,
         default: str | None = None,
         cost: int = 1,
+        user_id: str | None = None,
     ) -> RuleDecision | None: ...
     def _submit(
         self,
@@ -504,6 +505,7 @@ class RulesEngine:
         ip_address: str | None,
         default: str | None,
         cost: int,
+        user_id: str | None = None,
     ) -> tuple[bool, RuleDecision | None]: ...
     def _submit_follow(
         self, bridge: Bridge, future: Any, decision: RuleDecision
@@ -528,6 +530,7 @@ class RulesEngine:
         endpoint: str | None = None,
         ip_address: str | None = None,
         cost: int = 1,
+        user_id: str | None = None,
     ) -> RuleDecision: ...
     def reset(
         self,

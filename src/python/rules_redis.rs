@@ -41,6 +41,7 @@ impl OwnedFacts {
             user: self.user.as_deref(),
             ip: self.ip,
             endpoint: self.endpoint.as_deref(),
+            user_id: None,
         }
     }
 }

@@ -102,6 +102,29 @@ pub(crate) fn strict_bool<'de, D: serde::Deserializer<'de>>(d: D) -> Result<bool
     d.deserialize_any(Strict)
 }
 
+/// A list of strings that must be one: some sources (Python through pythonize) would read a
+/// string as the list of its characters, so that `endpoints="/api"` became `["/", "a", "p", "i"]`.
+pub(crate) fn string_list<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
+    struct Strings;
+    impl<'de> serde::de::Visitor<'de> for Strings {
+        type Value = Vec<String>;
+        fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str("a list of strings")
+        }
+        fn visit_seq<A: serde::de::SeqAccess<'de>>(
+            self,
+            mut seq: A,
+        ) -> Result<Self::Value, A::Error> {
+            let mut out = Vec::new();
+            while let Some(item) = seq.next_element::<String>()? {
+                out.push(item);
+            }
+            Ok(out)
+        }
+    }
+    d.deserialize_any(Strings)
+}
+
 /// A rule as written: every field of seed 002's `RateLimitRule`, plus `max_delay` (THROTTLE's
 /// bound). Unknown fields are an error naming them.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -125,13 +148,13 @@ pub struct RuleSpec {
     #[serde(default)]
     pub strategy: Option<Strategy>,
     /// Paths it applies to (exact, or a glob with `*`).
-    #[serde(default)]
+    #[serde(default, deserialize_with = "string_list")]
     pub endpoints: Vec<String>,
     /// Identifiers it applies to (with or without a `user:` prefix).
-    #[serde(default)]
+    #[serde(default, deserialize_with = "string_list")]
     pub user_ids: Vec<String>,
     /// Client addresses it applies to (IPs or CIDRs).
-    #[serde(default)]
+    #[serde(default, deserialize_with = "string_list")]
     pub ip_addresses: Vec<String>,
     /// Among matching rules, the highest wins.
     #[serde(default)]
@@ -338,6 +361,9 @@ pub struct RequestFacts<'a> {
     pub ip: Option<IpAddr>,
     /// The endpoint (the path).
     pub endpoint: Option<&'a str>,
+    /// The user an override's user target is matched against, when it is not the identifier
+    /// (seed 002's `check_limit(..., user_id=)`, A22).
+    pub user_id: Option<&'a str>,
 }
 
 /// A rule's decision, and what its strategy makes of a refusal.
@@ -720,7 +746,7 @@ impl Rules {
             return Ok(Planned::Decided(admit(rule, None, Vec::new())));
         }
         let (found, audit) = if self.overrides.any() {
-            self.overrides.check(req.user, req.ip, now)
+            self.overrides.check(req.user_id.or(req.user), req.ip, now)
         } else {
             (None, Vec::new())
         };

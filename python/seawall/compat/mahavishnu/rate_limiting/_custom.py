@@ -119,9 +119,13 @@ class CustomRule:
         return identifier
 
     async def check(
-        self, identifier: str, endpoint: str | None, ip_address: str | None
+        self,
+        identifier: str,
+        endpoint: str | None,
+        ip_address: str | None,
+        user_id: str | None = None,
     ) -> RateLimitDecision:
-        begun = self._begin(identifier, endpoint, ip_address)
+        begun = self._begin(identifier, endpoint, ip_address, user_id)
         if isinstance(begun, RateLimitDecision):
             return begun
         result = self._algorithm.check(begun[1], now(self._clock))
@@ -130,9 +134,13 @@ class CustomRule:
         return self._finish(identifier, begun[0], ip_address, endpoint, result)
 
     def check_sync(
-        self, identifier: str, endpoint: str | None, ip_address: str | None
+        self,
+        identifier: str,
+        endpoint: str | None,
+        ip_address: str | None,
+        user_id: str | None = None,
     ) -> RateLimitDecision:
-        begun = self._begin(identifier, endpoint, ip_address)
+        begun = self._begin(identifier, endpoint, ip_address, user_id)
         if isinstance(begun, RateLimitDecision):
             return begun
         result = self._algorithm.check(begun[1], now(self._clock))
@@ -140,10 +148,14 @@ class CustomRule:
         return self._finish(identifier, begun[0], ip_address, endpoint, result)
 
     def _begin(
-        self, identifier: str, endpoint: str | None, ip_address: str | None
+        self,
+        identifier: str,
+        endpoint: str | None,
+        ip_address: str | None,
+        user_id: str | None = None,
     ) -> RateLimitDecision | tuple[str, Any]:
         """An unlimited override's admission, else the key and its state."""
-        found = self._native.check_override(user_id=identifier, ip_address=ip_address)
+        found = self._native.check_override(user_id=user_id or identifier, ip_address=ip_address)
         if found is not None and found["unlimited"]:
             with self._lock:
                 self._counts.record(True, float(self.rule.rate), {})

@@ -247,16 +247,21 @@ class RateLimitEngine:
         *,
         endpoint: str | None = None,
         ip_address: str | None = None,
+        user_id: str | None = None,
     ) -> RateLimitDecision:
         """Decides one request of ``identifier`` under the rule ``rule_name`` (its filters are
         not consulted); a fresh decision, passed through the strategy handler if one is set.
         ``endpoint``: the PER_ENDPOINT key and the endpoint metrics count; ``ip_address``: the
-        PER_IP key, override targets and metrics. Unknown rule: ``LookupError``."""
+        PER_IP key, override targets and metrics; ``user_id``: the user an override's user
+        target is matched against (default: the identifier, A22). Unknown rule:
+        ``LookupError``."""
         custom = self._custom.get(rule_name)
         if custom is not None:
-            decision = custom.check_sync(identifier, endpoint, ip_address)
+            decision = custom.check_sync(identifier, endpoint, ip_address, user_id)
         else:
-            d = self._native.check(rule_name, identifier, endpoint=endpoint, ip_address=ip_address)
+            d = self._native.check(
+                rule_name, identifier, endpoint=endpoint, ip_address=ip_address, user_id=user_id
+            )
             decision = self._decision(identifier, rule_name, d)
         if self._handler is None:
             return decision
@@ -270,13 +275,14 @@ class RateLimitEngine:
         *,
         endpoint: str | None = None,
         ip_address: str | None = None,
+        user_id: str | None = None,
     ) -> RateLimitDecision:
         custom = self._custom.get(rule_name)
         if custom is not None:
-            decision = await custom.check(identifier, endpoint, ip_address)
+            decision = await custom.check(identifier, endpoint, ip_address, user_id)
         else:
             d = await self._native.acheck(
-                rule_name, identifier, endpoint=endpoint, ip_address=ip_address
+                rule_name, identifier, endpoint=endpoint, ip_address=ip_address, user_id=user_id
             )
             decision = self._decision(identifier, rule_name, d)
         if self._handler is None:
