@@ -272,9 +272,7 @@ def main() -> None:
             "contended: seed-style handler": c_seed_timer(),
         }
         return {
-            name: await measure(t, target_ns, repeats)
-            for name, t in rows.items()
-            if t is not None
+            name: await measure(t, target_ns, repeats) for name, t in rows.items() if t is not None
         }
 
     r = asyncio.run(run_all())
@@ -282,7 +280,7 @@ def main() -> None:
     floor = r["asyncio.Semaphore: async with"]
     print(
         table(
-            ["one admission + release, uncontended", "ns", "× Semaphore"],
+            ["one admission + release, uncontended", "ns", "x Semaphore"],
             [[k, ns(r[k]), f"{r[k] / floor:.2f}"] for k in uncontended],
             {1, 2},
         )
@@ -291,7 +289,7 @@ def main() -> None:
     c_floor = r["contended: asyncio.Semaphore"]
     print(
         table(
-            [f"{WORKERS} tasks, limit {LIMIT}, per admission", "ns", "× Semaphore"],
+            [f"{WORKERS} tasks, limit {LIMIT}, per admission", "ns", "x Semaphore"],
             [
                 [k.removeprefix("contended: "), ns(r[k]), f"{r[k] / c_floor:.2f}"]
                 for k in r
@@ -306,9 +304,9 @@ def main() -> None:
         r["seed-style handler: submit_task(noop) + await"] / r["seawall: await bp.run(noop)"]
     )
     contended_seed = r["contended: seed-style handler"] / r["contended: seawall bp.slot()"]
-    print(f"- bp.slot() / bare Semaphore: {slot_ratio:.2f}× (bar: ≤ 2×)")
-    print(f"- seed-style handler / bp.run(noop): {seed_ratio:.2f}× (bar: ≥ 5×)")
-    print(f"- contended, seed-style handler / bp.slot(): {contended_seed:.2f}×")
+    print(f"- bp.slot() / bare Semaphore: {slot_ratio:.2f}x (bar: <= 2x)")
+    print(f"- seed-style handler / bp.run(noop): {seed_ratio:.2f}x (bar: >= 5x)")
+    print(f"- contended, seed-style handler / bp.slot(): {contended_seed:.2f}x")
 
 
 if __name__ == "__main__":

@@ -141,7 +141,9 @@ def test_adaptive_blocks_under_the_byte_threshold_and_drops_past_it(
     asyncio.run(scenario())
 
 
-@pytest.mark.parametrize(("order", "expected"), [("fifo", [0, 1, 2, 3, 4]), ("lifo", [4, 3, 2, 1, 0])])
+@pytest.mark.parametrize(
+    ("order", "expected"), [("fifo", [0, 1, 2, 3, 4]), ("lifo", [4, 3, 2, 1, 0])]
+)
 def test_fifo_starts_the_oldest_and_lifo_the_newest(order: str, expected: list[int]) -> None:
     async def scenario() -> None:
         bp = Backpressure(max_concurrency=1, order=order)
@@ -493,7 +495,9 @@ BAD: list[tuple[dict[str, Any], type[Exception], str]] = [
 
 
 @pytest.mark.parametrize(("kwargs", "error", "param"), BAD)
-def test_bad_arguments_are_named(kwargs: dict[str, Any], error: type[Exception], param: str) -> None:
+def test_bad_arguments_are_named(
+    kwargs: dict[str, Any], error: type[Exception], param: str
+) -> None:
     with pytest.raises(error, match=param):
         Backpressure(**kwargs)
 

@@ -8,6 +8,7 @@ from typing_extensions import Self
 
 __all__ = [
     "ALGORITHMS",
+    "BackpressureCore",
     "BreakerCore",
     "Bridge",
     "ClientRateLimiter",
@@ -577,6 +578,7 @@ class RulesGate:
         identifier: str | None = None,
     ) -> tuple[bool, RuleDecision | None]: ...
 
+@final
 class BackpressureCore:
     """The backpressure handler's state machine; ``seawall.Backpressure`` wraps it."""
 

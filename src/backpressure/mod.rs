@@ -238,7 +238,10 @@ impl Config {
     /// ```
     pub fn validate(self) -> Result<Self, Error> {
         if self.capacity.limit() == 0 {
-            return Err(Error::invalid("max_concurrency", "must be at least 1, got 0"));
+            return Err(Error::invalid(
+                "max_concurrency",
+                "must be at least 1, got 0",
+            ));
         }
         if !(self.adaptive_threshold > 0.0 && self.adaptive_threshold <= 1.0) {
             return Err(Error::invalid(

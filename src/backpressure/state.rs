@@ -321,7 +321,12 @@ impl State {
 
     pub(super) fn close(&mut self) -> Vec<Ticket> {
         self.closed = true;
-        let mut ended: Vec<Ticket> = self.queue.keys().chain(self.blocked.keys()).copied().collect();
+        let mut ended: Vec<Ticket> = self
+            .queue
+            .keys()
+            .chain(self.blocked.keys())
+            .copied()
+            .collect();
         ended.sort_unstable();
         self.queue.clear();
         self.blocked.clear();
