@@ -1,3 +1,6 @@
+# This file is longer than 450 lines because it is one suite for one class: each strategy's
+# flood, each way a caller can leave (cancelled waiting, running, between its turn and its run,
+# timed out, closed) and each shape are separate scenarios, each written out so it reads alone.
 """seawall.Backpressure: every strategy's accounting under 1,000 concurrent submitters (exact
 counts, nothing lost), FIFO and LIFO, the byte budget, cancellation of waiting and running callers,
 timeouts on a ManualClock, close(), every shape (run, submit, slot, the decorator) and bad

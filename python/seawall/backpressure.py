@@ -17,10 +17,10 @@ import asyncio
 import functools
 import inspect
 from collections.abc import Awaitable, Callable, Coroutine
-from types import TracebackType
 from typing import Any, ParamSpec, TypeVar
 
 from seawall._backpressure_args import checked, default_size, size_error
+from seawall._backpressure_slot import CANCELLED, FAILURE, NO_LOOP, SUCCESS, Slot, find_task
 from seawall._seawall import BackpressureCore
 from seawall.errors import Dropped, Overloaded
 
@@ -29,12 +29,9 @@ __all__ = ["Backpressure"]
 P = ParamSpec("P")
 T = TypeVar("T")
 
-_SUCCESS, _FAILURE, _CANCELLED = 0, 1, 2
 _CancelledError = asyncio.CancelledError
 _current_task = asyncio.current_task
 _MAX_SIZE = 2**64 - 1
-_NO_LOOP = object()
-_current_tasks: dict[Any, asyncio.Task[Any]] | None = getattr(asyncio.tasks, "_current_tasks", None)
 
 
 class Backpressure:
@@ -120,7 +117,7 @@ class Backpressure:
         self._timer: asyncio.TimerHandle | None = None
         self._timer_loop: asyncio.AbstractEventLoop | None = None
         self._idle: asyncio.Future[None] | None = None
-        self._loop: Any = _NO_LOOP  # the loop last seen running: see _task()
+        self._loop: Any = NO_LOOP  # the loop last seen running: see find_task()
         self._task_of: Callable[[Any], asyncio.Task[Any] | None] = _current_task
         self._size_of = size_of if size_of is not None else default_size_of
         self._sized = size_of is not None or max_queue_bytes is not None
@@ -190,17 +187,17 @@ class Backpressure:
         if r.__class__ is not int:
             r = await self._wait(r)
         running = self._running
-        running[r] = self._task_of(self._loop) or _task(self)
+        running[r] = self._task_of(self._loop) or find_task(self)
         try:
             result = await fn(*args, **kwargs)
         except _CancelledError:
-            self._end(r, _CANCELLED)
+            self._end(r, CANCELLED)
             raise
         except BaseException:
-            self._end(r, _FAILURE)
+            self._end(r, FAILURE)
             raise
         del running[r]
-        started = self._release(r, _SUCCESS)
+        started = self._release(r, SUCCESS)
         if started is not None or self._idle is not None:
             self._after(started)
         return result
@@ -223,12 +220,12 @@ class Backpressure:
         task.add_done_callback(functools.partial(self._submitted_done, ticket, fut))
         return task
 
-    def slot(self, *, size: int = 0) -> _Slot:
+    def slot(self, *, size: int = 0) -> Slot:
         """``async with bp.slot(size=len(chunk)):`` — holds a slot for the block. ``size``:
         the item's weight in bytes against ``max_queue_bytes`` (0 by default)."""
         if size.__class__ is not int or size:
             _check_size("size", size)
-        return _Slot(self, size)
+        return Slot(self, size)
 
     def __call__(self, fn: Callable[P, Awaitable[T]]) -> Callable[P, Coroutine[Any, Any, T]]:
         """``@bp`` on an ``async def``: every call runs through :meth:`run`."""
@@ -321,7 +318,7 @@ class Backpressure:
             self._after(self._core.cancel(ticket))
         elif fut.done() and not fut.cancelled() and fut.exception() is None:
             # Started, but cancelled before it could run.
-            self._end(ticket, _CANCELLED)
+            self._end(ticket, CANCELLED)
         # Otherwise the core has ended it already (started and released as cancelled by
         # _start, or dropped / timed out / closed).
 
@@ -339,7 +336,7 @@ class Backpressure:
                 fut = waiters.pop(t)
                 if fut.cancelled():
                     self._running.pop(t, None)
-                    more += self._release(t, _CANCELLED) or ()
+                    more += self._release(t, CANCELLED) or ()
                 else:
                     fut.set_result(None)
             started = more
@@ -363,9 +360,9 @@ class Backpressure:
             if fut.cancelled() or fut.exception() is not None:
                 return  # ended by the core while waiting
         if task.cancelled():
-            self._end(ticket, _CANCELLED)
+            self._end(ticket, CANCELLED)
         else:
-            self._end(ticket, _SUCCESS if task.exception() is None else _FAILURE)
+            self._end(ticket, SUCCESS if task.exception() is None else FAILURE)
 
     async def _run_after(
         self,
@@ -399,62 +396,9 @@ def _check_size(param: str, size: Any) -> None:
         raise size_error(param, size)
 
 
-def _task(bp: Backpressure) -> asyncio.Task[Any] | None:
-    """The running task, and how ``bp`` finds it next time: the loop it runs on, cached
-    (``get_running_loop()`` is ~100 ns on CPython 3.11), and asyncio's own map of current tasks
-    read directly where it is the one ``current_task()`` reads (which is a Python function on
-    3.11), checked here."""
-    loop = asyncio.get_running_loop()
-    task = _current_task(loop)
-    fast = _current_tasks
-    bp._loop = loop
-    if fast is not None and task is not None and fast.get(loop) is task:
-        bp._task_of = fast.get
-    else:
-        bp._task_of = _current_task
-    return task
-
-
 def default_size_of(*args: Any, **kwargs: Any) -> int:
     return default_size(args, kwargs)
 
 
 async def _call(fn: Callable[..., Awaitable[T]], args: Any, kwargs: Any) -> T:
     return await fn(*args, **kwargs)
-
-
-class _Slot:
-    """What ``bp.slot()`` returns: an async context manager holding one slot."""
-
-    __slots__ = ("_bp", "_size", "_ticket")
-
-    def __init__(self, bp: Backpressure, size: int) -> None:
-        self._bp = bp
-        self._size = size
-        self._ticket = -1
-
-    async def __aenter__(self) -> None:
-        bp = self._bp
-        r = bp._admit(self._size)
-        if r.__class__ is not int:
-            r = await bp._wait(r)
-        self._ticket = r
-        bp._running[r] = bp._task_of(bp._loop) or _task(bp)
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        bp = self._bp
-        t = self._ticket
-        del bp._running[t]
-        if exc_type is None:
-            started = bp._release(t, _SUCCESS)
-        else:
-            started = bp._release(
-                t, _CANCELLED if issubclass(exc_type, _CancelledError) else _FAILURE
-            )
-        if started is not None or bp._idle is not None:
-            bp._after(started)
