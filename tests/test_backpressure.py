@@ -23,6 +23,15 @@ from seawall import Backpressure, Dropped, Overloaded, SeawallError
 from seawall.testing import ManualClock
 
 SUBMITTERS = 1_000
+# A guard, not a timing: a scenario that loses a wake-up would otherwise hang the suite.
+GUARD = 60.0
+
+
+def run(scenario: Callable[[], Awaitable[None]]) -> None:
+    async def guarded() -> None:
+        await asyncio.wait_for(scenario(), GUARD)
+
+    asyncio.run(guarded())
 
 
 async def settle() -> None:
@@ -112,7 +121,7 @@ def test_every_strategy_accounts_for_every_item(
         assert (s["in_flight"], s["queued"], s["blocked"], s["timed_out"]) == (0, 0, 0, 0)
         assert s["strategy"] == strategy and s["name"] == "flood"
 
-    asyncio.run(scenario())
+    run(scenario)
 
 
 @pytest.mark.parametrize(
@@ -141,7 +150,7 @@ def test_adaptive_blocks_under_the_byte_threshold_and_drops_past_it(
         assert s["submitted"] == ended(s) == SUBMITTERS
         assert s["dropped"] == lost
 
-    asyncio.run(scenario())
+    run(scenario)
 
 
 @pytest.mark.parametrize(
@@ -165,7 +174,7 @@ def test_fifo_starts_the_oldest_and_lifo_the_newest(order: str, expected: list[i
         await asyncio.gather(holder, *waiters)
         assert ran == expected
 
-    asyncio.run(scenario())
+    run(scenario)
 
 
 def test_the_byte_budget_counts_what_callers_declare() -> None:
@@ -194,7 +203,7 @@ def test_the_byte_budget_counts_what_callers_declare() -> None:
         assert s["rejected"]["memory"] == 2
         assert s["submitted"] == ended(s) == 6
 
-    asyncio.run(scenario())
+    run(scenario)
 
 
 async def _in_slot(bp: Backpressure, size: int, hold: asyncio.Event) -> None:
@@ -228,7 +237,7 @@ def test_sizes_come_from_size_of_or_the_bytes_like_arguments() -> None:
             await bad.run(_echo)
         assert bad.stats()["submitted"] == 0
 
-    asyncio.run(scenario())
+    run(scenario)
 
 
 def test_a_cancelled_waiter_frees_its_place() -> None:
@@ -254,7 +263,7 @@ def test_a_cancelled_waiter_frees_its_place() -> None:
         assert (s["cancelled"], s["completed"], s["rejected"]["queue_full"]) == (1, 2, 1)
         assert s["submitted"] == ended(s) == 4
 
-    asyncio.run(scenario())
+    run(scenario)
 
 
 def test_a_cancelled_running_caller_frees_its_slot_for_the_next() -> None:
@@ -269,7 +278,7 @@ def test_a_cancelled_running_caller_frees_its_slot_for_the_next() -> None:
         s = bp.stats()
         assert (s["cancelled"], s["completed"], s["in_flight"]) == (1, 1, 0)
 
-    asyncio.run(scenario())
+    run(scenario)
 
 
 def test_a_waiter_cancelled_after_its_turn_came_passes_the_slot_on() -> None:
@@ -294,7 +303,33 @@ def test_a_waiter_cancelled_after_its_turn_came_passes_the_slot_on() -> None:
         s = bp.stats()
         assert (s["cancelled"], s["completed"], s["in_flight"], s["queued"]) == (1, 2, 0, 0)
 
-    asyncio.run(scenario())
+    run(scenario)
+
+
+def test_a_waiter_cancelled_before_its_turn_came_is_skipped_when_it_comes() -> None:
+    async def scenario() -> None:
+        bp = Backpressure(max_concurrency=1)
+        ran: list[str] = []
+
+        async def work(name: str) -> None:
+            ran.append(name)
+
+        held = bp.slot()
+        await held.__aenter__()
+        second = asyncio.create_task(bp.run(work, "second"))
+        third = asyncio.create_task(bp.run(work, "third"))
+        await settle()
+        # Cancelled (its future too) but not yet resumed when the slot is released: the release
+        # names it, finds it cancelled, and passes the slot on to "third" at once.
+        second.cancel()
+        await held.__aexit__(None, None, None)
+        assert bp.in_flight == 1 and bp.waiting == 0
+        await third
+        assert second.cancelled() and ran == ["third"]
+        s = bp.stats()
+        assert (s["cancelled"], s["completed"], s["admitted"]) == (1, 2, 3)
+
+    run(scenario)
 
 
 def test_queue_timeouts_run_on_the_manual_clock() -> None:
@@ -324,7 +359,7 @@ def test_queue_timeouts_run_on_the_manual_clock() -> None:
         assert s["wait_p99"] == pytest.approx(2.0)  # "late" waited 2 s on the manual clock
         assert s["submitted"] == ended(s)
 
-    asyncio.run(scenario())
+    run(scenario)
 
 
 def test_close_ends_waiters_refuses_newcomers_and_waits_for_running() -> None:
@@ -350,7 +385,7 @@ def test_close_ends_waiters_refuses_newcomers_and_waits_for_running() -> None:
         assert s["submitted"] == ended(s) == 3
         await bp.close()  # twice is harmless
 
-    asyncio.run(scenario())
+    run(scenario)
 
 
 def test_close_can_cancel_running_items() -> None:
@@ -369,7 +404,7 @@ def test_close_can_cancel_running_items() -> None:
         s = bp.stats()
         assert (s["cancelled"], s["in_flight"]) == (3, 0)
 
-    asyncio.run(scenario())
+    run(scenario)
 
 
 def test_submit_takes_the_slot_at_once_and_returns_the_result() -> None:
@@ -404,7 +439,7 @@ def test_submit_takes_the_slot_at_once_and_returns_the_result() -> None:
             assert s["submitted"] == ended(s)
         assert bp2.stats()["cancelled"] == 1
 
-    asyncio.run(scenario())
+    run(scenario)
 
 
 def test_the_decorator_runs_each_call_through_the_handler() -> None:
@@ -422,7 +457,7 @@ def test_the_decorator_runs_each_call_through_the_handler() -> None:
         with pytest.raises(TypeError, match="async functions"):
             bp(lambda: None)  # type: ignore[arg-type, return-value]
 
-    asyncio.run(scenario())
+    run(scenario)
 
 
 def test_errors_are_seawall_errors_with_a_retry_estimate() -> None:
@@ -445,7 +480,7 @@ def test_errors_are_seawall_errors_with_a_retry_estimate() -> None:
         assert e.value.retry_after_seconds == 2
         assert "api" in str(e.value) and "limit" in str(e.value)
 
-    asyncio.run(scenario())
+    run(scenario)
 
 
 def test_stats_and_properties() -> None:
