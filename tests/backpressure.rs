@@ -121,7 +121,7 @@ impl Model {
                 Some(b) => {
                     self.bytes() as f64 >= self.threshold * b as f64 || self.bytes() + size > b
                 }
-                None => self.queue.len() as f64 >= self.threshold * self.max_queue as f64,
+                None => false,
             },
         };
         if !displace {

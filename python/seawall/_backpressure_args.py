@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import math
 import sys
-from collections.abc import Callable
 from typing import Any
 
 from seawall._args import check_int, check_optional_callable, check_optional_str
@@ -95,6 +94,3 @@ def size_error(param: str, value: Any) -> Exception:
     if isinstance(value, bool) or not isinstance(value, int):
         return TypeError(f"{param} must be an int (bytes), got {type(value).__name__}")
     return ValueError(f"{param} must be at least 0 and at most 2**64 - 1, got {value}")
-
-
-SizeOf = Callable[..., int]

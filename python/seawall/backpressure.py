@@ -49,8 +49,9 @@ class Backpressure:
       lost); ``"drop_oldest"`` (the oldest queued items end with :class:`~seawall.Dropped` until
       it fits); ``"block"`` (the default: it waits for room, outside the queue, and enters it in
       arrival order); ``"adaptive"`` (``drop_oldest`` when the queued bytes reach
-      ``adaptive_threshold`` * ``max_queue_bytes`` or the item would pass the budget, without a
-      budget when the queue holds ``adaptive_threshold`` * ``max_queue`` items; else ``block``).
+      ``adaptive_threshold`` * ``max_queue_bytes`` or the item would pass the budget, else
+      ``block``; so without a budget it always blocks: a queue full by count is no memory
+      pressure).
       An item larger than the whole budget that would have to wait is refused (``"memory"``).
     * ``queue_timeout``: the longest an item waits, from its submission, before it ends with
       :class:`~seawall.Overloaded` (``"timeout"``); ``None``: as long as its caller waits.

@@ -82,8 +82,8 @@ pub enum Strategy {
     /// It waits for room (up to `queue_timeout`).
     Block,
     /// As [`Strategy::DropOldest`] when the queue's bytes reach `adaptive_threshold` × the byte
-    /// budget or the item would pass the budget (without a budget: the queue's items and
-    /// `max_queue`), else as [`Strategy::Block`].
+    /// budget or the item would pass the budget, else as [`Strategy::Block`] (so always, without
+    /// a byte budget: there is no memory pressure to shed; a queue merely full by count blocks).
     Adaptive,
 }
 

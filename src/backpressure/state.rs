@@ -135,13 +135,12 @@ impl State {
         }
     }
 
-    /// Adaptive's test: the queue is (nearly) full by bytes, or by count without a byte budget.
+    /// Adaptive's test: the queue is (nearly) full by bytes. Never without a byte budget.
     fn pressured(&self, size: u64) -> bool {
         let t = self.config.adaptive_threshold;
-        match self.config.max_queue_bytes {
-            Some(b) => self.queued_bytes as f64 >= t * b as f64 || self.queued_bytes + size > b,
-            None => self.queue.len() as f64 >= t * self.config.max_queue as f64,
-        }
+        self.config.max_queue_bytes.is_some_and(|b| {
+            self.queued_bytes as f64 >= t * b as f64 || self.queued_bytes + size > b
+        })
     }
 
     fn refuse(&mut self, reason: Reason) -> Admission {
