@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import asyncio
 from collections import Counter
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any
 
 import pytest
@@ -41,7 +41,7 @@ async def settle() -> None:
 
 
 def ended(stats: dict[str, Any]) -> int:
-    return (
+    return int(
         stats["completed"]
         + stats["failed"]
         + stats["cancelled"]
@@ -362,6 +362,38 @@ def test_queue_timeouts_run_on_the_manual_clock() -> None:
     run(scenario)
 
 
+def test_the_timer_is_set_from_the_handlers_clock_and_rearms() -> None:
+    """The loop's timer (what applies timeouts without a check_timeouts() call) is due when the
+    first waiter's timeout falls on the handler's clock; fired, it expires the due waiters and
+    arms itself for the next one. Fired by hand here, so nothing waits for it."""
+
+    async def scenario() -> None:
+        clock = ManualClock(50.0)
+        bp = Backpressure(max_concurrency=1, queue_timeout=10, clock=clock)
+        loop = asyncio.get_running_loop()
+        async with bp.slot():
+            first = asyncio.create_task(bp.run(_echo))
+            await settle()
+            clock.advance(4)
+            second = asyncio.create_task(bp.run(_echo))
+            await settle()
+            timer = bp._timer
+            assert timer is not None
+            assert timer.when() - loop.time() == pytest.approx(10.001, abs=0.05)
+            clock.advance(6)  # the first has waited 10 s, the second 6 s
+            timer.cancel()
+            bp._tick(loop)
+            with pytest.raises(Overloaded, match="timeout"):
+                await first
+            rearmed = bp._timer
+            assert rearmed is not None and rearmed is not timer
+            assert rearmed.when() - loop.time() == pytest.approx(4.001, abs=0.05)
+        assert await second == ()
+        assert bp.stats()["timed_out"] == 1
+
+    run(scenario)
+
+
 def test_close_ends_waiters_refuses_newcomers_and_waits_for_running() -> None:
     async def scenario() -> None:
         bp = Backpressure(max_concurrency=1)
@@ -549,6 +581,6 @@ def test_bad_slot_sizes_are_named(size: Any, error: type[Exception]) -> None:
 
 
 def test_close_checks_its_argument() -> None:
-    call: Callable[..., Awaitable[None]] = Backpressure().close
+    call: Callable[..., Coroutine[Any, Any, None]] = Backpressure().close
     with pytest.raises(TypeError, match="cancel_running"):
         asyncio.run(call(cancel_running="yes"))
