@@ -11,6 +11,7 @@ in-memory ones as they are, the Redis ones against a real redis-server.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import contextvars
 import tempfile
@@ -30,13 +31,16 @@ from starlette.testclient import TestClient
 import seawall
 from seawall import (
     ALGORITHMS,
+    Backpressure,
     CircuitBreaker,
     CircuitOpenError,
     ClientRateLimiter,
     Decision,
+    Dropped,
     HostLimiter,
     Limit,
     Limiter,
+    Overloaded,
     RateLimitExceeded,
     RateLimitMiddleware,
     RedisLimiter,
@@ -773,6 +777,71 @@ async def mahavishnu_rules_engine(clock: ManualClock) -> mahavishnu_rules.RateLi
 # Everything that needs no network, in one place for the test
 
 
+# --------------------------------------------------------------------------------------------
+# Backpressure: run, submit, slot, the decorator, refusals, stats, close
+
+
+async def backpressure(clock: ManualClock) -> dict[str, Any]:
+    """Bounded admission in each of its shapes; the refusals it raises."""
+
+    def weight(chunk: bytes) -> int:
+        return len(chunk)
+
+    bp = Backpressure(
+        "audio",
+        max_concurrency=2,
+        max_queue=1,
+        max_queue_bytes=1024,
+        strategy="drop_oldest",
+        queue_timeout=5.0,
+        order="lifo",
+        adaptive_threshold=0.9,
+        size_of=weight,
+        clock=clock,
+    )
+
+    async def transcribe(chunk: bytes) -> int:
+        return len(chunk)
+
+    n: int = await bp.run(transcribe, b"abc")
+    task: asyncio.Task[int] = bp.submit(transcribe, b"de")
+    assert await task == 2 and n == 3
+
+    @bp
+    async def decorated(chunk: bytes) -> int:
+        return len(chunk)
+
+    assert await decorated(b"x") == 1
+    async with bp.slot(size=10), bp.slot(size=10):
+        queued = bp.submit(transcribe, b"1")  # waits: both slots are taken
+        newer = bp.submit(transcribe, b"2")  # drop_oldest: displaces the one queued
+        try:
+            await queued
+        except Dropped as dropped:
+            assert dropped.reason == "dropped"
+        refused: Overloaded | None = None
+        try:
+            await bp.run(transcribe, b"z" * 2000)  # larger than the whole byte budget
+        except Overloaded as e:
+            refused = e
+        assert refused is not None and refused.reason == "memory"
+        wait: float | None = refused.retry_after
+        assert wait is None or wait >= 0
+    assert await newer == 1
+    expired: int = bp.check_timeouts()
+    counts: tuple[int, int, int, int, int] = (
+        bp.in_flight,
+        bp.queued,
+        bp.waiting,
+        bp.queued_bytes,
+        bp.limit,
+    )
+    assert expired == 0 and counts == (0, 0, 0, 0, 2)
+    await bp.close(cancel_running=False)
+    stats: dict[str, Any] = bp.stats()
+    return stats
+
+
 SYNC_PARTS: list[Callable[[ManualClock], object]] = [
     rules_engine,
     in_memory_limiter,
@@ -793,4 +862,5 @@ ASYNC_PARTS: list[Callable[[ManualClock], Awaitable[object]]] = [
     mcp_calls,
     mahavishnu_limiter,
     mahavishnu_rules_engine,
+    backpressure,
 ]

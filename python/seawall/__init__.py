@@ -32,19 +32,29 @@ from seawall._seawall import (
 )
 from seawall._token_bucket import ClientRateLimiter, TokenBucket
 from seawall.asgi import RateLimitMiddleware, Rule
+from seawall.backpressure import Backpressure
 from seawall.breaker import CircuitBreaker, breakers
 from seawall.decorators import rate_limit
-from seawall.errors import CircuitOpenError, RateLimitExceeded, SeawallError
+from seawall.errors import (
+    CircuitOpenError,
+    Dropped,
+    Overloaded,
+    RateLimitExceeded,
+    SeawallError,
+)
 
 __all__ = [
     "ALGORITHMS",
+    "Backpressure",
     "CircuitBreaker",
     "CircuitOpenError",
     "ClientRateLimiter",
     "Decision",
+    "Dropped",
     "HostLimiter",
     "Limit",
     "Limiter",
+    "Overloaded",
     "RateLimitExceeded",
     "RateLimitMiddleware",
     "RedisLimiter",
