@@ -96,6 +96,30 @@ pub(crate) fn start_time(clock: &ClockSource) -> Nanos {
     }
 }
 
+/// Makes a begun decision of `core` on the calling thread, without the GIL: over a blocking
+/// connection from `pool` when the store is one server over TCP or a Unix socket (`direct`),
+/// else through tokio; then logs what the limiter reports.
+pub(crate) fn finish_on_thread(
+    py: Python<'_>,
+    core: &Arc<RedisLimiter>,
+    pool: &BlockingPool,
+    direct: bool,
+    begun: Result<Pending, RedisDecision>,
+) -> PyResult<RedisDecision> {
+    let pending = match begun {
+        Ok(p) => p,
+        Err(d) => return Ok(d),
+    };
+    let d = if direct {
+        py.detach(move || core.finish_blocking(pool, pending))
+    } else {
+        let core = core.clone();
+        py.detach(move || runtime::handle().block_on(core.finish(pending)))
+    };
+    report_all(py, core.take_reports());
+    d.map_err(store_error)
+}
+
 impl PyRedisLimiter {
     fn times(&self, py: Python<'_>) -> PyResult<(Option<Nanos>, Nanos)> {
         script_times(&self.clock, py)
@@ -121,20 +145,13 @@ impl PyRedisLimiter {
         py: Python<'_>,
         begun: Result<Pending, RedisDecision>,
     ) -> PyResult<RedisDecision> {
-        let pending = match begun {
-            Ok(p) => p,
-            Err(d) => return Ok(d),
-        };
-        let d = if self.direct.enabled() {
-            let core = &self.core;
-            let pool = &self.sync_pool;
-            py.detach(move || core.finish_blocking(pool, pending))
-        } else {
-            let core = self.core.clone();
-            py.detach(move || runtime::handle().block_on(core.finish(pending)))
-        };
-        report_all(py, self.core.take_reports());
-        d.map_err(store_error)
+        finish_on_thread(
+            py,
+            &self.core,
+            &self.sync_pool,
+            self.direct.enabled(),
+            begun,
+        )
     }
 
     fn begin_with(
