@@ -2,7 +2,7 @@
 //! overrides. Each decision is one [`LimitSet::decide`] on the key's state, atomic under the
 //! key's shard lock.
 
-use super::limit::{LimitDecision, LimitSet};
+use super::limit::{LimitDecision, LimitSet, Usage};
 use crate::clock::Nanos;
 use crate::error::Error;
 use crate::store::memory::{KeyStats, MemoryStore, StoreTotals};
@@ -113,6 +113,23 @@ impl Limiter {
     /// Drops every key that is back to fresh (lossless); returns how many.
     pub fn cleanup(&self, now: Nanos) -> usize {
         self.store.cleanup(now)
+    }
+
+    /// What each of `key`'s limits holds at `now` ([`LimitSet::usage`]), changing nothing and
+    /// creating no key: a key not held shows every limit unused.
+    ///
+    /// ```
+    /// use seawall::limiter::limit::{AlgorithmKind, LimitSet};
+    /// use seawall::limiter::memory_limiter::Limiter;
+    ///
+    /// let limiter = Limiter::new(LimitSet::parse("5/minute; 100/day", AlgorithmKind::FixedWindow).unwrap(), 10);
+    /// limiter.hit("k", 0, 2).unwrap();
+    /// let u = limiter.usage("k", 0);
+    /// assert_eq!((u[0].used, u[0].remaining, u[1].remaining), (2, 3, 98));
+    /// assert_eq!(limiter.usage("other", 0)[0].used, 0);
+    /// ```
+    pub fn usage(&self, key: &str, now: Nanos) -> Vec<Usage> {
+        self.store.read(key, now, |set, state, _| set.usage(state, now))
     }
 
     /// `key`'s counters, if held.
