@@ -17,12 +17,12 @@ from enum import Enum
 from typing import Any
 
 __all__ = [
+    "WINDOWS",
     "ClientType",
     "RateLimitAlgorithm",
     "RateLimitConfig",
     "RateLimitResult",
     "RateLimitRule",
-    "WINDOWS",
     "config_from",
 ]
 
@@ -101,7 +101,9 @@ class RateLimitConfig:
 _CONFIG_FIELDS = frozenset(f.name for f in fields(RateLimitConfig))
 
 
-def config_from(value: RateLimitConfig | Mapping[str, Any], what: str = "config") -> RateLimitConfig:
+def config_from(
+    value: RateLimitConfig | Mapping[str, Any], what: str = "config"
+) -> RateLimitConfig:
     """A ``RateLimitConfig``, or one made from a dict of its fields (unknown keys refused)."""
     if isinstance(value, RateLimitConfig):
         return value

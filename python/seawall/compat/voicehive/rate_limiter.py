@@ -263,6 +263,10 @@ class RateLimiter:
             if limiter is None:
                 continue
             key = f"{client_id}{_SEP}{index}"
-            held = await limiter.areset(key) if isinstance(limiter, RedisLimiter) else limiter.reset(key)
+            held = (
+                await limiter.areset(key)
+                if isinstance(limiter, RedisLimiter)
+                else limiter.reset(key)
+            )
             done += bool(held)
         return done
