@@ -44,7 +44,7 @@ def profile_of(environment: str) -> Profile:
 
 
 def scale_rate(count: int, profile: Profile) -> int:
-    """One window's limit under ``profile``: times 0.8 or 1.5 rounded down, at least 1; 0 stays 0."""
+    """A window under ``profile``: times 0.8 or 1.5 rounded down, at least 1; 0 stays 0."""
     if count == 0 or profile == "default":
         return count
     num, den = _RATE[profile]
