@@ -239,20 +239,21 @@ class RateLimiter:
             limiter, names = self._limiter_for(config)
             if limiter is None:
                 continue
-            key = f"{client_id}{_SEP}{index}"
-            if isinstance(limiter, RedisLimiter):
-                usage = await limiter.ausage(key)
-            else:
-                usage = limiter.usage(key)
+            usage = await self._usage(limiter, f"{client_id}{_SEP}{index}")
             for name, entry in zip(names, usage, strict=True):
                 if name in stats:
                     stats[name][pattern] = stats[name].get(pattern, 0) + int(entry["used"])
         return stats
 
+    async def _usage(self, limiter: Any, key: str) -> list[dict[str, Any]]:
+        if isinstance(limiter, RedisLimiter):
+            return await limiter.ausage(key)
+        return limiter.usage(key)
+
     async def reset_client_limits(self, client_id: str, path: str | None = None) -> int:
         """Gives ``client_id`` fresh budgets: every one, or with ``path`` those of the rules that
         match it (any method and client type; the default budget when none does). Returns how
-        many budgets held state."""
+        many of them had requests counted."""
         budgets = self._budgets()
         if path is not None:
             matching = [b for b in budgets[:-1] if self.rules[int(b[0])].regex.match(path)]
@@ -263,10 +264,9 @@ class RateLimiter:
             if limiter is None:
                 continue
             key = f"{client_id}{_SEP}{index}"
-            held = (
+            done += any(u["used"] for u in await self._usage(limiter, key))
+            if isinstance(limiter, RedisLimiter):
                 await limiter.areset(key)
-                if isinstance(limiter, RedisLimiter)
-                else limiter.reset(key)
-            )
-            done += bool(held)
+            else:
+                limiter.reset(key)
         return done
