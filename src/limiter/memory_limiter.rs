@@ -129,7 +129,8 @@ impl Limiter {
     /// assert_eq!(limiter.usage("other", 0)[0].used, 0);
     /// ```
     pub fn usage(&self, key: &str, now: Nanos) -> Vec<Usage> {
-        self.store.read(key, now, |set, state, _| set.usage(state, now))
+        self.store
+            .read(key, now, |set, state, _| set.usage(state, now))
     }
 
     /// `key`'s counters, if held.

@@ -14,12 +14,12 @@
 
 from __future__ import annotations
 
-import hashlib
 import hmac
 import ipaddress
 from collections.abc import Iterable, Mapping
 from typing import Any
 
+from seawall._keys import DIGEST_PREFIX, digest
 from seawall.types import Scope
 
 __all__ = ["Identifier"]
@@ -27,8 +27,9 @@ __all__ = ["Identifier"]
 _Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 
-def _digest(text: str) -> str:
-    return hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()[:32]
+def _short_hash(text: str) -> str:
+    """The first 32 hex digits of the text's SHA-256 (the service's id length)."""
+    return digest(text)[len(DIGEST_PREFIX) :][:32]
 
 
 def _header(scope: Scope, name: bytes) -> str | None:
@@ -114,13 +115,13 @@ class Identifier:
         user: Any = scope.get("user")
         if user is not None and getattr(user, "is_authenticated", False):
             ident = getattr(user, "identity", None) or getattr(user, "display_name", "")
-            return f"user:{_digest(str(ident))}", "authenticated"
+            return f"user:{_short_hash(str(ident))}", "authenticated"
         auth = _header(scope, b"authorization")
         if auth:
             scheme, _, credential = auth.strip().partition(" ")
             credential = credential.strip()
             if credential and scheme.lower() == "apikey":
-                return f"apikey:{_digest(credential)}", "api"
+                return f"apikey:{_short_hash(credential)}", "api"
             if credential and scheme.lower() == "bearer":
-                return f"jwt:{_digest(credential)}", "authenticated"
+                return f"jwt:{_short_hash(credential)}", "authenticated"
         return f"ip:{self.client_ip(scope)}", "anonymous"

@@ -23,6 +23,7 @@ from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 
+from seawall._send import send_with_headers
 from seawall.compat.voicehive._client_identity import Identifier
 from seawall.compat.voicehive._service_rules import service_rules
 from seawall.compat.voicehive.rate_limiter import (
@@ -31,7 +32,7 @@ from seawall.compat.voicehive.rate_limiter import (
     RateLimitResult,
     RateLimitRule,
 )
-from seawall.types import ASGIApp, Message, Receive, Scope, Send
+from seawall.types import ASGIApp, Receive, Scope, Send
 
 __all__ = [
     "DEFAULT_EXCLUDED_PATHS",
@@ -184,9 +185,4 @@ class RateLimitMiddleware:
             await send({"type": "http.response.body", "body": body})
             return
 
-        async def send_with_headers(message: Message) -> None:
-            if message["type"] == "http.response.start":
-                message["headers"] = [*message.get("headers", ()), *headers]
-            await send(message)
-
-        await self.app(scope, receive, send_with_headers)
+        await self.app(scope, receive, send_with_headers(send, headers))

@@ -248,7 +248,8 @@ class RateLimiter:
     async def _usage(self, limiter: Any, key: str) -> list[dict[str, Any]]:
         if isinstance(limiter, RedisLimiter):
             return await limiter.ausage(key)
-        return limiter.usage(key)
+        usage: list[dict[str, Any]] = limiter.usage(key)
+        return usage
 
     async def reset_client_limits(self, client_id: str, path: str | None = None) -> int:
         """Gives ``client_id`` fresh budgets: every one, or with ``path`` those of the rules that
