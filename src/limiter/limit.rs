@@ -5,7 +5,8 @@
 //! the binding limit: when admitted, the one with the fewest units left; when denied, the one
 //! whose wait is longest, since the request needs every limit to have room.
 //!
-//! (About 530 lines: the four algorithms' parameters, states and eviction ranks side by side.)
+//! (About 600 lines: the four algorithms' parameters, states, eviction ranks and usage side by
+//! side.)
 
 use std::str::FromStr;
 

@@ -187,6 +187,29 @@ mod tests {
         }
     }
 
+    /// `usage` reports, per limit, what `test` sees: the binding limit's remaining is the
+    /// smallest, each limit's used and remaining add up to its count, and nothing is spent.
+    #[test]
+    fn usage_agrees_with_test_and_spends_nothing() {
+        for kind in AlgorithmKind::ALL {
+            let l = limiter("4/second; 10/minute", kind);
+            for step in 0..40u64 {
+                let now = step * S / 3;
+                if step % 4 != 3 {
+                    l.hit("k", now, 1).unwrap();
+                }
+                let u = l.usage("k", now);
+                let t = l.test("k", now, 1).unwrap().decision;
+                assert_eq!(u.iter().map(|u| u.remaining).min(), Some(t.remaining), "{kind:?}");
+                assert_eq!(t.allowed, u.iter().all(|u| u.remaining >= 1), "{kind:?}");
+                for (u, count) in u.iter().zip([4, 10]) {
+                    assert_eq!(u.used + u.remaining, count, "{kind:?}");
+                }
+                assert_eq!(l.usage("k", now), u, "{kind:?}: usage spent something");
+            }
+        }
+    }
+
     #[test]
     fn test_changes_nothing() {
         let l = limiter("1/second", AlgorithmKind::SlidingLog);

@@ -1,5 +1,6 @@
 //! `Limit`, `Decision`, `Limiter` and `SlidingLogService` for Python: argument checks, the clock,
-//! the stats dicts. (About 465 lines: four small classes that share the argument helpers.)
+//! the stats and usage dicts. (About 510 lines: four small classes that share the argument
+//! helpers.)
 
 use pyo3::exceptions::PyTypeError;
 use pyo3::prelude::*;
