@@ -213,3 +213,18 @@ async def test_bad_arguments() -> None:
         RateLimitMiddleware(inner, trusted_proxies=["not-an-ip"])
     with pytest.raises(ValueError, match="internal_service_tokens"):
         RateLimitMiddleware(inner, internal_service_tokens={"svc": ""})
+
+
+async def test_two_apps_on_one_redis_share_the_budget(redis_url: str, redis_prefix: str) -> None:
+    clock = ManualClock(T0)
+    apps = []
+    for _ in range(2):
+        limiter = RateLimiter(redis_url, key_prefix=redis_prefix, clock=clock)
+        apps.append(
+            app(clock, limiter=limiter, default_config=RateLimitConfig(requests_per_minute=3))
+        )
+    codes = []
+    for i in range(4):
+        async with client(apps[i % 2]) as c:
+            codes.append((await c.get("/x")).status_code)
+    assert codes == [200, 200, 200, 429]
