@@ -200,7 +200,11 @@ mod tests {
                 }
                 let u = l.usage("k", now);
                 let t = l.test("k", now, 1).unwrap().decision;
-                assert_eq!(u.iter().map(|u| u.remaining).min(), Some(t.remaining), "{kind:?}");
+                assert_eq!(
+                    u.iter().map(|u| u.remaining).min(),
+                    Some(t.remaining),
+                    "{kind:?}"
+                );
                 assert_eq!(t.allowed, u.iter().all(|u| u.remaining >= 1), "{kind:?}");
                 for (u, count) in u.iter().zip([4, 10]) {
                     assert_eq!(u.used + u.remaining, count, "{kind:?}");
