@@ -120,7 +120,7 @@ class RedisLimiter(_seawall.RedisLimiter):
         return await future
 
     async def ausage(self, key: str) -> list[dict[str, Any]]:
-        """``usage``, awaitable (in a worker thread: one script call per limit)."""
+        """``usage``, awaitable (in a worker thread: one script call)."""
         return await asyncio.to_thread(self.usage, key)
 
     async def areset(self, key: str) -> bool:

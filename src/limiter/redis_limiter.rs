@@ -348,44 +348,52 @@ impl RedisLimiter {
         }
     }
 
-    /// What each of `key`'s limits holds in Redis, changing nothing: one script call per limit
-    /// (each tests one unit against that limit alone). When Redis fails or the breaker around
-    /// it is open, `on_error="local"` answers with the local fallback's usage; the other
-    /// policies have no budget to show, and the caller learns that Redis is unavailable.
+    /// What each of `key`'s limits holds in Redis, changing nothing: one script call that
+    /// tests one unit against each limit alone. When Redis fails or the breaker around it is
+    /// open, `on_error="local"` answers with the local fallback's usage; the other policies
+    /// have no budget to show, and the caller learns that Redis is unavailable.
     pub async fn usage(
         &self,
         key: &str,
         now: Option<Nanos>,
         local_now: Nanos,
     ) -> Result<Vec<Usage>, StoreError> {
-        let mut out = Vec::with_capacity(self.limits.limits().len());
-        for (i, limit) in self.limits.limits().iter().enumerate() {
-            let Some(ticket) = self.guard.ticket(local_now, now.is_some()) else {
-                return self.usage_fallback(key, local_now, "the breaker around Redis is open");
-            };
-            let request = self.script.usage_request(i, key, now.map(|n| n / 1000));
-            let (reply, took) = self.guard.call(&request).await;
-            match reply {
-                Ok(r) => {
-                    self.guard.succeeded(&ticket, took);
-                    out.push(Usage::of(
-                        limit.spec(),
-                        Decision {
-                            allowed: r.allowed,
-                            limit: r.limit,
-                            remaining: r.remaining,
-                            reset_after: r.binding_reset_after,
-                            retry_after: r.retry_after,
-                        },
-                    ));
-                }
-                Err(e) => {
-                    self.guard.failed(&ticket, &e, took)?;
-                    return self.usage_fallback(key, ticket.done_at(took), &e.to_string());
-                }
+        let Some(ticket) = self.guard.ticket(local_now, now.is_some()) else {
+            return self.usage_fallback(key, local_now, "the breaker around Redis is open");
+        };
+        let limits = self.limits.limits();
+        let requests: Vec<_> = (0..limits.len())
+            .map(|i| self.script.usage_request(i, key, now.map(|n| n / 1000)))
+            .collect();
+        let (replies, took) = self
+            .guard
+            .call_all(&requests.iter().collect::<Vec<_>>())
+            .await;
+        match replies {
+            Ok(replies) => {
+                self.guard.succeeded(&ticket, took);
+                Ok(limits
+                    .iter()
+                    .zip(replies)
+                    .map(|(limit, r)| {
+                        Usage::of(
+                            limit.spec(),
+                            Decision {
+                                allowed: r.allowed,
+                                limit: r.limit,
+                                remaining: r.remaining,
+                                reset_after: r.binding_reset_after,
+                                retry_after: r.retry_after,
+                            },
+                        )
+                    })
+                    .collect())
+            }
+            Err(e) => {
+                self.guard.failed(&ticket, &e, took)?;
+                self.usage_fallback(key, ticket.done_at(took), &e.to_string())
             }
         }
-        Ok(out)
     }
 
     fn usage_fallback(&self, key: &str, now: Nanos, why: &str) -> Result<Vec<Usage>, StoreError> {
