@@ -11,6 +11,7 @@
 #![warn(missing_docs)]
 
 pub mod algorithm;
+pub mod backpressure;
 pub mod breaker;
 pub mod clock;
 pub mod concurrency;

@@ -68,6 +68,7 @@ proptest! {
             endpoint: Some(&path),
             user: Some(&who),
             ip: Some(format!("10.0.{}.7", req.2).parse().unwrap()),
+            user_id: None,
         };
         let model = rules
             .iter()
@@ -98,7 +99,7 @@ proptest! {
     ) {
         let scopes = [Scope::Global, Scope::PerUser, Scope::PerIp, Scope::PerEndpoint];
         let key = |(rule, scope, id): &(String, usize, String)| {
-            let facts = RequestFacts { user: Some(id), endpoint: Some(id), ip: None };
+            let facts = RequestFacts { user: Some(id), endpoint: Some(id), ..Default::default() };
             Rules::key(rule, scopes[*scope], &facts)
         };
         let same_budget = a.0 == b.0 && a.1 == b.1 && (a.1 == 0 || a.2 == b.2);
@@ -117,6 +118,7 @@ fn named_rules_apply_whatever_their_filters_and_disabled_ones_admit() {
         user: Some("alice"),
         endpoint: Some("/elsewhere"),
         ip: None,
+        user_id: None,
     };
     let got: Vec<bool> = (0..3)
         .map(|_| {
@@ -332,7 +334,7 @@ proptest! {
             now += step * 400_000_000;
             let path = endpoint(e);
             let who = user(u);
-            let facts = RequestFacts { endpoint: Some(&path), user: Some(&who), ip: None };
+            let facts = RequestFacts { endpoint: Some(&path), user: Some(&who), ..Default::default() };
             let got = one.decide(&facts, Some("default"), now, 1).unwrap().unwrap();
             let name = two.select(&facts, Some("default")).unwrap().unwrap();
             let want = two.check(&name, &facts, now, 1).unwrap();

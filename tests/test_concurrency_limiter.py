@@ -78,7 +78,7 @@ def test_permit_as_context_manager_classifies_outcomes() -> None:
 
     run(None)
     run(TimeoutError())
-    run(Overloaded("downstream shed it", reason="limit"))
+    run(Overloaded("limit", name="downstream"))
     run(ValueError("bad input"))
     stats = limiter.stats()
     # One decrease for the two losses: the second was admitted before the first cut.
@@ -114,6 +114,7 @@ def test_refusals_say_why() -> None:
         with pytest.raises(Overloaded) as refused:
             await no_queue.acquire()
         assert refused.value.reason == "limit" and isinstance(refused.value, SeawallError)
+        assert str(refused.value) == "concurrency limiter: overloaded (limit)"
         held.success()
         queue = ConcurrencyLimiter(1, max_queue=1, clock=ManualClock())
         held = await queue.acquire()

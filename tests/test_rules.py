@@ -92,6 +92,10 @@ def test_rules_read_back_and_replace() -> None:
         ({"name": "r", "scope": "global", "rate": 1, "window_seconds": 1, "rates": 2}, "rates"),
         ({"name": "r", "scope": "global", "rate": "1", "window_seconds": 1}, "rate|string"),
         (
+            {"name": "r", "scope": "global", "rate": 1, "window_seconds": 1, "endpoints": "/api"},
+            "endpoints.*list of strings",
+        ),
+        (
             {"name": "r", "scope": "global", "rate": 1, "window_seconds": 1, "enabled": "no"},
             "enabled.*true or false",
         ),

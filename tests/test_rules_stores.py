@@ -308,3 +308,42 @@ def test_a_process_that_cannot_read_the_shared_rules_decides_by_on_error(on_erro
     assert awaited.fallback and awaited.allowed == (on_error != "deny")
     with pytest.raises(OSError, match="could not"):
         engine.add_rule({"name": "api", "scope": "global", "rate": 1, "window_seconds": 1})
+
+
+def test_every_engine_on_a_store_breaks_priority_ties_alike(
+    redis_url: str, redis_prefix: str
+) -> None:
+    """Ties go to the rule added first to the store, whichever process added it."""
+    clock = ManualClock(1_000)
+    here = RulesEngine(clock=clock, store=redis_url, key_prefix=redis_prefix)
+    for i in range(8):
+        rule = {"name": f"r{i}", "scope": "global", "rate": 5, "window_seconds": 60}
+        here.add_rule({**rule, "endpoints": ["/p"], "priority": 1})
+    there = RulesEngine(clock=clock, store=redis_url, key_prefix=redis_prefix)
+    there.sync()
+    assert [r["name"] for r in there.rules()] == [f"r{i}" for i in range(8)]
+    assert here.select(endpoint="/p") == there.select(endpoint="/p") == "r0"
+    there.add_rule({"name": "r0", "scope": "global", "rate": 6, "window_seconds": 60})
+    here.sync()  # replaced elsewhere: it keeps its place, and now has no filter
+    assert here.select(endpoint="/p") == there.select(endpoint="/p") == "r1"
+
+
+def test_overrides_match_a_user_id_given_apart_from_the_identifier() -> None:
+    """A22: a user target matches ``user_id=`` when given, else the identifier."""
+    engine = RulesEngine(clock=ManualClock(1_000))
+    engine.add_rule({"name": "api", "scope": "per_ip", "rate": 1, "window_seconds": 60})
+    engine.add_override({"target_user_id": "alice", "unlimited": True, "duration_minutes": 5})
+    keyed_by_ip = [engine.check("api", "ip:10.0.0.1", user_id="alice") for _ in range(3)]
+    assert all(d.allowed and d.override_id is not None for d in keyed_by_ip)
+    # The override spent nothing: bob, on the same budget, has its one request, then no more.
+    assert [engine.check("api", "ip:10.0.0.1", user_id="bob").allowed for _ in range(2)] == [
+        True,
+        False,
+    ]
+    chosen = engine.decide("ip:10.0.0.2", default="api", user_id="user:alice")
+    assert chosen is not None and chosen.override_id is not None
+
+
+def test_the_store_url_reads_back_without_its_password() -> None:
+    engine = RulesEngine(store="redis://app:s3cret@127.0.0.1:1/0")
+    assert engine.store == "redis://app:***@127.0.0.1:1/0"

@@ -11,6 +11,7 @@ in-memory ones as they are, the Redis ones against a real redis-server.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import contextvars
 import tempfile
@@ -31,6 +32,7 @@ import seawall
 from seawall import (
     ALGORITHMS,
     AIMDLimit,
+    Backpressure,
     CircuitBreaker,
     CircuitOpenError,
     ClientRateLimiter,
@@ -61,6 +63,11 @@ from seawall.breaker import BreakerRegistry, Listener
 from seawall.compat import fastmcp_example, snowflake
 from seawall.compat.mahavishnu import rate_limit as mahavishnu
 from seawall.compat.mahavishnu import rate_limit_tools as mahavishnu_tools
+from seawall.compat.mahavishnu import rate_limiting as mahavishnu_rules
+from seawall.compat.voicehive import circuit_breaker as vh_breaker
+from seawall.compat.voicehive import rate_limit_middleware as vh_middleware
+from seawall.compat.voicehive import rate_limiter as vh_limiter
+from seawall.compat.voicehive import resilience_config as vh_config
 from seawall.fastapi import RateLimitDependency, limit
 from seawall.host import remove as remove_host_store
 from seawall.mcp import (
@@ -98,6 +105,8 @@ def in_memory_limiter(clock: ManualClock) -> list[Decision]:
     limiter.set_override("vip", "100/second", algorithm="sliding_window_counter")
     limiter.clear_override("vip")
     per_key: dict[str, Any] | None = limiter.key_stats("user:1")
+    used_now: list[dict[str, Any]] = limiter.usage("user:1")
+    assert used_now[0]["limit"] == "10/second"
     everything: dict[str, Any] = limiter.stats()
     assert per_key is not None and everything
     configured: list[Limit] = limiter.limits
@@ -139,6 +148,8 @@ def redis_limiter(store: str, prefix: str) -> RedisLimiter:
     peek: Decision = limiter.test("user:1")
     assert d.allowed and admitted and peek.remaining == 3
     keys: list[str] = limiter.redis_keys("user:1")
+    in_redis: list[dict[str, Any]] = limiter.usage("user:1")
+    assert [u["used"] for u in in_redis] == [2, 2]
     assert all(k.startswith(prefix) for k in keys)
     stats: dict[str, Any] = limiter.stats()
     assert stats and limiter.store == store and limiter.key_prefix == prefix
@@ -701,6 +712,144 @@ async def mahavishnu_limiter(clock: ManualClock) -> mahavishnu.RateLimitInfo:
     return info
 
 
+async def voicehive_dropin(clock: ManualClock) -> vh_limiter.RateLimitResult:
+    """Seed 003's rate limiter, middleware, circuit breaker and config (memory)."""
+    limiter = vh_limiter.RateLimiter(None, clock=clock)
+    config = vh_limiter.RateLimitConfig(
+        2, 20, 100, algorithm=vh_limiter.RateLimitAlgorithm.SLIDING_WINDOW
+    )
+    limiter.add_rule(vh_limiter.RateLimitRule(r"/api/.*", config=config))
+    limiter.default_config = vh_limiter.RateLimitConfig(requests_per_minute=5)
+    first: vh_limiter.RateLimitResult = await limiter.check_rate_limit("c", "/api/1")
+    kind: str = vh_limiter.ClientType.INTERNAL.value
+    free = limiter.check_rate_limit_sync("svc", "/api/1", "GET", kind)
+    assert first.allowed and free.limit_type == "bypass_internal"
+    stats: dict[str, dict[str, int]] = await limiter.get_client_stats("c")
+    assert stats["minute"]["/api/.*"] == 1 and await limiter.reset_client_limits("c") == 1
+
+    app = Starlette(routes=[Route("/", homepage)])
+    app.add_middleware(
+        vh_middleware.RateLimitMiddleware,
+        rules=vh_middleware.create_rate_limit_rules(),
+        excluded_paths=vh_middleware.DEFAULT_EXCLUDED_PATHS,
+        internal_service_tokens={"tts": "secret"},
+        clock=clock,
+    )
+    app.add_exception_handler(
+        vh_middleware.RateLimitExceededError,
+        vh_middleware.rate_limit_exception_handler,  # type: ignore[arg-type]
+    )
+    error = vh_middleware.RateLimitExceededError(first)
+    assert error.status_code == 429
+
+    manager = vh_breaker.CircuitBreakerManager(clock=clock)
+    breaker: vh_breaker.CircuitBreaker = manager.get_or_create_breaker(
+        "typed_pms", vh_breaker.CircuitBreakerConfig(failure_threshold=1)
+    )
+
+    async def down() -> int:
+        raise ConnectionError
+
+    with contextlib.suppress(ConnectionError):
+        await breaker.call(down)
+    try:
+        await breaker.call(down)
+    except vh_breaker.CircuitBreakerOpenError as refused:
+        assert refused.next_attempt_time.tzinfo is not None
+    b_stats: vh_breaker.CircuitBreakerStats = await breaker.get_stats()
+    assert b_stats.state is vh_breaker.CircuitState.OPEN and b_stats.dict()["state"] == "open"
+    assert issubclass(vh_breaker.CircuitBreakerTimeoutError, TimeoutError)
+    await manager.reset_all()
+
+    @vh_breaker.circuit_breaker("typed_decorated", failure_threshold=2)
+    async def guarded(n: int) -> int:
+        return n
+
+    assert await guarded(3) == 3
+
+    prod: vh_config.ResilienceConfig = vh_config.get_resilience_config("prod")
+    assert prod == vh_config.PRODUCTION_CONFIG == vh_config.create_production_resilience_config()
+    dev = vh_config.apply_environment(vh_config.create_default_resilience_config(), "dev")
+    assert dev == vh_config.DEVELOPMENT_CONFIG == vh_config.create_development_resilience_config()
+    assert vh_config.DEFAULT_CONFIG.rate_limiting_rules and vh_config.ResilienceConfig.from_env({})
+    return first
+
+
+# --------------------------------------------------------------------------------------------
+# Seed 002's drop-in: seawall.compat.mahavishnu.rate_limiting
+
+
+class TypedCounter:
+    """A custom algorithm (``mahavishnu_rules.CustomAlgorithm``): one request per key."""
+
+    async def check(self, state: Any, current_time: float) -> tuple[bool, dict[str, int]]:
+        return not state, {"used": 1}
+
+    def get_retry_after(self, state: Any) -> float:
+        return 1.0
+
+
+class TypedHandler(mahavishnu_rules.RateLimitStrategyHandler):
+    async def apply_strategy(
+        self, decision: mahavishnu_rules.RateLimitDecision, identifier: str
+    ) -> mahavishnu_rules.RateLimitDecision:
+        return decision
+
+
+async def mahavishnu_rules_engine(clock: ManualClock) -> mahavishnu_rules.RateLimitMetrics:
+    """Seed 002's engine: rules, checks, overrides, audit and metrics."""
+    engine: mahavishnu_rules.RateLimitEngine = mahavishnu_rules.create_rate_limiter(
+        default_algorithm=mahavishnu_rules.RateLimitAlgorithm.TOKEN_BUCKET,
+        default_strategy=mahavishnu_rules.LimitStrategy.RETRY_AFTER,
+        clock=clock,
+    )
+    engine.set_strategy_handler(TypedHandler(engine))
+    for default in mahavishnu_rules.create_default_rules():
+        await engine.add_rule(default)
+    algorithm: mahavishnu_rules.CustomAlgorithm = TypedCounter()
+    await engine.add_rule(
+        mahavishnu_rules.RateLimitRule(
+            "custom", mahavishnu_rules.LimitScope.PER_IP, rate=1, algorithm=algorithm
+        )
+    )
+    d: mahavishnu_rules.RateLimitDecision = await engine.check_limit(
+        "user:1", "api_per_user", endpoint="/x"
+    )
+    wait: int | None = d.retry_after
+    tokens: float = d.tokens_remaining
+    assert d.allowed and wait is None and tokens == 9.0
+    assert (await engine.check_limit("ip:1", "custom")).allowed
+    assert not engine.check_limit_sync("user:1", "api_per_user", ip_address="::1").queued
+    rules: list[mahavishnu_rules.RateLimitRule] = await engine.list_rules()
+    assert (
+        await engine.get_rule("api_global")
+    ).scope is mahavishnu_rules.LimitScope.GLOBAL and len(rules) == 5
+    request = mahavishnu_rules.OverrideRequest(
+        admin_id="ops",
+        reason=mahavishnu_rules.OverrideReason.INCIDENT_RESPONSE,
+        target_user_id="user:1",
+    )
+    record: mahavishnu_rules.OverrideRecord = await engine.add_override(request)
+    found: mahavishnu_rules.OverrideRecord | None = await engine.check_override(user_id="user:1")
+    assert found is not None and found.override_id == record.override_id
+    assert await engine.remove_override(record.override_id, admin_id="ops")
+    log: list[mahavishnu_rules.OverrideAuditEntry] = await engine.get_audit_log(limit=10)
+    assert [e.action for e in log] == ["add", "remove"]
+    everything: dict[str, mahavishnu_rules.RateLimitMetrics] = await engine.get_all_metrics()
+    metrics = await engine.get_metrics("api_per_user")
+    assert metrics.calculate_hit_rate() == 0.0 and set(everything) >= {"custom"}
+    await engine.reset_metrics()
+    assert await engine.remove_rule("custom")
+
+    app = Starlette(routes=[Route("/", homepage)])
+    app.add_middleware(
+        mahavishnu_rules.RateLimitMiddleware, engine=engine, default_rule="api_per_user"
+    )
+    middleware = mahavishnu_rules.RateLimitMiddleware(app, engine, "api_per_ip")
+    assert middleware.default_rule == "api_per_ip"
+    return metrics
+
+
 async def adaptive_concurrency(clock: ManualClock) -> dict[str, Any]:
     """An adaptive concurrency limit: permits, outcomes, the queue, and the shedding middleware."""
     limiter = ConcurrencyLimiter(
@@ -736,6 +885,71 @@ async def adaptive_concurrency(clock: ManualClock) -> dict[str, Any]:
 # Everything that needs no network, in one place for the test
 
 
+# --------------------------------------------------------------------------------------------
+# Backpressure: run, submit, slot, the decorator, refusals, stats, close
+
+
+async def backpressure(clock: ManualClock) -> dict[str, Any]:
+    """Bounded admission in each of its shapes; the refusals it raises."""
+
+    def weight(chunk: bytes) -> int:
+        return len(chunk)
+
+    bp = Backpressure(
+        "audio",
+        max_concurrency=2,
+        max_queue=1,
+        max_queue_bytes=1024,
+        strategy="drop_oldest",
+        queue_timeout=5.0,
+        order="lifo",
+        adaptive_threshold=0.9,
+        size_of=weight,
+        clock=clock,
+    )
+
+    async def transcribe(chunk: bytes) -> int:
+        return len(chunk)
+
+    n: int = await bp.run(transcribe, b"abc")
+    task: asyncio.Task[int] = bp.submit(transcribe, b"de")
+    assert await task == 2 and n == 3
+
+    @bp
+    async def decorated(chunk: bytes) -> int:
+        return len(chunk)
+
+    assert await decorated(b"x") == 1
+    async with bp.slot(size=10), bp.slot(size=10):
+        queued = bp.submit(transcribe, b"1")  # waits: both slots are taken
+        newer = bp.submit(transcribe, b"2")  # drop_oldest: displaces the one queued
+        try:
+            await queued
+        except Dropped as dropped:
+            assert dropped.reason == "dropped"
+        refused: Overloaded | None = None
+        try:
+            await bp.run(transcribe, b"z" * 2000)  # larger than the whole byte budget
+        except Overloaded as e:
+            refused = e
+        assert refused is not None and refused.reason == "memory"
+        wait: float | None = refused.retry_after
+        assert wait is None or wait >= 0
+    assert await newer == 1
+    expired: int = bp.check_timeouts()
+    counts: tuple[int, int, int, int, int] = (
+        bp.in_flight,
+        bp.queued,
+        bp.waiting,
+        bp.queued_bytes,
+        bp.limit,
+    )
+    assert expired == 0 and counts == (0, 0, 0, 0, 2)
+    await bp.close(cancel_running=False)
+    stats: dict[str, Any] = bp.stats()
+    return stats
+
+
 SYNC_PARTS: list[Callable[[ManualClock], object]] = [
     rules_engine,
     in_memory_limiter,
@@ -755,5 +969,8 @@ ASYNC_PARTS: list[Callable[[ManualClock], Awaitable[object]]] = [
     rate_limited_coroutine,
     mcp_calls,
     mahavishnu_limiter,
+    mahavishnu_rules_engine,
+    backpressure,
+    voicehive_dropin,
     adaptive_concurrency,
 ]

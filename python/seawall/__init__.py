@@ -32,15 +32,23 @@ from seawall._seawall import (
 )
 from seawall._token_bucket import ClientRateLimiter, TokenBucket
 from seawall.asgi import RateLimitMiddleware, Rule
+from seawall.backpressure import Backpressure
 from seawall.breaker import CircuitBreaker, breakers
 from seawall.concurrency import AIMDLimit, ConcurrencyLimiter, GradientLimit, Permit
 from seawall.decorators import rate_limit
-from seawall.errors import CircuitOpenError, Dropped, Overloaded, RateLimitExceeded, SeawallError
+from seawall.errors import (
+    CircuitOpenError,
+    Dropped,
+    Overloaded,
+    RateLimitExceeded,
+    SeawallError,
+)
 from seawall.shedding import ConcurrencyLimitMiddleware
 
 __all__ = [
     "ALGORITHMS",
     "AIMDLimit",
+    "Backpressure",
     "CircuitBreaker",
     "CircuitOpenError",
     "ClientRateLimiter",

@@ -6,6 +6,9 @@ import argparse
 import math
 import sys
 
+from seawall.rules_cli import add_rules_command
+from seawall.rules_cli import run as run_rules
+
 
 def _seconds(text: str) -> float:
     try:
@@ -48,7 +51,10 @@ def main(argv: list[str] | None = None) -> int:
         help="print the summary as JSON at the end",
     )
     demo.set_defaults(output="auto")
+    add_rules_command(commands)
     args = parser.parse_args(argv)
+    if args.command == "rules":
+        return run_rules(args)
     if args.command == "demo":
         from seawall.demo import run
 

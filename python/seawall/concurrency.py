@@ -49,12 +49,7 @@ _LOSSES: tuple[type[BaseException], ...] = (Overloaded, TimeoutError, asyncio.Ti
 
 def _refused(reason: str) -> Overloaded:
     """The one place this module builds an :class:`Overloaded`."""
-    messages = {
-        "limit": "concurrency limit reached",
-        "queue_full": "concurrency limit reached and its queue is full",
-        "timeout": "waited in the concurrency limiter's queue too long",
-    }
-    return Overloaded(messages[reason], reason=reason)
+    return Overloaded(reason, name="concurrency limiter")
 
 
 class Permit:

@@ -70,21 +70,38 @@ class RateLimitExceeded(SeawallError):
 
 
 class Overloaded(SeawallError):
-    """Work was refused because the service is at its capacity (load shedding).
+    """Work was refused or ended by a :class:`seawall.Backpressure` handler, or refused by a
+    :class:`seawall.ConcurrencyLimiter` (``name`` ``"concurrency limiter"``).
 
-    ``reason``: why (``"limit"``: every permit busy and no queue; ``"queue_full"``;
-    ``"timeout"``: it waited in the queue longer than allowed). ``retry_after``: seconds after
-    which trying again is reasonable, or ``None``.
+    ``reason``: ``"queue_full"`` (the queue holds ``max_queue`` items), ``"memory"`` (the byte
+    budget has no room), ``"limit"`` (every slot busy and no queue), ``"timeout"`` (it waited
+    longer than ``queue_timeout``), ``"dropped"`` (see :class:`Dropped`) or ``"closed"``.
+    ``retry_after``: an estimate, in seconds, of when room may appear (the mean run time times
+    the waiters ahead, per slot), or ``None`` when there is none yet. ``name``: the handler's.
     """
 
     reason: str
     retry_after: float | None
+    name: str | None
 
-    def __init__(self, message: str, *, reason: str, retry_after: float | None = None) -> None:
-        super().__init__(message)
+    def __init__(self, reason: str, retry_after: float | None = None, name: str | None = None):
+        super().__init__(reason, retry_after, name)
         self.reason = reason
         self.retry_after = retry_after
+        self.name = name
+
+    @property
+    def retry_after_seconds(self) -> int:
+        """``retry_after`` in whole seconds, rounded up, at least 1 (for a ``Retry-After``)."""
+        return whole_seconds(1.0 if self.retry_after is None else self.retry_after)
+
+    def __str__(self) -> str:
+        if self.name == "concurrency limiter":
+            return f"concurrency limiter: overloaded ({self.reason})"
+        who = f"backpressure {self.name!r}" if self.name else "backpressure"
+        return f"{who}: overloaded ({self.reason})"
 
 
 class Dropped(Overloaded):
-    """Work that was accepted, then dropped before it ran (a waiting item displaced)."""
+    """An item dropped by its handler's strategy: a waiter displaced by ``drop_oldest`` (or
+    ``adaptive``), or the new item refused by ``drop_newest``. ``reason`` is ``"dropped"``."""

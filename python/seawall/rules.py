@@ -82,14 +82,20 @@ class RulesEngine(_seawall.RulesEngine):
         endpoint: str | None = None,
         ip_address: str | None = None,
         cost: int = 1,
+        user_id: str | None = None,
     ) -> RuleDecision:
         """``check``, awaited."""
         if not self.is_async:
             return self.check(
-                rule_name, identifier, endpoint=endpoint, ip_address=ip_address, cost=cost
+                rule_name,
+                identifier,
+                endpoint=endpoint,
+                ip_address=ip_address,
+                cost=cost,
+                user_id=user_id,
             )
         decision = await _settle(
-            self, self._submit, rule_name, identifier, endpoint, ip_address, None, cost
+            self, self._submit, rule_name, identifier, endpoint, ip_address, None, cost, user_id
         )
         assert decision is not None  # a named rule always decides
         return decision
@@ -102,14 +108,20 @@ class RulesEngine(_seawall.RulesEngine):
         ip_address: str | None = None,
         default: str | None = None,
         cost: int = 1,
+        user_id: str | None = None,
     ) -> RuleDecision | None:
         """``decide``, awaited."""
         if not self.is_async:
             return self.decide(
-                identifier, endpoint=endpoint, ip_address=ip_address, default=default, cost=cost
+                identifier,
+                endpoint=endpoint,
+                ip_address=ip_address,
+                default=default,
+                cost=cost,
+                user_id=user_id,
             )
         return await _settle(
-            self, self._submit, None, identifier, endpoint, ip_address, default, cost
+            self, self._submit, None, identifier, endpoint, ip_address, default, cost, user_id
         )
 
 

@@ -1,6 +1,7 @@
 //! The pyo3 bindings: thin types that convert arguments, read the clock and map errors. The logic
 //! and its documentation live in the core modules.
 
+mod backpressure;
 mod breaker;
 mod bucket;
 mod client;
@@ -46,6 +47,7 @@ fn _seawall(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<rules::PyRulesEngine>()?;
     m.add_class::<rules::PyRuleDecision>()?;
     m.add_class::<rules_gate::PyRulesGate>()?;
+    m.add_class::<backpressure::PyBackpressureCore>()?;
     m.add_class::<concurrency::PyAimdLimit>()?;
     m.add_class::<concurrency::PyGradientLimit>()?;
     m.add_class::<concurrency::PyConcurrencyCore>()?;

@@ -13,7 +13,7 @@ use super::clock::ClockSource;
 use super::direct::DirectShared;
 use super::errors::{at_least_one, cost_arg, seconds_arg, text_arg, Count};
 use super::futures::{report_all, store_error, Completion, Done, PyBridge};
-use super::limiter::{limit_set_arg, limits_list, secs, PyDecision};
+use super::limiter::{limit_set_arg, limits_list, secs, usage_list, PyDecision};
 use crate::breaker::BreakerConfig;
 use crate::clock::{self, Clock, DefaultClock, Nanos, NANOS_PER_SEC};
 use crate::limiter::redis_failure::RedisDecision;
@@ -96,6 +96,30 @@ pub(crate) fn start_time(clock: &ClockSource) -> Nanos {
     }
 }
 
+/// Makes a begun decision of `core` on the calling thread, without the GIL: over a blocking
+/// connection from `pool` when the store is one server over TCP or a Unix socket (`direct`),
+/// else through tokio; then logs what the limiter reports.
+pub(crate) fn finish_on_thread(
+    py: Python<'_>,
+    core: &Arc<RedisLimiter>,
+    pool: &BlockingPool,
+    direct: bool,
+    begun: Result<Pending, RedisDecision>,
+) -> PyResult<RedisDecision> {
+    let pending = match begun {
+        Ok(p) => p,
+        Err(d) => return Ok(d),
+    };
+    let d = if direct {
+        py.detach(move || core.finish_blocking(pool, pending))
+    } else {
+        let core = core.clone();
+        py.detach(move || runtime::handle().block_on(core.finish(pending)))
+    };
+    report_all(py, core.take_reports());
+    d.map_err(store_error)
+}
+
 impl PyRedisLimiter {
     fn times(&self, py: Python<'_>) -> PyResult<(Option<Nanos>, Nanos)> {
         script_times(&self.clock, py)
@@ -121,20 +145,13 @@ impl PyRedisLimiter {
         py: Python<'_>,
         begun: Result<Pending, RedisDecision>,
     ) -> PyResult<RedisDecision> {
-        let pending = match begun {
-            Ok(p) => p,
-            Err(d) => return Ok(d),
-        };
-        let d = if self.direct.enabled() {
-            let core = &self.core;
-            let pool = &self.sync_pool;
-            py.detach(move || core.finish_blocking(pool, pending))
-        } else {
-            let core = self.core.clone();
-            py.detach(move || runtime::handle().block_on(core.finish(pending)))
-        };
-        report_all(py, self.core.take_reports());
-        d.map_err(store_error)
+        finish_on_thread(
+            py,
+            &self.core,
+            &self.sync_pool,
+            self.direct.enabled(),
+            begun,
+        )
     }
 
     fn begin_with(
@@ -274,6 +291,16 @@ impl PyRedisLimiter {
         let r = py.detach(move || runtime::handle().block_on(core.reset(&key, local_now)));
         report_all(py, self.core.take_reports());
         r.map_err(store_error)
+    }
+
+    /// What each of `key`'s limits holds in Redis (see `Limiter.usage`), changing nothing.
+    fn usage<'py>(&self, py: Python<'py>, key: &Bound<'py, PyAny>) -> PyResult<Bound<'py, PyList>> {
+        let key = text_arg("key", key)?.to_owned();
+        let (now, local_now) = self.times(py)?;
+        let core = self.core.clone();
+        let r = py.detach(move || runtime::handle().block_on(core.usage(&key, now, local_now)));
+        report_all(py, self.core.take_reports());
+        usage_list(py, &r.map_err(store_error)?)
     }
 
     /// Starts an async decision: the Decision if it is known at once, else None, and the

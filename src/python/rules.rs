@@ -136,6 +136,7 @@ pub(crate) fn facts<'a>(
         user: identifier,
         ip,
         endpoint,
+        user_id: None,
     })
 }
 
@@ -398,8 +399,8 @@ impl PyRulesEngine {
 
     /// Where the budgets are (the URL given).
     #[getter]
-    fn store(&self) -> &str {
-        &self.store
+    fn store(&self) -> String {
+        crate::store::redis::url::redact(&self.store)
     }
 
     /// Whether decisions wait for Redis (then `acheck` / `adecide` do not block the loop).
@@ -413,10 +414,16 @@ impl PyRulesEngine {
         let spec: RuleSpec = from_dict("rule", rule)?;
         self.rules.validate(&spec)?;
         self.ensure(py)?;
-        if let Some(version) = self.on_plane(py, |s| s.plane.put_rule(&spec))? {
-            self.shared.as_ref().expect("a plane").wrote(version);
-        }
-        Ok(self.rules.add_at(spec, start_time(&self.clock))?)
+        let place = match self.on_plane(py, |s| s.plane.put_rule(&spec))? {
+            Some((version, place)) => {
+                self.shared.as_ref().expect("a plane").wrote(version);
+                Some(place)
+            }
+            None => None,
+        };
+        Ok(self
+            .rules
+            .add_ordered(spec, place, start_time(&self.clock))?)
     }
 
     /// Removes the rule `name`; whether there was one.
@@ -480,9 +487,10 @@ impl PyRulesEngine {
 
     /// Decides one request under the rule `rule_name` (its filters are not consulted).
     #[pyo3(
-        signature = (rule_name, identifier=None, *, endpoint=None, ip_address=None, cost=Count::ONE),
-        text_signature = "($self, rule_name, identifier=None, *, endpoint=None, ip_address=None, cost=1)"
+        signature = (rule_name, identifier=None, *, endpoint=None, ip_address=None, cost=Count::ONE, user_id=None),
+        text_signature = "($self, rule_name, identifier=None, *, endpoint=None, ip_address=None, cost=1, user_id=None)"
     )]
+    #[allow(clippy::too_many_arguments)]
     fn check(
         &self,
         py: Python<'_>,
@@ -491,8 +499,10 @@ impl PyRulesEngine {
         endpoint: Option<&str>,
         ip_address: Option<&str>,
         cost: Count,
+        user_id: Option<&str>,
     ) -> PyResult<PyRuleDecision> {
-        let req = facts(identifier, endpoint, ip_address)?;
+        let mut req = facts(identifier, endpoint, ip_address)?;
+        req.user_id = user_id;
         let d = self.decide_sync(py, Some(rule_name), None, &req, cost_arg("cost", cost)?)?;
         Ok(d.expect("a named rule always decides"))
     }
@@ -501,9 +511,10 @@ impl PyRulesEngine {
     /// highest-priority enabled rule whose filters all match, else `default`), decided; None
     /// when no rule applies.
     #[pyo3(
-        signature = (identifier=None, *, endpoint=None, ip_address=None, default=None, cost=Count::ONE),
-        text_signature = "($self, identifier=None, *, endpoint=None, ip_address=None, default=None, cost=1)"
+        signature = (identifier=None, *, endpoint=None, ip_address=None, default=None, cost=Count::ONE, user_id=None),
+        text_signature = "($self, identifier=None, *, endpoint=None, ip_address=None, default=None, cost=1, user_id=None)"
     )]
+    #[allow(clippy::too_many_arguments)]
     fn decide(
         &self,
         py: Python<'_>,
@@ -512,15 +523,17 @@ impl PyRulesEngine {
         ip_address: Option<&str>,
         default: Option<&str>,
         cost: Count,
+        user_id: Option<&str>,
     ) -> PyResult<Option<PyRuleDecision>> {
-        let req = facts(identifier, endpoint, ip_address)?;
+        let mut req = facts(identifier, endpoint, ip_address)?;
+        req.user_id = user_id;
         self.decide_sync(py, None, default, &req, cost_arg("cost", cost)?)
     }
 
     /// Starts `check` (a rule name) or `decide` (None) on the loop of `future`: `(False,
     /// decision)` when known at once, `(True, None)` when the bridge sets it on `future`.
     #[allow(clippy::too_many_arguments)]
-    #[pyo3(signature = (bridge, future, rule_name, identifier, endpoint, ip_address, default, cost))]
+    #[pyo3(signature = (bridge, future, rule_name, identifier, endpoint, ip_address, default, cost, user_id=None))]
     fn _submit(
         &self,
         py: Python<'_>,
@@ -532,8 +545,10 @@ impl PyRulesEngine {
         ip_address: Option<&str>,
         default: Option<&str>,
         cost: Count,
+        user_id: Option<&str>,
     ) -> PyResult<(bool, Option<PyRuleDecision>)> {
-        let req = facts(identifier, endpoint, ip_address)?;
+        let mut req = facts(identifier, endpoint, ip_address)?;
+        req.user_id = user_id;
         self.submit(
             py,
             bridge,

@@ -103,6 +103,7 @@ impl PyRulesGate {
             user: Some(user),
             ip,
             endpoint: path,
+            user_id: None,
         })
     }
 }

@@ -10,6 +10,7 @@ use pyo3::prelude::*;
 
 use super::direct::{Asked, Decider, DirectShared, Requested};
 use super::futures::{report_all, store_error, Completion, Done, PyBridge};
+use super::redis::finish_on_thread;
 use super::rules::PyRuleDecision;
 use crate::clock::Nanos;
 use crate::limiter::redis_failure::{Fallback, RedisDecision, StoreError};
@@ -41,6 +42,7 @@ impl OwnedFacts {
             user: self.user.as_deref(),
             ip: self.ip,
             endpoint: self.endpoint.as_deref(),
+            user_id: None,
         }
     }
 }
@@ -158,26 +160,14 @@ impl RedisPath {
         limiter.begin(key, cost, true, now, local_now)
     }
 
-    /// Makes `job`'s call on this thread without the GIL.
+    /// Makes a begun call on this thread without the GIL.
     fn blocking(
         &self,
         py: Python<'_>,
         limiter: &Arc<RedisLimiter>,
         begun: Result<Pending, RedisDecision>,
     ) -> PyResult<RedisDecision> {
-        let pending = match begun {
-            Ok(p) => p,
-            Err(d) => return Ok(d),
-        };
-        let d = if self.direct.enabled() {
-            let pool = &self.pool;
-            py.detach(move || limiter.finish_blocking(pool, pending))
-        } else {
-            let core = limiter.clone();
-            py.detach(move || runtime::handle().block_on(core.finish(pending)))
-        };
-        report_all(py, limiter.take_reports());
-        d.map_err(store_error)
+        finish_on_thread(py, limiter, &self.pool, self.direct.enabled(), begun)
     }
 
     /// Makes a whole decision (and its follow-up) on this thread.

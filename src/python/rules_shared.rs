@@ -133,10 +133,12 @@ impl Shared {
         let _one = self.reloading.lock();
         let loaded = self.plane.load()?;
         let now = self.now();
-        for (name, spec) in &loaded.rules {
-            if rules.get(name).is_none_or(|r| r.spec() != spec) {
+        for (name, (spec, place)) in &loaded.rules {
+            let same = rules.get(name).is_some_and(|r| r.spec() == spec)
+                && rules.place(name) == Some(*place);
+            if !same {
                 // A rule another version wrote that this one refuses stays out, not fatal.
-                let _ = rules.add_at(spec.clone(), now);
+                let _ = rules.add_ordered(spec.clone(), Some(*place), now);
             }
         }
         for rule in rules.list() {

@@ -102,6 +102,29 @@ pub(crate) fn strict_bool<'de, D: serde::Deserializer<'de>>(d: D) -> Result<bool
     d.deserialize_any(Strict)
 }
 
+/// A list of strings that must be one: some sources (Python through pythonize) would read a
+/// string as the list of its characters, so that `endpoints="/api"` became `["/", "a", "p", "i"]`.
+pub(crate) fn string_list<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
+    struct Strings;
+    impl<'de> serde::de::Visitor<'de> for Strings {
+        type Value = Vec<String>;
+        fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str("a list of strings")
+        }
+        fn visit_seq<A: serde::de::SeqAccess<'de>>(
+            self,
+            mut seq: A,
+        ) -> Result<Self::Value, A::Error> {
+            let mut out = Vec::new();
+            while let Some(item) = seq.next_element::<String>()? {
+                out.push(item);
+            }
+            Ok(out)
+        }
+    }
+    d.deserialize_any(Strings)
+}
+
 /// A rule as written: every field of seed 002's `RateLimitRule`, plus `max_delay` (THROTTLE's
 /// bound). Unknown fields are an error naming them.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -125,13 +148,13 @@ pub struct RuleSpec {
     #[serde(default)]
     pub strategy: Option<Strategy>,
     /// Paths it applies to (exact, or a glob with `*`).
-    #[serde(default)]
+    #[serde(default, deserialize_with = "string_list")]
     pub endpoints: Vec<String>,
     /// Identifiers it applies to (with or without a `user:` prefix).
-    #[serde(default)]
+    #[serde(default, deserialize_with = "string_list")]
     pub user_ids: Vec<String>,
     /// Client addresses it applies to (IPs or CIDRs).
-    #[serde(default)]
+    #[serde(default, deserialize_with = "string_list")]
     pub ip_addresses: Vec<String>,
     /// Among matching rules, the highest wins.
     #[serde(default)]
@@ -338,6 +361,9 @@ pub struct RequestFacts<'a> {
     pub ip: Option<IpAddr>,
     /// The endpoint (the path).
     pub endpoint: Option<&'a str>,
+    /// The user an override's user target is matched against, when it is not the identifier
+    /// (seed 002's `check_limit(..., user_id=)`, A22).
+    pub user_id: Option<&'a str>,
 }
 
 /// A rule's decision, and what its strategy makes of a refusal.
@@ -533,6 +559,12 @@ impl Rules {
 
     /// [`Rules::add`] at `now` (a Redis store's breakers start their clocks then).
     pub fn add_at(&self, spec: RuleSpec, now: Nanos) -> Result<(), Error> {
+        self.add_ordered(spec, None, now)
+    }
+
+    /// [`Rules::add_at`] with the rule's place among equal priorities given (a shared store's,
+    /// so that every engine breaks ties alike); `None`: after every rule added so far.
+    pub fn add_ordered(&self, spec: RuleSpec, place: Option<u64>, now: Nanos) -> Result<(), Error> {
         let rule = std::sync::Arc::new(spec.compile(self.algorithm, self.strategy)?);
         let open = |role: &str, limits: &LimitSet| {
             self.store
@@ -556,9 +588,13 @@ impl Rules {
             _ => Default::default(),
         };
         let metrics = old.map(|o| o.metrics.clone()).unwrap_or_default();
-        let order = match old {
-            Some(o) => o.order,
-            None => {
+        let order = match (place, old) {
+            (Some(p), _) => {
+                *next = (*next).max(p);
+                p
+            }
+            (None, Some(o)) => o.order,
+            (None, None) => {
                 *next += 1;
                 *next
             }
@@ -607,6 +643,11 @@ impl Rules {
         let mut all: Vec<&Entry> = guard.0.values().collect();
         all.sort_by_key(|e| e.order);
         all.into_iter().map(|e| (*e.rule).clone()).collect()
+    }
+
+    /// Rule `name`'s place among equal priorities.
+    pub fn place(&self, name: &str) -> Option<u64> {
+        self.entries.read().0.get(name).map(|e| e.order)
     }
 
     /// The rule `name`.
@@ -705,7 +746,7 @@ impl Rules {
             return Ok(Planned::Decided(admit(rule, None, Vec::new())));
         }
         let (found, audit) = if self.overrides.any() {
-            self.overrides.check(req.user, req.ip, now)
+            self.overrides.check(req.user_id.or(req.user), req.ip, now)
         } else {
             (None, Vec::new())
         };

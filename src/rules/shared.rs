@@ -39,6 +39,24 @@ end
 return redis.call('INCR', KEYS[2])
 ";
 
+// KEYS: rules, version, places, place counter. A rule keeps its place when replaced.
+const PUT_RULE: &str = r"
+redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
+local place = redis.call('HGET', KEYS[3], ARGV[1])
+if not place then
+  place = redis.call('INCR', KEYS[4])
+  redis.call('HSET', KEYS[3], ARGV[1], place)
+end
+return {redis.call('INCR', KEYS[2]), tonumber(place)}
+";
+
+const DEL_RULE: &str = r"
+if redis.call('HDEL', KEYS[1], ARGV[1]) == 0 then return 0 end
+redis.call('HDEL', KEYS[3], ARGV[1])
+redis.call('INCR', KEYS[2])
+return 1
+";
+
 const DEL: &str = r"
 if redis.call('HDEL', KEYS[1], ARGV[1]) == 0 then return 0 end
 if ARGV[2] ~= '' then
@@ -51,7 +69,7 @@ return 1
 
 const LOAD: &str = r"
 return {redis.call('GET', KEYS[1]) or '0', redis.call('HGETALL', KEYS[2]),
-        redis.call('HGETALL', KEYS[3])}
+        redis.call('HGETALL', KEYS[3]), redis.call('HGETALL', KEYS[4])}
 ";
 
 // KEYS: counters, then for each of user / ip / endpoint: counts, errors.
@@ -99,6 +117,8 @@ pub struct ControlPlane {
     store: ProcessStore,
     prefix: String,
     put: Script,
+    put_rule: Script,
+    del_rule: Script,
     del: Script,
     load: Script,
     flush: Script,
@@ -109,8 +129,9 @@ pub struct ControlPlane {
 pub struct Loaded {
     /// The version key's value.
     pub version: u64,
-    /// Every rule, by name.
-    pub rules: HashMap<String, RuleSpec>,
+    /// Every rule, by name, with its place among equal priorities (the order rules were first
+    /// added to the store, whichever process added them).
+    pub rules: HashMap<String, (RuleSpec, u64)>,
     /// Every override recorded (expired ones included until someone removes them).
     pub overrides: Vec<StoredOverride>,
 }
@@ -160,6 +181,8 @@ impl ControlPlane {
             store: ProcessStore::new(config)?,
             prefix: prefix.to_owned(),
             put: Script::new(PUT),
+            put_rule: Script::new(PUT_RULE),
+            del_rule: Script::new(DEL_RULE),
             del: Script::new(DEL),
             load: Script::new(LOAD),
             flush: Script::new(FLUSH),
@@ -184,20 +207,40 @@ impl ControlPlane {
             .map_err(|e| failed(what, e))
     }
 
-    /// Writes rule `spec`; the new version.
-    pub fn put_rule(&self, spec: &RuleSpec) -> Result<u64, Error> {
+    fn rule_keys(&self) -> [String; 4] {
+        [
+            self.key("rules"),
+            self.key("version"),
+            self.key("places"),
+            self.key("place"),
+        ]
+    }
+
+    /// Writes rule `spec`; the new version and the rule's place among equal priorities.
+    pub fn put_rule(&self, spec: &RuleSpec) -> Result<(u64, u64), Error> {
         let json = serde_json::to_string(spec).map_err(|e| failed("write the rule", e))?;
-        let keys = [self.key("rules"), self.key("version"), self.key("audit")];
-        let args = [spec.name.clone(), json, String::new(), "0".into()];
-        let v = self.run("write the rule", &self.put, &keys, &args)?;
-        Ok(text(&v).and_then(|t| t.parse().ok()).unwrap_or(0))
+        let v = self.run(
+            "write the rule",
+            &self.put_rule,
+            &self.rule_keys(),
+            &[spec.name.clone(), json],
+        )?;
+        let parts = array(&v);
+        let num = |i: usize| parts.get(i).and_then(text).and_then(|t| t.parse().ok());
+        match (num(0), num(1)) {
+            (Some(version), Some(place)) => Ok((version, place)),
+            _ => Err(failed("write the rule", "an unexpected reply")),
+        }
     }
 
     /// Removes rule `name`; whether it was there.
     pub fn remove_rule(&self, name: &str) -> Result<bool, Error> {
-        let keys = [self.key("rules"), self.key("version"), self.key("audit")];
-        let args = [name.to_owned(), String::new(), "0".into()];
-        let v = self.run("remove the rule", &self.del, &keys, &args)?;
+        let v = self.run(
+            "remove the rule",
+            &self.del_rule,
+            &self.rule_keys(),
+            &[name.to_owned()],
+        )?;
         Ok(matches!(v, Value::Int(1)))
     }
 
@@ -260,7 +303,12 @@ impl ControlPlane {
     /// Everything the store holds. A record that does not parse (written by another version of
     /// seawall) is skipped, not fatal.
     pub fn load(&self) -> Result<Loaded, Error> {
-        let keys = [self.key("version"), self.key("rules"), self.key("ovr")];
+        let keys = [
+            self.key("version"),
+            self.key("rules"),
+            self.key("ovr"),
+            self.key("places"),
+        ];
         let v = self.run("read the rules", &self.load, &keys, &[] as &[String])?;
         let parts = array(&v);
         let version = parts
@@ -268,12 +316,22 @@ impl ControlPlane {
             .and_then(text)
             .and_then(|t| t.parse().ok())
             .unwrap_or(0);
+        let places: HashMap<String, u64> = parts
+            .get(3)
+            .map(pairs)
+            .unwrap_or_default()
+            .into_iter()
+            .filter_map(|(name, n)| Some((name, n.parse().ok()?)))
+            .collect();
         let rules = parts
             .get(1)
             .map(pairs)
             .unwrap_or_default()
             .into_iter()
-            .filter_map(|(name, json)| Some((name, serde_json::from_str(&json).ok()?)))
+            .filter_map(|(name, json)| {
+                let place = places.get(&name).copied().unwrap_or(u64::MAX / 2);
+                Some((name, (serde_json::from_str(&json).ok()?, place)))
+            })
             .collect();
         let overrides = parts
             .get(2)
