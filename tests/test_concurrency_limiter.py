@@ -333,3 +333,51 @@ def test_waiter_on_another_threads_loop_is_handed_its_permit() -> None:
     held.success()  # from this thread, which runs no event loop
     thread.join(10)
     assert len(got) == 1 and limiter.in_flight == 0 and limiter.queued == 0
+
+
+def test_backpressure_takes_an_adaptive_limit() -> None:
+    from seawall import Backpressure
+
+    clock = ManualClock()
+    bp = Backpressure(max_concurrency=AIMDLimit(4), max_queue=10, clock=clock)
+    assert bp.limit == 4 and Backpressure(max_concurrency=GradientLimit(7)).limit == 7
+
+    async def timed_out() -> None:
+        raise TimeoutError
+
+    async def bad_input() -> None:
+        raise ValueError("not the dependency's fault")
+
+    async def held(gate: asyncio.Event) -> None:
+        await gate.wait()
+
+    async def scenario() -> None:
+        with pytest.raises(TimeoutError):
+            await bp.run(timed_out)  # a loss: 4 * 0.9
+        assert bp.limit == 3
+        with pytest.raises(ValueError):
+            await bp.run(bad_input)  # an ordinary failure leaves it
+        assert bp.limit == 3
+        # Three round trips at full use: + 1 each (AIMD adds increase_by per round trip).
+        for _ in range(3):
+            gate = asyncio.Event()
+            running = [asyncio.create_task(bp.run(held, gate)) for _ in range(bp.limit)]
+            await asyncio.sleep(0)
+            assert bp.in_flight == len(running)
+            clock.advance(0.01)
+            gate.set()
+            await asyncio.gather(*running)
+        assert bp.limit == 5
+        async with bp.slot():
+            pass
+
+    asyncio.run(scenario())
+    stats = bp.stats()
+    assert stats["failed"] == 2 and stats["limit"] == 5
+
+
+def test_backpressure_rejects_a_bad_max_concurrency() -> None:
+    from seawall import Backpressure
+
+    with pytest.raises(TypeError, match="max_concurrency"):
+        Backpressure(max_concurrency="many")  # type: ignore[arg-type]

@@ -8,6 +8,7 @@ import sys
 from typing import Any
 
 from seawall._args import check_int, check_optional_callable, check_optional_str
+from seawall._seawall import AIMDLimit, GradientLimit
 
 __all__ = ["ORDERS", "STRATEGIES", "checked", "default_size", "size_error"]
 
@@ -65,7 +66,9 @@ def checked(
         )
     check_optional_callable("size_of", size_of)
     return {
-        "max_concurrency": _bounded_int("max_concurrency", max_concurrency, 1),
+        "max_concurrency": max_concurrency
+        if isinstance(max_concurrency, AIMDLimit | GradientLimit)
+        else _bounded_int("max_concurrency", max_concurrency, 1),
         "max_queue": _bounded_int("max_queue", max_queue, 0),
         "max_queue_bytes": None
         if max_queue_bytes is None

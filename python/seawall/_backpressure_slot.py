@@ -7,13 +7,25 @@ import asyncio
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
+from seawall.errors import Overloaded
+
 if TYPE_CHECKING:
     from seawall.backpressure import Backpressure
 
-__all__ = ["CANCELLED", "FAILURE", "NO_LOOP", "SUCCESS", "Slot", "find_task"]
+__all__ = ["CANCELLED", "FAILURE", "LOST", "NO_LOOP", "SUCCESS", "Slot", "failure", "find_task"]
 
-#: How an item ended, as the native core takes it.
-SUCCESS, FAILURE, CANCELLED = 0, 1, 2
+#: How an item ended, as the native core takes it (LOST: a failure that is the loss signal for an
+#: adaptive ``max_concurrency``).
+SUCCESS, FAILURE, CANCELLED, LOST = 0, 1, 2, 3
+_LOSSES = (Overloaded, TimeoutError, asyncio.TimeoutError)
+
+
+def failure(exc: BaseException | None) -> int:
+    """How an item that raised ``exc`` ended: lost if it was shed or timed out downstream
+    (:class:`~seawall.Overloaded`, :class:`TimeoutError`), else failed."""
+    return LOST if isinstance(exc, _LOSSES) else FAILURE
+
+
 #: No loop seen yet: asyncio knows no current task for it.
 NO_LOOP = object()
 
@@ -69,7 +81,7 @@ class Slot:
             started = bp._release(t, SUCCESS)
         else:
             started = bp._release(
-                t, CANCELLED if issubclass(exc_type, _CancelledError) else FAILURE
+                t, CANCELLED if issubclass(exc_type, _CancelledError) else failure(exc)
             )
         if started is not None or bp._idle is not None:
             bp._after(started)

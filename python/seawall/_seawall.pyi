@@ -593,7 +593,7 @@ class BackpressureCore:
     def __new__(
         cls,
         *,
-        max_concurrency: int,
+        max_concurrency: int | AIMDLimit | GradientLimit,
         max_queue: int,
         max_queue_bytes: int | None,
         strategy: str,

@@ -20,8 +20,8 @@ from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any, ParamSpec, TypeVar
 
 from seawall._backpressure_args import checked, default_size, size_error
-from seawall._backpressure_slot import CANCELLED, FAILURE, NO_LOOP, SUCCESS, Slot, find_task
-from seawall._seawall import BackpressureCore
+from seawall._backpressure_slot import CANCELLED, NO_LOOP, SUCCESS, Slot, failure, find_task
+from seawall._seawall import AIMDLimit, BackpressureCore, GradientLimit
 from seawall.errors import Dropped, Overloaded
 
 __all__ = ["Backpressure"]
@@ -37,6 +37,12 @@ _MAX_SIZE = 2**64 - 1
 class Backpressure:
     """Bounded admission: at most ``max_concurrency`` items run at once, at most ``max_queue``
     wait for a slot, and ``strategy`` says what happens to the rest.
+
+    * ``max_concurrency``: an int, or an adaptive limit (:class:`~seawall.GradientLimit`,
+      :class:`~seawall.AIMDLimit`; see ``docs/concurrency.md``) fed by each item's outcome: a
+      success is an RTT sample (admission to end, on ``clock``), an item that raised
+      :class:`~seawall.Overloaded` or :class:`TimeoutError` is a loss; other failures and
+      cancellations leave it unmoved.
 
     * ``max_queue_bytes``: a byte budget for the waiting items, as their callers weigh them
       (``slot(size=...)``; for ``run`` / ``submit`` / the decorator, ``size_of(*args, **kwargs)``,
@@ -87,7 +93,7 @@ class Backpressure:
         self,
         name: str | None = None,
         *,
-        max_concurrency: int = 10,
+        max_concurrency: int | AIMDLimit | GradientLimit = 10,
         max_queue: int = 100,
         max_queue_bytes: int | None = None,
         strategy: str = "block",
@@ -194,8 +200,8 @@ class Backpressure:
         except _CancelledError:
             self._end(r, CANCELLED)
             raise
-        except BaseException:
-            self._end(r, FAILURE)
+        except BaseException as exc:
+            self._end(r, failure(exc))
             raise
         del running[r]
         started = self._release(r, SUCCESS)
@@ -363,7 +369,8 @@ class Backpressure:
         if task.cancelled():
             self._end(ticket, CANCELLED)
         else:
-            self._end(ticket, SUCCESS if task.exception() is None else FAILURE)
+            exc = task.exception()
+            self._end(ticket, SUCCESS if exc is None else failure(exc))
 
     async def _run_after(
         self,

@@ -37,6 +37,7 @@ mod stats;
 use parking_lot::Mutex;
 
 use crate::clock::Nanos;
+use crate::concurrency::{LimitAlgorithm, Sample};
 use crate::error::Error;
 
 pub use stats::{Rejected, Snapshot};
@@ -51,13 +52,19 @@ pub type Ticket = u64;
 ///
 /// ```
 /// use seawall::backpressure::Capacity;
+/// use seawall::concurrency::{GradientConfig, LimitConfig};
 ///
 /// assert_eq!(Capacity::Fixed(10).limit(), 10);
+/// let gradient = LimitConfig::Gradient(GradientConfig::default()).build().unwrap();
+/// assert_eq!(Capacity::Adaptive(Box::new(gradient)).limit(), 20);
 /// ```
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub enum Capacity {
     /// A fixed number (at least 1).
     Fixed(usize),
+    /// An adaptive limit (AIMD, Gradient; see [`crate::concurrency`]), fed by each item's
+    /// outcome: a success is an RTT sample, a loss (an overload or a timeout) lowers it.
+    Adaptive(Box<LimitAlgorithm>),
 }
 
 impl Capacity {
@@ -66,6 +73,14 @@ impl Capacity {
     pub fn limit(&self) -> usize {
         match self {
             Capacity::Fixed(n) => *n,
+            Capacity::Adaptive(a) => a.limit() as usize,
+        }
+    }
+
+    /// Feeds one finished item's outcome to an adaptive limit (a fixed one ignores it).
+    pub fn on_sample(&mut self, sample: Sample) {
+        if let Capacity::Adaptive(a) = self {
+            a.on_sample(sample);
         }
     }
 }
@@ -300,6 +315,13 @@ impl Backpressure {
         now: Nanos,
     ) -> Result<Vec<Ticket>, Error> {
         self.state.lock().release(ticket, outcome, now)
+    }
+
+    /// Ends running item `ticket` as a failure that is also a loss (it was shed or timed out
+    /// downstream): counted as failed, and an adaptive limit comes down. Otherwise as
+    /// [`Backpressure::release`].
+    pub fn release_lost(&self, ticket: Ticket, now: Nanos) -> Result<Vec<Ticket>, Error> {
+        self.state.lock().end(ticket, Outcome::Failure, true, now)
     }
 
     /// A waiter gave up (its caller was cancelled): frees its place. Returns the waiters that

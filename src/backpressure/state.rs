@@ -11,12 +11,15 @@ use hashbrown::HashMap;
 use super::stats::{Counts, Snapshot};
 use super::{Admission, Config, Order, Outcome, Reason, Strategy, Ticket};
 use crate::clock::Nanos;
+use crate::concurrency::Sample;
 use crate::error::Error;
 
 #[derive(Debug, Clone, Copy)]
 struct Waiter {
     size: u64,
     since: Nanos,
+    /// Items running when it started, itself included (0 while it waits).
+    in_flight: u32,
 }
 
 pub(super) struct State {
@@ -92,7 +95,11 @@ impl State {
         }
         let ticket = self.next_ticket;
         self.next_ticket += 1;
-        let item = Waiter { size, since: now };
+        let item = Waiter {
+            size,
+            since: now,
+            in_flight: 0,
+        };
         if self.running.len() < self.limit() && self.queue.is_empty() && self.blocked.is_empty() {
             self.start(ticket, item, now);
             return Admission::Run(ticket);
@@ -202,11 +209,13 @@ impl State {
         self.counts.admitted += 1;
         self.counts.waited(now.saturating_sub(item.since));
         self.running_bytes += item.size;
+        let in_flight = u32::try_from(self.running.len() + 1).unwrap_or(u32::MAX);
         self.running.insert(
             ticket,
             Waiter {
                 size: item.size,
                 since: now,
+                in_flight,
             },
         );
     }
@@ -258,6 +267,17 @@ impl State {
         outcome: Outcome,
         now: Nanos,
     ) -> Result<Vec<Ticket>, Error> {
+        self.end(ticket, outcome, false, now)
+    }
+
+    /// Ends a running item; `lost`: a failure that is the loss signal for an adaptive limit.
+    pub(super) fn end(
+        &mut self,
+        ticket: Ticket,
+        outcome: Outcome,
+        lost: bool,
+        now: Nanos,
+    ) -> Result<Vec<Ticket>, Error> {
         let now = self.now(now);
         let Some(run) = self.running.remove(&ticket) else {
             return Err(Error::invalid(
@@ -267,6 +287,14 @@ impl State {
         };
         self.running_bytes -= run.size;
         self.counts.ended(outcome, now.saturating_sub(run.since));
+        if outcome == Outcome::Success || lost {
+            self.config.capacity.on_sample(Sample {
+                start: run.since,
+                rtt: now.saturating_sub(run.since),
+                in_flight: run.in_flight,
+                dropped: lost,
+            });
+        }
         Ok(self.fill(now))
     }
 

@@ -113,7 +113,7 @@ impl AimdConfig {
 }
 
 /// AIMD's state.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Aimd {
     config: AimdConfig,
     estimate: f64,

@@ -131,7 +131,7 @@ impl GradientConfig {
 }
 
 /// Gradient's state.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Gradient {
     config: GradientConfig,
     estimate: f64,

@@ -83,7 +83,7 @@ impl LimitConfig {
 }
 
 /// An algorithm with its state.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub enum LimitAlgorithm {
     /// A limit that never moves.
     Fixed(u32),

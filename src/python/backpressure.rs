@@ -36,7 +36,7 @@ impl PyBackpressureCore {
     ))]
     #[allow(clippy::too_many_arguments)]
     fn new(
-        max_concurrency: usize,
+        max_concurrency: &Bound<'_, PyAny>,
         max_queue: usize,
         max_queue_bytes: Option<u64>,
         strategy: &str,
@@ -69,8 +69,12 @@ impl PyBackpressureCore {
                 })
             })
             .transpose()?;
+        let capacity = match super::concurrency::adaptive_limit(max_concurrency)? {
+            Some(limit) => Capacity::Adaptive(Box::new(limit.build()?)),
+            None => Capacity::Fixed(max_concurrency.extract()?),
+        };
         let config = Config {
-            capacity: Capacity::Fixed(max_concurrency),
+            capacity,
             max_queue,
             max_queue_bytes,
             strategy,
@@ -100,7 +104,8 @@ impl PyBackpressureCore {
         }
     }
 
-    /// Ends a running item (0 success, 1 failure, 2 cancelled); the tickets to start, or None.
+    /// Ends a running item (0 success, 1 failure, 2 cancelled, 3 a failure that is a loss: shed
+    /// or timed out downstream); the tickets to start, or None.
     fn release<'py>(
         &self,
         py: Python<'py>,
@@ -111,9 +116,14 @@ impl PyBackpressureCore {
             0 => Outcome::Success,
             1 => Outcome::Failure,
             2 => Outcome::Cancelled,
+            3 => {
+                let started = self.core.release_lost(ticket, self.clock.now(py)?)?;
+                return tickets(py, started);
+            }
             other => {
                 return Err(PyValueError::new_err(format!(
-                    "outcome must be 0 (success), 1 (failure) or 2 (cancelled), got {other}"
+                    "outcome must be 0 (success), 1 (failure), 2 (cancelled) or 3 (lost), got \
+                     {other}"
                 )))
             }
         };

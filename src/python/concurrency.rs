@@ -209,13 +209,21 @@ impl PyGradientLimit {
     }
 }
 
-/// A `limit=` argument: an algorithm's settings, or an int for a fixed limit.
-pub(crate) fn limit_config(limit: &Bound<'_, PyAny>) -> PyResult<LimitConfig> {
+/// An algorithm's settings if `limit` is a `GradientLimit` or an `AIMDLimit`.
+pub(crate) fn adaptive_limit(limit: &Bound<'_, PyAny>) -> PyResult<Option<LimitConfig>> {
     if let Ok(g) = limit.cast::<PyGradientLimit>() {
-        return Ok(LimitConfig::Gradient(g.get().config.clone()));
+        return Ok(Some(LimitConfig::Gradient(g.get().config.clone())));
     }
     if let Ok(a) = limit.cast::<PyAimdLimit>() {
-        return Ok(LimitConfig::Aimd(a.get().config.clone()));
+        return Ok(Some(LimitConfig::Aimd(a.get().config.clone())));
+    }
+    Ok(None)
+}
+
+/// A `limit=` argument: an algorithm's settings, or an int for a fixed limit.
+pub(crate) fn limit_config(limit: &Bound<'_, PyAny>) -> PyResult<LimitConfig> {
+    if let Some(config) = adaptive_limit(limit)? {
+        return Ok(config);
     }
     match limit.extract::<Arg<i64>>()? {
         Arg::Wrong(t) => Err(PyTypeError::new_err(format!(
