@@ -45,9 +45,10 @@ from seawall.errors import (
 )
 from seawall.shedding import ConcurrencyLimitMiddleware
 
-__all__ = [
-    "ALGORITHMS",
+# Plain sorted order (tests/test_asgi.py checks it), not ruff's constants-first.
+__all__ = [  # noqa: RUF022
     "AIMDLimit",
+    "ALGORITHMS",
     "Backpressure",
     "CircuitBreaker",
     "CircuitOpenError",
