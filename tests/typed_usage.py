@@ -95,6 +95,8 @@ def in_memory_limiter(clock: ManualClock) -> list[Decision]:
     limiter.set_override("vip", "100/second", algorithm="sliding_window_counter")
     limiter.clear_override("vip")
     per_key: dict[str, Any] | None = limiter.key_stats("user:1")
+    used_now: list[dict[str, Any]] = limiter.usage("user:1")
+    assert used_now[0]["limit"] == "10/second"
     everything: dict[str, Any] = limiter.stats()
     assert per_key is not None and everything
     configured: list[Limit] = limiter.limits
@@ -136,6 +138,8 @@ def redis_limiter(store: str, prefix: str) -> RedisLimiter:
     peek: Decision = limiter.test("user:1")
     assert d.allowed and admitted and peek.remaining == 3
     keys: list[str] = limiter.redis_keys("user:1")
+    in_redis: list[dict[str, Any]] = limiter.usage("user:1")
+    assert [u["used"] for u in in_redis] == [2, 2]
     assert all(k.startswith(prefix) for k in keys)
     stats: dict[str, Any] = limiter.stats()
     assert stats and limiter.store == store and limiter.key_prefix == prefix

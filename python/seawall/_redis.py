@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import os
 import weakref
+from typing import Any
 
 from seawall import _seawall
 
@@ -117,6 +118,10 @@ class RedisLimiter(_seawall.RedisLimiter):
         if decision is not None:
             return decision
         return await future
+
+    async def ausage(self, key: str) -> list[dict[str, Any]]:
+        """``usage``, awaitable (in a worker thread: one script call)."""
+        return await asyncio.to_thread(self.usage, key)
 
     async def areset(self, key: str) -> bool:
         """``reset``, awaitable: whether Redis held any state for ``key``; ``OSError`` (Redis

@@ -5,7 +5,8 @@
 //! the binding limit: when admitted, the one with the fewest units left; when denied, the one
 //! whose wait is longest, since the request needs every limit to have room.
 //!
-//! (About 530 lines: the four algorithms' parameters, states and eviction ranks side by side.)
+//! (About 600 lines: the four algorithms' parameters, states, eviction ranks and usage side by
+//! side.)
 
 use std::str::FromStr;
 
@@ -437,6 +438,28 @@ impl LimitSet {
         combine(&decisions, all)
     }
 
+    /// What each limit holds for a key in `state` at `now`, changing nothing: one [`Usage`] per
+    /// limit, in order. What is left is what [`LimitSet::decide`] would see (a sliding counter's
+    /// weighted estimate, a bucket's whole tokens).
+    ///
+    /// ```
+    /// use seawall::limiter::limit::{AlgorithmKind, LimitSet};
+    ///
+    /// let set = LimitSet::parse("5/minute; 20/hour", AlgorithmKind::SlidingLog).unwrap();
+    /// let mut state: Vec<_> = (0..2).map(|i| set.fresh_state(i, 0)).collect();
+    /// set.decide(&mut state, 0, 3, true);
+    /// let u = set.usage(&state, 0);
+    /// assert_eq!((u[0].used, u[0].remaining), (3, 2));
+    /// assert_eq!((u[1].used, u[1].remaining), (3, 17));
+    /// ```
+    pub fn usage(&self, state: &[LimitState], now: Nanos) -> Vec<Usage> {
+        self.limits
+            .iter()
+            .zip(state.iter())
+            .map(|(l, s)| Usage::of(l.spec(), l.decide(&mut s.clone(), now, 1, false)))
+            .collect()
+    }
+
     fn fresh_states(&self, now: Nanos) -> Box<[LimitState]> {
         self.limits.iter().map(|l| l.fresh(now)).collect()
     }
@@ -550,4 +573,36 @@ pub struct LimitDecision {
     /// Nanoseconds until the binding limit alone is fresh again (the combined `reset_after` is
     /// until every limit is): what a per-policy header such as `RateLimit: ...;t=` reports.
     pub binding_reset_after: Nanos,
+}
+
+/// One limit's use by one key at one moment ([`LimitSet::usage`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Usage {
+    /// The limit's count and period.
+    pub spec: LimitSpec,
+    /// The most the key can have at once (a bucket's capacity, a window's count).
+    pub limit: u64,
+    /// Units in use: `limit - remaining`.
+    pub used: u64,
+    /// Whole units left now.
+    pub remaining: u64,
+    /// Nanoseconds until this limit alone is fresh again.
+    pub reset_after: Nanos,
+    /// Nanoseconds until one more unit would be admitted by this limit (0: now).
+    pub retry_after: Nanos,
+}
+
+impl Usage {
+    /// The usage that a decision of one unit, made without committing, reports.
+    pub fn of(spec: LimitSpec, d: Decision) -> Self {
+        let remaining = d.remaining.min(d.limit);
+        Usage {
+            spec,
+            limit: d.limit,
+            used: d.limit - remaining,
+            remaining,
+            reset_after: d.reset_after,
+            retry_after: d.retry_after,
+        }
+    }
 }

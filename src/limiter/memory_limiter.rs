@@ -2,7 +2,7 @@
 //! overrides. Each decision is one [`LimitSet::decide`] on the key's state, atomic under the
 //! key's shard lock.
 
-use super::limit::{LimitDecision, LimitSet};
+use super::limit::{LimitDecision, LimitSet, Usage};
 use crate::clock::Nanos;
 use crate::error::Error;
 use crate::store::memory::{KeyStats, MemoryStore, StoreTotals};
@@ -115,6 +115,24 @@ impl Limiter {
         self.store.cleanup(now)
     }
 
+    /// What each of `key`'s limits holds at `now` ([`LimitSet::usage`]), changing nothing and
+    /// creating no key: a key not held shows every limit unused.
+    ///
+    /// ```
+    /// use seawall::limiter::limit::{AlgorithmKind, LimitSet};
+    /// use seawall::limiter::memory_limiter::Limiter;
+    ///
+    /// let limiter = Limiter::new(LimitSet::parse("5/minute; 100/day", AlgorithmKind::FixedWindow).unwrap(), 10);
+    /// limiter.hit("k", 0, 2).unwrap();
+    /// let u = limiter.usage("k", 0);
+    /// assert_eq!((u[0].used, u[0].remaining, u[1].remaining), (2, 3, 98));
+    /// assert_eq!(limiter.usage("other", 0)[0].used, 0);
+    /// ```
+    pub fn usage(&self, key: &str, now: Nanos) -> Vec<Usage> {
+        self.store
+            .read(key, now, |set, state, _| set.usage(state, now))
+    }
+
     /// `key`'s counters, if held.
     pub fn key_stats(&self, key: &str, now: Nanos) -> Option<KeyStats> {
         self.store.read(key, now, |_, _, stats| stats.copied())
@@ -166,6 +184,33 @@ mod tests {
             let d = l.hit("k", 2 * S, 1).unwrap();
             assert!(!d.decision.allowed, "{kind:?}");
             assert_eq!(d.binding.count, 6, "{kind:?}: the minute binds now");
+        }
+    }
+
+    /// `usage` reports, per limit, what `test` sees: the binding limit's remaining is the
+    /// smallest, each limit's used and remaining add up to its count, and nothing is spent.
+    #[test]
+    fn usage_agrees_with_test_and_spends_nothing() {
+        for kind in AlgorithmKind::ALL {
+            let l = limiter("4/second; 10/minute", kind);
+            for step in 0..40u64 {
+                let now = step * S / 3;
+                if step % 4 != 3 {
+                    l.hit("k", now, 1).unwrap();
+                }
+                let u = l.usage("k", now);
+                let t = l.test("k", now, 1).unwrap().decision;
+                assert_eq!(
+                    u.iter().map(|u| u.remaining).min(),
+                    Some(t.remaining),
+                    "{kind:?}"
+                );
+                assert_eq!(t.allowed, u.iter().all(|u| u.remaining >= 1), "{kind:?}");
+                for (u, count) in u.iter().zip([4, 10]) {
+                    assert_eq!(u.used + u.remaining, count, "{kind:?}");
+                }
+                assert_eq!(l.usage("k", now), u, "{kind:?}: usage spent something");
+            }
         }
     }
 

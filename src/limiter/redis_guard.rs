@@ -189,6 +189,19 @@ impl RedisGuard {
         (r.unwrap_or_else(|_| Err(timed_out(timeout))), took)
     }
 
+    /// [`RedisGuard::call`] for several decisions in one script call.
+    pub async fn call_all(&self, requests: &[&Request]) -> (redis::RedisResult<Vec<Reply>>, Nanos) {
+        let store = self.store();
+        let started = Instant::now();
+        let timeout = self.config.redis.command_timeout;
+        let r = tokio::time::timeout(timeout, store.decide_all(requests)).await;
+        let took = started.elapsed().as_nanos() as Nanos;
+        if r.is_err() {
+            store.forget().await;
+        }
+        (r.unwrap_or_else(|_| Err(timed_out(timeout))), took)
+    }
+
     /// Reports a call that answered to the breaker.
     pub fn succeeded(&self, ticket: &Ticket, took: Nanos) {
         self.breaker

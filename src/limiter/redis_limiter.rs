@@ -9,7 +9,7 @@
 
 use std::sync::Arc;
 
-use super::limit::{LimitDecision, LimitSet};
+use super::limit::{LimitDecision, LimitSet, Usage};
 use super::memory_limiter::Limiter;
 use super::redis_failure::{Fallback, OnError, RedisDecision, StoreError};
 use super::redis_guard::{RedisGuard, Ticket};
@@ -345,6 +345,64 @@ impl RedisLimiter {
             },
             binding: limits[index].spec(),
             binding_reset_after: r.binding_reset_after,
+        }
+    }
+
+    /// What each of `key`'s limits holds in Redis, changing nothing: one script call that
+    /// tests one unit against each limit alone. When Redis fails or the breaker around it is
+    /// open, `on_error="local"` answers with the local fallback's usage; the other policies
+    /// have no budget to show, and the caller learns that Redis is unavailable.
+    pub async fn usage(
+        &self,
+        key: &str,
+        now: Option<Nanos>,
+        local_now: Nanos,
+    ) -> Result<Vec<Usage>, StoreError> {
+        let Some(ticket) = self.guard.ticket(local_now, now.is_some()) else {
+            return self.usage_fallback(key, local_now, "the breaker around Redis is open");
+        };
+        let limits = self.limits.limits();
+        let requests: Vec<_> = (0..limits.len())
+            .map(|i| self.script.usage_request(i, key, now.map(|n| n / 1000)))
+            .collect();
+        let (replies, took) = self
+            .guard
+            .call_all(&requests.iter().collect::<Vec<_>>())
+            .await;
+        match replies {
+            Ok(replies) => {
+                self.guard.succeeded(&ticket, took);
+                Ok(limits
+                    .iter()
+                    .zip(replies)
+                    .map(|(limit, r)| {
+                        Usage::of(
+                            limit.spec(),
+                            Decision {
+                                allowed: r.allowed,
+                                limit: r.limit,
+                                remaining: r.remaining,
+                                reset_after: r.binding_reset_after,
+                                retry_after: r.retry_after,
+                            },
+                        )
+                    })
+                    .collect())
+            }
+            Err(e) => {
+                self.guard.failed(&ticket, &e, took)?;
+                self.usage_fallback(key, ticket.done_at(took), &e.to_string())
+            }
+        }
+    }
+
+    fn usage_fallback(&self, key: &str, now: Nanos, why: &str) -> Result<Vec<Usage>, StoreError> {
+        match self.config().on_error {
+            OnError::Local => Ok(self.local.usage(key, now)),
+            _ => Err(StoreError::Unavailable(format!(
+                "usage failed: Redis at {} is unavailable ({why})",
+                crate::store::redis::url::redact(&self.config().redis.url)
+            ))),
         }
     }
 

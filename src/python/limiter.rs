@@ -1,5 +1,6 @@
 //! `Limit`, `Decision`, `Limiter` and `SlidingLogService` for Python: argument checks, the clock,
-//! the stats dicts. (About 465 lines: four small classes that share the argument helpers.)
+//! the stats and usage dicts. (About 510 lines: four small classes that share the argument
+//! helpers.)
 
 use pyo3::exceptions::PyTypeError;
 use pyo3::prelude::*;
@@ -13,7 +14,7 @@ use crate::algorithm::Decision;
 use crate::clock::{nanos_to_secs, Nanos};
 use crate::dropin::log_service::LogService;
 use crate::error::Error;
-use crate::limiter::limit::{AlgorithmKind, Limit, LimitDecision, LimitSet};
+use crate::limiter::limit::{AlgorithmKind, Limit, LimitDecision, LimitSet, Usage};
 use crate::limiter::memory_limiter::Limiter;
 use crate::limiter::redis_failure::{Fallback, RedisDecision};
 use crate::limiter::spec::{parse_limits, LimitSpec};
@@ -253,6 +254,21 @@ fn key_stats_dict<'py>(py: Python<'py>, s: &KeyStats) -> PyResult<Bound<'py, PyD
     Ok(d)
 }
 
+/// `usage(key)`'s list: one dict per limit, in order.
+pub(crate) fn usage_list<'py>(py: Python<'py>, usage: &[Usage]) -> PyResult<Bound<'py, PyList>> {
+    let list = PyList::empty(py);
+    for u in usage {
+        let d = PyDict::new(py);
+        d.set_item("limit", u.spec.to_string())?;
+        d.set_item("used", u.used)?;
+        d.set_item("remaining", u.remaining)?;
+        d.set_item("reset_after", secs(u.reset_after))?;
+        d.set_item("retry_after", secs(u.retry_after))?;
+        list.append(d)?;
+    }
+    Ok(list)
+}
+
 #[pyclass(frozen, subclass, module = "seawall._seawall", name = "Limiter")]
 pub(crate) struct PyLimiter {
     limiter: Limiter,
@@ -386,6 +402,12 @@ impl PyLimiter {
             .key_stats(key, now)
             .map(|s| key_stats_dict(py, &s))
             .transpose()
+    }
+
+    fn usage<'py>(&self, py: Python<'py>, key: &Bound<'py, PyAny>) -> PyResult<Bound<'py, PyList>> {
+        let key = text_arg("key", key)?;
+        let now = self.clock.now(py)?;
+        usage_list(py, &self.limiter.usage(key, now))
     }
 
     fn stats<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {

@@ -13,7 +13,7 @@ use super::clock::ClockSource;
 use super::direct::DirectShared;
 use super::errors::{at_least_one, cost_arg, seconds_arg, text_arg, Count};
 use super::futures::{report_all, store_error, Completion, Done, PyBridge};
-use super::limiter::{limit_set_arg, limits_list, secs, PyDecision};
+use super::limiter::{limit_set_arg, limits_list, secs, usage_list, PyDecision};
 use crate::breaker::BreakerConfig;
 use crate::clock::{self, Clock, DefaultClock, Nanos, NANOS_PER_SEC};
 use crate::limiter::redis_failure::RedisDecision;
@@ -274,6 +274,16 @@ impl PyRedisLimiter {
         let r = py.detach(move || runtime::handle().block_on(core.reset(&key, local_now)));
         report_all(py, self.core.take_reports());
         r.map_err(store_error)
+    }
+
+    /// What each of `key`'s limits holds in Redis (see `Limiter.usage`), changing nothing.
+    fn usage<'py>(&self, py: Python<'py>, key: &Bound<'py, PyAny>) -> PyResult<Bound<'py, PyList>> {
+        let key = text_arg("key", key)?.to_owned();
+        let (now, local_now) = self.times(py)?;
+        let core = self.core.clone();
+        let r = py.detach(move || runtime::handle().block_on(core.usage(&key, now, local_now)));
+        report_all(py, self.core.take_reports());
+        usage_list(py, &r.map_err(store_error)?)
     }
 
     /// Starts an async decision: the Decision if it is known at once, else None, and the

@@ -310,6 +310,24 @@ impl RedisStore {
         r
     }
 
+    /// Runs the decision script once for several decisions at one time (their keys in one
+    /// Cluster slot), replying in order.
+    pub async fn decide_all(&self, requests: &[&Request]) -> RedisResult<Vec<Reply>> {
+        let (keys, args, head) = script::script_input(requests);
+        let args: Vec<&str> = head.iter().map(String::as_str).chain(args).collect();
+        let r = parse_reply(self.eval(&self.script, &keys, &args).await?).and_then(|replies| {
+            if replies.len() == requests.len() {
+                Ok(replies)
+            } else {
+                Err(unexpected())
+            }
+        });
+        if r.is_err() {
+            self.forget().await;
+        }
+        r
+    }
+
     /// Deletes `keys` (one key's state under every limit); whether any existed.
     pub async fn delete(&self, keys: &[String]) -> RedisResult<bool> {
         let mut cmd = redis::cmd("DEL");

@@ -33,6 +33,7 @@ const MICROS_PER_SEC: u64 = 1_000_000;
 const NEVER: i64 = -1;
 
 /// One limit as the script takes it.
+#[derive(Clone)]
 struct Encoded {
     /// `b` bucket, `f` fixed window, `l` sliding log, `c` sliding counter.
     kind: &'static str,
@@ -179,6 +180,18 @@ impl LimitScript {
     pub fn request(&self, key: &str, cost: u64, commit: bool, now_us: Option<u64>) -> Request {
         let head = key_head(&self.prefix, key);
         joined_request(&[(self, head.as_str())], cost, commit, now_us)
+    }
+}
+
+impl LimitScript {
+    /// The script call that tests one unit against limit `i` alone for `key`, counting nothing
+    /// (its keys are those [`LimitScript::keys`] gives limit `i`): what that limit holds.
+    pub fn usage_request(&self, i: usize, key: &str, now_us: Option<u64>) -> Request {
+        let one = LimitScript {
+            prefix: self.prefix.clone(),
+            limits: vec![self.limits[i].clone()],
+        };
+        one.request(key, 1, false, now_us)
     }
 }
 
