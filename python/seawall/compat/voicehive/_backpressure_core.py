@@ -99,7 +99,7 @@ class BackpressureHandler:
         self._held = 0
         self._waiting: dict[_Item, None] = {}  # admitted, not started: oldest first
         self._live: set[asyncio.Task[Any]] = set()  # the native tasks of unfinished items
-        self._blocked: list[tuple[float, asyncio.Future[bool]]] = []
+        self._blocked: list[tuple[float, asyncio.Future[bool | None]]] = []
         self._processed = self._failed = self._dropped = self._blocked_total = 0
         self._run_time = 0.0
         self._warned = False
@@ -179,7 +179,7 @@ class BackpressureHandler:
         self._closed = True
         for _, fut in self._blocked:
             if not fut.done():
-                fut.set_result(None)  # type: ignore[arg-type]
+                fut.set_result(None)
         await self._bp.close(cancel_running=True)
         live = [t for t in self._live if t is not asyncio.current_task()]
         if live:
@@ -243,7 +243,7 @@ class BackpressureHandler:
 
     async def _wait_for_room(self, deadline: float) -> bool | None:
         loop = asyncio.get_running_loop()
-        fut: asyncio.Future[bool] = loop.create_future()
+        fut: asyncio.Future[bool | None] = loop.create_future()
         entry = (deadline, fut)
         self._blocked.append(entry)
         timer = loop.call_later(max(0.0, deadline - now(self.clock)) + 0.001, self.check_timeouts)

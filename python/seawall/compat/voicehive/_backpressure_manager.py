@@ -66,16 +66,16 @@ def with_backpressure(
     def decorate(func: F) -> F:
         if not inspect.iscoroutinefunction(func):
             raise TypeError(f"with_backpressure decorates async functions, got {func!r}")
-        own = None if manager is not None else BackpressureHandler(
-            handler_name, config or BackpressureConfig()
+        own = (
+            None
+            if manager is not None
+            else BackpressureHandler(handler_name, config or BackpressureConfig())
         )
         ids = itertools.count(1)
 
         @functools.wraps(func)
         async def wrapper(*args: Any, **kwargs: Any) -> Any:
-            handler = own or cast(BackpressureManager, manager).create_handler(
-                handler_name, config
-            )
+            handler = own or cast(BackpressureManager, manager).create_handler(handler_name, config)
             task = await handler.submit_task(f"{handler_name}-{next(ids)}", func, *args, **kwargs)
             if task is None:
                 raise BackpressureDroppedError(handler_name)
