@@ -58,6 +58,10 @@ from seawall.compat import fastmcp_example, snowflake
 from seawall.compat.mahavishnu import rate_limit as mahavishnu
 from seawall.compat.mahavishnu import rate_limit_tools as mahavishnu_tools
 from seawall.compat.mahavishnu import rate_limiting as mahavishnu_rules
+from seawall.compat.voicehive import circuit_breaker as vh_breaker
+from seawall.compat.voicehive import rate_limit_middleware as vh_middleware
+from seawall.compat.voicehive import rate_limiter as vh_limiter
+from seawall.compat.voicehive import resilience_config as vh_config
 from seawall.fastapi import RateLimitDependency, limit
 from seawall.host import remove as remove_host_store
 from seawall.mcp import (
@@ -702,6 +706,69 @@ async def mahavishnu_limiter(clock: ManualClock) -> mahavishnu.RateLimitInfo:
     return info
 
 
+async def voicehive_dropin(clock: ManualClock) -> vh_limiter.RateLimitResult:
+    """Seed 003's rate limiter, middleware, circuit breaker and config (memory)."""
+    limiter = vh_limiter.RateLimiter(None, clock=clock)
+    config = vh_limiter.RateLimitConfig(
+        2, 20, 100, algorithm=vh_limiter.RateLimitAlgorithm.SLIDING_WINDOW
+    )
+    limiter.add_rule(vh_limiter.RateLimitRule(r"/api/.*", config=config))
+    limiter.default_config = vh_limiter.RateLimitConfig(requests_per_minute=5)
+    first: vh_limiter.RateLimitResult = await limiter.check_rate_limit("c", "/api/1")
+    kind: str = vh_limiter.ClientType.INTERNAL.value
+    free = limiter.check_rate_limit_sync("svc", "/api/1", "GET", kind)
+    assert first.allowed and free.limit_type == "bypass_internal"
+    stats: dict[str, dict[str, int]] = await limiter.get_client_stats("c")
+    assert stats["minute"]["/api/.*"] == 1 and await limiter.reset_client_limits("c") == 1
+
+    app = Starlette(routes=[Route("/", homepage)])
+    app.add_middleware(
+        vh_middleware.RateLimitMiddleware,
+        rules=vh_middleware.create_rate_limit_rules(),
+        excluded_paths=vh_middleware.DEFAULT_EXCLUDED_PATHS,
+        internal_service_tokens={"tts": "secret"},
+        clock=clock,
+    )
+    app.add_exception_handler(
+        vh_middleware.RateLimitExceededError,
+        vh_middleware.rate_limit_exception_handler,  # type: ignore[arg-type]
+    )
+    error = vh_middleware.RateLimitExceededError(first)
+    assert error.status_code == 429
+
+    manager = vh_breaker.CircuitBreakerManager(clock=clock)
+    breaker: vh_breaker.CircuitBreaker = manager.get_or_create_breaker(
+        "typed_pms", vh_breaker.CircuitBreakerConfig(failure_threshold=1)
+    )
+
+    async def down() -> int:
+        raise ConnectionError
+
+    with contextlib.suppress(ConnectionError):
+        await breaker.call(down)
+    try:
+        await breaker.call(down)
+    except vh_breaker.CircuitBreakerOpenError as refused:
+        assert refused.next_attempt_time.tzinfo is not None
+    b_stats: vh_breaker.CircuitBreakerStats = await breaker.get_stats()
+    assert b_stats.state is vh_breaker.CircuitState.OPEN and b_stats.dict()["state"] == "open"
+    assert issubclass(vh_breaker.CircuitBreakerTimeoutError, TimeoutError)
+    await manager.reset_all()
+
+    @vh_breaker.circuit_breaker("typed_decorated", failure_threshold=2)
+    async def guarded(n: int) -> int:
+        return n
+
+    assert await guarded(3) == 3
+
+    prod: vh_config.ResilienceConfig = vh_config.get_resilience_config("prod")
+    assert prod == vh_config.PRODUCTION_CONFIG == vh_config.create_production_resilience_config()
+    dev = vh_config.apply_environment(vh_config.create_default_resilience_config(), "dev")
+    assert dev == vh_config.DEVELOPMENT_CONFIG == vh_config.create_development_resilience_config()
+    assert vh_config.DEFAULT_CONFIG.rate_limiting_rules and vh_config.ResilienceConfig.from_env({})
+    return first
+
+
 # --------------------------------------------------------------------------------------------
 # Seed 002's drop-in: seawall.compat.mahavishnu.rate_limiting
 
@@ -867,4 +934,5 @@ ASYNC_PARTS: list[Callable[[ManualClock], Awaitable[object]]] = [
     mahavishnu_limiter,
     mahavishnu_rules_engine,
     backpressure,
+    voicehive_dropin,
 ]
