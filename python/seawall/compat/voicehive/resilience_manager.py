@@ -164,10 +164,10 @@ class ResilienceManager:
 def get_resilience_manager(
     config: ResilienceConfig | None = None, environment: str = "production"
 ) -> ResilienceManager:
-    """The last manager created, for code that wants one without an app (B10); a new one when
-    none exists yet, or when ``config`` is given, or ``environment`` differs from the last's
-    (the service ignored both once it had one, defect 17)."""
-    if _last is None or config is not None or environment != _last.environment:
+    """The last manager created, for code that wants one without an app (B10); a new one (which
+    becomes the last) when none exists yet or when ``config`` is given (the service ignored a
+    config once it had a manager, defect 17). ``environment`` is used when one is created."""
+    if _last is None or config is not None:
         return ResilienceManager(config, environment)
     return _last
 
