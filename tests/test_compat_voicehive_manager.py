@@ -83,7 +83,7 @@ async def test_each_app_gets_its_own_manager_and_the_middleware_spends_its_limit
         assert (await c.get("/api/items/9")).status_code == 200
 
 
-async def test_a_supplied_config_is_used_as_is_and_none_follows_the_environment() -> None:
+async def test_a_supplied_config_is_used_as_is() -> None:
     custom = config(
         rate_limiting_rules=[{"path_pattern": "/x", "config": {"requests_per_minute": 7}}]
     )
