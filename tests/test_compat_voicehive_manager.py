@@ -143,7 +143,7 @@ def test_setup_resilience_adds_the_middleware_now_and_initializes_in_the_lifespa
     app.router.lifespan_context = own
     clock = ManualClock(T0)
     manager = setup_resilience(app, config(), clock=clock)
-    assert [m.cls for m in app.user_middleware] == [RateLimitMiddleware]
+    assert [m.cls for m in app.user_middleware] == [RateLimitMiddleware]  # type: ignore[comparison-overlap]
     assert app.state.resilience_manager is manager and not manager.initialized
     with TestClient(app) as c:
         assert manager.initialized and seen == ["start"]
