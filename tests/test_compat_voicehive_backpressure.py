@@ -330,3 +330,36 @@ async def test_size_of_estimates_the_bytes() -> None:
     task = await h.submit_task("b", job, n=10)
     assert task is not None and await task == 10
     assert work is not None
+
+
+async def test_adaptive_drops_oldest_at_the_threshold_even_when_the_item_fits() -> None:
+    h = handler(S.ADAPTIVE, max_concurrency=1, max_queue_size=4, adaptive_threshold=0.9)
+    release, work = gate()
+    tasks = [await h.submit_task(str(i), work, i, b"\0" * 200_000) for i in range(5)]
+    assert (await h.get_stats()).current_memory_mb >= 0.9  # 1,000,000 bytes held
+    small = await h.submit_task("5", work, 5, b"")  # queue full by count, memory under pressure
+    assert small is not None
+    release.set()
+    results = await outcomes([*tasks, small])
+    assert isinstance(results[1], BackpressureDroppedError)  # the oldest waiting one
+    assert [r for r in results if isinstance(r, int)] == [0, 2, 3, 4, 5]
+
+
+async def test_a_caller_cancelling_counts_dropped_while_waiting_and_failed_while_running() -> None:
+    h = handler(S.DROP_NEWEST, max_concurrency=1)
+    release, work = gate()
+    running = await h.submit_task("a", work, 1)
+    waiting = await h.submit_task("b", work, 2)
+    after = await h.submit_task("c", work, 3)
+    assert running is not None and waiting is not None and after is not None
+    await asyncio.sleep(0)
+    waiting.cancel()
+    running.cancel()
+    release.set()
+    assert await after == 3  # the cancelled ones freed their places
+    for task in (running, waiting):
+        with pytest.raises(asyncio.CancelledError):
+            await task
+    s = await h.get_stats()
+    assert (s.total_processed, s.total_failed, s.total_dropped) == (1, 1, 1)
+    assert (s.in_flight, s.current_queue_size, s.current_memory_mb) == (0, 0, 0)

@@ -11,7 +11,7 @@ from typing import Any, TypeVar, cast
 
 from seawall.compat.voicehive._backpressure_config import BackpressureConfig
 from seawall.compat.voicehive._backpressure_core import BackpressureHandler
-from seawall.compat.voicehive._backpressure_types import BackpressureDroppedError
+from seawall.compat.voicehive._backpressure_types import BackpressureDroppedError, BackpressureStats
 
 __all__ = ["BackpressureManager", "with_backpressure"]
 
@@ -44,7 +44,7 @@ class BackpressureManager:
     def get_handler(self, name: str) -> BackpressureHandler | None:
         return self.handlers.get(name)
 
-    async def get_all_stats(self) -> dict[str, Any]:
+    async def get_all_stats(self) -> dict[str, BackpressureStats]:
         """``{name: BackpressureStats}`` for every handler."""
         return {name: h.stats() for name, h in self.handlers.items()}
 
