@@ -276,13 +276,16 @@ class BackpressureHandler:
             return None  # refused by count (or closed): the caller decides what follows
         item.task = inner
         self._held += size
-        if self._bp.in_flight == before:
-            self._waiting[item] = None
         self._live.add(inner)
         inner.add_done_callback(functools.partial(self._ended, item))
+        self._warn_on_crossing()
+        if self._bp.in_flight != before:  # it runs: nothing can drop it, its task is the one
+            inner.set_name(task_id)
+            return inner
+        # It waits: its task turns an end while waiting into BackpressureDroppedError.
+        self._waiting[item] = None
         outer = asyncio.get_running_loop().create_task(self._outcome(item, inner), name=task_id)
         outer.add_done_callback(functools.partial(_cancel_with, inner))
-        self._warn_on_crossing()
         return outer
 
     async def _run(
