@@ -95,12 +95,6 @@ async def test_a_supplied_config_is_used_as_is() -> None:
         ResilienceManager({"redis_url": None})  # type: ignore[arg-type]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=ValueError,
-    reason="the default config's Redis URL with its day limits of 75,000+ (webhook rule): "
-    "RedisLimiter refuses a sliding-window counter that large (reported; resilience_config's)",
-)
 def test_no_config_follows_the_environment() -> None:
     dev = ResilienceManager(None, "development")
     prod = ResilienceManager(None, "production")
