@@ -223,3 +223,19 @@ def test_bad_arguments() -> None:
         RateLimiter(42)
     with pytest.raises(TypeError, match="client_id"):
         RateLimiter().check_rate_limit_sync(1, "/x")  # type: ignore[arg-type]
+
+
+def test_a_window_too_large_for_redis_is_a_token_bucket_there(
+    redis_url: str, redis_prefix: str
+) -> None:
+    """100,000 a day cannot be a sliding counter in Redis's exact arithmetic: it becomes a
+    bucket of 100,000 refilled over the day, and still admits exactly its count at once."""
+    from seawall.compat.voicehive.rate_limiter import RateLimitConfig, RateLimiter
+    from seawall.testing import ManualClock
+
+    config = RateLimitConfig(requests_per_minute=0, requests_per_hour=0, requests_per_day=100_000)
+    limiter = RateLimiter(redis_url, key_prefix=redis_prefix, clock=ManualClock(1_000))
+    limiter.default_config = config
+    first = limiter.check_rate_limit_sync("c", "/x")
+    assert first.allowed and first.remaining == 99_999
+    assert first.limit_type == "requests_per_day"

@@ -18,7 +18,7 @@ import tempfile
 from collections.abc import Awaitable, Callable
 from datetime import timedelta
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 from fastapi import Depends, FastAPI
 from fastmcp import Client, Context, FastMCP
@@ -64,10 +64,13 @@ from seawall.compat import fastmcp_example, snowflake
 from seawall.compat.mahavishnu import rate_limit as mahavishnu
 from seawall.compat.mahavishnu import rate_limit_tools as mahavishnu_tools
 from seawall.compat.mahavishnu import rate_limiting as mahavishnu_rules
+from seawall.compat.voicehive import backpressure_handler as vh_backpressure
 from seawall.compat.voicehive import circuit_breaker as vh_breaker
 from seawall.compat.voicehive import rate_limit_middleware as vh_middleware
 from seawall.compat.voicehive import rate_limiter as vh_limiter
 from seawall.compat.voicehive import resilience_config as vh_config
+from seawall.compat.voicehive import resilience_manager as vh_manager
+from seawall.compat.voicehive.routers import resilience as vh_router
 from seawall.fastapi import RateLimitDependency, limit
 from seawall.host import remove as remove_host_store
 from seawall.mcp import (
@@ -775,6 +778,62 @@ async def voicehive_dropin(clock: ManualClock) -> vh_limiter.RateLimitResult:
     return first
 
 
+async def voicehive_manager_dropin(clock: ManualClock) -> dict[str, Any]:
+    """Seed 003's backpressure handler, resilience manager and router (memory)."""
+    handlers = vh_backpressure.BackpressureManager(clock=clock)
+    drop_newest = vh_backpressure.BackpressureStrategy.DROP_NEWEST
+    bp_config = vh_backpressure.BackpressureConfig(max_concurrency=2, strategy=drop_newest)
+    handler: vh_backpressure.BackpressureHandler = handlers.create_handler("typed_tts", bp_config)
+
+    async def synth(text: str) -> int:
+        return len(text)
+
+    task: asyncio.Task[Any] | None = await handler.submit_task("t1", synth, "hello")
+    assert task is not None and await task == 5
+    bp_stats: vh_backpressure.BackpressureStats = await handler.get_stats()
+    assert bp_stats.total_processed == 1 and bp_stats.model_dump()["strategy"] == "drop_newest"
+    assert issubclass(vh_backpressure.BackpressureDroppedError, Overloaded)
+
+    @vh_backpressure.with_backpressure("typed_decorated", manager=handlers)
+    async def decorated(n: int) -> int:
+        return n
+
+    assert await decorated(2) == 2 and handlers.get_handler("typed_decorated") is not None
+    await handlers.shutdown_all()
+
+    config = vh_config.ResilienceConfig(redis_url=None, admin_token="typed-admin")
+    app = FastAPI()
+    app.include_router(vh_router.router)
+    app.include_router(
+        vh_router.create_resilience_router(prefix="/ops", require_admin_for_reads=True)
+    )
+    manager: vh_manager.ResilienceManager = await vh_manager.initialize_resilience_for_app(
+        app, config, clock=clock
+    )
+    assert vh_manager.get_resilience_manager() is manager
+
+    @app.get("/typed-admin", dependencies=[Depends(vh_router.require_admin_role)])
+    async def admin_only(
+        m: Annotated[
+            vh_manager.ResilienceManager, Depends(vh_router.get_resilience_manager_dependency)
+        ],
+    ) -> dict[str, str]:
+        return {"environment": m.environment}
+
+    other = FastAPI()
+    later = vh_manager.setup_resilience(other, config)
+    with TestClient(app) as client, TestClient(other):
+        assert later.initialized
+        admin = {"Authorization": "Bearer typed-admin"}
+        assert client.get("/typed-admin", headers=admin).json() == {"environment": "production"}
+        assert client.get("/ops/health").status_code == 401
+        assert (
+            client.get("/resilience/config", headers=admin).json()["config"]["admin_token"] == "***"
+        )
+    health: dict[str, Any] = await manager.get_health_status()
+    return health
+
+
 # --------------------------------------------------------------------------------------------
 # Seed 002's drop-in: seawall.compat.mahavishnu.rate_limiting
 
@@ -972,5 +1031,6 @@ ASYNC_PARTS: list[Callable[[ManualClock], Awaitable[object]]] = [
     mahavishnu_rules_engine,
     backpressure,
     voicehive_dropin,
+    voicehive_manager_dropin,
     adaptive_concurrency,
 ]

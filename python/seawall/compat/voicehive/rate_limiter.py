@@ -49,14 +49,31 @@ _BY_PERIOD = {float(seconds): kind for _, seconds, kind, _ in WINDOWS}
 _SEP = "\x1f"
 
 
-def _limits(config: RateLimitConfig) -> tuple[list[Limit], list[str]]:
+#: Redis keeps a window's arithmetic exact only while (count + 1) * window in µs * 2 stays below
+#: 2^53 (Lua's numbers are doubles): about 52,000 a day or 2,170,000 an hour.
+_REDIS_EXACT = 2**53
+
+
+def _window_algorithm(count: int, seconds: int, redis: bool) -> str:
+    """B6: an exact log up to 1,000, else a sliding counter; on Redis, a window too large for the
+    counter's exact arithmetic is a token bucket of ``count`` refilled over the window (it
+    admits the same average rate; a client that waits a whole window may then spend up to twice
+    ``count`` in one rolling window, where the counter would keep it near ``count``)."""
+    if count <= EXACT_LOG_MAX:
+        return "sliding_window_log"
+    if redis and (count + 1) * seconds * 1_000_000 * 2 >= _REDIS_EXACT:
+        return "token_bucket"
+    return "sliding_window_counter"
+
+
+def _limits(config: RateLimitConfig, redis: bool = False) -> tuple[list[Limit], list[str]]:
     """The config's enforced limits and, for each, its ``get_client_stats`` window name."""
     limits: list[Limit] = []
     names: list[str] = []
     for field_name, seconds, _, stat in WINDOWS:
         count = getattr(config, field_name)
         if count:
-            algorithm = "sliding_window_log" if count <= EXACT_LOG_MAX else "sliding_window_counter"
+            algorithm = _window_algorithm(count, seconds, redis)
             limits.append(Limit(f"{count}/{seconds} seconds", algorithm=algorithm))
             names.append(stat)
     burst = config.limits_key()[3]
@@ -139,7 +156,7 @@ class RateLimiter:
         found = self._limiters.get(key)
         if found is not None:
             return found
-        limits, names = _limits(config)
+        limits, names = _limits(config, redis=self.store is not None)
         if not limits:
             made: tuple[Any, list[str]] = (None, names)
         elif self.store is None:
