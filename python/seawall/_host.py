@@ -30,7 +30,7 @@ class HostLimiter(_seawall.HostLimiter):
     process's decisions and the segment's keys.
     """
 
-    __slots__ = ()
+    __slots__ = ("__weakref__",)
 
     async def ahit(self, key: str, cost: int = 1) -> _seawall.Decision:
         """``hit``, awaitable."""

@@ -78,7 +78,7 @@ class RedisLimiter(_seawall.RedisLimiter):
     installed default one) is sent instead, for tests.
     """
 
-    __slots__ = ()
+    __slots__ = ("__weakref__",)
 
     # Each async method is written out in full: one coroutine per decision, not two.
 

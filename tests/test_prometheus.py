@@ -1,0 +1,156 @@
+"""seawall.prometheus: real objects driven on the manual clock, scraped through
+prometheus_client and through the /metrics ASGI app; the exposition checked against the rules
+``promtool check metrics`` applies, and bounded whatever the number of client keys."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+
+import httpx
+import pytest
+from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client.parser import text_string_to_metric_families
+
+from seawall import Backpressure, CircuitBreaker, Limiter
+from seawall.concurrency import ConcurrencyLimiter
+from seawall.prometheus import metrics_app, register
+from seawall.rules import RulesEngine
+from seawall.testing import ManualClock
+
+
+def scrape() -> str:
+    registry = CollectorRegistry()
+    register(registry)
+    return generate_latest(registry).decode()
+
+
+def samples(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    out = {}
+    for family in text_string_to_metric_families(text):
+        for s in family.samples:
+            out[(s.name, tuple(sorted(s.labels.items())))] = s.value
+    return out
+
+
+def value(text: str, name: str, **labels: str) -> float:
+    return samples(text)[(name, tuple(sorted(labels.items())))]
+
+
+def test_values_match_the_stats() -> None:
+    clock = ManualClock()
+    limiter = Limiter("3/second; 17/minute", clock=clock)
+    for _ in range(5):
+        limiter.hit("client-a")
+    breaker = CircuitBreaker("prom-db", failure_threshold=1, clock=clock, replace=True)
+    with pytest.raises(RuntimeError), breaker:
+        raise RuntimeError("down")
+    engine = RulesEngine(clock=clock)
+    engine.add_rule({"name": "prom-api", "scope": "per_user", "rate": 2, "window_seconds": 60})
+    for _ in range(3):
+        engine.check("prom-api", "user:x")
+    concurrency = ConcurrencyLimiter(7, clock=clock)
+    permit = concurrency.try_acquire()
+    bp = Backpressure("prom-bp", max_concurrency=4, clock=clock)
+
+    text = scrape()
+    assert (
+        value(
+            text,
+            "seawall_limiter_decisions_total",
+            limiter="3/second; 17/minute",
+            store="memory",
+            outcome="denied",
+        )
+        == limiter.stats()["limited"]
+        == 2
+    )
+    assert (
+        value(
+            text,
+            "seawall_limiter_decisions_total",
+            limiter="3/second; 17/minute",
+            store="memory",
+            outcome="allowed",
+        )
+        == 3
+    )
+    assert value(text, "seawall_breaker_state", breaker="prom-db", state="open") == 1
+    assert value(text, "seawall_breaker_state", breaker="prom-db", state="closed") == 0
+    assert value(text, "seawall_breaker_calls_total", breaker="prom-db", outcome="failures") == 1
+    assert (
+        value(
+            text, "seawall_rule_requests_total", engine="default", rule="prom-api", outcome="denied"
+        )
+        == 1
+    )
+    labels = [k[1] for k in samples(text) if k[0] == "seawall_concurrency_limit"]
+    assert any(
+        value(text, "seawall_concurrency_limit", **dict(lab)) == 7
+        and value(text, "seawall_concurrency_in_flight", **dict(lab)) == 1
+        for lab in labels
+    )
+    assert value(text, "seawall_backpressure_limit", handler="prom-bp") == bp.limit == 4
+    assert permit is not None
+
+
+def test_no_client_key_in_labels_and_output_bounded() -> None:
+    limiter = Limiter("1/minute; 2/hour", clock=ManualClock())
+    limiter.hit("key-0")
+    before = len(samples(scrape()))
+    for i in range(10_000):
+        limiter.hit(f"key-{i}")
+    text = scrape()
+    assert len(samples(text)) == before
+    assert "key-" not in text
+    assert value(text, "seawall_limiter_keys", limiter="1/minute; 2/hour", store="memory") == 10_000
+
+
+NAME = re.compile(r"^[a-zA-Z_:][a-zA-Z0-9_:]*$")
+LABEL = re.compile(r"^[a-zA-Z_][a-zA-Z0-9_]*$")
+
+
+def check_metrics(text: str) -> None:
+    """The rules of ``promtool check metrics``: HELP and TYPE for every family, valid names,
+    counters ending in ``_total``, base units (seconds and bytes, no ms or percentages)."""
+    helps = set(re.findall(r"^# HELP (\S+) \S", text, re.M))
+    types = dict(re.findall(r"^# TYPE (\S+) (\S+)$", text, re.M))
+    assert helps == set(types)
+    for family in text_string_to_metric_families(text):
+        assert NAME.match(family.name) and family.name.startswith("seawall_")
+        assert not re.search(r"_(ms|milliseconds|percent|minutes|kb|mb)(_|$)", family.name)
+        for s in family.samples:
+            assert all(LABEL.match(k) and not k.startswith("__") for k in s.labels)
+            if family.type == "counter":
+                assert s.name.endswith(("_total", "_created"))
+
+
+def test_exposition_follows_promtool_rules() -> None:
+    CircuitBreaker("prom-rules", clock=ManualClock(), replace=True)
+    Limiter("5/second", clock=ManualClock()).hit("x")
+    check_metrics(scrape())
+
+
+def test_metrics_app_over_asgi() -> None:
+    limiter = Limiter("4/second; 9/minute", clock=ManualClock())
+    limiter.hit("someone")
+
+    async def get() -> httpx.Response:
+        transport = httpx.ASGITransport(app=metrics_app())
+        async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
+            return await client.get("/")
+
+    response = asyncio.run(get())
+    assert response.status_code == 200
+    assert response.headers["content-type"].startswith("text/plain")
+    assert (
+        value(
+            response.text,
+            "seawall_limiter_decisions_total",
+            limiter="4/second; 9/minute",
+            store="memory",
+            outcome="allowed",
+        )
+        == 1
+    )
+    check_metrics(response.text)
