@@ -5,7 +5,9 @@ prometheus_client and through the /metrics ASGI app; the exposition checked agai
 from __future__ import annotations
 
 import asyncio
+import json
 import re
+from pathlib import Path
 
 import httpx
 import pytest
@@ -17,6 +19,8 @@ from seawall.concurrency import ConcurrencyLimiter
 from seawall.prometheus import metrics_app, register
 from seawall.rules import RulesEngine
 from seawall.testing import ManualClock
+
+ROOT = Path(__file__).resolve().parent.parent
 
 
 def scrape() -> str:
@@ -116,6 +120,7 @@ def check_metrics(text: str) -> None:
     helps = set(re.findall(r"^# HELP (\S+) \S", text, re.M))
     types = dict(re.findall(r"^# TYPE (\S+) (\S+)$", text, re.M))
     assert helps == set(types)
+    assert all(n.endswith("_total") for n, t in types.items() if t == "counter")
     for family in text_string_to_metric_families(text):
         assert NAME.match(family.name) and family.name.startswith("seawall_")
         assert not re.search(r"_(ms|milliseconds|percent|minutes|kb|mb)(_|$)", family.name)
@@ -126,9 +131,14 @@ def check_metrics(text: str) -> None:
 
 
 def test_exposition_follows_promtool_rules() -> None:
-    CircuitBreaker("prom-rules", clock=ManualClock(), replace=True)
-    Limiter("5/second", clock=ManualClock()).hit("x")
-    check_metrics(scrape())
+    breaker = CircuitBreaker("prom-rules", clock=ManualClock(), replace=True)
+    limiter = Limiter("5/second", clock=ManualClock())
+    limiter.hit("x")
+    text = scrape()
+    check_metrics(text)
+    assert 'breaker="prom-rules"' in text and 'limiter="5/second"' in text
+    del breaker, limiter  # held weakly: gone from the next scrape
+    assert 'breaker="prom-rules"' not in scrape()
 
 
 def test_metrics_app_over_asgi() -> None:
@@ -154,3 +164,29 @@ def test_metrics_app_over_asgi() -> None:
         == 1
     )
     check_metrics(response.text)
+
+
+def test_dashboard_queries_only_exported_metrics() -> None:
+    clock = ManualClock()
+    live = [
+        CircuitBreaker("prom-dash", clock=clock, replace=True),
+        Limiter("6/second", clock=clock),
+        Backpressure("prom-dash", clock=clock),
+        ConcurrencyLimiter(3, clock=clock),
+    ]
+    text = scrape()
+    # Every family the collector describes, even one with no sample yet (no Redis limiter).
+    types = dict(re.findall(r"^# TYPE (\S+) (\S+)$", text, re.M))
+    assert all(n.endswith("_total") for n, t in types.items() if t == "counter")
+    exported = set(types)
+    assert {s[0] for s in samples(text)} <= exported
+    dashboard = json.loads((ROOT / "dashboards" / "seawall.json").read_text())
+    used = set()
+    for panel in dashboard["panels"]:
+        assert panel["targets"], panel["title"]
+        for target in panel["targets"]:
+            used |= set(re.findall(r"\bseawall_[a-z_]+", target["expr"]))
+    assert used and used <= exported, used - exported
+    needed = {"seawall_breaker_state", "seawall_backpressure_queued", "seawall_redis_errors_total"}
+    assert needed <= used
+    assert len(live) == 4
