@@ -14,7 +14,7 @@ import pytest
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
-from seawall import Backpressure, CircuitBreaker, Limiter
+from seawall import Backpressure, CircuitBreaker, Limiter, RedisLimiter
 from seawall.concurrency import ConcurrencyLimiter
 from seawall.prometheus import metrics_app, register
 from seawall.rules import RulesEngine
@@ -190,3 +190,16 @@ def test_dashboard_queries_only_exported_metrics() -> None:
     needed = {"seawall_breaker_state", "seawall_backpressure_queued", "seawall_redis_errors_total"}
     assert needed <= used
     assert len(live) == 4
+
+
+def test_redis_limiter_counts_and_errors(redis_url: str, redis_prefix: str) -> None:
+    limiter = RedisLimiter("2/minute; 9/hour", store=redis_url, key_prefix=redis_prefix)
+    for _ in range(3):
+        limiter.hit("client-r")
+    text = scrape()
+    labels = {"limiter": "2/minute; 9/hour", "store": "redis"}
+    assert value(text, "seawall_limiter_decisions_total", **labels, outcome="denied") == 1
+    assert value(text, "seawall_limiter_decisions_total", **labels, outcome="allowed") == 2
+    assert value(text, "seawall_redis_errors_total", limiter="2/minute; 9/hour") == 0
+    assert value(text, "seawall_redis_fallbacks_total", limiter="2/minute; 9/hour") == 0
+    assert "client-r" not in text

@@ -92,14 +92,12 @@ class Limiter(_seawall.Limiter):
                 )
             from seawall._host import HostLimiter
 
-            host = HostLimiter(
+            return HostLimiter(
                 limits, store=store, algorithm=algorithm, max_keys=max_keys, clock=clock
             )
-            track(host)
-            return host
         from seawall._redis import RedisLimiter
 
-        redis = RedisLimiter(
+        return RedisLimiter(
             limits,
             store=store,
             algorithm=algorithm,
@@ -107,8 +105,6 @@ class Limiter(_seawall.Limiter):
             clock=clock,
             **options,
         )
-        track(redis)
-        return redis
 
     async def ahit(self, key: str, cost: int = 1) -> _seawall.Decision:
         """``hit``, awaitable."""
