@@ -47,6 +47,7 @@ PUBLIC_MODULES = [
     "seawall.fastapi",
     "seawall.host",
     "seawall.mcp",
+    "seawall.prometheus",
     "seawall.rules",
     "seawall.testing",
     "seawall.types",

@@ -25,7 +25,7 @@ from fastmcp import Client, Context, FastMCP
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
-from starlette.routing import Route
+from starlette.routing import Mount, Route
 from starlette.testclient import TestClient
 
 import seawall
@@ -85,6 +85,8 @@ from seawall.mcp import (
     session_identity,
     tool_stats,
 )
+from seawall.prometheus import SeawallCollector, metrics_app
+from seawall.prometheus import register as register_metrics
 from seawall.rules import RuleDecision, RulesEngine, RulesGate, RulesMiddleware, load_rules
 from seawall.testing import ManualClock, get_default_clock, use_clock
 from seawall.types import ASGIApp, Limits, Message, Receive, Scope, Send
@@ -1009,6 +1011,23 @@ async def backpressure(clock: ManualClock) -> dict[str, Any]:
     return stats
 
 
+def prometheus_metrics(clock: ManualClock) -> str:
+    """seawall.prometheus: a collector in a registry, and the /metrics app under Starlette."""
+    from prometheus_client import CollectorRegistry, generate_latest
+
+    limiter = Limiter("5/second", clock=clock)
+    limiter.hit("user-1")
+    registry = CollectorRegistry()
+    collector: SeawallCollector = register_metrics(registry)
+    assert any(f.name == "seawall_limiter_decisions" for f in collector.collect())
+    app = Starlette(routes=[Mount("/metrics", app=metrics_app(registry))])
+    with TestClient(app) as client:
+        text = client.get("/metrics/").text
+    assert "seawall_limiter_decisions_total" in generate_latest(registry).decode()
+    assert "seawall_limiter_decisions_total" in text
+    return text
+
+
 SYNC_PARTS: list[Callable[[ManualClock], object]] = [
     rules_engine,
     in_memory_limiter,
@@ -1020,6 +1039,7 @@ SYNC_PARTS: list[Callable[[ManualClock], object]] = [
     mcp_server,
     snowflake_requests,
     fastmcp_example_service,
+    prometheus_metrics,
 ]
 ASYNC_PARTS: list[Callable[[ManualClock], Awaitable[object]]] = [
     in_memory_limiter_async,

@@ -7,7 +7,10 @@ and no wait, so the ``a``-prefixed methods answer at once, as ``Limiter``'s do.
 
 from __future__ import annotations
 
+from typing import Any
+
 from seawall import _seawall
+from seawall._metrics_registry import track
 
 __all__ = ["HostLimiter"]
 
@@ -30,7 +33,10 @@ class HostLimiter(_seawall.HostLimiter):
     process's decisions and the segment's keys.
     """
 
-    __slots__ = ()
+    __slots__ = ("__weakref__",)
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        track(self)  # for seawall.prometheus; the native __new__ took the arguments
 
     async def ahit(self, key: str, cost: int = 1) -> _seawall.Decision:
         """``hit``, awaitable."""

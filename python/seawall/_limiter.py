@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any, Literal, overload
 
 from seawall import _seawall
+from seawall._metrics_registry import track
 
 if TYPE_CHECKING:
     from seawall._redis import RedisLimiter
@@ -37,7 +38,7 @@ class Limiter(_seawall.Limiter):
     store builds :class:`seawall.HostLimiter` itself, with the same arguments.)
     """
 
-    __slots__ = ()
+    __slots__ = ("__weakref__",)
 
     @overload
     def __new__(
@@ -76,7 +77,11 @@ class Limiter(_seawall.Limiter):
                     f"Limiter() got unexpected keyword arguments {sorted(options)}; they "
                     "apply only with a Redis store"
                 )
-            return super().__new__(cls, limits, algorithm=algorithm, max_keys=max_keys, clock=clock)
+            limiter = super().__new__(
+                cls, limits, algorithm=algorithm, max_keys=max_keys, clock=clock
+            )
+            track(limiter)
+            return limiter
         if not isinstance(store, str):
             raise TypeError(f"store must be a URL string or None, got {type(store).__name__}")
         if store.startswith("host://"):

@@ -17,6 +17,7 @@ import weakref
 from typing import Any
 
 from seawall import _seawall
+from seawall._metrics_registry import track
 
 __all__ = ["RedisLimiter", "bridge_for"]
 
@@ -78,7 +79,10 @@ class RedisLimiter(_seawall.RedisLimiter):
     installed default one) is sent instead, for tests.
     """
 
-    __slots__ = ()
+    __slots__ = ("__weakref__",)
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        track(self)  # for seawall.prometheus; the native __new__ took the arguments
 
     # Each async method is written out in full: one coroutine per decision, not two.
 

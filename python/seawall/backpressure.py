@@ -21,6 +21,7 @@ from typing import Any, ParamSpec, TypeVar
 
 from seawall._backpressure_args import checked, default_size, size_error
 from seawall._backpressure_slot import CANCELLED, NO_LOOP, SUCCESS, Slot, failure, find_task
+from seawall._metrics_registry import track
 from seawall._seawall import AIMDLimit, BackpressureCore, GradientLimit
 from seawall.errors import Dropped, Overloaded
 
@@ -129,6 +130,7 @@ class Backpressure:
         self._size_of = size_of if size_of is not None else default_size_of
         self._sized = size_of is not None or max_queue_bytes is not None
         self._timed = queue_timeout is not None
+        track(self)
 
     # -- reading -----------------------------------------------------------------------------
 

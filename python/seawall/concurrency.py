@@ -28,6 +28,7 @@ from collections.abc import Mapping
 from types import TracebackType
 from typing import Any
 
+from seawall._metrics_registry import track
 from seawall._seawall import (
     AIMDLimit,
     ConcurrencyCore,
@@ -145,7 +146,15 @@ class ConcurrencyLimiter:
     :class:`seawall.testing.ManualClock` in tests).
     """
 
-    __slots__ = ("_clock_given", "_core", "_manual", "_max_queue", "_queue_timeout", "_waiters")
+    __slots__ = (
+        "__weakref__",
+        "_clock_given",
+        "_core",
+        "_manual",
+        "_max_queue",
+        "_queue_timeout",
+        "_waiters",
+    )
 
     def __init__(
         self,
@@ -168,6 +177,7 @@ class ConcurrencyLimiter:
         self._manual = isinstance(clock, ManualClock)
         self._clock_given = clock is not None
         self._waiters: dict[int, asyncio.Future[int]] = {}
+        track(self)
 
     @property
     def limit(self) -> int:

@@ -43,6 +43,7 @@ from pathlib import Path
 from typing import Any
 
 from seawall import _seawall
+from seawall._metrics_registry import track
 from seawall._redis import bridge_for
 from seawall._seawall import RuleDecision
 from seawall.rules_middleware import RulesMiddleware
@@ -73,6 +74,9 @@ class RulesEngine(_seawall.RulesEngine):
     """Named rules chosen per request: see the module's documentation. ``acheck`` and
     ``adecide`` are the awaitable twins of ``check`` and ``decide``: with budgets in Redis they
     wait for it without blocking the loop; elsewhere they decide at once."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        track(self)  # for seawall.prometheus; the native __new__ took the arguments
 
     async def acheck(
         self,
