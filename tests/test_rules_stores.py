@@ -347,3 +347,24 @@ def test_overrides_match_a_user_id_given_apart_from_the_identifier() -> None:
 def test_the_store_url_reads_back_without_its_password() -> None:
     engine = RulesEngine(store="redis://app:s3cret@127.0.0.1:1/0")
     assert engine.store == "redis://app:***@127.0.0.1:1/0"
+
+
+def test_a_client_varying_the_path_under_an_endpoint_glob_shares_one_budget() -> None:
+    """Attacker's view: a PER_ENDPOINT rule for ``/api/search*`` keys by its filter, so
+    ``/api/search/1``, ``/api/search/2``, ... spend one budget (no fresh budget per path, and no
+    key per path for the rule to hold)."""
+    engine = RulesEngine(clock=ManualClock(1_000))
+    engine.add_rule(
+        {
+            "name": "search",
+            "scope": "per_endpoint",
+            "rate": 3,
+            "window_seconds": 60,
+            "endpoints": ["/api/search*"],
+            "priority": 1,
+        }
+    )
+    answers = [engine.decide("u", endpoint=f"/api/search/{i}") for i in range(10)]
+    assert [d.allowed for d in answers if d is not None] == [True] * 3 + [False] * 7
+    # A named check of the same rule from a path outside its filters keys by that path.
+    assert engine.check("search", "u", endpoint="/elsewhere").allowed

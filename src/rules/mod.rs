@@ -329,6 +329,30 @@ impl Rule {
         (secs * NANOS_PER_SEC as f64) as Nanos
     }
 
+    /// The facts a budget key is made of: a PER_ENDPOINT rule with endpoint filters keys by
+    /// the filter the path matches, not by the path, so that a client varying the path under
+    /// a glob (`/api/search/1`, `/api/search/2`, ...) neither gets a fresh budget each time nor
+    /// makes the rule hold a key per path.
+    #[inline]
+    fn keyed<'a>(&'a self, req: &RequestFacts<'a>) -> RequestFacts<'a> {
+        if self.spec.scope != Scope::PerEndpoint || self.endpoints.is_empty() {
+            return *req;
+        }
+        let pattern = req.endpoint.and_then(|path| {
+            self.endpoints
+                .iter()
+                .position(|e| e.matches(path))
+                .map(|i| self.spec.endpoints[i].as_str())
+        });
+        match pattern {
+            Some(p) => RequestFacts {
+                endpoint: Some(p),
+                ..*req
+            },
+            None => *req,
+        }
+    }
+
     fn has_filter(&self) -> bool {
         !(self.spec.endpoints.is_empty()
             && self.spec.user_ids.is_empty()
@@ -817,7 +841,7 @@ impl Rules {
             }
             Planned::Hit(scaled, override_id, audit) => Step::Hit(Hit {
                 budgets: scaled.unwrap_or_else(|| e.budgets.clone()),
-                key: Self::key(&e.rule.name, e.rule.spec.scope, req),
+                key: Self::key(&e.rule.name, e.rule.spec.scope, &e.rule.keyed(req)),
                 cost,
                 now,
                 rule: e.rule.clone(),
@@ -879,7 +903,12 @@ impl Rules {
         let budgets = scaled.as_ref().unwrap_or(&e.budgets);
         KEY.with(|buf| {
             let mut key = buf.borrow_mut();
-            Self::write_key(&mut key, &e.rule.name, e.rule.spec.scope, req);
+            Self::write_key(
+                &mut key,
+                &e.rule.name,
+                e.rule.spec.scope,
+                &e.rule.keyed(req),
+            );
             let d = budgets
                 .hit_here(&key, now, cost)
                 .ok_or_else(|| Error::invalid("store", "keeps its budgets in Redis: await it"))??;
@@ -956,7 +985,7 @@ impl Rules {
     ) -> Result<Result<bool, (std::sync::Arc<Budgets>, String)>, Error> {
         let guard = self.entries.read();
         let e = guard.0.get(name).ok_or_else(|| unknown(name))?;
-        let key = Self::key(name, e.rule.spec.scope, req);
+        let key = Self::key(name, e.rule.spec.scope, &e.rule.keyed(req));
         Ok(match e.budgets.reset_here(&key, now) {
             Some(held) => Ok(held),
             None => Err((e.budgets.clone(), key)),
