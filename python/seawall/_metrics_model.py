@@ -1,0 +1,220 @@
+"""seawall's metrics, independent of any exporter: what every live object reports at one moment.
+
+:func:`collect` reads the ``stats()`` snapshot of every live seawall object (one native call
+each) and returns :class:`Family` values: a name, a kind, a help text, a unit and labelled
+samples. ``seawall.prometheus`` and ``seawall.otel`` translate the same families, so the two
+exporters can never disagree on a name, a label or a value. Labels are object names only
+(limits strings, breaker, handler, rule, route and tool names), never a client key, IP or user.
+
+To add a metric: add a reader below (or a family to an existing one) and list it in
+``_READERS``; both exporters then export it, and the dashboard test sees it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from seawall import _seawall
+from seawall._metrics_registry import live
+
+Kind = Literal["counter", "gauge", "histogram"]
+
+
+@dataclass(frozen=True, slots=True)
+class Histogram:
+    """One histogram sample: cumulative counts per upper bound (the last bound is ``inf``),
+    the sum of the observed values and their count."""
+
+    buckets: tuple[tuple[float, int], ...]
+    sum: float
+    count: int
+
+
+@dataclass(slots=True)
+class Family:
+    """One metric: ``name`` without a ``_total`` suffix (exporters add theirs), ``unit`` the
+    base unit the name ends with (``seconds``) or ``""``, samples keyed by label values in the
+    order of ``labels``."""
+
+    name: str
+    kind: Kind
+    doc: str
+    labels: tuple[str, ...]
+    unit: str = ""
+    samples: list[tuple[tuple[str, ...], float | Histogram]] = field(default_factory=list)
+
+    def add(self, labels: Iterable[str], value: float | Histogram) -> None:
+        self.samples.append((tuple(labels), value))
+
+
+def unique_names(objs: Iterable[Any], name_of: Callable[[Any], str]) -> list[tuple[str, Any]]:
+    """Each object with a label unique among them: its name, ``#2``, ``#3``... on repeats."""
+    seen: dict[str, int] = {}
+    out = []
+    for obj in objs:
+        base = name_of(obj)
+        seen[base] = seen.get(base, 0) + 1
+        out.append((base if seen[base] == 1 else f"{base}#{seen[base]}", obj))
+    return out
+
+
+def _limits(limiter: Any) -> str:
+    return "; ".join(str(limit) for limit in limiter.limits)
+
+
+_LIMITERS = (_seawall.Limiter, _seawall.RedisLimiter, _seawall.HostLimiter)
+_STATES = ("closed", "open", "half_open")
+
+
+def _limiters(objs: list[Any]) -> Iterator[Family]:
+    decisions = Family(
+        "seawall_limiter_decisions",
+        "counter",
+        "Rate-limit decisions of a limiter, by outcome.",
+        ("limiter", "store", "outcome"),
+    )
+    keys = Family(
+        "seawall_limiter_keys", "gauge", "Client keys a limiter holds.", ("limiter", "store")
+    )
+    errors = Family(
+        "seawall_redis_errors", "counter", "Failed Redis calls of a limiter.", ("limiter",)
+    )
+    fallbacks = Family(
+        "seawall_redis_fallbacks",
+        "counter",
+        "Decisions made by on_error because Redis failed or its breaker was open.",
+        ("limiter",),
+    )
+    for label, limiter in unique_names([o for o in objs if isinstance(o, _LIMITERS)], _limits):
+        s = limiter.stats()
+        if isinstance(limiter, _seawall.RedisLimiter):
+            store, total = "redis", s["decisions"]
+            errors.add([label], s["errors"])
+            fallbacks.add([label], s["fallbacks"])
+        elif isinstance(limiter, _seawall.HostLimiter):
+            store, total = "host", s["decisions"]
+            keys.add([label, store], s["keys"])
+        else:
+            store, total = "memory", s["hits"]
+            keys.add([label, store], s["keys"])
+        decisions.add([label, store, "allowed"], total - s["limited"])
+        decisions.add([label, store, "denied"], s["limited"])
+    yield from (decisions, keys, errors, fallbacks)
+
+
+def _breakers(objs: list[Any]) -> Iterator[Family]:
+    from seawall.breaker import breakers
+
+    state = Family(
+        "seawall_breaker_state",
+        "gauge",
+        "1 for a circuit breaker's current state, 0 for the others.",
+        ("breaker", "state"),
+    )
+    calls = Family(
+        "seawall_breaker_calls",
+        "counter",
+        "Calls through a circuit breaker, by outcome.",
+        ("breaker", "outcome"),
+    )
+    opened = Family(
+        "seawall_breaker_opened", "counter", "Times a circuit breaker opened.", ("breaker",)
+    )
+    for name, breaker in breakers.all().items():
+        s = breaker.stats()
+        for st in _STATES:
+            state.add([name, st], 1.0 if s["state"] == st else 0.0)
+        for outcome in ("successes", "failures", "ignored", "rejections"):
+            calls.add([name, outcome], s[outcome])
+        opened.add([name], s["opened_count"])
+    yield from (state, calls, opened)
+
+
+def _backpressure(objs: list[Any]) -> Iterator[Family]:
+    from seawall.backpressure import Backpressure
+
+    gauges = {
+        k: Family(f"seawall_backpressure_{k}", "gauge", doc, ("handler",))
+        for k, doc in (
+            ("in_flight", "Items a backpressure handler runs now."),
+            ("queued", "Items waiting in a backpressure handler's queue."),
+            ("limit", "Items a backpressure handler may run at once."),
+        )
+    }
+    items = Family(
+        "seawall_backpressure_items",
+        "counter",
+        "Items a backpressure handler finished, by outcome.",
+        ("handler", "outcome"),
+    )
+    handlers = [o for o in objs if isinstance(o, Backpressure)]
+    for label, bp in unique_names(handlers, lambda h: h.name or "default"):
+        s = bp.stats()
+        for k, family in gauges.items():
+            family.add([label], s[k])
+        for outcome in ("completed", "failed", "cancelled", "dropped", "timed_out"):
+            items.add([label, outcome], s[outcome])
+        for reason, n in s["rejected"].items():
+            items.add([label, f"rejected_{reason}"], n)
+    yield from (*gauges.values(), items)
+
+
+def _concurrency(objs: list[Any]) -> Iterator[Family]:
+    from seawall.concurrency import ConcurrencyLimiter
+
+    limit = Family(
+        "seawall_concurrency_limit", "gauge", "A concurrency limiter's limit.", ("limiter",)
+    )
+    in_flight = Family("seawall_concurrency_in_flight", "gauge", "Permits held.", ("limiter",))
+    queued = Family(
+        "seawall_concurrency_queued", "gauge", "Callers waiting for a permit.", ("limiter",)
+    )
+    permits = Family(
+        "seawall_concurrency_permits",
+        "counter",
+        "Permit requests of a concurrency limiter, by outcome.",
+        ("limiter", "outcome"),
+    )
+    limiters = [o for o in objs if isinstance(o, ConcurrencyLimiter)]
+    for label, cl in unique_names(limiters, lambda c: "default"):
+        s = cl.stats()
+        limit.add([label], s["limit"])
+        in_flight.add([label], s["in_flight"])
+        queued.add([label], s["queued"])
+        for outcome in ("acquired", "rejected", "timed_out", "cancelled"):
+            permits.add([label, outcome], s[outcome])
+    yield from (limit, in_flight, queued, permits)
+
+
+def _rules(objs: list[Any]) -> Iterator[Family]:
+    requests = Family(
+        "seawall_rule_requests",
+        "counter",
+        "Requests a named rule decided, by outcome.",
+        ("engine", "rule", "outcome"),
+    )
+    engines = [o for o in objs if isinstance(o, _seawall.RulesEngine)]
+    for label, engine in unique_names(engines, lambda e: "default"):
+        for rule, m in sorted(engine.get_all_metrics().items()):
+            requests.add([label, rule, "allowed"], m["allowed_requests"])
+            requests.add([label, rule, "denied"], m["denied_requests"])
+    yield requests
+
+
+_READERS: tuple[Callable[[list[Any]], Iterator[Family]], ...] = (
+    _limiters,
+    _breakers,
+    _backpressure,
+    _concurrency,
+    _rules,
+)
+
+
+def collect() -> list[Family]:
+    """Every family, with the samples of every live seawall object of this process now.
+
+    Families are returned even when empty, so exporters describe the same set every time."""
+    objs = live()
+    return [family for read in _READERS for family in read(objs)]
