@@ -55,6 +55,7 @@ fn policy(redis: RedisConfig, on_error: OnError, prefix: &str) -> HttpPolicy {
         headers: HeaderStyle::XRateLimit,
         redis: Some(budgets),
         host: None,
+        top_limited: Default::default(),
     }
 }
 

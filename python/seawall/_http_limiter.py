@@ -10,6 +10,7 @@ from typing import Any
 
 from seawall import _seawall
 from seawall._args import check_int, check_limits, check_optional_str, check_str, check_strings
+from seawall._metrics_registry import track
 from seawall._stores import store_options
 from seawall._workers import warn_if_memory_workers
 from seawall.types import Limits
@@ -43,6 +44,7 @@ def http_limiter(
     max_keys: Any,
     clock: Any,
     owner: str,
+    top_keys: Any = _UNSET,
     store: Any = None,
     options: dict[str, Any] | None = None,
 ) -> _seawall.HttpLimiter:
@@ -81,6 +83,8 @@ def http_limiter(
         ),
         max_keys=check_int("max_keys", max_keys),
         clock=clock,
+        **({} if top_keys is _UNSET else {"top_keys": top_keys}),
         **({} if given is None else {"store": store, **given}),
     )
+    track(native)  # for the opt-in top-keys endpoint of seawall.prometheus.metrics_app
     return native

@@ -36,6 +36,15 @@ class Limiter(_seawall.Limiter):
     machine through a shared-memory segment, at memory speed (``max_keys`` is its capacity).
     (Type checkers read any other ``store`` string as a Redis URL: typed code that uses a host
     store builds :class:`seawall.HostLimiter` itself, with the same arguments.)
+
+    ``top_keys``: who is being limited. The limiter counts the keys it refuses in a bounded
+    space-saving top-K of ``top_keys`` keys (default 100; 0 turns it off), on the refused path
+    only: ``top_limited(n=10)`` returns the ``n`` keys refused most as ``(key, refusals)``,
+    ``top_limited_summary()`` each count's error bound, ``reset_top_limited()`` forgets them.
+    The counts are estimates: a key's true count is between ``count - error`` and ``count``
+    (``error`` is 0, the count exact, for a key held since its first refusal), and every key
+    refused more than ``total / top_keys`` times is held. Keys longer than 128 bytes are kept as
+    their SHA-256. Client keys are never exported as metric labels.
     """
 
     __slots__ = ("__weakref__",)
@@ -49,6 +58,7 @@ class Limiter(_seawall.Limiter):
         algorithm: str = "gcra",
         max_keys: int = 1_000_000,
         clock: Any = None,
+        top_keys: int = 100,
     ) -> Limiter: ...
     @overload
     def __new__(  # type: ignore[misc]
@@ -59,6 +69,7 @@ class Limiter(_seawall.Limiter):
         algorithm: str = "gcra",
         max_keys: int = 1_000_000,
         clock: Any = None,
+        top_keys: int = 100,
         **options: Any,
     ) -> RedisLimiter: ...
     def __new__(
@@ -69,6 +80,7 @@ class Limiter(_seawall.Limiter):
         algorithm: str = "gcra",
         max_keys: int = 1_000_000,
         clock: Any = None,
+        top_keys: int = 100,
         **options: Any,
     ) -> Any:
         if store is None or store == "memory://":
@@ -78,7 +90,7 @@ class Limiter(_seawall.Limiter):
                     "apply only with a Redis store"
                 )
             limiter = super().__new__(
-                cls, limits, algorithm=algorithm, max_keys=max_keys, clock=clock
+                cls, limits, algorithm=algorithm, max_keys=max_keys, clock=clock, top_keys=top_keys
             )
             track(limiter)
             return limiter
@@ -93,7 +105,12 @@ class Limiter(_seawall.Limiter):
             from seawall._host import HostLimiter
 
             return HostLimiter(
-                limits, store=store, algorithm=algorithm, max_keys=max_keys, clock=clock
+                limits,
+                store=store,
+                algorithm=algorithm,
+                max_keys=max_keys,
+                clock=clock,
+                top_keys=top_keys,
             )
         from seawall._redis import RedisLimiter
 
@@ -103,6 +120,7 @@ class Limiter(_seawall.Limiter):
             algorithm=algorithm,
             max_local_keys=max_keys,
             clock=clock,
+            top_keys=top_keys,
             **options,
         )
 

@@ -132,6 +132,10 @@ class RateLimitMiddleware:
     - ``max_keys``: the most client keys the whole middleware keeps in memory, one store for the
       default ``limits`` and every rule (a full store forgets the keys that are already fresh
       first). ``len(middleware.limiter)``: the keys held.
+    - ``top_keys``: who is being limited: the client keys this process answered 429 most, in a
+      bounded space-saving top-K of ``top_keys`` keys (default 100, 0: off), counted on the
+      refused path only; ``middleware.limiter.top_limited(n=10)`` returns ``(key, refusals)``
+      pairs, estimates as :class:`seawall.Limiter`'s are. Never exported as metric labels.
     - ``store``: where the budgets are kept: this process's memory (``None``, the default, or
       ``"memory://"``; each worker process then has budgets of its own, and a WARNING at start-up
       says so when it is one of several), or Redis (``"redis://host:6379/0"``, ``rediss://``,
@@ -176,6 +180,7 @@ class RateLimitMiddleware:
         max_body_bytes: int = 65536,
         websockets: bool = False,
         max_keys: int = 1_000_000,
+        top_keys: int = 100,
         clock: Any = None,
         store: str | None = None,
         key_prefix: str | None = None,
@@ -212,6 +217,7 @@ class RateLimitMiddleware:
             headers=headers,
             draft_version=draft_version,
             max_keys=max_keys,
+            top_keys=top_keys,
             clock=clock,
             owner="seawall.RateLimitMiddleware",
             store=store,

@@ -535,6 +535,8 @@ pub struct HttpPolicy {
     /// Or this machine's shared memory: the route budgets in order, then the global limits'
     /// (then `global` and `routes` only name the budgets).
     pub host: Option<crate::store::host::HostBudgets>,
+    /// The client keys refused most (429s; not 503s), in this process.
+    pub top_limited: crate::metrics::top_limited::TopLimited,
 }
 
 /// What to do with a request.
@@ -840,7 +842,13 @@ impl HttpPolicy {
     ) -> Result<Outcome, Error> {
         match self.plan(req, key, body) {
             None => Ok(Outcome::Pass),
-            Some(plan) => Ok(self.render(&self.decide_here(&plan, now)?)),
+            Some(plan) => {
+                let verdict = self.decide_here(&plan, now)?;
+                if !verdict.allowed {
+                    self.top_limited.record(&plan.key);
+                }
+                Ok(self.render(&verdict))
+            }
         }
     }
 
@@ -951,6 +959,7 @@ mod tests {
             headers: HeaderStyle::XRateLimit,
             redis: None,
             host: None,
+            top_limited: crate::metrics::top_limited::TopLimited::new(10),
         }
     }
 
@@ -1024,6 +1033,10 @@ mod tests {
             .unwrap(),
             Outcome::Pass
         );
+        // The three 429s, and nothing else, are in the top-K of refused keys.
+        let top = p.top_limited.top(10);
+        assert_eq!(top.len(), 1);
+        assert_eq!((top[0].key.as_str(), top[0].count), ("ip:203.0.113.1", 3));
     }
 
     #[test]

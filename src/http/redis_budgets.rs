@@ -188,9 +188,7 @@ impl HttpPolicy {
             return Ok(Begun::Done(Outcome::Pass));
         };
         let Some(redis) = &self.redis else {
-            return Ok(Begun::Done(
-                self.render(&self.decide_here(&plan, local_now)?),
-            ));
+            return Ok(Begun::Done(self.decide(req, local_now, key, body)?));
         };
         let Some(ticket) = redis.guard.ticket(local_now, script_now.is_some()) else {
             return Ok(Begun::Done(self.fallback(&plan, local_now)));
@@ -234,6 +232,7 @@ impl HttpPolicy {
                 redis.guard.succeeded(&p.ticket, took);
                 if !r.allowed {
                     redis.guard.note_limited();
+                    self.top_limited.record(&p.plan.key);
                 }
                 Ok(self.render(&self.verdict_of(&p.plan, &r)))
             }
@@ -298,6 +297,7 @@ impl HttpPolicy {
             OnError::Local => match self.decide_here(plan, now) {
                 Ok(v) if v.allowed => Outcome::Pass,
                 Ok(v) => {
+                    self.top_limited.record(&plan.key);
                     let (headers, body) = render::denial(Vec::new(), &v.decision);
                     Outcome::Limited(headers, body)
                 }

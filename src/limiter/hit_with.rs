@@ -104,6 +104,12 @@ impl Limiter {
             if !allowed {
                 for (i, part) in parts.iter().enumerate() {
                     if !part.decision.allowed {
+                        let (limiter, refused) = if i == 0 {
+                            (self, key)
+                        } else {
+                            (other, other_key)
+                        };
+                        limiter.top_limited.record(refused);
                         pair.try_update(i, now, |_, _, stats| {
                             stats.record(false, now);
                             Ok::<_, Error>(())

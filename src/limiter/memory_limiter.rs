@@ -5,6 +5,7 @@
 use super::limit::{LimitDecision, LimitSet, Usage};
 use crate::clock::Nanos;
 use crate::error::Error;
+use crate::metrics::top_limited::TopLimited;
 use crate::store::memory::{KeyStats, MemoryStore, StoreTotals};
 
 /// Several limits per key, in a bounded in-memory store, with per-key overrides.
@@ -22,6 +23,8 @@ use crate::store::memory::{KeyStats, MemoryStore, StoreTotals};
 /// ```
 pub struct Limiter {
     pub(super) store: MemoryStore<LimitSet>,
+    /// The keys refused most (off unless [`Limiter::with_top_limited`]).
+    pub(super) top_limited: TopLimited,
 }
 
 impl Limiter {
@@ -29,7 +32,35 @@ impl Limiter {
     pub fn new(limits: LimitSet, max_keys: usize) -> Self {
         Limiter {
             store: MemoryStore::new(limits, max_keys),
+            top_limited: TopLimited::default(),
         }
+    }
+
+    /// Counts the keys it refuses in a [`TopLimited`] of `capacity` keys (0: not at all, the
+    /// default). Only refusals pay for it.
+    ///
+    /// ```
+    /// use seawall::limiter::limit::{AlgorithmKind, LimitSet};
+    /// use seawall::limiter::memory_limiter::Limiter;
+    ///
+    /// let limiter = Limiter::new(LimitSet::parse("1/minute", AlgorithmKind::Gcra).unwrap(), 100)
+    ///     .with_top_limited(10);
+    /// for _ in 0..3 {
+    ///     limiter.hit("greedy", 0, 1).unwrap();
+    /// }
+    /// limiter.hit("modest", 0, 1).unwrap();
+    /// let top = limiter.top_limited().top(10);
+    /// assert_eq!((top[0].key.as_str(), top[0].count), ("greedy", 2));
+    /// assert_eq!(top.len(), 1); // modest was never refused
+    /// ```
+    pub fn with_top_limited(mut self, capacity: usize) -> Self {
+        self.top_limited = TopLimited::new(capacity);
+        self
+    }
+
+    /// The keys it refused most.
+    pub fn top_limited(&self) -> &TopLimited {
+        &self.top_limited
     }
 
     /// The default limits.
@@ -45,7 +76,7 @@ impl Limiter {
     /// Decides `cost` for `key` and counts it if admitted.
     #[inline]
     pub fn hit(&self, key: &str, now: Nanos, cost: u64) -> Result<LimitDecision, Error> {
-        self.store.try_update(key, now, |set, state, stats| {
+        let d = self.store.try_update(key, now, |set, state, stats| {
             set.check_cost(cost)?;
             let (decision, i, binding_reset_after) = set.decide(state, now, cost, true);
             stats.record(decision.allowed, now);
@@ -54,7 +85,11 @@ impl Limiter {
                 binding: set.limits()[i].spec(),
                 binding_reset_after,
             })
-        })
+        })?;
+        if !d.decision.allowed {
+            self.top_limited.record(key);
+        }
+        Ok(d)
     }
 
     /// What [`Limiter::hit`] would decide, changing nothing and creating no key.

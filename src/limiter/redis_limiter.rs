@@ -18,6 +18,7 @@ use crate::algorithm::Decision;
 use crate::breaker::Breaker;
 use crate::clock::Nanos;
 use crate::error::Error;
+use crate::metrics::top_limited::TopLimited;
 use crate::store::redis::pool::BlockingPool;
 use crate::store::redis::script::{joined_request, key_head, LimitScript, Reply, Request};
 
@@ -29,6 +30,8 @@ pub struct RedisLimiter {
     guard: RedisGuard,
     /// Whether the store is a Redis Cluster (a script's keys must then share one slot).
     cluster: bool,
+    /// The keys refused most, in this process (off unless [`RedisLimiter::with_top_limited`]).
+    top_limited: TopLimited,
 }
 
 /// A decision that needs Redis: the script call and the breaker's permit.
@@ -65,7 +68,20 @@ impl RedisLimiter {
             guard: RedisGuard::new(config, now)?,
             limits,
             script,
+            top_limited: TopLimited::default(),
         })
+    }
+
+    /// Counts the keys this process sees refused (by Redis or by `on_error`) in a
+    /// [`TopLimited`] of `capacity` keys (0: not at all, the default). Only refusals pay for it.
+    pub fn with_top_limited(mut self, capacity: usize) -> Self {
+        self.top_limited = TopLimited::new(capacity);
+        self
+    }
+
+    /// The keys this process saw refused most.
+    pub fn top_limited(&self) -> &TopLimited {
+        &self.top_limited
     }
 
     /// The limits.
@@ -228,16 +244,21 @@ impl RedisLimiter {
         match reply {
             Ok(raw) => {
                 self.guard.succeeded(&p.ticket, took);
+                let theirs = raw.binding >= self.limits.limits().len();
                 let decision = match &p.with {
-                    Some((other, _)) if raw.binding >= self.limits.limits().len() => other
-                        .decision_of(Reply {
-                            binding: raw.binding - self.limits.limits().len(),
-                            ..raw
-                        }),
+                    Some((other, _)) if theirs => other.decision_of(Reply {
+                        binding: raw.binding - self.limits.limits().len(),
+                        ..raw
+                    }),
                     _ => self.decision_of(raw),
                 };
                 if !decision.decision.allowed {
                     self.guard.note_limited();
+                    match &p.with {
+                        Some((other, other_key)) if theirs => other.top_limited.record(other_key),
+                        _ if p.commit => self.top_limited.record(&p.key),
+                        _ => {}
+                    }
                 }
                 Ok(RedisDecision {
                     decision,
@@ -306,6 +327,9 @@ impl RedisLimiter {
         };
         if !decision.decision.allowed {
             self.guard.note_limited();
+            if commit {
+                self.top_limited.record(key);
+            }
         }
         RedisDecision {
             decision,

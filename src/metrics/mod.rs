@@ -7,6 +7,7 @@
 
 pub mod rule;
 pub mod top_k;
+pub mod top_limited;
 
 #[cfg(test)]
 mod tests;

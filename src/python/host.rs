@@ -7,6 +7,7 @@ use pyo3::types::{PyDict, PyList};
 use super::clock::ClockSource;
 use super::errors::{at_least_one, cost_arg, text_arg, Count};
 use super::limiter::{limit_set_arg, limits_list, PyDecision};
+use super::top_limited::{summary_dict, top_list, TopKeys, TopN};
 use crate::store::host::{segment, HostLimiter};
 
 #[pyclass(frozen, subclass, module = "seawall._seawall", name = "HostLimiter")]
@@ -27,18 +28,20 @@ fn host_name(store: &str) -> PyResult<&str> {
 #[pymethods]
 impl PyHostLimiter {
     #[new]
-    #[pyo3(signature = (limits, *, store, algorithm="gcra", max_keys=100_000, clock=None))]
+    #[pyo3(signature = (limits, *, store, algorithm="gcra", max_keys=100_000, clock=None, top_keys=TopKeys::DEFAULT))]
     fn new(
         limits: &Bound<'_, PyAny>,
         store: &str,
         algorithm: &str,
         max_keys: i64,
         clock: Option<&Bound<'_, PyAny>>,
+        top_keys: TopKeys,
     ) -> PyResult<Self> {
         let limits = limit_set_arg(limits, algorithm)?;
         let max_keys: usize = at_least_one("max_keys", max_keys)?;
         Ok(PyHostLimiter {
-            core: HostLimiter::open(host_name(store)?, limits, max_keys)?,
+            core: HostLimiter::open(host_name(store)?, limits, max_keys)?
+                .with_top_limited(top_keys.0),
             clock: ClockSource::from_arg(clock)?,
         })
     }
@@ -128,6 +131,24 @@ impl PyHostLimiter {
 
     fn __len__(&self) -> usize {
         self.core.len()
+    }
+
+    /// The keys refused most, most first: `(key, refusals)` pairs, each count an upper bound
+    /// (space-saving; see `top_limited_summary` for each key's error).
+    #[pyo3(signature = (n=TopN::DEFAULT), text_signature = "($self, n=10)")]
+    fn top_limited<'py>(&self, py: Python<'py>, n: TopN) -> PyResult<Bound<'py, PyList>> {
+        top_list(py, self.core.top_limited(), n)
+    }
+
+    /// Every key counted with its count and error, the total refusals and the part of them
+    /// not attributed with certainty to a key held (`other`).
+    fn top_limited_summary<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
+        summary_dict(py, self.core.top_limited())
+    }
+
+    /// Forgets the keys refused so far.
+    fn reset_top_limited(&self) {
+        self.core.top_limited().reset();
     }
 
     #[getter]

@@ -17,6 +17,7 @@ use super::direct::{Asked, Decider, DirectShared};
 use super::futures::{report_all, store_error, Completion, Done as BridgeDone, PyBridge};
 use super::limiter::limit_set_arg;
 use super::redis::{redis_settings, script_times, start_time};
+use super::top_limited::{summary_dict, top_list, TopKeys, TopN};
 use crate::http::redis_budgets::{Begun, HttpPending, RedisBudgets};
 use crate::http::render::NAMES;
 use crate::http::{
@@ -30,7 +31,7 @@ use crate::store::redis::batcher::{Done, Outcome as SentOutcome};
 use crate::store::redis::pool::BlockingPool;
 use crate::store::redis::{runtime, url, RedisConfig};
 
-#[pyclass(frozen, module = "seawall._seawall", name = "HttpLimiter")]
+#[pyclass(frozen, weakref, module = "seawall._seawall", name = "HttpLimiter")]
 pub(crate) struct PyHttpLimiter {
     policy: Arc<HttpPolicy>,
     /// On a Redis store: its direct connection, driven by the asyncio loop.
@@ -385,6 +386,7 @@ impl PyHttpLimiter {
         log_interval=60.0,
         breaker_failures=3,
         breaker_recovery=1.0,
+        top_keys=TopKeys::DEFAULT,
     ))]
     #[allow(clippy::too_many_arguments)]
     fn new(
@@ -413,6 +415,7 @@ impl PyHttpLimiter {
         log_interval: f64,
         breaker_failures: i64,
         breaker_recovery: f64,
+        top_keys: TopKeys,
     ) -> PyResult<Self> {
         let algorithm = str_arg("algorithm", algorithm, "gcra")?;
         algorithm.parse::<AlgorithmKind>()?;
@@ -539,6 +542,7 @@ impl PyHttpLimiter {
             headers: headers.parse::<HeaderStyle>()?,
             redis,
             host,
+            top_limited: crate::metrics::top_limited::TopLimited::new(top_keys.0),
         });
         let direct = policy
             .redis
@@ -601,6 +605,24 @@ impl PyHttpLimiter {
     /// Keys held across the middleware's stores.
     fn __len__(&self) -> usize {
         self.policy.len()
+    }
+
+    /// The keys refused most, most first: `(key, refusals)` pairs, each count an upper bound
+    /// (space-saving; see `top_limited_summary` for each key's error).
+    #[pyo3(signature = (n=TopN::DEFAULT), text_signature = "($self, n=10)")]
+    fn top_limited<'py>(&self, py: Python<'py>, n: TopN) -> PyResult<Bound<'py, PyList>> {
+        top_list(py, &self.policy.top_limited, n)
+    }
+
+    /// Every key counted with its count and error, the total refusals and the part of them
+    /// not attributed with certainty to a key held (`other`).
+    fn top_limited_summary<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
+        summary_dict(py, &self.policy.top_limited)
+    }
+
+    /// Forgets the keys refused so far.
+    fn reset_top_limited(&self) {
+        self.policy.top_limited.reset();
     }
 
     #[getter]

@@ -10,6 +10,7 @@ use super::clock::ClockSource;
 use super::errors::{
     cost_arg, float_arg, int_arg, surrogate_error, text_arg, type_name, Algorithm, Count, MaxKeys,
 };
+use super::top_limited::{summary_dict, top_list, TopKeys, TopN};
 use crate::algorithm::Decision;
 use crate::clock::{nanos_to_secs, Nanos};
 use crate::dropin::log_service::LogService;
@@ -279,16 +280,18 @@ pub(crate) struct PyLimiter {
 #[pymethods]
 impl PyLimiter {
     #[new]
-    #[pyo3(signature = (limits, *, algorithm=Algorithm::GCRA, max_keys=MaxKeys::DEFAULT, clock=None), text_signature = "(limits, *, algorithm='gcra', max_keys=1000000, clock=None)")]
+    #[pyo3(signature = (limits, *, algorithm=Algorithm::GCRA, max_keys=MaxKeys::DEFAULT, clock=None, top_keys=TopKeys::DEFAULT), text_signature = "(limits, *, algorithm='gcra', max_keys=1000000, clock=None, top_keys=100)")]
     fn new(
         limits: &Bound<'_, PyAny>,
         algorithm: Algorithm,
         max_keys: MaxKeys,
         clock: Option<&Bound<'_, PyAny>>,
+        top_keys: TopKeys,
     ) -> PyResult<Self> {
         let algorithm = algorithm.0;
         Ok(PyLimiter {
-            limiter: Limiter::new(limit_set_of(limits, algorithm)?, max_keys.0),
+            limiter: Limiter::new(limit_set_of(limits, algorithm)?, max_keys.0)
+                .with_top_limited(top_keys.0),
             clock: ClockSource::from_arg(clock)?,
             algorithm,
         })
@@ -433,6 +436,24 @@ impl PyLimiter {
 
     fn __len__(&self) -> usize {
         self.limiter.len()
+    }
+
+    /// The keys refused most, most first: `(key, refusals)` pairs, each count an upper bound
+    /// (space-saving; see `top_limited_summary` for each key's error).
+    #[pyo3(signature = (n=TopN::DEFAULT), text_signature = "($self, n=10)")]
+    fn top_limited<'py>(&self, py: Python<'py>, n: TopN) -> PyResult<Bound<'py, PyList>> {
+        top_list(py, self.limiter.top_limited(), n)
+    }
+
+    /// Every key counted with its count and error, the total refusals and the part of them
+    /// not attributed with certainty to a key held (`other`).
+    fn top_limited_summary<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
+        summary_dict(py, self.limiter.top_limited())
+    }
+
+    /// Forgets the keys refused so far.
+    fn reset_top_limited(&self) {
+        self.limiter.top_limited().reset();
     }
 }
 

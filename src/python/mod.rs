@@ -19,6 +19,7 @@ mod rules;
 mod rules_gate;
 mod rules_redis;
 mod rules_shared;
+mod top_limited;
 
 use pyo3::prelude::*;
 

@@ -14,6 +14,7 @@ use super::direct::DirectShared;
 use super::errors::{at_least_one, cost_arg, seconds_arg, text_arg, Count};
 use super::futures::{report_all, store_error, Completion, Done, PyBridge};
 use super::limiter::{limit_set_arg, limits_list, secs, usage_list, PyDecision};
+use super::top_limited::{summary_dict, top_list, TopKeys, TopN};
 use crate::breaker::BreakerConfig;
 use crate::clock::{self, Clock, DefaultClock, Nanos, NANOS_PER_SEC};
 use crate::limiter::redis_failure::RedisDecision;
@@ -216,7 +217,7 @@ impl PyRedisLimiter {
     #[pyo3(signature = (
         limits, *, store, algorithm="gcra", key_prefix="seawall:", on_error="allow",
         connect_timeout=1.0, command_timeout=0.25, log_interval=60.0, max_local_keys=100_000,
-        breaker_failures=3, breaker_recovery=1.0, clock=None
+        breaker_failures=3, breaker_recovery=1.0, clock=None, top_keys=TopKeys::DEFAULT
     ))]
     #[allow(clippy::too_many_arguments)]
     fn new(
@@ -232,6 +233,7 @@ impl PyRedisLimiter {
         breaker_failures: i64,
         breaker_recovery: f64,
         clock: Option<&Bound<'_, PyAny>>,
+        top_keys: TopKeys,
     ) -> PyResult<Self> {
         let limits = limit_set_arg(limits, algorithm)?;
         let max_local_keys = at_least_one("max_local_keys", max_local_keys)?;
@@ -248,7 +250,7 @@ impl PyRedisLimiter {
         )?;
         let clock = ClockSource::from_arg(clock)?;
         let now = start_time(&clock);
-        let core = Arc::new(RedisLimiter::new(limits, config, now)?);
+        let core = Arc::new(RedisLimiter::new(limits, config, now)?.with_top_limited(top_keys.0));
         Ok(PyRedisLimiter {
             direct: DirectShared::new(core.clone()),
             sync_pool: BlockingPool::default(),
@@ -418,6 +420,24 @@ impl PyRedisLimiter {
     #[getter]
     fn key_prefix(&self) -> String {
         self.core.config().prefix.clone()
+    }
+
+    /// The keys refused most, most first: `(key, refusals)` pairs, each count an upper bound
+    /// (space-saving; see `top_limited_summary` for each key's error).
+    #[pyo3(signature = (n=TopN::DEFAULT), text_signature = "($self, n=10)")]
+    fn top_limited<'py>(&self, py: Python<'py>, n: TopN) -> PyResult<Bound<'py, PyList>> {
+        top_list(py, self.core.top_limited(), n)
+    }
+
+    /// Every key counted with its count and error, the total refusals and the part of them
+    /// not attributed with certainty to a key held (`other`).
+    fn top_limited_summary<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
+        summary_dict(py, self.core.top_limited())
+    }
+
+    /// Forgets the keys refused so far.
+    fn reset_top_limited(&self) {
+        self.core.top_limited().reset();
     }
 
     fn __repr__(&self) -> String {

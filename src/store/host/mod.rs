@@ -53,6 +53,8 @@ pub struct HostLimiter {
     /// This process's decisions and refusals.
     decisions: AtomicU64,
     limited: AtomicU64,
+    /// The keys this process saw refused most (off unless [`HostLimiter::with_top_limited`]).
+    top_limited: crate::metrics::top_limited::TopLimited,
 }
 
 /// Several limit sets ("budgets") in one host segment, each key held to one of them: the store
@@ -467,6 +469,12 @@ impl HostLimiter {
         self.decisions.fetch_add(1, Ordering::Relaxed);
         if !all {
             self.limited.fetch_add(1, Ordering::Relaxed);
+            if !parts[0].decision.allowed {
+                self.top_limited.record(key);
+            }
+            if !parts[1].decision.allowed {
+                other.top_limited.record(other_key);
+            }
         }
         let decisions = parts.map(|p| p.decision);
         Ok(parts[crate::limiter::all_or_nothing::binding(&decisions, all, |d| d)])
@@ -479,7 +487,21 @@ impl HostLimiter {
             budgets: HostBudgets::open(name, vec![limits], max_keys)?,
             decisions: AtomicU64::new(0),
             limited: AtomicU64::new(0),
+            top_limited: Default::default(),
         })
+    }
+
+    /// Counts the keys this process sees refused in a
+    /// [`TopLimited`](crate::metrics::top_limited::TopLimited) of `capacity` keys (0: not at
+    /// all, the default). Only refusals pay for it.
+    pub fn with_top_limited(mut self, capacity: usize) -> Self {
+        self.top_limited = crate::metrics::top_limited::TopLimited::new(capacity);
+        self
+    }
+
+    /// The keys this process saw refused most.
+    pub fn top_limited(&self) -> &crate::metrics::top_limited::TopLimited {
+        &self.top_limited
     }
 
     /// The limits.
@@ -499,6 +521,7 @@ impl HostLimiter {
         self.decisions.fetch_add(1, Ordering::Relaxed);
         if !d.decision.allowed {
             self.limited.fetch_add(1, Ordering::Relaxed);
+            self.top_limited.record(key);
         }
         Ok(d)
     }
