@@ -107,7 +107,7 @@ def test_a_bad_top_keys_is_refused_naming_it(value: Any, error: type[Exception])
     ):
         with pytest.raises(error, match="top_keys"):
             build()
-    with pytest.raises(ValueError, match="^n must"):
+    with pytest.raises(ValueError, match=r"^n must"):
         Limiter("1/minute").top_limited(-1)
 
 

@@ -8,6 +8,7 @@ import sys
 
 from seawall.rules_cli import add_rules_command
 from seawall.rules_cli import run as run_rules
+from seawall.top_cli import add_top_command
 
 
 def _seconds(text: str) -> float:
@@ -52,9 +53,14 @@ def main(argv: list[str] | None = None) -> int:
     )
     demo.set_defaults(output="auto")
     add_rules_command(commands)
+    add_top_command(commands, _seconds)
     args = parser.parse_args(argv)
     if args.command == "rules":
         return run_rules(args)
+    if args.command == "top":
+        from seawall.top_cli import run as run_top
+
+        return run_top(args)
     if args.command == "demo":
         from seawall.demo import run
 

@@ -64,10 +64,24 @@ def register(registry: CollectorRegistry = REGISTRY) -> SeawallCollector:
     return collector
 
 
-def metrics_app(registry: CollectorRegistry | None = None) -> Callable[..., Any]:
+def metrics_app(
+    registry: CollectorRegistry | None = None, *, top_keys: bool = False
+) -> Callable[..., Any]:
     """An ASGI app serving ``registry`` (default: a new one holding a collector) in the
-    Prometheus text format; mount it at ``/metrics``."""
+    Prometheus text format; mount it at ``/metrics``.
+
+    ``top_keys=True`` also answers ``<mount>/top-keys`` with JSON of every live limiter's most
+    refused keys (``seawall._top_keys.report``), which ``python -m seawall top`` shows. Off by
+    default: **it shows client keys (IPs, user ids), so mount an app with it behind
+    authentication.** The keys are never part of the Prometheus output."""
     if registry is None:
         registry = CollectorRegistry(auto_describe=True)
         register(registry)
-    return make_asgi_app(registry)
+    app = make_asgi_app(registry)
+    if not isinstance(top_keys, bool):
+        raise TypeError(f"top_keys must be a bool, got {type(top_keys).__name__}")
+    if top_keys:
+        from seawall._top_keys import with_top_keys
+
+        return with_top_keys(app)
+    return app
