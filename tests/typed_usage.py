@@ -124,6 +124,13 @@ def in_memory_limiter(clock: ManualClock) -> list[Decision]:
     assert "gcra" in ALGORITHMS and seawall.__version__
     local: Limiter = Limiter("1/second", store="memory://", clock=clock)
     assert local.hit("k")
+    watched = Limiter("1/minute", clock=clock, top_keys=50)
+    watched.hit("greedy")
+    watched.hit("greedy")
+    refused: list[tuple[str, int]] = watched.top_limited(n=5)
+    summary: dict[str, Any] = watched.top_limited_summary()
+    assert refused == [("greedy", 1)] and summary["capacity"] == 50
+    watched.reset_top_limited()
     return [first, peek]
 
 
@@ -1023,6 +1030,10 @@ def prometheus_metrics(clock: ManualClock) -> str:
     app = Starlette(routes=[Mount("/metrics", app=metrics_app(registry))])
     with TestClient(app) as client:
         text = client.get("/metrics/").text
+    # Opt-in, behind authentication in a real app: it shows client keys.
+    opt_in = Starlette(routes=[Mount("/metrics", app=metrics_app(top_keys=True))])
+    with TestClient(opt_in) as client:
+        assert "limiters" in client.get("/metrics/top-keys").json()
     assert "seawall_limiter_decisions_total" in generate_latest(registry).decode()
     assert "seawall_limiter_decisions_total" in text
     return text
