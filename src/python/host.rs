@@ -7,7 +7,7 @@ use pyo3::types::{PyDict, PyList};
 use super::clock::ClockSource;
 use super::errors::{at_least_one, cost_arg, text_arg, Count};
 use super::limiter::{limit_set_arg, limits_list, PyDecision};
-use super::top_limited::{summary_dict, top_list, TopKeys, TopN};
+use super::top_limited::{summary_dict, top_keys_arg, top_list, TopN};
 use crate::store::host::{segment, HostLimiter};
 
 #[pyclass(frozen, subclass, module = "seawall._seawall", name = "HostLimiter")]
@@ -28,20 +28,20 @@ fn host_name(store: &str) -> PyResult<&str> {
 #[pymethods]
 impl PyHostLimiter {
     #[new]
-    #[pyo3(signature = (limits, *, store, algorithm="gcra", max_keys=100_000, clock=None, top_keys=TopKeys::DEFAULT))]
+    #[pyo3(signature = (limits, *, store, algorithm="gcra", max_keys=100_000, clock=None, top_keys=100))]
     fn new(
         limits: &Bound<'_, PyAny>,
         store: &str,
         algorithm: &str,
         max_keys: i64,
         clock: Option<&Bound<'_, PyAny>>,
-        top_keys: TopKeys,
+        top_keys: i64,
     ) -> PyResult<Self> {
         let limits = limit_set_arg(limits, algorithm)?;
         let max_keys: usize = at_least_one("max_keys", max_keys)?;
         Ok(PyHostLimiter {
             core: HostLimiter::open(host_name(store)?, limits, max_keys)?
-                .with_top_limited(top_keys.0),
+                .with_top_limited(top_keys_arg(top_keys)?),
             clock: ClockSource::from_arg(clock)?,
         })
     }

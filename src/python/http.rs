@@ -17,7 +17,7 @@ use super::direct::{Asked, Decider, DirectShared};
 use super::futures::{report_all, store_error, Completion, Done as BridgeDone, PyBridge};
 use super::limiter::limit_set_arg;
 use super::redis::{redis_settings, script_times, start_time};
-use super::top_limited::{summary_dict, top_list, TopKeys, TopN};
+use super::top_limited::{summary_dict, top_keys_arg, top_list, TopN};
 use crate::http::redis_budgets::{Begun, HttpPending, RedisBudgets};
 use crate::http::render::NAMES;
 use crate::http::{
@@ -386,7 +386,7 @@ impl PyHttpLimiter {
         log_interval=60.0,
         breaker_failures=3,
         breaker_recovery=1.0,
-        top_keys=TopKeys::DEFAULT,
+        top_keys=100,
     ))]
     #[allow(clippy::too_many_arguments)]
     fn new(
@@ -415,7 +415,7 @@ impl PyHttpLimiter {
         log_interval: f64,
         breaker_failures: i64,
         breaker_recovery: f64,
-        top_keys: TopKeys,
+        top_keys: i64,
     ) -> PyResult<Self> {
         let algorithm = str_arg("algorithm", algorithm, "gcra")?;
         algorithm.parse::<AlgorithmKind>()?;
@@ -542,7 +542,7 @@ impl PyHttpLimiter {
             headers: headers.parse::<HeaderStyle>()?,
             redis,
             host,
-            top_limited: crate::metrics::top_limited::TopLimited::new(top_keys.0),
+            top_limited: crate::metrics::top_limited::TopLimited::new(top_keys_arg(top_keys)?),
         });
         let direct = policy
             .redis

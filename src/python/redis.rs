@@ -14,7 +14,7 @@ use super::direct::DirectShared;
 use super::errors::{at_least_one, cost_arg, seconds_arg, text_arg, Count};
 use super::futures::{report_all, store_error, Completion, Done, PyBridge};
 use super::limiter::{limit_set_arg, limits_list, secs, usage_list, PyDecision};
-use super::top_limited::{summary_dict, top_list, TopKeys, TopN};
+use super::top_limited::{summary_dict, top_keys_arg, top_list, TopN};
 use crate::breaker::BreakerConfig;
 use crate::clock::{self, Clock, DefaultClock, Nanos, NANOS_PER_SEC};
 use crate::limiter::redis_failure::RedisDecision;
@@ -217,7 +217,7 @@ impl PyRedisLimiter {
     #[pyo3(signature = (
         limits, *, store, algorithm="gcra", key_prefix="seawall:", on_error="allow",
         connect_timeout=1.0, command_timeout=0.25, log_interval=60.0, max_local_keys=100_000,
-        breaker_failures=3, breaker_recovery=1.0, clock=None, top_keys=TopKeys::DEFAULT
+        breaker_failures=3, breaker_recovery=1.0, clock=None, top_keys=100
     ))]
     #[allow(clippy::too_many_arguments)]
     fn new(
@@ -233,7 +233,7 @@ impl PyRedisLimiter {
         breaker_failures: i64,
         breaker_recovery: f64,
         clock: Option<&Bound<'_, PyAny>>,
-        top_keys: TopKeys,
+        top_keys: i64,
     ) -> PyResult<Self> {
         let limits = limit_set_arg(limits, algorithm)?;
         let max_local_keys = at_least_one("max_local_keys", max_local_keys)?;
@@ -250,7 +250,9 @@ impl PyRedisLimiter {
         )?;
         let clock = ClockSource::from_arg(clock)?;
         let now = start_time(&clock);
-        let core = Arc::new(RedisLimiter::new(limits, config, now)?.with_top_limited(top_keys.0));
+        let core = Arc::new(
+            RedisLimiter::new(limits, config, now)?.with_top_limited(top_keys_arg(top_keys)?),
+        );
         Ok(PyRedisLimiter {
             direct: DirectShared::new(core.clone()),
             sync_pool: BlockingPool::default(),

@@ -26,6 +26,19 @@ impl<'a, 'py> FromPyObject<'a, 'py> for TopKeys {
     }
 }
 
+/// A `top_keys` argument taken as an `i64` (where a constructor's signature shows its default
+/// as a plain int): from 0 to [`MAX_TOP_LIMITED`], else a `ValueError` naming it.
+pub(crate) fn top_keys_arg(value: i64) -> PyResult<usize> {
+    usize::try_from(value)
+        .ok()
+        .filter(|&v| v <= MAX_TOP_LIMITED)
+        .ok_or_else(|| {
+            pyo3::exceptions::PyValueError::new_err(format!(
+                "top_keys must be an int from 0 to {MAX_TOP_LIMITED}, got {value}"
+            ))
+        })
+}
+
 /// The `n` argument of `top_limited(n)`: an int from 0 up, else an error naming it.
 pub(crate) struct TopN(pub(crate) usize);
 
