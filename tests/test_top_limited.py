@@ -23,7 +23,14 @@ from starlette.routing import Route
 
 import seawall
 import seawall.host
-from seawall import HostLimiter, Limiter, RateLimitMiddleware, RedisLimiter
+from seawall import (
+    ClientRateLimiter,
+    HostLimiter,
+    Limiter,
+    RateLimitMiddleware,
+    RedisLimiter,
+    TokenBucketConfig,
+)
 from seawall.testing import ManualClock
 
 pytestmark = pytest.mark.anyio
@@ -178,3 +185,14 @@ async def test_middleware_counts_its_429s_by_client_key(
             for _ in range(n):
                 await client.get("/", headers={"x-forwarded-for": ip})
     assert middleware.limiter.top_limited() == [("ip:203.0.113.9", 3), ("ip:198.51.100.2", 1)]
+
+
+async def test_client_rate_limiter_counts_refused_client_ids() -> None:
+    config = TokenBucketConfig(capacity=2, refill_rate=1.0, initial_tokens=2)
+    limiter = ClientRateLimiter(config, clock=ManualClock(), top_keys=10)
+    for _ in range(5):
+        await limiter.consume("bot")
+    assert limiter.try_consume("human")
+    assert limiter.top_limited() == [("bot", 3)]
+    with pytest.raises(ValueError, match="top_keys"):
+        ClientRateLimiter(config, top_keys=-5)

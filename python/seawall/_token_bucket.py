@@ -50,6 +50,10 @@ class ClientRateLimiter(_seawall.ClientRateLimiter):
     ``start()`` runs a background task that, every ``cleanup_interval``, drops the buckets that are
     full again: a full bucket grants nothing a new one would not, so this loses nothing. Without
     ``start()`` memory is still bounded by ``max_clients``.
+
+    ``top_keys`` (default 100, 0: off): the client ids refused most, counted on the refused path
+    only in a bounded space-saving top-K, as :class:`seawall.Limiter` counts its keys:
+    ``top_limited(n=10)``, ``top_limited_summary()``, ``reset_top_limited()``.
     """
 
     __slots__ = ("_cleanup_task",)

@@ -188,7 +188,11 @@ impl HttpPolicy {
             return Ok(Begun::Done(Outcome::Pass));
         };
         let Some(redis) = &self.redis else {
-            return Ok(Begun::Done(self.decide(req, local_now, key, body)?));
+            let verdict = self.decide_here(&plan, local_now)?;
+            if !verdict.allowed {
+                self.top_limited.record(&plan.key);
+            }
+            return Ok(Begun::Done(self.render(&verdict)));
         };
         let Some(ticket) = redis.guard.ticket(local_now, script_now.is_some()) else {
             return Ok(Begun::Done(self.fallback(&plan, local_now)));

@@ -1,12 +1,14 @@
 use pyo3::exceptions::{PyTypeError, PyValueError};
 use pyo3::prelude::*;
-use pyo3::types::{PyDelta, PyDict, PyString};
+use pyo3::types::{PyDelta, PyDict, PyList, PyString};
 
 use super::bucket::stats_dict;
 use super::clock::ClockSource;
 use super::config::PyTokenBucketConfig;
 use super::errors::{cost_arg, text_arg, type_name, Count, MaxClients};
+use super::top_limited::{summary_dict, top_list, TopKeys, TopN};
 use crate::dropin::client::ClientLimiter;
+use crate::metrics::top_limited::TopLimited;
 
 #[pyclass(
     frozen,
@@ -19,6 +21,8 @@ pub(crate) struct PyClientRateLimiter {
     default_config: Py<PyTokenBucketConfig>,
     cleanup_interval: Py<PyDelta>,
     clock: ClockSource,
+    /// The client ids refused most.
+    top_limited: TopLimited,
 }
 
 fn config_arg<'a, 'py>(
@@ -36,13 +40,14 @@ fn config_arg<'a, 'py>(
 #[pymethods]
 impl PyClientRateLimiter {
     #[new]
-    #[pyo3(signature = (default_config, cleanup_interval=None, *, max_clients=MaxClients::DEFAULT, clock=None), text_signature = "(default_config, cleanup_interval=None, *, max_clients=1000000, clock=None)")]
+    #[pyo3(signature = (default_config, cleanup_interval=None, *, max_clients=MaxClients::DEFAULT, clock=None, top_keys=TopKeys::DEFAULT), text_signature = "(default_config, cleanup_interval=None, *, max_clients=1000000, clock=None, top_keys=100)")]
     fn new(
         py: Python<'_>,
         default_config: &Bound<'_, PyAny>,
         cleanup_interval: Option<&Bound<'_, PyAny>>,
         max_clients: MaxClients,
         clock: Option<&Bound<'_, PyAny>>,
+        top_keys: TopKeys,
     ) -> PyResult<Self> {
         let default_config = config_arg("default_config", default_config)?;
         let cleanup_interval = match cleanup_interval {
@@ -67,6 +72,7 @@ impl PyClientRateLimiter {
             default_config: default_config.clone().unbind(),
             cleanup_interval: cleanup_interval.unbind(),
             clock: ClockSource::from_arg(clock)?,
+            top_limited: TopLimited::new(top_keys.0),
         })
     }
 
@@ -79,9 +85,13 @@ impl PyClientRateLimiter {
     ) -> PyResult<bool> {
         let client_id = text_arg("client_id", client_id)?;
         let now = self.clock.now(py)?;
-        Ok(self
+        let ok = self
             .limiter
-            .consume(client_id, now, cost_arg("tokens", tokens)?)?)
+            .consume(client_id, now, cost_arg("tokens", tokens)?)?;
+        if !ok {
+            self.top_limited.record(client_id);
+        }
+        Ok(ok)
     }
 
     #[pyo3(signature = (client_id, tokens=Count::ONE), text_signature = "($self, client_id, tokens=1)")]
@@ -186,5 +196,22 @@ impl PyClientRateLimiter {
 
     fn __len__(&self) -> usize {
         self.limiter.len()
+    }
+
+    /// The client ids refused most, most first: `(client_id, refusals)` pairs, each count an
+    /// upper bound (space-saving; see `top_limited_summary` for each id's error).
+    #[pyo3(signature = (n=TopN::DEFAULT), text_signature = "($self, n=10)")]
+    fn top_limited<'py>(&self, py: Python<'py>, n: TopN) -> PyResult<Bound<'py, PyList>> {
+        top_list(py, &self.top_limited, n)
+    }
+
+    /// Every id counted with its count and error, the total refusals and `other`.
+    fn top_limited_summary<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
+        summary_dict(py, &self.top_limited)
+    }
+
+    /// Forgets the ids refused so far.
+    fn reset_top_limited(&self) {
+        self.top_limited.reset();
     }
 }
