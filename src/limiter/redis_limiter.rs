@@ -74,6 +74,30 @@ impl RedisLimiter {
 
     /// Counts the keys this process sees refused (by Redis or by `on_error`) in a
     /// [`TopLimited`] of `capacity` keys (0: not at all, the default). Only refusals pay for it.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use seawall::limiter::limit::{AlgorithmKind, LimitSet};
+    /// use seawall::limiter::redis_failure::OnError;
+    /// use seawall::limiter::redis_limiter::{RedisLimiter, RedisLimiterConfig};
+    /// use seawall::store::redis::RedisConfig;
+    ///
+    /// let config = RedisLimiterConfig {
+    ///     redis: RedisConfig {
+    ///         url: "redis://127.0.0.1:6379/0".into(),
+    ///         connect_timeout: Duration::from_secs(1),
+    ///         command_timeout: Duration::from_secs(1),
+    ///     },
+    ///     prefix: "app:".into(),
+    ///     on_error: OnError::Allow,
+    ///     max_local_keys: 10,
+    ///     log_interval: 0,
+    ///     breaker: Default::default(),
+    /// };
+    /// let limits = LimitSet::parse("10/second", AlgorithmKind::Gcra).unwrap();
+    /// let limiter = RedisLimiter::new(limits, config, 0).unwrap().with_top_limited(100);
+    /// assert_eq!(limiter.top_limited().capacity(), 100); // connects on first use
+    /// ```
     pub fn with_top_limited(mut self, capacity: usize) -> Self {
         self.top_limited = TopLimited::new(capacity);
         self

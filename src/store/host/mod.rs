@@ -494,6 +494,20 @@ impl HostLimiter {
     /// Counts the keys this process sees refused in a
     /// [`TopLimited`](crate::metrics::top_limited::TopLimited) of `capacity` keys (0: not at
     /// all, the default). Only refusals pay for it.
+    ///
+    /// ```
+    /// use seawall::limiter::limit::{AlgorithmKind, LimitSet};
+    /// use seawall::store::host::{segment, HostLimiter};
+    ///
+    /// let name = format!("doctest-top-{}", std::process::id());
+    /// let limits = LimitSet::parse("1/minute", AlgorithmKind::Gcra).unwrap();
+    /// let limiter = HostLimiter::open(&name, limits, 1000).unwrap().with_top_limited(10);
+    /// for _ in 0..3 {
+    ///     limiter.hit("k", 0, 1).unwrap();
+    /// }
+    /// assert_eq!(limiter.top_limited().top(1)[0].count, 2);
+    /// assert!(segment::remove(&name).unwrap());
+    /// ```
     pub fn with_top_limited(mut self, capacity: usize) -> Self {
         self.top_limited = crate::metrics::top_limited::TopLimited::new(capacity);
         self
