@@ -166,3 +166,36 @@ def test_store_view_shows_the_shared_rules_and_violators(redis_url: str, redis_p
     assert "per_user" in rule_row and "2/3600s" in rule_row and "5" in rule_row
     violator = next(line for line in ran.stdout.splitlines() if "mallory" in line)
     assert "3" in violator
+
+
+def test_the_live_view_shows_rates_between_scrapes(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The loop without ``--once``: each pause between frames is where the app moves on (here:
+    refusals), and the next frame shows denials per second from the two scrapes. The third
+    pause is the operator's Ctrl-C."""
+    limits = "1/minute; 96/hour"
+    limiter = Limiter(limits, clock=ManualClock())
+    limiter.hit("ip:192.0.2.50")
+    pauses: list[float] = []
+
+    def pause(seconds: float) -> None:
+        pauses.append(seconds)
+        if len(pauses) == 3:
+            raise KeyboardInterrupt
+        for _ in range(4):
+            limiter.hit("ip:192.0.2.50")
+
+    monkeypatch.setattr(top, "_pause", pause)
+    app = Starlette(routes=[Mount("/metrics", metrics_app())])
+    with serve(app) as base:
+        argv = ["top", "--metrics", f"{base}/metrics/", "--interval", "0.5"]
+        from seawall.__main__ import main
+
+        assert main(argv) == 0
+    assert pauses == [0.5, 0.5, 0.5]
+    row = next(line for line in capsys.readouterr().out.splitlines()[::-1] if limits in line)
+    cells = [c.strip() for c in row.split("│") if c.strip()]
+    assert cells[:2] == [limits, "memory"]
+    assert cells[4:6] == ["9", "8"]  # decisions, denied: the last frame's totals
+    assert float(cells[3].replace(",", "")) > 0  # denials per second, between two scrapes

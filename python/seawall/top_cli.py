@@ -36,6 +36,7 @@ if TYPE_CHECKING:
 PROG = "seawall top"
 TIMEOUT = 5.0  # seconds a scrape may take
 TOP = 10  # keys shown per limiter
+_pause = time.sleep  # between frames (a test makes the app move on here)
 
 Labels = tuple[tuple[str, str], ...]
 
@@ -321,7 +322,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         with Live(frame(now, None, keys, engine), console=console, auto_refresh=False) as live:
             while True:
-                time.sleep(args.interval)
+                _pause(args.interval)
                 note = ""
                 try:
                     if engine is not None:
