@@ -14,6 +14,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
+#[doc(hidden)]
+pub use log as __log;
+
 /// The least time between two records of one call site.
 pub const INTERVAL: Duration = Duration::from_secs(10);
 
@@ -94,9 +97,9 @@ impl Throttle {
 macro_rules! event {
     ($level:expr, $target:literal, $event:literal, { $($k:ident = $v:expr),* $(,)? }, $($msg:tt)+) => {{
         static THROTTLE: $crate::logs::Throttle = $crate::logs::Throttle::new();
-        if ::log::log_enabled!(target: $target, $level) {
+        if $crate::logs::__log::log_enabled!(target: $target, $level) {
             if let Some(suppressed) = THROTTLE.admit($crate::logs::INTERVAL) {
-                ::log::log!(target: $target, $level,
+                $crate::logs::__log::log!(target: $target, $level,
                     event = $event, suppressed = suppressed $(, $k = $v)*; $($msg)+);
             }
         }

@@ -30,6 +30,8 @@ __all__ = [
     "TokenBucket",
     "TokenBucketConfig",
     "__version__",
+    "_flush_logs",
+    "_reset_log_throttles",
     "get_default_clock",
     "remove_host_store",
     "set_default_clock",
