@@ -9,12 +9,14 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import time
 from collections.abc import Iterator
 
 import pytest
 from redis_servers import RedisServer
 
 from seawall import Backpressure, Overloaded, RedisLimiter, _log
+from seawall.rules import RulesEngine
 from seawall.testing import ManualClock
 
 KEYS = [f"client-{i}" for i in range(1000)]
@@ -203,3 +205,22 @@ def _no_leftover_records() -> Iterator[None]:
     _log.flush()
     yield
     _log.flush()
+
+
+def test_a_record_from_a_background_thread_reaches_logging_unasked(
+    redis_server: RedisServer, redis_prefix: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The rules engine's sync thread writes ``rules_sync_failed`` while no Python code calls
+    seawall: the record is handed over on the main thread (a pending call), with no flush."""
+    caplog.set_level(logging.WARNING, logger="seawall.rules")
+    engine = RulesEngine(store=redis_server.url, key_prefix=redis_prefix, sync_interval=0.01)
+    engine.add_rule({"name": "logs-sync", "scope": "global", "rate": 5, "window_seconds": 60})
+    redis_server.stop()
+    deadline = time.monotonic() + 30  # waits for the thread; no time behaviour is asserted
+    records: list[logging.LogRecord] = []
+    while time.monotonic() < deadline and not records:
+        time.sleep(0.01)
+        records = [r for r in caplog.records if r.name == "seawall.rules"]
+    assert [field(r, "event") for r in records] == ["rules_sync_failed"]
+    assert "password" not in records[0].getMessage()
+    assert engine is not None

@@ -79,9 +79,14 @@ impl Log for Deferred {
         QUEUED.store(true, Ordering::Release);
         if !SCHEDULED.swap(true, Ordering::AcqRel) {
             // SAFETY: callable from any thread, with or without the GIL; the function only
-            // runs on the main thread with the GIL held.
-            let r =
-                unsafe { pyo3::ffi::Py_AddPendingCall(Some(run_pending), std::ptr::null_mut()) };
+            // runs on the main thread with the GIL held. Not once the interpreter is gone (a
+            // record written by seawall's Redis thread as the process exits stays queued).
+            let r = unsafe {
+                if pyo3::ffi::Py_IsInitialized() == 0 {
+                    return;
+                }
+                pyo3::ffi::Py_AddPendingCall(Some(run_pending), std::ptr::null_mut())
+            };
             if r != 0 {
                 SCHEDULED.store(false, Ordering::Release); // a later record or flush retries
             }
