@@ -114,7 +114,7 @@ impl Shared {
             .and_then(|()| self.expire(rules));
         if let Err(e) = r {
             self.failures.fetch_add(1, Ordering::Relaxed);
-            // The error names the operation, never a password (store errors are redacted).
+            // The error names the operation and what Redis said, not the URL (nor a password).
             crate::event!(
                 log::Level::Warn,
                 "seawall::rules",
