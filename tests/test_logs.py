@@ -15,7 +15,7 @@ from collections.abc import Iterator
 import pytest
 from redis_servers import RedisServer
 
-from seawall import Backpressure, Overloaded, RedisLimiter, _log
+from seawall import Backpressure, CircuitBreaker, Overloaded, RedisLimiter, _log
 from seawall.rules import RulesEngine
 from seawall.testing import ManualClock
 
@@ -224,3 +224,38 @@ def test_a_record_from_a_background_thread_reaches_logging_unasked(
     assert [field(r, "event") for r in records] == ["rules_sync_failed"]
     assert "sync_interval" in records[0].getMessage() and field(records[0], "error")
     assert engine is not None
+
+
+def test_a_flapping_circuit_breaker_logs_once_per_interval_each(
+    clock: ManualClock, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Opened (WARNING) and closed by its probes (INFO), at most once per 10 s per breaker:
+    one breaker's flapping does not hide another's."""
+    caplog.set_level(logging.INFO, logger="seawall.breaker")
+    a = CircuitBreaker("logs-flap-a", failure_threshold=1, recovery_timeout=1, clock=clock)
+    b = CircuitBreaker("logs-flap-b", failure_threshold=1, recovery_timeout=1, clock=clock)
+
+    def boom() -> None:
+        raise RuntimeError("down")
+
+    for _ in range(50):
+        for breaker in (a, b):
+            with pytest.raises(RuntimeError):
+                breaker.call(boom)
+            assert breaker.state == "open"
+        clock.advance(3600)  # past any backoff: the next call is a probe
+        for breaker in (a, b):
+            breaker.call(lambda: None)
+            assert breaker.state == "closed"
+    assert a.stats()["opened_count"] == b.stats()["opened_count"] == 50
+    records = seawall_records(caplog, "seawall.breaker")
+    seen = sorted((field(r, "breaker"), field(r, "event"), r.levelno) for r in records)
+    assert seen == [
+        ("logs-flap-a", "breaker_closed", logging.INFO),
+        ("logs-flap-a", "breaker_opened", logging.WARNING),
+        ("logs-flap-b", "breaker_closed", logging.INFO),
+        ("logs-flap-b", "breaker_opened", logging.WARNING),
+    ]
+    opened = next(r for r in records if field(r, "event") == "breaker_opened")
+    assert (field(opened, "reason"), field(opened, "old_state")) == ("failure_threshold", "closed")
+    assert field(opened, "suppressed") == "0"

@@ -278,6 +278,7 @@ class CircuitBreaker:
         )
         self._name = name
         self._core = core
+        core._set_log_name(name)  # its openings and closings, on seawall.breaker
         # Bound once: the hot path calls these without an attribute lookup on the core.
         self._acquire = core.try_acquire
         self._record = core.record

@@ -184,3 +184,74 @@ pub(crate) fn reset_log_throttles() {
 pub(crate) fn flush_logs(py: Python<'_>) {
     flush(py);
 }
+
+/// The `seawall.breaker` records of one named circuit breaker: it opened (WARNING), its probes
+/// closed it (INFO). At most one of each per [`crate::logs::INTERVAL`] per breaker, with
+/// `suppressed` (while it flaps, the state now is the `seawall_breaker_state` metric's).
+#[derive(Default)]
+pub(crate) struct BreakerLog {
+    name: OnceLock<String>,
+    opened: crate::logs::Throttle,
+    closed: crate::logs::Throttle,
+}
+
+impl BreakerLog {
+    /// Names the breaker (its records start then; an unnamed one writes none).
+    pub(crate) fn name(&self, name: String) {
+        let _ = self.name.set(name);
+    }
+
+    /// Whether a call's outcome may have moved `breaker` (a failure, or a probe's success):
+    /// then `Some(transitions before)`; the other outcomes cost nothing.
+    pub(crate) fn watch(
+        &self,
+        breaker: &crate::breaker::Breaker,
+        permit: crate::breaker::Permit,
+        outcome: crate::breaker::Outcome,
+    ) -> Option<u64> {
+        use crate::breaker::{Outcome, CLOSED_CALL};
+        let moves =
+            outcome == Outcome::Failure || (outcome == Outcome::Success && permit != CLOSED_CALL);
+        (moves && self.name.get().is_some()).then(|| breaker.transitions())
+    }
+
+    /// After the outcome is recorded (no lock held, the GIL held): logs an opening or a
+    /// closing since `before`, and hands the record to `logging` at once.
+    pub(crate) fn written(&self, py: Python<'_>, breaker: &crate::breaker::Breaker, before: u64) {
+        use crate::breaker::State;
+        let (Some(name), Some(t)) = (self.name.get(), breaker.last_transition()) else {
+            return;
+        };
+        if breaker.transitions() == before || !matches!(t.to, State::Open | State::Closed) {
+            return;
+        }
+        let (level, event, what, throttle) = if t.to == State::Open {
+            (Level::Warn, "breaker_opened", "opened", &self.opened)
+        } else {
+            (Level::Info, "breaker_closed", "closed", &self.closed)
+        };
+        let Some(suppressed) = throttle.admit(crate::logs::INTERVAL) else {
+            return;
+        };
+        let suppressed = suppressed.to_string();
+        write(
+            level,
+            "seawall::breaker",
+            &format!(
+                "circuit breaker {name:?} {what} ({}: {} -> {})",
+                t.reason,
+                t.from.name(),
+                t.to.name()
+            ),
+            &[
+                ("event", event),
+                ("breaker", name),
+                ("reason", t.reason),
+                ("old_state", t.from.name()),
+                ("new_state", t.to.name()),
+                ("suppressed", &suppressed),
+            ],
+        );
+        flush(py);
+    }
+}
