@@ -4,6 +4,8 @@ no double counting, stop, histograms, and attributes that are never a client key
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from collections.abc import Iterator
 from typing import Any
 
@@ -197,3 +199,38 @@ def test_histograms_as_bucket_sum_and_count(monkeypatch: pytest.MonkeyPatch) -> 
 def test_bad_meter_provider() -> None:
     with pytest.raises(TypeError, match="meter_provider"):
         seawall.otel.instrument("http://collector")  # type: ignore[arg-type]
+
+
+def test_the_global_provider_set_before_or_after() -> None:
+    """Without a provider: the API's global one. Instruments made while it is still the API's
+    proxy report once an SDK provider is set; instrument() again is the same handle."""
+    code = """
+import seawall, seawall.otel
+from opentelemetry import metrics
+from opentelemetry.sdk.metrics import MeterProvider
+from opentelemetry.sdk.metrics.export import InMemoryMetricReader
+from seawall.testing import ManualClock
+
+handle = seawall.otel.instrument()
+reader = InMemoryMetricReader()
+metrics.set_meter_provider(MeterProvider(metric_readers=[reader]))
+assert seawall.otel.instrument() is handle
+limiter = seawall.Limiter("3/second; 8/minute", clock=ManualClock())
+for _ in range(4):
+    limiter.hit("client-global")
+data = reader.get_metrics_data()
+points = {
+    (m.name, tuple(sorted(p.attributes.items()))): p.value
+    for rm in data.resource_metrics for sm in rm.scope_metrics for m in sm.metrics
+    for p in m.data.data_points
+}
+key = (
+    "seawall_limiter_decisions",
+    (("limiter", "3/second; 8/minute"), ("outcome", "denied"), ("store", "memory")),
+)
+print(points[key])
+"""
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=False
+    )
+    assert (done.returncode, done.stdout.strip()) == (0, "1"), done.stderr

@@ -161,25 +161,31 @@ _lock = threading.Lock()
 _by_provider: weakref.WeakKeyDictionary[MeterProvider, Instrumentation] = (
     weakref.WeakKeyDictionary()
 )
+_global: Instrumentation | None = None
 
 
 def instrument(meter_provider: MeterProvider | None = None) -> Instrumentation:
-    """Registers seawall's instruments on ``meter_provider`` (default: the global one, as
-    ``opentelemetry.metrics.get_meter_provider()`` returns it) and returns their handle.
+    """Registers seawall's instruments on ``meter_provider`` (default: the global one,
+    ``opentelemetry.metrics.get_meter_provider()``, which may be set before or after) and
+    returns their handle.
 
-    Calling it again with the same provider returns the same handle (started again if it was
-    stopped): instruments are never registered twice, so nothing is counted twice."""
-    if meter_provider is None:
-        meter_provider = metrics.get_meter_provider()
-    elif not isinstance(meter_provider, MeterProvider):
+    Calling it again with the same provider (or again without one) returns the same handle,
+    started again if it was stopped: instruments are never registered twice, so nothing is
+    counted twice."""
+    global _global
+    if meter_provider is not None and not isinstance(meter_provider, MeterProvider):
         raise TypeError(
             f"meter_provider must be an opentelemetry MeterProvider or None, "
             f"got {type(meter_provider).__name__}"
         )
     with _lock:
-        handle = _by_provider.get(meter_provider)
-        if handle is None:
-            handle = _by_provider[meter_provider] = Instrumentation(meter_provider)
-        else:
+        # The global provider is one key whether it is still the API's proxy (instruments made
+        # on it move to the SDK provider set later) or that provider.
+        handle = _global if meter_provider is None else _by_provider.get(meter_provider)
+        if handle is not None:
             handle._start()
+        elif meter_provider is None:
+            handle = _global = Instrumentation(metrics.get_meter_provider())
+        else:
+            handle = _by_provider[meter_provider] = Instrumentation(meter_provider)
         return handle
