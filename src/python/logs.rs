@@ -15,7 +15,7 @@
 //! the record's `extra` attributes (as strings: pyo3-log converts each value with `Display`).
 
 use std::ffi::{c_int, c_void};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::OnceLock;
 
 use log::kv::{Key, Value, VisitSource};
@@ -35,7 +35,9 @@ struct Owned {
 
 static QUEUE: Mutex<Vec<Owned>> = Mutex::new(Vec::new());
 static QUEUED: AtomicBool = AtomicBool::new(false);
-static SCHEDULED: AtomicBool = AtomicBool::new(false);
+/// The process that has a pending call scheduled (0: none). A pid, not a flag: a child forked
+/// while its parent had one scheduled schedules its own.
+static SCHEDULED: AtomicU32 = AtomicU32::new(0);
 static LOST: AtomicU64 = AtomicU64::new(0);
 static PYTHON: OnceLock<pyo3_log::Logger> = OnceLock::new();
 
@@ -77,7 +79,8 @@ impl Log for Deferred {
             q.push(owned);
         }
         QUEUED.store(true, Ordering::Release);
-        if !SCHEDULED.swap(true, Ordering::AcqRel) {
+        let pid = crate::store::redis::runtime::pid();
+        if SCHEDULED.swap(pid, Ordering::AcqRel) != pid {
             // SAFETY: callable from any thread, with or without the GIL; the function only
             // runs on the main thread with the GIL held. Not once the interpreter is gone (a
             // record written by seawall's Redis thread as the process exits stays queued).
@@ -88,7 +91,7 @@ impl Log for Deferred {
                 pyo3::ffi::Py_AddPendingCall(Some(run_pending), std::ptr::null_mut())
             };
             if r != 0 {
-                SCHEDULED.store(false, Ordering::Release); // a later record or flush retries
+                SCHEDULED.store(0, Ordering::Release); // a later record or flush retries
             }
         }
     }
@@ -97,7 +100,7 @@ impl Log for Deferred {
 }
 
 extern "C" fn run_pending(_: *mut c_void) -> c_int {
-    SCHEDULED.store(false, Ordering::Release);
+    SCHEDULED.store(0, Ordering::Release);
     // Pending calls run on the main thread with the GIL held: this only borrows it.
     Python::attach(flush);
     0
