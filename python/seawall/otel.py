@@ -104,7 +104,6 @@ class Instrumentation:
         self._active = True
         self._snapshot = _Snapshot()
         meter = provider.get_meter("seawall", __version__)
-        self.instruments: tuple[str, ...] = ()
         names = []
         for family in collect():
             for inst, kind, unit in self._plan(family):
@@ -116,7 +115,8 @@ class Instrumentation:
                 }[kind]
                 make(inst.name, callbacks=[callback], unit=unit, description=family.doc)
                 names.append(inst.name)
-        self.instruments = tuple(names)
+        #: The names of the instruments registered.
+        self.instruments: tuple[str, ...] = tuple(names)
 
     @staticmethod
     def _plan(family: Family) -> list[tuple[_Instrument, str, str]]:
