@@ -107,7 +107,7 @@ class Instrumentation:
         names = []
         for family in collect():
             for inst, kind, unit in self._plan(family):
-                callback = self._callback(_Instrument(inst.name, family.name, inst.read))
+                callback = self._callback(inst)
                 make = {
                     "counter": meter.create_observable_counter,
                     "updown": meter.create_observable_up_down_counter,
