@@ -29,4 +29,6 @@ pyright
 # The manual (docs/, mkdocs.yml), built offline in strict mode: a broken link fails here. Not
 # --quiet (nor -v): mkdocs 1.6 then stops counting warnings, and strict mode passes anything.
 NO_MKDOCS_2_WARNING=1 mkdocs build --strict --site-dir site
-python -m pytest
+# tests/test_promtool.py pipes a real scrape into `promtool check metrics`.
+promtool_dir=$(bash scripts/promtool.sh)
+PATH="$promtool_dir:$PATH" python -m pytest

@@ -19,6 +19,7 @@ pub mod dropin;
 pub mod error;
 pub mod http;
 pub mod limiter;
+pub mod logs;
 pub mod metrics;
 pub mod rules;
 pub mod store;

@@ -76,3 +76,12 @@ def redis_prefix(request: pytest.FixtureRequest) -> str:
     """A key prefix no other test (or earlier run) uses: ``t:<test name>:<random>:``."""
     name = re.sub(r"[^A-Za-z0-9_.-]+", "_", request.node.name)[:60]
     return f"t:{name}:{uuid.uuid4().hex[:12]}:"
+
+
+@pytest.fixture(autouse=True)
+def _fresh_log_throttles() -> None:
+    """Each test's rate-limited ``seawall.*`` records (at most one per site per 10 s) start
+    unthrottled, whatever earlier tests logged."""
+    from seawall import _log
+
+    _log.reset()

@@ -48,6 +48,7 @@ PUBLIC_MODULES = [
     "seawall.host",
     "seawall.mcp",
     "seawall.prometheus",
+    "seawall.otel",
     "seawall.rules",
     "seawall.testing",
     "seawall.types",

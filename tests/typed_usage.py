@@ -85,6 +85,8 @@ from seawall.mcp import (
     session_identity,
     tool_stats,
 )
+from seawall.otel import Instrumentation
+from seawall.otel import instrument as instrument_otel
 from seawall.prometheus import SeawallCollector, metrics_app
 from seawall.prometheus import register as register_metrics
 from seawall.rules import RuleDecision, RulesEngine, RulesGate, RulesMiddleware, load_rules
@@ -1039,6 +1041,24 @@ def prometheus_metrics(clock: ManualClock) -> str:
     return text
 
 
+def otel_metrics(clock: ManualClock) -> tuple[str, ...]:
+    """seawall.otel: asynchronous instruments on an OpenTelemetry meter provider."""
+    from opentelemetry.sdk.metrics import MeterProvider
+    from opentelemetry.sdk.metrics.export import InMemoryMetricReader
+
+    limiter = Limiter("5/second", clock=clock)
+    limiter.hit("user-1")
+    reader = InMemoryMetricReader()
+    handle: Instrumentation = instrument_otel(MeterProvider(metric_readers=[reader]))
+    data = reader.get_metrics_data()
+    assert data is not None and handle.active
+    scopes = [sm for rm in data.resource_metrics for sm in rm.scope_metrics]
+    names = tuple(m.name for sm in scopes for m in sm.metrics)
+    assert "seawall_limiter_decisions" in names
+    handle.stop()
+    return handle.instruments
+
+
 SYNC_PARTS: list[Callable[[ManualClock], object]] = [
     rules_engine,
     in_memory_limiter,
@@ -1051,6 +1071,7 @@ SYNC_PARTS: list[Callable[[ManualClock], object]] = [
     snowflake_requests,
     fastmcp_example_service,
     prometheus_metrics,
+    otel_metrics,
 ]
 ASYNC_PARTS: list[Callable[[ManualClock], Awaitable[object]]] = [
     in_memory_limiter_async,

@@ -22,6 +22,7 @@ from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
 
+from seawall import _log
 from seawall._args import (
     check_bool,
     check_int,
@@ -349,7 +350,16 @@ class RateLimitMiddleware:
             headers, body = self._custom_error(headers, body)
         if logger.isEnabledFor(logging.DEBUG):
             what = "Rate limited" if status == 429 else "Rate limit store unavailable, refused"
-            logger.debug("%s %s %s", what, scope.get("method"), scope.get("path"))
+            _log.event(
+                logger,
+                logging.DEBUG,
+                "rate_limited" if status == 429 else "store_unavailable",
+                "%s %s %s",
+                what,
+                scope.get("method"),
+                scope.get("path"),
+                status=status,
+            )
         await send({"type": "http.response.start", "status": status, "headers": headers})
         await send({"type": "http.response.body", "body": body or b""})
 
@@ -367,7 +377,13 @@ class RateLimitMiddleware:
                     f"error_body must return bytes or a dict, got {type(content).__name__}"
                 )
         except Exception:
-            logger.exception("error_body failed; sending the default 429 body")
+            _log.event(
+                logger,
+                logging.ERROR,
+                "error_body_failed",
+                "error_body failed; sending the default 429 body",
+                exc_info=True,
+            )
             return headers, body
         length = str(len(custom)).encode()
         fixed = [(n, length) if n == b"content-length" else (n, v) for n, v in headers]
@@ -386,7 +402,13 @@ class RateLimitMiddleware:
             await self.app(scope, receive, send)
             return
         if logger.isEnabledFor(logging.DEBUG):
-            logger.debug("Rate limited websocket %s", scope.get("path"))
+            _log.event(
+                logger,
+                logging.DEBUG,
+                "websocket_rate_limited",
+                "Rate limited websocket %s",
+                scope.get("path"),
+            )
         message = await receive()
         if message["type"] == "websocket.connect":
             limited = result[3] == 429

@@ -16,14 +16,18 @@ from __future__ import annotations
 import asyncio
 import functools
 import inspect
+import logging
 from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any, ParamSpec, TypeVar
 
+from seawall import _log
 from seawall._backpressure_args import checked, default_size, size_error
 from seawall._backpressure_slot import CANCELLED, NO_LOOP, SUCCESS, Slot, failure, find_task
 from seawall._metrics_registry import track
 from seawall._seawall import AIMDLimit, BackpressureCore, GradientLimit
 from seawall.errors import Dropped, Overloaded
+
+_logger = logging.getLogger("seawall.backpressure")
 
 __all__ = ["Backpressure"]
 
@@ -294,6 +298,22 @@ class Backpressure:
         return size
 
     def _refusal(self, reason: str, retry_after: float | None) -> Overloaded:
+        if reason != "closed":
+            name = self._name or "default"
+            _log.event(
+                _logger,
+                logging.WARNING,
+                "backpressure_overloaded",
+                "backpressure handler %r refuses work (%s): in flight %d of %d, %d queued",
+                name,
+                reason,
+                self._core.in_flight,
+                self._core.limit,
+                self._core.queued,
+                site=name,
+                handler=name,
+                reason=reason,
+            )
         if reason == "dropped":
             return Dropped(reason, retry_after, self._name)
         return Overloaded(reason, retry_after, self._name)
@@ -304,6 +324,18 @@ class Backpressure:
         if first.__class__ is str:
             raise self._refusal(first, displaced)
         if displaced is not None:
+            name = self._name or "default"
+            _log.event(
+                _logger,
+                logging.WARNING,
+                "backpressure_dropped",
+                "backpressure handler %r dropped %d queued item(s) to make room for newer ones",
+                name,
+                len(displaced),
+                site=name,
+                handler=name,
+                dropped=len(displaced),
+            )
             self._fail(displaced, "dropped")
         fut: asyncio.Future[None] = loop.create_future()
         self._waiters[first] = fut

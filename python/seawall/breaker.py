@@ -51,6 +51,7 @@ from collections.abc import Awaitable, Callable, Coroutine, Iterator
 from types import AsyncGeneratorType, CoroutineType, GeneratorType, TracebackType
 from typing import Any, NoReturn, ParamSpec, TypeVar, cast, overload
 
+from seawall import _log
 from seawall._breaker_outcomes import (
     DEFERRED,
     FAILURE,
@@ -277,6 +278,7 @@ class CircuitBreaker:
         )
         self._name = name
         self._core = core
+        core._set_log_name(name)  # its openings and closings, on seawall.breaker
         # Bound once: the hot path calls these without an attribute lookup on the core.
         self._acquire = core.try_acquire
         self._record = core.record
@@ -401,12 +403,20 @@ class CircuitBreaker:
             try:
                 callback(self, old, new, reason)
             except Exception:
-                _logger.exception(
+                _log.event(
+                    _logger,
+                    logging.ERROR,
+                    "listener_failed",
                     "listener %r of circuit breaker %r failed on %s -> %s",
                     callback,
                     self._name,
                     old,
                     new,
+                    site=self._name,
+                    exc_info=True,
+                    breaker=self._name,
+                    old_state=old,
+                    new_state=new,
                 )
 
     def _admitted(self, permit: int) -> None:

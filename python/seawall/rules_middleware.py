@@ -25,6 +25,7 @@ import math
 from collections.abc import Awaitable, Callable, Iterable
 from typing import TYPE_CHECKING, Any
 
+from seawall import _log
 from seawall._args import check_optional_callable, check_strings
 from seawall._asgi_streams import ReadAhead
 from seawall._send import Headers, send_with_headers
@@ -246,8 +247,16 @@ class RulesMiddleware:
             await _respond(send, 202, body, [(b"retry-after", b"%d" % retry)])
             return
         if logger.isEnabledFor(logging.DEBUG):
-            logger.debug(
-                "Rate limited by rule %r: %s %s", decision.rule, scope.get("method"), scope["path"]
+            _log.event(
+                logger,
+                logging.DEBUG,
+                "rate_limited",
+                "Rate limited by rule %r: %s %s",
+                decision.rule,
+                scope.get("method"),
+                scope["path"],
+                site=decision.rule,
+                rule=decision.rule,
             )
         if decision.strategy == "hard":
             body = b'{"error":{"code":429,"message":"Rate limit exceeded"}}'
@@ -297,7 +306,16 @@ class RulesMiddleware:
             await self.app(scope, receive, send)
             return
         if logger.isEnabledFor(logging.DEBUG):
-            logger.debug("Rate limited websocket by rule %r: %s", decision.rule, scope["path"])
+            _log.event(
+                logger,
+                logging.DEBUG,
+                "websocket_rate_limited",
+                "Rate limited websocket by rule %r: %s",
+                decision.rule,
+                scope["path"],
+                site=decision.rule,
+                rule=decision.rule,
+            )
         message = await receive()
         if message["type"] == "websocket.connect":
             await send(

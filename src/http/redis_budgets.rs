@@ -78,7 +78,7 @@ impl RedisBudgets {
             })
             .collect::<Result<_, Error>>()?;
         Ok(RedisBudgets {
-            guard: RedisGuard::new(config, now)?,
+            guard: RedisGuard::new(config, now)?.labelled("http".to_owned()),
             global,
             routes,
         })

@@ -76,6 +76,22 @@ pub struct Report {
     pub error: bool,
     /// The message; never holds a password.
     pub message: String,
+    /// Failures of this kind not reported since the last report.
+    pub suppressed: u64,
+    /// Structured fields for the record's `extra` (`limiter`, `url`, `on_error`); never a
+    /// client key or a password.
+    pub fields: Vec<(&'static str, String)>,
+}
+
+impl Report {
+    /// The `event` field: `redis_refused` (a configuration error) or `redis_failed`.
+    pub fn event(&self) -> &'static str {
+        if self.error {
+            "redis_refused"
+        } else {
+            "redis_failed"
+        }
+    }
 }
 
 /// Failures of one kind, reported at most once per interval.
@@ -114,6 +130,8 @@ impl ErrorLog {
         Some(Report {
             error: self.error,
             message,
+            suppressed,
+            fields: Vec::new(),
         })
     }
 }

@@ -83,6 +83,10 @@ pub struct RedisGuard {
     /// When a connection last broke: failures of calls already in flight then are the same
     /// failure, not more of them in a row.
     last_broken: Mutex<Option<Instant>>,
+    /// Whether a call failed since the last success: the next success logs the recovery.
+    failing: AtomicBool,
+    /// Who it decides for in log records (a limiter's limits, `http`).
+    label: String,
     /// What it did.
     pub stats: RedisLimiterStats,
 }
@@ -106,9 +110,29 @@ impl RedisGuard {
             reports: Mutex::new(Vec::new()),
             has_report: AtomicBool::new(false),
             last_broken: Mutex::new(None),
+            failing: AtomicBool::new(false),
+            label: String::new(),
             config,
             stats: RedisLimiterStats::default(),
         })
+    }
+
+    /// Names who it decides for in its log records (the `limiter` field): the limits string
+    /// of a limiter, never a client key.
+    pub fn labelled(mut self, label: String) -> Self {
+        self.label = label;
+        self
+    }
+
+    fn fields(&self) -> Vec<(&'static str, String)> {
+        vec![
+            ("limiter", self.label.clone()),
+            (
+                "url",
+                crate::store::redis::url::redact(&self.config.redis.url),
+            ),
+            ("on_error", self.config.on_error.name().to_owned()),
+        ]
     }
 
     /// The settings.
@@ -202,10 +226,17 @@ impl RedisGuard {
         (r.unwrap_or_else(|_| Err(timed_out(timeout))), took)
     }
 
-    /// Reports a call that answered to the breaker.
+    /// Reports a call that answered to the breaker (and, the first after failures, the
+    /// recovery to the `seawall.redis` log).
     pub fn succeeded(&self, ticket: &Ticket, took: Nanos) {
         self.breaker
             .record(ticket.permit, Outcome::Success, took, ticket.done_at(took));
+        if self.failing.load(Ordering::Relaxed) && self.failing.swap(false, Ordering::Relaxed) {
+            let url = crate::store::redis::url::redact(&self.config.redis.url);
+            crate::event!(log::Level::Info, "seawall::redis", "redis_recovered",
+                { limiter = self.label.as_str(), url = url.as_str() },
+                "Redis at {url} answers again; decisions are shared again");
+        }
     }
 
     /// Gives up on a call sent by another process (the parent of this forked child, which gets
@@ -242,12 +273,27 @@ impl RedisGuard {
         } else {
             Outcome::Failure
         };
+        let transitions = self.breaker.transitions();
         self.breaker.record(ticket.permit, outcome, took, now);
         self.stats.errors.fetch_add(1, Ordering::Relaxed);
+        self.failing.store(true, Ordering::Relaxed);
         self.report(self.log.note(&format!(
             "Redis at {url} failed: {e}; decisions follow on_error={} until it recovers",
             self.config.on_error.name()
         )));
+        let opened = self.breaker.transitions() != transitions
+            && self
+                .breaker
+                .last_transition()
+                .is_some_and(|t| t.to == crate::breaker::State::Open);
+        if opened {
+            let wait = self.breaker.retry_after(now) as f64 / NANOS_PER_SEC as f64;
+            crate::event!(log::Level::Warn, "seawall::redis", "redis_breaker_open",
+                { limiter = self.label.as_str(), url = url.as_str(),
+                  on_error = self.config.on_error.name(), retry_after = wait },
+                "the breaker around Redis at {url} opened: for {wait:.3} s decisions follow \
+                 on_error={} without asking Redis", self.config.on_error.name());
+        }
         Ok(())
     }
 
@@ -273,7 +319,8 @@ impl RedisGuard {
     }
 
     fn report(&self, r: Option<Report>) {
-        if let Some(r) = r {
+        if let Some(mut r) = r {
+            r.fields = self.fields();
             self.reports.lock().push(r);
             self.has_report.store(true, Ordering::Release);
         }

@@ -62,10 +62,16 @@ impl RedisLimiter {
             crate::store::redis::url::parse(&config.redis.url)?,
             crate::store::redis::url::Target::Cluster { .. }
         );
+        let label = limits
+            .limits()
+            .iter()
+            .map(|l| l.spec().to_string())
+            .collect::<Vec<_>>()
+            .join("; ");
         Ok(RedisLimiter {
             cluster,
             local: Limiter::new(limits.clone(), config.max_local_keys),
-            guard: RedisGuard::new(config, now)?,
+            guard: RedisGuard::new(config, now)?.labelled(label),
             limits,
             script,
             top_limited: TopLimited::default(),

@@ -32,6 +32,7 @@ pub(crate) struct PyBreakerCore {
     breaker: Arc<Breaker>,
     clock: ClockSource,
     shared: Option<Shared>,
+    log: super::logs::BreakerLog,
 }
 
 /// The shared breaker's clock, readable off the Python thread: Redis's TIME unless a manual
@@ -360,6 +361,7 @@ impl PyBreakerCore {
             breaker,
             clock,
             shared,
+            log: Default::default(),
         })
     }
 
@@ -392,8 +394,12 @@ impl PyBreakerCore {
             }
         };
         let duration = secs_to_nanos(duration).unwrap_or(0);
+        let before = self.log.watch(&self.breaker, permit, outcome);
         self.breaker
             .record(permit, outcome, duration, self.clock.now(py)?);
+        if let Some(before) = before {
+            self.log.written(py, &self.breaker, before);
+        }
         if let Some(shared) = &self.shared {
             shared.sync.start(); // in a forked child, the sharing starts again there
             if outcome == Outcome::Failure && self.breaker.opened_since_delta() {
@@ -411,6 +417,12 @@ impl PyBreakerCore {
 
     fn retry_after(&self, py: Python<'_>) -> PyResult<f64> {
         Ok(secs_or_inf(self.breaker.retry_after(self.clock.now(py)?)))
+    }
+
+    /// Names the breaker in its `seawall.breaker` records (opened, closed); unnamed, it writes
+    /// none.
+    fn _set_log_name(&self, name: String) {
+        self.log.name(name);
     }
 
     #[getter]

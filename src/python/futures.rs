@@ -156,18 +156,23 @@ pub(crate) fn store_error(e: StoreError) -> PyErr {
     }
 }
 
-/// Logs `reports` on `seawall.redis`: configuration errors at ERROR, outages at WARNING.
+/// Logs `reports` on `seawall.redis` (configuration errors at ERROR, outages at WARNING, their
+/// fields as the record's `extra`), then every queued native record (`super::logs`).
 pub(crate) fn report_all(py: Python<'_>, reports: Vec<Report>) {
     for r in reports {
-        let level = if r.error { "error" } else { "warning" };
-        let done = py
-            .import("logging")
-            .and_then(|m| m.call_method1("getLogger", ("seawall.redis",)))
-            .and_then(|l| l.call_method1(level, (r.message,)));
-        if done.is_err() {
-            let _ = PyErr::take(py);
-        }
+        let level = if r.error {
+            log::Level::Error
+        } else {
+            log::Level::Warn
+        };
+        let mut fields: Vec<(&str, &str)> =
+            r.fields.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        let suppressed = r.suppressed.to_string();
+        fields.push(("event", r.event()));
+        fields.push(("suppressed", &suppressed));
+        super::logs::write(level, "seawall::redis", &r.message, &fields);
     }
+    super::logs::flush(py);
 }
 
 /// Sets each decision (or its store error) on its future, then logs what the limiter reports.

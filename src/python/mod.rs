@@ -14,6 +14,7 @@ mod futures;
 mod host;
 mod http;
 mod limiter;
+mod logs;
 mod redis;
 mod rules;
 mod rules_gate;
@@ -26,6 +27,9 @@ use pyo3::prelude::*;
 #[pymodule]
 fn _seawall(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
+    logs::install(m.py())?;
+    m.add_function(wrap_pyfunction!(logs::flush_logs, m)?)?;
+    m.add_function(wrap_pyfunction!(logs::reset_log_throttles, m)?)?;
     m.add_class::<clock::PyManualClock>()?;
     m.add_class::<clock::PySystemClock>()?;
     m.add_function(wrap_pyfunction!(clock::set_default_clock, m)?)?;

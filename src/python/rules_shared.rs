@@ -104,15 +104,25 @@ impl Shared {
     /// applied here, and the overrides whose time is up removed from the store (and logged there
     /// once).
     pub(crate) fn tick(&self, rules: &Rules) {
-        let ok = self.flush(rules).is_ok()
-            && match self.plane.version() {
-                Ok(v) if v != self.seen.load(Ordering::Acquire) => self.reload(rules).is_ok(),
-                Ok(_) => true,
-                Err(_) => false,
-            }
-            && self.expire(rules).is_ok();
-        if !ok {
+        let r = self
+            .flush(rules)
+            .and_then(|()| match self.plane.version() {
+                Ok(v) if v != self.seen.load(Ordering::Acquire) => self.reload(rules).map(drop),
+                Ok(_) => Ok(()),
+                Err(e) => Err(e),
+            })
+            .and_then(|()| self.expire(rules));
+        if let Err(e) = r {
             self.failures.fetch_add(1, Ordering::Relaxed);
+            // The error names the operation and what Redis said, not the URL (nor a password).
+            crate::event!(
+                log::Level::Warn,
+                "seawall::rules",
+                "rules_sync_failed",
+                { error = e.to_string().as_str() },
+                "sharing the rules with their store failed: {e}; this process keeps its \
+                 rules and tries again every sync_interval"
+            );
         }
     }
 

@@ -185,6 +185,11 @@ fn lock(word: &AtomicU64) -> Held<'_> {
                         // Others slept on the dead holder: they will try again as we let go.
                         word.fetch_or(SLEEPERS, Ordering::Relaxed);
                     }
+                    crate::event!(log::Level::Warn, "seawall::host", "host_lock_recovered",
+                        { holder_pid = holder, held_seconds = age },
+                        "a host-store lock was held by process {holder} for {age} s ({}): \
+                         taken over; the slot's state is checked before use",
+                        if gone(holder) { "gone" } else { "stuck" });
                     return Held {
                         lock: word,
                         recovered: true,
