@@ -19,8 +19,13 @@ if [ ! -x "$bin/promtool" ]; then
         }
     done
     rm -rf "$cache" && mkdir -p "$cache"
-    (cd "$cache" && apt-get download -qq prometheus >&2) || {
-        echo "promtool is missing and 'apt-get download prometheus' failed (try 'apt-get update'): install promtool and put it on PATH" >&2
+    # A machine whose package lists are empty or stale (redis-server already installed, so
+    # test.sh never ran apt-get update) gets them refreshed once, as root or through sudo.
+    sudo=()
+    [ "$(id -u)" -eq 0 ] || sudo=(sudo)
+    (cd "$cache" && apt-get download -qq prometheus >&2) ||
+        { "${sudo[@]}" apt-get update -qq >&2 && (cd "$cache" && apt-get download -qq prometheus >&2); } || {
+        echo "promtool is missing and 'apt-get download prometheus' failed: install promtool and put it on PATH" >&2
         exit 1
     }
     dpkg-deb -x "$cache"/prometheus_*.deb "$cache/root"
