@@ -32,6 +32,7 @@ from seawall._args import (
 )
 from seawall._asgi_streams import ReadAhead, send_learning_sessions
 from seawall._http_limiter import RuleTuple, http_limiter
+from seawall._metrics_registry import track
 from seawall._redis import bridge_for
 from seawall._send import Headers, send_with_headers
 from seawall._stores import redis_options
@@ -238,6 +239,17 @@ class RateLimitMiddleware:
             from starlette.requests import Request
 
             self._request_class = Request
+        track(self)  # for seawall.prometheus; counting is native, read by stats()
+
+    def stats(self) -> dict[str, Any]:
+        """Counts since start, read in one native call: ``routes``, one dict per route budget
+        (``route``: the rule's path pattern as written, ``"default"`` for the default limits,
+        ``"global"`` for requests only the global limits apply to; ``allowed``, ``denied``,
+        and on a Redis store ``store_ok``, ``store_fallback`` (decided by ``on_error``) and
+        ``store_error`` (a configuration error, raised)); ``store``: the Redis store's counts,
+        round trips and breaker (``None`` in memory). Exempt and bypassed requests are not
+        counted."""
+        return self.limiter.stats()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":

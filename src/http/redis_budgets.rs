@@ -15,6 +15,7 @@
 //! (the policy's memory budgets) and shows only what is true of them: nothing when admitted,
 //! a 429 with `Retry-After` when refused.
 
+use super::counters::StoreOutcome;
 use super::{render, HttpPolicy, Outcome, Plan, RequestView, Routes, Verdict};
 use crate::algorithm::Decision;
 use crate::clock::Nanos;
@@ -189,7 +190,7 @@ impl HttpPolicy {
         };
         let Some(redis) = &self.redis else {
             return Ok(Begun::Done(
-                self.render(&self.decide_here(&plan, local_now)?),
+                self.render(&self.decide_counted(&plan, local_now)?),
             ));
         };
         let Some(ticket) = redis.guard.ticket(local_now, script_now.is_some()) else {
@@ -235,10 +236,16 @@ impl HttpPolicy {
                 if !r.allowed {
                     redis.guard.note_limited();
                 }
+                let counters = self.counters(&p.plan);
+                counters.store(StoreOutcome::Ok);
+                counters.decided(r.allowed);
                 Ok(self.render(&self.verdict_of(&p.plan, &r)))
             }
             Err(e) => {
-                redis.guard.failed(&p.ticket, &e, took)?;
+                if let Err(e) = redis.guard.failed(&p.ticket, &e, took) {
+                    self.counters(&p.plan).store(StoreOutcome::Error);
+                    return Err(e);
+                }
                 Ok(self.fallback(&p.plan, p.ticket.done_at(took)))
             }
         }
@@ -310,6 +317,9 @@ impl HttpPolicy {
         if !matches!(outcome, Outcome::Pass) {
             guard.note_limited();
         }
+        let counters = self.counters(plan);
+        counters.store(StoreOutcome::Fallback);
+        counters.decided_as(&outcome);
         outcome
     }
 
