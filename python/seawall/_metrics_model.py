@@ -245,7 +245,7 @@ def _middlewares(objs: list[Any]) -> list[tuple[str, Any]]:
     from seawall.asgi import RateLimitMiddleware
 
     found = [o for o in objs if isinstance(o, RateLimitMiddleware)]
-    return unique_names(found, lambda m: "default")
+    return unique_names(found, lambda m: m.name or "default")
 
 
 def _http(objs: list[Any]) -> Iterator[Family]:

@@ -28,6 +28,7 @@ from seawall._args import (
     check_iterable,
     check_limits,
     check_optional_callable,
+    check_optional_str,
     check_strings,
 )
 from seawall._asgi_streams import ReadAhead, send_learning_sessions
@@ -148,6 +149,8 @@ class RateLimitMiddleware:
       ``"local"`` decides with this process's own budgets, adding no rate-limit header when it
       admits and answering 429 with ``Retry-After`` only when it refuses. These options are
       refused with the memory store.
+    - ``name``: the ``middleware`` label of its metrics (:meth:`stats`, ``seawall.prometheus``);
+      unnamed middlewares are ``default``, ``default#2``...
 
     At least one of ``limits``, ``rules`` and ``global_limits`` is required. Every argument of
     the wrong type or value is a ``TypeError`` or ``ValueError`` naming it.
@@ -186,6 +189,7 @@ class RateLimitMiddleware:
         log_interval: float | None = None,
         breaker_failures: int | None = None,
         breaker_recovery: float | None = None,
+        name: str | None = None,
     ) -> None:
         options = redis_options(locals())
         if not callable(app):
@@ -194,6 +198,7 @@ class RateLimitMiddleware:
         check_optional_callable("error_body", error_body)
         check_int("max_body_bytes", max_body_bytes, minimum=0)
         check_bool("websockets", websockets)
+        self.name = check_optional_str("name", name)
         self.app = app
         self.limiter: HttpLimiter = http_limiter(
             # Checked here too, so that a bad ``limits`` is named before a bad rule.
