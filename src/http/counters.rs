@@ -130,8 +130,8 @@ impl HttpPolicy {
             .map(|r| r.source.as_str())
             .chain(routes.default.map(|_| "default"))
             .chain(self.global.is_some().then_some("global"));
-        let slots = (0..routes.budgets())
-            .chain(self.global.is_some().then_some(routes.counters.len() - 1));
+        let slots =
+            (0..routes.budgets()).chain(self.global.is_some().then_some(routes.counters.len() - 1));
         names
             .zip(slots)
             .map(|(name, i)| {

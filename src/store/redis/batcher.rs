@@ -418,12 +418,11 @@ impl<I: Item + Send + 'static, L: Send + 'static> Batcher<I, L> {
             by_hash,
             written: Instant::now(),
         };
-        conn.send(&packed, batch)
-            .map_err(|(e, batch)| {
-                // Put them back so that breaking the connection fails them too.
-                conn.waiting.push_back(batch);
-                e
-            })
+        conn.send(&packed, batch).map_err(|(e, batch)| {
+            // Put them back so that breaking the connection fails them too.
+            conn.waiting.push_back(batch);
+            e
+        })
     }
 
     /// Sends what was queued, one script call per run of decisions made at one time.
