@@ -61,6 +61,14 @@ Run from the repository root::
     .venv/bin/python benches/compare_asgi.py [--quick]
     .venv/bin/python benches/compare_asgi.py --store redis [--quick | --smoke]
 
+``--metrics`` (memory store): seawall's rows without and with metrics (issue 17's bar: within
+5%). In process, each seawall variant is timed without and with a ``SeawallCollector`` scraped
+every second by a background thread (``benches/metrics_overhead.py``: long runs, alternating,
+medians); served, a ``seawall_metrics`` server (seawall's middleware, its process scraping the
+collector every second on a thread) is interleaved with the ``none`` and ``seawall`` ones.
+
+    .venv/bin/python benches/compare_asgi.py --metrics [--quick] [--no-served]
+
 The server processes are this script: ``compare_asgi.py --serve <variant> --port <port>``.
 """
 
@@ -91,6 +99,7 @@ from typing import IO, Any
 import seed004
 import slowapi.middleware
 from limits.storage import MemoryStorage
+from metrics_overhead import BAR, Paired, describe, metrics_table, paired
 from slowapi import Limiter, _rate_limit_exceeded_handler
 from slowapi.errors import RateLimitExceeded
 from slowapi.util import get_remote_address
@@ -195,7 +204,11 @@ VARIANTS: list[Variant] = [
     ),
     Variant("seed004", "seed-004-style `BaseHTTPMiddleware`", True),
 ]
-BY_KEY = {v.key: v for v in VARIANTS}
+# --metrics only: seawall's middleware in a process that scrapes its collector every second.
+METRICS_VARIANTS: list[Variant] = [
+    Variant("seawall_metrics", "seawall `RateLimitMiddleware`, collector scraped every 1 s", True)
+]
+BY_KEY = {v.key: v for v in VARIANTS + METRICS_VARIANTS}
 
 
 @dataclass
@@ -246,6 +259,11 @@ def make_app(built: Built) -> Starlette:
 def serve(key: str, port: int, seed_window: float) -> int:
     import uvicorn
 
+    if key == "seawall_metrics":
+        from metrics_overhead import Scraper
+
+        Scraper().__enter__()  # a daemon thread, for the life of the server
+        key = "seawall"
     app = make_app(build(key, seed_window))
     uvicorn.run(
         app,
@@ -540,7 +558,7 @@ def served_slot(
 
 def run_served(a: argparse.Namespace) -> tuple[list[ServedRow], Pinning]:
     pin = pinning()
-    rows = [ServedRow(v) for v in VARIANTS if v.key in a.variants]
+    rows = [ServedRow(v) for v in VARIANTS + METRICS_VARIANTS if v.key in a.variants]
     for rnd in range(a.rounds):
         shift = rnd % len(rows)
         order = rows[shift:] + rows[:shift]
@@ -1324,6 +1342,83 @@ def run_inproc(a: argparse.Namespace) -> list[InprocRow]:
     return rows
 
 
+def _request_timer(app: ASGIApp, scope: Scope, bad: list[int]) -> AsyncTimer:
+    """``timer(n)``: ``n`` requests to ``app``, noting any status but 200 in ``bad``."""
+
+    async def send(message: Message) -> None:
+        if message["type"] == "http.response.start" and message["status"] != 200:
+            bad.append(message["status"])
+
+    async def timer(n: int) -> int:
+        a_, copy, sc, rcv, snd = app, dict, scope, receive_request, send
+        t0 = time.perf_counter_ns()
+        for _ in range(n):
+            await a_(copy(sc), rcv, snd)
+        return time.perf_counter_ns() - t0
+
+    return timer
+
+
+def run_metrics_inproc(a: argparse.Namespace) -> list[tuple[str, Paired]]:
+    """seawall's in-process rows, without and with a scraped collector."""
+    rows = []
+    target_ns = int(a.metrics_ms * 1e6)
+    for v in VARIANTS:
+        if not v.key.startswith("seawall"):
+            continue
+        bad: list[int] = []
+        timer = _request_timer(
+            wrap_inner(build(v.key, a.seed_window)), base_scope(make_app(Built(None))), bad
+        )
+        asyncio.run(timer(200))
+        n = plan_units(asyncio.run(timer(200)), 200, target_ns)
+        p = paired(lambda n=n, timer=timer: asyncio.run(timer(n)) / n, a.metrics_rounds)
+        if bad:
+            raise RuntimeError(f"{v.key}: {len(bad)} responses were not 200 (e.g. {bad[0]})")
+        rows.append((v.label, p))
+    return rows
+
+
+def main_metrics(a: argparse.Namespace) -> int:
+    started = time.perf_counter()
+    print_header(
+        "# seawall `RateLimitMiddleware` without and with metrics (issue 17's bar)",
+        {**versions(), "wrk": wrk_version()},
+    )
+    print(describe(a.metrics_rounds, a.metrics_ms))
+    print(flush=True)
+    rows = run_metrics_inproc(a)
+    print("## In-process cost per request, without and with metrics")
+    print()
+    print(metrics_table(rows, "ns/request"))
+    worst = max(p.ratio() for _, p in rows)
+    print()
+    verdict = "PASS" if worst <= BAR else "FAIL"
+    print(f"check: in process, the worst row with metrics is {worst:.3f}x without (need <= {BAR})")
+    print(f"  {verdict}", flush=True)
+    if not a.no_served and shutil.which("wrk") is not None:
+        a.variants = ["none", "seawall", "seawall_metrics"]
+        served, _ = run_served(a)
+        print()
+        print("## Served requests/s, without and with metrics (uvicorn + wrk, 1 worker)")
+        print()
+        print(served_table(served))
+        for r in served:
+            for problem in r.problems:
+                print(f"- {r.variant.label}: INVALID: {problem}")
+        by = {r.variant.key: r for r in served}
+        off, on = by["seawall"], by["seawall_metrics"]
+        if off.rps and on.rps:
+            ratio = statistics.median(off.rps) / statistics.median(on.rps)
+            cpu_off, cpu_on = median_cpu(off), median_cpu(on)
+            cpu = f"; server CPU/request {cpu_on / cpu_off:.3f}x" if cpu_off and cpu_on else ""
+            print()
+            print(f"served: median req/s without / with metrics = {ratio:.3f}x{cpu}")
+    print()
+    print(f"total run time: {time.perf_counter() - started:.0f} s")
+    return 0
+
+
 def us(x: float) -> str:
     return f"{x / 1000:.2f}"
 
@@ -1486,6 +1581,11 @@ def main() -> int:
         default=None,
         help="comma-separated variants to run (default: all; 'none' is always needed for ratios)",
     )
+    parser.add_argument(
+        "--metrics", action="store_true", help="seawall without and with metrics (memory store)"
+    )
+    parser.add_argument("--metrics-rounds", type=int, default=None, help="rounds (default 4)")
+    parser.add_argument("--metrics-ms", type=float, default=None, help="ms per metrics run")
     parser.add_argument("--no-served", action="store_true", help="skip the uvicorn + wrk part")
     parser.add_argument("--no-inproc", action="store_true", help="skip the in-process part")
     parser.add_argument("--serve", choices=sorted(BY_KEY | REDIS_BY_KEY), help=argparse.SUPPRESS)
@@ -1508,6 +1608,11 @@ def main() -> int:
     a.repeats = max(1, min(a.repeats, 20))
     a.duration = max(1.0, min(a.duration, 120.0))
     a.warmup = max(0.0, min(a.warmup, 60.0))
+    if a.metrics:
+        rounds = a.metrics_rounds or (2 if a.quick else 4)
+        run_ms = a.metrics_ms or (1500.0 if a.quick else 3000.0)
+        a.metrics_rounds, a.metrics_ms = max(1, min(rounds, 20)), max(100.0, min(run_ms, 60_000.0))
+        return main_metrics(a)
 
     started = time.perf_counter()
     print_header(

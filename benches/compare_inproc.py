@@ -13,9 +13,13 @@ cyclic GC disabled while timing (``timeit``'s convention; it favours the Python 
 N is calibrated per row so a repeat takes about ``--target-ms``. Timings are never tests: this
 script always exits 0.
 
+``--metrics``: only seawall's rows, each timed without and with a ``SeawallCollector`` scraped
+every second by a background thread (``benches/metrics_overhead.py``), and the ratio (issue 17's
+bar: within 5%).
+
 Run from the repository root::
 
-    .venv/bin/python benches/compare_inproc.py [--quick]
+    .venv/bin/python benches/compare_inproc.py [--quick] [--metrics]
 """
 
 from __future__ import annotations
@@ -35,6 +39,7 @@ import limits
 import seed000
 from limits.storage import MemoryStorage
 from limits.strategies import FixedWindowRateLimiter, MovingWindowRateLimiter, RateLimiter
+from metrics_overhead import BAR, Paired, describe, metrics_table, paired
 from timing import (
     AsyncTimer,
     SyncTimer,
@@ -288,6 +293,69 @@ def run_keys(s: Settings, keys: list[str]) -> list[Row]:
 
 
 # --------------------------------------------------------------------------------------------
+# Metrics mode
+
+
+def run_metrics(rounds: int, run_ms: float, keys: list[str]) -> list[tuple[str, Paired]]:
+    """seawall's hot rows (and the keyed sync row), without and with a scraped collector."""
+    target_ns = int(run_ms * 1e6)
+
+    def sync(timer: SyncTimer, unit_size: int) -> Callable[[], float]:
+        n0 = 1 if unit_size > 1 else 2_000
+        timer(n0)
+        n = plan_units(timer(n0), n0, target_ns)
+        return lambda: timer(n) / (n * unit_size)
+
+    def in_loop(timer: AsyncTimer) -> Callable[[], float]:
+        asyncio.run(timer(2_000))
+        n = plan_units(asyncio.run(timer(2_000)), 2_000, target_ns)
+        return lambda: asyncio.run(timer(n)) / n
+
+    bucket = seawall.TokenBucket(sw_config(), HOT_KEY)
+    client = seawall.ClientRateLimiter(sw_config(), max_clients=max(1_000_000, len(keys)))
+    limiter = seawall.Limiter(LIMITS_ITEM)
+    subjects = [
+        ("seawall `TokenBucket.try_consume()`", sync(t_call0(bucket.try_consume), 1)),
+        ("seawall `await TokenBucket.consume()`", in_loop(t_await0(bucket.consume))),
+        (
+            "seawall `ClientRateLimiter.try_consume(key)`",
+            sync(t_call1(client.try_consume, HOT_KEY), 1),
+        ),
+        (
+            "seawall `await ClientRateLimiter.consume(key)`",
+            in_loop(t_await1(client.consume, HOT_KEY)),
+        ),
+        ("seawall `Limiter.hit(key)`", sync(t_call1(limiter.hit, HOT_KEY), 1)),
+        (
+            f"seawall `ClientRateLimiter.try_consume(key)`, {len(keys):,} keys",
+            sync(t_keys1(client.try_consume, keys), len(keys)),
+        ),
+    ]
+    rows = [(label, paired(measure, rounds)) for label, measure in subjects]
+    check_admitted("seawall TokenBucket", bucket.get_stats()["rejected_requests"])
+    check_admitted("seawall ClientRateLimiter", client.get_all_stats_sync()["total_rejected"])
+    check_admitted("seawall Limiter", limiter.stats()["limited"])
+    return rows
+
+
+def main_metrics(rounds: int, run_ms: float) -> int:
+    print_header(
+        "# seawall's in-process rows without and with metrics (issue 17's bar)",
+        {"seawall": seawall.__version__},
+    )
+    print(describe(rounds, run_ms))
+    print(flush=True)
+    keys = [f"client-{i}" for i in range(N_KEYS)]
+    rows = run_metrics(rounds, run_ms, keys)
+    print(metrics_table(rows, "ns/decision"))
+    worst = max(p.ratio() for _, p in rows)
+    print()
+    verdict = "PASS" if worst <= BAR else "FAIL"
+    print(f"check: the worst row with metrics is {worst:.3f}x without (need <= {BAR}) {verdict}")
+    return 0
+
+
+# --------------------------------------------------------------------------------------------
 # Memory
 
 
@@ -451,7 +519,16 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--quick", action="store_true", help="short run; memory at 100k keys")
     parser.add_argument("--target-ms", type=float, default=None, help="time per repeat")
+    parser.add_argument(
+        "--metrics", action="store_true", help="only seawall's rows, without and with metrics"
+    )
+    parser.add_argument("--metrics-rounds", type=int, default=None, help="rounds (default 4)")
+    parser.add_argument("--metrics-ms", type=float, default=None, help="ms per metrics run")
     args = parser.parse_args()
+    if args.metrics:
+        rounds = args.metrics_rounds or (2 if args.quick else 4)
+        run_ms = args.metrics_ms or (1500.0 if args.quick else 3000.0)
+        return main_metrics(max(1, min(rounds, 20)), max(100.0, min(run_ms, 60_000.0)))
     target_ms = args.target_ms if args.target_ms is not None else (20.0 if args.quick else 250.0)
     s = Settings(
         target_ns=int(target_ms * 1e6),

@@ -37,6 +37,9 @@ STATS_KEYS = {
     "consecutive_failures",
     "time_closed",
     "time_open",
+    "transitions_to_closed",
+    "transitions_to_open",
+    "transitions_to_half_open",
     "time_half_open",
     "last_transition",
 }
@@ -968,6 +971,9 @@ def test_stats_keys_and_values(clock: ManualClock) -> None:
         "time_closed": 5.0,
         "time_open": 2.0,  # including the current stretch
         "time_half_open": 0.0,
+        "transitions_to_closed": 0,
+        "transitions_to_open": 1,
+        "transitions_to_half_open": 0,
     }
     assert stats["last_transition"] == {
         "from": "closed",

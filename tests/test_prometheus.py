@@ -188,7 +188,9 @@ def test_dashboard_queries_only_exported_metrics() -> None:
     # Every family the collector describes, even one with no sample yet (no Redis limiter).
     types = dict(re.findall(r"^# TYPE (\S+) (\S+)$", text, re.M))
     assert all(n.endswith("_total") for n, t in types.items() if t == "counter")
-    exported = set(types)
+    # A histogram's samples are its _bucket, _sum and _count series.
+    parts = ("_bucket", "_sum", "_count")
+    exported = set(types) | {n + p for n, t in types.items() if t == "histogram" for p in parts}
     assert {s[0] for s in samples(text)} <= exported
     dashboard = json.loads((ROOT / "dashboards" / "seawall.json").read_text())
     used = set()

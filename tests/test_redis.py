@@ -1122,7 +1122,11 @@ def test_stats_shape(redis_url: str, redis_prefix: str) -> None:
     lim.hit("k")
     lim.hit("k")
     s = lim.stats()
+    round_trips = s.pop("round_trip_seconds")
+    assert round_trips["count"] == s["round_trips"] == s["round_trip_decisions"] == 2
     assert s == {
+        "round_trips": 2,
+        "round_trip_decisions": 2,
         "decisions": 2,
         "limited": 1,
         "errors": 0,

@@ -513,8 +513,10 @@ async def raw_app(scope: Scope, receive: Receive, send: Send) -> None:
 def wrapped_app(clock: ManualClock) -> ASGIApp:
     """The middleware wraps any ASGI app directly, too."""
     limited = AsgiRateLimitMiddleware(
-        raw_app, limits="1/second", trusted_proxies=["10.0.0.0/8"], clock=clock
+        raw_app, limits="1/second", trusted_proxies=["10.0.0.0/8"], clock=clock, name="raw"
     )
+    routes: list[dict[str, Any]] = limited.stats()["routes"]  # counted natively, per rule
+    assert [r["route"] for r in routes] == ["default"]
     return limited
 
 

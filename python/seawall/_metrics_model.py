@@ -12,6 +12,7 @@ To add a metric: add a reader below (or a family to an existing one) and list it
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -58,6 +59,12 @@ def unique_names(objs: Iterable[Any], name_of: Callable[[Any], str]) -> list[tup
         seen[base] = seen.get(base, 0) + 1
         out.append((base if seen[base] == 1 else f"{base}#{seen[base]}", obj))
     return out
+
+
+def _histogram(h: dict[str, Any]) -> Histogram:
+    """A native histogram snapshot (``bounds``, ``cumulative``, ``sum``, ``count``)."""
+    bounds = [*h["bounds"], float("inf")]
+    return Histogram(tuple(zip(bounds, h["cumulative"], strict=True)), h["sum"], h["count"])
 
 
 def _limits(limiter: Any) -> str:
@@ -122,14 +129,29 @@ def _breakers(objs: list[Any]) -> Iterator[Family]:
     opened = Family(
         "seawall_breaker_opened", "counter", "Times a circuit breaker opened.", ("breaker",)
     )
+    transitions = Family(
+        "seawall_breaker_transitions",
+        "counter",
+        "State changes of a circuit breaker, by the state moved to.",
+        ("breaker", "to"),
+    )
+    state_seconds = Family(
+        "seawall_breaker_state_seconds",
+        "counter",
+        "Time a circuit breaker spent in each state, on its clock (the current stretch included).",
+        ("breaker", "state"),
+        unit="seconds",
+    )
     for name, breaker in breakers.all().items():
         s = breaker.stats()
         for st in _STATES:
             state.add([name, st], 1.0 if s["state"] == st else 0.0)
+            transitions.add([name, st], s[f"transitions_to_{st}"])
+            state_seconds.add([name, st], s[f"time_{st}"])
         for outcome in ("successes", "failures", "ignored", "rejections"):
             calls.add([name, outcome], s[outcome])
         opened.add([name], s["opened_count"])
-    yield from (state, calls, opened)
+    yield from (state, calls, opened, transitions, state_seconds)
 
 
 def _backpressure(objs: list[Any]) -> Iterator[Family]:
@@ -149,16 +171,24 @@ def _backpressure(objs: list[Any]) -> Iterator[Family]:
         "Items a backpressure handler finished, by outcome.",
         ("handler", "outcome"),
     )
+    waits = Family(
+        "seawall_backpressure_wait",
+        "histogram",
+        "Time items waited before starting, on the handler's clock.",
+        ("handler",),
+        unit="seconds",
+    )
     handlers = [o for o in objs if isinstance(o, Backpressure)]
     for label, bp in unique_names(handlers, lambda h: h.name or "default"):
         s = bp.stats()
+        waits.add([label], _histogram(s["wait_seconds"]))
         for k, family in gauges.items():
             family.add([label], s[k])
         for outcome in ("completed", "failed", "cancelled", "dropped", "timed_out"):
             items.add([label, outcome], s[outcome])
         for reason, n in s["rejected"].items():
             items.add([label, f"rejected_{reason}"], n)
-    yield from (*gauges.values(), items)
+    yield from (*gauges.values(), items, waits)
 
 
 def _concurrency(objs: list[Any]) -> Iterator[Family]:
@@ -177,15 +207,23 @@ def _concurrency(objs: list[Any]) -> Iterator[Family]:
         "Permit requests of a concurrency limiter, by outcome.",
         ("limiter", "outcome"),
     )
+    waits = Family(
+        "seawall_concurrency_wait",
+        "histogram",
+        "Time permit holders waited for their permit (0 when given at once), on its clock.",
+        ("limiter",),
+        unit="seconds",
+    )
     limiters = [o for o in objs if isinstance(o, ConcurrencyLimiter)]
     for label, cl in unique_names(limiters, lambda c: "default"):
         s = cl.stats()
+        waits.add([label], _histogram(s["wait_seconds"]))
         limit.add([label], s["limit"])
         in_flight.add([label], s["in_flight"])
         queued.add([label], s["queued"])
         for outcome in ("acquired", "rejected", "timed_out", "cancelled"):
             permits.add([label, outcome], s[outcome])
-    yield from (limit, in_flight, queued, permits)
+    yield from (limit, in_flight, queued, permits, waits)
 
 
 def _rules(objs: list[Any]) -> Iterator[Family]:
@@ -203,12 +241,108 @@ def _rules(objs: list[Any]) -> Iterator[Family]:
     yield requests
 
 
+def _middlewares(objs: list[Any]) -> list[tuple[str, Any]]:
+    from seawall.asgi import RateLimitMiddleware
+
+    found = [o for o in objs if isinstance(o, RateLimitMiddleware)]
+    return unique_names(found, lambda m: m.name or "default")
+
+
+def _http(objs: list[Any]) -> Iterator[Family]:
+    requests = Family(
+        "seawall_http_requests",
+        "counter",
+        "Requests a RateLimitMiddleware decided, by route rule (its path pattern; default, "
+        "global) and outcome.",
+        ("middleware", "route", "outcome"),
+    )
+    store = Family(
+        "seawall_http_store_decisions",
+        "counter",
+        "Decisions of a RateLimitMiddleware on Redis, by route rule and by who made them: ok "
+        "(Redis), fallback (on_error), error (a configuration error, raised).",
+        ("middleware", "route", "outcome"),
+    )
+    for label, middleware in _middlewares(objs):
+        s = middleware.stats()
+        routes = unique_names(s["routes"], lambda r: r["route"])
+        for route, r in routes:
+            requests.add([label, route, "allowed"], r["allowed"])
+            requests.add([label, route, "denied"], r["denied"])
+            if s["store"] is not None:
+                for outcome in ("ok", "fallback", "error"):
+                    store.add([label, route, outcome], r[f"store_{outcome}"])
+    yield from (requests, store)
+
+
+def _redis(objs: list[Any]) -> Iterator[Family]:
+    round_trips = Family(
+        "seawall_redis_round_trips",
+        "counter",
+        "Script calls to Redis that brought decisions back.",
+        ("limiter",),
+    )
+    carried = Family(
+        "seawall_redis_round_trip_decisions",
+        "counter",
+        "Decisions those round trips carried (divide by the round trips for the batch size).",
+        ("limiter",),
+    )
+    latency = Family(
+        "seawall_redis_round_trip",
+        "histogram",
+        "Time from writing a script call to its reply.",
+        ("limiter",),
+        unit="seconds",
+    )
+    breaker_open = Family(
+        "seawall_redis_breaker_open",
+        "gauge",
+        "1 while the breaker around Redis is not closed (open or probing), else 0.",
+        ("limiter",),
+    )
+    stores: list[tuple[str, dict[str, Any]]] = []
+    limiters = unique_names([o for o in objs if isinstance(o, _LIMITERS)], _limits)
+    for label, limiter in limiters:
+        if isinstance(limiter, _seawall.RedisLimiter):
+            stores.append((label, limiter.stats()))
+    for label, middleware in _middlewares(objs):
+        s = middleware.limiter.store_stats()
+        if s is not None:
+            stores.append((f"middleware:{label}", s))
+    for label, s in stores:
+        round_trips.add([label], s["round_trips"])
+        carried.add([label], s["round_trip_decisions"])
+        latency.add([label], _histogram(s["round_trip_seconds"]))
+        breaker_open.add([label], 0.0 if s["breaker"] == "closed" else 1.0)
+    yield from (round_trips, carried, latency, breaker_open)
+
+
+def _mcp(objs: list[Any]) -> Iterator[Family]:
+    calls = Family(
+        "seawall_mcp_tool_calls",
+        "counter",
+        "Calls of an MCP tool through seawall's decorator or middleware, by outcome.",
+        ("tool", "outcome"),
+    )
+    # Not imported: no tool was ever called (and importing it would import fastmcp).
+    stats = sys.modules.get("seawall.mcp._stats")
+    tool_stats = stats.tool_stats() if stats is not None else {}
+    for tool, s in sorted(tool_stats.items()):
+        calls.add([tool, "allowed"], s["total_calls"] - s["limited_calls"])
+        calls.add([tool, "denied"], s["limited_calls"])
+    yield calls
+
+
 _READERS: tuple[Callable[[list[Any]], Iterator[Family]], ...] = (
     _limiters,
     _breakers,
     _backpressure,
     _concurrency,
     _rules,
+    _http,
+    _redis,
+    _mcp,
 )
 
 

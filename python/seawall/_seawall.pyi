@@ -394,6 +394,9 @@ class HttpLimiter:
         """The store URL, password hidden (``memory://`` in this process)."""
     def store_stats(self) -> dict[str, Any] | None:
         """What the Redis store did (``None`` in memory)."""
+    def stats(self) -> dict[str, Any]:
+        """``routes`` (per route budget: ``route``, ``allowed``, ``denied``, ``store_ok``,
+        ``store_fallback``, ``store_error``) and ``store`` (``store_stats()``), in one call."""
     def issue_session(self, session_id: bytes) -> None: ...
     def __len__(self) -> int: ...
     def check(

@@ -29,10 +29,12 @@ from seawall._args import (
     check_iterable,
     check_limits,
     check_optional_callable,
+    check_optional_str,
     check_strings,
 )
 from seawall._asgi_streams import ReadAhead, send_learning_sessions
 from seawall._http_limiter import RuleTuple, http_limiter
+from seawall._metrics_registry import track
 from seawall._redis import bridge_for
 from seawall._send import Headers, send_with_headers
 from seawall._stores import redis_options
@@ -152,6 +154,8 @@ class RateLimitMiddleware:
       ``"local"`` decides with this process's own budgets, adding no rate-limit header when it
       admits and answering 429 with ``Retry-After`` only when it refuses. These options are
       refused with the memory store.
+    - ``name``: the ``middleware`` label of its metrics (:meth:`stats`, ``seawall.prometheus``);
+      unnamed middlewares are ``default``, ``default#2``...
 
     At least one of ``limits``, ``rules`` and ``global_limits`` is required. Every argument of
     the wrong type or value is a ``TypeError`` or ``ValueError`` naming it.
@@ -191,6 +195,7 @@ class RateLimitMiddleware:
         log_interval: float | None = None,
         breaker_failures: int | None = None,
         breaker_recovery: float | None = None,
+        name: str | None = None,
     ) -> None:
         options = redis_options(locals())
         if not callable(app):
@@ -199,6 +204,7 @@ class RateLimitMiddleware:
         check_optional_callable("error_body", error_body)
         check_int("max_body_bytes", max_body_bytes, minimum=0)
         check_bool("websockets", websockets)
+        self.name = check_optional_str("name", name)
         self.app = app
         self.limiter: HttpLimiter = http_limiter(
             # Checked here too, so that a bad ``limits`` is named before a bad rule.
@@ -245,6 +251,17 @@ class RateLimitMiddleware:
             from starlette.requests import Request
 
             self._request_class = Request
+        track(self)  # for seawall.prometheus; counting is native, read by stats()
+
+    def stats(self) -> dict[str, Any]:
+        """Counts since start, read in one native call: ``routes``, one dict per route budget
+        (``route``: the rule's path pattern as written, ``"default"`` for the default limits,
+        ``"global"`` for requests only the global limits apply to; ``allowed``, ``denied``,
+        and on a Redis store ``store_ok``, ``store_fallback`` (decided by ``on_error``) and
+        ``store_error`` (a configuration error, raised)); ``store``: the Redis store's counts,
+        round trips and breaker (``None`` in memory). Exempt and bypassed requests are not
+        counted."""
+        return self.limiter.stats()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":

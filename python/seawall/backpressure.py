@@ -174,7 +174,9 @@ class Backpressure:
         ``completed``, ``failed``, ``cancelled``, ``dropped``, ``timed_out``, ``rejected``
         (a dict by reason: ``queue_full``, ``memory``, ``limit``, ``closed``), ``wait_p50`` /
         ``wait_p99`` (seconds waited before starting, over the last 1,024 starts, on the
-        handler's clock), ``mean_run_time`` and ``closed``, plus ``name`` and ``strategy``.
+        handler's clock), ``wait_seconds`` (every start's wait as a histogram: ``bounds``,
+        ``cumulative`` counts, ``sum``, ``count``), ``mean_run_time`` and ``closed``, plus
+        ``name`` and ``strategy``.
 
         When nothing runs or waits: ``submitted == completed + failed + cancelled + dropped +
         timed_out + sum(rejected.values())``.

@@ -331,7 +331,9 @@ class CircuitBreaker:
         """``name``, ``state``, counters since creation (``calls``, ``successes``, ``failures``,
         ``ignored``, ``slow_calls``, ``rejections``, ``opened_count``),
         ``consecutive_failures``, seconds spent in each state (``time_closed``, ``time_open``,
-        ``time_half_open``, including the current stretch) and ``last_transition``
+        ``time_half_open``, including the current stretch), state changes by the state moved to
+        (``transitions_to_closed``, ``transitions_to_open``, ``transitions_to_half_open``) and
+        ``last_transition``
         (``{"from", "to", "reason", "at"}`` or ``None``)."""
         stats: dict[str, Any] = {"name": self._name}
         stats.update(self._core.stats())

@@ -197,7 +197,9 @@ class ConcurrencyLimiter:
     def stats(self) -> dict[str, Any]:
         """The limit, what is held and queued, and the counts since it was built: ``acquired``,
         ``rejected``, ``timed_out``, ``cancelled``, ``successes``, ``dropped``, ``ignored``,
-        ``peak_in_flight``; ``algorithm``; for the gradient, ``estimate`` (the unrounded limit),
+        ``peak_in_flight``; ``wait_seconds`` (each permit's wait, 0 when given at once, as a
+        histogram on the limiter's clock: ``bounds``, ``cumulative`` counts, ``sum``,
+        ``count``); ``algorithm``; for the gradient, ``estimate`` (the unrounded limit),
         ``long_rtt`` and ``last_rtt`` in seconds; per partition its ``share``, ``guaranteed``
         and ``in_flight``."""
         return self._core.stats()

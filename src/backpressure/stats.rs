@@ -4,6 +4,7 @@ use serde::Serialize;
 
 use super::{Outcome, Reason};
 use crate::clock::{nanos_to_secs, Nanos};
+use crate::metrics::histogram::{Histogram, HistogramSnapshot};
 
 /// How many recent waits the percentiles are taken over.
 const WAIT_SAMPLES: usize = 1024;
@@ -88,6 +89,8 @@ pub struct Snapshot {
     pub wait_p50: f64,
     /// The 99th percentile of the same waits.
     pub wait_p99: f64,
+    /// Every started item's wait, as a histogram (seconds on the handler's clock).
+    pub wait_seconds: HistogramSnapshot,
     /// The mean run time of the items that ended.
     pub mean_run_time: f64,
     /// Whether it is closed.
@@ -108,10 +111,12 @@ pub(super) struct Counts {
     runs: u64,
     waits: Vec<Nanos>,
     next_wait: usize,
+    wait_histogram: Histogram,
 }
 
 impl Counts {
     pub(super) fn waited(&mut self, wait: Nanos) {
+        self.wait_histogram.record(wait);
         if self.waits.len() < WAIT_SAMPLES {
             self.waits.push(wait);
         } else {
@@ -164,6 +169,7 @@ impl Counts {
             rejected: self.rejected.clone(),
             wait_p50: percentile(&waits, 0.50),
             wait_p99: percentile(&waits, 0.99),
+            wait_seconds: self.wait_histogram.snapshot(),
             mean_run_time: self.mean_run().map_or(0.0, nanos_to_secs),
             closed,
         }

@@ -245,6 +245,8 @@ pub struct BreakerStats {
     pub rejections: u64,
     /// Times it opened.
     pub opened_count: u64,
+    /// State changes by the state moved to (closed, open, half-open).
+    pub transitions_to: [u64; 3],
 }
 
 /// A state change, for listeners and statistics.
@@ -403,6 +405,7 @@ impl Inner {
         self.since = now;
         self.state = to;
         self.transitions += 1;
+        self.stats.transitions_to[to.index()] += 1;
         self.last = Some(Transition {
             from,
             to,

@@ -34,6 +34,7 @@ use parking_lot::Mutex;
 
 use crate::clock::Nanos;
 use crate::error::Error;
+use crate::metrics::histogram::{Histogram, HistogramSnapshot};
 
 use super::limit::{LimitAlgorithm, LimitConfig, Sample};
 use super::partition::Partitions;
@@ -143,6 +144,8 @@ struct Waiter {
     ticket: u64,
     partition: Option<usize>,
     deadline: Option<Nanos>,
+    /// When it was queued.
+    since: Nanos,
 }
 
 #[derive(Debug)]
@@ -154,6 +157,8 @@ struct Inner {
     next_id: u64,
     earliest_deadline: Option<Nanos>,
     stats: Stats,
+    /// How long each permit's holder waited for it, on the limiter's clock.
+    waits: Histogram,
 }
 
 /// Permits up to an adaptive limit; see the module documentation.
@@ -181,6 +186,7 @@ impl ConcurrencyLimiter {
                 next_id: 1,
                 earliest_deadline: None,
                 stats: Stats::default(),
+                waits: Histogram::new(),
             }),
         })
     }
@@ -211,6 +217,8 @@ impl ConcurrencyLimiter {
         let permit = inner.grant(partition, now);
         if permit.is_none() {
             inner.stats.rejected += 1;
+        } else {
+            inner.waits.record(0);
         }
         permit
     }
@@ -226,6 +234,7 @@ impl ConcurrencyLimiter {
         let mut inner = self.inner.lock();
         let expired = inner.expire(now);
         if let Some(permit) = inner.grant(partition, now) {
+            inner.waits.record(0);
             return (Admission::Granted(permit), expired);
         }
         if inner.queue.len() as u32 >= self.max_queue {
@@ -246,6 +255,7 @@ impl ConcurrencyLimiter {
             ticket,
             partition,
             deadline,
+            since: now,
         });
         (Admission::Queued(ticket), expired)
     }
@@ -311,6 +321,26 @@ impl ConcurrencyLimiter {
         }
     }
 
+    /// How long each permit's holder waited for it (0 for a permit given at once), in seconds
+    /// on the caller's clock.
+    ///
+    /// ```
+    /// use seawall::concurrency::limiter::{Admission, ConcurrencyLimiter, LimiterConfig, Outcome};
+    /// use seawall::concurrency::LimitConfig;
+    ///
+    /// let l = ConcurrencyLimiter::new(LimiterConfig { limit: LimitConfig::Fixed(1), max_queue: 1, ..Default::default() }).unwrap();
+    /// let Admission::Granted(p) = l.acquire(None, 0, None).0 else { panic!() };
+    /// assert!(matches!(l.acquire(None, 0, None).0, Admission::Queued(_)));
+    /// let woken = l.release(p, Outcome::Success, None, 3_000_000); // 3 ms later
+    /// assert_eq!(woken.granted.len(), 1);
+    /// let w = l.wait_seconds();
+    /// assert_eq!((w.count, w.cumulative[0]), (2, 1)); // one at once, one after 3 ms
+    /// assert_eq!(w.sum, 0.003);
+    /// ```
+    pub fn wait_seconds(&self) -> HistogramSnapshot {
+        self.inner.lock().waits.snapshot()
+    }
+
     /// The counts, the limit and what is held and queued.
     pub fn stats(&self) -> Stats {
         let inner = self.inner.lock();
@@ -373,6 +403,7 @@ impl Inner {
             let w = self.queue[i];
             match self.grant(w.partition, now) {
                 Some(permit) => {
+                    self.waits.record(now.saturating_sub(w.since));
                     self.queue.remove(i);
                     granted.push((w.ticket, permit));
                 }

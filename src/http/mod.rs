@@ -8,6 +8,7 @@
 //! move to their own file in a later change. The rest is its unit tests.)
 
 pub mod client_ip;
+pub mod counters;
 pub mod redis_budgets;
 pub mod render;
 
@@ -257,6 +258,8 @@ pub struct Routes {
     default: Option<usize>,
     tags: Vec<String>,
     store: MemoryStore<Budgets>,
+    /// Per budget, then one for requests only the global limits apply to.
+    counters: Box<[counters::RouteCounters]>,
 }
 
 /// The limit sets of every budget, as the store's parameters.
@@ -318,6 +321,7 @@ impl Routes {
             rules,
             default,
             tags,
+            counters: (0..=sets.len()).map(|_| Default::default()).collect(),
             store: MemoryStore::new(Budgets(sets.into()), max_keys),
         }
     }
@@ -842,14 +846,18 @@ impl HttpPolicy {
     ) -> Result<Outcome, Error> {
         match self.plan(req, key, body) {
             None => Ok(Outcome::Pass),
-            Some(plan) => {
-                let verdict = self.decide_here(&plan, now)?;
-                if !verdict.allowed {
-                    self.top_limited.record(&plan.key);
-                }
-                Ok(self.render(&verdict))
-            }
+            Some(plan) => Ok(self.render(&self.decide_counted(&plan, now)?)),
         }
+    }
+
+    /// [`HttpPolicy::decide_here`], counted in the plan's route counters.
+    pub(crate) fn decide_counted(&self, plan: &Plan, now: Nanos) -> Result<Verdict<'_>, Error> {
+        let v = self.decide_here(plan, now)?;
+        self.counters(plan).decided(v.allowed);
+        if !v.allowed {
+            self.top_limited.record(&plan.key);
+        }
+        Ok(v)
     }
 
     /// Keys held: the per-client ones, and the global limits' one.

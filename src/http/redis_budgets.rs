@@ -15,6 +15,7 @@
 //! (the policy's memory budgets) and shows only what is true of them: nothing when admitted,
 //! a 429 with `Retry-After` when refused.
 
+use super::counters::StoreOutcome;
 use super::{render, HttpPolicy, Outcome, Plan, RequestView, Routes, Verdict};
 use crate::algorithm::Decision;
 use crate::clock::Nanos;
@@ -188,11 +189,9 @@ impl HttpPolicy {
             return Ok(Begun::Done(Outcome::Pass));
         };
         let Some(redis) = &self.redis else {
-            let verdict = self.decide_here(&plan, local_now)?;
-            if !verdict.allowed {
-                self.top_limited.record(&plan.key);
-            }
-            return Ok(Begun::Done(self.render(&verdict)));
+            return Ok(Begun::Done(
+                self.render(&self.decide_counted(&plan, local_now)?),
+            ));
         };
         let Some(ticket) = redis.guard.ticket(local_now, script_now.is_some()) else {
             return Ok(Begun::Done(self.fallback(&plan, local_now)));
@@ -238,10 +237,16 @@ impl HttpPolicy {
                     redis.guard.note_limited();
                     self.top_limited.record(&p.plan.key);
                 }
+                let counters = self.counters(&p.plan);
+                counters.store(StoreOutcome::Ok);
+                counters.decided(r.allowed);
                 Ok(self.render(&self.verdict_of(&p.plan, &r)))
             }
             Err(e) => {
-                redis.guard.failed(&p.ticket, &e, took)?;
+                if let Err(e) = redis.guard.failed(&p.ticket, &e, took) {
+                    self.counters(&p.plan).store(StoreOutcome::Error);
+                    return Err(e);
+                }
                 Ok(self.fallback(&p.plan, p.ticket.done_at(took)))
             }
         }
@@ -314,6 +319,9 @@ impl HttpPolicy {
         if !matches!(outcome, Outcome::Pass) {
             guard.note_limited();
         }
+        let counters = self.counters(plan);
+        counters.store(StoreOutcome::Fallback);
+        counters.decided_as(&outcome);
         outcome
     }
 

@@ -15,6 +15,7 @@ use crate::breaker::{Breaker, BreakerConfig, Outcome, Permit, REJECTED};
 use crate::clock::{Nanos, NANOS_PER_SEC};
 use crate::error::Error;
 use crate::store::redis::pool::BlockingPool;
+use crate::store::redis::round_trips::RoundTrips;
 use crate::store::redis::script::{packed_batch, parse_reply, Reply, Request};
 use crate::store::redis::{process::ProcessStore, RedisConfig, RedisStore};
 
@@ -89,6 +90,8 @@ pub struct RedisGuard {
     label: String,
     /// What it did.
     pub stats: RedisLimiterStats,
+    /// Its script calls that brought decisions back (the direct connection's too).
+    pub round_trips: Arc<RoundTrips>,
 }
 
 fn timed_out(timeout: Duration) -> redis::RedisError {
@@ -114,6 +117,7 @@ impl RedisGuard {
             label: String::new(),
             config,
             stats: RedisLimiterStats::default(),
+            round_trips: Arc::default(),
         })
     }
 
@@ -196,7 +200,11 @@ impl RedisGuard {
                 v.pop()
                     .ok_or_else(|| std::io::Error::other("no decision").into())
             });
-        (reply, started.elapsed().as_nanos() as Nanos)
+        let took = started.elapsed().as_nanos() as Nanos;
+        if reply.is_ok() {
+            self.round_trips.record(1, took);
+        }
+        (reply, took)
     }
 
     /// One script call for `request` over tokio within `command_timeout`, and how long it took.
@@ -206,6 +214,9 @@ impl RedisGuard {
         let timeout = self.config.redis.command_timeout;
         let r = tokio::time::timeout(timeout, store.decide(request)).await;
         let took = started.elapsed().as_nanos() as Nanos;
+        if matches!(r, Ok(Ok(_))) {
+            self.round_trips.record(1, took);
+        }
         if r.is_err() {
             // Its reply may still come, and be taken for the next request's.
             store.forget().await;
@@ -220,6 +231,9 @@ impl RedisGuard {
         let timeout = self.config.redis.command_timeout;
         let r = tokio::time::timeout(timeout, store.decide_all(requests)).await;
         let took = started.elapsed().as_nanos() as Nanos;
+        if matches!(r, Ok(Ok(_))) {
+            self.round_trips.record(requests.len(), took);
+        }
         if r.is_err() {
             store.forget().await;
         }

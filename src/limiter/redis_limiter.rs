@@ -134,6 +134,11 @@ impl RedisLimiter {
         &self.guard.stats
     }
 
+    /// Its script calls that brought decisions back, on every path.
+    pub fn round_trips(&self) -> &Arc<crate::store::redis::round_trips::RoundTrips> {
+        &self.guard.round_trips
+    }
+
     /// Every Redis key that holds `key`'s state, in the order the script takes them (see
     /// [`LimitScript::keys`]).
     ///

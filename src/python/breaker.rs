@@ -453,6 +453,9 @@ impl PyBreakerCore {
         d.set_item("time_closed", nanos_to_secs(time_in[0]))?;
         d.set_item("time_open", nanos_to_secs(time_in[1]))?;
         d.set_item("time_half_open", nanos_to_secs(time_in[2]))?;
+        d.set_item("transitions_to_closed", s.transitions_to[0])?;
+        d.set_item("transitions_to_open", s.transitions_to[1])?;
+        d.set_item("transitions_to_half_open", s.transitions_to[2])?;
         let last = match self.breaker.last_transition() {
             Some(t) => {
                 let l = PyDict::new(py);

@@ -417,6 +417,9 @@ impl PyConcurrencyCore {
         d.set_item("dropped", s.dropped)?;
         d.set_item("ignored", s.ignored)?;
         d.set_item("peak_in_flight", s.peak_in_flight)?;
+        let waits = pythonize::pythonize(py, &self.limiter.wait_seconds())
+            .map_err(|e| pyo3::exceptions::PyValueError::new_err(e.to_string()))?;
+        d.set_item("wait_seconds", waits)?;
         self.limiter.with_algorithm(|a| -> PyResult<()> {
             d.set_item("algorithm", a.name())?;
             if let LimitAlgorithm::Gradient(g) = a {

@@ -15,6 +15,7 @@ use super::futures::resolve_all;
 use crate::http::redis_budgets::HttpPending;
 use crate::limiter::redis_limiter::{Pending, RedisLimiter};
 use crate::store::redis::batcher::{Batcher, Done, Item, LoopOps, Outcome, Wake};
+use crate::store::redis::round_trips::RoundTrips;
 use crate::store::redis::script::Request;
 use crate::store::redis::RedisConfig;
 
@@ -26,6 +27,8 @@ pub(crate) trait Decider: Send + Sync + 'static {
     type Pending: Requested + Send + 'static;
     /// How Redis is reached.
     fn redis_config(&self) -> &RedisConfig;
+    /// Where its direct connection counts its round trips.
+    fn round_trips(&self) -> Arc<RoundTrips>;
     /// Settles what the batcher is done with and sets each result on its future.
     fn resolve(&self, py: Python<'_>, done: Done<Asked<Self::Pending>>);
 }
@@ -68,6 +71,10 @@ impl Decider for RedisLimiter {
 
     fn redis_config(&self) -> &RedisConfig {
         &self.config().redis
+    }
+
+    fn round_trips(&self) -> Arc<RoundTrips> {
+        RedisLimiter::round_trips(self).clone()
     }
 
     fn resolve(&self, py: Python<'_>, done: Done<Asked<Pending>>) {
@@ -181,7 +188,7 @@ impl<D: Decider> LoopOps<Asked<D::Pending>> for Asyncio<'_, '_, D> {
 
 impl<D: Decider> DirectShared<D> {
     pub(crate) fn new(core: Arc<D>) -> Arc<Self> {
-        let batcher = Batcher::new(core.redis_config().clone());
+        let batcher = Batcher::counted(core.redis_config().clone(), core.round_trips());
         Arc::new(DirectShared { core, batcher })
     }
 

@@ -29,6 +29,7 @@ use crate::limiter::memory_limiter::Limiter;
 use crate::store::host::HostBudgets;
 use crate::store::redis::batcher::{Done, Outcome as SentOutcome};
 use crate::store::redis::pool::BlockingPool;
+use crate::store::redis::round_trips::RoundTrips;
 use crate::store::redis::{runtime, url, RedisConfig};
 
 #[pyclass(frozen, weakref, module = "seawall._seawall", name = "HttpLimiter")]
@@ -41,6 +42,18 @@ pub(crate) struct PyHttpLimiter {
     clock: ClockSource,
     /// Whether any feature reads headers; if not, they are not even looked at.
     reads_headers: bool,
+}
+
+/// Adds the round trips of a Redis-backed decider to its stats dict: `round_trips`,
+/// `round_trip_decisions` and `round_trip_seconds` (a histogram: `bounds`, `cumulative`, `sum`,
+/// `count`).
+pub(crate) fn round_trip_items(d: &Bound<'_, PyDict>, rt: &RoundTrips) -> PyResult<()> {
+    let s = rt.snapshot();
+    d.set_item("round_trips", s.round_trips)?;
+    d.set_item("round_trip_decisions", s.decisions)?;
+    let h = pythonize::pythonize(d.py(), &s.seconds)
+        .map_err(|e| PyValueError::new_err(e.to_string()))?;
+    d.set_item("round_trip_seconds", h)
 }
 
 /// One bytes object per header name, made once per interpreter.
@@ -121,6 +134,15 @@ impl Decider for HttpPolicy {
             .guard()
             .config()
             .redis
+    }
+
+    fn round_trips(&self) -> Arc<RoundTrips> {
+        self.redis
+            .as_ref()
+            .expect("only a policy on Redis has a direct path")
+            .guard()
+            .round_trips
+            .clone()
     }
 
     fn resolve(&self, py: Python<'_>, done: Done<Asked<HttpPending>>) {
@@ -588,7 +610,19 @@ impl PyHttpLimiter {
         d.set_item("errors", s.errors.load(Ordering::Relaxed))?;
         d.set_item("fallbacks", s.fallbacks.load(Ordering::Relaxed))?;
         d.set_item("breaker", r.guard().breaker().state(local_now).name())?;
+        round_trip_items(&d, &r.guard().round_trips)?;
         Ok(Some(d))
+    }
+
+    /// Counts per route budget (`routes`: the rule's pattern as written, `default`, `global`;
+    /// allowed, denied and the Redis store's outcomes) and `store_stats()`, in one call.
+    fn stats<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
+        let d = PyDict::new(py);
+        let routes = pythonize::pythonize(py, &self.policy.route_stats())
+            .map_err(|e| PyValueError::new_err(e.to_string()))?;
+        d.set_item("routes", routes)?;
+        d.set_item("store", self.store_stats(py)?)?;
+        Ok(d)
     }
 
     /// Whether keys are MCP sessions, learnt from the server's responses.

@@ -400,6 +400,7 @@ impl PyRedisLimiter {
             "breaker_retry_after",
             secs(self.core.breaker().retry_after(local_now)),
         )?;
+        super::http::round_trip_items(&d, self.core.round_trips())?;
         Ok(d)
     }
 

@@ -18,6 +18,7 @@ use crate::limiter::redis_limiter::{Pending, RedisLimiter};
 use crate::rules::{FollowKind, FollowUp, Hit, RequestFacts, RuleDecision};
 use crate::store::redis::batcher::{Done as Settled, Outcome};
 use crate::store::redis::pool::BlockingPool;
+use crate::store::redis::round_trips::RoundTrips;
 use crate::store::redis::script::Request;
 use crate::store::redis::{runtime, RedisConfig};
 
@@ -98,6 +99,9 @@ fn to_object(py: Python<'_>, r: Result<Finished, StoreError>) -> PyResult<Py<PyA
 /// one Redis), and blocking connections for the sync methods.
 pub(crate) struct RulesRedis {
     config: RedisConfig,
+    /// The direct connection's round trips (not exported yet: the engine's rules each count
+    /// their own decisions).
+    round_trips: Arc<RoundTrips>,
 }
 
 impl Decider for RulesRedis {
@@ -105,6 +109,10 @@ impl Decider for RulesRedis {
 
     fn redis_config(&self) -> &RedisConfig {
         &self.config
+    }
+
+    fn round_trips(&self) -> Arc<RoundTrips> {
+        self.round_trips.clone()
     }
 
     fn resolve(&self, py: Python<'_>, done: Settled<Asked<RulePending>>) {
@@ -143,7 +151,10 @@ pub(crate) struct RedisPath {
 impl RedisPath {
     pub(crate) fn new(config: RedisConfig) -> Self {
         RedisPath {
-            direct: DirectShared::new(Arc::new(RulesRedis { config })),
+            direct: DirectShared::new(Arc::new(RulesRedis {
+                config,
+                round_trips: Arc::default(),
+            })),
             pool: BlockingPool::default(),
         }
     }

@@ -21,6 +21,7 @@ use redis::RedisResult;
 
 use super::direct::{supported, Direct};
 use super::pool::is_noscript;
+use super::round_trips::RoundTrips;
 use super::script::{packed_batch, parse_reply, Reply, Request};
 use super::{runtime, RedisConfig};
 use crate::clock::Nanos;
@@ -89,10 +90,12 @@ impl<I> Waiter<I> {
     }
 }
 
-/// The decisions of one script call, and whether it named the script by hash.
+/// The decisions of one script call, whether it named the script by hash, and when it was
+/// written.
 struct Batch<I> {
     waiters: Vec<Waiter<I>>,
     by_hash: bool,
+    written: Instant,
 }
 
 enum Slot<I, L> {
@@ -121,6 +124,7 @@ pub struct Batcher<I, L> {
     config: RedisConfig,
     enabled: bool,
     slot: Mutex<Slot<I, L>>,
+    round_trips: Arc<RoundTrips>,
 }
 
 /// The settled decisions of one call into the batcher.
@@ -131,10 +135,16 @@ impl<I: Item + Send + 'static, L: Send + 'static> Batcher<I, L> {
     /// [`Batcher::submit`] gives its item back) unless the store is one server over plain TCP
     /// or a Unix socket.
     pub fn new(config: RedisConfig) -> Arc<Self> {
+        Self::counted(config, Arc::default())
+    }
+
+    /// [`Batcher::new`], counting its answered script calls in `round_trips` (its decider's).
+    pub fn counted(config: RedisConfig, round_trips: Arc<RoundTrips>) -> Arc<Self> {
         Arc::new(Batcher {
             enabled: supported(&config.url),
             config,
             slot: Mutex::new(Slot::Idle),
+            round_trips,
         })
     }
 
@@ -282,6 +292,8 @@ impl<I: Item + Send + 'static, L: Send + 'static> Batcher<I, L> {
             });
             match decisions {
                 Ok(d) => {
+                    let took = batch.written.elapsed().as_nanos() as Nanos;
+                    self.round_trips.record(d.len(), took);
                     for (w, reply) in batch.waiters.into_iter().zip(d) {
                         done.push(w.settle(Outcome::Reply(Ok(reply))));
                     }
@@ -401,12 +413,16 @@ impl<I: Item + Send + 'static, L: Send + 'static> Batcher<I, L> {
         let refs: Vec<&Request> = waiters.iter().map(|w| w.item.request()).collect();
         let packed = packed_batch(&refs, by_hash);
         drop(refs);
-        conn.send(&packed, Batch { waiters, by_hash })
-            .map_err(|(e, batch)| {
-                // Put them back so that breaking the connection fails them too.
-                conn.waiting.push_back(batch);
-                e
-            })
+        let batch = Batch {
+            waiters,
+            by_hash,
+            written: Instant::now(),
+        };
+        conn.send(&packed, batch).map_err(|(e, batch)| {
+            // Put them back so that breaking the connection fails them too.
+            conn.waiting.push_back(batch);
+            e
+        })
     }
 
     /// Sends what was queued, one script call per run of decisions made at one time.

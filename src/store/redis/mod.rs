@@ -19,6 +19,7 @@ pub mod batcher;
 pub mod direct;
 pub mod pool;
 pub mod process;
+pub mod round_trips;
 pub mod runtime;
 pub mod script;
 pub mod url;
