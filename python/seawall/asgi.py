@@ -19,7 +19,6 @@ import inspect
 import json
 import logging
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
 
 from seawall import _log
@@ -30,12 +29,12 @@ from seawall._args import (
     check_limits,
     check_optional_callable,
     check_optional_str,
-    check_strings,
 )
 from seawall._asgi_streams import ReadAhead, send_learning_sessions
-from seawall._http_limiter import RuleTuple, http_limiter
+from seawall._http_limiter import http_limiter
 from seawall._metrics_registry import track
 from seawall._redis import bridge_for
+from seawall._route_rule import Rule, rule_tuple
 from seawall._send import Headers, send_with_headers
 from seawall._stores import redis_options
 from seawall.shedding import ConcurrencyLimitMiddleware
@@ -55,49 +54,6 @@ ErrorBody = Callable[[int], "bytes | Mapping[str, Any]"]
 
 _RATE_LIMITED_CLOSE_CODE = 1008  # policy violation: the close code for a refused websocket
 _TRY_AGAIN_LATER_CLOSE_CODE = 1013  # the store cannot decide (on_error="deny")
-
-
-@dataclass(frozen=True)
-class Rule:
-    """Per-client limits for the requests whose path matches ``path``.
-
-    ``path`` is an exact path (``"/auth/login"``) or a glob: ``*`` matches any run of characters,
-    ``/`` included, and ``?`` one character (``"/api/*"``, ``"/v?/items/*"``). ``methods``: the
-    HTTP methods it applies to (``None``: all); a rule for ``GET`` holds ``HEAD`` too, with the
-    same budget, because Starlette and FastAPI answer ``HEAD`` with the ``GET`` handler. ``name``:
-    the policy name in the ``RateLimit`` headers (default: the pattern). The first rule that
-    matches a request wins, and its limits replace the middleware's default ``limits`` for that
-    request. A path that starts with neither ``/`` nor ``*`` would never match and is refused.
-    """
-
-    path: str
-    limits: Limits
-    methods: Sequence[str] | None = None
-    name: str | None = None
-
-    def __post_init__(self) -> None:
-        if not isinstance(self.path, str):
-            raise TypeError(f"Rule.path must be a str, got {type(self.path).__name__}")
-        if not self.path.startswith(("/", "*")):
-            raise ValueError(
-                f"Rule.path must start with '/' (or '*' for a glob): request paths always do, "
-                f"so {self.path!r} would never match"
-            )
-        object.__setattr__(self, "limits", check_limits("Rule.limits", self.limits))
-        if self.methods is not None:
-            methods = check_strings("Rule.methods", self.methods)
-            if not methods:
-                raise ValueError(
-                    "Rule.methods must name at least one HTTP method, or be None for all of them"
-                )
-            object.__setattr__(self, "methods", tuple(m.upper() for m in methods))
-        if self.name is not None and not isinstance(self.name, str):
-            raise TypeError(f"Rule.name must be a str or None, got {type(self.name).__name__}")
-
-    def as_tuple(self) -> RuleTuple:
-        """The ``(path, limits, methods, name)`` tuple the native limiter takes."""
-        methods = None if self.methods is None else list(self.methods)
-        return (self.path, check_limits("Rule.limits", self.limits), methods, self.name)
 
 
 class RateLimitMiddleware:
@@ -209,7 +165,7 @@ class RateLimitMiddleware:
         self.limiter: HttpLimiter = http_limiter(
             # Checked here too, so that a bad ``limits`` is named before a bad rule.
             limits=None if limits is None else check_limits("limits", limits),
-            rules=[_rule(i, rule) for i, rule in enumerate(check_iterable("rules", rules))],
+            rules=[rule_tuple(i, rule) for i, rule in enumerate(check_iterable("rules", rules))],
             global_limits=global_limits,
             algorithm=algorithm,
             key=key,
@@ -446,17 +402,3 @@ def _retry_after(headers: Headers) -> int:
             except ValueError:
                 break
     return 1
-
-
-def _rule(index: int, rule: Any) -> RuleTuple:
-    if isinstance(rule, Rule):
-        return rule.as_tuple()
-    if isinstance(rule, (tuple, list)) and 2 <= len(rule) <= 4:
-        try:
-            return Rule(*rule).as_tuple()
-        except (TypeError, ValueError) as error:
-            raise type(error)(f"rules[{index}]: {error}") from None
-    raise TypeError(
-        f"rules[{index}] must be a Rule or a (path, limits, methods, name) tuple, "
-        f"got {type(rule).__name__}"
-    )
