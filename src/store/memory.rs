@@ -83,6 +83,74 @@ impl KeyStats {
     }
 }
 
+/// The largest count a record keeps ([`KeyCounters`]): 2⁴⁸ − 1, about 2.8 × 10¹⁴ (almost nine
+/// years of one key decided a million times a second); a count stops there.
+pub const MAX_KEY_COUNT: u64 = (1 << 48) - 1;
+
+/// [`KeyStats`] as a record holds them: 20 bytes at 4-byte alignment (48-bit counts, saturating
+/// at [`MAX_KEY_COUNT`]), so that a key, a 24-byte state, its counters and its parameters' id fit
+/// one 64-byte cache line.
+///
+/// ```
+/// use seawall::store::memory::{KeyCounters, KeyStats};
+///
+/// let mut c = KeyCounters::default();
+/// c.record(true, 5);
+/// c.record(false, 7);
+/// assert_eq!(c.get(), KeyStats { total: 2, limited: 1, last_limited: 7 });
+/// assert_eq!(std::mem::size_of::<KeyCounters>(), 20);
+/// ```
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct KeyCounters {
+    /// The low 32 bits of total and of limited, then their high 16 bits (total's in the low half).
+    counts: [u32; 3],
+    /// `last_limited`'s low and high halves.
+    last_limited: [u32; 2],
+}
+
+impl KeyCounters {
+    #[inline]
+    fn total(&self) -> u64 {
+        u64::from(self.counts[0]) | (u64::from(self.counts[2] & 0xffff) << 32)
+    }
+
+    #[inline]
+    fn limited(&self) -> u64 {
+        u64::from(self.counts[1]) | (u64::from(self.counts[2] >> 16) << 32)
+    }
+
+    /// Both counts, each at most [`MAX_KEY_COUNT`].
+    #[inline]
+    fn set_counts(&mut self, total: u64, limited: u64) {
+        self.counts = [
+            total as u32,
+            limited as u32,
+            ((total >> 32) as u32) | (((limited >> 32) as u32) << 16),
+        ];
+    }
+
+    /// Counts one decision.
+    #[inline]
+    pub fn record(&mut self, allowed: bool, now: Nanos) {
+        let total = (self.total() + 1).min(MAX_KEY_COUNT);
+        let limited = (self.limited() + u64::from(!allowed)).min(MAX_KEY_COUNT);
+        self.set_counts(total, limited);
+        if !allowed {
+            self.last_limited = [now as u32, (now >> 32) as u32];
+        }
+    }
+
+    /// The counts as [`KeyStats`].
+    #[inline]
+    pub fn get(&self) -> KeyStats {
+        KeyStats {
+            total: self.total(),
+            limited: self.limited(),
+            last_limited: u64::from(self.last_limited[0]) | (u64::from(self.last_limited[1]) << 32),
+        }
+    }
+}
+
 /// Store-wide counters, including what evicted keys had counted.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct StoreTotals {
@@ -98,13 +166,14 @@ pub struct StoreTotals {
     pub evicted_early: u64,
 }
 
-/// One key's record. Aligned to a cache line: with a 16-byte key (inline up to 15 bytes) and a
-/// token bucket's 16-byte state it is exactly 64 bytes, so a decision touches one line of the slab.
+/// One key's record. Aligned to a cache line: with a 16-byte key (inline up to 15 bytes), a state
+/// of up to 24 bytes (a token bucket's 16, a `Limiter`'s one-limit state 24), 20 bytes of counters
+/// and the parameters' id it is exactly 64 bytes, so a decision touches one line of the slab.
 #[repr(align(64))]
 struct Entry<S> {
     key: EcoString,
     state: S,
-    stats: KeyStats,
+    stats: KeyCounters,
     config: u32,
 }
 
@@ -141,7 +210,11 @@ fn read_in<A: Keyed, R>(
     {
         Some(&pos) => {
             let e = &shard.slab[pos as usize];
-            f(&shard.configs[e.config as usize], &e.state, Some(&e.stats))
+            f(
+                &shard.configs[e.config as usize],
+                &e.state,
+                Some(&e.stats.get()),
+            )
         }
         None => {
             let config = &shard.configs[shard.config_for(key) as usize];
@@ -248,7 +321,7 @@ impl<A: Keyed> MemoryStore<A> {
         &self,
         key: &str,
         now: Nanos,
-        f: impl FnOnce(&A, &mut A::State, &mut KeyStats) -> R,
+        f: impl FnOnce(&A, &mut A::State, &mut KeyCounters) -> R,
     ) -> R {
         let hash = self.hasher.hash_one(key);
         let mut guard = self.shard_of(hash).lock();
@@ -282,7 +355,7 @@ impl<A: Keyed> MemoryStore<A> {
         &self,
         key: &str,
         now: Nanos,
-        f: impl FnOnce(&A, &mut A::State, &mut KeyStats) -> Result<R, E>,
+        f: impl FnOnce(&A, &mut A::State, &mut KeyCounters) -> Result<R, E>,
     ) -> Result<R, E> {
         let hash = self.hasher.hash_one(key);
         let mut guard = self.shard_of(hash).lock();
@@ -297,7 +370,7 @@ impl<A: Keyed> MemoryStore<A> {
         hash: u64,
         key: &str,
         now: Nanos,
-        f: impl FnOnce(&A, &mut A::State, &mut KeyStats) -> Result<R, E>,
+        f: impl FnOnce(&A, &mut A::State, &mut KeyCounters) -> Result<R, E>,
     ) -> Result<R, E> {
         let (pos, created) = match shard
             .index
@@ -422,7 +495,7 @@ impl<A: Keyed> MemoryStore<A> {
             Some(&pos) => {
                 let entry = &mut shard.slab[pos as usize];
                 entry.state = shard.configs[entry.config as usize].fresh(now);
-                entry.stats = KeyStats::default();
+                entry.stats = KeyCounters::default();
                 true
             }
             None => false,
@@ -470,7 +543,7 @@ impl<A: Keyed> MemoryStore<A> {
                     &e.key,
                     &guard.configs[e.config as usize],
                     &e.state,
-                    &e.stats,
+                    &e.stats.get(),
                 );
             }
         }
@@ -482,8 +555,9 @@ impl<A: Keyed> MemoryStore<A> {
         for shard in self.shards.iter() {
             let g = shard.lock();
             t.keys += g.slab.len();
-            t.total += g.evicted_total + g.slab.iter().map(|e| e.stats.total).sum::<u64>();
-            t.limited += g.evicted_limited + g.slab.iter().map(|e| e.stats.limited).sum::<u64>();
+            t.total += g.evicted_total + g.slab.iter().map(|e| e.stats.get().total).sum::<u64>();
+            t.limited +=
+                g.evicted_limited + g.slab.iter().map(|e| e.stats.get().limited).sum::<u64>();
             t.evicted += g.evicted;
             t.evicted_early += g.evicted_early;
         }
@@ -619,7 +693,7 @@ impl<A: Keyed> Shard<A> {
         self.slab.push(Entry {
             key: EcoString::from(key),
             state: self.configs[config as usize].fresh(now),
-            stats: KeyStats::default(),
+            stats: KeyCounters::default(),
             config,
         });
         let slab = &self.slab;
@@ -669,9 +743,9 @@ impl<A: Keyed> Shard<A> {
     }
 
     fn remove_at(&mut self, pos: usize, hasher: &RandomState, early: bool) {
-        let e = self.unlink(pos, hasher);
-        self.evicted_total += e.stats.total;
-        self.evicted_limited += e.stats.limited;
+        let stats = self.unlink(pos, hasher).stats.get();
+        self.evicted_total += stats.total;
+        self.evicted_limited += stats.limited;
         self.evicted += 1;
         self.evicted_early += u64::from(early);
     }
@@ -725,6 +799,36 @@ mod tests {
             std::mem::size_of::<Entry<crate::algorithm::token_bucket::BucketState>>(),
             64
         );
+    }
+
+    #[test]
+    fn a_limiter_entry_is_one_cache_line() {
+        assert_eq!(
+            std::mem::size_of::<Entry<crate::limiter::key_states::KeyStates>>(),
+            64
+        );
+    }
+
+    #[test]
+    fn counters_saturate_at_48_bits() {
+        let mut c = KeyCounters::default();
+        c.record(false, 3);
+        let near = MAX_KEY_COUNT - 1;
+        c.set_counts(near, near - 7);
+        assert_eq!((c.get().total, c.get().limited), (near, near - 7));
+        c.set_counts(near, near);
+        c.record(false, u64::MAX);
+        c.record(false, u64::MAX);
+        assert_eq!(
+            c.get(),
+            KeyStats {
+                total: MAX_KEY_COUNT,
+                limited: MAX_KEY_COUNT,
+                last_limited: u64::MAX
+            }
+        );
+        c.record(true, 0);
+        assert_eq!(c.get().last_limited, u64::MAX, "an admission keeps it");
     }
 
     #[test]
