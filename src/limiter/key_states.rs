@@ -1,6 +1,7 @@
 //! One key's states in the in-memory `Limiter`: a set of one limit with a two-word state (the
 //! bucket algorithms, the fixed window) keeps it inline, so that the key's whole record is one
-//! 64-byte cache line with no allocation; any other set keeps one state per limit on the heap.
+//! 64-byte cache line with no allocation; a single sliding counter boxes its three words alone;
+//! any other set keeps one state per limit on the heap.
 
 use super::limit::LimitState;
 
@@ -24,6 +25,9 @@ pub enum KeyStates {
     Bucket(crate::algorithm::token_bucket::BucketState),
     /// The one limit is a fixed window.
     Fixed(crate::algorithm::fixed_window::WindowState),
+    /// The one limit is a sliding counter (24 bytes: boxed, in a 32-byte heap block rather than
+    /// a 48-byte one for a one-state slice).
+    Counter(Box<crate::algorithm::sliding_counter::CounterState>),
     /// Any other set: one state per limit, in order.
     Many(Box<[LimitState]>),
 }
@@ -43,6 +47,7 @@ impl KeyStates {
         match state {
             LimitState::Bucket(s) => KeyStates::Bucket(s),
             LimitState::Fixed(s) => KeyStates::Fixed(s),
+            LimitState::Counter(s) => KeyStates::Counter(Box::new(s)),
             other => KeyStates::Many(Box::new([other])),
         }
     }
@@ -53,6 +58,7 @@ impl KeyStates {
         match self {
             KeyStates::Bucket(s) => f(&[LimitState::Bucket(*s)]),
             KeyStates::Fixed(s) => f(&[LimitState::Fixed(*s)]),
+            KeyStates::Counter(s) => f(&[LimitState::Counter(**s)]),
             KeyStates::Many(states) => f(states),
         }
     }
@@ -63,17 +69,24 @@ impl KeyStates {
         let mut one = match self {
             KeyStates::Bucket(s) => [LimitState::Bucket(*s)],
             KeyStates::Fixed(s) => [LimitState::Fixed(*s)],
+            KeyStates::Counter(s) => [LimitState::Counter(**s)],
             KeyStates::Many(states) => return f(states),
         };
         let r = f(&mut one);
-        let [one] = one;
-        *self = KeyStates::one(one);
+        match (&mut *self, one) {
+            // Written back in place: no new box per decision.
+            (KeyStates::Counter(s), [LimitState::Counter(new)]) => **s = new,
+            (_, [one]) => *self = KeyStates::one(one),
+        }
         r
     }
 
     /// Heap bytes held outside the record.
     pub fn heap_bytes(&self) -> usize {
         match self {
+            KeyStates::Counter(_) => {
+                std::mem::size_of::<crate::algorithm::sliding_counter::CounterState>()
+            }
             KeyStates::Many(states) => {
                 std::mem::size_of_val::<[LimitState]>(states)
                     + states
@@ -114,6 +127,11 @@ mod tests {
             );
             assert_eq!(inline, two_words, "{kind:?}");
             assert_eq!(one.heap_bytes() == 0, two_words, "{kind:?}");
+            assert_eq!(
+                matches!(one, KeyStates::Counter(_)),
+                kind == AlgorithmKind::SlidingCounter,
+                "{kind:?}"
+            );
             assert!(matches!(
                 states("5/second; 9/minute", kind),
                 KeyStates::Many(_)
@@ -135,5 +153,17 @@ mod tests {
         let log = LimitSet::parse("2/second", AlgorithmKind::SlidingLog).unwrap();
         s.with_mut(|st| st[0] = log.fresh_state(0, 0));
         assert!(matches!(s, KeyStates::Many(_)));
+    }
+
+    #[test]
+    fn a_sliding_counter_is_counted_through_its_box() {
+        let set = LimitSet::parse("2/second", AlgorithmKind::SlidingCounter).unwrap();
+        let mut s = states("2/second", AlgorithmKind::SlidingCounter);
+        for _ in 0..2 {
+            assert!(s.with_mut(|st| set.decide(st, 0, 1, true).0.allowed));
+        }
+        assert!(!s.with_mut(|st| set.decide(st, 0, 1, true).0.allowed));
+        assert!(matches!(s, KeyStates::Counter(_)));
+        assert_eq!(s.with(|st| set.usage(st, 0)[0].used), 2);
     }
 }
