@@ -97,9 +97,10 @@ def per_key(make: Callable[[], Any], hit: str, n: int = 4000) -> float:
 
 
 def test_memory_bytes_per_key_is_what_the_readme_says() -> None:
-    """#20: "under 80 bytes per client" held for ClientRateLimiter only; the README now gives
-    Limiter's figures: the same record and index, plus 40 bytes per limit (its boxed state), plus
-    16 bytes per slot of a sliding log (4 slots at least)."""
+    """#20: "under 80 bytes per client" held for ClientRateLimiter only. Since issue 18, Limiter
+    with one bucket or fixed-window limit keeps its state inline in the same 64-byte record
+    (the same bytes as ClientRateLimiter), a single sliding counter boxes its 24 bytes; any other
+    set boxes 40 bytes per limit, plus 16 bytes per slot of a sliding log (4 slots at least)."""
     n = 4096  # one shard, its record and index capacities just above the 4000 keys
     client = per_key(
         lambda: ClientRateLimiter(TokenBucketConfig(10, 1.0, 10), max_clients=n), "try_consume"
@@ -109,13 +110,17 @@ def test_memory_bytes_per_key_is_what_the_readme_says() -> None:
         per_key(lambda limits=limits: Limiter(limits, max_keys=n), "hit")
         for limits in ("10/second", "10/second; 1000/day", "10/second; 100/minute; 1000/day")
     )
-    assert (one - client, two - one, three - two) == (40, 40, 40)
-    for algorithm in ("fixed_window", "sliding_window_counter", "token_bucket"):
+    assert (one - client, two - one, three - two) == (0, 80, 40)
+    for algorithm in ("fixed_window", "token_bucket", "leaky_bucket"):
         assert (
             per_key(lambda a=algorithm: Limiter("10/second", algorithm=a, max_keys=n), "hit") == one
         )
+    counter = per_key(
+        lambda: Limiter("10/second", algorithm="sliding_window_counter", max_keys=n), "hit"
+    )
+    assert counter - one == 24
     log = per_key(lambda: Limiter("10/second", algorithm="sliding_window_log", max_keys=n), "hit")
-    assert log - one == 4 * 16
+    assert log - one == 40 + 4 * 16
 
 
 def test_sliding_log_cleanup_after_the_clock_went_back() -> None:

@@ -26,7 +26,8 @@ use crate::algorithm::Decision;
 use crate::clock::Nanos;
 use crate::error::Error;
 use crate::limiter::all_or_nothing::{binding, decide_all};
-use crate::limiter::limit::{LimitDecision, LimitSet, LimitState};
+use crate::limiter::key_states::KeyStates;
+use crate::limiter::limit::{LimitDecision, LimitSet};
 use crate::limiter::memory_limiter::Limiter;
 use crate::store::memory::{Keyed, MemoryStore};
 pub use client_ip::ProxyHeader;
@@ -271,7 +272,7 @@ struct Budgets(Arc<[LimitSet]>);
 #[derive(Clone)]
 struct Tagged {
     budget: usize,
-    tiers: Box<[LimitState]>,
+    tiers: KeyStates,
 }
 
 impl Keyed for Budgets {
@@ -391,7 +392,8 @@ impl Routes {
                         tiers: set.fresh(now),
                     })
                 });
-                let (decision, i, binding_reset_after) = set.decide(&mut t.tiers, now, 1, true);
+                let (decision, i, binding_reset_after) =
+                    t.tiers.with_mut(|tiers| set.decide(tiers, now, 1, true));
                 stats.record(decision.allowed, now);
                 Ok(LimitDecision {
                     decision,
@@ -412,7 +414,8 @@ impl Routes {
                     Some(t) => t.tiers.clone(),
                     None => set.fresh(now),
                 };
-                let (decision, i, binding_reset_after) = set.decide(&mut scratch, now, 1, false);
+                let (decision, i, binding_reset_after) =
+                    scratch.with_mut(|tiers| set.decide(tiers, now, 1, false));
                 Ok(LimitDecision {
                     decision,
                     binding: set.limits()[i].spec(),

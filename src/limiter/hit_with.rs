@@ -2,7 +2,8 @@
 //! and a key in another (a tool's per-client limit and a server-wide one) only if both admit it.
 
 use super::all_or_nothing::{binding, decide_all};
-use super::limit::{LimitDecision, LimitSet, LimitState};
+use super::key_states::KeyStates;
+use super::limit::{LimitDecision, LimitSet};
 use super::memory_limiter::Limiter;
 use crate::clock::Nanos;
 use crate::error::Error;
@@ -10,12 +11,13 @@ use crate::error::Error;
 /// `set`'s decision for `cost` on `state`, counted if `commit` (and admitted).
 fn decide(
     set: &LimitSet,
-    state: &mut [LimitState],
+    state: &mut KeyStates,
     now: Nanos,
     cost: u64,
     commit: bool,
 ) -> LimitDecision {
-    let (decision, i, binding_reset_after) = set.decide(state, now, cost, commit);
+    let (decision, i, binding_reset_after) =
+        state.with_mut(|state| set.decide(state, now, cost, commit));
     LimitDecision {
         decision,
         binding: set.limits()[i].spec(),

@@ -11,6 +11,7 @@
 use std::str::FromStr;
 
 use super::all_or_nothing;
+use super::key_states::KeyStates;
 use super::spec::{parse_limits, LimitSpec};
 use crate::algorithm::fixed_window::{FixedWindow, WindowState};
 use crate::algorithm::gcra::{gcra, leaky_bucket};
@@ -517,31 +518,27 @@ fn combine(decisions: &[Decision], allowed: bool) -> (Decision, usize, Nanos) {
 }
 
 impl Keyed for LimitSet {
-    type State = Box<[LimitState]>;
+    type State = KeyStates;
 
     fn fresh(&self, now: Nanos) -> Self::State {
-        self.fresh_states(now)
+        match self.limits.as_slice() {
+            [one] => KeyStates::one(one.fresh(now)),
+            _ => KeyStates::Many(self.fresh_states(now)),
+        }
     }
 
     fn is_fresh(&self, state: &Self::State, now: Nanos) -> bool {
-        self.states_are_fresh(state, now)
+        state.with(|s| self.states_are_fresh(s, now))
     }
 
     /// The sum of what each limit gives away ([`Limit`]'s share of the limit used × time until it
     /// comes back), as the second element; the first is always 0, so that the sum alone decides.
     fn eviction_rank(&self, state: &Self::State, now: Nanos) -> (Nanos, u128) {
-        (0, self.states_loss(state, now))
+        (0, state.with(|s| self.states_loss(s, now)))
     }
 
     fn state_heap_bytes(&self, state: &Self::State) -> usize {
-        std::mem::size_of_val::<[LimitState]>(state)
-            + state
-                .iter()
-                .map(|s| match s {
-                    LimitState::Log(log) => log.heap_bytes(),
-                    _ => 0,
-                })
-                .sum::<usize>()
+        state.heap_bytes()
     }
 
     fn heap_bytes(&self) -> usize {
@@ -550,16 +547,18 @@ impl Keyed for LimitSet {
 
     fn rebase(&self, old: &Self, state: &Self::State, now: Nanos) -> Self::State {
         // A limit that stays keeps its state; a new one starts fresh.
-        self.limits
-            .iter()
-            .map(|l| {
-                old.limits
-                    .iter()
-                    .position(|o| o == l)
-                    .map(|i| state[i].clone())
-                    .unwrap_or_else(|| l.fresh(now))
-            })
-            .collect()
+        KeyStates::new(state.with(|state| {
+            self.limits
+                .iter()
+                .map(|l| {
+                    old.limits
+                        .iter()
+                        .position(|o| o == l)
+                        .map(|i| state[i].clone())
+                        .unwrap_or_else(|| l.fresh(now))
+                })
+                .collect()
+        }))
     }
 }
 

@@ -78,7 +78,8 @@ impl Limiter {
     pub fn hit(&self, key: &str, now: Nanos, cost: u64) -> Result<LimitDecision, Error> {
         let d = self.store.try_update(key, now, |set, state, stats| {
             set.check_cost(cost)?;
-            let (decision, i, binding_reset_after) = set.decide(state, now, cost, true);
+            let (decision, i, binding_reset_after) =
+                state.with_mut(|state| set.decide(state, now, cost, true));
             stats.record(decision.allowed, now);
             Ok(LimitDecision {
                 decision,
@@ -96,8 +97,9 @@ impl Limiter {
     pub fn test(&self, key: &str, now: Nanos, cost: u64) -> Result<LimitDecision, Error> {
         self.store.read(key, now, |set, state, _| {
             set.check_cost(cost)?;
-            let mut scratch = state.clone();
-            let (decision, i, binding_reset_after) = set.decide(&mut scratch, now, cost, false);
+            let (decision, i, binding_reset_after) = state
+                .clone()
+                .with_mut(|scratch| set.decide(scratch, now, cost, false));
             Ok(LimitDecision {
                 decision,
                 binding: set.limits()[i].spec(),
@@ -165,7 +167,7 @@ impl Limiter {
     /// ```
     pub fn usage(&self, key: &str, now: Nanos) -> Vec<Usage> {
         self.store
-            .read(key, now, |set, state, _| set.usage(state, now))
+            .read(key, now, |set, state, _| state.with(|s| set.usage(s, now)))
     }
 
     /// `key`'s counters, if held.

@@ -3,6 +3,7 @@
 //! * [`spec`]: a limit written as text (`"10/second"`), [`spec::LimitSpec`];
 //! * [`limit`]: a limit with its algorithm ([`limit::Limit`]) and a key's limits
 //!   ([`limit::LimitSet`]), decided together;
+//! * [`key_states`]: one key's states of its limits as the in-memory store holds them;
 //! * [`memory_limiter`]: keys held to their limits in memory (Python's `Limiter`,
 //!   [`memory_limiter::Limiter`]);
 //! * [`all_or_nothing`]: the rule of every decision across several limits;
@@ -15,6 +16,7 @@
 
 pub mod all_or_nothing;
 pub mod hit_with;
+pub mod key_states;
 pub mod limit;
 pub mod memory_limiter;
 pub mod redis_failure;

@@ -21,8 +21,9 @@
 //! Per-key overrides are configuration, not state: they are bounded by `max_keys` too (an override
 //! beyond it is refused), freed when cleared, and counted by [`MemoryStore::heap_bytes`].
 //!
-//! (Over 450 lines: ~700 of code, the slab, its index and eviction must change together; the
-//! two-key locking is in `memory/pair.rs`. The rest is its unit tests.)
+//! (Over 450 lines: ~650 of code, the slab, its index and eviction must change together; the
+//! two-key locking is in `memory/pair.rs`, the packed per-key counters in `memory/counters.rs`.
+//! The rest is its unit tests.)
 
 use ecow::EcoString;
 use foldhash::fast::RandomState;
@@ -33,7 +34,9 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 use crate::clock::Nanos;
 
+mod counters;
 mod pair;
+pub use counters::{KeyCounters, MAX_KEY_COUNT};
 pub use pair::Pair;
 
 /// What a store needs from an algorithm's parameters to keep its state.
@@ -98,13 +101,14 @@ pub struct StoreTotals {
     pub evicted_early: u64,
 }
 
-/// One key's record. Aligned to a cache line: with a 16-byte key (inline up to 15 bytes) and a
-/// token bucket's 16-byte state it is exactly 64 bytes, so a decision touches one line of the slab.
+/// One key's record. Aligned to a cache line: with a 16-byte key (inline up to 15 bytes), a state
+/// of up to 24 bytes (a token bucket's 16, a `Limiter`'s one-limit state 24), 20 bytes of counters
+/// and the parameters' id it is exactly 64 bytes, so a decision touches one line of the slab.
 #[repr(align(64))]
 struct Entry<S> {
     key: EcoString,
     state: S,
-    stats: KeyStats,
+    stats: KeyCounters,
     config: u32,
 }
 
@@ -141,7 +145,11 @@ fn read_in<A: Keyed, R>(
     {
         Some(&pos) => {
             let e = &shard.slab[pos as usize];
-            f(&shard.configs[e.config as usize], &e.state, Some(&e.stats))
+            f(
+                &shard.configs[e.config as usize],
+                &e.state,
+                Some(&e.stats.get()),
+            )
         }
         None => {
             let config = &shard.configs[shard.config_for(key) as usize];
@@ -248,7 +256,7 @@ impl<A: Keyed> MemoryStore<A> {
         &self,
         key: &str,
         now: Nanos,
-        f: impl FnOnce(&A, &mut A::State, &mut KeyStats) -> R,
+        f: impl FnOnce(&A, &mut A::State, &mut KeyCounters) -> R,
     ) -> R {
         let hash = self.hasher.hash_one(key);
         let mut guard = self.shard_of(hash).lock();
@@ -282,7 +290,7 @@ impl<A: Keyed> MemoryStore<A> {
         &self,
         key: &str,
         now: Nanos,
-        f: impl FnOnce(&A, &mut A::State, &mut KeyStats) -> Result<R, E>,
+        f: impl FnOnce(&A, &mut A::State, &mut KeyCounters) -> Result<R, E>,
     ) -> Result<R, E> {
         let hash = self.hasher.hash_one(key);
         let mut guard = self.shard_of(hash).lock();
@@ -297,7 +305,7 @@ impl<A: Keyed> MemoryStore<A> {
         hash: u64,
         key: &str,
         now: Nanos,
-        f: impl FnOnce(&A, &mut A::State, &mut KeyStats) -> Result<R, E>,
+        f: impl FnOnce(&A, &mut A::State, &mut KeyCounters) -> Result<R, E>,
     ) -> Result<R, E> {
         let (pos, created) = match shard
             .index
@@ -422,7 +430,7 @@ impl<A: Keyed> MemoryStore<A> {
             Some(&pos) => {
                 let entry = &mut shard.slab[pos as usize];
                 entry.state = shard.configs[entry.config as usize].fresh(now);
-                entry.stats = KeyStats::default();
+                entry.stats = KeyCounters::default();
                 true
             }
             None => false,
@@ -470,7 +478,7 @@ impl<A: Keyed> MemoryStore<A> {
                     &e.key,
                     &guard.configs[e.config as usize],
                     &e.state,
-                    &e.stats,
+                    &e.stats.get(),
                 );
             }
         }
@@ -482,8 +490,9 @@ impl<A: Keyed> MemoryStore<A> {
         for shard in self.shards.iter() {
             let g = shard.lock();
             t.keys += g.slab.len();
-            t.total += g.evicted_total + g.slab.iter().map(|e| e.stats.total).sum::<u64>();
-            t.limited += g.evicted_limited + g.slab.iter().map(|e| e.stats.limited).sum::<u64>();
+            t.total += g.evicted_total + g.slab.iter().map(|e| e.stats.get().total).sum::<u64>();
+            t.limited +=
+                g.evicted_limited + g.slab.iter().map(|e| e.stats.get().limited).sum::<u64>();
             t.evicted += g.evicted;
             t.evicted_early += g.evicted_early;
         }
@@ -619,7 +628,7 @@ impl<A: Keyed> Shard<A> {
         self.slab.push(Entry {
             key: EcoString::from(key),
             state: self.configs[config as usize].fresh(now),
-            stats: KeyStats::default(),
+            stats: KeyCounters::default(),
             config,
         });
         let slab = &self.slab;
@@ -669,9 +678,9 @@ impl<A: Keyed> Shard<A> {
     }
 
     fn remove_at(&mut self, pos: usize, hasher: &RandomState, early: bool) {
-        let e = self.unlink(pos, hasher);
-        self.evicted_total += e.stats.total;
-        self.evicted_limited += e.stats.limited;
+        let stats = self.unlink(pos, hasher).stats.get();
+        self.evicted_total += stats.total;
+        self.evicted_limited += stats.limited;
         self.evicted += 1;
         self.evicted_early += u64::from(early);
     }
@@ -723,6 +732,14 @@ mod tests {
     fn a_token_bucket_entry_is_one_cache_line() {
         assert_eq!(
             std::mem::size_of::<Entry<crate::algorithm::token_bucket::BucketState>>(),
+            64
+        );
+    }
+
+    #[test]
+    fn a_limiter_entry_is_one_cache_line() {
+        assert_eq!(
+            std::mem::size_of::<Entry<crate::limiter::key_states::KeyStates>>(),
             64
         );
     }

@@ -5,7 +5,7 @@ use std::hash::BuildHasher;
 
 use parking_lot::MutexGuard;
 
-use super::{read_in, KeyStats, Keyed, MemoryStore, Shard};
+use super::{read_in, KeyCounters, KeyStats, Keyed, MemoryStore, Shard};
 use crate::clock::Nanos;
 
 /// Two keys with their shards locked ([`MemoryStore::with_pair`]); key `0` is the first, `1`
@@ -92,7 +92,7 @@ impl<A: Keyed> Pair<'_, A> {
         &mut self,
         i: usize,
         now: Nanos,
-        f: impl FnOnce(&A, &mut A::State, &mut KeyStats) -> Result<R, E>,
+        f: impl FnOnce(&A, &mut A::State, &mut KeyCounters) -> Result<R, E>,
     ) -> Result<R, E> {
         let (store, hash, key) = (self.stores[i], self.hashes[i], self.keys[i]);
         store.try_update_in(self.shard(i), hash, key, now, f)
