@@ -111,6 +111,7 @@ impl HttpPolicy {
     ///     headers: HeaderStyle::XRateLimit,
     ///     redis: None,
     ///     host: None,
+    ///     top_limited: Default::default(),
     /// };
     /// let req = |path| RequestView { peer: Some("192.0.2.1"), headers: &[], path, method: "POST", query: b"" };
     /// for _ in 0..2 {
