@@ -24,10 +24,10 @@
 //! (Over 450 lines: ~700 of code, the slab, its index and eviction must change together; the
 //! two-key locking is in `memory/pair.rs`. The rest is its unit tests.)
 
+use super::shard_lock::Mutex;
 use ecow::EcoString;
 use foldhash::fast::RandomState;
 use hashbrown::HashTable;
-use parking_lot::Mutex;
 use std::hash::BuildHasher;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
