@@ -80,7 +80,7 @@ fn anchor() -> &'static Anchor {
 }
 
 impl Clock for SystemClock {
-    #[inline]
+    #[inline(always)]
     fn now(&self) -> Nanos {
         let a = anchor();
         let elapsed = a.mono.delta_as_nanos(a.start, a.mono.raw());
@@ -181,16 +181,22 @@ pub fn default_clock() -> Option<ManualClock> {
 }
 
 impl Clock for DefaultClock {
-    #[inline]
+    #[inline(always)]
     fn now(&self) -> Nanos {
         // One relaxed-cost load on the common path; the lock only while a manual clock is installed.
         if DEFAULT_IS_MANUAL.load(Ordering::Acquire) {
-            if let Some(manual) = DEFAULT_MANUAL.read().as_ref() {
-                return manual.now();
+            if let Some(now) = default_manual_now() {
+                return now;
             }
         }
         SystemClock.now()
     }
+}
+
+/// The installed manual clock's reading, out of the decision's line.
+#[cold]
+fn default_manual_now() -> Option<Nanos> {
+    DEFAULT_MANUAL.read().as_ref().map(ManualClock::now)
 }
 
 /// Seconds as `f64` (the Python API's unit) to [`Nanos`], rounded to the nearest nanosecond.

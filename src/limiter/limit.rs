@@ -304,6 +304,17 @@ impl Limit {
         }
     }
 
+    /// Whether [`Limit::decide`] would admit `cost`, counting it if `commit`, without building
+    /// the [`Decision`]: a bucket's admission is a comparison, its numbers need two divisions.
+    #[inline]
+    fn admit(&self, state: &mut LimitState, now: Nanos, cost: u64, commit: bool) -> bool {
+        match (&self.alg, state) {
+            (Alg::Bucket(a), LimitState::Bucket(s)) if commit => a.try_acquire(s, now, cost),
+            (Alg::Bucket(a), LimitState::Bucket(s)) => a.can_acquire(s, now, cost),
+            (_, state) => self.decide(state, now, cost, commit).allowed,
+        }
+    }
+
     fn is_fresh(&self, state: &LimitState, now: Nanos) -> bool {
         match (&self.alg, state) {
             (Alg::Bucket(a), LimitState::Bucket(s)) => a.is_full(s, now),
@@ -437,6 +448,40 @@ impl LimitSet {
         );
         let Ok(all) = all;
         combine(&decisions, all)
+    }
+
+    /// Whether [`LimitSet::decide`] with `commit` would admit `cost`, counting it (in every limit)
+    /// if so, as that does, without building the combined decision: what `allow` needs.
+    ///
+    /// ```
+    /// use seawall::limiter::limit::{AlgorithmKind, LimitSet};
+    ///
+    /// let set = LimitSet::parse("2/second; 3/minute", AlgorithmKind::Gcra).unwrap();
+    /// let mut state: Vec<_> = (0..2).map(|i| set.fresh_state(i, 0)).collect();
+    /// assert!(set.admit(&mut state, 0, 2));
+    /// assert!(!set.admit(&mut state, 0, 1), "the second is spent");
+    /// let s = 1_000_000_000;
+    /// assert!(!set.admit(&mut state, s, 2), "the minute has one left");
+    /// assert!(set.admit(&mut state, s, 1));
+    /// ```
+    #[inline]
+    pub fn admit(&self, state: &mut [LimitState], now: Nanos, cost: u64) -> bool {
+        if let ([limit], [s]) = (self.limits.as_slice(), &mut *state) {
+            return limit.admit(s, now, cost, true);
+        }
+        // All or nothing, as `all_or_nothing::decide_all`: ask every limit without counting
+        // (asking changes nothing, so the first refusal ends it), then count in each.
+        let all = self
+            .limits
+            .iter()
+            .zip(state.iter_mut())
+            .all(|(l, s)| l.admit(s, now, cost, false));
+        if all {
+            for (l, s) in self.limits.iter().zip(state.iter_mut()) {
+                l.admit(s, now, cost, true);
+            }
+        }
+        all
     }
 
     /// What each limit holds for a key in `state` at `now`, changing nothing: one [`Usage`] per

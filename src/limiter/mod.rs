@@ -7,6 +7,7 @@
 //! * [`memory_limiter`]: keys held to their limits in memory (Python's `Limiter`,
 //!   [`memory_limiter::Limiter`]);
 //! * [`all_or_nothing`]: the rule of every decision across several limits;
+//! * [`allow`]: a decision's verdict alone, for Python's `Limiter.allow`;
 //! * [`hit_with`]: two limiters decided as one;
 //! * [`redis_limiter`]: the limiter whose state is in Redis (Python's `RedisLimiter`), and
 //!   [`redis_failure`]: what it does when Redis cannot answer, [`redis_guard`]: the connection,
@@ -15,6 +16,7 @@
 //! The drop-in types of the APIs seawall replaces live apart, in [`crate::dropin`].
 
 pub mod all_or_nothing;
+pub mod allow;
 pub mod hit_with;
 pub mod key_states;
 pub mod limit;

@@ -25,10 +25,10 @@
 //! two-key locking is in `memory/pair.rs`, the packed per-key counters in `memory/counters.rs`.
 //! The rest is its unit tests.)
 
+use super::shard_lock::Mutex;
 use ecow::EcoString;
 use foldhash::fast::RandomState;
 use hashbrown::HashTable;
-use parking_lot::Mutex;
 use std::hash::BuildHasher;
 use std::sync::atomic::{AtomicUsize, Ordering};
 

@@ -4,6 +4,7 @@
 pub mod host;
 pub mod memory;
 pub mod redis;
+pub mod shard_lock;
 
 use crate::algorithm::token_bucket::{BucketState, TokenBucket};
 use crate::clock::Nanos;

@@ -3,7 +3,7 @@
 
 use std::hash::BuildHasher;
 
-use parking_lot::MutexGuard;
+use crate::store::shard_lock::MutexGuard;
 
 use super::{read_in, KeyCounters, KeyStats, Keyed, MemoryStore, Shard};
 use crate::clock::Nanos;
