@@ -11,7 +11,7 @@
 use parking_lot::lock_api::{GuardSend, RawMutex};
 use std::sync::atomic::{AtomicBool, Ordering};
 
-/// The raw lock ([`lock_api`]'s protocol); see the module documentation.
+/// The raw lock ([`parking_lot::lock_api`]'s protocol); see the module documentation.
 pub struct RawSpinLock(AtomicBool);
 
 /// Spins before the first yield: a decision is over in well under this many pauses.
