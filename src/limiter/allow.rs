@@ -25,7 +25,7 @@ impl Limiter {
     pub fn allow(&self, key: &str, now: Nanos, cost: u64) -> Result<bool, Error> {
         let allowed = self.store.try_update(key, now, |set, state, stats| {
             set.check_cost(cost)?;
-            let allowed = state.with_mut(|state| set.admit(state, now, cost));
+            let allowed = set.admit_key(state, now, cost);
             stats.record(allowed, now);
             Ok::<_, Error>(allowed)
         })?;

@@ -484,6 +484,18 @@ impl LimitSet {
         all
     }
 
+    /// [`LimitSet::admit`] on a key's record: a lone bucket is admitted in place, without
+    /// copying its state out to a one-state slice and back (the hot path of `Limiter::allow`).
+    #[inline]
+    pub(crate) fn admit_key(&self, states: &mut KeyStates, now: Nanos, cost: u64) -> bool {
+        if let ([limit], KeyStates::Bucket(s)) = (self.limits.as_slice(), &mut *states) {
+            if let Alg::Bucket(a) = &limit.alg {
+                return a.try_acquire(s, now, cost);
+            }
+        }
+        states.with_mut(|states| self.admit(states, now, cost))
+    }
+
     /// What each limit holds for a key in `state` at `now`, changing nothing: one [`Usage`] per
     /// limit, in order. What is left is what [`LimitSet::decide`] would see (a sliding counter's
     /// weighted estimate, a bucket's whole tokens).
