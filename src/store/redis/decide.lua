@@ -246,30 +246,34 @@ local function log(key, total_key, limit, w, write)
     return allowed, limit, limit - math.min(total, limit), math.max(fresh_at - now, 0), retry
 end
 
+-- The limit at ARGV `base` on the keys from `k`: its five values, then the key after its keys.
+local function limit_at(base, k, write)
+    local kind = ARGV[base]
+    local a, b, c = tonumber(ARGV[base + 1]), tonumber(ARGV[base + 2]), tonumber(ARGV[base + 3])
+    if kind == 'b' then
+        local ok, lim, rem, reset, retry = bucket(KEYS[k], a, b, c, write)
+        return ok, lim, rem, reset, retry, k + 1
+    elseif kind == 'f' then
+        local ok, lim, rem, reset, retry = fixed(KEYS[k], a, b, write)
+        return ok, lim, rem, reset, retry, k + 1
+    elseif kind == 'c' then
+        local ok, lim, rem, reset, retry = counter(KEYS[k], a, b, write)
+        return ok, lim, rem, reset, retry, k + 1
+    elseif kind == 'l' then
+        local ok, lim, rem, reset, retry = log(KEYS[k], KEYS[k + 1], a, b, write)
+        return ok, lim, rem, reset, retry, k + 2
+    end
+    return nil, 'seawall: unknown limit kind ' .. tostring(kind)
+end
+
 local function run(write)
     local out = {}
     local k = k0
     for i = 0, count - 1 do
-        local base = a0 + 3 + i * 4
-        local kind = ARGV[base]
-        local a, b, c = tonumber(ARGV[base + 1]), tonumber(ARGV[base + 2]), tonumber(ARGV[base + 3])
-        local r
-        if kind == 'b' then
-            r = { bucket(KEYS[k], a, b, c, write) }
-            k = k + 1
-        elseif kind == 'f' then
-            r = { fixed(KEYS[k], a, b, write) }
-            k = k + 1
-        elseif kind == 'c' then
-            r = { counter(KEYS[k], a, b, write) }
-            k = k + 1
-        elseif kind == 'l' then
-            r = { log(KEYS[k], KEYS[k + 1], a, b, write) }
-            k = k + 2
-        else
-            return nil, 'seawall: unknown limit kind ' .. tostring(kind)
-        end
-        out[i + 1] = r
+        local ok, lim, rem, reset, retry, next_k = limit_at(a0 + 3 + i * 4, k, write)
+        if ok == nil then return nil, lim end
+        out[i + 1] = { ok, lim, rem, reset, retry }
+        k = next_k
     end
     return out, k - k0
 end
@@ -281,6 +285,13 @@ local function wait(d)
 end
 
 local function decide()
+    if count == 1 then
+        -- One limit (the common case): it counts the request only if it admits it, and binds.
+        local ok, lim, rem, reset, retry, next_k = limit_at(a0 + 3, k0, commit)
+        if ok == nil then return nil, lim end
+        if ok then retry = 0 end
+        return { ok and 1 or 0, lim, rem, math.max(reset, 0), retry, 0, reset, now }, next_k - k0
+    end
     -- First ask every limit; only if all admit does any of them count it
     -- (src/limiter/tiered.rs). One limit needs no asking first: it counts the request only if
     -- it admits it.
