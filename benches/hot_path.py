@@ -38,6 +38,8 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+from timing import t_call1, t_empty
+
 from seawall import ClientRateLimiter, Limiter, TokenBucket, TokenBucketConfig
 
 BIG = TokenBucketConfig(capacity=10**12, refill_rate=1e9, initial_tokens=10**12)
@@ -49,33 +51,12 @@ BAR = 1.5
 Timer = Callable[[int], int]
 
 
-def t_empty() -> Timer:
-    def timer(n: int) -> int:
-        t0 = time.perf_counter_ns()
-        for _ in range(n):
-            pass
-        return time.perf_counter_ns() - t0
-
-    return timer
-
-
 def t_call0(fn: Callable[[], object]) -> Timer:
     def timer(n: int) -> int:
         f = fn
         t0 = time.perf_counter_ns()
         for _ in range(n):
             f()
-        return time.perf_counter_ns() - t0
-
-    return timer
-
-
-def t_call1(fn: Callable[[str], object], key: str) -> Timer:
-    def timer(n: int) -> int:
-        f, k = fn, key
-        t0 = time.perf_counter_ns()
-        for _ in range(n):
-            f(k)
         return time.perf_counter_ns() - t0
 
     return timer
