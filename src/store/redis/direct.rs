@@ -39,6 +39,8 @@ impl<T: Read + Write> ReadWrite for T {}
 pub struct Direct<T> {
     sock: Sock,
     buf: BytesMut,
+    /// Where [`Direct::receive`] reads, zeroed once here rather than on every read.
+    chunk: Box<[u8]>,
     codec: redis::ValueCodec,
     /// The process that made it (see [`super::runtime::pid`]): a forked child must not use it.
     pid: u32,
@@ -200,6 +202,7 @@ impl<T> Direct<T> {
         Ok(Direct {
             sock,
             buf: BytesMut::with_capacity(4096),
+            chunk: vec![0; 16 * 1024].into_boxed_slice(),
             codec: redis::ValueCodec::default(),
             pid: super::runtime::pid(),
             shortened: false,
@@ -341,10 +344,10 @@ impl<T> Direct<T> {
     /// The replies read before an error are returned with it, so that no waiter is lost: a
     /// reply nobody asked for, or bytes that are not RESP, end the connection after them.
     pub fn receive(&mut self) -> (Vec<(T, RedisResult<Value>)>, Option<std::io::Error>) {
-        let mut chunk = [0u8; 16 * 1024];
+        let chunk = &mut self.chunk;
         let mut closed = None;
         loop {
-            match self.sock.io().read(&mut chunk) {
+            match self.sock.io().read(chunk) {
                 Ok(0) => {
                     closed = Some(std::io::Error::from(ErrorKind::UnexpectedEof));
                     break;
