@@ -199,3 +199,19 @@ def test_the_live_view_shows_rates_between_scrapes(
     assert cells[:2] == [limits, "memory"]
     assert cells[4:6] == ["9", "8"]  # decisions, denied: the last frame's totals
     assert float(cells[3].replace(",", "")) > 0  # denials per second, between two scrapes
+
+
+def test_a_client_written_key_is_shown_as_text_not_markup_or_terminal_codes() -> None:
+    # A client chooses its key (an API key, a header a key_func reads): rich markup in it must
+    # neither crash the operator's view ("[/]" is a MarkupError) nor style it, and terminal
+    # control sequences must not reach the operator's terminal.
+    hostile = "[/][bold]k\x1b[2J\x07"
+    limiter = Limiter("1/minute; 95/hour", clock=ManualClock())
+    for _ in range(2):
+        limiter.hit(hostile)
+    app = Starlette(routes=[Mount("/metrics", metrics_app(top_keys=True))])
+    with serve(app) as base:
+        ran = run_top("--metrics", f"{base}/metrics/", "--once")
+    assert ran.returncode == 0, ran.stderr
+    assert "\x1b" not in ran.stdout and "\x07" not in ran.stdout
+    assert "[/][bold]k\\x1b[2J\\x07" in ran.stdout

@@ -135,15 +135,25 @@ def _n(value: float | None) -> str:
     return "-" if value is None else f"{value:,.0f}"
 
 
+def _shown(cell: str) -> str:
+    """``cell`` with every unprintable character escaped (``\\x1b``): keys and names are written
+    by clients or by whoever can write the store, and must not drive the operator's terminal."""
+    if cell.isprintable():
+        return cell
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in cell)
+
+
 def _table(title: str, headers: Sequence[str], rows: Iterable[Sequence[str]], text: int = 2) -> Any:
-    """A table whose first ``text`` columns are text (left), the others numbers (right)."""
+    """A table whose first ``text`` columns are text (left), the others numbers (right). Cells
+    are plain text, never rich markup (a key such as ``[/]`` is shown as written)."""
     from rich.table import Table
+    from rich.text import Text
 
     table = Table(title=title, title_justify="left", expand=False)
     for i, header in enumerate(headers):
         table.add_column(header, justify="left" if i < text else "right")
     for row in rows:
-        table.add_row(*row)
+        table.add_row(*(Text(_shown(cell)) for cell in row))
     return table
 
 
