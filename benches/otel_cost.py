@@ -9,22 +9,13 @@ import time
 
 from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import InMemoryMetricReader
+from scrape_cost import loaded_process
 
 import seawall.otel
-from seawall import Limiter
-from seawall.rules import RulesEngine
 
 
 def main() -> None:
-    limiter = Limiter("100/second; 10000/day", max_keys=1_000_000)
-    for i in range(1_000_000):
-        limiter.hit(f"client-{i}")
-    engine = RulesEngine()
-    for i in range(100):
-        engine.add_rule(
-            {"name": f"rule-{i}", "scope": "per_user", "rate": 10, "window_seconds": 60}
-        )
-        engine.check(f"rule-{i}", "user:x")
+    limiter, engine = loaded_process()
     reader = InMemoryMetricReader()
     handle = seawall.otel.instrument(MeterProvider(metric_readers=[reader]))
     times = []

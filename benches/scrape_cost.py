@@ -13,7 +13,9 @@ from seawall.prometheus import register
 from seawall.rules import RulesEngine
 
 
-def main() -> None:
+def loaded_process() -> tuple[Limiter, RulesEngine]:
+    """The load both collection benches read: a Limiter holding 1,000,000 keys and a rules
+    engine with 100 rules, each decided once (``benches/otel_cost.py`` reuses it)."""
     limiter = Limiter("100/second; 10000/day", max_keys=1_000_000)
     for i in range(1_000_000):
         limiter.hit(f"client-{i}")
@@ -23,6 +25,11 @@ def main() -> None:
             {"name": f"rule-{i}", "scope": "per_user", "rate": 10, "window_seconds": 60}
         )
         engine.check(f"rule-{i}", "user:x")
+    return limiter, engine
+
+
+def main() -> None:
+    limiter, engine = loaded_process()
     registry = CollectorRegistry()
     register(registry)
     times = []
