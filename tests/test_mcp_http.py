@@ -9,8 +9,6 @@ the server issued.
 
 from __future__ import annotations
 
-import threading
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -23,6 +21,7 @@ uvicorn = pytest.importorskip("uvicorn")
 from fastmcp import Client, FastMCP  # noqa: E402
 from fastmcp.client.transports import StreamableHttpTransport  # noqa: E402
 from fastmcp.server.auth.providers.jwt import StaticTokenVerifier  # noqa: E402
+from uvicorn_thread import serving  # noqa: E402
 
 from seawall.mcp import ToolRateLimitMiddleware, rate_limit_tool, reset_tool_stats  # noqa: E402
 from seawall.mcp import _identity as mcp_identity  # noqa: E402
@@ -46,25 +45,8 @@ def _fresh_stats() -> None:
 def serve(mcp: FastMCP, *, stateless_http: bool = False) -> Iterator[str]:
     """Run ``mcp``'s streamable HTTP app under uvicorn on 127.0.0.1; yields the endpoint URL."""
     app = mcp.http_app(stateless_http=stateless_http)
-    # proxy_headers=False: uvicorn itself believes X-Forwarded-For from 127.0.0.1 by default,
-    # which would rewrite the peer before seawall sees it.
-    config = uvicorn.Config(
-        app, host="127.0.0.1", port=0, log_level="warning", lifespan="on", proxy_headers=False
-    )
-    server = uvicorn.Server(config)
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 15
-    while not server.started:  # waiting for the server to listen, not for a rate limit
-        if not thread.is_alive() or time.monotonic() > deadline:
-            raise RuntimeError("uvicorn did not start")
-        time.sleep(0.01)
-    port = server.servers[0].sockets[0].getsockname()[1]
-    try:
+    with serving(app, lifespan="on") as port:
         yield f"http://127.0.0.1:{port}/mcp"
-    finally:
-        server.should_exit = True
-        thread.join(10)
 
 
 def client(

@@ -13,6 +13,7 @@ import httpx
 import pytest
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
+from redis_servers import RedisServer
 
 from seawall import Backpressure, CircuitBreaker, Limiter, RedisLimiter
 from seawall.concurrency import ConcurrencyLimiter
@@ -215,3 +216,30 @@ def test_redis_limiter_counts_and_errors(redis_url: str, redis_prefix: str) -> N
     assert value(text, "seawall_redis_errors_total", limiter="2/minute; 9/hour") == 0
     assert value(text, "seawall_redis_fallbacks_total", limiter="2/minute; 9/hour") == 0
     assert "client-r" not in text
+
+
+def test_a_scrape_survives_a_rules_engine_whose_redis_is_down(
+    redis_server: RedisServer, redis_prefix: str
+) -> None:
+    # The moment Redis fails is when /metrics matters most: a shared rules engine that cannot
+    # read its metrics drops out of that scrape; it does not fail the scrape of everything else.
+    engine = RulesEngine(store=redis_server.url, key_prefix=redis_prefix)
+    engine.add_rule({"name": "prom-down", "scope": "per_user", "rate": 2, "window_seconds": 60})
+    engine.check("prom-down", "user:x")
+    limiter = Limiter("7/second; 71/minute", clock=ManualClock())
+    limiter.hit("x")
+    assert 'rule="prom-down"' in scrape()
+    redis_server.stop()
+    text = scrape()
+    assert 'rule="prom-down"' not in text
+    assert (
+        value(
+            text,
+            "seawall_limiter_decisions_total",
+            limiter="7/second; 71/minute",
+            store="memory",
+            outcome="allowed",
+        )
+        == 1
+    )
+    check_metrics(text)

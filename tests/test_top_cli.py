@@ -8,16 +8,14 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-import threading
-import time
 import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
 
 import pytest
-import uvicorn
 from starlette.applications import Starlette
 from starlette.routing import Mount
+from uvicorn_thread import serving
 
 import seawall.top_cli as top
 from seawall import Backpressure, CircuitBreaker, Limiter
@@ -29,21 +27,8 @@ from seawall.testing import ManualClock
 @contextmanager
 def serve(app: Starlette) -> Iterator[str]:
     """``app`` under uvicorn on 127.0.0.1 (a free port) in a thread; yields its base URL."""
-    config = uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning", lifespan="off")
-    server = uvicorn.Server(config)
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 15
-    while not server.started:  # waiting for the server to listen, not for a time behaviour
-        if not thread.is_alive() or time.monotonic() > deadline:
-            raise RuntimeError("uvicorn did not start")
-        time.sleep(0.01)
-    port = server.servers[0].sockets[0].getsockname()[1]
-    try:
+    with serving(app, proxy_headers=True) as port:
         yield f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        thread.join(15)
 
 
 def run_top(*argv: str) -> subprocess.CompletedProcess[str]:

@@ -4,20 +4,18 @@ from __future__ import annotations
 
 import hashlib
 import json
-import threading
-import time
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager, contextmanager
 from typing import Any
 
 import httpx
 import pytest
-import uvicorn
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route, WebSocketRoute
 from starlette.websockets import WebSocket
+from uvicorn_thread import serving
 
 from seawall import RateLimitMiddleware, Rule
 from seawall.testing import ManualClock
@@ -62,25 +60,8 @@ def make_app(events: list[str], **options: Any) -> Starlette:
 @contextmanager
 def serve(app: Starlette) -> Iterator[str]:
     """Run ``app`` under uvicorn on 127.0.0.1 (a free port) in a thread; yields its base URL."""
-    # proxy_headers=False: uvicorn itself believes X-Forwarded-For from 127.0.0.1 by default
-    # (--forwarded-allow-ips), which would rewrite the peer before seawall sees it.
-    config = uvicorn.Config(
-        app, host="127.0.0.1", port=0, log_level="warning", lifespan="on", proxy_headers=False
-    )
-    server = uvicorn.Server(config)
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 15
-    while not server.started:  # waiting for the server, not for a rate limit
-        if not thread.is_alive() or time.monotonic() > deadline:
-            raise RuntimeError("uvicorn did not start")
-        time.sleep(0.01)
-    port = server.servers[0].sockets[0].getsockname()[1]
-    try:
+    with serving(app, lifespan="on") as port:
         yield f"127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        thread.join(15)
 
 
 CLOCK = ManualClock(start=1_800_000_000.0)

@@ -12,13 +12,16 @@ To add a metric: add a reader below (or a family to an existing one) and list it
 
 from __future__ import annotations
 
+import logging
 import sys
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from seawall import _seawall
+from seawall import _log, _seawall
 from seawall._metrics_registry import live
+
+_logger = logging.getLogger("seawall.metrics")
 
 Kind = Literal["counter", "gauge", "histogram"]
 
@@ -235,7 +238,23 @@ def _rules(objs: list[Any]) -> Iterator[Family]:
     )
     engines = [o for o in objs if isinstance(o, _seawall.RulesEngine)]
     for label, engine in unique_names(engines, lambda e: "default"):
-        for rule, m in sorted(engine.get_all_metrics().items()):
+        try:
+            # A shared engine sums its workers' metrics from Redis: when that fails, this
+            # engine drops out of this scrape; everything else is still exported.
+            metrics = engine.get_all_metrics()
+        except OSError as error:
+            _log.event(
+                _logger,
+                logging.WARNING,
+                "metrics_unreadable",
+                "seawall metrics: rules engine %s skipped, its store failed: %s",
+                label,
+                error,
+                site=label,
+                engine=label,
+            )
+            continue
+        for rule, m in sorted(metrics.items()):
             requests.add([label, rule, "allowed"], m["allowed_requests"])
             requests.add([label, rule, "denied"], m["denied_requests"])
     yield requests
