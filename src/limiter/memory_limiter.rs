@@ -189,6 +189,22 @@ impl Limiter {
     pub fn is_empty(&self) -> bool {
         self.store.is_empty()
     }
+
+    /// Whether `key` is held: its hash, its shard's lock and a probe of the shard's index, the
+    /// part of every decision that is not the decision.
+    ///
+    /// ```
+    /// use seawall::limiter::limit::{AlgorithmKind, LimitSet};
+    /// use seawall::limiter::memory_limiter::Limiter;
+    ///
+    /// let limiter = Limiter::new(LimitSet::parse("2/minute", AlgorithmKind::Gcra).unwrap(), 100);
+    /// assert!(!limiter.contains("k"));
+    /// limiter.hit("k", 0, 1).unwrap();
+    /// assert!(limiter.contains("k"));
+    /// ```
+    pub fn contains(&self, key: &str) -> bool {
+        self.store.contains(key)
+    }
 }
 
 #[cfg(test)]

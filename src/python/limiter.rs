@@ -353,6 +353,22 @@ impl PyLimiter {
         true
     }
 
+    /// The floor of an exact, thread-safe decision, for `benches/hot_path.py`: `allow`'s
+    /// argument extraction, its clock read and the lookup of its key under the shard's lock;
+    /// everything `allow` does but the decision and its counters.
+    #[pyo3(signature = (key, cost=Count::ONE), text_signature = "($self, key, cost=1)")]
+    fn _clock_and_find(
+        &self,
+        py: Python<'_>,
+        key: &Bound<'_, PyAny>,
+        cost: Count,
+    ) -> PyResult<bool> {
+        let key = text_arg("key", key)?;
+        let _ = cost_arg("cost", cost)?;
+        std::hint::black_box(self.clock.now(py)?);
+        Ok(self.limiter.contains(key))
+    }
+
     #[pyo3(signature = (key, cost=Count::ONE), text_signature = "($self, key, cost=1)")]
     fn test(&self, py: Python<'_>, key: &Bound<'_, PyAny>, cost: Count) -> PyResult<PyDecision> {
         let key = text_arg("key", key)?;
