@@ -194,7 +194,7 @@ impl RedisGuard {
         let started = Instant::now();
         let batch = [request];
         let reply = pool
-            .call(&self.config.redis, |by_hash| packed_batch(&batch, by_hash))
+            .call_script(&self.config.redis, |how| packed_batch(&batch, how))
             .and_then(parse_reply)
             .and_then(|mut v| {
                 v.pop()

@@ -20,9 +20,8 @@ use parking_lot::Mutex;
 use redis::RedisResult;
 
 use super::direct::{supported, Direct};
-use super::pool::is_noscript;
 use super::round_trips::RoundTrips;
-use super::script::{packed_batch, parse_reply, Reply, Request};
+use super::script::{load_command, packed_batch, parse_reply, Functions, Invoke, Reply, Request};
 use super::{runtime, RedisConfig};
 use crate::clock::Nanos;
 
@@ -90,11 +89,12 @@ impl<I> Waiter<I> {
     }
 }
 
-/// The decisions of one script call, whether it named the script by hash, and when it was
-/// written.
+/// The decisions of one script call, how it named the script, and when it was written.
 struct Batch<I> {
     waiters: Vec<Waiter<I>>,
-    by_hash: bool,
+    /// None: no script call but the `FUNCTION LOAD` before an [`Invoke::Loaded`] one (no
+    /// waiters).
+    how: Option<Invoke>,
     written: Instant,
 }
 
@@ -125,6 +125,8 @@ pub struct Batcher<I, L> {
     enabled: bool,
     slot: Mutex<Slot<I, L>>,
     round_trips: Arc<RoundTrips>,
+    /// Whether the server takes the decision script as a function.
+    functions: Functions,
 }
 
 /// The settled decisions of one call into the batcher.
@@ -145,6 +147,7 @@ impl<I: Item + Send + 'static, L: Send + 'static> Batcher<I, L> {
             config,
             slot: Mutex::new(Slot::Idle),
             round_trips,
+            functions: Functions::default(),
         })
     }
 
@@ -242,7 +245,7 @@ impl<I: Item + Send + 'static, L: Send + 'static> Batcher<I, L> {
         let mut broke = None;
         if conn.waiting.is_empty() && queued.is_empty() {
             // Nothing in flight: send at once.
-            broke = Self::send_batch(conn, vec![waiter], true).err();
+            broke = Self::send_batch(conn, vec![waiter], self.functions.first()).err();
         } else {
             // Others are in flight: queue behind them, and send all that this turn of the loop
             // queued in one script call.
@@ -250,7 +253,7 @@ impl<I: Item + Send + 'static, L: Send + 'static> Batcher<I, L> {
             if !*flushing {
                 *flushing = ops.schedule(event_loop, Wake::Flush, None);
                 if !*flushing {
-                    broke = Self::flush_queued(conn, queued).err();
+                    broke = Self::flush_queued(conn, queued, self.functions.first()).err();
                 }
             }
         }
@@ -265,9 +268,11 @@ impl<I: Item + Send + 'static, L: Send + 'static> Batcher<I, L> {
         Ok(())
     }
 
-    /// Reads the replies that arrived and settles their decisions; after `NOSCRIPT` sends the
-    /// script's source instead. A connection that closed, or sent what was not asked for,
-    /// fails the decisions still on it.
+    /// Reads the replies that arrived and settles their decisions; a call refused for how it
+    /// named the script is sent again as [`Invoke::next`] says (`FUNCTION LOAD` and `FCALL`
+    /// after `Function not found`, `EVALSHA` when functions are refused, the source after
+    /// `NOSCRIPT`). A connection that closed, or sent what was not asked for, fails the
+    /// decisions still on it.
     pub fn on_readable<C: LoopOps<I, Loop = L>>(&self, ops: &C, done: &mut Done<I>) {
         let mut slot = self.slot.lock();
         let Slot::Ready { conn, .. } = &mut *slot else {
@@ -276,9 +281,20 @@ impl<I: Item + Send + 'static, L: Send + 'static> Batcher<I, L> {
         let (replies, error) = conn.receive();
         let mut broken = error.map(|e| format!("the connection to Redis closed: {e}"));
         for (batch, reply) in replies {
-            if batch.by_hash && matches!(&reply, Err(e) if is_noscript(e)) {
-                // Redis restarted or its scripts were flushed: send the source.
-                if let Err(e) = Self::send_batch(conn, batch.waiters, false) {
+            let Some(how) = batch.how else {
+                // A FUNCTION LOAD refused (an ACL without it, a server that cannot load it):
+                // the call sent after it is refused too and goes on as `next` says.
+                if reply.is_err() {
+                    self.functions.refuse();
+                }
+                continue;
+            };
+            if let Some(next) = reply
+                .as_ref()
+                .err()
+                .and_then(|e| how.next(e, &self.functions))
+            {
+                if let Err(e) = Self::send_batch(conn, batch.waiters, next) {
                     broken.get_or_insert(format!("the connection broke: {e}"));
                 }
                 continue;
@@ -325,7 +341,7 @@ impl<I: Item + Send + 'static, L: Send + 'static> Batcher<I, L> {
             return;
         };
         *flushing = false;
-        let broke = Self::flush_queued(conn, queued).err();
+        let broke = Self::flush_queued(conn, queued, self.functions.first()).err();
         if broke.is_none() && !*timer {
             *timer = ops.schedule(event_loop, Wake::Check, Some(self.config.command_timeout));
         }
@@ -349,7 +365,8 @@ impl<I: Item + Send + 'static, L: Send + 'static> Batcher<I, L> {
         else {
             return;
         };
-        let oldest = conn.waiting.front().and_then(|b| b.waiters.first());
+        // The oldest decision (a FUNCTION LOAD in flight has none).
+        let oldest = conn.waiting.iter().find_map(|b| b.waiters.first());
         match oldest.map(|w| w.sent.elapsed()) {
             None => *timer = false,
             Some(waited) if waited >= limit => {
@@ -404,18 +421,35 @@ impl<I: Item + Send + 'static, L: Send + 'static> Batcher<I, L> {
         }
     }
 
-    /// Sends the decisions of `waiters` (made at one time) in one script call.
+    /// Sends the decisions of `waiters` (made at one time) in one script call, named as `how`
+    /// says (after a `FUNCTION LOAD` if it needs one).
     fn send_batch(
         conn: &mut Direct<Batch<I>>,
         waiters: Vec<Waiter<I>>,
-        by_hash: bool,
+        how: Invoke,
     ) -> std::io::Result<()> {
+        if how.needs_load() {
+            let load = Batch {
+                waiters: Vec::new(),
+                how: None,
+                written: Instant::now(),
+            };
+            if let Err((e, _)) = conn.send(&load_command().get_packed_command(), load) {
+                // Put the decisions on the connection, so that breaking it fails them.
+                conn.waiting.push_back(Batch {
+                    waiters,
+                    how: Some(how),
+                    written: Instant::now(),
+                });
+                return Err(e);
+            }
+        }
         let refs: Vec<&Request> = waiters.iter().map(|w| w.item.request()).collect();
-        let packed = packed_batch(&refs, by_hash);
+        let packed = packed_batch(&refs, how);
         drop(refs);
         let batch = Batch {
             waiters,
-            by_hash,
+            how: Some(how),
             written: Instant::now(),
         };
         conn.send(&packed, batch).map_err(|(e, batch)| {
@@ -429,6 +463,7 @@ impl<I: Item + Send + 'static, L: Send + 'static> Batcher<I, L> {
     fn flush_queued(
         conn: &mut Direct<Batch<I>>,
         queued: &mut Vec<Waiter<I>>,
+        how: Invoke,
     ) -> std::io::Result<()> {
         let mut rest = std::mem::take(queued).into_iter().peekable();
         while let Some(first) = rest.next() {
@@ -438,7 +473,7 @@ impl<I: Item + Send + 'static, L: Send + 'static> Batcher<I, L> {
             {
                 group.push(w);
             }
-            if let Err(e) = Self::send_batch(conn, group, true) {
+            if let Err(e) = Self::send_batch(conn, group, how) {
                 queued.extend(rest);
                 return Err(e);
             }

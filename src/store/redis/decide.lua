@@ -17,8 +17,15 @@
 --          never), index of the binding limit (from 0), its reset_after µs, now µs.
 -- Every key written expires when its state is back to fresh.
 
-local batch = tonumber(ARGV[1])
-local now = now_us(ARGV[2]) -- now.lua, prepended
+-- This file only defines `decide_batch(keys, argv)`; the Rust side appends what calls it (see
+-- src/store/redis/script.rs): `return decide_batch(KEYS, ARGV)` for EVAL / EVALSHA, or its
+-- registration as a Redis 7 function (FUNCTION LOAD once, then FCALL), so that the local
+-- functions below are made once per load rather than on every call. Nothing here touches a
+-- global before a call (a library is loaded without `math` or `struct` in reach), and each call
+-- sets every upvalue below before it is read.
+
+-- The call's KEYS and ARGV, and the time it decides at.
+local keys, argv, now
 -- The decision being made: its first ARGV and KEYS, and what it asks.
 local a0, k0 = 3, 1
 local commit, cost, count = false, 0, 0
@@ -26,7 +33,7 @@ local NEVER = -1
 
 -- State is kept as packed doubles (Redis's bundled `struct` library): exact for these integers,
 -- and cheaper than decimal text both ways.
-local pack, unpack = struct.pack, struct.unpack
+local pack, unpack
 
 -- Exact floor(a / b) and ceil(a / b) for integers 0 <= a < 2^53, b >= 1.
 local function floordiv(a, b)
@@ -248,19 +255,19 @@ end
 
 -- The limit at ARGV `base` on the keys from `k`: its five values, then the key after its keys.
 local function limit_at(base, k, write)
-    local kind = ARGV[base]
-    local a, b, c = tonumber(ARGV[base + 1]), tonumber(ARGV[base + 2]), tonumber(ARGV[base + 3])
+    local kind = argv[base]
+    local a, b, c = tonumber(argv[base + 1]), tonumber(argv[base + 2]), tonumber(argv[base + 3])
     if kind == 'b' then
-        local ok, lim, rem, reset, retry = bucket(KEYS[k], a, b, c, write)
+        local ok, lim, rem, reset, retry = bucket(keys[k], a, b, c, write)
         return ok, lim, rem, reset, retry, k + 1
     elseif kind == 'f' then
-        local ok, lim, rem, reset, retry = fixed(KEYS[k], a, b, write)
+        local ok, lim, rem, reset, retry = fixed(keys[k], a, b, write)
         return ok, lim, rem, reset, retry, k + 1
     elseif kind == 'c' then
-        local ok, lim, rem, reset, retry = counter(KEYS[k], a, b, write)
+        local ok, lim, rem, reset, retry = counter(keys[k], a, b, write)
         return ok, lim, rem, reset, retry, k + 1
     elseif kind == 'l' then
-        local ok, lim, rem, reset, retry = log(KEYS[k], KEYS[k + 1], a, b, write)
+        local ok, lim, rem, reset, retry = log(keys[k], keys[k + 1], a, b, write)
         return ok, lim, rem, reset, retry, k + 2
     end
     return nil, 'seawall: unknown limit kind ' .. tostring(kind)
@@ -328,15 +335,23 @@ local function decide()
     return { allowed, b[2], remaining, reset, retry, binding - 1, b[4], now }, used
 end
 
-local replies = {}
-for j = 1, batch do
-    commit = ARGV[a0] == '1'
-    cost = tonumber(ARGV[a0 + 1])
-    count = tonumber(ARGV[a0 + 2])
-    local reply, used = decide()
-    if not reply then return redis.error_reply(used) end
-    replies[j] = reply
-    k0 = k0 + used
-    a0 = a0 + 3 + 4 * count
+-- Every decision of one call, in order.
+local function decide_batch(call_keys, call_argv)
+    keys, argv = call_keys, call_argv
+    pack, unpack = struct.pack, struct.unpack
+    local batch = tonumber(argv[1])
+    now = now_us(argv[2]) -- now.lua, prepended
+    a0, k0 = 3, 1
+    local replies = {}
+    for j = 1, batch do
+        commit = argv[a0] == '1'
+        cost = tonumber(argv[a0 + 1])
+        count = tonumber(argv[a0 + 2])
+        local reply, used = decide()
+        if not reply then return redis.error_reply(used) end
+        replies[j] = reply
+        k0 = k0 + used
+        a0 = a0 + 3 + 4 * count
+    end
+    return replies
 end
-return replies
