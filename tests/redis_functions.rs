@@ -8,8 +8,9 @@
 use std::time::Duration;
 
 use seawall::store::redis::batcher::Batcher;
+use seawall::store::redis::invoke::decide_function;
 use seawall::store::redis::pool::BlockingPool;
-use seawall::store::redis::script::{decide_function, decide_hash};
+use seawall::store::redis::script::decide_hash;
 use seawall::store::redis::{runtime, RedisConfig, RedisStore};
 
 mod common;

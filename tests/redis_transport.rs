@@ -292,3 +292,61 @@ fn redis_limiter_decides_over_the_blocking_pool_and_falls_back_when_redis_is_gon
         1
     );
 }
+
+#[test]
+fn batcher_reads_replies_that_come_in_pieces_whoever_parses_them() {
+    // An error reply and a reply of another shape (redis-rs's parser), then the script's reply
+    // (read directly), each written in pieces with pauses between them. The second one's
+    // second piece alone would look like the script's reply: it is the parser's still.
+    let decision = b"*1\r\n*8\r\n:1\r\n:3\r\n:2\r\n:20000000\r\n:0\r\n:0\r\n:20000000\r\n:7\r\n";
+    let port = fake_server(move |mut s| {
+        let pieces: [&[&[u8]]; 3] = [
+            &[b"-ERR some", b" thing", b"\r\n"],
+            &[b"*1\r\n*1\r\n", decision],
+            &[
+                &decision[..3],
+                &decision[3..11],
+                &decision[11..40],
+                &decision[40..],
+            ],
+        ];
+        for reply in pieces {
+            let mut buf = [0u8; 4096];
+            if s.read(&mut buf).unwrap_or(0) == 0 {
+                return;
+            }
+            for piece in reply {
+                s.write_all(piece).unwrap();
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        }
+        let mut buf = [0u8; 16];
+        let _ = s.read(&mut buf);
+    });
+    let b: TestBatcher = Batcher::new(config(port, Duration::from_secs(5)));
+    let lp = FakeLoop::default();
+    let s = script("3/minute");
+    let ask = |n| Ask {
+        n,
+        request: s.request("k", 1, true, None),
+    };
+    let mut done = Vec::new();
+    submit(&b, &lp, ask(0), &mut done);
+    settle(&b, &lp, &mut done, 1);
+    match &done[0].outcome {
+        Outcome::Reply(Err(e)) => assert!(e.to_string().contains("some thing"), "{e}"),
+        other => panic!("the error reply, whole: {other:?}"),
+    }
+    let mut done = Vec::new();
+    submit(&b, &lp, ask(1), &mut done);
+    settle(&b, &lp, &mut done, 1);
+    match &done[0].outcome {
+        Outcome::Reply(Err(e)) => assert!(e.to_string().contains("unexpected reply"), "{e}"),
+        other => panic!("not a decision: {other:?}"),
+    }
+    let mut done = Vec::new();
+    submit(&b, &lp, ask(2), &mut done);
+    settle(&b, &lp, &mut done, 1);
+    let r = replies(done)[0].1;
+    assert_eq!((r.allowed, r.remaining, r.now_us), (true, 2, 7));
+}

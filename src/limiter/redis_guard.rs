@@ -15,8 +15,9 @@ use crate::breaker::{Breaker, BreakerConfig, Outcome, Permit, REJECTED};
 use crate::clock::{Nanos, NANOS_PER_SEC};
 use crate::error::Error;
 use crate::store::redis::pool::BlockingPool;
+use crate::store::redis::reply::Answer;
 use crate::store::redis::round_trips::RoundTrips;
-use crate::store::redis::script::{packed_batch, parse_reply, Reply, Request};
+use crate::store::redis::script::{packed_batch, Reply, Request};
 use crate::store::redis::{process::ProcessStore, RedisConfig, RedisStore};
 
 /// Counters of what a shared limiter did.
@@ -195,7 +196,7 @@ impl RedisGuard {
         let batch = [request];
         let reply = pool
             .call_script(&self.config.redis, |how| packed_batch(&batch, how))
-            .and_then(parse_reply)
+            .and_then(Answer::decisions)
             .and_then(|mut v| {
                 v.pop()
                     .ok_or_else(|| std::io::Error::other("no decision").into())

@@ -9,7 +9,8 @@ use std::time::{Duration, Instant};
 use seawall::limiter::limit::{AlgorithmKind, LimitSet};
 use seawall::store::redis::batcher::{Batcher, Done, Item, LoopOps, Outcome, Wake};
 use seawall::store::redis::pool::BlockingPool;
-use seawall::store::redis::script::{packed_batch, parse_reply, LimitScript, Reply, Request};
+use seawall::store::redis::reply::Answer;
+use seawall::store::redis::script::{packed_batch, LimitScript, Reply, Request};
 use seawall::store::redis::RedisConfig;
 
 pub fn script(limits: &str) -> LimitScript {
@@ -30,7 +31,7 @@ pub fn decide(pool: &BlockingPool, cfg: &RedisConfig, request: &Request) -> Repl
     let batch = [request];
     let replies = pool
         .call_script(cfg, |how| packed_batch(&batch, how))
-        .and_then(parse_reply)
+        .and_then(Answer::decisions)
         .expect("a decision");
     assert_eq!(replies.len(), 1);
     replies[0]

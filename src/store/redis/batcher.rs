@@ -20,8 +20,10 @@ use parking_lot::Mutex;
 use redis::RedisResult;
 
 use super::direct::{supported, Direct};
+use super::invoke::{load_command, Functions, Invoke};
+use super::reply::{Answer, Reply};
 use super::round_trips::RoundTrips;
-use super::script::{load_command, packed_batch, parse_reply, Functions, Invoke, Reply, Request};
+use super::script::{packed_batch, Request};
 use super::{runtime, RedisConfig};
 use crate::clock::Nanos;
 
@@ -299,7 +301,7 @@ impl<I: Item + Send + 'static, L: Send + 'static> Batcher<I, L> {
                 }
                 continue;
             }
-            let decisions = reply.and_then(parse_reply).and_then(|d| {
+            let decisions = reply.and_then(Answer::decisions).and_then(|d| {
                 if d.len() == batch.waiters.len() {
                     Ok(d)
                 } else {

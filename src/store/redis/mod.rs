@@ -5,7 +5,7 @@
 //! The script runs the transitions of `src/algorithm/` in integer microseconds, for all of a key's
 //! limits at once, all or nothing, on the server's own clock. Three transports send it, each
 //! calling it as a Redis 7 function (loaded again after a restart or a `FUNCTION FLUSH`), or by
-//! `EVALSHA` and its source on a server that refuses functions ([`script::Invoke`]):
+//! `EVALSHA` and its source on a server that refuses functions ([`invoke::Invoke`]):
 //! [`RedisStore`] here (redis-rs on tokio: TLS, Cluster, Sentinel; one multiplexed
 //! connection carries every concurrent decision), [`pool`] (blocking connections for synchronous
 //! callers) and [`batcher`] (one connection driven by the caller's event loop, what one turn of
@@ -18,8 +18,10 @@
 
 pub mod batcher;
 pub mod direct;
+pub mod invoke;
 pub mod pool;
 pub mod process;
+pub mod reply;
 pub mod round_trips;
 pub mod runtime;
 pub mod script;
@@ -32,7 +34,9 @@ use redis::cluster_async::ClusterConnection;
 use redis::{Cmd, RedisError, RedisResult, Script, Value};
 
 use crate::error::Error;
-use script::{batch_command, load_command, parse_reply, unexpected, Functions, Reply, Request};
+use invoke::{load_command, Functions};
+use reply::{parse_reply, unexpected, Reply};
+use script::{batch_command, Request};
 use url::Target;
 
 /// How to reach Redis, and how long to wait for it.
@@ -321,7 +325,7 @@ impl RedisStore {
 
     /// One call of the decision script for `requests`: as a function, loaded again if Redis
     /// lost it, or by `EVALSHA` and its source where functions are refused
-    /// ([`script::Invoke::next`]).
+    /// ([`invoke::Invoke::next`]).
     async fn run_decide(&self, requests: &[&Request]) -> RedisResult<Value> {
         let mut how = self.functions.first();
         loop {

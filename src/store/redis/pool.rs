@@ -6,12 +6,13 @@ use parking_lot::Mutex;
 use redis::{RedisResult, Value};
 
 use super::direct::{connect_error, Direct};
-use super::script::{load_command, Functions, Invoke};
+use super::invoke::{load_command, Functions, Invoke};
+use super::reply::Answer;
 use super::RedisConfig;
 
 /// Whether a call that ended with `r` left its connection in step (a whole reply, even an error
 /// reply, was read), so the connection can serve the next call.
-fn in_step(r: &RedisResult<Value>) -> bool {
+fn in_step<T>(r: &RedisResult<T>) -> bool {
     match r {
         Ok(_) => true,
         Err(e) => is_reply(e),
@@ -65,15 +66,15 @@ impl BlockingPool {
         &self,
         config: &RedisConfig,
         pack: impl Fn(Invoke) -> Vec<u8>,
-    ) -> RedisResult<Value> {
+    ) -> RedisResult<Answer> {
         self.with_connection(config, |conn| self.call_on(conn, pack))
     }
 
-    fn with_connection(
+    fn with_connection<T>(
         &self,
         config: &RedisConfig,
-        call: impl FnOnce(&mut Direct<()>) -> RedisResult<Value>,
-    ) -> RedisResult<Value> {
+        call: impl FnOnce(&mut Direct<()>) -> RedisResult<T>,
+    ) -> RedisResult<T> {
         let conn = {
             let mut idle = self.idle.lock();
             // Redis may have closed idle ones since they were last used, sent what nobody
@@ -103,7 +104,7 @@ impl BlockingPool {
         &self,
         conn: &mut Direct<()>,
         pack: impl Fn(Invoke) -> Vec<u8>,
-    ) -> RedisResult<Value> {
+    ) -> RedisResult<Answer> {
         let mut how = self.functions.first();
         loop {
             if how.needs_load() {
@@ -115,7 +116,7 @@ impl BlockingPool {
                     Err(e) => return Err(e),
                 }
             }
-            let r = conn.call(&pack(how));
+            let r = conn.call_script(&pack(how));
             match &r {
                 Err(e) => match how.next(e, &self.functions) {
                     Some(next) => how = next,
