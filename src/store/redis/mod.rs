@@ -22,6 +22,7 @@ pub mod invoke;
 pub mod pool;
 pub mod process;
 pub mod reply;
+mod resp;
 pub mod round_trips;
 pub mod runtime;
 pub mod script;

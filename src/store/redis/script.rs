@@ -9,6 +9,7 @@
 use redis::{Cmd, Script};
 
 use super::invoke::{decide_function, Invoke};
+use super::resp::{decimal, resp_bulk, resp_len};
 use crate::clock::NANOS_PER_SEC;
 use crate::error::Error;
 use crate::limiter::limit::{AlgorithmKind, LimitSet, Params};
@@ -351,7 +352,78 @@ pub fn batch_command(batch: &[&Request], how: Invoke) -> Cmd {
     cmd
 }
 
-/// [`batch_command`] as bytes on the wire.
+/// [`batch_command`] as bytes on the wire, written directly (the direct connections' path:
+/// without the `Cmd` and the copy out of it, a third of the time).
+///
+/// ```
+/// use seawall::limiter::limit::{AlgorithmKind, LimitSet};
+/// use seawall::store::redis::invoke::Invoke;
+/// use seawall::store::redis::script::{batch_command, packed_batch, LimitScript};
+///
+/// let set = LimitSet::parse("5/minute; 100/day", AlgorithmKind::Gcra).unwrap();
+/// let s = LimitScript::new(&set, "app:").unwrap();
+/// let (a, b) = (s.request("a", 1, true, None), s.request("b", 2, false, None));
+/// let packed = packed_batch(&[&a, &b], Invoke::Function);
+/// assert_eq!(packed, batch_command(&[&a, &b], Invoke::Function).get_packed_command());
+/// ```
 pub fn packed_batch(batch: &[&Request], how: Invoke) -> Vec<u8> {
-    batch_command(batch, how).get_packed_command()
+    let (verb, name) = match how {
+        Invoke::Function | Invoke::Loaded => ("FCALL", decide_function()),
+        Invoke::Hash => ("EVALSHA", decide_hash()),
+        Invoke::Source => ("EVAL", DECIDE_LUA),
+    };
+    let strings = || batch.iter().flat_map(|r| r.keys.iter().chain(&r.args));
+    let keys: usize = batch.iter().map(|r| r.keys.len()).sum();
+    let size: usize = strings().map(|a| a.len() + 16).sum::<usize>() + name.len() + 96;
+    let mut out = Vec::with_capacity(size);
+    let now = batch.first().and_then(|r| r.now_us);
+    let args: usize = batch.iter().map(|r| r.args.len()).sum();
+    // The verb, the script's name, the number of keys, the keys, the batch's two head
+    // arguments (decisions, time), then every decision's arguments.
+    resp_len(&mut out, b'*', 3 + keys + 2 + args);
+    resp_bulk(&mut out, verb.as_bytes());
+    resp_bulk(&mut out, name.as_bytes());
+    resp_bulk(&mut out, decimal(keys as u64).as_ref());
+    for k in batch.iter().flat_map(|r| &r.keys) {
+        resp_bulk(&mut out, k.as_bytes());
+    }
+    resp_bulk(&mut out, decimal(batch.len() as u64).as_ref());
+    match now {
+        Some(n) => resp_bulk(&mut out, decimal(n).as_ref()),
+        None => resp_bulk(&mut out, b""),
+    }
+    for a in batch.iter().flat_map(|r| &r.args) {
+        resp_bulk(&mut out, a.as_bytes());
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        #[test]
+        fn packed_batch_is_the_command_redis_rs_packs(
+            limits in prop::sample::select(vec!["5/minute", "3/second; 100/hour", "10/day"]),
+            algorithm in prop::sample::select(vec![
+                AlgorithmKind::Gcra, AlgorithmKind::FixedWindow, AlgorithmKind::SlidingLog,
+            ]),
+            asks in prop::collection::vec((".{0,12}", 0u64..1 << 40, any::<bool>()), 1..4),
+            now in prop::option::of(any::<u64>()),
+        ) {
+            let set = LimitSet::parse(limits, algorithm).unwrap();
+            let s = LimitScript::new(&set, "p:").unwrap();
+            let requests: Vec<Request> =
+                asks.iter().map(|(k, cost, commit)| s.request(k, *cost, *commit, now)).collect();
+            let batch: Vec<&Request> = requests.iter().collect();
+            for how in [Invoke::Function, Invoke::Loaded, Invoke::Hash, Invoke::Source] {
+                prop_assert_eq!(
+                    packed_batch(&batch, how),
+                    batch_command(&batch, how).get_packed_command()
+                );
+            }
+        }
+    }
 }
