@@ -14,7 +14,7 @@
 
 use std::os::fd::RawFd;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use parking_lot::Mutex;
 use redis::RedisResult;
@@ -25,7 +25,7 @@ use super::reply::{Answer, Reply};
 use super::round_trips::RoundTrips;
 use super::script::{packed_batch, Request};
 use super::{runtime, RedisConfig};
-use crate::clock::Nanos;
+use crate::clock::{Clock, Nanos, SystemClock};
 
 /// What the caller asks the batcher to decide: anything that carries one script [`Request`].
 pub trait Item {
@@ -78,13 +78,14 @@ pub enum Outcome {
 
 struct Waiter<I> {
     item: I,
-    sent: Instant,
+    /// When it was asked for ([`now`]).
+    sent: Nanos,
 }
 
 impl<I> Waiter<I> {
-    fn settle(self, outcome: Outcome) -> Settled<I> {
+    fn settle(self, outcome: Outcome, now: Nanos) -> Settled<I> {
         Settled {
-            took: self.sent.elapsed().as_nanos() as Nanos,
+            took: now.saturating_sub(self.sent),
             item: self.item,
             outcome,
         }
@@ -97,7 +98,7 @@ struct Batch<I> {
     /// None: no script call but the `FUNCTION LOAD` before an [`Invoke::Loaded`] one (no
     /// waiters).
     how: Option<Invoke>,
-    written: Instant,
+    written: Nanos,
 }
 
 enum Slot<I, L> {
@@ -129,6 +130,12 @@ pub struct Batcher<I, L> {
     round_trips: Arc<RoundTrips>,
     /// Whether the server takes the decision script as a function.
     functions: Functions,
+}
+
+/// The time now on the real clock (the time-stamp counter: a few ns, where `Instant::now` is
+/// tens on a VM), for how long decisions are in flight.
+fn now() -> Nanos {
+    SystemClock.now()
 }
 
 /// The settled decisions of one call into the batcher.
@@ -240,14 +247,12 @@ impl<I: Item + Send + 'static, L: Send + 'static> Batcher<I, L> {
         if *o != owner {
             return Err(item);
         }
-        let waiter = Waiter {
-            item,
-            sent: Instant::now(),
-        };
+        let now = now();
+        let waiter = Waiter { item, sent: now };
         let mut broke = None;
         if conn.waiting.is_empty() && queued.is_empty() {
             // Nothing in flight: send at once.
-            broke = Self::send_batch(conn, vec![waiter], self.functions.first()).err();
+            broke = Self::send_batch(conn, vec![waiter], self.functions.first(), now).err();
         } else {
             // Others are in flight: queue behind them, and send all that this turn of the loop
             // queued in one script call.
@@ -255,7 +260,7 @@ impl<I: Item + Send + 'static, L: Send + 'static> Batcher<I, L> {
             if !*flushing {
                 *flushing = ops.schedule(event_loop, Wake::Flush, None);
                 if !*flushing {
-                    broke = Self::flush_queued(conn, queued, self.functions.first()).err();
+                    broke = Self::flush_queued(conn, queued, self.functions.first(), now).err();
                 }
             }
         }
@@ -281,6 +286,7 @@ impl<I: Item + Send + 'static, L: Send + 'static> Batcher<I, L> {
             return;
         };
         let (replies, error) = conn.receive();
+        let now = now();
         let mut broken = error.map(|e| format!("the connection to Redis closed: {e}"));
         for (batch, reply) in replies {
             let Some(how) = batch.how else {
@@ -296,7 +302,7 @@ impl<I: Item + Send + 'static, L: Send + 'static> Batcher<I, L> {
                 .err()
                 .and_then(|e| how.next(e, &self.functions))
             {
-                if let Err(e) = Self::send_batch(conn, batch.waiters, next) {
+                if let Err(e) = Self::send_batch(conn, batch.waiters, next, now) {
                     broken.get_or_insert(format!("the connection broke: {e}"));
                 }
                 continue;
@@ -310,15 +316,15 @@ impl<I: Item + Send + 'static, L: Send + 'static> Batcher<I, L> {
             });
             match decisions {
                 Ok(d) => {
-                    let took = batch.written.elapsed().as_nanos() as Nanos;
+                    let took = now.saturating_sub(batch.written);
                     self.round_trips.record(d.len(), took);
                     for (w, reply) in batch.waiters.into_iter().zip(d) {
-                        done.push(w.settle(Outcome::Reply(Ok(reply))));
+                        done.push(w.settle(Outcome::Reply(Ok(reply)), now));
                     }
                 }
                 Err(e) => {
                     for w in batch.waiters {
-                        done.push(w.settle(Outcome::Reply(Err(e.clone()))));
+                        done.push(w.settle(Outcome::Reply(Err(e.clone())), now));
                     }
                 }
             }
@@ -343,7 +349,7 @@ impl<I: Item + Send + 'static, L: Send + 'static> Batcher<I, L> {
             return;
         };
         *flushing = false;
-        let broke = Self::flush_queued(conn, queued, self.functions.first()).err();
+        let broke = Self::flush_queued(conn, queued, self.functions.first(), now()).err();
         if broke.is_none() && !*timer {
             *timer = ops.schedule(event_loop, Wake::Check, Some(self.config.command_timeout));
         }
@@ -369,7 +375,7 @@ impl<I: Item + Send + 'static, L: Send + 'static> Batcher<I, L> {
         };
         // The oldest decision (a FUNCTION LOAD in flight has none).
         let oldest = conn.waiting.iter().find_map(|b| b.waiters.first());
-        match oldest.map(|w| w.sent.elapsed()) {
+        match oldest.map(|w| Duration::from_nanos(now().saturating_sub(w.sent))) {
             None => *timer = false,
             Some(waited) if waited >= limit => {
                 let why = format!("no reply within command_timeout ({limit:?})");
@@ -400,10 +406,11 @@ impl<I: Item + Send + 'static, L: Send + 'static> Batcher<I, L> {
         } = std::mem::replace(slot, Slot::Idle)
         {
             ops.unwatch(&event_loop, conn.fd());
+            let at = now();
             let waiters = conn.waiting.drain(..).flat_map(|b| b.waiters).chain(queued);
             for w in waiters {
                 let err = std::io::Error::other(why.to_owned()).into();
-                done.push(w.settle(Outcome::Reply(Err(err))));
+                done.push(w.settle(Outcome::Reply(Err(err)), at));
             }
         }
     }
@@ -416,9 +423,10 @@ impl<I: Item + Send + 'static, L: Send + 'static> Batcher<I, L> {
             mut conn, queued, ..
         } = std::mem::replace(slot, Slot::Idle)
         {
+            let at = now();
             let waiters = conn.waiting.drain(..).flat_map(|b| b.waiters).chain(queued);
             for w in waiters {
-                done.push(w.settle(Outcome::Inherited));
+                done.push(w.settle(Outcome::Inherited, at));
             }
         }
     }
@@ -429,19 +437,20 @@ impl<I: Item + Send + 'static, L: Send + 'static> Batcher<I, L> {
         conn: &mut Direct<Batch<I>>,
         waiters: Vec<Waiter<I>>,
         how: Invoke,
+        now: Nanos,
     ) -> std::io::Result<()> {
         if how.needs_load() {
             let load = Batch {
                 waiters: Vec::new(),
                 how: None,
-                written: Instant::now(),
+                written: now,
             };
             if let Err((e, _)) = conn.send(&load_command().get_packed_command(), load) {
                 // Put the decisions on the connection, so that breaking it fails them.
                 conn.waiting.push_back(Batch {
                     waiters,
                     how: Some(how),
-                    written: Instant::now(),
+                    written: now,
                 });
                 return Err(e);
             }
@@ -452,7 +461,7 @@ impl<I: Item + Send + 'static, L: Send + 'static> Batcher<I, L> {
         let batch = Batch {
             waiters,
             how: Some(how),
-            written: Instant::now(),
+            written: now,
         };
         conn.send(&packed, batch).map_err(|(e, batch)| {
             // Put them back so that breaking the connection fails them too.
@@ -466,6 +475,7 @@ impl<I: Item + Send + 'static, L: Send + 'static> Batcher<I, L> {
         conn: &mut Direct<Batch<I>>,
         queued: &mut Vec<Waiter<I>>,
         how: Invoke,
+        now: Nanos,
     ) -> std::io::Result<()> {
         let mut rest = std::mem::take(queued).into_iter().peekable();
         while let Some(first) = rest.next() {
@@ -475,7 +485,7 @@ impl<I: Item + Send + 'static, L: Send + 'static> Batcher<I, L> {
             {
                 group.push(w);
             }
-            if let Err(e) = Self::send_batch(conn, group, how) {
+            if let Err(e) = Self::send_batch(conn, group, how, now) {
                 queued.extend(rest);
                 return Err(e);
             }
