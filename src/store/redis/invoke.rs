@@ -88,9 +88,13 @@ impl Invoke {
     /// assert_eq!(Invoke::Hash.next(&e("NOSCRIPT No matching script."), &f), Some(Invoke::Source));
     /// assert_eq!(Invoke::Function.next(&e("ERR wrong number of arguments"), &f), None);
     /// assert_eq!(f.first(), Invoke::Function);
+    /// let keys = e("NOPERM No permissions to access a key");
+    /// assert_eq!(Invoke::Function.next(&keys, &f), None, "not about FCALL: the error stands");
     /// let old = e("ERR unknown command 'FCALL', with args beginning with: ");
     /// assert_eq!(Invoke::Function.next(&old, &f), Some(Invoke::Hash));
     /// assert_eq!(f.first(), Invoke::Hash, "remembered");
+    /// let acl = e("NOPERM User app has no permissions to run the 'fcall' command");
+    /// assert_eq!(Invoke::Function.next(&acl, &Functions::default()), Some(Invoke::Hash));
     /// ```
     pub fn next(self, e: &RedisError, functions: &Functions) -> Option<Invoke> {
         match self {
@@ -118,12 +122,15 @@ fn function_missing(e: &RedisError) -> bool {
             .is_some_and(|d| d.starts_with("Function not found"))
 }
 
-/// The server takes no `FCALL` from us: an unknown command (Redis < 7, or renamed away), or an
-/// ACL that denies it (`NOPERM … 'fcall' command`; a `NOPERM` about keys is not this).
+/// The server takes no `FCALL` from us: an unknown command (Redis < 7, or renamed away; a
+/// proxy's "unsupported command"), or an ACL that denies it (`NOPERM … 'fcall' command`; a
+/// `NOPERM` about keys is not this).
 fn functions_refused(e: &RedisError) -> bool {
     let detail = e.detail().unwrap_or("").to_ascii_lowercase();
     match e.code() {
-        Some("ERR") => detail.starts_with("unknown command"),
+        Some("ERR") => {
+            detail.starts_with("unknown command") || detail.starts_with("unsupported command")
+        }
         Some("NOPERM") => detail.contains("'fcall'"),
         _ => false,
     }
