@@ -403,6 +403,35 @@ mod tests {
     use super::*;
     use proptest::prelude::*;
 
+    #[test]
+    fn a_decision_s_arguments_are_the_script_s_argv() {
+        let set = LimitSet::parse("5/minute; 2/second", AlgorithmKind::FixedWindow).unwrap();
+        let s = LimitScript::new(&set, "p:").unwrap();
+        let (a, b) = (
+            s.request("k", 3, true, None),
+            s.request("j", 1, false, None),
+        );
+        let (keys, args, head) = script_input(&[&a, &b]);
+        assert_eq!(
+            keys,
+            [
+                "p:{k}:fixed_window:5/60s",
+                "p:{k}:fixed_window:2/1s",
+                "p:{j}:fixed_window:5/60s",
+                "p:{j}:fixed_window:2/1s"
+            ]
+        );
+        assert_eq!(head, ["2".to_owned(), String::new()]);
+        let one = ["f", "5", "60000000", "0", "f", "2", "1000000", "0"];
+        let want: Vec<&str> = ["1", "3", "2"]
+            .into_iter()
+            .chain(one)
+            .chain(["0", "1", "2"])
+            .chain(one)
+            .collect();
+        assert_eq!(args, want);
+    }
+
     proptest! {
         #[test]
         fn packed_batch_is_the_command_redis_rs_packs(
