@@ -3,46 +3,20 @@
 //! (skipped, with a message, when `redis-server` is not on PATH) and against fake servers in
 //! this file for the faults a real one does not make on demand (silence, a closed socket).
 
-use std::cell::{Cell, RefCell};
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
-use std::os::fd::RawFd;
-use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use seawall::limiter::limit::{AlgorithmKind, LimitSet};
-use seawall::store::redis::batcher::{Batcher, Done, Item, LoopOps, Outcome, Wake};
+use seawall::store::redis::batcher::{Batcher, Outcome, Wake};
 use seawall::store::redis::pool::BlockingPool;
-use seawall::store::redis::script::{packed_batch, parse_reply, LimitScript, Reply, Request};
 use seawall::store::redis::RedisConfig;
 
 mod common;
+use common::transport::{
+    command, decide, replies, script, settle, submit, Ask, FakeLoop, TestBatcher,
+};
 use common::{config, Server};
-
-fn script(limits: &str) -> LimitScript {
-    let limits = LimitSet::parse(limits, AlgorithmKind::FixedWindow).expect("valid limits");
-    LimitScript::new(&limits, "transport-test:").expect("encodable limits")
-}
-
-/// One command sent on the pool (`SCRIPT FLUSH`, `CLIENT KILL` …).
-fn command(pool: &BlockingPool, cfg: &RedisConfig, args: &[&str]) -> redis::Value {
-    let mut cmd = redis::cmd(args[0]);
-    for a in &args[1..] {
-        cmd.arg(*a);
-    }
-    pool.call(cfg, |_| cmd.get_packed_command())
-        .expect("a reply")
-}
-
-fn decide(pool: &BlockingPool, cfg: &RedisConfig, request: &Request) -> Reply {
-    let batch = [request];
-    let replies = pool
-        .call(cfg, |by_hash| packed_batch(&batch, by_hash))
-        .and_then(parse_reply)
-        .expect("a decision");
-    assert_eq!(replies.len(), 1);
-    replies[0]
-}
 
 #[test]
 fn pool_decides_in_redis_and_keeps_its_connection() {
@@ -59,26 +33,6 @@ fn pool_decides_in_redis_and_keeps_its_connection() {
     // A test does not count.
     assert!(!decide(&pool, &cfg, &s.request("pool", 1, false, None)).allowed);
     assert_eq!(pool.idle(), 1, "one thread calling: one connection, reused");
-}
-
-#[test]
-fn pool_sends_the_source_after_noscript() {
-    let Some(server) = Server::start() else {
-        return;
-    };
-    let cfg = server.config();
-    let pool = BlockingPool::default();
-    let s = script("5/minute");
-    // A fresh server does not know the script: the first EVALSHA gets NOSCRIPT.
-    let first = decide(&pool, &cfg, &s.request("k", 1, true, None));
-    assert!(first.allowed);
-    assert_eq!(first.remaining, 4);
-    command(&pool, &cfg, &["SCRIPT", "FLUSH"]);
-    let second = decide(&pool, &cfg, &s.request("k", 1, true, None));
-    assert_eq!(
-        second.remaining, 3,
-        "the state survived, the script was sent again"
-    );
 }
 
 #[test]
@@ -100,93 +54,6 @@ fn pool_drops_connections_redis_closed_while_idle() {
     assert_eq!(&buf[..2], b":1", "{:?}", String::from_utf8_lossy(&buf[..n]));
     let r = decide(&pool, &cfg, &s.request("k", 1, true, None));
     assert_eq!(r.remaining, 3, "a new connection made the decision");
-}
-
-/// A decision for the batcher: its number and its script call.
-struct Ask {
-    n: usize,
-    request: Request,
-}
-
-impl Item for Ask {
-    fn request(&self) -> &Request {
-        &self.request
-    }
-}
-
-/// An event loop that records what the batcher asks of it; the test plays the loop.
-#[derive(Default)]
-struct FakeLoop {
-    fd: Cell<Option<RawFd>>,
-    unwatched: Cell<bool>,
-    wakes: RefCell<Vec<(Wake, Option<Duration>)>>,
-}
-
-impl LoopOps<Ask> for FakeLoop {
-    type Loop = ();
-
-    fn loop_of(&self, _: &Ask) -> Option<()> {
-        Some(())
-    }
-
-    fn watch(&self, _: &(), fd: RawFd) -> bool {
-        self.fd.set(Some(fd));
-        true
-    }
-
-    fn unwatch(&self, _: &(), fd: RawFd) {
-        assert_eq!(self.fd.get(), Some(fd));
-        self.unwatched.set(true);
-    }
-
-    fn schedule(&self, _: &(), wake: Wake, delay: Option<Duration>) -> bool {
-        self.wakes.borrow_mut().push((wake, delay));
-        true
-    }
-}
-
-type TestBatcher = Arc<Batcher<Ask, ()>>;
-
-/// Submits `ask`, waiting for the background connection if it is still being made.
-fn submit(b: &TestBatcher, lp: &FakeLoop, mut ask: Ask, done: &mut Done<Ask>) {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        match b.submit(lp, 1, ask, done) {
-            Ok(()) => return,
-            Err(back) => ask = back,
-        }
-        assert!(Instant::now() < deadline, "the batcher never connected");
-        std::thread::yield_now();
-    }
-}
-
-/// Plays the loop until `n` decisions are settled: waits for the socket to be readable, then
-/// lets the batcher read.
-fn settle(b: &TestBatcher, lp: &FakeLoop, done: &mut Done<Ask>, n: usize) {
-    let fd = lp.fd.get().expect("a watched socket");
-    while done.len() < n {
-        let mut p = libc::pollfd {
-            fd,
-            events: libc::POLLIN,
-            revents: 0,
-        };
-        // SAFETY: one valid pollfd.
-        let ready = unsafe { libc::poll(&mut p, 1, 10_000) };
-        assert!(ready > 0, "no reply within 10 s");
-        b.on_readable(lp, done);
-    }
-}
-
-fn replies(done: Done<Ask>) -> Vec<(usize, Reply)> {
-    let mut out: Vec<(usize, Reply)> = done
-        .into_iter()
-        .map(|s| match s.outcome {
-            Outcome::Reply(Ok(r)) => (s.item.n, r),
-            other => panic!("decision {} failed: {other:?}", s.item.n),
-        })
-        .collect();
-    out.sort_by_key(|(n, _)| *n);
-    out
 }
 
 #[test]
@@ -223,29 +90,6 @@ fn batcher_sends_what_a_turn_queued_in_one_call_and_settles_in_order() {
     let mut done = Vec::new();
     b.check(&lp, &mut done);
     assert!(done.is_empty());
-}
-
-#[test]
-fn batcher_resends_the_source_after_noscript() {
-    let Some(server) = Server::start() else {
-        return;
-    };
-    let b: TestBatcher = Batcher::new(server.config());
-    let lp = FakeLoop::default();
-    let s = script("3/minute");
-    let mut done = Vec::new();
-    // A fresh server has no script: the EVALSHA is refused, the batcher sends EVAL.
-    submit(
-        &b,
-        &lp,
-        Ask {
-            n: 0,
-            request: s.request("k", 1, true, None),
-        },
-        &mut done,
-    );
-    settle(&b, &lp, &mut done, 1);
-    assert_eq!(replies(done)[0].1.remaining, 2);
 }
 
 #[test]
@@ -447,4 +291,62 @@ fn redis_limiter_decides_over_the_blocking_pool_and_falls_back_when_redis_is_gon
             .load(std::sync::atomic::Ordering::Relaxed),
         1
     );
+}
+
+#[test]
+fn batcher_reads_replies_that_come_in_pieces_whoever_parses_them() {
+    // An error reply and a reply of another shape (redis-rs's parser), then the script's reply
+    // (read directly), each written in pieces with pauses between them. The second one's
+    // second piece alone would look like the script's reply: it is the parser's still.
+    let decision = b"*1\r\n*8\r\n:1\r\n:3\r\n:2\r\n:20000000\r\n:0\r\n:0\r\n:20000000\r\n:7\r\n";
+    let port = fake_server(move |mut s| {
+        let pieces: [&[&[u8]]; 3] = [
+            &[b"-ERR some", b" thing", b"\r\n"],
+            &[b"*1\r\n*1\r\n", decision],
+            &[
+                &decision[..3],
+                &decision[3..11],
+                &decision[11..40],
+                &decision[40..],
+            ],
+        ];
+        for reply in pieces {
+            let mut buf = [0u8; 4096];
+            if s.read(&mut buf).unwrap_or(0) == 0 {
+                return;
+            }
+            for piece in reply {
+                s.write_all(piece).unwrap();
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        }
+        let mut buf = [0u8; 16];
+        let _ = s.read(&mut buf);
+    });
+    let b: TestBatcher = Batcher::new(config(port, Duration::from_secs(5)));
+    let lp = FakeLoop::default();
+    let s = script("3/minute");
+    let ask = |n| Ask {
+        n,
+        request: s.request("k", 1, true, None),
+    };
+    let mut done = Vec::new();
+    submit(&b, &lp, ask(0), &mut done);
+    settle(&b, &lp, &mut done, 1);
+    match &done[0].outcome {
+        Outcome::Reply(Err(e)) => assert!(e.to_string().contains("some thing"), "{e}"),
+        other => panic!("the error reply, whole: {other:?}"),
+    }
+    let mut done = Vec::new();
+    submit(&b, &lp, ask(1), &mut done);
+    settle(&b, &lp, &mut done, 1);
+    match &done[0].outcome {
+        Outcome::Reply(Err(e)) => assert!(e.to_string().contains("unexpected reply"), "{e}"),
+        other => panic!("not a decision: {other:?}"),
+    }
+    let mut done = Vec::new();
+    submit(&b, &lp, ask(2), &mut done);
+    settle(&b, &lp, &mut done, 1);
+    let r = replies(done)[0].1;
+    assert_eq!((r.allowed, r.remaining, r.now_us), (true, 2, 7));
 }

@@ -87,7 +87,7 @@ def test_store_redis_smoke_serves_every_variant_and_counts_redis_calls() -> None
     # was decided on Redis (on_error="deny": a failed call would have answered 503).
     sw = rows[SEAWALL]
     assert float(sw["script calls/request"]) > 0, sw
-    assert sw["calls per request"].split(";")[0].startswith("evalsha"), sw
+    assert sw["calls per request"].split(";")[0].startswith("fcall"), sw
     assert float(sw["Redis calls/request"]) == pytest.approx(
         float(sw["script calls/request"]), abs=0.002
     ), sw

@@ -118,7 +118,7 @@ class FakeRedis:
                 if args is None:
                     return
                 name = args[0].upper()
-                if name in (b"EVALSHA", b"EVAL"):
+                if name in (b"FCALL", b"EVALSHA", b"EVAL"):
                     self.answer(conn, script_reply(args))
                 elif name == b"PING":
                     conn.sendall(b"+PONG\r\n")
@@ -408,9 +408,10 @@ def test_first_ahit_after_idle_client_kill_comes_from_redis(
 @pytest.fixture
 def acl_server() -> Iterator[RedisServer]:
     with RedisServer() as server:
-        # "app" may use the seawall script on other keys only; "noeval" may not run scripts.
+        # "app" may use the seawall script on other keys only; "noeval" may not run scripts
+        # (neither EVAL / EVALSHA nor functions).
         server.command("ACL", "SETUSER", "app", "on", ">app-pw", "~other:*", "+@all")
-        server.command("ACL", "SETUSER", "noeval", "on", ">pw", "~*", "+@all", "-evalsha", "-eval")
+        server.command("ACL", "SETUSER", "noeval", "on", ">pw", "~*", "+@all", "-@scripting")
         yield server
 
 
@@ -484,7 +485,7 @@ def test_configuration_error_heals_when_the_acl_is_fixed(
     lim = RedisLimiter("5/minute", store=url, key_prefix=redis_prefix, on_error="deny")
     with pytest.raises(PermissionError):
         lim.hit("k")
-    acl_server.command("ACL", "SETUSER", "noeval", "+evalsha", "+eval")
+    acl_server.command("ACL", "SETUSER", "noeval", "+@scripting")
     assert lim.hit("k").allowed
 
 

@@ -15,8 +15,9 @@ use crate::breaker::{Breaker, BreakerConfig, Outcome, Permit, REJECTED};
 use crate::clock::{Nanos, NANOS_PER_SEC};
 use crate::error::Error;
 use crate::store::redis::pool::BlockingPool;
+use crate::store::redis::reply::Answer;
 use crate::store::redis::round_trips::RoundTrips;
-use crate::store::redis::script::{packed_batch, parse_reply, Reply, Request};
+use crate::store::redis::script::{packed_batch, Reply, Request};
 use crate::store::redis::{process::ProcessStore, RedisConfig, RedisStore};
 
 /// Counters of what a shared limiter did.
@@ -194,8 +195,8 @@ impl RedisGuard {
         let started = Instant::now();
         let batch = [request];
         let reply = pool
-            .call(&self.config.redis, |by_hash| packed_batch(&batch, by_hash))
-            .and_then(parse_reply)
+            .call_script(&self.config.redis, |how| packed_batch(&batch, how))
+            .and_then(Answer::decisions)
             .and_then(|mut v| {
                 v.pop()
                     .ok_or_else(|| std::io::Error::other("no decision").into())

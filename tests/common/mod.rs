@@ -20,6 +20,11 @@ pub struct Server {
 impl Server {
     /// Starts one, or None (after saying why) if `redis-server` is not installed.
     pub fn start() -> Option<Server> {
+        Self::start_with(&[])
+    }
+
+    /// [`Server::start`] with more arguments for `redis-server` (`--rename-command` …).
+    pub fn start_with(args: &[&str]) -> Option<Server> {
         let port = TcpListener::bind("127.0.0.1:0")
             .and_then(|l| l.local_addr())
             .expect("a free port")
@@ -27,6 +32,7 @@ impl Server {
         let child = Command::new("redis-server")
             .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
             .args(["--save", "", "--appendonly", "no"])
+            .args(args)
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn();
@@ -71,3 +77,5 @@ pub fn config(port: u16, command_timeout: Duration) -> RedisConfig {
         command_timeout,
     }
 }
+
+pub mod transport;

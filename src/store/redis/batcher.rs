@@ -14,17 +14,18 @@
 
 use std::os::fd::RawFd;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use parking_lot::Mutex;
 use redis::RedisResult;
 
 use super::direct::{supported, Direct};
-use super::pool::is_noscript;
+use super::invoke::{load_command, Functions, Invoke};
+use super::reply::{Answer, Reply};
 use super::round_trips::RoundTrips;
-use super::script::{packed_batch, parse_reply, Reply, Request};
+use super::script::{packed_batch, Request};
 use super::{runtime, RedisConfig};
-use crate::clock::Nanos;
+use crate::clock::{Clock, Nanos, SystemClock};
 
 /// What the caller asks the batcher to decide: anything that carries one script [`Request`].
 pub trait Item {
@@ -77,25 +78,27 @@ pub enum Outcome {
 
 struct Waiter<I> {
     item: I,
-    sent: Instant,
+    /// When it was asked for ([`now`]).
+    sent: Nanos,
 }
 
 impl<I> Waiter<I> {
-    fn settle(self, outcome: Outcome) -> Settled<I> {
+    fn settle(self, outcome: Outcome, now: Nanos) -> Settled<I> {
         Settled {
-            took: self.sent.elapsed().as_nanos() as Nanos,
+            took: now.saturating_sub(self.sent),
             item: self.item,
             outcome,
         }
     }
 }
 
-/// The decisions of one script call, whether it named the script by hash, and when it was
-/// written.
+/// The decisions of one script call, how it named the script, and when it was written.
 struct Batch<I> {
     waiters: Vec<Waiter<I>>,
-    by_hash: bool,
-    written: Instant,
+    /// None: no script call but the `FUNCTION LOAD` before an [`Invoke::Loaded`] one (no
+    /// waiters).
+    how: Option<Invoke>,
+    written: Nanos,
 }
 
 enum Slot<I, L> {
@@ -125,6 +128,14 @@ pub struct Batcher<I, L> {
     enabled: bool,
     slot: Mutex<Slot<I, L>>,
     round_trips: Arc<RoundTrips>,
+    /// Whether the server takes the decision script as a function.
+    functions: Functions,
+}
+
+/// The time now on the real clock (the time-stamp counter: a few ns, where `Instant::now` is
+/// tens on a VM), for how long decisions are in flight.
+fn now() -> Nanos {
+    SystemClock.now()
 }
 
 /// The settled decisions of one call into the batcher.
@@ -145,6 +156,7 @@ impl<I: Item + Send + 'static, L: Send + 'static> Batcher<I, L> {
             config,
             slot: Mutex::new(Slot::Idle),
             round_trips,
+            functions: Functions::default(),
         })
     }
 
@@ -235,14 +247,12 @@ impl<I: Item + Send + 'static, L: Send + 'static> Batcher<I, L> {
         if *o != owner {
             return Err(item);
         }
-        let waiter = Waiter {
-            item,
-            sent: Instant::now(),
-        };
+        let now = now();
+        let waiter = Waiter { item, sent: now };
         let mut broke = None;
         if conn.waiting.is_empty() && queued.is_empty() {
             // Nothing in flight: send at once.
-            broke = Self::send_batch(conn, vec![waiter], true).err();
+            broke = Self::send_batch(conn, vec![waiter], self.functions.first(), now).err();
         } else {
             // Others are in flight: queue behind them, and send all that this turn of the loop
             // queued in one script call.
@@ -250,7 +260,7 @@ impl<I: Item + Send + 'static, L: Send + 'static> Batcher<I, L> {
             if !*flushing {
                 *flushing = ops.schedule(event_loop, Wake::Flush, None);
                 if !*flushing {
-                    broke = Self::flush_queued(conn, queued).err();
+                    broke = Self::flush_queued(conn, queued, self.functions.first(), now).err();
                 }
             }
         }
@@ -265,25 +275,39 @@ impl<I: Item + Send + 'static, L: Send + 'static> Batcher<I, L> {
         Ok(())
     }
 
-    /// Reads the replies that arrived and settles their decisions; after `NOSCRIPT` sends the
-    /// script's source instead. A connection that closed, or sent what was not asked for,
-    /// fails the decisions still on it.
+    /// Reads the replies that arrived and settles their decisions; a call refused for how it
+    /// named the script is sent again as [`Invoke::next`] says (`FUNCTION LOAD` and `FCALL`
+    /// after `Function not found`, `EVALSHA` when functions are refused, the source after
+    /// `NOSCRIPT`). A connection that closed, or sent what was not asked for, fails the
+    /// decisions still on it.
     pub fn on_readable<C: LoopOps<I, Loop = L>>(&self, ops: &C, done: &mut Done<I>) {
         let mut slot = self.slot.lock();
         let Slot::Ready { conn, .. } = &mut *slot else {
             return;
         };
         let (replies, error) = conn.receive();
+        let now = now();
         let mut broken = error.map(|e| format!("the connection to Redis closed: {e}"));
         for (batch, reply) in replies {
-            if batch.by_hash && matches!(&reply, Err(e) if is_noscript(e)) {
-                // Redis restarted or its scripts were flushed: send the source.
-                if let Err(e) = Self::send_batch(conn, batch.waiters, false) {
+            let Some(how) = batch.how else {
+                // A FUNCTION LOAD refused (an ACL without it, a server that cannot load it):
+                // the call sent after it is refused too and goes on as `next` says.
+                if reply.is_err() {
+                    self.functions.refuse();
+                }
+                continue;
+            };
+            if let Some(next) = reply
+                .as_ref()
+                .err()
+                .and_then(|e| how.next(e, &self.functions))
+            {
+                if let Err(e) = Self::send_batch(conn, batch.waiters, next, now) {
                     broken.get_or_insert(format!("the connection broke: {e}"));
                 }
                 continue;
             }
-            let decisions = reply.and_then(parse_reply).and_then(|d| {
+            let decisions = reply.and_then(Answer::decisions).and_then(|d| {
                 if d.len() == batch.waiters.len() {
                     Ok(d)
                 } else {
@@ -292,15 +316,15 @@ impl<I: Item + Send + 'static, L: Send + 'static> Batcher<I, L> {
             });
             match decisions {
                 Ok(d) => {
-                    let took = batch.written.elapsed().as_nanos() as Nanos;
+                    let took = now.saturating_sub(batch.written);
                     self.round_trips.record(d.len(), took);
                     for (w, reply) in batch.waiters.into_iter().zip(d) {
-                        done.push(w.settle(Outcome::Reply(Ok(reply))));
+                        done.push(w.settle(Outcome::Reply(Ok(reply)), now));
                     }
                 }
                 Err(e) => {
                     for w in batch.waiters {
-                        done.push(w.settle(Outcome::Reply(Err(e.clone()))));
+                        done.push(w.settle(Outcome::Reply(Err(e.clone())), now));
                     }
                 }
             }
@@ -325,7 +349,7 @@ impl<I: Item + Send + 'static, L: Send + 'static> Batcher<I, L> {
             return;
         };
         *flushing = false;
-        let broke = Self::flush_queued(conn, queued).err();
+        let broke = Self::flush_queued(conn, queued, self.functions.first(), now()).err();
         if broke.is_none() && !*timer {
             *timer = ops.schedule(event_loop, Wake::Check, Some(self.config.command_timeout));
         }
@@ -349,8 +373,9 @@ impl<I: Item + Send + 'static, L: Send + 'static> Batcher<I, L> {
         else {
             return;
         };
-        let oldest = conn.waiting.front().and_then(|b| b.waiters.first());
-        match oldest.map(|w| w.sent.elapsed()) {
+        // The oldest decision (a FUNCTION LOAD in flight has none).
+        let oldest = conn.waiting.iter().find_map(|b| b.waiters.first());
+        match oldest.map(|w| Duration::from_nanos(now().saturating_sub(w.sent))) {
             None => *timer = false,
             Some(waited) if waited >= limit => {
                 let why = format!("no reply within command_timeout ({limit:?})");
@@ -381,10 +406,11 @@ impl<I: Item + Send + 'static, L: Send + 'static> Batcher<I, L> {
         } = std::mem::replace(slot, Slot::Idle)
         {
             ops.unwatch(&event_loop, conn.fd());
+            let at = now();
             let waiters = conn.waiting.drain(..).flat_map(|b| b.waiters).chain(queued);
             for w in waiters {
                 let err = std::io::Error::other(why.to_owned()).into();
-                done.push(w.settle(Outcome::Reply(Err(err))));
+                done.push(w.settle(Outcome::Reply(Err(err)), at));
             }
         }
     }
@@ -397,26 +423,45 @@ impl<I: Item + Send + 'static, L: Send + 'static> Batcher<I, L> {
             mut conn, queued, ..
         } = std::mem::replace(slot, Slot::Idle)
         {
+            let at = now();
             let waiters = conn.waiting.drain(..).flat_map(|b| b.waiters).chain(queued);
             for w in waiters {
-                done.push(w.settle(Outcome::Inherited));
+                done.push(w.settle(Outcome::Inherited, at));
             }
         }
     }
 
-    /// Sends the decisions of `waiters` (made at one time) in one script call.
+    /// Sends the decisions of `waiters` (made at one time) in one script call, named as `how`
+    /// says (after a `FUNCTION LOAD` if it needs one).
     fn send_batch(
         conn: &mut Direct<Batch<I>>,
         waiters: Vec<Waiter<I>>,
-        by_hash: bool,
+        how: Invoke,
+        now: Nanos,
     ) -> std::io::Result<()> {
+        if how.needs_load() {
+            let load = Batch {
+                waiters: Vec::new(),
+                how: None,
+                written: now,
+            };
+            if let Err((e, _)) = conn.send(&load_command().get_packed_command(), load) {
+                // Put the decisions on the connection, so that breaking it fails them.
+                conn.waiting.push_back(Batch {
+                    waiters,
+                    how: Some(how),
+                    written: now,
+                });
+                return Err(e);
+            }
+        }
         let refs: Vec<&Request> = waiters.iter().map(|w| w.item.request()).collect();
-        let packed = packed_batch(&refs, by_hash);
+        let packed = packed_batch(&refs, how);
         drop(refs);
         let batch = Batch {
             waiters,
-            by_hash,
-            written: Instant::now(),
+            how: Some(how),
+            written: now,
         };
         conn.send(&packed, batch).map_err(|(e, batch)| {
             // Put them back so that breaking the connection fails them too.
@@ -429,6 +474,8 @@ impl<I: Item + Send + 'static, L: Send + 'static> Batcher<I, L> {
     fn flush_queued(
         conn: &mut Direct<Batch<I>>,
         queued: &mut Vec<Waiter<I>>,
+        how: Invoke,
+        now: Nanos,
     ) -> std::io::Result<()> {
         let mut rest = std::mem::take(queued).into_iter().peekable();
         while let Some(first) = rest.next() {
@@ -438,7 +485,7 @@ impl<I: Item + Send + 'static, L: Send + 'static> Batcher<I, L> {
             {
                 group.push(w);
             }
-            if let Err(e) = Self::send_batch(conn, group, true) {
+            if let Err(e) = Self::send_batch(conn, group, how, now) {
                 queued.extend(rest);
                 return Err(e);
             }

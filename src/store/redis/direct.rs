@@ -4,8 +4,9 @@
 //! Why: a decision through tokio crosses threads three times (the caller wakes the I/O thread,
 //! the reply wakes it again, and it wakes the caller); on small machines each wake-up costs tens
 //! of microseconds, more than the work. Here a decision costs what a plain client's round trip
-//! costs. Replies are framed and parsed by redis-rs's own codec; only plain TCP and Unix sockets
-//! to one server take this path (TLS, Cluster and Sentinel go through tokio).
+//! costs. The script's replies are read straight from the bytes ([`read_decisions`]), any other
+//! reply by redis-rs's own codec; only plain TCP and Unix sockets to one server take this path
+//! (TLS, Cluster and Sentinel go through tokio).
 
 use std::collections::VecDeque;
 use std::io::{ErrorKind, Read, Write};
@@ -14,9 +15,11 @@ use std::os::fd::{AsRawFd, RawFd};
 use std::os::unix::net::UnixStream;
 use std::time::Duration;
 
-use bytes::BytesMut;
+use bytes::{Buf, BytesMut};
 use redis::{ConnectionAddr, IntoConnectionInfo, RedisError, RedisResult, Value};
 use tokio_util::codec::Decoder;
+
+use super::reply::{read_decisions, Answer, Scan};
 
 enum Sock {
     Tcp(TcpStream),
@@ -42,6 +45,8 @@ pub struct Direct<T> {
     /// Where [`Direct::receive`] reads, zeroed once here rather than on every read.
     chunk: Box<[u8]>,
     codec: redis::ValueCodec,
+    /// The codec holds the start of a reply it has taken from `buf`: the rest is its too.
+    codec_busy: bool,
     /// The process that made it (see [`super::runtime::pid`]): a forked child must not use it.
     pid: u32,
     /// The blocking connection's read timeout as set now, when a reply's later reads shortened it.
@@ -204,6 +209,7 @@ impl<T> Direct<T> {
             buf: BytesMut::with_capacity(4096),
             chunk: vec![0; 16 * 1024].into_boxed_slice(),
             codec: redis::ValueCodec::default(),
+            codec_busy: false,
             pid: super::runtime::pid(),
             shortened: false,
             command_timeout: blocking,
@@ -285,6 +291,18 @@ impl<T> Direct<T> {
     /// dropped; after a success it may be used again only if nothing more arrived
     /// ([`Direct::stale_while_idle`]).
     pub fn call(&mut self, packed: &[u8]) -> RedisResult<Value> {
+        match self.round_trip(packed, false)? {
+            Answer::Other(v) => Ok(v),
+            Answer::Decisions(_) => unreachable!("read only when asked for"),
+        }
+    }
+
+    /// [`Direct::call`] of the decision script: its reply read as decisions when it is theirs.
+    pub fn call_script(&mut self, packed: &[u8]) -> RedisResult<Answer> {
+        self.round_trip(packed, true)
+    }
+
+    fn round_trip(&mut self, packed: &[u8], script: bool) -> RedisResult<Answer> {
         let started = std::time::Instant::now();
         let limit = self.command_timeout.unwrap_or(Duration::MAX);
         if self.shortened {
@@ -295,11 +313,8 @@ impl<T> Direct<T> {
         let mut chunk = [0u8; 4096];
         let mut reads = 0u32;
         loop {
-            if let Some(value) = self.codec.decode(&mut self.buf)? {
-                return match value {
-                    Value::ServerError(e) => Err(RedisError::from(e)),
-                    v => Ok(v),
-                };
+            if let Some(answer) = self.decode(script)? {
+                return answer_result(answer);
             }
             if reads > 0 {
                 // The reply comes in pieces: the next read may wait only what is left.
@@ -343,7 +358,7 @@ impl<T> Direct<T> {
     /// connection is closed or broken (the waiters still queued then have no reply coming).
     /// The replies read before an error are returned with it, so that no waiter is lost: a
     /// reply nobody asked for, or bytes that are not RESP, end the connection after them.
-    pub fn receive(&mut self) -> (Vec<(T, RedisResult<Value>)>, Option<std::io::Error>) {
+    pub fn receive(&mut self) -> (Vec<(T, RedisResult<Answer>)>, Option<std::io::Error>) {
         let chunk = &mut self.chunk;
         let mut closed = None;
         loop {
@@ -368,15 +383,9 @@ impl<T> Direct<T> {
         }
         let mut out = Vec::new();
         loop {
-            match self.codec.decode(&mut self.buf) {
-                Ok(Some(value)) => match self.waiting.pop_front() {
-                    Some(w) => {
-                        let r = match value {
-                            Value::ServerError(e) => Err(RedisError::from(e)),
-                            v => Ok(v),
-                        };
-                        out.push((w, r));
-                    }
+            match self.decode(true) {
+                Ok(Some(answer)) => match self.waiting.pop_front() {
+                    Some(w) => out.push((w, answer_result(answer))),
                     None => return (out, Some(std::io::Error::other("a reply nobody asked for"))),
                 },
                 Ok(None) => break,
@@ -384,5 +393,38 @@ impl<T> Direct<T> {
             }
         }
         (out, closed)
+    }
+
+    /// The next whole reply in `buf`, if there is one: read as the script's decisions when
+    /// `script` and it is theirs, else by the codec (which keeps the start of a reply it has
+    /// taken until the rest comes).
+    fn decode(&mut self, script: bool) -> RedisResult<Option<Answer>> {
+        if script && !self.codec_busy {
+            match read_decisions(&self.buf) {
+                Scan::Done(decisions, used) => {
+                    self.buf.advance(used);
+                    return Ok(Some(Answer::Decisions(decisions)));
+                }
+                Scan::Partial => return Ok(None),
+                Scan::Other => {}
+            }
+        }
+        let given = !self.buf.is_empty();
+        let value = self.codec.decode(&mut self.buf)?;
+        if value.is_some() {
+            self.codec_busy = false;
+        } else if given {
+            // It may have taken what there was of the reply: the rest is its.
+            self.codec_busy = true;
+        }
+        Ok(value.map(Answer::Other))
+    }
+}
+
+/// An error reply as an error.
+fn answer_result(answer: Answer) -> RedisResult<Answer> {
+    match answer {
+        Answer::Other(Value::ServerError(e)) => Err(RedisError::from(e)),
+        a => Ok(a),
     }
 }

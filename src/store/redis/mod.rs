@@ -4,8 +4,9 @@
 //!
 //! The script runs the transitions of `src/algorithm/` in integer microseconds, for all of a key's
 //! limits at once, all or nothing, on the server's own clock. Three transports send it, each
-//! naming it by `EVALSHA` and sending its source again after `NOSCRIPT` (a restart or a `SCRIPT
-//! FLUSH`): [`RedisStore`] here (redis-rs on tokio: TLS, Cluster, Sentinel; one multiplexed
+//! calling it as a Redis 7 function (loaded again after a restart or a `FUNCTION FLUSH`), or by
+//! `EVALSHA` and its source on a server that refuses functions ([`invoke::Invoke`]):
+//! [`RedisStore`] here (redis-rs on tokio: TLS, Cluster, Sentinel; one multiplexed
 //! connection carries every concurrent decision), [`pool`] (blocking connections for synchronous
 //! callers) and [`batcher`] (one connection driven by the caller's event loop, what one turn of
 //! the loop asks for sent in one call; its sockets are [`direct`]).
@@ -17,8 +18,11 @@
 
 pub mod batcher;
 pub mod direct;
+pub mod invoke;
 pub mod pool;
 pub mod process;
+pub mod reply;
+mod resp;
 pub mod round_trips;
 pub mod runtime;
 pub mod script;
@@ -28,10 +32,12 @@ use std::time::Duration;
 
 use redis::aio::MultiplexedConnection;
 use redis::cluster_async::ClusterConnection;
-use redis::{RedisError, RedisResult, Script, Value};
+use redis::{Cmd, RedisError, RedisResult, Script, Value};
 
 use crate::error::Error;
-use script::{parse_reply, unexpected, Reply, Request};
+use invoke::{load_command, Functions};
+use reply::{parse_reply, unexpected, Reply};
+use script::{batch_command, Request};
 use url::Target;
 
 /// How to reach Redis, and how long to wait for it.
@@ -67,7 +73,8 @@ enum Conn {
 /// A connection to one Redis deployment, with the decision script.
 pub struct RedisStore {
     backend: Lazy,
-    script: Script,
+    /// Whether the deployment takes the decision script as a function.
+    functions: Functions,
     config: RedisConfig,
     /// Calls under way, to tell a connection found closed while idle from one that broke
     /// under calls.
@@ -110,7 +117,7 @@ impl RedisStore {
         };
         Ok(RedisStore {
             backend,
-            script: Script::new(script::DECIDE_LUA),
+            functions: Functions::default(),
             config,
             in_flight: std::sync::atomic::AtomicUsize::new(0),
         })
@@ -298,11 +305,59 @@ impl RedisStore {
         }
     }
 
-    /// Runs the decision script for one decision ([`script::packed_batch`] over tokio).
+    /// Runs `cmd`, once more on a new connection if it was made on an idle one that turns out
+    /// closed (as [`RedisStore::eval`]).
+    async fn query(&self, cmd: &Cmd) -> RedisResult<Value> {
+        let (_guard, idle) = self.start();
+        let mut tries = if idle { 2 } else { 1 };
+        loop {
+            tries -= 1;
+            let (n, conn) = self.handle().await?;
+            let r = match conn {
+                Conn::Cluster(mut c) => cmd.query_async(&mut c).await,
+                Conn::Single(mut c) => cmd.query_async(&mut c).await,
+            };
+            match self.after(n, r).await {
+                Err(e) if tries > 0 && closed(&e) => continue,
+                r => return r,
+            }
+        }
+    }
+
+    /// One call of the decision script for `requests`: as a function, loaded again if Redis
+    /// lost it, or by `EVALSHA` and its source where functions are refused
+    /// ([`invoke::Invoke::next`]).
+    async fn run_decide(&self, requests: &[&Request]) -> RedisResult<Value> {
+        let mut how = self.functions.first();
+        loop {
+            if how.needs_load() {
+                match self.query(&load_command()).await {
+                    Ok(_) => {}
+                    // Refused: the call after it says how to go on.
+                    Err(e)
+                        if matches!(
+                            e.kind(),
+                            redis::ErrorKind::Server(_) | redis::ErrorKind::Extension
+                        ) =>
+                    {
+                        self.functions.refuse()
+                    }
+                    Err(e) => return Err(e),
+                }
+            }
+            match self.query(&batch_command(requests, how)).await {
+                Err(e) => match how.next(&e, &self.functions) {
+                    Some(next) => how = next,
+                    None => return Err(e),
+                },
+                r => return r,
+            }
+        }
+    }
+
+    /// Runs the decision script for one decision ([`script::batch_command`] over tokio).
     pub async fn decide(&self, request: &Request) -> RedisResult<Reply> {
-        let (keys, args, head) = script::script_input(&[request]);
-        let args: Vec<&str> = head.iter().map(String::as_str).chain(args).collect();
-        let r = parse_reply(self.eval(&self.script, &keys, &args).await?)
+        let r = parse_reply(self.run_decide(&[request]).await?)
             .and_then(|mut replies| replies.pop().ok_or_else(unexpected));
         if r.is_err() {
             // A reply of the wrong shape may be another request's: start afresh.
@@ -314,9 +369,7 @@ impl RedisStore {
     /// Runs the decision script once for several decisions at one time (their keys in one
     /// Cluster slot), replying in order.
     pub async fn decide_all(&self, requests: &[&Request]) -> RedisResult<Vec<Reply>> {
-        let (keys, args, head) = script::script_input(requests);
-        let args: Vec<&str> = head.iter().map(String::as_str).chain(args).collect();
-        let r = parse_reply(self.eval(&self.script, &keys, &args).await?).and_then(|replies| {
+        let r = parse_reply(self.run_decide(requests).await?).and_then(|replies| {
             if replies.len() == requests.len() {
                 Ok(replies)
             } else {
@@ -335,20 +388,8 @@ impl RedisStore {
         for k in keys {
             cmd.arg(k.as_str());
         }
-        let (_guard, idle) = self.start();
-        let mut tries = if idle { 2 } else { 1 };
-        loop {
-            tries -= 1;
-            let (n, conn) = self.handle().await?;
-            let r: RedisResult<i64> = match conn {
-                Conn::Cluster(mut c) => cmd.query_async(&mut c).await,
-                Conn::Single(mut c) => cmd.query_async(&mut c).await,
-            };
-            match self.after(n, r).await {
-                Err(e) if tries > 0 && closed(&e) => continue,
-                r => return Ok(r? > 0),
-            }
-        }
+        let n: i64 = redis::FromRedisValue::from_redis_value(self.query(&cmd).await?)?;
+        Ok(n > 0)
     }
 }
 
