@@ -236,6 +236,45 @@ def test_a_shared_prepared_start_message_is_left_alone(clock: ManualClock) -> No
         }
 
 
+def test_the_admitted_send_takes_any_header_sequence_and_passes_other_messages_as_they_are(
+    clock: ManualClock,
+) -> None:
+    """The send an admitted app gets (native): headers given as a tuple or not at all are
+    extended into a new list; a body message, or any other, reaches the server as the very
+    object the app sent; a message without a type is the app's error, a KeyError."""
+    trailer: Message = {"type": "http.response.trailers", "headers": [(b"x-t", b"1")]}
+    body: Message = {"type": "http.response.body", "body": b"ok"}
+    starts: list[Message] = [
+        {"type": "http.response.start", "status": 200, "headers": ((b"x-app", b"1"),)},
+        {"type": "http.response.start", "status": 204},
+    ]
+    for start in starts:
+        app_headers = list(start.get("headers", ()))
+
+        async def app(scope: Scope, receive: Any, send: Any, start: Message = start) -> None:
+            await send(start)
+            await send(body)
+            await send(trailer)
+
+        mw = RateLimitMiddleware(app, limits="5/minute", clock=clock)
+        sent = asyncio.run(drive(mw, scope_of()))
+        assert [name for name, _ in sent[0]["headers"]] == [name for name, _ in app_headers] + [
+            b"x-ratelimit-limit",
+            b"x-ratelimit-remaining",
+            b"x-ratelimit-reset",
+        ]
+        assert sent[0]["status"] == start["status"]
+        assert sent[1] is body and sent[2] is trailer
+        assert list(start.get("headers", ())) == app_headers
+
+    async def untyped(scope: Scope, receive: Any, send: Any) -> None:
+        await send({"status": 200})
+
+    mw = RateLimitMiddleware(untyped, limits="5/minute", clock=clock)
+    with pytest.raises(KeyError, match="type"):
+        asyncio.run(drive(mw, scope_of()))
+
+
 # --- item 26: every bad argument is a ValueError or TypeError naming it ----------------------
 
 BAD_MIDDLEWARE_ARGUMENTS: list[tuple[str, Any]] = [

@@ -1,6 +1,6 @@
 """Type stubs for the native module ``seawall._seawall``."""
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from datetime import timedelta
 from typing import Any, Literal, Protocol, final
 
@@ -16,6 +16,7 @@ __all__ = [
     "ConcurrencyCore",
     "Decision",
     "GradientLimit",
+    "HeaderSend",
     "HostLimiter",
     "HttpLimiter",
     "Limit",
@@ -348,6 +349,14 @@ _Rule = (
 _HttpResult = tuple[bool, list[tuple[bytes, bytes]], bytes | None, int]
 
 @final
+class HeaderSend:
+    """An ASGI ``send`` adding an admitted request's rate-limit headers to
+    ``http.response.start`` (in a new message and list; the app's are left as they are), every
+    other message passed through. Made by ``HttpLimiter.check_send``."""
+
+    def __call__(self, message: Any) -> Awaitable[None]: ...
+
+@final
 class HttpLimiter:
     """Per-request decisions for the ASGI middleware: one call per request. Arguments left
     ``None`` take the defaults of :class:`seawall.RateLimitMiddleware`."""
@@ -399,6 +408,12 @@ class HttpLimiter:
         ``store_fallback``, ``store_error``) and ``store`` (``store_stats()``), in one call."""
     def issue_session(self, session_id: bytes) -> None: ...
     def __len__(self) -> int: ...
+    def check_send(
+        self, scope: Mapping[str, Any], send: Callable[[Any], Awaitable[None]]
+    ) -> Callable[[Any], Awaitable[None]] | _HttpResult | None:
+        """``check`` for the middleware's in-memory path: ``None`` (call the app untouched),
+        the send to call the app with when admitted (``send`` itself, or a :class:`HeaderSend`
+        adding the headers), or the refusal as ``check`` gives it. On Redis, a ``TypeError``."""
     def check(
         self, scope: Mapping[str, Any], key: str | None = None, body: bytes | None = None
     ) -> _HttpResult | None:

@@ -191,6 +191,7 @@ class RateLimitMiddleware:
         self.max_body_bytes = max_body_bytes
         self.websockets = websockets
         self._check = self.limiter.check
+        self._check_send = self.limiter.check_send
         self._submit = self.limiter._submit
         # On Redis a decision is awaited (one script call, shared with the other requests of
         # the loop's turn); in memory it is known at once.
@@ -227,8 +228,16 @@ class RateLimitMiddleware:
                 await self.app(scope, receive, send)
             return
         if self._fast:
-            result = self._check(scope)
-        elif self._fast_remote:
+            # One native call: None (pass), the send to call the app with, or a refusal.
+            sent = self._check_send(scope, send)
+            if sent is None:
+                await self.app(scope, receive, send)
+            elif isinstance(sent, tuple):
+                await self._deny(scope, send, sent[1], sent[2], sent[3])
+            else:
+                await self.app(scope, receive, sent)
+            return
+        if self._fast_remote:
             result = await self._decide_remote(scope, None, None)
         else:
             result, receive, send = await self._decide_with_python(scope, receive, send)

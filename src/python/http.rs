@@ -15,6 +15,7 @@ use pyo3::types::{PyBytes, PyDict, PyList, PyString, PyTuple};
 use super::clock::ClockSource;
 use super::direct::{Asked, Decider, DirectShared};
 use super::futures::{report_all, store_error, Completion, Done as BridgeDone, PyBridge};
+use super::header_send::PyHeaderSend;
 use super::limiter::limit_set_arg;
 use super::redis::{redis_settings, script_times, start_time};
 use super::top_limited::{summary_dict, top_keys_arg, top_list, TopN};
@@ -59,7 +60,7 @@ pub(crate) fn round_trip_items(d: &Bound<'_, PyDict>, rt: &RoundTrips) -> PyResu
 /// One bytes object per header name, made once per interpreter.
 static HEADER_NAMES: PyOnceLock<Vec<Py<PyBytes>>> = PyOnceLock::new();
 
-fn header_list<'py>(py: Python<'py>, headers: &Headers) -> PyResult<Bound<'py, PyList>> {
+pub(crate) fn header_list<'py>(py: Python<'py>, headers: &Headers) -> PyResult<Bound<'py, PyList>> {
     let names = HEADER_NAMES.get_or_init(py, || {
         NAMES.iter().map(|n| PyBytes::new(py, n).unbind()).collect()
     });
@@ -691,6 +692,35 @@ impl PyHttpLimiter {
             }
         };
         outcome_tuple(py, &outcome)
+    }
+
+    /// `check` for the middleware's in-memory path: `None` (call the app untouched), the `send`
+    /// to call it with when admitted (`send` itself when there are no headers to add, else a
+    /// `HeaderSend` adding them), or the refusal's tuple as `check` gives it.
+    fn check_send<'py>(
+        &self,
+        py: Python<'py>,
+        scope: &Bound<'py, PyAny>,
+        send: &Bound<'py, PyAny>,
+    ) -> PyResult<Option<Bound<'py, PyAny>>> {
+        let on_redis =
+            || PyTypeError::new_err("check_send decides in memory; on Redis, await _submit");
+        if self.policy.redis.is_some() {
+            return Err(on_redis());
+        }
+        let outcome = match self.begin(py, scope, None, None)? {
+            None => return Ok(None),
+            Some(Begun::Done(o)) => o,
+            Some(Begun::Pending(_)) => return Err(on_redis()),
+        };
+        match outcome {
+            Outcome::Pass => Ok(None),
+            Outcome::Allowed(h) if h.is_empty() => Ok(Some(send.clone())),
+            Outcome::Allowed(h) => Ok(Some(
+                Bound::new(py, PyHeaderSend::new(send.clone().unbind(), h))?.into_any(),
+            )),
+            other => Ok(outcome_tuple(py, &other)?.map(Bound::into_any)),
+        }
     }
 
     /// Starts deciding a request from async code: the response if it is known at once (as

@@ -11,6 +11,7 @@ mod config;
 mod direct;
 mod errors;
 mod futures;
+mod header_send;
 mod host;
 mod http;
 mod limiter;
@@ -44,6 +45,7 @@ fn _seawall(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<limiter::PyLimiter>()?;
     m.add_class::<limiter::PySlidingLogService>()?;
     m.add_class::<http::PyHttpLimiter>()?;
+    m.add_class::<header_send::PyHeaderSend>()?;
     m.add_class::<breaker::PyBreakerCore>()?;
     m.add_class::<redis::PyRedisLimiter>()?;
     m.add_class::<host::PyHostLimiter>()?;
