@@ -33,7 +33,16 @@ from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from typing import Any
 
-from timing import AsyncTimer, SyncTimer, abest_of, best_of, ns, plan_units, print_header, table
+from timing import (
+    AsyncTimer,
+    abest_of,
+    best_of,
+    ns,
+    plan_units,
+    print_header,
+    t_call0,
+    table,
+)
 
 import seawall
 
@@ -49,17 +58,6 @@ class Settings:
 
 # --------------------------------------------------------------------------------------------
 # Measurement core
-
-
-def t_call0(fn: Callable[[], object]) -> SyncTimer:
-    def timer(n: int) -> int:
-        f = fn
-        t0 = time.perf_counter_ns()
-        for _ in range(n):
-            f()
-        return time.perf_counter_ns() - t0
-
-    return timer
 
 
 def t_await0(fn: AsyncFn) -> AsyncTimer:

@@ -50,6 +50,7 @@ from timing import (
     plan_units,
     print_header,
     stop_timer,
+    t_call0,
     t_call1,
     t_call2,
     t_empty,
@@ -109,17 +110,6 @@ def measure_async(timer: AsyncTimer, unit_size: int, s: Settings) -> Measured:
 
 
 # Loop bodies. Each binds what it calls to locals before starting the clock.
-
-
-def t_call0(fn: Callable[[], object]) -> SyncTimer:
-    def timer(n: int) -> int:
-        f = fn
-        t0 = time.perf_counter_ns()
-        for _ in range(n):
-            f()
-        return time.perf_counter_ns() - t0
-
-    return timer
 
 
 def t_await0(fn: Callable[[], Coroutine[Any, Any, object]]) -> AsyncTimer:

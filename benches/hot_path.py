@@ -38,7 +38,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from timing import t_call1, t_empty
+from timing import t_call0, t_call1, t_empty
 
 from seawall import ClientRateLimiter, Limiter, TokenBucket, TokenBucketConfig
 
@@ -49,17 +49,6 @@ N_KEYS = 100_000
 BAR = 1.5
 
 Timer = Callable[[int], int]
-
-
-def t_call0(fn: Callable[[], object]) -> Timer:
-    def timer(n: int) -> int:
-        f = fn
-        t0 = time.perf_counter_ns()
-        for _ in range(n):
-            f()
-        return time.perf_counter_ns() - t0
-
-    return timer
 
 
 def t_keys1(fn: Callable[[str], object], keys: list[str]) -> Timer:

@@ -89,6 +89,17 @@ def t_empty() -> SyncTimer:
     return timer
 
 
+def t_call0(fn: Callable[[], object]) -> SyncTimer:
+    def timer(n: int) -> int:
+        f = fn
+        t0 = time.perf_counter_ns()
+        for _ in range(n):
+            f()
+        return time.perf_counter_ns() - t0
+
+    return timer
+
+
 def t_call1(fn: Callable[[str], object], key: str) -> SyncTimer:
     def timer(n: int) -> int:
         f, k = fn, key
