@@ -288,36 +288,41 @@ impl RedisStore {
         for a in args {
             inv.arg(a.as_ref());
         }
-        let (_guard, idle) = self.start();
-        let mut tries = if idle { 2 } else { 1 };
-        loop {
-            tries -= 1;
-            let (n, conn) = self.handle().await?;
-            let r = match conn {
+        let inv = &inv;
+        self.retrying(|conn| async move {
+            match conn {
                 Conn::Cluster(mut c) => inv.invoke_async(&mut c).await,
                 Conn::Single(mut c) => inv.invoke_async(&mut c).await,
-            };
-            let r = self.after(n, r).await;
-            match r {
-                Err(e) if tries > 0 && closed(&e) => continue,
-                r => return r,
             }
-        }
+        })
+        .await
     }
 
     /// Runs `cmd`, once more on a new connection if it was made on an idle one that turns out
     /// closed (as [`RedisStore::eval`]).
     async fn query(&self, cmd: &Cmd) -> RedisResult<Value> {
+        self.retrying(|conn| async move {
+            match conn {
+                Conn::Cluster(mut c) => cmd.query_async(&mut c).await,
+                Conn::Single(mut c) => cmd.query_async(&mut c).await,
+            }
+        })
+        .await
+    }
+
+    /// Makes `call` on a connection, and once more on a new one if the first was idle and turns
+    /// out closed ([`RedisStore::eval`] says why only then).
+    async fn retrying<F, Fut>(&self, mut call: F) -> RedisResult<Value>
+    where
+        F: FnMut(Conn) -> Fut,
+        Fut: std::future::Future<Output = RedisResult<Value>>,
+    {
         let (_guard, idle) = self.start();
         let mut tries = if idle { 2 } else { 1 };
         loop {
             tries -= 1;
             let (n, conn) = self.handle().await?;
-            let r = match conn {
-                Conn::Cluster(mut c) => cmd.query_async(&mut c).await,
-                Conn::Single(mut c) => cmd.query_async(&mut c).await,
-            };
-            match self.after(n, r).await {
+            match self.after(n, call(conn).await).await {
                 Err(e) if tries > 0 && closed(&e) => continue,
                 r => return r,
             }
