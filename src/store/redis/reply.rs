@@ -139,7 +139,9 @@ pub fn read_decisions(buf: &[u8]) -> Scan {
         Field::Partial => return Scan::Partial,
         _ => return Scan::Other,
     };
-    let mut out = Vec::with_capacity(batch);
+    // Room for what the bytes at hand can hold (a decision takes at least 36 of them), not
+    // for what the header claims: a partial reply is read again from the start.
+    let mut out = Vec::with_capacity(batch.min(buf.len() / 36 + 1));
     for _ in 0..batch {
         match header(buf, &mut at, b'*') {
             Field::Int(8) => {}
