@@ -275,6 +275,30 @@ def test_the_admitted_send_takes_any_header_sequence_and_passes_other_messages_a
         asyncio.run(drive(mw, scope_of()))
 
 
+def test_an_admitted_send_in_a_reference_cycle_is_collected(clock: ManualClock) -> None:
+    """The native send an admitted app gets holds the server's ``send``; when that ``send``
+    leads back to it (an app keeping it in its request, its request in the scope), the cycle
+    must still be collected, as the Python closure it replaced was."""
+    import gc
+    import weakref
+
+    class ServerSend:
+        kept: Any = None
+
+        def __call__(self, message: Message) -> None:
+            return None
+
+    mw = RateLimitMiddleware(ok, limits="5/minute", clock=clock)
+    server_send = ServerSend()
+    admitted = mw.limiter.check_send(scope_of(), server_send)
+    assert admitted is not None and not isinstance(admitted, tuple)
+    server_send.kept = admitted
+    gone = weakref.ref(server_send)
+    del server_send, admitted
+    gc.collect()
+    assert gone() is None
+
+
 # --- item 26: every bad argument is a ValueError or TypeError naming it ----------------------
 
 BAD_MIDDLEWARE_ARGUMENTS: list[tuple[str, Any]] = [

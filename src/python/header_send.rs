@@ -7,6 +7,7 @@ use pyo3::exceptions::PyKeyError;
 use pyo3::intern;
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyList, PyString, PyTuple};
+use pyo3::{PyTraverseError, PyVisit};
 
 use super::http::header_list;
 use crate::http::render::Headers;
@@ -52,6 +53,12 @@ impl PyHeaderSend {
 
 #[pymethods]
 impl PyHeaderSend {
+    /// Lets the collector see `send`: an app that keeps its `send` where the server's `send`
+    /// leads back (a request in the scope) makes a cycle through this object.
+    fn __traverse__(&self, visit: PyVisit<'_>) -> Result<(), PyTraverseError> {
+        visit.call(&self.send)
+    }
+
     fn __call__<'py>(&self, message: &Bound<'py, PyAny>) -> PyResult<Bound<'py, PyAny>> {
         let py = message.py();
         let kind = match message.cast::<PyDict>() {
