@@ -14,11 +14,16 @@ import uvicorn
 
 @contextmanager
 def serving(
-    app: Any, *, lifespan: Literal["on", "off"] = "off", proxy_headers: bool = False
+    app: Any,
+    *,
+    lifespan: Literal["on", "off"] = "off",
+    proxy_headers: bool = False,
+    interface: Literal["auto", "asgi3", "asgi2"] = "auto",
 ) -> Iterator[int]:
     """Serves ``app`` until the block ends; yields the port. ``proxy_headers=False`` by default:
     uvicorn itself believes X-Forwarded-For from 127.0.0.1 (``--forwarded-allow-ips``), which
-    would rewrite the peer before seawall sees it."""
+    would rewrite the peer before seawall sees it. ``interface``: uvicorn's ASGI version, told
+    from the app by default."""
     config = uvicorn.Config(
         app,
         host="127.0.0.1",
@@ -26,6 +31,7 @@ def serving(
         log_level="warning",
         lifespan=lifespan,
         proxy_headers=proxy_headers,
+        interface=interface,
     )
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, daemon=True)

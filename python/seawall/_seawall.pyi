@@ -2,13 +2,14 @@
 
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from datetime import timedelta
-from typing import Any, Literal, Protocol, final
+from typing import Any, Literal, Protocol, final, overload
 
 from typing_extensions import Self
 
 __all__ = [
     "ALGORITHMS",
     "AIMDLimit",
+    "AsgiEntry",
     "BackpressureCore",
     "BreakerCore",
     "Bridge",
@@ -347,6 +348,27 @@ _Rule = (
 
 #: ``(allowed, headers to add or of the refusal, refusal body, status: 200, 429 or 503)``.
 _HttpResult = tuple[bool, list[tuple[bytes, bytes]], bytes | None, int]
+
+_Receive = Callable[[], Awaitable[Any]]
+_Send = Callable[[Any], Awaitable[None]]
+
+class AsgiEntry:
+    """The native base of :class:`seawall.RateLimitMiddleware`: once ``_fast_path`` is set, an
+    in-memory HTTP request is decided natively and ``__call__`` returns the app's own awaitable
+    (the refusal's from ``_deny``); anything else goes to the subclass's ``_call``. Called with
+    the scope alone (ASGI 2, as servers call a native ``__call__``), it returns
+    ``functools.partial(self, scope)``."""
+
+    def __new__(cls, *args: Any, **kwargs: Any) -> Self: ...
+    def _fast_path(self, app: Callable[..., Awaitable[None]], limiter: HttpLimiter) -> None: ...
+    @overload
+    def __call__(
+        self, scope: Mapping[str, Any], receive: _Receive, send: _Send
+    ) -> Awaitable[None]: ...
+    @overload
+    def __call__(
+        self, scope: Mapping[str, Any]
+    ) -> Callable[[_Receive, _Send], Awaitable[None]]: ...
 
 @final
 class HeaderSend:

@@ -35,6 +35,7 @@ from seawall._http_limiter import http_limiter
 from seawall._metrics_registry import track
 from seawall._redis import bridge_for
 from seawall._route_rule import Rule, rule_tuple
+from seawall._seawall import AsgiEntry
 from seawall._send import Headers, send_with_headers
 from seawall._stores import redis_options
 from seawall.shedding import ConcurrencyLimitMiddleware
@@ -56,7 +57,7 @@ _RATE_LIMITED_CLOSE_CODE = 1008  # policy violation: the close code for a refuse
 _TRY_AGAIN_LATER_CLOSE_CODE = 1013  # the store cannot decide (on_error="deny")
 
 
-class RateLimitMiddleware:
+class RateLimitMiddleware(AsgiEntry):
     """Rate limits for every HTTP request of an ASGI app, decided in one native call.
 
     ``app.add_middleware(RateLimitMiddleware, limits="100/minute")``. The main arguments:
@@ -191,7 +192,6 @@ class RateLimitMiddleware:
         self.max_body_bytes = max_body_bytes
         self.websockets = websockets
         self._check = self.limiter.check
-        self._check_send = self.limiter.check_send
         self._submit = self.limiter._submit
         # On Redis a decision is awaited (one script call, shared with the other requests of
         # the loop's turn); in memory it is known at once.
@@ -199,7 +199,7 @@ class RateLimitMiddleware:
         self._needs_body = self.limiter.needs_body
         # With MCP session keys, the ids the app issues are learnt from its responses.
         self._issue_session = self.limiter.issue_session if self.limiter.learns_sessions else None
-        # The fast path: no Python per request beyond the one native call.
+        # The fast path: no Python per request at all (``AsgiEntry.__call__``).
         plain = key_func is None and not self._needs_body and self._issue_session is None
         self._fast = plain and not self._remote
         self._fast_remote = plain and self._remote
@@ -209,6 +209,10 @@ class RateLimitMiddleware:
 
             self._request_class = Request
         track(self)  # for seawall.prometheus; counting is native, read by stats()
+        if self._fast:
+            # From here, calling the middleware decides natively (``AsgiEntry.__call__``) and
+            # returns the app's own coroutine: no Python frame of the middleware per request.
+            self._fast_path(app, self.limiter)
 
     def stats(self) -> dict[str, Any]:
         """Counts since start, read in one native call: ``routes``, one dict per route budget
@@ -220,22 +224,13 @@ class RateLimitMiddleware:
         counted."""
         return self.limiter.stats()
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+    # ``__call__`` is ``AsgiEntry``'s: the native fast path, else this.
+    async def _call(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             if scope["type"] == "websocket" and self.websockets:
                 await self._websocket(scope, receive, send)
             else:
                 await self.app(scope, receive, send)
-            return
-        if self._fast:
-            # One native call: None (pass), the send to call the app with, or a refusal.
-            sent = self._check_send(scope, send)
-            if sent is None:
-                await self.app(scope, receive, send)
-            elif isinstance(sent, tuple):
-                await self._deny(scope, send, sent[1], sent[2], sent[3])
-            else:
-                await self.app(scope, receive, sent)
             return
         if self._fast_remote:
             result = await self._decide_remote(scope, None, None)

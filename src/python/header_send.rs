@@ -3,24 +3,80 @@
 //! so that an admitted request costs one object and no Python frame per message (the Python
 //! `seawall._send.send_with_headers` does the same for the drop-in middlewares).
 
+use parking_lot::Mutex;
 use pyo3::exceptions::PyKeyError;
 use pyo3::intern;
 use pyo3::prelude::*;
-use pyo3::types::{PyDict, PyList, PyString, PyTuple};
+use pyo3::types::{PyBytes, PyDict, PyList, PyString, PyTuple};
 use pyo3::{PyTraverseError, PyVisit};
 
-use super::http::header_list;
-use crate::http::render::Headers;
+use crate::http::render::{Headers, NAMES};
+
+/// The last `(name, value)` tuple made for each header name, handed out again while the value
+/// is the same: `X-RateLimit-Limit` never changes and `-Reset` rarely does, so an admitted
+/// request makes new objects only for the values that moved. Tuples and bytes are immutable, so
+/// sharing them with every response is safe.
+pub(crate) struct HeaderCache {
+    last: Mutex<[Option<Py<PyTuple>>; NAMES.len()]>,
+}
+
+impl HeaderCache {
+    pub(crate) fn new() -> Self {
+        Self {
+            last: Mutex::new(Default::default()),
+        }
+    }
+
+    /// `headers` as a tuple of `(name, value)` bytes tuples.
+    pub(crate) fn items<'py>(
+        &self,
+        py: Python<'py>,
+        headers: &Headers,
+    ) -> PyResult<Bound<'py, PyTuple>> {
+        let slot = |name: &[u8]| NAMES.iter().position(|m| std::ptr::eq(*m, name));
+        if headers.len() > NAMES.len() || headers.iter().any(|(n, _)| slot(n).is_none()) {
+            // Not rendered here (every name rendered is one of NAMES): made afresh.
+            let fresh = headers
+                .iter()
+                .map(|(n, v)| (PyBytes::new(py, n), PyBytes::new(py, v)));
+            return PyTuple::new(py, fresh);
+        }
+        let mut last = self.last.lock();
+        for (name, value) in headers.iter() {
+            let cached = &mut last[slot(name).unwrap_or_default()];
+            let same = cached.as_ref().is_some_and(|t| {
+                t.bind(py)
+                    .get_item(1)
+                    .ok()
+                    .and_then(|v| v.cast_into::<PyBytes>().ok())
+                    .is_some_and(|v| v.as_bytes() == &value[..])
+            });
+            if !same {
+                let made = PyTuple::new(py, [PyBytes::new(py, name), PyBytes::new(py, value)])?;
+                *cached = Some(made.unbind());
+            }
+        }
+        PyTuple::new(
+            py,
+            headers.iter().map(|(name, _)| {
+                last[slot(name).unwrap_or_default()]
+                    .as_ref()
+                    .map(|t| t.clone_ref(py))
+            }),
+        )
+    }
+}
 
 /// `send`, adding `headers` to the response start.
 #[pyclass(frozen, module = "seawall._seawall", name = "HeaderSend")]
 pub struct PyHeaderSend {
     send: Py<PyAny>,
-    headers: Headers,
+    /// `(name, value)` bytes tuples.
+    headers: Py<PyTuple>,
 }
 
 impl PyHeaderSend {
-    pub(crate) fn new(send: Py<PyAny>, headers: Headers) -> Self {
+    pub(crate) fn new(send: Py<PyAny>, headers: Py<PyTuple>) -> Self {
         Self { send, headers }
     }
 
@@ -43,7 +99,7 @@ impl PyHeaderSend {
             },
             None => PyList::empty(py),
         };
-        for item in header_list(py, &self.headers)?.iter() {
+        for item in self.headers.bind(py).iter() {
             out.append(item)?;
         }
         copy.set_item(key, out)?;
@@ -56,7 +112,8 @@ impl PyHeaderSend {
     /// Lets the collector see `send`: an app that keeps its `send` where the server's `send`
     /// leads back (a request in the scope) makes a cycle through this object.
     fn __traverse__(&self, visit: PyVisit<'_>) -> Result<(), PyTraverseError> {
-        visit.call(&self.send)
+        visit.call(&self.send)?;
+        visit.call(&self.headers)
     }
 
     fn __call__<'py>(&self, message: &Bound<'py, PyAny>) -> PyResult<Bound<'py, PyAny>> {

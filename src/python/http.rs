@@ -15,7 +15,7 @@ use pyo3::types::{PyBytes, PyDict, PyList, PyString, PyTuple};
 use super::clock::ClockSource;
 use super::direct::{Asked, Decider, DirectShared};
 use super::futures::{report_all, store_error, Completion, Done as BridgeDone, PyBridge};
-use super::header_send::PyHeaderSend;
+use super::header_send::{HeaderCache, PyHeaderSend};
 use super::limiter::limit_set_arg;
 use super::redis::{redis_settings, script_times, start_time};
 use super::top_limited::{summary_dict, top_keys_arg, top_list, TopN};
@@ -41,8 +41,10 @@ pub(crate) struct PyHttpLimiter {
     /// Blocking connections for `check` on a Redis store.
     sync_pool: BlockingPool,
     clock: ClockSource,
-    /// Whether any feature reads headers; if not, they are not even looked at.
-    reads_headers: bool,
+    /// The parts of a scope some feature reads; the others are not even looked at.
+    reads: Reads,
+    /// The header tuples of admitted responses, reused while their values stay the same.
+    header_cache: HeaderCache,
 }
 
 /// Adds the round trips of a Redis-backed decider to its stats dict: `round_trips`,
@@ -259,11 +261,44 @@ fn optional_limiter(
     }
 }
 
+/// What an in-memory decision hands the middleware's entry.
+pub(crate) enum Sent<'py> {
+    /// The scope is not an HTTP request's.
+    NotHttp,
+    /// Call the app as it was called.
+    Untouched,
+    /// Call the app with this send (the app's own, or a [`PyHeaderSend`] adding headers).
+    Send(Bound<'py, PyAny>),
+    /// `(False, headers, body, status)`: answer without calling the app.
+    Refused(Bound<'py, PyTuple>),
+}
+
+/// What a policy reads from a request beyond its peer: each part is looked up in the scope
+/// only when some feature uses it.
+#[derive(Clone, Copy)]
+struct Reads {
+    /// Proxies, a bypass header, or a header or session key.
+    headers: bool,
+    /// Route rules (path and method).
+    route: bool,
+    /// A query-parameter key.
+    query: bool,
+}
+
+impl Reads {
+    const ALL: Reads = Reads {
+        headers: true,
+        route: true,
+        query: true,
+    };
+}
+
 struct Scope<'py> {
     peer: Option<Bound<'py, PyString>>,
     headers: Vec<(Bound<'py, PyBytes>, Bound<'py, PyBytes>)>,
-    path: Bound<'py, PyString>,
-    method: Bound<'py, PyString>,
+    /// `None` when not read (no rule) or absent: then "/" and "GET".
+    path: Option<Bound<'py, PyString>>,
+    method: Option<Bound<'py, PyString>>,
     query: Option<Bound<'py, PyBytes>>,
 }
 
@@ -286,18 +321,14 @@ impl<'py> Scope<'py> {
         Ok(RequestView {
             peer: self.peer.as_ref().map(|p| p.to_str()).transpose()?,
             headers,
-            path: self.path.to_str()?,
-            method: self.method.to_str()?,
+            path: self.path.as_ref().map_or(Ok("/"), |p| p.to_str())?,
+            method: self.method.as_ref().map_or(Ok("GET"), |m| m.to_str())?,
             query: self.query.as_ref().map(|q| q.as_bytes()).unwrap_or(b""),
         })
     }
 
     /// Reads what the policy needs from an ASGI HTTP scope; `None` if the scope is not HTTP.
-    fn read(
-        py: Python<'py>,
-        scope: &Bound<'py, PyAny>,
-        with_headers: bool,
-    ) -> PyResult<Option<Self>> {
+    fn read(py: Python<'py>, scope: &Bound<'py, PyAny>, reads: Reads) -> PyResult<Option<Self>> {
         let scope = scope
             .cast::<PyDict>()
             .map_err(|_| PyTypeError::new_err("scope must be an ASGI scope dict"))?;
@@ -315,7 +346,7 @@ impl<'py> Scope<'py> {
             _ => None,
         };
         let mut headers = Vec::new();
-        if with_headers {
+        if reads.headers {
             if let Some(list) = item(scope, pyo3::intern!(py, "headers"))? {
                 for pair in list.try_iter()? {
                     let pair = pair?;
@@ -330,18 +361,22 @@ impl<'py> Scope<'py> {
                 }
             }
         }
-        let text = |name: &Bound<'py, PyString>, default: &str| -> PyResult<Bound<'py, PyString>> {
-            Ok(item(scope, name)?
-                .and_then(|v| v.cast_into::<PyString>().ok())
-                .unwrap_or_else(|| PyString::new(py, default)))
+        let text = |wanted: bool, name: &Bound<'py, PyString>| -> PyResult<_> {
+            Ok(match wanted {
+                true => item(scope, name)?.and_then(|v| v.cast_into::<PyString>().ok()),
+                false => None,
+            })
         };
         Ok(Some(Scope {
             peer,
             headers,
-            path: text(pyo3::intern!(py, "path"), "/")?,
-            method: text(pyo3::intern!(py, "method"), "GET")?,
-            query: item(scope, pyo3::intern!(py, "query_string"))?
-                .and_then(|q| q.cast_into::<PyBytes>().ok()),
+            path: text(reads.route, pyo3::intern!(py, "path"))?,
+            method: text(reads.route, pyo3::intern!(py, "method"))?,
+            query: match reads.query {
+                true => item(scope, pyo3::intern!(py, "query_string"))?
+                    .and_then(|q| q.cast_into::<PyBytes>().ok()),
+                false => None,
+            },
         }))
     }
 }
@@ -355,7 +390,7 @@ impl PyHttpLimiter {
         key: Option<&str>,
         body: Option<&[u8]>,
     ) -> PyResult<Option<Begun>> {
-        let Some(s) = Scope::read(py, scope, self.reads_headers)? else {
+        let Some(s) = Scope::read(py, scope, self.reads)? else {
             return Ok(None);
         };
         let headers = s.header_slices();
@@ -368,6 +403,39 @@ impl PyHttpLimiter {
         Ok(Some(
             self.policy.begin(&req, key, body, script_now, local_now)?,
         ))
+    }
+
+    /// [`PyHttpLimiter::check_send`]'s decision, with a request that is not HTTP told apart.
+    pub(crate) fn send_for<'py>(
+        &self,
+        py: Python<'py>,
+        scope: &Bound<'py, PyAny>,
+        send: &Bound<'py, PyAny>,
+    ) -> PyResult<Sent<'py>> {
+        let on_redis =
+            || PyTypeError::new_err("check_send decides in memory; on Redis, await _submit");
+        if self.policy.redis.is_some() {
+            return Err(on_redis());
+        }
+        let outcome = match self.begin(py, scope, None, None)? {
+            None => return Ok(Sent::NotHttp),
+            Some(Begun::Done(o)) => o,
+            Some(Begun::Pending(_)) => return Err(on_redis()),
+        };
+        Ok(match outcome {
+            Outcome::Pass => Sent::Untouched,
+            Outcome::Allowed(h) if h.is_empty() => Sent::Send(send.clone()),
+            Outcome::Allowed(h) => {
+                let items = self.header_cache.items(py, &h)?.unbind();
+                Sent::Send(
+                    Bound::new(py, PyHeaderSend::new(send.clone().unbind(), items))?.into_any(),
+                )
+            }
+            other => match outcome_tuple(py, &other)? {
+                Some(t) => Sent::Refused(t),
+                None => Sent::Untouched,
+            },
+        })
     }
 
     fn reports(&self, py: Python<'_>) {
@@ -509,9 +577,13 @@ impl PyHttpLimiter {
         )?;
         let bypass_set = bypass.is_some();
         let sessions = matches!(key_source, KeySource::McpSession);
-        let reads_headers = !proxies.is_empty()
-            || bypass_set
-            || matches!(key_source, KeySource::Header(_) | KeySource::McpSession);
+        let reads = Reads {
+            headers: !proxies.is_empty()
+                || bypass_set
+                || matches!(key_source, KeySource::Header(_) | KeySource::McpSession),
+            route: !rule_list.is_empty(),
+            query: matches!(key_source, KeySource::Query(_)),
+        };
         let clock = ClockSource::from_arg(clock)?;
         let routes = Routes::new(rule_list, default, max_keys);
         let host = match store.and_then(|s| s.strip_prefix("host://")) {
@@ -576,7 +648,8 @@ impl PyHttpLimiter {
             direct,
             sync_pool: BlockingPool::default(),
             clock,
-            reads_headers,
+            reads,
+            header_cache: HeaderCache::new(),
         })
     }
 
@@ -703,24 +776,11 @@ impl PyHttpLimiter {
         scope: &Bound<'py, PyAny>,
         send: &Bound<'py, PyAny>,
     ) -> PyResult<Option<Bound<'py, PyAny>>> {
-        let on_redis =
-            || PyTypeError::new_err("check_send decides in memory; on Redis, await _submit");
-        if self.policy.redis.is_some() {
-            return Err(on_redis());
-        }
-        let outcome = match self.begin(py, scope, None, None)? {
-            None => return Ok(None),
-            Some(Begun::Done(o)) => o,
-            Some(Begun::Pending(_)) => return Err(on_redis()),
-        };
-        match outcome {
-            Outcome::Pass => Ok(None),
-            Outcome::Allowed(h) if h.is_empty() => Ok(Some(send.clone())),
-            Outcome::Allowed(h) => Ok(Some(
-                Bound::new(py, PyHeaderSend::new(send.clone().unbind(), h))?.into_any(),
-            )),
-            other => Ok(outcome_tuple(py, &other)?.map(Bound::into_any)),
-        }
+        Ok(match self.send_for(py, scope, send)? {
+            Sent::NotHttp | Sent::Untouched => None,
+            Sent::Send(s) => Some(s),
+            Sent::Refused(t) => Some(t.into_any()),
+        })
     }
 
     /// Starts deciding a request from async code: the response if it is known at once (as
@@ -776,7 +836,7 @@ impl PyHttpLimiter {
         scope: &Bound<'_, PyAny>,
         body: Option<&[u8]>,
     ) -> PyResult<String> {
-        let Some(s) = Scope::read(py, scope, true)? else {
+        let Some(s) = Scope::read(py, scope, Reads::ALL)? else {
             return Err(PyValueError::new_err("scope must be an http scope"));
         };
         let headers = s.header_slices();

@@ -1,6 +1,7 @@
 //! The pyo3 bindings: thin types that convert arguments, read the clock and map errors. The logic
 //! and its documentation live in the core modules.
 
+mod asgi_entry;
 mod backpressure;
 mod breaker;
 mod bucket;
@@ -45,6 +46,7 @@ fn _seawall(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<limiter::PyLimiter>()?;
     m.add_class::<limiter::PySlidingLogService>()?;
     m.add_class::<http::PyHttpLimiter>()?;
+    m.add_class::<asgi_entry::PyAsgiEntry>()?;
     m.add_class::<header_send::PyHeaderSend>()?;
     m.add_class::<breaker::PyBreakerCore>()?;
     m.add_class::<redis::PyRedisLimiter>()?;
