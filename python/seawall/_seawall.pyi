@@ -1,6 +1,6 @@
 """Type stubs for the native module ``seawall._seawall``."""
 
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from datetime import timedelta
 from typing import Any, Literal, Protocol, final, overload
 
@@ -374,8 +374,12 @@ class AsgiEntry:
 class HeaderSend:
     """An ASGI ``send`` adding an admitted request's rate-limit headers to
     ``http.response.start`` (in a new message and list; the app's are left as they are), every
-    other message passed through. Made by ``HttpLimiter.check_send``."""
+    other message passed through. Made by ``HttpLimiter.check_send``, or from Python for the
+    drop-in middlewares."""
 
+    def __new__(
+        cls, send: Callable[[Any], Awaitable[None]], headers: Iterable[tuple[bytes, bytes]]
+    ) -> Self: ...
     def __call__(self, message: Any) -> Awaitable[None]: ...
 
 @final

@@ -1,10 +1,10 @@
 //! `HeaderSend`: the ASGI `send` the middleware hands an admitted request's app, adding the
 //! rate-limit headers to `http.response.start` and passing every other message through. Native,
-//! so that an admitted request costs one object and no Python frame per message (the Python
-//! `seawall._send.send_with_headers` does the same for the drop-in middlewares).
+//! so that an admitted request costs one object and no Python frame per message. The drop-in
+//! middlewares make theirs from Python (`seawall._send.send_with_headers`).
 
 use parking_lot::Mutex;
-use pyo3::exceptions::PyKeyError;
+use pyo3::exceptions::{PyKeyError, PyTypeError};
 use pyo3::intern;
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyDict, PyList, PyString, PyTuple};
@@ -109,6 +109,28 @@ impl PyHeaderSend {
 
 #[pymethods]
 impl PyHeaderSend {
+    /// `send`, adding `headers` (an iterable of `(name, value)` bytes pairs) to the response
+    /// start: what the drop-in middlewares use to answer with the app's own response.
+    #[new]
+    fn py_new(send: &Bound<'_, PyAny>, headers: &Bound<'_, PyAny>) -> PyResult<Self> {
+        if !send.is_callable() {
+            return Err(PyTypeError::new_err(format!(
+                "send must be an ASGI send callable, got {}",
+                send.get_type().name()?
+            )));
+        }
+        let items = headers
+            .try_iter()
+            .and_then(|i| i.collect::<PyResult<Vec<_>>>())
+            .map_err(|_| {
+                PyTypeError::new_err("headers must be an iterable of (name, value) bytes pairs")
+            })?;
+        Ok(Self::new(
+            send.clone().unbind(),
+            PyTuple::new(headers.py(), items)?.unbind(),
+        ))
+    }
+
     /// Lets the collector see `send`: an app that keeps its `send` where the server's `send`
     /// leads back (a request in the scope) makes a cycle through this object.
     fn __traverse__(&self, visit: PyVisit<'_>) -> Result<(), PyTraverseError> {
