@@ -164,11 +164,98 @@ fn violations(c: &mut Criterion) {
     group.finish();
 }
 
+/// The HTTP middleware's whole decision for a known client (`HttpPolicy::decide`, as the
+/// middleware makes it per request): one default limit, by key source (the client's address,
+/// the default; a header; `Authorization`, hashed), peer family and header style.
+fn http(c: &mut Criterion) {
+    use seawall::http::client_ip::Proxies;
+    use seawall::http::{
+        HeaderStyle, HttpPolicy, IssuedSessions, KeySource, ProxyHeader, RequestView, Routes,
+    };
+    use seawall::limiter::limit::{AlgorithmKind, LimitSet};
+    use seawall::metrics::top_limited::TopLimited;
+
+    let policy = |key: &str, headers| HttpPolicy {
+        key_source: key.parse::<KeySource>().unwrap(),
+        proxies: Proxies::default(),
+        proxy_header: ProxyHeader::default(),
+        sessions: IssuedSessions::new(1),
+        ipv6_prefix: 64,
+        max_key_length: 256,
+        exempt_ips: Proxies::default(),
+        exempt_clients: vec![],
+        bypass: None,
+        global: None,
+        routes: Routes::new(
+            vec![],
+            Some(LimitSet::parse("1000000000/second", AlgorithmKind::Gcra).unwrap()),
+            10_000,
+        ),
+        headers,
+        redis: None,
+        host: None,
+        top_limited: TopLimited::new(100),
+    };
+    let headers: &[(&[u8], &[u8])] = &[
+        (b"host", b"x"),
+        (b"x-client-id", b"tenant-42"),
+        (b"authorization", b"Bearer 0123456789abcdef"),
+    ];
+    let cases = [
+        ("ip", "127.0.0.1", HeaderStyle::None, "none/ipv4"),
+        ("ip", "2001:db8::1", HeaderStyle::None, "none/ipv6"),
+        (
+            "ip",
+            "127.0.0.1",
+            HeaderStyle::XRateLimit,
+            "x-ratelimit/ipv4",
+        ),
+        (
+            "ip",
+            "2001:db8::1",
+            HeaderStyle::XRateLimit,
+            "x-ratelimit/ipv6",
+        ),
+        (
+            "header:x-client-id",
+            "127.0.0.1",
+            HeaderStyle::None,
+            "none/header",
+        ),
+        (
+            "header:authorization",
+            "127.0.0.1",
+            HeaderStyle::None,
+            "none/authorization",
+        ),
+    ];
+    let mut g = c.benchmark_group("http/decide");
+    for (key, peer, style, name) in cases {
+        let policy = policy(key, style);
+        let req = RequestView {
+            peer: Some(peer),
+            headers,
+            path: "/",
+            method: "GET",
+            query: b"",
+        };
+        let mut now = 0u64;
+        g.bench_function(name, |b| {
+            b.iter(|| {
+                now += 1_000;
+                black_box(policy.decide(black_box(&req), now, None, None).unwrap())
+            })
+        });
+    }
+    g.finish();
+}
+
 criterion_group!(
     benches,
     token_bucket,
     algorithms,
     client_limiter,
-    violations
+    violations,
+    http
 );
 criterion_main!(benches);

@@ -380,19 +380,9 @@ pub fn client_ip(
 /// assert_eq!(group("192.0.2.1".parse().unwrap(), 64), "192.0.2.1");
 /// ```
 pub fn group(ip: IpAddr, ipv6_prefix: u8) -> String {
-    match ip {
-        IpAddr::V4(v4) => v4.to_string(),
-        IpAddr::V6(v6) if ipv6_prefix >= 128 => v6.to_string(),
-        IpAddr::V6(v6) => {
-            let bits = u128::from(v6);
-            let mask = if ipv6_prefix == 0 {
-                0
-            } else {
-                u128::MAX << (128 - u32::from(ipv6_prefix))
-            };
-            format!("{}/{}", Ipv6Addr::from(bits & mask), ipv6_prefix)
-        }
-    }
+    let mut text: super::key_text::KeyText = super::key_text::KeyText::new();
+    text.push_group(ip, ipv6_prefix);
+    text.into_string()
 }
 
 #[cfg(test)]

@@ -9,6 +9,7 @@
 
 pub mod client_ip;
 pub mod counters;
+pub mod key_text;
 pub mod redis_budgets;
 pub mod render;
 
@@ -19,6 +20,7 @@ use std::sync::Arc;
 
 use parking_lot::Mutex;
 use sha2::{Digest, Sha256};
+use smallvec::SmallVec;
 use subtle::ConstantTimeEq;
 use wildmatch::WildMatch;
 
@@ -31,7 +33,8 @@ use crate::limiter::limit::{LimitDecision, LimitSet};
 use crate::limiter::memory_limiter::Limiter;
 use crate::store::memory::{Keyed, MemoryStore};
 pub use client_ip::ProxyHeader;
-use client_ip::{client_ip, group, Proxies};
+use client_ip::{client_ip, Proxies};
+use key_text::KeyText;
 pub use render::{HeaderStyle, Headers};
 
 /// A request as the middleware sees it. Header names are lower-case, as ASGI delivers them.
@@ -367,17 +370,12 @@ impl Routes {
     }
 
     /// Runs `f` with `key` tagged with `budget`.
+    #[inline]
     fn tagged<R>(&self, budget: usize, key: &str, f: impl FnOnce(&str) -> R) -> R {
-        let tag = self.tags[budget].as_bytes();
-        let len = tag.len() + key.len();
-        if len <= TAGGED_ON_STACK {
-            let mut buf = [0u8; TAGGED_ON_STACK];
-            buf[..tag.len()].copy_from_slice(tag);
-            buf[tag.len()..len].copy_from_slice(key.as_bytes());
-            f(std::str::from_utf8(&buf[..len]).expect("a tag and a key are UTF-8"))
-        } else {
-            f(&format!("{}{key}", self.tags[budget]))
-        }
+        let mut tagged = KeyText::<TAGGED_ON_STACK>::new();
+        tagged.push_str(&self.tags[budget]);
+        tagged.push_str(key);
+        f(&tagged)
     }
 
     /// Decides one request of `key` against `budget` and counts it if admitted.
@@ -564,8 +562,9 @@ pub enum Outcome {
 /// the default limits'), and whether the global limits apply.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Plan {
-    /// The client key.
-    pub key: String,
+    /// The client key (inline when short: deciding a known client in this process allocates
+    /// nothing).
+    pub key: KeyText,
     /// The per-client budget, if any: an index into the route budgets.
     pub route: Option<usize>,
     /// Whether the global limits apply.
@@ -583,18 +582,58 @@ pub(crate) struct Verdict<'a> {
 
 /// The resolved identity of a request: its key and the raw id exemptions are checked against.
 struct Identity {
-    key: String,
-    raw: String,
+    key: KeyText,
+    raw: Raw,
     ip: Option<IpAddr>,
 }
 
-/// A header or query value as key text: UTF-8 as is (`None` here); anything else as the hex of
-/// its bytes, so that distinct byte strings never share a key (lossy decoding would map them all
-/// to U+FFFD).
-fn non_utf8_hex(bytes: &[u8]) -> Option<String> {
-    std::str::from_utf8(bytes)
-        .is_err()
-        .then(|| bytes.iter().map(|b| format!("{b:02x}")).collect())
+/// Where an [`Identity`]'s raw id is.
+enum Raw {
+    /// In the key, from this byte on (the key less its `prefix:`).
+    Tail(usize),
+    /// Apart from the key: a non-UTF-8 id's `0x` and hex, or the id of a hashed key.
+    Own(String),
+}
+
+impl Identity {
+    fn raw(&self) -> &str {
+        match &self.raw {
+            Raw::Tail(at) => &self.key[*at..],
+            Raw::Own(raw) => raw,
+        }
+    }
+
+    /// `prefix:raw`.
+    fn of(prefix: &str, raw: &str, ip: Option<IpAddr>) -> Self {
+        let mut key = KeyText::new();
+        key.push_str(prefix);
+        key.push_str(":");
+        key.push_str(raw);
+        Identity {
+            key,
+            raw: Raw::Tail(prefix.len() + 1),
+            ip,
+        }
+    }
+
+    /// The same raw id, keyed by the SHA-256 of the key.
+    #[cold]
+    #[inline(never)]
+    fn hashed(self) -> Self {
+        let mut key = KeyText::from("sha256:");
+        key.push_str(&sha256_hex(self.key.as_bytes()));
+        Identity {
+            raw: Raw::Own(self.raw().to_owned()),
+            key,
+            ip: self.ip,
+        }
+    }
+}
+
+/// Bytes as lower-case hex: how a header or query value that is not UTF-8 becomes key text, so
+/// that distinct byte strings never share a key (lossy decoding would map them all to U+FFFD).
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 fn sha256_hex(bytes: &[u8]) -> String {
@@ -622,39 +661,40 @@ impl HttpPolicy {
         let peer = req.peer.and_then(|p| p.parse::<IpAddr>().ok());
         let ip = client_ip(peer, req.headers, &self.proxies, &self.proxy_header);
         let ip_identity = || {
-            let raw = ip
-                .map(|ip| group(ip, self.ipv6_prefix))
-                .unwrap_or_else(|| "unknown".into());
+            let mut key = KeyText::from("ip:");
+            match ip {
+                Some(ip) => key.push_group(ip, self.ipv6_prefix),
+                None => key.push_str("unknown"),
+            }
             Identity {
-                key: format!("ip:{raw}"),
-                raw,
+                key,
+                raw: Raw::Tail(3),
                 ip,
             }
         };
-        let from = |prefix: &str, raw: String| Identity {
-            key: format!("{prefix}:{raw}"),
-            raw,
-            ip,
-        };
+        let from = |prefix: &str, raw: &str| Identity::of(prefix, raw, ip);
         // Bytes that are not UTF-8 get a namespace of their own ("header-hex:ff"), so that no
         // text value ("0xff") can stand for them; the raw id is "0x" and the hex.
-        let from_bytes = |prefix: &str, bytes: &[u8]| match non_utf8_hex(bytes) {
-            None => from(prefix, String::from_utf8_lossy(bytes).into_owned()),
-            Some(hex) => Identity {
-                key: format!("{prefix}-hex:{hex}"),
-                raw: format!("0x{hex}"),
-                ip,
-            },
+        let from_bytes = |prefix: &str, bytes: &[u8]| match std::str::from_utf8(bytes) {
+            Ok(text) => from(prefix, text),
+            Err(_) => {
+                let hex = hex(bytes);
+                Identity {
+                    key: KeyText::from(format!("{prefix}-hex:{hex}").as_str()),
+                    raw: Raw::Own(format!("0x{hex}")),
+                    ip,
+                }
+            }
         };
         let identity = if let Some(k) = key {
             // A caller's key (a `key_func`'s) has a namespace of its own: a value such as
             // "ip:198.51.100.7" must not spend that address's budget.
-            from("fn", k.to_string())
+            from("fn", k)
         } else {
             match &self.key_source {
                 KeySource::Ip => ip_identity(),
                 KeySource::Header(name) if name == b"authorization" => match req.header(name) {
-                    Some(v) => from("auth", sha256_hex(v)),
+                    Some(v) => from("auth", &sha256_hex(v)),
                     None => ip_identity(),
                 },
                 KeySource::Header(name) => match req.header(name) {
@@ -673,23 +713,20 @@ impl HttpPolicy {
                     None => ip_identity(),
                 },
                 KeySource::JsonRpc(path) => match body.and_then(|b| json_field(b, path)) {
-                    Some(v) => from("rpc", v),
+                    Some(v) => from("rpc", &v),
                     None => ip_identity(),
                 },
             }
         };
         if identity.key.len() > self.max_key_length {
-            return Identity {
-                key: format!("sha256:{}", sha256_hex(identity.key.as_bytes())),
-                ..identity
-            };
+            return identity.hashed();
         }
         identity
     }
 
     /// The key a request is counted under.
     pub fn key_for(&self, req: &RequestView<'_>, body: Option<&[u8]>) -> String {
-        self.identity(req, None, body).key
+        self.identity(req, None, body).key.into_string()
     }
 
     fn bypassed(&self, req: &RequestView<'_>) -> bool {
@@ -713,7 +750,7 @@ impl HttpPolicy {
         }
         let id = self.identity(req, key, body);
         if id.ip.is_some_and(|ip| self.exempt_ips.contains(ip))
-            || self.exempt_clients.contains(&id.raw)
+            || self.exempt_clients.iter().any(|c| c == id.raw())
         {
             return None;
         }
@@ -740,7 +777,8 @@ impl HttpPolicy {
         if let Some(host) = &self.host {
             return self.decide_on_host(host, plan, now);
         }
-        let mut applicable: Vec<(Budget<'_>, &str)> = Vec::with_capacity(2);
+        // At most two budgets: on the stack, like their decisions.
+        let mut applicable: SmallVec<[(Budget<'_>, &str); 2]> = SmallVec::new();
         if let (true, Some(g)) = (plan.global, &self.global) {
             applicable.push((Budget::Global(g), "global"));
         }
@@ -757,7 +795,7 @@ impl HttpPolicy {
             reset_after: t.binding_reset_after,
             ..t.decision
         };
-        let mut decisions: Vec<(Decision, Nanos, &str)> = Vec::with_capacity(applicable.len());
+        let mut decisions: SmallVec<[(Decision, Nanos, &str); 2]> = SmallVec::new();
         let allowed = decide_all(
             applicable.len(),
             true,
@@ -1106,7 +1144,7 @@ mod tests {
         let field = |name: &[u8]| {
             h.iter()
                 .find(|(n, _)| *n == name)
-                .map(|(_, v)| String::from_utf8(v.clone()).unwrap())
+                .map(|(_, v)| String::from_utf8(v.to_vec()).unwrap())
         };
         assert_eq!(
             field(b"ratelimit-policy").unwrap(),
@@ -1126,9 +1164,11 @@ mod tests {
         let Outcome::Allowed(h) = p.decide(&r, 0, None, None).unwrap() else {
             panic!("denied")
         };
-        assert!(h.contains(&(&b"x-ratelimit-remaining"[..], b"1".to_vec())));
+        assert!(h
+            .iter()
+            .any(|(n, v)| *n == b"x-ratelimit-remaining" && &v[..] == b"1"));
         assert_eq!(p.identity(&r, Some("u"), None).key, "fn:u");
-        assert_eq!(p.identity(&r, Some("u"), None).raw, "u");
+        assert_eq!(p.identity(&r, Some("u"), None).raw(), "u");
     }
 
     #[test]
@@ -1224,8 +1264,7 @@ mod tests {
 
     #[test]
     fn non_utf8_header_keys_stay_distinct() {
-        assert_eq!(non_utf8_hex(b"ab"), None);
-        assert_eq!(non_utf8_hex(b"\xff\x01").unwrap(), "ff01");
+        assert_eq!(hex(b"\xff\x01"), "ff01");
         let mut p = policy();
         p.key_source = "header:x-key".parse().unwrap();
         let key = |v: &'static [u8]| {

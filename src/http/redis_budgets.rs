@@ -155,7 +155,7 @@ impl RedisBudgets {
         (0..self.routes.len())
             .flat_map(|budget| {
                 let plan = Plan {
-                    key: key.to_owned(),
+                    key: key.into(),
                     route: Some(budget),
                     global: false,
                 };
@@ -307,7 +307,7 @@ impl HttpPolicy {
                 Ok(v) if v.allowed => Outcome::Pass,
                 Ok(v) => {
                     self.top_limited.record(&plan.key);
-                    let (headers, body) = render::denial(Vec::new(), &v.decision);
+                    let (headers, body) = render::denial(render::Headers::new(), &v.decision);
                     Outcome::Limited(headers, body)
                 }
                 Err(_) => {

@@ -5,11 +5,20 @@
 //! client's answer depend on its clock. `Retry-After` is the real wait, whole seconds rounded up,
 //! at least 1.
 
+use smallvec::SmallVec;
+
 use crate::algorithm::Decision;
 use crate::clock::{Nanos, NANOS_PER_SEC};
 
-/// Response headers: (lower-case name, one of [`NAMES`], value).
-pub type Headers = Vec<(&'static [u8], Vec<u8>)>;
+/// A header value: inline up to 24 bytes (any number; a `RateLimit` field with a short policy
+/// name), so that an admitted request's headers are rendered without a heap allocation.
+pub type HeaderValue = SmallVec<[u8; 24]>;
+
+/// Response headers: (lower-case name, one of [`NAMES`], value). Up to three inline: the
+/// `x-ratelimit` or `draft` headers of an admitted response; `both`'s five and a 429's spill to
+/// the heap. (Room for more would make every [`super::Outcome`], moved from call to call,
+/// bigger than it is now: 184 bytes.)
+pub type Headers = SmallVec<[(&'static [u8], HeaderValue); 3]>;
 
 /// Every header name rendered here, so that bindings can keep one object per name.
 pub static NAMES: [&[u8]; 8] = [
@@ -60,16 +69,23 @@ pub fn ceil_secs(n: Nanos) -> u64 {
     n.div_ceil(NANOS_PER_SEC)
 }
 
-fn num(n: u64) -> Vec<u8> {
-    n.to_string().into_bytes()
+/// `n` in decimal, written straight into an inline value (no copy, no core::fmt).
+fn num(mut n: u64) -> HeaderValue {
+    let len = n.checked_ilog10().map_or(1, |l| l as usize + 1);
+    let mut buf = [0u8; 24];
+    for digit in buf[..len].iter_mut().rev() {
+        *digit = b'0' + (n % 10) as u8;
+        n /= 10;
+    }
+    HeaderValue::from_buf_and_len(buf, len)
 }
 
-/// A policy name as a structured-field string: printable ASCII, without `"` and `\`.
-fn sf_string(name: &str) -> String {
-    name.chars()
-        .filter(|c| c.is_ascii_graphic() || *c == ' ')
-        .filter(|c| *c != '"' && *c != '\\')
-        .collect()
+/// A policy name as a structured-field string's content: its printable ASCII, without `"` and
+/// `\` (any byte of a non-ASCII character is not printable ASCII).
+fn sf_string(name: &str) -> impl Iterator<Item = u8> + '_ {
+    name.bytes()
+        .filter(|b| b.is_ascii_graphic() || *b == b' ')
+        .filter(|b| *b != b'"' && *b != b'\\')
 }
 
 /// The rate-limit headers for a decision under the policy `name` with period `window`.
@@ -80,31 +96,41 @@ fn sf_string(name: &str) -> String {
 ///
 /// let d = Decision { allowed: true, limit: 100, remaining: 50, reset_after: 29_500_000_000, retry_after: 0 };
 /// let h = headers(HeaderStyle::Both, &d, 60_000_000_000, "api");
-/// assert!(h.contains(&(&b"x-ratelimit-reset"[..], b"30".to_vec())));
-/// assert!(h.contains(&(&b"ratelimit-policy"[..], b"\"api\";q=100;w=60".to_vec())));
-/// assert!(h.contains(&(&b"ratelimit"[..], b"\"api\";r=50;t=30".to_vec())));
+/// let field = |name: &[u8]| h.iter().find(|(n, _)| *n == name).map(|(_, v)| v.to_vec());
+/// assert_eq!(field(b"x-ratelimit-reset").unwrap(), b"30");
+/// assert_eq!(field(b"ratelimit-policy").unwrap(), b"\"api\";q=100;w=60");
+/// assert_eq!(field(b"ratelimit").unwrap(), b"\"api\";r=50;t=30");
 /// ```
 pub fn headers(style: HeaderStyle, d: &Decision, window: Nanos, name: &str) -> Headers {
-    let mut out = Vec::with_capacity(5);
+    let mut out = match style {
+        HeaderStyle::None => return Headers::new(),
+        // Room for them all at once: `both`'s five spill in one allocation, not two.
+        HeaderStyle::Both => Headers::with_capacity(5),
+        HeaderStyle::XRateLimit | HeaderStyle::Draft => Headers::new(),
+    };
     if matches!(style, HeaderStyle::XRateLimit | HeaderStyle::Both) {
         out.push((NAMES[0], num(d.limit)));
         out.push((NAMES[1], num(d.remaining)));
         out.push((NAMES[2], num(ceil_secs(d.reset_after))));
     }
     if matches!(style, HeaderStyle::Draft | HeaderStyle::Both) {
-        let name = sf_string(name);
-        out.push((
-            NAMES[3],
-            format!("\"{name}\";q={};w={}", d.limit, ceil_secs(window)).into_bytes(),
-        ));
+        // `"name";a=x;b=y`
+        let field = |a: &[u8], x: u64, b: &[u8], y: u64| {
+            let mut v = HeaderValue::new();
+            v.push(b'"');
+            v.extend(sf_string(name));
+            v.extend_from_slice(b"\";");
+            v.extend_from_slice(a);
+            v.extend_from_slice(itoa::Buffer::new().format(x).as_bytes());
+            v.push(b';');
+            v.extend_from_slice(b);
+            v.extend_from_slice(itoa::Buffer::new().format(y).as_bytes());
+            v
+        };
+        out.push((NAMES[3], field(b"q=", d.limit, b"w=", ceil_secs(window))));
         out.push((
             NAMES[4],
-            format!(
-                "\"{name}\";r={};t={}",
-                d.remaining,
-                ceil_secs(d.reset_after)
-            )
-            .into_bytes(),
+            field(b"r=", d.remaining, b"t=", ceil_secs(d.reset_after)),
         ));
     }
     out
@@ -124,8 +150,9 @@ pub fn denial(mut headers: Headers, d: &Decision) -> (Headers, Vec<u8>) {
         "{{\"error\":{{\"code\":429,\"message\":\"Rate limit exceeded\",\"retry_after\":{retry}}}}}"
     )
     .into_bytes();
+    headers.reserve_exact(3);
     headers.push((NAMES[5], num(retry)));
-    headers.push((NAMES[6], b"application/json".to_vec()));
+    headers.push((NAMES[6], HeaderValue::from_slice(b"application/json")));
     headers.push((NAMES[7], num(body.len() as u64)));
     (headers, body)
 }
@@ -138,7 +165,7 @@ pub fn denial(mut headers: Headers, d: &Decision) -> (Headers, Vec<u8>) {
 /// use seawall::http::render::unavailable;
 ///
 /// let (headers, body) = unavailable(1_500_000_000);
-/// assert_eq!(headers[0], (&b"retry-after"[..], b"2".to_vec()));
+/// assert_eq!((headers[0].0, &headers[0].1[..]), (&b"retry-after"[..], &b"2"[..]));
 /// assert!(String::from_utf8(body).unwrap().contains("\"code\":503"));
 /// ```
 pub fn unavailable(wait: Nanos) -> (Headers, Vec<u8>) {
@@ -147,10 +174,80 @@ pub fn unavailable(wait: Nanos) -> (Headers, Vec<u8>) {
         "{{\"error\":{{\"code\":503,\"message\":\"Rate limit store unavailable\",\"retry_after\":{retry}}}}}"
     )
     .into_bytes();
-    let headers = vec![
+    let headers = Headers::from_iter([
         (NAMES[5], num(retry)),
-        (NAMES[6], b"application/json".to_vec()),
+        (NAMES[6], HeaderValue::from_slice(b"application/json")),
         (NAMES[7], num(body.len() as u64)),
-    ];
+    ]);
     (headers, body)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        /// The bytes are those `format!` gave before values were built inline.
+        #[test]
+        fn fields_are_spelled_as_before(
+            limit: u64, remaining: u64, reset_after: u64, window: u64, name in "\\PC{0,40}",
+        ) {
+            let d = Decision { allowed: true, limit, remaining, reset_after, retry_after: 0 };
+            let h = headers(HeaderStyle::Both, &d, window, &name);
+            let clean: String = name
+                .chars()
+                .filter(|c| (c.is_ascii_graphic() || *c == ' ') && *c != '"' && *c != '\\')
+                .collect();
+            let want = [
+                limit.to_string(),
+                remaining.to_string(),
+                ceil_secs(reset_after).to_string(),
+                format!("\"{clean}\";q={limit};w={}", ceil_secs(window)),
+                format!("\"{clean}\";r={remaining};t={}", ceil_secs(reset_after)),
+            ];
+            prop_assert_eq!(h.len(), 5);
+            for (i, ((n, v), w)) in h.iter().zip(want).enumerate() {
+                prop_assert_eq!(*n, NAMES[i]);
+                prop_assert_eq!(&v[..], w.as_bytes());
+            }
+        }
+    }
+
+    #[test]
+    fn numbers_at_every_length() {
+        let mut n = 1u64;
+        for _ in 0..20 {
+            for m in [n - 1, n, n + 1, n.saturating_mul(10) - 1] {
+                assert_eq!(&num(m)[..], m.to_string().as_bytes());
+            }
+            n = n.saturating_mul(10);
+        }
+        assert_eq!(&num(u64::MAX)[..], u64::MAX.to_string().as_bytes());
+    }
+
+    #[test]
+    fn numbers_stay_inline() {
+        let d = Decision {
+            allowed: true,
+            limit: u64::MAX,
+            remaining: u64::MAX,
+            reset_after: u64::MAX,
+            retry_after: 0,
+        };
+        let h = headers(HeaderStyle::XRateLimit, &d, 60_000_000_000, "default");
+        assert!(!h.spilled());
+        assert!(h.iter().all(|(_, v)| !v.spilled()));
+        let d = Decision {
+            limit: 100,
+            remaining: 99,
+            reset_after: 600_000_000,
+            ..d
+        };
+        let h = headers(HeaderStyle::Draft, &d, 60_000_000_000, "default");
+        assert!(!h.spilled());
+        assert!(h.iter().all(|(_, v)| !v.spilled()), "{h:?}");
+        assert!(std::mem::size_of::<super::super::Outcome>() <= 184);
+        assert!(headers(HeaderStyle::None, &d, 0, "default").is_empty());
+    }
 }

@@ -27,10 +27,10 @@ use crate::algorithm::Decision;
 /// assert_eq!(left, [2, 0], "refused by one, counted by none");
 /// ```
 #[inline]
-pub fn decide_all<D, E>(
+pub fn decide_all<D, E, O: Parts<D>>(
     n: usize,
     commit: bool,
-    out: &mut Vec<D>,
+    out: &mut O,
     mut ask: impl FnMut(usize, bool) -> Result<D, E>,
     admitted: impl Fn(&D) -> bool,
 ) -> Result<bool, E> {
@@ -53,6 +53,27 @@ pub fn decide_all<D, E>(
         }
     }
     Ok(all)
+}
+
+/// Where [`decide_all`] puts the parts' decisions: a `Vec`, or a `SmallVec` where the parts are
+/// few and allocating is not wanted.
+pub trait Parts<D>: std::ops::DerefMut<Target = [D]> {
+    /// Appends a part's decision.
+    fn push(&mut self, d: D);
+}
+
+impl<D> Parts<D> for Vec<D> {
+    #[inline]
+    fn push(&mut self, d: D) {
+        Vec::push(self, d);
+    }
+}
+
+impl<A: smallvec::Array> Parts<A::Item> for smallvec::SmallVec<A> {
+    #[inline]
+    fn push(&mut self, d: A::Item) {
+        smallvec::SmallVec::push(self, d);
+    }
 }
 
 /// The binding part of an all-or-nothing decision: when all admitted, the one with the fewest
