@@ -381,6 +381,8 @@ class HeaderSend:
         cls, send: Callable[[Any], Awaitable[None]], headers: Iterable[tuple[bytes, bytes]]
     ) -> Self: ...
     def __call__(self, message: Any) -> Awaitable[None]: ...
+    def send(self, message: Any) -> Awaitable[None]:
+        """The same as calling the object; cheaper to call (its arguments are not packed)."""
 
 @final
 class HttpLimiter:

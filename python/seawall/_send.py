@@ -15,5 +15,7 @@ def send_with_headers(send: Send, headers: Headers) -> Send:
     """``send``, adding ``headers`` to ``http.response.start``; every other message is passed
     as it is. The start message is sent as a new dict with a new list: the app's own may be
     shared (a prepared message, a ``Response`` sent twice), and must neither grow nor carry this
-    request's values. Native: no Python frame per message."""
-    return HeaderSend(send, headers)
+    request's values. Native: no Python frame per message; the bound method ``send`` rather than
+    the object, since a method's arguments are passed in place and a native ``__call__``'s in a new
+    tuple."""
+    return HeaderSend(send, headers).send

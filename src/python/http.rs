@@ -426,10 +426,9 @@ impl PyHttpLimiter {
             Outcome::Pass => Sent::Untouched,
             Outcome::Allowed(h) if h.is_empty() => Sent::Send(send.clone()),
             Outcome::Allowed(h) => {
-                let items = self.header_cache.items(py, &h)?.unbind();
-                Sent::Send(
-                    Bound::new(py, PyHeaderSend::new(send.clone().unbind(), items))?.into_any(),
-                )
+                let items = self.header_cache.items(py, &h)?;
+                let wrapped = Bound::new(py, PyHeaderSend::new(send.clone().unbind(), items))?;
+                Sent::Send(wrapped.getattr(pyo3::intern!(py, "send"))?)
             }
             other => match outcome_tuple(py, &other)? {
                 Some(t) => Sent::Refused(t),
