@@ -1,11 +1,12 @@
 """``seawall.RateLimitMiddleware``: rate limits in front of an ASGI app (Starlette, FastAPI, MCP).
 
-Pure ASGI, not ``BaseHTTPMiddleware``. Per HTTP request there is one call into Rust
-(``HttpLimiter.check``): it reads the scope (client, headers, path, method), derives the key
-(trusted proxies, IPv6 prefixes, hashed ``Authorization``), matches the route rules, decides every
-limit that applies and returns the response headers already rendered as bytes. This module adds
-those headers to ``http.response.start`` (streaming untouched) or sends the 429 itself, and the app
-is never called for a denied request.
+Pure ASGI, not ``BaseHTTPMiddleware``. Per HTTP request there is one call into Rust: it reads the
+scope (client, headers, path, method), derives the key (trusted proxies, IPv6 prefixes, hashed
+``Authorization``), matches the route rules, decides every limit that applies and renders the
+response headers. In memory that call is the middleware's own ``__call__`` (``AsgiEntry``, the
+native base class): an admitted request goes to the app's coroutine with a native send that adds
+the headers to ``http.response.start`` (streaming untouched). This module sends the 429 itself, and
+the app is never called for a denied request.
 
 What only Python can do lives here too: a ``key_func`` taking a Starlette ``Request``, and reading
 the request body ahead of the app when the key is a JSON-RPC field, then replaying it to the app
