@@ -15,7 +15,9 @@ and called directly with a fixed ``http`` scope (shallow-copied per call: Starle
 writes ``scope["state"]``), N calls in a plain loop inside one ``asyncio.run`` (default loop),
 best of 5 repeats, GC off while timing; the bare inner app's time is subtracted.
 
-Variants: no middleware; a pure-ASGI pass-through (the floor of any middleware); seawall
+Variants: no middleware; a pure-ASGI pass-through (the floor of any middleware); a pure-ASGI
+middleware adding three constant ``X-RateLimit-*`` headers in Python (the floor of any middleware
+that adds them); seawall
 ``RateLimitMiddleware(limits="1000000000/second")`` (key: client IP, X-RateLimit headers on);
 slowapi ``SlowAPIMiddleware`` and, when installed, ``SlowAPIASGIMiddleware`` (default limit
 ``1000000000/second``, headers on); a seed-004-style ``BaseHTTPMiddleware`` keeping a per-client
@@ -89,7 +91,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Coroutine
+from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass, field, replace
 from importlib import metadata
 from pathlib import Path
@@ -146,6 +148,37 @@ class PassThrough:
         await self.app(scope, receive, send)
 
 
+# The values seawall sends at LIMIT on a fresh key: the same names and byte lengths.
+CONSTANT_HEADERS = [
+    (b"x-ratelimit-limit", b"1000000000"),
+    (b"x-ratelimit-remaining", b"999999999"),
+    (b"x-ratelimit-reset", b"1"),
+]
+
+
+class ConstantHeaders:
+    """A pure-ASGI middleware that adds three constant ``X-RateLimit-*`` headers and decides
+    nothing: the floor of any middleware that adds them (a new start message and list, as
+    ASGI asks, and the server's own work on three more headers)."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+
+        def send_with_headers(message: Message) -> Awaitable[None]:
+            if message["type"] == "http.response.start":
+                extended = [*message.get("headers", ()), *CONSTANT_HEADERS]
+                message = message.copy()  # type: ignore[attr-defined]
+                message["headers"] = extended
+            return send(message)
+
+        await self.app(scope, receive, send_with_headers)
+
+
 class SeedRateLimitMiddleware(BaseHTTPMiddleware):
     """Seed 004's HTTP limiter: ``BaseHTTPMiddleware``, key ``http_{client ip}``, its
     ``RateLimiterService`` (a list of timestamps per client, rebuilt on every call), a 429
@@ -194,6 +227,7 @@ class Variant:
 VARIANTS: list[Variant] = [
     Variant("none", "no middleware", False),
     Variant("passthrough", "pure-ASGI pass-through", False),
+    Variant("passthrough_headers", "pure-ASGI, 3 constant X-RateLimit headers", True),
     Variant("seawall", "seawall `RateLimitMiddleware`", True),
     Variant("seawall_noheaders", 'seawall `RateLimitMiddleware(headers="none")`', False),
     Variant("slowapi", "slowapi `SlowAPIMiddleware`", True),
@@ -226,6 +260,8 @@ def build(key: str, seed_window: float) -> Built:
         return Built(None)
     if key == "passthrough":
         return Built(Middleware(PassThrough))
+    if key == "passthrough_headers":
+        return Built(Middleware(ConstantHeaders))
     if key == "seawall":
         return Built(Middleware(RateLimitMiddleware, limits=LIMIT))
     if key == "seawall_noheaders":
