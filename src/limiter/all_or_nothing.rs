@@ -27,17 +27,21 @@ use crate::algorithm::Decision;
 /// assert_eq!(left, [2, 0], "refused by one, counted by none");
 /// ```
 #[inline]
-pub fn decide_all<D, E, O: Parts<D>>(
+pub fn decide_all<D, E, O>(
     n: usize,
     commit: bool,
     out: &mut O,
     mut ask: impl FnMut(usize, bool) -> Result<D, E>,
     admitted: impl Fn(&D) -> bool,
-) -> Result<bool, E> {
+) -> Result<bool, E>
+where
+    // A `Vec`, or a `SmallVec` where the parts are few and allocating is not wanted.
+    O: Extend<D> + std::ops::DerefMut<Target = [D]>,
+{
     if n == 1 {
         let d = ask(0, commit)?;
         let all = admitted(&d);
-        out.push(d);
+        out.extend([d]);
         return Ok(all);
     }
     let start = out.len();
@@ -45,7 +49,7 @@ pub fn decide_all<D, E, O: Parts<D>>(
     for i in 0..n {
         let d = ask(i, false)?;
         all &= admitted(&d);
-        out.push(d);
+        out.extend([d]);
     }
     if all && commit {
         for i in 0..n {
@@ -53,27 +57,6 @@ pub fn decide_all<D, E, O: Parts<D>>(
         }
     }
     Ok(all)
-}
-
-/// Where [`decide_all`] puts the parts' decisions: a `Vec`, or a `SmallVec` where the parts are
-/// few and allocating is not wanted.
-pub trait Parts<D>: std::ops::DerefMut<Target = [D]> {
-    /// Appends a part's decision.
-    fn push(&mut self, d: D);
-}
-
-impl<D> Parts<D> for Vec<D> {
-    #[inline]
-    fn push(&mut self, d: D) {
-        Vec::push(self, d);
-    }
-}
-
-impl<A: smallvec::Array> Parts<A::Item> for smallvec::SmallVec<A> {
-    #[inline]
-    fn push(&mut self, d: A::Item) {
-        smallvec::SmallVec::push(self, d);
-    }
 }
 
 /// The binding part of an all-or-nothing decision: when all admitted, the one with the fewest
