@@ -168,33 +168,19 @@ fn violations(c: &mut Criterion) {
 /// middleware makes it per request): one default limit, by key source (the client's address,
 /// the default; a header; `Authorization`, hashed), peer family and header style.
 fn http(c: &mut Criterion) {
-    use seawall::http::client_ip::Proxies;
-    use seawall::http::{
-        HeaderStyle, HttpPolicy, IssuedSessions, KeySource, ProxyHeader, RequestView, Routes,
-    };
+    use seawall::http::{HeaderStyle, HttpPolicy, KeySource, RequestView, Routes};
     use seawall::limiter::limit::{AlgorithmKind, LimitSet};
     use seawall::metrics::top_limited::TopLimited;
 
     let policy = |key: &str, headers| HttpPolicy {
         key_source: key.parse::<KeySource>().unwrap(),
-        proxies: Proxies::default(),
-        proxy_header: ProxyHeader::default(),
-        sessions: IssuedSessions::new(1),
-        ipv6_prefix: 64,
-        max_key_length: 256,
-        exempt_ips: Proxies::default(),
-        exempt_clients: vec![],
-        bypass: None,
-        global: None,
-        routes: Routes::new(
+        headers,
+        top_limited: TopLimited::new(100),
+        ..HttpPolicy::new(Routes::new(
             vec![],
             Some(LimitSet::parse("1000000000/second", AlgorithmKind::Gcra).unwrap()),
             10_000,
-        ),
-        headers,
-        redis: None,
-        host: None,
-        top_limited: TopLimited::new(100),
+        ))
     };
     let headers: &[(&[u8], &[u8])] = &[
         (b"host", b"x"),

@@ -5,9 +5,7 @@ use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;
 
 use seawall::http::client_ip::Proxies;
-use seawall::http::{
-    HeaderStyle, HttpPolicy, IssuedSessions, Outcome, ProxyHeader, RequestView, Routes, Rule,
-};
+use seawall::http::{HeaderStyle, HttpPolicy, Outcome, RequestView, Routes, Rule};
 use seawall::limiter::limit::{AlgorithmKind, LimitSet};
 use seawall::limiter::memory_limiter::Limiter;
 use seawall::metrics::top_limited::TopLimited;
@@ -56,19 +54,12 @@ fn policy(key: &str, headers: HeaderStyle, global: bool) -> HttpPolicy {
     HttpPolicy {
         key_source: key.parse().unwrap(),
         proxies: Proxies::parse(&["10.0.0.0/8"]).unwrap(),
-        proxy_header: ProxyHeader::default(),
-        sessions: IssuedSessions::new(1),
-        ipv6_prefix: 64,
-        max_key_length: 256,
         exempt_ips: Proxies::parse(&["192.0.2.0/24"]).unwrap(),
         exempt_clients: vec!["someone-else".into()],
-        bypass: None,
         global: global.then(|| Limiter::new(set("1000000/second"), 10)),
-        routes: Routes::new(rules, Some(set("1000000/second")), 1000),
         headers,
-        redis: None,
-        host: None,
         top_limited: TopLimited::new(10),
+        ..HttpPolicy::new(Routes::new(rules, Some(set("1000000/second")), 1000))
     }
 }
 

@@ -4,12 +4,8 @@
 use std::time::Duration;
 
 use seawall::breaker::BreakerConfig;
-use seawall::http::client_ip::Proxies;
 use seawall::http::redis_budgets::{Begun, RedisBudgets};
-use seawall::http::{
-    HeaderStyle, HttpPolicy, IssuedSessions, KeySource, Outcome, ProxyHeader, RequestView, Routes,
-    Rule,
-};
+use seawall::http::{HttpPolicy, Outcome, RequestView, Routes, Rule};
 use seawall::limiter::limit::{AlgorithmKind, LimitSet};
 use seawall::limiter::memory_limiter::Limiter;
 use seawall::limiter::redis_failure::OnError;
@@ -41,21 +37,9 @@ fn policy(redis: RedisConfig, on_error: OnError, prefix: &str) -> HttpPolicy {
     };
     let budgets = RedisBudgets::new(Some(&global), &routes, config, 0).unwrap();
     HttpPolicy {
-        key_source: KeySource::Ip,
-        proxies: Proxies::default(),
-        proxy_header: ProxyHeader::default(),
-        sessions: IssuedSessions::new(1),
-        ipv6_prefix: 64,
-        max_key_length: 256,
-        exempt_ips: Proxies::default(),
-        exempt_clients: vec![],
-        bypass: None,
         global: Some(Limiter::new(global, 1)),
-        routes,
-        headers: HeaderStyle::XRateLimit,
         redis: Some(budgets),
-        host: None,
-        top_limited: Default::default(),
+        ..HttpPolicy::new(routes)
     }
 }
 

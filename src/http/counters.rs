@@ -89,30 +89,12 @@ impl HttpPolicy {
     /// limits), then `global` (if there are global limits).
     ///
     /// ```
-    /// use seawall::http::client_ip::Proxies;
-    /// use seawall::http::{HeaderStyle, HttpPolicy, IssuedSessions, KeySource, ProxyHeader};
-    /// use seawall::http::{RequestView, Routes, Rule};
+    /// use seawall::http::{HttpPolicy, RequestView, Routes, Rule};
     /// use seawall::limiter::limit::{AlgorithmKind, LimitSet};
     ///
     /// let set = |t| LimitSet::parse(t, AlgorithmKind::Gcra).unwrap();
     /// let rules = vec![Rule::new("/login", set("1/minute"), None, None).unwrap()];
-    /// let policy = HttpPolicy {
-    ///     key_source: KeySource::Ip,
-    ///     proxies: Proxies::default(),
-    ///     proxy_header: ProxyHeader::default(),
-    ///     sessions: IssuedSessions::new(1),
-    ///     ipv6_prefix: 64,
-    ///     max_key_length: 256,
-    ///     exempt_ips: Proxies::default(),
-    ///     exempt_clients: vec![],
-    ///     bypass: None,
-    ///     global: None,
-    ///     routes: Routes::new(rules, Some(set("5/minute")), 100),
-    ///     headers: HeaderStyle::XRateLimit,
-    ///     redis: None,
-    ///     host: None,
-    ///     top_limited: Default::default(),
-    /// };
+    /// let policy = HttpPolicy::new(Routes::new(rules, Some(set("5/minute")), 100));
     /// let req = |path| RequestView { peer: Some("192.0.2.1"), headers: &[], path, method: "POST", query: b"" };
     /// for _ in 0..2 {
     ///     policy.decide(&req("/login"), 0, None, None).unwrap();

@@ -642,6 +642,45 @@ fn sha256_hex(bytes: &[u8]) -> String {
 }
 
 impl HttpPolicy {
+    /// A policy over `routes` with the middleware's defaults for everything else: keyed by
+    /// client IP (IPv6 by /64, keys over 256 bytes hashed), no proxies, exemptions or bypass,
+    /// no global limits, `X-RateLimit-*` headers, decided in this process. Change a field with
+    /// struct update syntax.
+    ///
+    /// ```
+    /// use seawall::http::{HeaderStyle, HttpPolicy, Outcome, RequestView, Routes};
+    /// use seawall::limiter::limit::{AlgorithmKind, LimitSet};
+    ///
+    /// let set = LimitSet::parse("1/minute", AlgorithmKind::Gcra).unwrap();
+    /// let policy = HttpPolicy {
+    ///     headers: HeaderStyle::None,
+    ///     ..HttpPolicy::new(Routes::new(vec![], Some(set), 100))
+    /// };
+    /// let req = RequestView { peer: Some("192.0.2.1"), headers: &[], path: "/", method: "GET", query: b"" };
+    /// assert_eq!(policy.key_for(&req, None), "ip:192.0.2.1");
+    /// assert_eq!(policy.decide(&req, 0, None, None).unwrap(), Outcome::Pass);
+    /// assert!(matches!(policy.decide(&req, 0, None, None).unwrap(), Outcome::Limited(..)));
+    /// ```
+    pub fn new(routes: Routes) -> Self {
+        HttpPolicy {
+            key_source: KeySource::Ip,
+            proxies: Proxies::default(),
+            proxy_header: ProxyHeader::default(),
+            sessions: IssuedSessions::new(1),
+            ipv6_prefix: 64,
+            max_key_length: 256,
+            exempt_ips: Proxies::default(),
+            exempt_clients: vec![],
+            bypass: None,
+            global: None,
+            routes,
+            headers: HeaderStyle::XRateLimit,
+            redis: None,
+            host: None,
+            top_limited: Default::default(),
+        }
+    }
+
     /// Parses an exempt-address list or a proxy list, naming `param` on error.
     pub fn nets(param: &'static str, items: &[String]) -> Result<Proxies, Error> {
         Proxies::parse(items).map_err(|bad| {
@@ -983,32 +1022,23 @@ mod tests {
     }
 
     fn policy() -> HttpPolicy {
+        let login = Rule::new(
+            "/auth/login",
+            set("1/minute"),
+            Some(vec!["post".into()]),
+            None,
+        );
         HttpPolicy {
-            key_source: KeySource::Ip,
-            proxies: Proxies::default(),
-            proxy_header: ProxyHeader::default(),
             sessions: IssuedSessions::new(100),
-            ipv6_prefix: 64,
             max_key_length: 128,
             exempt_ips: Proxies::parse(&["192.0.2.0/24"]).unwrap(),
-            exempt_clients: vec![],
             bypass: Some((b"x-internal-service".to_vec(), b"s3cret".to_vec())),
-            global: None,
-            routes: Routes::new(
-                vec![Rule::new(
-                    "/auth/login",
-                    set("1/minute"),
-                    Some(vec!["post".into()]),
-                    None,
-                )
-                .unwrap()],
+            top_limited: crate::metrics::top_limited::TopLimited::new(10),
+            ..HttpPolicy::new(Routes::new(
+                vec![login.unwrap()],
                 Some(set("2/minute")),
                 1000,
-            ),
-            headers: HeaderStyle::XRateLimit,
-            redis: None,
-            host: None,
-            top_limited: crate::metrics::top_limited::TopLimited::new(10),
+            ))
         }
     }
 
