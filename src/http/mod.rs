@@ -1307,6 +1307,46 @@ mod tests {
         assert_eq!(key(b"0xff"), "header:0xff");
     }
 
+    proptest::proptest! {
+        /// Any value a client puts in a key header (invalid UTF-8, quotes, braces, control
+        /// bytes, a key on either side of the inline room and of `max_key_length`) is keyed as
+        /// the plain `format!` model says: its own namespace for non-UTF-8 bytes, the SHA-256
+        /// of the key past the limit, and an exemption matched on the raw id only.
+        #[test]
+        fn client_written_key_values_are_keyed_as_the_model_says(
+            value in proptest::collection::vec(
+                proptest::prop_oneof![
+                    proptest::prelude::any::<u8>(),
+                    proptest::sample::select(b"{}\"':/\\%\xff".to_vec()),
+                ],
+                1..200,
+            ),
+        ) {
+            let mut p = policy();
+            p.key_source = "header:x-key".parse().unwrap();
+            let model = match std::str::from_utf8(&value) {
+                Ok(text) => format!("header:{text}"),
+                Err(_) => format!("header-hex:{}", hex(&value)),
+            };
+            let model = match model.len() > p.max_key_length {
+                true => format!("sha256:{}", sha256_hex(model.as_bytes())),
+                false => model,
+            };
+            let h: &[(&[u8], &[u8])] = &[(b"x-key", &value)];
+            let r = req("203.0.113.1", "/", "GET", h);
+            proptest::prop_assert_eq!(p.key_for(&r, None), model);
+            // Exempting the id itself exempts it; exempting its key text does not.
+            let raw = match std::str::from_utf8(&value) {
+                Ok(text) => text.to_owned(),
+                Err(_) => format!("0x{}", hex(&value)),
+            };
+            p.exempt_clients = vec![p.key_for(&r, None)];
+            proptest::prop_assert_eq!(p.plan(&r, None, None).is_some(), raw != p.key_for(&r, None));
+            p.exempt_clients = vec![raw];
+            proptest::prop_assert!(p.plan(&r, None, None).is_none());
+        }
+    }
+
     #[test]
     fn globs_and_percent_decoding() {
         assert!(Pattern::new("/api/*").matches("/api/v1/items"));
